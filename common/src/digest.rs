@@ -1,0 +1,55 @@
+//! SHA-256 digests that name ciphertexts, manifests and masks in manifests and audit events.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+use std::fmt;
+
+/// A SHA-256 digest.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Digest(pub [u8; 32]);
+
+impl Digest {
+    /// Digest of a byte string, with a domain-separation label so that digests of different
+    /// kinds of object can never be confused.
+    pub fn of(label: &str, bytes: &[u8]) -> Self {
+        let mut hasher = Sha256::new();
+        hasher.update((label.len() as u64).to_le_bytes());
+        hasher.update(label.as_bytes());
+        hasher.update(bytes);
+        Self(hasher.finalize().into())
+    }
+
+    /// Digest of a slice of ring elements, as little-endian bytes.
+    pub fn of_scalars<S: crate::secagg::RingScalar>(label: &str, scalars: &[S]) -> Self {
+        let mut hasher = Sha256::new();
+        hasher.update((label.len() as u64).to_le_bytes());
+        hasher.update(label.as_bytes());
+        hasher.update((scalars.len() as u64).to_le_bytes());
+        let mut buf = Vec::with_capacity(16 * 1024);
+        for chunk in scalars.chunks(1024) {
+            buf.clear();
+            for s in chunk {
+                s.extend_le_bytes(&mut buf);
+            }
+            hasher.update(&buf);
+        }
+        Self(hasher.finalize().into())
+    }
+
+    /// Lower-case hexadecimal form.
+    pub fn to_hex(&self) -> String {
+        self.0.iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+impl fmt::Display for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+impl fmt::Debug for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Digest({})", &self.to_hex()[..16])
+    }
+}

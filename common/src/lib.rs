@@ -1,0 +1,30 @@
+//! # fedbank-common
+//!
+//! What every fedbank role shares: the secure-aggregation scheme, the encoding of statistics
+//! into plaintext slots, the committee's decryption policy, and the wire format.
+//!
+//! ```text
+//!   encoding ──slots──▶ secagg::Encryptor ──Ciphertext──▶ Ciphertext::add_assign (aggregate)
+//!                                                               │ summed masks + Manifest
+//!   encoding ◀──slots── secagg::combine ◀──PartialDecryption── policy::check + PartialDecryptor
+//! ```
+//!
+//! - [`secagg`]: threshold compact public-key encryption on tfhe's `core_crypto` (DESIGN.md §3),
+//!   with the `strict` and `fast` profiles and their noise budget.
+//! - [`encoding`]: bounds, fixed-point scale, counted clipping, limbs, overflow validation.
+//! - [`policy`]: the committee member's decision to decrypt, as a pure function.
+//! - [`committee`]: decryption requests and partial decryptions.
+//! - [`wire`]: versioned, size-limited bincode 2 encoding; [`storage`]: atomic, permission-aware
+//!   files.
+//!
+//! It does not open sockets, read clocks, spawn tasks or log secrets: the coordinator and
+//! participant crates drive it, and the network code only moves its bytes.
+
+pub mod committee;
+pub mod digest;
+pub mod encoding;
+pub mod ids;
+pub mod policy;
+pub mod secagg;
+pub mod storage;
+pub mod wire;

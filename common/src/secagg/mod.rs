@@ -1,0 +1,34 @@
+//! Threshold compact public-key encryption on tfhe's `core_crypto` (DESIGN.md §3).
+//!
+//! ```text
+//!  participants                 coordinator                       committee members
+//!  ────────────                 ───────────                       ─────────────────
+//!                          KeySetup(seed) ───────────────────────▶ s_j ← binary (local)
+//!                          joint key (a, Σ b_j) ◀───────────────── PublicKeyShare b_j
+//!  ◀────────────────────── joint key
+//!  Encryptor::encrypt(m_k)
+//!   ────── Ciphertext_k ──▶ Σ_k masks, Σ_k bodies
+//!                          summed masks + manifest ──────────────▶ policy check
+//!                          Σ P_j ◀──────────────────────────────── PartialDecryptor: P_j
+//!                          combine: round((Σ bodies − Σ_j P_j)/Δ) = Σ_k m_k
+//! ```
+//!
+//! What this module does not do: choose who may decrypt what (that is [`crate::policy`]),
+//! turn real numbers into slots (that is [`crate::encoding`]), move bytes ([`crate::wire`] and
+//! the node crates), or prove that a participant's input is in range (a participant can only
+//! shift the aggregate by its own clipped contribution; see the encoding bounds).
+
+mod ciphertext;
+mod decryption;
+mod keys;
+pub mod params;
+mod ring;
+
+pub use ciphertext::{chunk_count, Ciphertext, CryptoError, Encryptor};
+pub use decryption::{combine, round_messages, PartialDecryptor};
+pub use keys::{JointPublicKey, KeyError, KeySetup, PublicKeyShare, SecretKeyShare};
+pub use params::{ParameterError, Profile, RingParameters, SchemeParameters};
+pub use ring::{Ring, RingScalar};
+
+#[cfg(test)]
+mod tests;
