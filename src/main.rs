@@ -1,1 +1,44 @@
-fn main() {}
+//! `fedbank`: the command-line tool of the fedbank consortium.
+//!
+//! Subcommands so far: `fedbank bench secagg` (secure-aggregation benchmark). The node,
+//! simulation, audit and scoring subcommands build on the same crates.
+
+mod bench;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+/// Privacy-preserving federated learning for banks and their partners.
+#[derive(Parser)]
+#[command(name = "fedbank", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Measure the system on this machine.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Secure aggregation per role (participant, coordinator, committee) against a plaintext sum
+    /// and tfhe's high-level FheUint32 addition, measured in the same run.
+    Secagg(bench::SecaggArgs),
+}
+
+fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
+    match Cli::parse().command {
+        Command::Bench(BenchCommand::Secagg(args)) => bench::run_secagg(&args),
+    }
+}

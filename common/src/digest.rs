@@ -21,19 +21,15 @@ impl Digest {
 
     /// Digest of a slice of ring elements, as little-endian bytes.
     pub fn of_scalars<S: crate::secagg::RingScalar>(label: &str, scalars: &[S]) -> Self {
+        Self::builder(label).scalars(scalars).finish()
+    }
+
+    /// Starts a digest over several parts, with a domain-separation label.
+    pub fn builder(label: &str) -> DigestBuilder {
         let mut hasher = Sha256::new();
         hasher.update((label.len() as u64).to_le_bytes());
         hasher.update(label.as_bytes());
-        hasher.update((scalars.len() as u64).to_le_bytes());
-        let mut buf = Vec::with_capacity(16 * 1024);
-        for chunk in scalars.chunks(1024) {
-            buf.clear();
-            for s in chunk {
-                s.extend_le_bytes(&mut buf);
-            }
-            hasher.update(&buf);
-        }
-        Self(hasher.finalize().into())
+        DigestBuilder { hasher }
     }
 
     /// Lower-case hexadecimal form.
@@ -51,5 +47,38 @@ impl fmt::Display for Digest {
 impl fmt::Debug for Digest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Digest({})", &self.to_hex()[..16])
+    }
+}
+
+/// An incremental digest; every part is length-prefixed so that parts cannot run into each other.
+pub struct DigestBuilder {
+    hasher: Sha256,
+}
+
+impl DigestBuilder {
+    /// Adds a byte string.
+    pub fn bytes(mut self, bytes: &[u8]) -> Self {
+        self.hasher.update((bytes.len() as u64).to_le_bytes());
+        self.hasher.update(bytes);
+        self
+    }
+
+    /// Adds ring elements as little-endian bytes.
+    pub fn scalars<S: crate::secagg::RingScalar>(mut self, scalars: &[S]) -> Self {
+        self.hasher.update((scalars.len() as u64).to_le_bytes());
+        let mut buf = Vec::with_capacity(16 * 1024);
+        for chunk in scalars.chunks(1024) {
+            buf.clear();
+            for s in chunk {
+                s.extend_le_bytes(&mut buf);
+            }
+            self.hasher.update(&buf);
+        }
+        self
+    }
+
+    /// The digest.
+    pub fn finish(self) -> Digest {
+        Digest(self.hasher.finalize().into())
     }
 }

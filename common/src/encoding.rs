@@ -140,7 +140,9 @@ pub enum EncodingError {
         value: f64,
     },
     /// Integer values need an integral scale.
-    #[error("quantity '{quantity}' is given as integers but its scale {scale} is not a whole number")]
+    #[error(
+        "quantity '{quantity}' is given as integers but its scale {scale} is not a whole number"
+    )]
     ScaleNotIntegral {
         /// Quantity.
         quantity: String,
@@ -468,9 +470,12 @@ mod tests {
 
     #[test]
     fn small_quantities_take_one_slot_and_round_trip() {
-        let plan = EncodingPlan::new(&[QuantitySpec::new("x", 3, 100.0, 1000.0)], &fast(10)).unwrap();
+        let plan =
+            EncodingPlan::new(&[QuantitySpec::new("x", 3, 100.0, 1000.0)], &fast(10)).unwrap();
         assert_eq!(plan.quantities()[0].limbs, 1);
-        let (slots, report) = plan.encode(&[QuantityValues::F64(&[1.5, -2.25, 0.0004])]).unwrap();
+        let (slots, report) = plan
+            .encode(&[QuantityValues::F64(&[1.5, -2.25, 0.0004])])
+            .unwrap();
         assert_eq!(slots, vec![1500, -2250, 0]);
         assert_eq!(report.total(), 0);
         let decoded = plan.decode(&slots).unwrap();
@@ -484,16 +489,28 @@ mod tests {
             .encode(&[QuantityValues::F64(&[11.0, -1e300, 10.0, 3.0])])
             .unwrap();
         assert_eq!(slots, vec![10, -10, 10, 3]);
-        assert_eq!((report.quantities[0].below, report.quantities[0].above), (1, 1));
-        let (_, report) = plan.encode(&[QuantityValues::I64(&[i64::MAX, 0, -11, 10])]).unwrap();
-        assert_eq!((report.quantities[0].below, report.quantities[0].above), (1, 1));
+        assert_eq!(
+            (report.quantities[0].below, report.quantities[0].above),
+            (1, 1)
+        );
+        let (_, report) = plan
+            .encode(&[QuantityValues::I64(&[i64::MAX, 0, -11, 10])])
+            .unwrap();
+        assert_eq!(
+            (report.quantities[0].below, report.quantities[0].above),
+            (1, 1)
+        );
     }
 
     #[test]
     fn wide_quantities_are_split_into_limbs_and_recombined_exactly() {
         let params = fast(10);
         // 2^40 per value, ×10 contributors: more than the fast profile's 31 message bits.
-        let plan = EncodingPlan::new(&[QuantitySpec::new("money", 2, 2f64.powi(40), 1.0)], &params).unwrap();
+        let plan = EncodingPlan::new(
+            &[QuantitySpec::new("money", 2, 2f64.powi(40), 1.0)],
+            &params,
+        )
+        .unwrap();
         let q = &plan.quantities()[0];
         assert!(q.limbs > 1, "expected limbs, got {q:?}");
         let a = [(1i64 << 40) - 3, -(1i64 << 39) - 12345];
@@ -504,7 +521,13 @@ mod tests {
         assert!(sa.iter().chain(&sb).all(|s| s.abs() < limit));
         let summed: Vec<i128> = sa.iter().zip(&sb).map(|(x, y)| x + y).collect();
         let decoded = plan.decode(&summed).unwrap();
-        assert_eq!(decoded[0].exact, vec![i128::from(a[0]) + i128::from(b[0]), i128::from(a[1]) + i128::from(b[1])]);
+        assert_eq!(
+            decoded[0].exact,
+            vec![
+                i128::from(a[0]) + i128::from(b[0]),
+                i128::from(a[1]) + i128::from(b[1])
+            ]
+        );
     }
 
     #[test]
@@ -514,7 +537,10 @@ mod tests {
         let err = EncodingPlan::new(&[spec], &fast(1000)).unwrap_err();
         let text = err.to_string();
         assert!(matches!(err, EncodingError::Overflow { .. }), "{err:?}");
-        assert!(text.contains("monetary_total") && text.contains("1000 contributors"), "{text}");
+        assert!(
+            text.contains("monetary_total") && text.contains("1000 contributors"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -530,7 +556,10 @@ mod tests {
         ));
         assert!(matches!(
             EncodingPlan::new(
-                &[QuantitySpec::new("x", 1, 1.0, 1.0), QuantitySpec::new("x", 1, 1.0, 1.0)],
+                &[
+                    QuantitySpec::new("x", 1, 1.0, 1.0),
+                    QuantitySpec::new("x", 1, 1.0, 1.0)
+                ],
                 &p
             ),
             Err(EncodingError::BadName(_))

@@ -30,7 +30,9 @@ pub enum IdError {
         len: usize,
     },
     /// The identifier held a character outside `[A-Za-z0-9._-]`.
-    #[error("{kind} id '{id}' contains {bad:?}; only letters, digits, '.', '_' and '-' are allowed")]
+    #[error(
+        "{kind} id '{id}' contains {bad:?}; only letters, digits, '.', '_' and '-' are allowed"
+    )]
     BadCharacter {
         /// What kind of id.
         kind: &'static str,

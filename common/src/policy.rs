@@ -145,7 +145,9 @@ pub enum PolicyRefusal {
         contributor: NodeId,
     },
     /// Contributors and ciphertext digests differ in number.
-    #[error("refused: the manifest lists {contributors} contributors but {digests} ciphertext digests")]
+    #[error(
+        "refused: the manifest lists {contributors} contributors but {digests} ciphertext digests"
+    )]
     DigestCountMismatch {
         /// Contributors listed.
         contributors: usize,
@@ -309,7 +311,11 @@ mod tests {
             quantity: "sums".into(),
             value_count: 10,
             contributors: vec![id("a"), id("b"), id("c")],
-            ciphertext_digests: vec![Digest::of("t", b"a"), Digest::of("t", b"b"), Digest::of("t", b"c")],
+            ciphertext_digests: vec![
+                Digest::of("t", b"a"),
+                Digest::of("t", b"b"),
+                Digest::of("t", b"c"),
+            ],
             aggregate_mask_digest: Digest::of("mask", b"m"),
         };
         (record, manifest)
@@ -322,7 +328,10 @@ mod tests {
         let approval = check(&record, &manifest, mask).unwrap();
         assert!(matches!(approval, Approval::First { .. }));
         record.record(&approval);
-        assert!(matches!(check(&record, &manifest, mask), Ok(Approval::Repeat { .. })));
+        assert!(matches!(
+            check(&record, &manifest, mask),
+            Ok(Approval::Repeat { .. })
+        ));
         let mut other = manifest.clone();
         other.contributors = vec![id("a"), id("b"), id("d")];
         assert!(matches!(
@@ -340,21 +349,38 @@ mod tests {
         let mask = manifest.aggregate_mask_digest;
         let mut m = manifest.clone();
         m.job = JobId::new("job-2").unwrap();
-        assert!(matches!(check(&record, &m, mask), Err(PolicyRefusal::UnknownJob { .. })));
+        assert!(matches!(
+            check(&record, &m, mask),
+            Err(PolicyRefusal::UnknownJob { .. })
+        ));
         let mut m = manifest.clone();
         m.key_epoch = 1;
         assert!(matches!(
             check(&record, &m, mask),
-            Err(PolicyRefusal::UnknownKeyEpoch { requested: 1, held: 2, .. })
+            Err(PolicyRefusal::UnknownKeyEpoch {
+                requested: 1,
+                held: 2,
+                ..
+            })
         ));
         let mut m = manifest.clone();
         m.profile = Profile::Fast;
-        assert!(matches!(check(&record, &m, mask), Err(PolicyRefusal::ProfileMismatch { .. })));
+        assert!(matches!(
+            check(&record, &m, mask),
+            Err(PolicyRefusal::ProfileMismatch { .. })
+        ));
         let mut m = manifest.clone();
         m.contributors.pop();
         m.ciphertext_digests.pop();
         let err = check(&record, &m, mask).unwrap_err();
-        assert!(matches!(err, PolicyRefusal::TooFewContributors { distinct: 2, required: 3, .. }));
+        assert!(matches!(
+            err,
+            PolicyRefusal::TooFewContributors {
+                distinct: 2,
+                required: 3,
+                ..
+            }
+        ));
         assert!(err.to_string().contains("at least 3"));
         let mut m = manifest.clone();
         m.contributors = vec![id("a"), id("a"), id("b")];
@@ -364,7 +390,10 @@ mod tests {
         ));
         let mut m = manifest.clone();
         m.ciphertext_digests.pop();
-        assert!(matches!(check(&record, &m, mask), Err(PolicyRefusal::DigestCountMismatch { .. })));
+        assert!(matches!(
+            check(&record, &m, mask),
+            Err(PolicyRefusal::DigestCountMismatch { .. })
+        ));
         assert!(matches!(
             check(&record, &manifest, Digest::of("mask", b"other")),
             Err(PolicyRefusal::MaskDigestMismatch { .. })

@@ -18,7 +18,7 @@ use crate::secagg::{
     Ciphertext, CryptoError, JointPublicKey, KeyError, KeySetup, PublicKeyShare, RingScalar,
     SecretKeyShare,
 };
-use bincode::config::{Configuration, Fixint, LittleEndian, Limit};
+use bincode::config::{Configuration, Fixint, Limit, LittleEndian};
 use serde::{de::DeserializeOwned, Serialize};
 
 /// Header magic.
@@ -142,7 +142,9 @@ pub enum WireError {
         found: u8,
     },
     /// The header names another torus width (profile).
-    #[error("{kind:?}: encoded for a {found}-bit torus, expected {expected}-bit (wrong crypto profile)")]
+    #[error(
+        "{kind:?}: encoded for a {found}-bit torus, expected {expected}-bit (wrong crypto profile)"
+    )]
     WrongTorus {
         /// Expected kind.
         kind: WireKind,

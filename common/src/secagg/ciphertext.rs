@@ -18,10 +18,11 @@
 use super::keys::JointPublicKey;
 use super::params::{ParameterError, Profile, SchemeParameters};
 use super::ring::{add_assign, Ring, RingScalar};
+use crate::digest::Digest;
 use crate::ids::JobId;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
-use tfhe::core_crypto::commons::math::random::RandomGenerator;
+use tfhe::core_crypto::commons::math::random::{RandomGenerator, Seed};
 use tfhe::core_crypto::prelude::{new_seeder, DefaultRandomGenerator, TUniform};
 
 /// Values per rayon task when adding ciphertexts.
@@ -88,6 +89,18 @@ pub fn chunk_count(values: usize, n: usize) -> usize {
 }
 
 impl<S: RingScalar> Ciphertext<S> {
+    /// Digest naming this ciphertext in manifests and audit events.
+    pub fn digest(&self) -> Digest {
+        Digest::builder("fedbank.ciphertext.v1")
+            .bytes(self.job.as_str().as_bytes())
+            .bytes(&self.key_epoch.to_le_bytes())
+            .bytes(self.profile.name().as_bytes())
+            .bytes(&self.value_count.to_le_bytes())
+            .scalars(&self.masks)
+            .scalars(&self.bodies)
+            .finish()
+    }
+
     /// Checks internal consistency: lengths agree with the value count and profile.
     pub fn validate(&self) -> Result<(), CryptoError> {
         let ring = self.profile.ring();
@@ -243,10 +256,16 @@ pub(crate) struct ChunkScratch<S: RingScalar> {
 }
 
 impl<S: RingScalar> ChunkScratch<S> {
+    /// Buffers with a generator seeded from the operating system's entropy.
     pub(crate) fn new(n: usize) -> Self {
         let mut seeder = new_seeder();
+        Self::with_seed(n, seeder.seed())
+    }
+
+    /// Buffers with a generator seeded explicitly.
+    pub(crate) fn with_seed(n: usize, seed: Seed) -> Self {
         Self {
-            generator: RandomGenerator::new(seeder.seed()),
+            generator: RandomGenerator::new(seed),
             binary: vec![S::ZERO; n],
             noise: vec![S::ZERO; n],
             product: vec![S::ZERO; n],

@@ -201,7 +201,8 @@ impl<S: RingScalar> SecretKeyShare<S> {
         self.setup.validate()?;
         self.setup.check_torus::<S>()?;
         self.setup.check_member(&self.member)?;
-        self.setup.check_len("secret key share", self.coefficients.len())?;
+        self.setup
+            .check_len("secret key share", self.coefficients.len())?;
         if let Some(index) = self.coefficients.iter().position(|&c| c > S::ONE) {
             return Err(KeyError::NotBinary {
                 member: self.member.clone(),
@@ -354,8 +355,10 @@ impl<S: RingScalar> JointPublicKey<S> {
     pub fn validate(&self) -> Result<(), KeyError> {
         self.setup.validate()?;
         self.setup.check_torus::<S>()?;
-        self.setup.check_len("joint public-key mask", self.mask.len())?;
-        self.setup.check_len("joint public-key body", self.body.len())
+        self.setup
+            .check_len("joint public-key mask", self.mask.len())?;
+        self.setup
+            .check_len("joint public-key body", self.body.len())
     }
 
     /// The setup of this key.

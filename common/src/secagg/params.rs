@@ -75,7 +75,9 @@ const fn t_uniform_log2_u64(d: DynamicDistribution<u64>) -> u32 {
 const fn t_uniform_log2_u128(d: DynamicDistribution<u128>) -> u32 {
     match d {
         DynamicDistribution::TUniform(t) => t.bound_log2(),
-        DynamicDistribution::Gaussian(_) => panic!("the strict profile's tfhe set must be TUniform"),
+        DynamicDistribution::Gaussian(_) => {
+            panic!("the strict profile's tfhe set must be TUniform")
+        }
     }
 }
 
@@ -92,15 +94,17 @@ const FAST_RING: RingParameters = RingParameters {
     tfhe_parameter_set: "V1_8_PARAM_PKE_TO_SMALL_MESSAGE_2_CARRY_2_KS_PBS_TUNIFORM_2M128_ZKV2",
 };
 
-const STRICT_RING: RingParameters = match V1_8_NOISE_SQUASHING_PARAM_MESSAGE_2_CARRY_2_KS_PBS_TUNIFORM_2M128 {
-    NoiseSquashingParameters::Classic(p) => RingParameters {
-        polynomial_size: p.glwe_dimension.0 * p.polynomial_size.0,
-        noise_log2: t_uniform_log2_u128(p.glwe_noise_distribution),
-        torus_bits: 128,
-        tfhe_parameter_set: "V1_8_NOISE_SQUASHING_PARAM_MESSAGE_2_CARRY_2_KS_PBS_TUNIFORM_2M128",
-    },
-    _ => panic!("the strict profile's tfhe set must be a classic noise-squashing set"),
-};
+const STRICT_RING: RingParameters =
+    match V1_8_NOISE_SQUASHING_PARAM_MESSAGE_2_CARRY_2_KS_PBS_TUNIFORM_2M128 {
+        NoiseSquashingParameters::Classic(p) => RingParameters {
+            polynomial_size: p.glwe_dimension.0 * p.polynomial_size.0,
+            noise_log2: t_uniform_log2_u128(p.glwe_noise_distribution),
+            torus_bits: 128,
+            tfhe_parameter_set:
+                "V1_8_NOISE_SQUASHING_PARAM_MESSAGE_2_CARRY_2_KS_PBS_TUNIFORM_2M128",
+        },
+        _ => panic!("the strict profile's tfhe set must be a classic noise-squashing set"),
+    };
 
 /// A crypto profile: which torus, ring and noise the secure aggregation uses.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -239,7 +243,8 @@ impl SchemeParameters {
         let b = f64::from(ring.noise_log2);
         // Hoeffding variance proxy in log2, see the module docs, step 3.
         let v_log2 = 2.0 * b + (n * m * k * k + n * m * m * k + k).log2();
-        let tail_log2 = 0.5 * (2.0 * (1.0 - DECRYPTION_FAILURE_LOG2) * std::f64::consts::LN_2).log2();
+        let tail_log2 =
+            0.5 * (2.0 * (1.0 - DECRYPTION_FAILURE_LOG2) * std::f64::consts::LN_2).log2();
         let aggregate_noise_log2 = 0.5 * v_log2 + tail_log2;
         let smudging_log2 = match profile {
             Profile::Strict => aggregate_noise_log2.ceil() as u32 + STATISTICAL_SMUDGING_BITS,
@@ -333,11 +338,20 @@ mod tests {
     #[test]
     fn documented_budgets_hold() {
         let p = SchemeParameters::new(Profile::Strict, 3, 10).unwrap();
-        assert_eq!((p.smudging_log2(), p.delta_log2(), p.message_bits()), (85, 88, 39));
+        assert_eq!(
+            (p.smudging_log2(), p.delta_log2(), p.message_bits()),
+            (85, 88, 39)
+        );
         let p = SchemeParameters::new(Profile::Strict, 7, 1000).unwrap();
-        assert_eq!((p.smudging_log2(), p.delta_log2(), p.message_bits()), (92, 96, 31));
+        assert_eq!(
+            (p.smudging_log2(), p.delta_log2(), p.message_bits()),
+            (92, 96, 31)
+        );
         let p = SchemeParameters::new(Profile::Fast, 3, 10).unwrap();
-        assert_eq!((p.smudging_log2(), p.delta_log2(), p.message_bits()), (27, 32, 31));
+        assert_eq!(
+            (p.smudging_log2(), p.delta_log2(), p.message_bits()),
+            (27, 32, 31)
+        );
     }
 
     #[test]

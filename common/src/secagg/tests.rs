@@ -16,7 +16,9 @@ fn committee<S: RingScalar>(profile: Profile, m: usize) -> (KeySetup, Vec<Secret
         key_epoch: 1,
         profile,
         mask_seed: 0x5eed,
-        committee: (0..m).map(|j| NodeId::new(format!("m{j}")).unwrap()).collect(),
+        committee: (0..m)
+            .map(|j| NodeId::new(format!("m{j}")).unwrap())
+            .collect(),
     };
     let shares = setup
         .committee
@@ -41,7 +43,10 @@ fn our_list_decrypts_with_tfhe<S: RingScalar>(profile: Profile) {
     let params = SchemeParameters::new(profile, 3, 10).unwrap();
     let n = profile.ring().polynomial_size;
     let slots: Vec<i128> = (0..n + 5).map(|i| i as i128 - 700).collect();
-    let ct = Encryptor::new(key, params.clone()).unwrap().encrypt(&slots).unwrap();
+    let ct = Encryptor::new(key, params.clone())
+        .unwrap()
+        .encrypt(&slots)
+        .unwrap();
 
     let mut container = ct.masks.clone();
     container.extend_from_slice(&ct.bodies);
@@ -109,7 +114,7 @@ fn tfhe_list_decrypts_with_committee<S: RingScalar>(profile: Profile) {
         .map(|s| {
             PartialDecryptor::new(s, params.clone())
                 .unwrap()
-                .partial_decrypt(masks, count)
+                .partial_decrypt(masks, count, &crate::digest::Digest::of("test", b"ctx"))
                 .unwrap()
         })
         .collect();

@@ -1,0 +1,273 @@
+//! Summing the contributions of one slot and combining the committee's partial decryptions.
+
+use fedbank_common::committee::{DecryptionRequest, PartialDecryption, MASK_DIGEST_LABEL};
+use fedbank_common::digest::Digest;
+use fedbank_common::ids::{JobId, NodeId};
+use fedbank_common::policy::Manifest;
+use fedbank_common::secagg::{
+    combine, Ciphertext, CryptoError, KeySetup, RingScalar, SchemeParameters,
+};
+use std::collections::BTreeMap;
+
+/// Why a contribution or a combination was refused. The aggregate is unchanged.
+#[derive(Debug, thiserror::Error)]
+pub enum AggregationError {
+    /// The participant already contributed to this slot.
+    #[error("job {job} round {round} quantity '{quantity}': {participant} already contributed (ciphertext {previous}); the second contribution is ignored")]
+    DuplicateContribution {
+        /// Job.
+        job: JobId,
+        /// Round.
+        round: u32,
+        /// Quantity.
+        quantity: String,
+        /// The participant.
+        participant: NodeId,
+        /// Digest of the contribution kept.
+        previous: Digest,
+    },
+    /// The ciphertext does not belong to this slot.
+    #[error(
+        "contribution from {participant} to job {job} round {round} quantity '{quantity}' rejected"
+    )]
+    Misfit {
+        /// Job.
+        job: JobId,
+        /// Round.
+        round: u32,
+        /// Quantity.
+        quantity: String,
+        /// The participant.
+        participant: NodeId,
+        /// What did not fit.
+        #[source]
+        source: CryptoError,
+    },
+    /// Too few contributors to ask for a decryption.
+    #[error("job {job} round {round} quantity '{quantity}': {got} contributors, at least {required} are required before decryption")]
+    TooFewContributors {
+        /// Job.
+        job: JobId,
+        /// Round.
+        round: u32,
+        /// Quantity.
+        quantity: String,
+        /// Contributors so far.
+        got: usize,
+        /// min_participants.
+        required: usize,
+    },
+    /// A partial decryption is missing, repeated, from outside the committee, or for another
+    /// manifest.
+    #[error("job {job} round {round} quantity '{quantity}': {problem}")]
+    BadPartials {
+        /// Job.
+        job: JobId,
+        /// Round.
+        round: u32,
+        /// Quantity.
+        quantity: String,
+        /// What was wrong.
+        problem: PartialProblem,
+    },
+    /// Combining failed.
+    #[error("combining partial decryptions")]
+    Combine(#[from] CryptoError),
+}
+
+/// What was wrong with the set of partial decryptions.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PartialProblem {
+    /// A member's partial decryption is missing.
+    #[error("no partial decryption from committee member {0}")]
+    Missing(NodeId),
+    /// A member answered twice.
+    #[error("two partial decryptions from {0}")]
+    Repeated(NodeId),
+    /// A node outside the committee answered.
+    #[error("{0} is not on the committee")]
+    Outsider(NodeId),
+    /// A member answered for another manifest.
+    #[error("{member} answered for manifest {got}, the request was {expected}")]
+    WrongManifest {
+        /// The member.
+        member: NodeId,
+        /// Manifest requested.
+        expected: Digest,
+        /// Manifest answered.
+        got: Digest,
+    },
+}
+
+/// The running sum of one slot's contributions.
+pub struct RoundAggregate<S: RingScalar> {
+    setup: KeySetup,
+    round: u32,
+    quantity: String,
+    value_count: u64,
+    contributions: BTreeMap<NodeId, Digest>,
+    sum: Option<Ciphertext<S>>,
+}
+
+impl<S: RingScalar> RoundAggregate<S> {
+    /// An empty aggregate for `value_count` values of `quantity` in `round`.
+    pub fn new(setup: KeySetup, round: u32, quantity: impl Into<String>, value_count: u64) -> Self {
+        Self {
+            setup,
+            round,
+            quantity: quantity.into(),
+            value_count,
+            contributions: BTreeMap::new(),
+            sum: None,
+        }
+    }
+
+    /// Contributors so far, with their ciphertext digests.
+    pub fn contributions(&self) -> &BTreeMap<NodeId, Digest> {
+        &self.contributions
+    }
+
+    fn misfit(&self, participant: &NodeId, source: CryptoError) -> AggregationError {
+        AggregationError::Misfit {
+            job: self.setup.job.clone(),
+            round: self.round,
+            quantity: self.quantity.clone(),
+            participant: participant.clone(),
+            source,
+        }
+    }
+
+    /// Adds a participant's ciphertext. Refuses, without changing the sum, a second contribution
+    /// from the same participant and any ciphertext for another job, epoch, profile or length.
+    pub fn add(
+        &mut self,
+        participant: NodeId,
+        ciphertext: Ciphertext<S>,
+    ) -> Result<Digest, AggregationError> {
+        if let Some(previous) = self.contributions.get(&participant) {
+            return Err(AggregationError::DuplicateContribution {
+                job: self.setup.job.clone(),
+                round: self.round,
+                quantity: self.quantity.clone(),
+                participant,
+                previous: *previous,
+            });
+        }
+        let fits = ciphertext.job == self.setup.job
+            && ciphertext.key_epoch == self.setup.key_epoch
+            && ciphertext.profile == self.setup.profile
+            && ciphertext.value_count == self.value_count;
+        if !fits {
+            let reason = format!(
+                "expected job {} epoch {} profile {} with {} values, got job {} epoch {} profile {} with {} values",
+                self.setup.job, self.setup.key_epoch, self.setup.profile, self.value_count,
+                ciphertext.job, ciphertext.key_epoch, ciphertext.profile, ciphertext.value_count
+            );
+            return Err(self.misfit(&participant, CryptoError::Mismatch(reason)));
+        }
+        ciphertext
+            .validate()
+            .map_err(|e| self.misfit(&participant, e))?;
+        let digest = ciphertext.digest();
+        match &mut self.sum {
+            None => self.sum = Some(ciphertext),
+            Some(sum) => sum
+                .add_assign(&ciphertext)
+                .map_err(|e| self.misfit(&participant, e))?,
+        }
+        tracing::debug!(
+            job = %self.setup.job, round = self.round, quantity = %self.quantity,
+            participant = %participant, ciphertext = %digest, "contribution added"
+        );
+        self.contributions.insert(participant, digest);
+        Ok(digest)
+    }
+
+    /// The manifest and summed masks to send to every committee member; refused below
+    /// `min_participants` contributors.
+    pub fn decryption_request(
+        &self,
+        min_participants: usize,
+    ) -> Result<DecryptionRequest<S>, AggregationError> {
+        let sum = match &self.sum {
+            Some(sum) if self.contributions.len() >= min_participants => sum,
+            _ => {
+                return Err(AggregationError::TooFewContributors {
+                    job: self.setup.job.clone(),
+                    round: self.round,
+                    quantity: self.quantity.clone(),
+                    got: self.contributions.len(),
+                    required: min_participants,
+                })
+            }
+        };
+        let manifest = Manifest {
+            job: self.setup.job.clone(),
+            key_epoch: self.setup.key_epoch,
+            profile: self.setup.profile,
+            round: self.round,
+            quantity: self.quantity.clone(),
+            value_count: self.value_count,
+            contributors: self.contributions.keys().cloned().collect(),
+            ciphertext_digests: self.contributions.values().copied().collect(),
+            aggregate_mask_digest: Digest::of_scalars(MASK_DIGEST_LABEL, &sum.masks),
+        };
+        Ok(DecryptionRequest {
+            manifest,
+            masks: sum.masks.clone(),
+        })
+    }
+
+    /// Combines one partial decryption from every committee member into the summed plaintext
+    /// slots. Refuses a missing, repeated, outside or off-manifest answer.
+    pub fn combine(
+        &self,
+        params: &SchemeParameters,
+        request: &DecryptionRequest<S>,
+        partials: &[PartialDecryption<S>],
+    ) -> Result<Vec<i128>, AggregationError> {
+        let bad = |problem| AggregationError::BadPartials {
+            job: self.setup.job.clone(),
+            round: self.round,
+            quantity: self.quantity.clone(),
+            problem,
+        };
+        let expected = request.manifest.digest();
+        let mut by_member: BTreeMap<&NodeId, &PartialDecryption<S>> = BTreeMap::new();
+        for p in partials {
+            if self.setup.committee.binary_search(&p.member).is_err() {
+                return Err(bad(PartialProblem::Outsider(p.member.clone())));
+            }
+            if p.manifest_digest != expected {
+                return Err(bad(PartialProblem::WrongManifest {
+                    member: p.member.clone(),
+                    expected,
+                    got: p.manifest_digest,
+                }));
+            }
+            if by_member.insert(&p.member, p).is_some() {
+                return Err(bad(PartialProblem::Repeated(p.member.clone())));
+            }
+        }
+        if let Some(missing) = self
+            .setup
+            .committee
+            .iter()
+            .find(|m| !by_member.contains_key(m))
+        {
+            return Err(bad(PartialProblem::Missing(missing.clone())));
+        }
+        let sum = self
+            .sum
+            .as_ref()
+            .ok_or(AggregationError::TooFewContributors {
+                job: self.setup.job.clone(),
+                round: self.round,
+                quantity: self.quantity.clone(),
+                got: 0,
+                required: 1,
+            })?;
+        let values: Vec<&[S]> = by_member.values().map(|p| p.values.as_slice()).collect();
+        Ok(combine(params, &sum.bodies, &values)?)
+    }
+}

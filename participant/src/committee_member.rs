@@ -1,0 +1,164 @@
+//! A key-committee member: key share, policy record, partial decryptions.
+
+use fedbank_common::committee::{DecryptionRequest, PartialDecryption};
+use fedbank_common::ids::NodeId;
+use fedbank_common::policy::{self, Approval, JobMandate, MemberRecord, PolicyRefusal};
+use fedbank_common::secagg::{
+    CryptoError, KeyError, KeySetup, PartialDecryptor, PublicKeyShare, RingScalar,
+    SchemeParameters, SecretKeyShare,
+};
+use fedbank_common::storage::{self, StorageError};
+use std::path::Path;
+
+/// Why a member could not serve a request or load its state.
+#[derive(Debug, thiserror::Error)]
+pub enum MemberError {
+    /// The policy refused the request.
+    #[error(transparent)]
+    Refused(#[from] PolicyRefusal),
+    /// The request was malformed or did not fit the key.
+    #[error("decryption request rejected")]
+    Crypto(#[from] CryptoError),
+    /// The key share could not be made.
+    #[error("key share")]
+    Key(#[from] KeyError),
+    /// The key share could not be stored or loaded.
+    #[error("key share storage")]
+    Storage(#[from] StorageError),
+    /// The stored share does not fit the expected setup.
+    #[error("stored key share is for job {found_job} epoch {found_epoch}, member {found_member}; expected job {job} epoch {epoch}, member {member}")]
+    WrongShare {
+        /// Expected job.
+        job: String,
+        /// Expected epoch.
+        epoch: u32,
+        /// Expected member.
+        member: NodeId,
+        /// Job of the stored share.
+        found_job: String,
+        /// Epoch of the stored share.
+        found_epoch: u32,
+        /// Member of the stored share.
+        found_member: NodeId,
+    },
+}
+
+/// A committee member for one job and key epoch.
+pub struct CommitteeMember<S: RingScalar> {
+    share: SecretKeyShare<S>,
+    decryptor: PartialDecryptor<S>,
+    record: MemberRecord,
+}
+
+impl<S: RingScalar> CommitteeMember<S> {
+    /// Samples a new key share for `setup` and takes the job's mandate.
+    pub fn generate(
+        setup: &KeySetup,
+        member: &NodeId,
+        params: SchemeParameters,
+        min_participants: usize,
+    ) -> Result<Self, MemberError> {
+        let share = SecretKeyShare::generate(setup, member)?;
+        Self::from_share(share, params, min_participants)
+    }
+
+    /// Loads a share saved with [`CommitteeMember::save_share`]; refuses a file others can read
+    /// and a share for another job, epoch or member.
+    pub fn load(
+        path: &Path,
+        setup: &KeySetup,
+        member: &NodeId,
+        params: SchemeParameters,
+        min_participants: usize,
+    ) -> Result<Self, MemberError> {
+        let share: SecretKeyShare<S> = storage::load(path, true)?;
+        if share.setup() != setup || share.member() != member {
+            return Err(MemberError::WrongShare {
+                job: setup.job.to_string(),
+                epoch: setup.key_epoch,
+                member: member.clone(),
+                found_job: share.setup().job.to_string(),
+                found_epoch: share.setup().key_epoch,
+                found_member: share.member().clone(),
+            });
+        }
+        Self::from_share(share, params, min_participants)
+    }
+
+    fn from_share(
+        share: SecretKeyShare<S>,
+        params: SchemeParameters,
+        min_participants: usize,
+    ) -> Result<Self, MemberError> {
+        let decryptor = PartialDecryptor::new(&share, params)?;
+        let mut record = MemberRecord::default();
+        let setup = share.setup();
+        record.mandates.insert(
+            setup.job.clone(),
+            JobMandate {
+                key_epoch: setup.key_epoch,
+                profile: setup.profile,
+                min_participants,
+            },
+        );
+        Ok(Self {
+            share,
+            decryptor,
+            record,
+        })
+    }
+
+    /// Writes the secret share to `path` with owner-only permissions.
+    pub fn save_share(&self, path: &Path) -> Result<(), MemberError> {
+        Ok(storage::save(path, &self.share, true)?)
+    }
+
+    /// The public-key share to send to the coordinator.
+    pub fn public_share(&self) -> PublicKeyShare<S> {
+        self.share.public_share()
+    }
+
+    /// This member's id.
+    pub fn id(&self) -> &NodeId {
+        self.share.member()
+    }
+
+    /// The member's record of mandates and decrypted slots.
+    pub fn record(&self) -> &MemberRecord {
+        &self.record
+    }
+
+    /// Checks a request against the policy and, if allowed, returns the partial decryption and
+    /// records the slot. A refused or malformed request changes nothing.
+    pub fn handle(
+        &mut self,
+        request: &DecryptionRequest<S>,
+    ) -> Result<PartialDecryption<S>, MemberError> {
+        request.validate()?;
+        let approval = policy::check(&self.record, &request.manifest, request.mask_digest())?;
+        let manifest_digest = match &approval {
+            Approval::First { manifest, .. } | Approval::Repeat { manifest, .. } => *manifest,
+        };
+        let values = self.decryptor.partial_decrypt(
+            &request.masks,
+            request.manifest.value_count as usize,
+            &manifest_digest,
+        )?;
+        self.record.record(&approval);
+        tracing::info!(
+            member = %self.id(),
+            job = %request.manifest.job,
+            round = request.manifest.round,
+            quantity = %request.manifest.quantity,
+            contributors = request.manifest.contributors.len(),
+            manifest = %manifest_digest,
+            repeat = matches!(approval, Approval::Repeat { .. }),
+            "partial decryption released"
+        );
+        Ok(PartialDecryption {
+            member: self.id().clone(),
+            manifest_digest,
+            values,
+        })
+    }
+}
