@@ -85,7 +85,8 @@ impl<S: RingScalar> CommitteeMember<S> {
         Self::from_share(share, params, min_participants)
     }
 
-    fn from_share(
+    /// Wraps an existing share (for example one kept in a test's key cache).
+    pub fn from_share(
         share: SecretKeyShare<S>,
         params: SchemeParameters,
         min_participants: usize,

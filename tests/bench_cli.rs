@@ -1,0 +1,73 @@
+//! `fedbank bench secagg` end to end, on a small size: the JSON fields tools rely on, and a
+//! correct aggregate in the same run.
+
+use std::process::Command;
+
+#[test]
+fn bench_json_has_every_field_and_a_correct_sum() {
+    let out = Command::new(env!("CARGO_BIN_EXE_fedbank"))
+        .args([
+            "bench",
+            "secagg",
+            "--values",
+            "5000",
+            "--contributors",
+            "3",
+            "--committee",
+            "2",
+            "--tfhe-sample",
+            "1",
+            "--json",
+        ])
+        .output()
+        .expect("run fedbank");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).expect("utf-8");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "one JSON object per profile: {stdout}");
+    for (line, profile) in lines.iter().zip(["strict", "fast"]) {
+        let v: serde_json::Value = serde_json::from_str(line).expect("json");
+        assert_eq!(v["profile"], profile);
+        assert_eq!(v["values"], 5000);
+        assert_eq!(v["contributors"], 3);
+        assert_eq!(v["committee"], 2);
+        assert_eq!(v["correct"], true);
+        for field in [
+            "plaintext_sum_s_per_value",
+            "encrypt_s_per_value",
+            "aggregate_s_per_value",
+            "partial_decrypt_s_per_value",
+            "combine_s_per_value",
+            "bytes_per_value",
+            "tfhe_fheuint32_add_s_per_value",
+        ] {
+            let x = v[field]
+                .as_f64()
+                .unwrap_or_else(|| panic!("{field} missing: {line}"));
+            assert!(x > 0.0, "{field} = {x}");
+        }
+        // Ciphertext expansion: a mask coefficient and a body per value, plus the last chunk's
+        // unused mask coefficients and the header.
+        let width = if profile == "strict" { 16.0 } else { 8.0 };
+        let bytes = v["bytes_per_value"].as_f64().expect("bytes");
+        assert!(bytes >= 2.0 * width && bytes < 4.0 * width, "{bytes}");
+    }
+}
+
+#[test]
+fn bench_refuses_a_bad_profile_clearly() {
+    let out = Command::new(env!("CARGO_BIN_EXE_fedbank"))
+        .args(["bench", "secagg", "--profile", "turbo"])
+        .output()
+        .expect("run fedbank");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("unknown crypto profile 'turbo'"),
+        "{stderr}"
+    );
+}

@@ -1,0 +1,296 @@
+//! What each role can and cannot learn (DESIGN.md §2), and each refusal of the committee policy
+//! and of the coordinator's aggregation, shown on what the roles actually receive.
+
+mod fixture;
+
+use fedbank_common::encoding::{EncodingPlan, QuantitySpec, QuantityValues};
+use fedbank_common::ids::JobId;
+use fedbank_common::policy::PolicyRefusal;
+use fedbank_common::secagg::{
+    round_messages, Ciphertext, PartialDecryptor, RingScalar, SchemeParameters,
+};
+use fedbank_coordinator::{AggregationError, PartialProblem};
+use fedbank_participant::MemberError;
+use fixture::{node, Committee};
+
+const LEN: usize = 4096;
+
+fn plan<S: RingScalar>(c: &Committee<S>) -> EncodingPlan {
+    EncodingPlan::new(&[QuantitySpec::new("x", LEN, 1000.0, 1.0)], &c.params).expect("plan")
+}
+
+fn input(seed: i64) -> Vec<i64> {
+    (0..LEN as i64)
+        .map(|i| (i * 7919 + seed * 104_729) % 2001 - 1000)
+        .collect()
+}
+
+/// How many decoded values land within 2^(message_bits − 12) of the truth. For a value that is
+/// not really decrypted the error is uniform over ±2^message_bits, so about 2^-12 of them do.
+fn near_truth(params: &SchemeParameters, decoded: &[i128], truth: &[i128]) -> usize {
+    let window = 1i128 << (params.message_bits() - 12);
+    decoded
+        .iter()
+        .zip(truth)
+        .filter(|(d, t)| (**d - **t).abs() < window)
+        .count()
+}
+
+struct Round<S: RingScalar> {
+    ciphertexts: Vec<Ciphertext<S>>,
+    truth: Vec<i128>,
+}
+
+fn encrypt_round<S: RingScalar>(c: &Committee<S>, contributors: i64) -> Round<S> {
+    let plan = plan(c);
+    let inputs: Vec<Vec<i64>> = (0..contributors).map(input).collect();
+    let ciphertexts = inputs
+        .iter()
+        .map(|x| c.encrypt(&plan, &[QuantityValues::I64(x)]))
+        .collect();
+    let truth = (0..LEN)
+        .map(|j| inputs.iter().map(|x| i128::from(x[j])).sum())
+        .collect();
+    Round { ciphertexts, truth }
+}
+
+fn subset_of_committee_learns_nothing<S: RingScalar>(c: &Committee<S>) {
+    let round = encrypt_round(c, 3);
+    let mut aggregate = c.aggregate(fixture::next_round(), LEN as u64);
+    let mut sum = round.ciphertexts[0].clone();
+    for (k, ct) in round.ciphertexts.iter().enumerate() {
+        if k > 0 {
+            sum.add_assign(ct).expect("sum");
+        }
+        aggregate
+            .add(node(&format!("p{k}")), ct.clone())
+            .expect("add");
+    }
+    let request = aggregate.decryption_request(3).expect("request");
+    // A member receives the summed masks and the manifest, nothing else.
+    assert_eq!(request.masks, sum.masks);
+    assert_eq!(request.manifest.contributors.len(), 3);
+    let partials: Vec<_> = c
+        .members(3)
+        .iter_mut()
+        .map(|m| m.handle(&request).expect("partial"))
+        .collect();
+    let all = aggregate
+        .combine(&c.params, &request, &partials)
+        .expect("combine");
+    assert_eq!(all, round.truth, "with every member the sum is exact");
+
+    // The coordinator holding the summed bodies and all but one partial decryption: no sum.
+    for missing in 0..partials.len() {
+        let subset: Vec<&[S]> = partials
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| *j != missing)
+            .map(|(_, p)| p.values.as_slice())
+            .collect();
+        let decoded = round_messages(&c.params, &sum.bodies, &subset);
+        let near = near_truth(&c.params, &decoded, &round.truth);
+        assert!(
+            near <= LEN / 100,
+            "{near} of {LEN} values near the sum without member {missing}"
+        );
+    }
+    let err = aggregate
+        .combine(&c.params, &request, &partials[1..])
+        .expect_err("an incomplete committee must be refused");
+    assert!(matches!(
+        err,
+        AggregationError::BadPartials { problem: PartialProblem::Missing(ref m), .. }
+            if *m == c.setup.committee[0]
+    ));
+
+    // One member's share applied to one participant's ciphertext: no value.
+    let single = &round.ciphertexts[0];
+    let own: Vec<i128> = input(0).into_iter().map(i128::from).collect();
+    for share in &c.shares {
+        let p = PartialDecryptor::new(share, c.params.clone())
+            .expect("decryptor")
+            .partial_decrypt(
+                &single.masks,
+                LEN,
+                &fedbank_common::digest::Digest::of("t", b"x"),
+            )
+            .expect("partial");
+        let decoded = round_messages(&c.params, &single.bodies, &[p.as_slice()]);
+        let near = near_truth(&c.params, &decoded, &own);
+        assert!(
+            near <= LEN / 100,
+            "{near} of {LEN} values decrypted by one share"
+        );
+    }
+}
+
+#[test]
+fn strict_subset_of_committee_learns_nothing() {
+    subset_of_committee_learns_nothing(fixture::strict_committee(3));
+    subset_of_committee_learns_nothing(fixture::strict_committee(2));
+}
+
+#[test]
+fn fast_subset_of_committee_learns_nothing() {
+    subset_of_committee_learns_nothing(fixture::fast_committee(3));
+    subset_of_committee_learns_nothing(fixture::fast_committee(7));
+}
+
+fn refused<T: std::fmt::Debug>(r: Result<T, MemberError>) -> PolicyRefusal {
+    match r {
+        Err(MemberError::Refused(refusal)) => refusal,
+        other => panic!("expected a policy refusal, got {other:?}"),
+    }
+}
+
+#[test]
+fn committee_member_refusals_change_nothing() {
+    let c = fixture::fast_committee(3);
+    let round = encrypt_round(c, 3);
+    let slot_round = fixture::next_round();
+    let mut aggregate = c.aggregate(slot_round, LEN as u64);
+    for (k, ct) in round.ciphertexts.iter().take(2).enumerate() {
+        aggregate
+            .add(node(&format!("p{k}")), ct.clone())
+            .expect("add");
+    }
+    let mut member = c.members(3).remove(0);
+
+    // Fewer than min_participants distinct contributors (the coordinator's own guard bypassed).
+    let two = aggregate.decryption_request(2).expect("request for two");
+    let refusal = refused(member.handle(&two));
+    assert!(
+        matches!(
+            refusal,
+            PolicyRefusal::TooFewContributors {
+                distinct: 2,
+                required: 3,
+                ..
+            }
+        ),
+        "{refusal}"
+    );
+    assert!(
+        member.record().decrypted.is_empty(),
+        "a refusal records nothing"
+    );
+
+    // Approve the slot with three contributors; the same manifest again gives the same answer.
+    aggregate
+        .add(node("p2"), round.ciphertexts[2].clone())
+        .expect("add");
+    let three = aggregate.decryption_request(3).expect("request");
+    let first = member.handle(&three).expect("approved");
+    let again = member.handle(&three).expect("repeat of the same manifest");
+    assert_eq!(
+        first, again,
+        "a retried request must not get fresh smudging"
+    );
+
+    // The same slot with a different contributor set is refused.
+    let mut other = c.aggregate(slot_round, LEN as u64);
+    for (name, ct) in [("p0", 0), ("p1", 1), ("p9", 2)] {
+        other
+            .add(node(name), round.ciphertexts[ct].clone())
+            .expect("add");
+    }
+    let different = other.decryption_request(3).expect("request");
+    let record_before = member.record().clone();
+    assert!(matches!(
+        refused(member.handle(&different)),
+        PolicyRefusal::SlotAlreadyDecrypted { .. }
+    ));
+    assert_eq!(member.record(), &record_before);
+
+    // Unknown job and unknown key epoch.
+    let mut unknown = three.clone();
+    unknown.manifest.job = JobId::new("someone-elses-job").expect("id");
+    assert!(matches!(
+        refused(member.handle(&unknown)),
+        PolicyRefusal::UnknownJob { .. }
+    ));
+    let mut epoch = three.clone();
+    epoch.manifest.key_epoch = 9;
+    assert!(matches!(
+        refused(member.handle(&epoch)),
+        PolicyRefusal::UnknownKeyEpoch {
+            requested: 9,
+            held: 1,
+            ..
+        }
+    ));
+    // A mask that is not the one the manifest names.
+    let mut swapped = three.clone();
+    swapped.masks = round.ciphertexts[0].masks.clone();
+    assert!(matches!(
+        refused(member.handle(&swapped)),
+        PolicyRefusal::MaskDigestMismatch { .. }
+    ));
+    assert_eq!(member.record(), &record_before);
+}
+
+#[test]
+fn coordinator_refuses_duplicates_and_misfits_without_changing_the_sum() {
+    let c = fixture::fast_committee(2);
+    let round = encrypt_round(c, 2);
+    let mut aggregate = c.aggregate(fixture::next_round(), LEN as u64);
+    aggregate
+        .add(node("p0"), round.ciphertexts[0].clone())
+        .expect("add");
+    aggregate
+        .add(node("p1"), round.ciphertexts[1].clone())
+        .expect("add");
+    assert!(matches!(
+        aggregate.add(node("p1"), round.ciphertexts[1].clone()),
+        Err(AggregationError::DuplicateContribution { .. })
+    ));
+    let mut short = round.ciphertexts[0].clone();
+    short.bodies.pop();
+    short.value_count -= 1;
+    assert!(matches!(
+        aggregate.add(node("p2"), short),
+        Err(AggregationError::Misfit { .. })
+    ));
+    let mut truncated = round.ciphertexts[0].clone();
+    truncated.masks.truncate(10);
+    assert!(matches!(
+        aggregate.add(node("p3"), truncated),
+        Err(AggregationError::Misfit { .. })
+    ));
+    assert_eq!(aggregate.contributions().len(), 2);
+    let request = aggregate.decryption_request(2).expect("request");
+    let mut members = c.members(2);
+    let partials: Vec<_> = members
+        .iter_mut()
+        .map(|m| m.handle(&request).expect("partial"))
+        .collect();
+    let slots = aggregate
+        .combine(&c.params, &request, &partials)
+        .expect("combine");
+    assert_eq!(
+        slots, round.truth,
+        "refused contributions left the sum untouched"
+    );
+    // An answer from outside the committee, or repeated, is refused.
+    let mut outsider = partials[0].clone();
+    outsider.member = node("intruder");
+    assert!(matches!(
+        aggregate.combine(&c.params, &request, &[partials[0].clone(), outsider]),
+        Err(AggregationError::BadPartials {
+            problem: PartialProblem::Outsider(_),
+            ..
+        })
+    ));
+    assert!(matches!(
+        aggregate.combine(
+            &c.params,
+            &request,
+            &[partials[0].clone(), partials[0].clone()]
+        ),
+        Err(AggregationError::BadPartials {
+            problem: PartialProblem::Repeated(_),
+            ..
+        })
+    ));
+}
