@@ -66,6 +66,11 @@ impl DigestBuilder {
     /// Adds ring elements as little-endian bytes.
     pub fn scalars<S: crate::secagg::RingScalar>(mut self, scalars: &[S]) -> Self {
         self.hasher.update((scalars.len() as u64).to_le_bytes());
+        if cfg!(target_endian = "little") {
+            // In memory the scalars already are their little-endian bytes.
+            self.hasher.update(bytemuck::cast_slice::<S, u8>(scalars));
+            return self;
+        }
         let mut buf = Vec::with_capacity(16 * 1024);
         for chunk in scalars.chunks(1024) {
             buf.clear();

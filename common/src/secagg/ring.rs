@@ -20,6 +20,7 @@ pub trait RingScalar:
     + Encryptable<TUniform<Self>, TUniform<Self>>
     + RandomGenerable<UniformBinary>
     + Zeroize
+    + bytemuck::Pod
     + Serialize
     + DeserializeOwned
     + Send
