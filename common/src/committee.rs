@@ -28,15 +28,8 @@ impl<S: RingScalar> DecryptionRequest<S> {
 
     /// Checks that the mask length fits the manifest's value count and profile.
     pub fn validate(&self) -> Result<(), CryptoError> {
+        self.manifest.profile.check_torus(S::BITS as u32)?;
         let ring = self.manifest.profile.ring();
-        if ring.torus_bits != S::BITS as u32 {
-            return Err(crate::secagg::ParameterError::TorusMismatch {
-                profile: self.manifest.profile,
-                expected: ring.torus_bits,
-                actual: S::BITS as u32,
-            }
-            .into());
-        }
         let values = usize::try_from(self.manifest.value_count).unwrap_or(usize::MAX);
         if values == 0 {
             return Err(CryptoError::Empty);

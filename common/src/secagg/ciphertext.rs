@@ -103,15 +103,8 @@ impl<S: RingScalar> Ciphertext<S> {
 
     /// Checks internal consistency: lengths agree with the value count and profile.
     pub fn validate(&self) -> Result<(), CryptoError> {
+        self.profile.check_torus(S::BITS as u32)?;
         let ring = self.profile.ring();
-        if ring.torus_bits != S::BITS as u32 {
-            return Err(ParameterError::TorusMismatch {
-                profile: self.profile,
-                expected: ring.torus_bits,
-                actual: S::BITS as u32,
-            }
-            .into());
-        }
         let values = usize::try_from(self.value_count).unwrap_or(usize::MAX);
         if values == 0 {
             return Err(CryptoError::Empty);

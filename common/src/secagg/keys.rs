@@ -129,16 +129,7 @@ impl KeySetup {
     }
 
     fn check_torus<S: RingScalar>(&self) -> Result<(), KeyError> {
-        let expected = self.profile.ring().torus_bits;
-        if expected != S::BITS as u32 {
-            return Err(ParameterError::TorusMismatch {
-                profile: self.profile,
-                expected,
-                actual: S::BITS as u32,
-            }
-            .into());
-        }
-        Ok(())
+        Ok(self.profile.check_torus(S::BITS as u32)?)
     }
 
     fn check_len(&self, what: &'static str, got: usize) -> Result<(), KeyError> {

@@ -129,6 +129,20 @@ impl Profile {
         }
     }
 
+    /// Checks that a scalar type of `bits` bits is this profile's torus.
+    pub fn check_torus(self, bits: u32) -> Result<(), ParameterError> {
+        let expected = self.ring().torus_bits;
+        if expected == bits {
+            Ok(())
+        } else {
+            Err(ParameterError::TorusMismatch {
+                profile: self,
+                expected,
+                actual: bits,
+            })
+        }
+    }
+
     /// Lower-case name, as in configuration files.
     pub const fn name(self) -> &'static str {
         match self {
@@ -308,16 +322,7 @@ impl SchemeParameters {
 
     /// Checks that a scalar type of `bits` bits is this profile's torus.
     pub fn check_torus(&self, bits: u32) -> Result<(), ParameterError> {
-        let expected = self.ring().torus_bits;
-        if expected == bits {
-            Ok(())
-        } else {
-            Err(ParameterError::TorusMismatch {
-                profile: self.profile,
-                expected,
-                actual: bits,
-            })
-        }
+        self.profile.check_torus(bits)
     }
 }
 
