@@ -65,6 +65,7 @@ struct SecaggReport {
     partial_decrypt_s_per_value: f64,
     combine_s_per_value: f64,
     bytes_per_value: f64,
+    partial_decryption_bytes_per_value: f64,
     tfhe_fheuint32_add_s_per_value: f64,
     tfhe_fheuint32_add_extrapolated: bool,
     tfhe_fheuint32_add_sampled: usize,
@@ -210,6 +211,7 @@ fn run_one<S: RingScalar>(
         partials.push(member.handle(&request)?);
     }
     let partial = start.elapsed() / m as u32;
+    let partial_bytes = wire::encode(&partials[0])?.len();
 
     // coordinator: combine and decode.
     let start = Instant::now();
@@ -234,6 +236,7 @@ fn run_one<S: RingScalar>(
         partial_decrypt_s_per_value: secs(partial) / n,
         combine_s_per_value: secs(combine) / n,
         bytes_per_value: bytes as f64 / n,
+        partial_decryption_bytes_per_value: partial_bytes as f64 / n,
         tfhe_fheuint32_add_s_per_value: tfhe_add,
         tfhe_fheuint32_add_extrapolated: true,
         tfhe_fheuint32_add_sampled: args.tfhe_sample,
@@ -333,7 +336,7 @@ fn print_table(r: &SecaggReport) {
         "    partial decrypt (one committee member)",
         r.partial_decrypt_total_s,
         r.partial_decrypt_s_per_value,
-        &format!("{:.2}", r.bytes_per_value / 2.0),
+        &format!("{:.2}", r.partial_decryption_bytes_per_value),
     );
     row(
         "    combine + decode (coordinator)",

@@ -50,11 +50,20 @@ fn bench_json_has_every_field_and_a_correct_sum() {
                 .unwrap_or_else(|| panic!("{field} missing: {line}"));
             assert!(x > 0.0, "{field} = {x}");
         }
-        // Ciphertext expansion: a mask coefficient and a body per value, plus the last chunk's
-        // unused mask coefficients and the header.
-        let width = if profile == "strict" { 16.0 } else { 8.0 };
-        let bytes = v["bytes_per_value"].as_f64().expect("bytes");
-        assert!(bytes >= 2.0 * width && bytes < 4.0 * width, "{bytes}");
+        // On the wire: one mask polynomial per chunk of n values, and one body per value with
+        // its low bits rounded away (strict: 16-byte masks, 12-byte bodies, n = 4096; fast:
+        // 8-byte masks, 6-byte bodies, n = 2048), plus a header and length prefixes.
+        let (n, mask, body) = if profile == "strict" {
+            (4096, 16, 12)
+        } else {
+            (2048, 8, 6)
+        };
+        let payload = (5000usize.div_ceil(n) * n * mask + 5000 * body) as f64;
+        let bytes = v["bytes_per_value"].as_f64().expect("bytes") * 5000.0;
+        assert!(
+            bytes >= payload && bytes < payload + 64.0,
+            "{bytes} bytes for a {payload}-byte payload"
+        );
     }
 }
 

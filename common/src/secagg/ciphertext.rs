@@ -17,7 +17,7 @@
 
 use super::keys::JointPublicKey;
 use super::params::{ParameterError, Profile, SchemeParameters};
-use super::ring::{add_assign, Ring, RingScalar};
+use super::ring::{add_assign, is_rounded_body, round_body, Ring, RingScalar};
 use crate::digest::Digest;
 use crate::ids::JobId;
 use rayon::prelude::*;
@@ -57,6 +57,12 @@ pub enum CryptoError {
         /// Length found.
         got: usize,
     },
+    /// A body has low bits set, so it is not a ciphertext made by [`Encryptor`].
+    #[error("ciphertext body {index} is not rounded to the profile's body precision")]
+    UnroundedBody {
+        /// Index of the body.
+        index: usize,
+    },
     /// The ring dimension is not supported by the NTT.
     #[error("ring dimension {0} is not supported by tfhe-ntt")]
     UnsupportedRing(usize),
@@ -79,7 +85,9 @@ pub struct Ciphertext<S: RingScalar> {
     pub value_count: u64,
     /// One mask polynomial of n coefficients per chunk of n values.
     pub masks: Vec<S>,
-    /// One body per value.
+    /// One body per value, rounded to a multiple of 2^BODY_DROP_BITS; only the high bits are
+    /// encoded.
+    #[serde(with = "packed_bodies")]
     pub bodies: Vec<S>,
 }
 
@@ -115,6 +123,9 @@ impl<S: RingScalar> Ciphertext<S> {
                 expected: values,
                 got: self.bodies.len(),
             });
+        }
+        if let Some(index) = self.bodies.iter().position(|&b| !is_rounded_body(b)) {
+            return Err(CryptoError::UnroundedBody { index });
         }
         let masks = chunk_count(values, ring.polynomial_size) * ring.polynomial_size;
         if self.masks.len() != masks {
@@ -224,7 +235,8 @@ impl<S: RingScalar> Encryptor<S> {
                     generator.fill_slice_with_random_from_distribution(e, noise);
                     for (i, (out, &m)) in body.iter_mut().zip(messages).enumerate() {
                         let plain = S::from_i128_wrapping(m) << delta;
-                        *out = product[n - 1 - i].wrapping_add(e[i]).wrapping_add(plain);
+                        *out =
+                            round_body(product[n - 1 - i].wrapping_add(e[i]).wrapping_add(plain));
                     }
                 },
             );
@@ -262,6 +274,76 @@ impl<S: RingScalar> ChunkScratch<S> {
             binary: vec![S::ZERO; n],
             noise: vec![S::ZERO; n],
             product: vec![S::ZERO; n],
+        }
+    }
+}
+
+/// Wire form of ciphertext bodies: one byte string of BODY_WIRE_BYTES per body (the low
+/// BODY_DROP_BITS are zero and not sent).
+mod packed_bodies {
+    use super::{is_rounded_body, RingScalar};
+    use serde::de::{self, Deserializer, Visitor};
+    use serde::ser::{self, Serializer};
+    use std::fmt;
+    use std::marker::PhantomData;
+
+    pub fn serialize<S: RingScalar, Ser: Serializer>(
+        bodies: &[S],
+        serializer: Ser,
+    ) -> Result<Ser::Ok, Ser::Error> {
+        if bodies.iter().any(|&b| !is_rounded_body(b)) {
+            return Err(ser::Error::custom(
+                "ciphertext body not rounded to the profile's body precision",
+            ));
+        }
+        let mut packed = Vec::with_capacity(bodies.len() * S::BODY_WIRE_BYTES);
+        for &b in bodies {
+            b.pack_body(&mut packed);
+        }
+        serializer.serialize_bytes(&packed)
+    }
+
+    pub fn deserialize<'de, S: RingScalar, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Vec<S>, D::Error> {
+        deserializer.deserialize_byte_buf(PackedVisitor(PhantomData))
+    }
+
+    struct PackedVisitor<S>(PhantomData<S>);
+
+    impl<S: RingScalar> PackedVisitor<S> {
+        fn unpack<E: de::Error>(bytes: &[u8]) -> Result<Vec<S>, E> {
+            if bytes.len() % S::BODY_WIRE_BYTES != 0 {
+                return Err(E::custom(format!(
+                    "{} body bytes is not a multiple of {}",
+                    bytes.len(),
+                    S::BODY_WIRE_BYTES
+                )));
+            }
+            Ok(bytes
+                .chunks_exact(S::BODY_WIRE_BYTES)
+                .map(S::unpack_body)
+                .collect())
+        }
+    }
+
+    impl<S: RingScalar> Visitor<'_> for PackedVisitor<S> {
+        type Value = Vec<S>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(
+                f,
+                "packed ciphertext bodies of {} bytes each",
+                S::BODY_WIRE_BYTES
+            )
+        }
+
+        fn visit_bytes<E: de::Error>(self, bytes: &[u8]) -> Result<Vec<S>, E> {
+            Self::unpack(bytes)
+        }
+
+        fn visit_byte_buf<E: de::Error>(self, bytes: Vec<u8>) -> Result<Vec<S>, E> {
+            Self::unpack(&bytes)
         }
     }
 }

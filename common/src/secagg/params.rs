@@ -22,6 +22,10 @@
 //!    s = Σ s_j to Δm + e2 + (e_pk·r) − (e1·s). With the aggregate of K contributions the
 //!    noise is Σ_k e2_k + e_pk·(Σ_k r_k) − Σ_k e1_k·s. The public-key term is shared by all
 //!    contributions, so it grows with K, not √K.
+//! 2b. **Body rounding.** A participant rounds each body to a multiple of 2^d (d = 32 for
+//!    `strict`, 16 for `fast`) and sends only the high bits, 12 and 6 bytes instead of 16 and 8.
+//!    This adds at most 2^(d−1) per contribution, K·2^(d−1) in the aggregate, a worst-case term
+//!    added to the bound below and covered by the smudging like the rest.
 //! 3. **Bound.** Every coefficient of that noise is a sum of independent, zero-mean, bounded terms;
 //!    Hoeffding's inequality with the worst-case coefficient sizes (|Σ r_k| ≤ K, |s| ≤ M) gives the
 //!    variance proxy
@@ -33,7 +37,7 @@
 //!    depend on the keys is at most t / 2^(⌈log2 t⌉+40) ≤ 2^-40 ([`STATISTICAL_SMUDGING_BITS`]).
 //!    `fast`: TUniform(27), a fixed heuristic amount of the same order as the aggregate noise, as
 //!    the design brief allows for the fast profile; it is **not** a statistical guarantee.
-//! 5. **Scaling.** Total noise ≤ t + M·2^smudge. Δ = 2^δ with δ = ⌈log2(total)⌉ + 1, so that the
+//! 5. **Scaling.** With t now including the rounding term, total noise ≤ t + M·2^smudge. Δ = 2^δ with δ = ⌈log2(total)⌉ + 1, so that the
 //!    noise stays below Δ/2 and rounding recovers the exact sum. A sum is decoded exactly while
 //!    |Σ m| < 2^(w−1−δ): that exponent is [`SchemeParameters::message_bits`].
 //!
@@ -91,6 +95,7 @@ const FAST_RING: RingParameters = RingParameters {
             .encryption_noise_distribution,
     ),
     torus_bits: 64,
+    body_drop_bits: 16,
     tfhe_parameter_set: "V1_8_PARAM_PKE_TO_SMALL_MESSAGE_2_CARRY_2_KS_PBS_TUNIFORM_2M128_ZKV2",
 };
 
@@ -100,6 +105,7 @@ const STRICT_RING: RingParameters =
             polynomial_size: p.glwe_dimension.0 * p.polynomial_size.0,
             noise_log2: t_uniform_log2_u128(p.glwe_noise_distribution),
             torus_bits: 128,
+            body_drop_bits: 32,
             tfhe_parameter_set:
                 "V1_8_NOISE_SQUASHING_PARAM_MESSAGE_2_CARRY_2_KS_PBS_TUNIFORM_2M128",
         },
@@ -178,6 +184,9 @@ pub struct RingParameters {
     pub noise_log2: u32,
     /// Torus width in bits (64 or 128).
     pub torus_bits: u32,
+    /// Low bits of every ciphertext body rounded away at encryption and not sent
+    /// (module docs, step 2b).
+    pub body_drop_bits: u32,
     /// Name of the tfhe parameter set these values come from.
     pub tfhe_parameter_set: &'static str,
 }
@@ -259,7 +268,8 @@ impl SchemeParameters {
         let v_log2 = 2.0 * b + (n * m * k * k + n * m * m * k + k).log2();
         let tail_log2 =
             0.5 * (2.0 * (1.0 - DECRYPTION_FAILURE_LOG2) * std::f64::consts::LN_2).log2();
-        let aggregate_noise_log2 = 0.5 * v_log2 + tail_log2;
+        let rounding = k * f64::from(ring.body_drop_bits - 1).exp2();
+        let aggregate_noise_log2 = ((0.5 * v_log2 + tail_log2).exp2() + rounding).log2();
         let smudging_log2 = match profile {
             Profile::Strict => aggregate_noise_log2.ceil() as u32 + STATISTICAL_SMUDGING_BITS,
             Profile::Fast => FAST_SMUDGING_LOG2,
@@ -338,6 +348,14 @@ mod tests {
         assert_eq!(Profile::Fast.ring().polynomial_size, 2048);
         assert_eq!(Profile::Fast.ring().noise_log2, 17);
         assert_eq!(Profile::Fast.ring().torus_bits, 64);
+        assert_eq!(
+            Profile::Strict.ring().body_drop_bits,
+            <u128 as crate::secagg::RingScalar>::BODY_DROP_BITS
+        );
+        assert_eq!(
+            Profile::Fast.ring().body_drop_bits,
+            <u64 as crate::secagg::RingScalar>::BODY_DROP_BITS
+        );
     }
 
     #[test]

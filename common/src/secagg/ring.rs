@@ -27,6 +27,11 @@ pub trait RingScalar:
     + Sync
     + 'static
 {
+    /// Low bits of a ciphertext body that are rounded away and not sent.
+    const BODY_DROP_BITS: u32;
+    /// Bytes one body takes on the wire: (torus bits − BODY_DROP_BITS) / 8.
+    const BODY_WIRE_BYTES: usize;
+
     /// The tfhe-ntt plan for binary negacyclic products of this width.
     type Plan: Send + Sync;
 
@@ -44,9 +49,17 @@ pub trait RingScalar:
 
     /// Appends the little-endian bytes of the scalar.
     fn extend_le_bytes(&self, out: &mut Vec<u8>);
+
+    /// Appends the BODY_WIRE_BYTES high bytes of a rounded body.
+    fn pack_body(self, out: &mut Vec<u8>);
+
+    /// Reads a body from its BODY_WIRE_BYTES wire bytes.
+    fn unpack_body(bytes: &[u8]) -> Self;
 }
 
 impl RingScalar for u64 {
+    const BODY_DROP_BITS: u32 = 16;
+    const BODY_WIRE_BYTES: usize = 6;
     type Plan = tfhe_ntt::native_binary64::Plan32;
 
     fn plan(n: usize) -> Option<Self::Plan> {
@@ -68,9 +81,23 @@ impl RingScalar for u64 {
     fn extend_le_bytes(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.to_le_bytes());
     }
+
+    fn pack_body(self, out: &mut Vec<u8>) {
+        out.extend_from_slice(
+            &(self >> Self::BODY_DROP_BITS).to_le_bytes()[..Self::BODY_WIRE_BYTES],
+        );
+    }
+
+    fn unpack_body(bytes: &[u8]) -> Self {
+        let mut le = [0u8; 8];
+        le[..Self::BODY_WIRE_BYTES].copy_from_slice(bytes);
+        u64::from_le_bytes(le) << Self::BODY_DROP_BITS
+    }
 }
 
 impl RingScalar for u128 {
+    const BODY_DROP_BITS: u32 = 32;
+    const BODY_WIRE_BYTES: usize = 12;
     type Plan = tfhe_ntt::native_binary128::Plan32;
 
     fn plan(n: usize) -> Option<Self::Plan> {
@@ -91,6 +118,18 @@ impl RingScalar for u128 {
 
     fn extend_le_bytes(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.to_le_bytes());
+    }
+
+    fn pack_body(self, out: &mut Vec<u8>) {
+        out.extend_from_slice(
+            &(self >> Self::BODY_DROP_BITS).to_le_bytes()[..Self::BODY_WIRE_BYTES],
+        );
+    }
+
+    fn unpack_body(bytes: &[u8]) -> Self {
+        let mut le = [0u8; 16];
+        le[..Self::BODY_WIRE_BYTES].copy_from_slice(bytes);
+        u128::from_le_bytes(le) << Self::BODY_DROP_BITS
     }
 }
 
@@ -118,6 +157,20 @@ impl<S: RingScalar> Ring<S> {
     pub fn mul_binary(&self, out: &mut [S], lhs: &[S], rhs: &[S]) {
         S::binary_negacyclic_product(&self.plan, out, lhs, rhs);
     }
+}
+
+/// Rounds a body to the nearest multiple of 2^BODY_DROP_BITS (wrapping).
+pub fn round_body<S: RingScalar>(body: S) -> S {
+    let d = S::BODY_DROP_BITS as usize;
+    let half = S::ONE << (d - 1);
+    let low = (S::ONE << d).wrapping_sub(S::ONE);
+    body.wrapping_add(half) & !low
+}
+
+/// Whether a body has no bits below 2^BODY_DROP_BITS (so it can be sent without loss).
+pub fn is_rounded_body<S: RingScalar>(body: S) -> bool {
+    let low = (S::ONE << S::BODY_DROP_BITS as usize).wrapping_sub(S::ONE);
+    body & low == S::ZERO
 }
 
 /// Coefficient-wise wrapping addition `acc += other`.
