@@ -1,12 +1,15 @@
 //! `fedbank`: the command-line tool of the fedbank consortium.
 //!
-//! Subcommands so far: `fedbank bench secagg` (secure-aggregation benchmark). The node,
+//! Subcommands so far: `fedbank bench secagg` (secure-aggregation benchmark) and
+//! `fedbank audit verify` (audit-trail verification). The node,
 //! simulation, audit and scoring subcommands build on the same crates.
 
+mod audit;
 mod bench;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
+use std::process::ExitCode;
 
 /// Privacy-preserving federated learning for banks and their partners.
 #[derive(Parser)]
@@ -21,6 +24,16 @@ enum Command {
     /// Measure the system on this machine.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// The auditor's tools.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Verify a hash-chained, signed audit trail and cross-check it against nodes' own trails.
+    /// Exit status: 0 OK, 3 a trail was changed, 4 the trails disagree, 1 unreadable input.
+    Verify(audit::VerifyArgs),
 }
 
 #[derive(Subcommand)]
@@ -30,7 +43,7 @@ enum BenchCommand {
     Secagg(bench::SecaggArgs),
 }
 
-fn main() -> Result<()> {
+fn main() -> Result<ExitCode> {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
@@ -39,6 +52,10 @@ fn main() -> Result<()> {
         )
         .init();
     match Cli::parse().command {
-        Command::Bench(BenchCommand::Secagg(args)) => bench::run_secagg(&args),
+        Command::Bench(BenchCommand::Secagg(args)) => {
+            bench::run_secagg(&args)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Audit(AuditCommand::Verify(args)) => audit::run_verify(&args),
     }
 }

@@ -20,6 +20,7 @@
 //! It does not open sockets, read clocks, spawn tasks or log secrets: the coordinator and
 //! participant crates drive it, and the network code only moves its bytes.
 
+pub mod audit;
 pub mod committee;
 pub mod digest;
 pub mod encoding;

@@ -1,0 +1,121 @@
+//! One trail event and its canonical hash.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// `prev` of the first event.
+pub const GENESIS_PREV: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// Event types a trail records. Stored as dotted strings so that auditors can read them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventKind {
+    /// First event: the writer, its role and public key.
+    TrailOpened,
+    /// Job start with the configuration digest.
+    JobStarted,
+    /// Key setup published / joint key formed.
+    KeySetup,
+    /// A node joined.
+    Joined,
+    /// A node was refused.
+    Refused,
+    /// A round started.
+    RoundStarted,
+    /// The coordinator received a contribution.
+    ContributionReceived,
+    /// A participant sent a contribution.
+    ContributionSent,
+    /// A participant was left out of a round.
+    ParticipantDropped,
+    /// The coordinator asked the committee to decrypt.
+    DecryptionRequested,
+    /// A member approved and released a partial decryption.
+    DecryptionReleased,
+    /// A member refused a decryption.
+    DecryptionRefused,
+    /// The coordinator received a member's partial decryption.
+    DecryptionApproved,
+    /// An aggregate was decrypted.
+    AggregateDecrypted,
+    /// A round ended.
+    RoundCompleted,
+    /// Results were written.
+    JobCompleted,
+    /// The job failed.
+    JobFailed,
+}
+
+impl EventKind {
+    /// The dotted name stored in the trail.
+    pub const fn name(self) -> &'static str {
+        use EventKind::*;
+        match self {
+            TrailOpened => "trail.opened",
+            JobStarted => "job.started",
+            KeySetup => "key.setup",
+            Joined => "node.joined",
+            Refused => "node.refused",
+            RoundStarted => "round.started",
+            ContributionReceived => "contribution.received",
+            ContributionSent => "contribution.sent",
+            ParticipantDropped => "participant.dropped",
+            DecryptionRequested => "decryption.requested",
+            DecryptionReleased => "decryption.released",
+            DecryptionRefused => "decryption.refused",
+            DecryptionApproved => "decryption.approved",
+            AggregateDecrypted => "aggregate.decrypted",
+            RoundCompleted => "round.completed",
+            JobCompleted => "job.completed",
+            JobFailed => "job.failed",
+        }
+    }
+}
+
+/// One line of a trail.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditEvent {
+    /// Position in the trail, from 0.
+    pub seq: u64,
+    /// UTC time, RFC 3339.
+    pub time: String,
+    /// Node that wrote the trail.
+    pub writer: String,
+    /// Event type (see [`EventKind::name`]).
+    pub event: String,
+    /// The event's fields.
+    pub fields: Map<String, Value>,
+    /// Hash of the previous event (hex), [`GENESIS_PREV`] for the first.
+    pub prev: String,
+    /// SHA-256 (hex) of the canonical encoding of everything above.
+    pub hash: String,
+    /// Ed25519 signature (hex) of the hash bytes by the writer.
+    pub signature: String,
+}
+
+#[derive(Serialize)]
+struct Unsigned<'a> {
+    seq: u64,
+    time: &'a str,
+    writer: &'a str,
+    event: &'a str,
+    fields: &'a Map<String, Value>,
+    prev: &'a str,
+}
+
+impl AuditEvent {
+    /// The hash this event should carry: SHA-256 over the canonical JSON of its content
+    /// (serde_json writes struct fields in order and object keys sorted).
+    pub fn compute_hash(&self) -> String {
+        let unsigned = Unsigned {
+            seq: self.seq,
+            time: &self.time,
+            writer: &self.writer,
+            event: &self.event,
+            fields: &self.fields,
+            prev: &self.prev,
+        };
+        let bytes = serde_json::to_vec(&unsigned).unwrap_or_default();
+        crate::digest::Digest::of("fedbank.audit-event.v1", &bytes).to_hex()
+    }
+}

@@ -1,0 +1,430 @@
+//! Verifying a trail, and cross-checking the coordinator's trail against the nodes' own.
+
+use super::event::{AuditEvent, EventKind, GENESIS_PREV};
+use super::writer::unhex;
+use ring::signature::{UnparsedPublicKey, ED25519};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+
+/// Longest line a trail may hold.
+pub const MAX_LINE: usize = 1 << 20;
+
+/// The first problem found in a trail. Lines are numbered from 1.
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    /// The trail could not be read.
+    #[error("reading {path}")]
+    Io {
+        /// The trail.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The trail holds no event.
+    #[error("the trail is empty")]
+    Empty,
+    /// A line is longer than [`MAX_LINE`].
+    #[error("line {line}: longer than {MAX_LINE} bytes")]
+    LineTooLong {
+        /// Line number.
+        line: usize,
+    },
+    /// The last line has no newline: the trail was cut.
+    #[error("line {line}: the trail ends in the middle of an event (truncated)")]
+    Truncated {
+        /// Line number.
+        line: usize,
+    },
+    /// A line is not an event.
+    #[error("line {line}: not a trail event: {reason}")]
+    Malformed {
+        /// Line number.
+        line: usize,
+        /// The parser's message.
+        reason: String,
+    },
+    /// A line parses but is not written the way the writer writes it.
+    #[error(
+        "line {line} (seq {seq}): the event was changed (its bytes are not the canonical form)"
+    )]
+    NotCanonical {
+        /// Line number.
+        line: usize,
+        /// Its sequence number.
+        seq: u64,
+    },
+    /// The first event does not open the trail.
+    #[error("line 1: a trail must start with a trail.opened event holding the public key")]
+    NotOpened,
+    /// The trail is signed by another key than expected.
+    #[error("the trail is signed by key {found}, expected {expected}")]
+    KeyMismatch {
+        /// Key expected (from the writer's certificate).
+        expected: String,
+        /// Key named in the trail.
+        found: String,
+    },
+    /// Events are missing before this line.
+    #[error("line {line}: event seq {expected} is missing (removed); found seq {found}")]
+    Removed {
+        /// Line number.
+        line: usize,
+        /// Sequence number expected.
+        expected: u64,
+        /// Sequence number found.
+        found: u64,
+    },
+    /// An event appears out of order or twice.
+    #[error("line {line}: seq {found} where seq {expected} was expected (an event was inserted or reordered)")]
+    InsertedOrReordered {
+        /// Line number.
+        line: usize,
+        /// Sequence number expected.
+        expected: u64,
+        /// Sequence number found.
+        found: u64,
+    },
+    /// The event does not chain to the previous one.
+    #[error("line {line} (seq {seq}): its prev hash does not match the previous event (an event was inserted, removed or changed before it)")]
+    BrokenChain {
+        /// Line number.
+        line: usize,
+        /// Its sequence number.
+        seq: u64,
+    },
+    /// The event's content does not match its hash.
+    #[error("line {line} (seq {seq}, {event}): the event was changed (hash mismatch)")]
+    Changed {
+        /// Line number.
+        line: usize,
+        /// Its sequence number.
+        seq: u64,
+        /// Its type.
+        event: String,
+    },
+    /// The signature does not verify.
+    #[error("line {line} (seq {seq}): the signature does not verify under the trail's key")]
+    BadSignature {
+        /// Line number.
+        line: usize,
+        /// Its sequence number.
+        seq: u64,
+    },
+    /// Another writer appears within the trail.
+    #[error("line {line}: written by {found}, but the trail belongs to {writer}")]
+    WriterChanged {
+        /// Line number.
+        line: usize,
+        /// The trail's writer.
+        writer: String,
+        /// Writer found.
+        found: String,
+    },
+}
+
+/// A verified trail.
+#[derive(Debug)]
+pub struct TrailReport {
+    /// Node that wrote it.
+    pub writer: String,
+    /// Its role.
+    pub role: String,
+    /// Its public key, hex.
+    pub public_key: String,
+    /// The events, in order.
+    pub events: Vec<AuditEvent>,
+}
+
+/// Reads and verifies the trail at `path`; with `expected_key`, also checks the signing key.
+pub fn verify(path: &Path, expected_key: Option<&str>) -> Result<TrailReport, VerifyError> {
+    let file = std::fs::File::open(path).map_err(|source| VerifyError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    verify_reader(file, expected_key).map_err(|e| match e {
+        VerifyError::Io { source, .. } => VerifyError::Io {
+            path: path.to_path_buf(),
+            source,
+        },
+        other => other,
+    })
+}
+
+fn verify_reader(
+    reader: impl Read,
+    expected_key: Option<&str>,
+) -> Result<TrailReport, VerifyError> {
+    let mut reader = BufReader::new(reader);
+    let mut events: Vec<AuditEvent> = Vec::new();
+    let mut key: Option<(String, Vec<u8>)> = None;
+    let mut role = String::new();
+    let mut buf = Vec::new();
+    let mut line = 0;
+    loop {
+        buf.clear();
+        let read = (&mut reader)
+            .take(MAX_LINE as u64 + 1)
+            .read_until(b'\n', &mut buf)
+            .map_err(|source| VerifyError::Io {
+                path: PathBuf::new(),
+                source,
+            })?;
+        if read == 0 {
+            break;
+        }
+        line += 1;
+        if buf.len() > MAX_LINE {
+            return Err(VerifyError::LineTooLong { line });
+        }
+        if buf.last() != Some(&b'\n') {
+            return Err(VerifyError::Truncated { line });
+        }
+        let text =
+            std::str::from_utf8(&buf[..buf.len() - 1]).map_err(|e| VerifyError::Malformed {
+                line,
+                reason: e.to_string(),
+            })?;
+        let event: AuditEvent = serde_json::from_str(text).map_err(|e| VerifyError::Malformed {
+            line,
+            reason: e.to_string(),
+        })?;
+        if serde_json::to_string(&event).ok().as_deref() != Some(text) {
+            return Err(VerifyError::NotCanonical {
+                line,
+                seq: event.seq,
+            });
+        }
+        let expected = events.len() as u64;
+        if event.seq > expected {
+            return Err(VerifyError::Removed {
+                line,
+                expected,
+                found: event.seq,
+            });
+        }
+        if event.seq < expected {
+            return Err(VerifyError::InsertedOrReordered {
+                line,
+                expected,
+                found: event.seq,
+            });
+        }
+        let prev = events.last().map_or(GENESIS_PREV, |e| e.hash.as_str());
+        if event.prev != prev {
+            return Err(VerifyError::BrokenChain {
+                line,
+                seq: event.seq,
+            });
+        }
+        if event.compute_hash() != event.hash {
+            return Err(VerifyError::Changed {
+                line,
+                seq: event.seq,
+                event: event.event.clone(),
+            });
+        }
+        if key.is_none() {
+            let opened = event.event == EventKind::TrailOpened.name();
+            let public = event.fields.get("public_key").and_then(|v| v.as_str());
+            let (Some(public), true) = (public, opened) else {
+                return Err(VerifyError::NotOpened);
+            };
+            let bytes = unhex(public).ok_or(VerifyError::NotOpened)?;
+            if let Some(expected) = expected_key {
+                if expected != public {
+                    return Err(VerifyError::KeyMismatch {
+                        expected: expected.to_owned(),
+                        found: public.to_owned(),
+                    });
+                }
+            }
+            role = event
+                .fields
+                .get("role")
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_owned();
+            key = Some((public.to_owned(), bytes));
+        }
+        let (_, key_bytes) = key.as_ref().ok_or(VerifyError::NotOpened)?;
+        let signature = unhex(&event.signature).unwrap_or_default();
+        if UnparsedPublicKey::new(&ED25519, key_bytes)
+            .verify(event.hash.as_bytes(), &signature)
+            .is_err()
+        {
+            return Err(VerifyError::BadSignature {
+                line,
+                seq: event.seq,
+            });
+        }
+        if let Some(first) = events.first() {
+            if first.writer != event.writer {
+                return Err(VerifyError::WriterChanged {
+                    line,
+                    writer: first.writer.clone(),
+                    found: event.writer.clone(),
+                });
+            }
+        }
+        events.push(event);
+    }
+    let (public_key, _) = key.ok_or(VerifyError::Empty)?;
+    let writer = events.first().map(|e| e.writer.clone()).unwrap_or_default();
+    Ok(TrailReport {
+        writer,
+        role,
+        public_key,
+        events,
+    })
+}
+
+/// A difference between what the coordinator recorded and what a node recorded itself.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CrossCheckFinding {
+    /// The node recorded sending (or releasing) something the coordinator has no record of.
+    MissingAtCoordinator {
+        /// The node.
+        node: String,
+        /// What was recorded: event type and key fields.
+        what: String,
+    },
+    /// The coordinator recorded receiving something the node has no record of sending.
+    MissingAtNode {
+        /// The node.
+        node: String,
+        /// What was recorded.
+        what: String,
+    },
+    /// Both recorded the same item with different digests.
+    DigestDiffers {
+        /// The node.
+        node: String,
+        /// The item.
+        what: String,
+        /// Digest in the coordinator's trail.
+        coordinator: String,
+        /// Digest in the node's trail.
+        node_digest: String,
+    },
+}
+
+impl fmt::Display for CrossCheckFinding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::MissingAtCoordinator { node, what } => {
+                write!(f, "{node} recorded {what}, the coordinator did not")
+            }
+            Self::MissingAtNode { node, what } => {
+                write!(f, "the coordinator recorded {what} from {node}, {node} did not")
+            }
+            Self::DigestDiffers {
+                node,
+                what,
+                coordinator,
+                node_digest,
+            } => write!(
+                f,
+                "{what} of {node}: the coordinator recorded digest {coordinator}, {node} recorded {node_digest}"
+            ),
+        }
+    }
+}
+
+fn field<'a>(e: &'a AuditEvent, name: &str) -> String {
+    match e.fields.get(name) {
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+        None => String::new(),
+    }
+}
+
+/// (what, digest) per item, keyed by (node, job, round, quantity).
+type Items = BTreeMap<(String, String, String, String), String>;
+
+fn collect(
+    events: &[AuditEvent],
+    kind: EventKind,
+    node_of: impl Fn(&AuditEvent) -> String,
+    digest_field: &str,
+) -> Items {
+    events
+        .iter()
+        .filter(|e| e.event == kind.name())
+        .map(|e| {
+            (
+                (
+                    node_of(e),
+                    field(e, "job"),
+                    field(e, "round"),
+                    field(e, "quantity"),
+                ),
+                field(e, digest_field),
+            )
+        })
+        .collect()
+}
+
+/// Compares the coordinator's trail with nodes' own trails: every contribution a participant
+/// sent against what the coordinator received, and every partial decryption a member released
+/// against what the coordinator recorded.
+pub fn cross_check(coordinator: &TrailReport, nodes: &[TrailReport]) -> Vec<CrossCheckFinding> {
+    let mut findings = Vec::new();
+    let pairs = [
+        (
+            EventKind::ContributionReceived,
+            EventKind::ContributionSent,
+            "digest",
+            "contribution",
+        ),
+        (
+            EventKind::DecryptionApproved,
+            EventKind::DecryptionReleased,
+            "manifest",
+            "partial decryption",
+        ),
+    ];
+    for (at_coordinator, at_node, digest, label) in pairs {
+        let theirs = collect(
+            &coordinator.events,
+            at_coordinator,
+            |e| field(e, "node"),
+            digest,
+        );
+        for node in nodes {
+            let mine = collect(&node.events, at_node, |_| node.writer.clone(), digest);
+            let theirs_for_node: Items = theirs
+                .iter()
+                .filter(|((n, ..), _)| *n == node.writer)
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            let describe = |(_, job, round, quantity): &(String, String, String, String)| {
+                format!("{label} job {job} round {round} quantity {quantity}")
+            };
+            for (key, digest) in &mine {
+                match theirs_for_node.get(key) {
+                    None => findings.push(CrossCheckFinding::MissingAtCoordinator {
+                        node: node.writer.clone(),
+                        what: describe(key),
+                    }),
+                    Some(c) if c != digest => findings.push(CrossCheckFinding::DigestDiffers {
+                        node: node.writer.clone(),
+                        what: describe(key),
+                        coordinator: c.clone(),
+                        node_digest: digest.clone(),
+                    }),
+                    Some(_) => {}
+                }
+            }
+            for key in theirs_for_node.keys().filter(|k| !mine.contains_key(*k)) {
+                findings.push(CrossCheckFinding::MissingAtNode {
+                    node: node.writer.clone(),
+                    what: describe(key),
+                });
+            }
+        }
+    }
+    findings
+}

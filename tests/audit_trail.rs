@@ -1,0 +1,316 @@
+//! The audit trail: any single changed byte, a removed, reordered or inserted event, and a trail
+//! re-signed under another key are all detected; the cross-check finds contributions and
+//! decryptions that the coordinator and a node record differently.
+
+use fedbank_common::audit::{
+    cross_check, verify, CrossCheckFinding, EventKind, SigningIdentity, TrailWriter, VerifyError,
+};
+use fedbank_common::ids::NodeId;
+use proptest::prelude::*;
+use serde_json::{json, Map, Value};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+fn fields(v: Value) -> Map<String, Value> {
+    match v {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    }
+}
+
+fn at(s: u64) -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_000_000 + s)
+}
+
+/// A coordinator trail and one participant trail of a two-round job. Returns the paths and the
+/// coordinator's public key.
+fn write_trails(dir: &Path, participant_digest_round2: &str) -> (PathBuf, PathBuf, String) {
+    let coordinator = dir.join("coordinator.trail");
+    let participant = dir.join("bank-a.trail");
+    let (id, _) = SigningIdentity::generate().expect("key");
+    let key = id.public_key_hex();
+    let mut c = TrailWriter::create(
+        &coordinator,
+        &NodeId::new("coordinator").expect("id"),
+        "coordinator",
+        id,
+        at(0),
+    )
+    .expect("create");
+    let (pid, _) = SigningIdentity::generate().expect("key");
+    let mut p = TrailWriter::create(
+        &participant,
+        &NodeId::new("bank-a").expect("id"),
+        "participant",
+        pid,
+        at(0),
+    )
+    .expect("create");
+    c.append(
+        EventKind::JobStarted,
+        fields(json!({"job": "stats-1", "config_digest": "ab12"})),
+        at(1),
+    )
+    .expect("append");
+    for (round, digest) in [(1, "d1"), (2, "d2")] {
+        c.append(
+            EventKind::RoundStarted,
+            fields(json!({"job": "stats-1", "round": round})),
+            at(2),
+        )
+        .expect("append");
+        c.append(
+            EventKind::ContributionReceived,
+            fields(json!({"job": "stats-1", "round": round, "quantity": "moments", "node": "bank-a", "digest": digest})),
+            at(3),
+        )
+        .expect("append");
+        let sent = if round == 2 {
+            participant_digest_round2
+        } else {
+            digest
+        };
+        p.append(
+            EventKind::ContributionSent,
+            fields(
+                json!({"job": "stats-1", "round": round, "quantity": "moments", "digest": sent}),
+            ),
+            at(3),
+        )
+        .expect("append");
+    }
+    c.append(
+        EventKind::JobCompleted,
+        fields(json!({"job": "stats-1", "result_digest": "ff"})),
+        at(9),
+    )
+    .expect("append");
+    (coordinator, participant, key)
+}
+
+fn lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .expect("read")
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+fn write_lines(path: &Path, lines: &[String]) {
+    let mut text = lines.join("\n");
+    text.push('\n');
+    std::fs::write(path, text).expect("write");
+}
+
+#[test]
+fn an_untouched_trail_verifies_and_can_be_continued() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (coordinator, _, key) = write_trails(dir.path(), "d2");
+    let report = verify(&coordinator, Some(&key)).expect("verifies");
+    assert_eq!(report.events.len(), 7);
+    assert_eq!(report.role, "coordinator");
+    assert!(matches!(
+        verify(&coordinator, Some("00")),
+        Err(VerifyError::KeyMismatch { .. })
+    ));
+}
+
+#[test]
+fn removed_reordered_inserted_and_truncated_events_are_named() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (coordinator, _, _) = write_trails(dir.path(), "d2");
+    let original = lines(&coordinator);
+    let tampered = dir.path().join("tampered.trail");
+
+    let mut removed = original.clone();
+    removed.remove(3);
+    write_lines(&tampered, &removed);
+    assert!(matches!(
+        verify(&tampered, None),
+        Err(VerifyError::Removed {
+            line: 4,
+            expected: 3,
+            found: 4
+        })
+    ));
+
+    let mut swapped = original.clone();
+    swapped.swap(2, 4);
+    write_lines(&tampered, &swapped);
+    assert!(matches!(
+        verify(&tampered, None),
+        Err(VerifyError::Removed { line: 3, .. } | VerifyError::InsertedOrReordered { line: 3, .. })
+    ));
+
+    let mut inserted = original.clone();
+    inserted.insert(3, original[2].clone());
+    write_lines(&tampered, &inserted);
+    assert!(matches!(
+        verify(&tampered, None),
+        Err(VerifyError::InsertedOrReordered {
+            line: 4,
+            expected: 3,
+            found: 2
+        })
+    ));
+
+    let mut text = original.join("\n");
+    text.push('\n');
+    std::fs::write(&tampered, &text[..text.len() - 10]).expect("write");
+    assert!(matches!(
+        verify(&tampered, None),
+        Err(VerifyError::Truncated { line: 7 })
+    ));
+}
+
+#[test]
+fn a_trail_rewritten_under_another_key_fails_against_the_expected_key() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (coordinator, _, key) = write_trails(dir.path(), "d2");
+    let forged_dir = tempfile::tempdir().expect("dir");
+    let (forged, _, forged_key) = write_trails(forged_dir.path(), "d2");
+    assert_ne!(key, forged_key);
+    assert!(
+        verify(&forged, None).is_ok(),
+        "a consistent forgery verifies on its own"
+    );
+    assert!(matches!(
+        verify(&forged, Some(&key)),
+        Err(VerifyError::KeyMismatch { .. })
+    ));
+    assert!(verify(&coordinator, Some(&key)).is_ok());
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    #[test]
+    fn every_single_byte_change_is_detected(position in any::<usize>(), replacement in any::<u8>()) {
+        let dir = tempfile::tempdir().expect("dir");
+        let (coordinator, _, key) = write_trails(dir.path(), "d2");
+        let mut bytes = std::fs::read(&coordinator).expect("read");
+        let i = position % bytes.len();
+        prop_assume!(bytes[i] != replacement);
+        bytes[i] = replacement;
+        std::fs::write(&coordinator, &bytes).expect("write");
+        prop_assert!(verify(&coordinator, Some(&key)).is_err(), "byte {} changed, not detected", i);
+    }
+}
+
+#[test]
+fn cross_check_finds_what_the_two_sides_record_differently() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (coordinator, participant, _) = write_trails(dir.path(), "d2");
+    let c = verify(&coordinator, None).expect("c");
+    let p = verify(&participant, None).expect("p");
+    assert!(cross_check(&c, &[p]).is_empty());
+
+    let other = tempfile::tempdir().expect("dir");
+    let (coordinator, participant, _) = write_trails(other.path(), "something-else");
+    let c = verify(&coordinator, None).expect("c");
+    let p = verify(&participant, None).expect("p");
+    let findings = cross_check(&c, &[p]);
+    assert_eq!(findings.len(), 1, "{findings:?}");
+    assert!(
+        matches!(&findings[0], CrossCheckFinding::DigestDiffers { node, .. } if node == "bank-a")
+    );
+    assert!(findings[0].to_string().contains("round 2"));
+}
+
+#[test]
+fn reopening_continues_the_chain_and_refuses_a_broken_trail() {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("member.trail");
+    let (id, der) = SigningIdentity::generate().expect("key");
+    let mut w = TrailWriter::create(
+        &path,
+        &NodeId::new("member-1").expect("id"),
+        "committee",
+        id,
+        at(0),
+    )
+    .expect("create");
+    w.append(
+        EventKind::DecryptionReleased,
+        fields(json!({"job": "j", "round": 1})),
+        at(1),
+    )
+    .expect("append");
+    drop(w);
+    assert!(matches!(
+        TrailWriter::create(
+            &path,
+            &NodeId::new("member-1").expect("id"),
+            "committee",
+            SigningIdentity::from_pkcs8(&der).expect("key"),
+            at(2)
+        ),
+        Err(fedbank_common::audit::TrailError::Exists(_))
+    ));
+    let mut w =
+        TrailWriter::open(&path, SigningIdentity::from_pkcs8(&der).expect("key")).expect("open");
+    let e = w
+        .append(
+            EventKind::DecryptionReleased,
+            fields(json!({"job": "j", "round": 2})),
+            at(3),
+        )
+        .expect("append");
+    assert_eq!(e.seq, 2);
+    assert_eq!(verify(&path, None).expect("verifies").events.len(), 3);
+    // A trail opened with the wrong key is refused and left untouched.
+    let before = std::fs::read(&path).expect("read");
+    let (other, _) = SigningIdentity::generate().expect("key");
+    assert!(TrailWriter::open(&path, other).is_err());
+    assert_eq!(std::fs::read(&path).expect("read"), before);
+}
+
+#[test]
+fn audit_verify_command_reports_and_exits_by_outcome() {
+    use std::process::Command;
+    let dir = tempfile::tempdir().expect("dir");
+    let (coordinator, participant, key) = write_trails(dir.path(), "d2");
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_fedbank"))
+            .args(args)
+            .output()
+            .expect("run fedbank")
+    };
+    let c = coordinator.to_str().expect("path");
+    let p = participant.to_str().expect("path");
+    let ok = run(&[
+        "audit",
+        "verify",
+        c,
+        "--cross-check",
+        p,
+        "--expect-key",
+        &key,
+    ]);
+    assert_eq!(
+        ok.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&ok.stdout)
+    );
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("agree"));
+
+    let mut lines = lines(&coordinator);
+    lines.remove(2);
+    write_lines(&coordinator, &lines);
+    let bad = run(&["audit", "verify", c]);
+    assert_eq!(bad.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&bad.stdout).contains("missing (removed)"));
+
+    let other = tempfile::tempdir().expect("dir");
+    let (coordinator, participant, _) = write_trails(other.path(), "not-d2");
+    let differs = run(&[
+        "audit",
+        "verify",
+        coordinator.to_str().expect("path"),
+        "--cross-check",
+        participant.to_str().expect("path"),
+    ]);
+    assert_eq!(differs.status.code(), Some(4));
+    assert!(String::from_utf8_lossy(&differs.stdout).contains("DIFFERS"));
+}
