@@ -333,7 +333,7 @@ impl fmt::Display for CrossCheckFinding {
     }
 }
 
-fn field<'a>(e: &'a AuditEvent, name: &str) -> String {
+fn field(e: &AuditEvent, name: &str) -> String {
     match e.fields.get(name) {
         Some(serde_json::Value::String(s)) => s.clone(),
         Some(other) => other.to_string(),

@@ -313,7 +313,7 @@ mod packed_bodies {
 
     impl<S: RingScalar> PackedVisitor<S> {
         fn unpack<E: de::Error>(bytes: &[u8]) -> Result<Vec<S>, E> {
-            if bytes.len() % S::BODY_WIRE_BYTES != 0 {
+            if !bytes.len().is_multiple_of(S::BODY_WIRE_BYTES) {
                 return Err(E::custom(format!(
                     "{} body bytes is not a multiple of {}",
                     bytes.len(),

@@ -22,22 +22,22 @@
 //!    s = Σ s_j to Δm + e2 + (e_pk·r) − (e1·s). With the aggregate of K contributions the
 //!    noise is Σ_k e2_k + e_pk·(Σ_k r_k) − Σ_k e1_k·s. The public-key term is shared by all
 //!    contributions, so it grows with K, not √K.
-//! 2b. **Body rounding.** A participant rounds each body to a multiple of 2^d (d = 32 for
+//! 3. **Body rounding.** A participant rounds each body to a multiple of 2^d (d = 32 for
 //!    `strict`, 16 for `fast`) and sends only the high bits, 12 and 6 bytes instead of 16 and 8.
 //!    This adds at most 2^(d−1) per contribution, K·2^(d−1) in the aggregate, a worst-case term
 //!    added to the bound below and covered by the smudging like the rest.
-//! 3. **Bound.** Every coefficient of that noise is a sum of independent, zero-mean, bounded terms;
+//! 4. **Bound.** Every coefficient of that noise is a sum of independent, zero-mean, bounded terms;
 //!    Hoeffding's inequality with the worst-case coefficient sizes (|Σ r_k| ≤ K, |s| ≤ M) gives the
 //!    variance proxy
 //!    `V = 4^B · (n·M·K² + n·M²·K + K)` and the bound `t = sqrt(2·V·ln(2/p))` that holds except
 //!    with probability p = 2^-128 per coefficient ([`DECRYPTION_FAILURE_LOG2`]).
-//! 4. **Smudging.** Each member adds fresh uniform noise to its partial decryption so that the
+//! 5. **Smudging.** Each member adds fresh uniform noise to its partial decryption so that the
 //!    decrypted value hides the aggregate noise (which depends on every member's key share).
 //!    `strict`: TUniform(⌈log2 t⌉ + 40): the statistical distance to a distribution that does not
 //!    depend on the keys is at most t / 2^(⌈log2 t⌉+40) ≤ 2^-40 ([`STATISTICAL_SMUDGING_BITS`]).
 //!    `fast`: TUniform(27), a fixed heuristic amount of the same order as the aggregate noise, as
 //!    the design brief allows for the fast profile; it is **not** a statistical guarantee.
-//! 5. **Scaling.** With t now including the rounding term, total noise ≤ t + M·2^smudge. Δ = 2^δ with δ = ⌈log2(total)⌉ + 1, so that the
+//! 6. **Scaling.** With t now including the rounding term, total noise ≤ t + M·2^smudge. Δ = 2^δ with δ = ⌈log2(total)⌉ + 1, so that the
 //!    noise stays below Δ/2 and rounding recovers the exact sum. A sum is decoded exactly while
 //!    |Σ m| < 2^(w−1−δ): that exponent is [`SchemeParameters::message_bits`].
 //!
@@ -185,7 +185,7 @@ pub struct RingParameters {
     /// Torus width in bits (64 or 128).
     pub torus_bits: u32,
     /// Low bits of every ciphertext body rounded away at encryption and not sent
-    /// (module docs, step 2b).
+    /// (module docs, step 3).
     pub body_drop_bits: u32,
     /// Name of the tfhe parameter set these values come from.
     pub tfhe_parameter_set: &'static str,
@@ -264,7 +264,7 @@ impl SchemeParameters {
             max_contributors as f64,
         );
         let b = f64::from(ring.noise_log2);
-        // Hoeffding variance proxy in log2, see the module docs, step 3.
+        // Hoeffding variance proxy in log2, see the module docs, step 4.
         let v_log2 = 2.0 * b + (n * m * k * k + n * m * m * k + k).log2();
         let tail_log2 =
             0.5 * (2.0 * (1.0 - DECRYPTION_FAILURE_LOG2) * std::f64::consts::LN_2).log2();
