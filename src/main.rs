@@ -6,6 +6,7 @@
 
 mod audit;
 mod bench;
+mod certs;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -27,6 +28,15 @@ enum Command {
     /// The auditor's tools.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Consortium certificates.
+    #[command(subcommand)]
+    Certs(CertsCommand),
+}
+
+#[derive(Subcommand)]
+enum CertsCommand {
+    /// Create a development consortium CA and one certificate per node id.
+    Init(certs::InitArgs),
 }
 
 #[derive(Subcommand)]
@@ -57,5 +67,9 @@ fn main() -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Audit(AuditCommand::Verify(args)) => audit::run_verify(&args),
+        Command::Certs(CertsCommand::Init(args)) => {
+            certs::run_init(&args)?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }

@@ -1,0 +1,111 @@
+//! Framed messages on QUIC streams. Each message travels on its own unidirectional stream:
+//!
+//! ```text
+//!   wire header (8 bytes: magic, kind, torus bits, version) | body length: u64 LE | body
+//! ```
+//!
+//! The receiver reads the header and the declared length first and refuses a length above the
+//! limit for that kind before reading the body; it then reads exactly that many bytes, refuses
+//! trailing bytes, and decodes with [`fedbank_common::wire`], which checks everything again.
+
+use fedbank_common::wire::{self, WireError, WireMessage, HEADER_LEN};
+use quinn::{Connection, RecvStream};
+
+/// Why a frame could not be sent or received.
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    /// The connection failed or was closed.
+    #[error("connection")]
+    Connection(#[from] quinn::ConnectionError),
+    /// Writing the stream failed.
+    #[error("sending")]
+    Write(#[from] quinn::WriteError),
+    /// Finishing the stream failed.
+    #[error("closing stream")]
+    Closed(#[from] quinn::ClosedStream),
+    /// Reading the stream failed.
+    #[error("receiving")]
+    Read(#[from] quinn::ReadExactError),
+    /// Reading the stream's end failed.
+    #[error("receiving")]
+    ReadToEnd(#[from] quinn::ReadToEndError),
+    /// The declared body is larger than the kind allows.
+    #[error("message of kind {kind} declares {len} bytes, the limit is {limit}")]
+    TooLarge {
+        /// Kind byte.
+        kind: u8,
+        /// Declared length.
+        len: u64,
+        /// Limit.
+        limit: usize,
+    },
+    /// Bytes follow the declared body.
+    #[error("bytes follow the declared message body")]
+    TrailingBytes,
+    /// The message does not decode.
+    #[error("decoding")]
+    Wire(#[from] WireError),
+}
+
+/// A received frame, not yet decoded: its kind byte and its wire bytes.
+#[derive(Debug)]
+pub struct RawFrame {
+    /// Kind byte from the header.
+    pub kind: u8,
+    /// Header and body, ready for [`wire::decode`].
+    pub bytes: Vec<u8>,
+}
+
+impl RawFrame {
+    /// Decodes the frame as `T` (checking kind, version, limits and invariants).
+    pub fn decode<T: WireMessage>(&self) -> Result<T, WireError> {
+        wire::decode(&self.bytes)
+    }
+}
+
+/// Sends one message on a new unidirectional stream.
+pub async fn send<T: WireMessage>(conn: &Connection, message: &T) -> Result<(), FrameError> {
+    let bytes = wire::encode(message)?;
+    let (header, body) = bytes.split_at(HEADER_LEN);
+    let mut stream = conn.open_uni().await?;
+    stream.write_all(header).await?;
+    stream.write_all(&(body.len() as u64).to_le_bytes()).await?;
+    stream.write_all(body).await?;
+    stream.finish()?;
+    Ok(())
+}
+
+/// Reads one frame from a stream; `limit` gives the largest body for a kind byte.
+pub async fn read_frame(
+    stream: &mut RecvStream,
+    limit: impl Fn(u8) -> usize,
+) -> Result<RawFrame, FrameError> {
+    let mut head = [0u8; HEADER_LEN + 8];
+    stream.read_exact(&mut head).await?;
+    let kind = head[4];
+    let mut len_bytes = [0u8; 8];
+    len_bytes.copy_from_slice(&head[HEADER_LEN..]);
+    let len = u64::from_le_bytes(len_bytes);
+    let max = limit(kind);
+    if len > max as u64 {
+        return Err(FrameError::TooLarge {
+            kind,
+            len,
+            limit: max,
+        });
+    }
+    let mut bytes = Vec::with_capacity(HEADER_LEN + len as usize);
+    bytes.extend_from_slice(&head[..HEADER_LEN]);
+    bytes.resize(HEADER_LEN + len as usize, 0);
+    stream.read_exact(&mut bytes[HEADER_LEN..]).await?;
+    if !stream.read_to_end(0).await?.is_empty() {
+        return Err(FrameError::TrailingBytes);
+    }
+    Ok(RawFrame { kind, bytes })
+}
+
+/// Accepts the next stream on `conn` and reads one frame from it.
+pub async fn recv(conn: &Connection, limit: impl Fn(u8) -> usize) -> Result<RawFrame, FrameError> {
+    let mut stream = conn.accept_uni().await?;
+    read_frame(&mut stream, limit).await
+}

@@ -1,0 +1,79 @@
+//! rustls configurations for QUIC: TLS 1.3 only, ring provider, Ed25519 certificates from the
+//! consortium CA, client authentication required on the coordinator, ALPN `fedbank/1`.
+
+use crate::pki::NodeCredentials;
+use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
+use rustls::pki_types::PrivateKeyDer;
+use rustls::server::WebPkiClientVerifier;
+use rustls::RootCertStore;
+use std::sync::Arc;
+
+/// The application protocol (and its version) negotiated at connect.
+pub const ALPN: &[u8] = b"fedbank/1";
+
+/// Why a TLS configuration could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// rustls refused the configuration.
+    #[error("TLS configuration")]
+    Rustls(#[from] rustls::Error),
+    /// The client verifier could not be built.
+    #[error("client certificate verifier")]
+    Verifier(#[from] rustls::server::VerifierBuilderError),
+    /// quinn refused the rustls configuration.
+    #[error("QUIC crypto configuration")]
+    Quic(#[from] quinn::crypto::rustls::NoInitialCipherSuite),
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn roots(creds: &NodeCredentials) -> Result<Arc<RootCertStore>, TlsError> {
+    let mut roots = RootCertStore::empty();
+    roots.add(creds.ca.clone())?;
+    Ok(Arc::new(roots))
+}
+
+/// The coordinator's QUIC server configuration: every client must present a certificate
+/// issued by the consortium CA.
+pub fn server_config(creds: &NodeCredentials) -> Result<quinn::ServerConfig, TlsError> {
+    let verifier =
+        WebPkiClientVerifier::builder_with_provider(roots(creds)?, provider()).build()?;
+    let mut tls = rustls::ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(
+            vec![creds.cert.clone()],
+            PrivateKeyDer::Pkcs8(creds.key.clone_key()),
+        )?;
+    tls.alpn_protocols = vec![ALPN.to_vec()];
+    let mut config = quinn::ServerConfig::with_crypto(Arc::new(QuicServerConfig::try_from(tls)?));
+    let mut transport = quinn::TransportConfig::default();
+    transport.max_idle_timeout(Some(
+        std::time::Duration::from_secs(30)
+            .try_into()
+            .unwrap_or(quinn::IdleTimeout::from(quinn::VarInt::from_u32(30_000))),
+    ));
+    transport.keep_alive_interval(Some(std::time::Duration::from_secs(5)));
+    config.transport_config(Arc::new(transport));
+    Ok(config)
+}
+
+/// A node's QUIC client configuration: it trusts only the consortium CA and presents its own
+/// certificate.
+pub fn client_config(creds: &NodeCredentials) -> Result<quinn::ClientConfig, TlsError> {
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_root_certificates(roots(creds)?)
+        .with_client_auth_cert(
+            vec![creds.cert.clone()],
+            PrivateKeyDer::Pkcs8(creds.key.clone_key()),
+        )?;
+    tls.alpn_protocols = vec![ALPN.to_vec()];
+    let mut config = quinn::ClientConfig::new(Arc::new(QuicClientConfig::try_from(tls)?));
+    let mut transport = quinn::TransportConfig::default();
+    transport.keep_alive_interval(Some(std::time::Duration::from_secs(5)));
+    config.transport_config(Arc::new(transport));
+    Ok(config)
+}
