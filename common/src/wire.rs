@@ -63,10 +63,21 @@ pub enum WireKind {
     PartialDecryption = 8,
     /// [`MemberRecord`] (disk only).
     MemberRecord = 9,
+    /// [`crate::protocol::Hello`].
+    Hello = 10,
+    /// [`crate::protocol::Welcome`].
+    Welcome = 11,
+    /// [`crate::protocol::RoundRequest`].
+    RoundRequest = 12,
+    /// [`crate::protocol::Contribution`].
+    Contribution = 13,
+    /// [`crate::protocol::Notice`].
+    Notice = 14,
 }
 
 impl WireKind {
-    fn from_byte(b: u8) -> Option<Self> {
+    /// The kind of a header's kind byte.
+    pub fn from_byte(b: u8) -> Option<Self> {
         use WireKind::*;
         [
             KeySetup,
@@ -78,6 +89,11 @@ impl WireKind {
             DecryptionRequest,
             PartialDecryption,
             MemberRecord,
+            Hello,
+            Welcome,
+            RoundRequest,
+            Contribution,
+            Notice,
         ]
         .into_iter()
         .find(|k| *k as u8 == b)
@@ -162,6 +178,12 @@ pub enum WireError {
         found: u16,
         /// Version supported.
         supported: u16,
+    },
+    /// A kind that is not a protocol message.
+    #[error("kind byte {found} is not a protocol message")]
+    UnexpectedKind {
+        /// Kind byte found.
+        found: u8,
     },
     /// bincode could not decode the body.
     #[error("{kind:?}: malformed body")]

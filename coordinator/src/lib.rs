@@ -1,17 +1,28 @@
 //! # fedbank-coordinator
 //!
-//! The coordinator's side of secure aggregation, for one (job, round, quantity) slot:
+//! The coordinator of a consortium job:
+//!
+//! - [`CoordinatorMachine`]: the job as a plain state machine (joins, key setup with the
+//!   committee, rounds with deadlines, retries, decryption, result), driven by a network shell
+//!   that feeds it inputs and the time, and carries out its outputs.
+//! - [`RoundAggregate`]: one slot's homomorphic sum, its manifest and the combination of the
+//!   committee's partial decryptions.
+//! - [`stats`]: the stats job's rounds and result.
+//!
+//! The coordinator never holds a key share: it sees ciphertexts, the contributor list and the
+//! decrypted aggregate, never an individual update. It does not open sockets or read clocks.
 //!
 //! ```text
 //!   RoundAggregate::add(participant, ciphertext)   × K   (duplicates and misfits refused)
 //!   RoundAggregate::decryption_request()                 (manifest + summed masks, no bodies)
 //!   RoundAggregate::combine(request, partials)           (every member exactly once) → slots
 //! ```
-//!
-//! The coordinator never holds a key share: it sees ciphertexts, the contributor list and the
-//! decrypted aggregate, never an individual update. It does not schedule rounds, keep time or
-//! talk to the network; the round state machine and the network shell come on top.
 
 mod aggregation;
+mod machine;
+pub mod stats;
 
 pub use aggregation::{AggregationError, PartialProblem, RoundAggregate};
+pub use machine::{
+    CoordinatorMachine, Input, JobFailure, Millis, Outbound, Output, Status, Violation,
+};

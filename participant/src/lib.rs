@@ -1,19 +1,27 @@
 //! # fedbank-participant
 //!
-//! The participant's side of secure aggregation:
+//! A participant institution's node:
 //!
+//! - [`ParticipantMachine`]: the node's protocol as a plain state machine (Hello, key setup if on
+//!   the committee, contributions per round, partial decryptions under policy).
+//! - [`LocalTable`] and [`local_stats`]: the institution's own table and the statistics computed
+//!   on it. Rows never leave the participant; only encrypted aggregates-to-be do.
 //! - [`Contributor`] encodes a participant's local statistics (bounds, scale, counted clipping,
-//!   limbs) and encrypts them under the joint key; only the ciphertext leaves the participant.
+//!   limbs) and encrypts them under the joint key.
 //! - [`CommitteeMember`] is what a participant that sits on the key committee runs in addition:
 //!   it holds a secret key share (on disk with owner-only permissions), checks every decryption
 //!   request against its policy and its own record, and releases partial decryptions of
 //!   aggregates only.
 //!
-//! It does not read customer files, train models or talk to the network; later layers feed it
-//! statistics and carry its messages.
+//! It does not talk to the network; the shell in the `fedbank` binary carries its messages.
 
 mod committee_member;
 mod contribution;
+pub mod local_stats;
+mod local_table;
+mod machine;
 
 pub use committee_member::{CommitteeMember, MemberError};
 pub use contribution::{ContributionError, Contributor};
+pub use local_table::{LocalTable, TableError};
+pub use machine::{NodeOutbound, NodeOutput, NodeStatus, NodeViolation, ParticipantMachine};

@@ -1,0 +1,361 @@
+//! A job's specification: who takes part, under which policy, and what is computed. The same
+//! file is given to the coordinator and to every participant; a participant contributes only to
+//! the job whose digest matches its own copy.
+
+use crate::digest::Digest;
+use crate::encoding::{EncodingError, EncodingPlan, QuantitySpec};
+use crate::ids::{JobId, NodeId};
+use crate::secagg::{ParameterError, Profile, SchemeParameters};
+use serde::{Deserialize, Serialize};
+
+/// A numeric feature (column) with its declared bound and fixed-point scale.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeatureSpec {
+    /// Column name in the participants' tables.
+    pub name: String,
+    /// |value| ≤ bound; values beyond are clipped and counted.
+    pub bound: f64,
+    /// Fixed-point scale (1 for integer features).
+    #[serde(default = "one")]
+    pub scale: f64,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+/// What the job computes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobKind {
+    /// Per-feature count, missing rate, mean, standard deviation and approximate quantiles.
+    Stats,
+}
+
+/// The job as written in the job file.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobSpec {
+    /// Job id.
+    pub job: JobId,
+    /// What is computed.
+    pub kind: JobKind,
+    /// Crypto profile.
+    #[serde(default)]
+    pub profile: Profile,
+    /// Participants enrolled in the job.
+    pub participants: Vec<NodeId>,
+    /// Key committee (each also a participant), in any order.
+    pub committee: Vec<NodeId>,
+    /// Fewest contributors an aggregate may be decrypted with.
+    pub min_participants: usize,
+    /// Largest number of rows any participant may hold.
+    pub max_rows: u64,
+    /// Numeric features.
+    pub features: Vec<FeatureSpec>,
+    /// Histogram bins between the edges (plus one bin below and one above).
+    #[serde(default = "default_bins")]
+    pub histogram_bins: usize,
+    /// Milliseconds to wait for every committee member's key share.
+    #[serde(default = "default_key_timeout")]
+    pub key_setup_timeout_ms: u64,
+    /// Milliseconds a round waits for contributions.
+    #[serde(default = "default_round_timeout")]
+    pub round_timeout_ms: u64,
+    /// Milliseconds to wait for the committee's partial decryptions.
+    #[serde(default = "default_decryption_timeout")]
+    pub decryption_timeout_ms: u64,
+    /// How often a round with too few contributors is retried before the job stops.
+    #[serde(default = "default_retries")]
+    pub max_round_retries: u32,
+}
+
+fn default_bins() -> usize {
+    20
+}
+fn default_key_timeout() -> u64 {
+    30_000
+}
+fn default_round_timeout() -> u64 {
+    60_000
+}
+fn default_decryption_timeout() -> u64 {
+    60_000
+}
+fn default_retries() -> u32 {
+    2
+}
+
+/// A job file that does not make a valid job.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum JobError {
+    /// A list field is empty.
+    #[error("job {job}: '{field}' must not be empty")]
+    Empty {
+        /// Job.
+        job: JobId,
+        /// Field.
+        field: &'static str,
+    },
+    /// A node is listed twice.
+    #[error("job {job}: '{field}' lists {node} twice")]
+    Duplicate {
+        /// Job.
+        job: JobId,
+        /// Field.
+        field: &'static str,
+        /// The node.
+        node: String,
+    },
+    /// A committee member is not a participant.
+    #[error("job {job}: committee member {node} is not listed in 'participants'")]
+    MemberNotParticipant {
+        /// Job.
+        job: JobId,
+        /// The member.
+        node: NodeId,
+    },
+    /// min_participants is out of range.
+    #[error(
+        "job {job}: min_participants = {got} must be between 1 and the {participants} participants"
+    )]
+    MinParticipants {
+        /// Job.
+        job: JobId,
+        /// Value given.
+        got: usize,
+        /// Participants listed.
+        participants: usize,
+    },
+    /// A numeric setting is out of range.
+    #[error("job {job}: '{field}' = {value} is out of range ({expected})")]
+    OutOfRange {
+        /// Job.
+        job: JobId,
+        /// Field.
+        field: &'static str,
+        /// Value given.
+        value: String,
+        /// What is expected.
+        expected: &'static str,
+    },
+    /// The crypto parameters cannot be built.
+    #[error("job {job}: crypto parameters")]
+    Parameters {
+        /// Job.
+        job: JobId,
+        /// Why.
+        #[source]
+        source: ParameterError,
+    },
+    /// A quantity cannot be encoded within the profile.
+    #[error("job {job}: round '{round}' cannot be encoded")]
+    Encoding {
+        /// Job.
+        job: JobId,
+        /// Round label.
+        round: &'static str,
+        /// Why.
+        #[source]
+        source: EncodingError,
+    },
+}
+
+/// A validated job.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ValidJob {
+    spec: JobSpec,
+    params: SchemeParameters,
+    digest: Digest,
+}
+
+/// Round label of the moments round of the stats job.
+pub const MOMENTS: &str = "moments";
+/// Round label of the histogram round of the stats job.
+pub const HISTOGRAM: &str = "histogram";
+
+impl JobSpec {
+    /// Checks every field and that every round can be encoded under the profile.
+    pub fn validate(mut self) -> Result<ValidJob, JobError> {
+        let job = self.job.clone();
+        for (field, list) in [
+            ("participants", &self.participants),
+            ("committee", &self.committee),
+        ] {
+            if list.is_empty() {
+                return Err(JobError::Empty { job, field });
+            }
+            let mut sorted = list.clone();
+            sorted.sort();
+            if let Some(w) = sorted.windows(2).find(|w| w[0] == w[1]) {
+                return Err(JobError::Duplicate {
+                    job,
+                    field,
+                    node: w[0].to_string(),
+                });
+            }
+        }
+        self.committee.sort();
+        self.participants.sort();
+        if let Some(m) = self
+            .committee
+            .iter()
+            .find(|m| !self.participants.contains(m))
+        {
+            return Err(JobError::MemberNotParticipant {
+                job,
+                node: m.clone(),
+            });
+        }
+        if self.min_participants == 0 || self.min_participants > self.participants.len() {
+            return Err(JobError::MinParticipants {
+                job,
+                got: self.min_participants,
+                participants: self.participants.len(),
+            });
+        }
+        if self.features.is_empty() {
+            return Err(JobError::Empty {
+                job,
+                field: "features",
+            });
+        }
+        let range = |field, value: String, expected| JobError::OutOfRange {
+            job: self.job.clone(),
+            field,
+            value,
+            expected,
+        };
+        if self.max_rows == 0 || self.max_rows > 1 << 40 {
+            return Err(range("max_rows", self.max_rows.to_string(), "1 to 2^40"));
+        }
+        if !(1..=1000).contains(&self.histogram_bins) {
+            return Err(range(
+                "histogram_bins",
+                self.histogram_bins.to_string(),
+                "1 to 1000",
+            ));
+        }
+        for (field, ms) in [
+            ("key_setup_timeout_ms", self.key_setup_timeout_ms),
+            ("round_timeout_ms", self.round_timeout_ms),
+            ("decryption_timeout_ms", self.decryption_timeout_ms),
+        ] {
+            if !(10..=86_400_000).contains(&ms) {
+                return Err(range(field, ms.to_string(), "10 ms to 24 h"));
+            }
+        }
+        let params =
+            SchemeParameters::new(self.profile, self.committee.len(), self.participants.len())
+                .map_err(|source| JobError::Parameters {
+                    job: job.clone(),
+                    source,
+                })?;
+        let digest = Digest::of(
+            "fedbank.job.v1",
+            &crate::wire::encode_body(&self).unwrap_or_default(),
+        );
+        let valid = ValidJob {
+            spec: self,
+            params,
+            digest,
+        };
+        for (round, specs) in [
+            (MOMENTS, valid.moments_quantities()),
+            (HISTOGRAM, valid.histogram_quantities()),
+        ] {
+            EncodingPlan::new(&specs, &valid.params).map_err(|source| JobError::Encoding {
+                job: job.clone(),
+                round,
+                source,
+            })?;
+        }
+        Ok(valid)
+    }
+}
+
+impl ValidJob {
+    /// The specification (committee and participants sorted).
+    pub fn spec(&self) -> &JobSpec {
+        &self.spec
+    }
+    /// The crypto parameters.
+    pub fn params(&self) -> &SchemeParameters {
+        &self.params
+    }
+    /// Digest of the specification; participants check it before contributing.
+    pub fn digest(&self) -> Digest {
+        self.digest
+    }
+
+    /// Quantities of the moments round: per feature count, missing, sum and sum of squares.
+    pub fn moments_quantities(&self) -> Vec<QuantitySpec> {
+        let rows = self.spec.max_rows as f64;
+        self.spec
+            .features
+            .iter()
+            .flat_map(|f| {
+                [
+                    QuantitySpec::new(format!("{}.count", f.name), 1, rows, 1.0),
+                    QuantitySpec::new(format!("{}.missing", f.name), 1, rows, 1.0),
+                    QuantitySpec::new(format!("{}.sum", f.name), 1, rows * f.bound, f.scale),
+                    QuantitySpec::new(
+                        format!("{}.sumsq", f.name),
+                        1,
+                        rows * f.bound * f.bound,
+                        f.scale,
+                    ),
+                ]
+            })
+            .collect()
+    }
+
+    /// Quantities of the histogram round: per feature, counts in bins+2 bins.
+    pub fn histogram_quantities(&self) -> Vec<QuantitySpec> {
+        let rows = self.spec.max_rows as f64;
+        self.spec
+            .features
+            .iter()
+            .map(|f| {
+                QuantitySpec::new(
+                    format!("{}.hist", f.name),
+                    self.spec.histogram_bins + 2,
+                    rows,
+                    1.0,
+                )
+            })
+            .collect()
+    }
+
+    /// The encoding plan of a round.
+    pub fn plan(&self, round: &RoundKind) -> Result<EncodingPlan, EncodingError> {
+        let specs = match round {
+            RoundKind::Moments => self.moments_quantities(),
+            RoundKind::Histogram { .. } => self.histogram_quantities(),
+        };
+        EncodingPlan::new(&specs, &self.params)
+    }
+}
+
+/// What a round asks participants to compute.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum RoundKind {
+    /// Count, missing count, sum and sum of squares per feature.
+    Moments,
+    /// Counts per histogram bin, with these inner edges per feature (bins+1 edges each).
+    Histogram {
+        /// Edges per feature, in feature order.
+        edges: Vec<Vec<f64>>,
+    },
+}
+
+impl RoundKind {
+    /// Label used as the decryption slot's quantity.
+    pub fn label(&self) -> &'static str {
+        match self {
+            RoundKind::Moments => MOMENTS,
+            RoundKind::Histogram { .. } => HISTOGRAM,
+        }
+    }
+}

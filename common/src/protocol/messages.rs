@@ -1,0 +1,191 @@
+//! Protocol message types and the dispatch of a received frame.
+
+use crate::committee::{DecryptionRequest, PartialDecryption};
+use crate::digest::Digest;
+use crate::ids::JobId;
+use crate::job::RoundKind;
+use crate::secagg::{Ciphertext, JointPublicKey, KeySetup, Profile, PublicKeyShare, RingScalar};
+use crate::wire::{self, ValidationError, WireError, WireKind, WireMessage};
+use serde::{Deserialize, Serialize};
+
+/// Version of this protocol, negotiated by ALPN and checked in [`Hello`].
+pub const PROTOCOL_VERSION: u16 = 1;
+
+/// First message of a node: which job it has agreed to, by digest.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    /// Protocol version of the node.
+    pub protocol: u16,
+    /// Job the node agreed to.
+    pub job: JobId,
+    /// Digest of the node's copy of the job file.
+    pub job_digest: Digest,
+}
+
+/// The coordinator's answer to an accepted [`Hello`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Welcome {
+    /// Job.
+    pub job: JobId,
+    /// Crypto profile.
+    pub profile: Profile,
+}
+
+/// The coordinator's request for one round's contribution.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RoundRequest {
+    /// Job.
+    pub job: JobId,
+    /// Round number, from 1.
+    pub round: u32,
+    /// Attempt of this round, from 0 (a round with too few contributors is retried).
+    pub attempt: u32,
+    /// What to compute.
+    pub kind: RoundKind,
+}
+
+/// A participant's encrypted contribution to a round.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(bound = "")]
+pub struct Contribution<S: RingScalar> {
+    /// Round.
+    pub round: u32,
+    /// Attempt.
+    pub attempt: u32,
+    /// The encrypted statistics.
+    pub ciphertext: Ciphertext<S>,
+}
+
+/// What a notice reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NoticeKind {
+    /// A member refused a decryption request.
+    Refused,
+    /// A participant cannot contribute to a round (bad local input); nothing was sent.
+    CannotContribute,
+    /// The job finished.
+    Finished,
+    /// The job was aborted.
+    Aborted,
+}
+
+/// A short status message in either direction.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Notice {
+    /// Job.
+    pub job: JobId,
+    /// Round concerned, if any.
+    pub round: Option<u32>,
+    /// What it reports.
+    pub kind: NoticeKind,
+    /// Human-readable detail.
+    pub text: String,
+}
+
+macro_rules! small_message {
+    ($t:ty, $kind:expr) => {
+        impl WireMessage for $t {
+            const KIND: WireKind = $kind;
+        }
+    };
+}
+
+small_message!(Hello, WireKind::Hello);
+small_message!(Welcome, WireKind::Welcome);
+small_message!(RoundRequest, WireKind::RoundRequest);
+small_message!(Notice, WireKind::Notice);
+
+impl<S: RingScalar> WireMessage for Contribution<S> {
+    const KIND: WireKind = WireKind::Contribution;
+    const TORUS_BITS: u8 = S::BITS as u8;
+    fn max_bytes() -> usize {
+        <Ciphertext<S> as WireMessage>::max_bytes()
+    }
+    fn validate(&self) -> Result<(), ValidationError> {
+        WireMessage::validate(&self.ciphertext)
+    }
+}
+
+/// Any message, decoded according to the kind in its header.
+#[derive(Clone, Debug)]
+pub enum Inbound<S: RingScalar> {
+    /// [`Hello`].
+    Hello(Hello),
+    /// [`Welcome`].
+    Welcome(Welcome),
+    /// [`KeySetup`].
+    KeySetup(KeySetup),
+    /// [`PublicKeyShare`].
+    KeyShare(PublicKeyShare<S>),
+    /// [`JointPublicKey`].
+    JointKey(JointPublicKey<S>),
+    /// [`RoundRequest`].
+    Round(RoundRequest),
+    /// [`Contribution`].
+    Contribution(Contribution<S>),
+    /// [`DecryptionRequest`].
+    Decrypt(DecryptionRequest<S>),
+    /// [`PartialDecryption`].
+    Partial(PartialDecryption<S>),
+    /// [`Notice`].
+    Notice(Notice),
+}
+
+impl<S: RingScalar> Inbound<S> {
+    /// Largest body accepted for a kind byte (0 for kinds that never travel between nodes).
+    pub fn limit(kind: u8) -> usize {
+        match WireKind::from_byte(kind) {
+            Some(WireKind::Contribution) => <Contribution<S> as WireMessage>::max_bytes(),
+            Some(WireKind::DecryptionRequest) => <DecryptionRequest<S> as WireMessage>::max_bytes(),
+            Some(WireKind::PartialDecryption) => <PartialDecryption<S> as WireMessage>::max_bytes(),
+            Some(WireKind::JointPublicKey) => <JointPublicKey<S> as WireMessage>::max_bytes(),
+            Some(WireKind::PublicKeyShare) => <PublicKeyShare<S> as WireMessage>::max_bytes(),
+            Some(
+                WireKind::Hello
+                | WireKind::Welcome
+                | WireKind::RoundRequest
+                | WireKind::Notice
+                | WireKind::KeySetup,
+            ) => 1 << 20,
+            _ => 0,
+        }
+    }
+
+    /// Decodes a frame by the kind in its header.
+    pub fn decode(bytes: &[u8]) -> Result<Self, WireError> {
+        let kind = bytes.get(4).copied().and_then(WireKind::from_byte);
+        Ok(match kind {
+            Some(WireKind::Hello) => Inbound::Hello(wire::decode(bytes)?),
+            Some(WireKind::Welcome) => Inbound::Welcome(wire::decode(bytes)?),
+            Some(WireKind::KeySetup) => Inbound::KeySetup(wire::decode(bytes)?),
+            Some(WireKind::PublicKeyShare) => Inbound::KeyShare(wire::decode(bytes)?),
+            Some(WireKind::JointPublicKey) => Inbound::JointKey(wire::decode(bytes)?),
+            Some(WireKind::RoundRequest) => Inbound::Round(wire::decode(bytes)?),
+            Some(WireKind::Contribution) => Inbound::Contribution(wire::decode(bytes)?),
+            Some(WireKind::DecryptionRequest) => Inbound::Decrypt(wire::decode(bytes)?),
+            Some(WireKind::PartialDecryption) => Inbound::Partial(wire::decode(bytes)?),
+            Some(WireKind::Notice) => Inbound::Notice(wire::decode(bytes)?),
+            _ => {
+                return Err(WireError::UnexpectedKind {
+                    found: bytes.get(4).copied().unwrap_or(0),
+                })
+            }
+        })
+    }
+
+    /// Short name of the message, for logs and errors.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Inbound::Hello(_) => "Hello",
+            Inbound::Welcome(_) => "Welcome",
+            Inbound::KeySetup(_) => "KeySetup",
+            Inbound::KeyShare(_) => "PublicKeyShare",
+            Inbound::JointKey(_) => "JointPublicKey",
+            Inbound::Round(_) => "RoundRequest",
+            Inbound::Contribution(_) => "Contribution",
+            Inbound::Decrypt(_) => "DecryptionRequest",
+            Inbound::Partial(_) => "PartialDecryption",
+            Inbound::Notice(_) => "Notice",
+        }
+    }
+}

@@ -1,0 +1,25 @@
+//! The messages of the consortium protocol and how a received frame is told apart by kind.
+//!
+//! ```text
+//!   participant / member                         coordinator
+//!   Hello {protocol, job, job digest}  ───────▶  admits if enrolled and the digest matches
+//!                                      ◀───────  Welcome
+//!   (member) KeySetup                  ◀───────  KeySetup {seed, committee}
+//!   (member) PublicKeyShare            ───────▶
+//!                                      ◀───────  JointPublicKey
+//!   per round:                         ◀───────  RoundRequest {round, attempt, kind}
+//!   Contribution {round, attempt, ct}  ───────▶  sums until all arrived or the deadline
+//!   (member) DecryptionRequest         ◀───────  manifest + summed masks
+//!   (member) PartialDecryption         ───────▶  combine, decode, next round
+//!                                      ◀───────  Notice (finished / aborted)
+//! ```
+//!
+//! Every message is its own wire kind, so the transport applies a per-kind size limit before
+//! reading a body. The sender's identity is never in a message: it comes from the connection's
+//! verified certificate.
+
+mod messages;
+
+pub use messages::{
+    Contribution, Hello, Inbound, Notice, NoticeKind, RoundRequest, Welcome, PROTOCOL_VERSION,
+};

@@ -1,0 +1,212 @@
+//! The stats job on the coordinator: two rounds (moments, then fixed-edge histograms whose edges
+//! come from the consortium mean and standard deviation), and the result built only from the
+//! decrypted aggregates.
+
+use fedbank_common::encoding::DecodedQuantity;
+use fedbank_common::job::{FeatureSpec, RoundKind};
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// Histogram edges span mean ± this many standard deviations (clipped to the declared bound).
+pub const EDGE_SIGMAS: f64 = 4.0;
+/// Quantiles reported.
+pub const QUANTILES: [(&str, f64); 5] = [
+    ("p05", 0.05),
+    ("p25", 0.25),
+    ("p50", 0.50),
+    ("p75", 0.75),
+    ("p95", 0.95),
+];
+
+/// Consortium statistics of one feature.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct FeatureStats {
+    /// Feature name.
+    pub name: String,
+    /// Rows with a value.
+    pub count: f64,
+    /// Rows without a value.
+    pub missing: f64,
+    /// missing / (count + missing).
+    pub missing_rate: f64,
+    /// Mean of the values.
+    pub mean: f64,
+    /// Population standard deviation.
+    pub std: f64,
+    /// Approximate quantiles from the histogram.
+    pub quantiles: BTreeMap<String, f64>,
+    /// Histogram inner edges (bins + 1 values).
+    pub edges: Vec<f64>,
+    /// Counts: below the first edge, each bin, at or above the last edge.
+    pub histogram: Vec<f64>,
+}
+
+/// Why decrypted aggregates could not be turned into statistics.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum StatsError {
+    /// A quantity the round should hold is missing.
+    #[error("the decrypted aggregate has no quantity '{0}'")]
+    MissingQuantity(String),
+}
+
+/// The coordinator's side of the stats job.
+#[derive(Debug, Clone)]
+pub struct StatsJob {
+    features: Vec<FeatureSpec>,
+    bins: usize,
+    moments: Vec<(f64, f64, f64, f64)>,
+    result: Option<Vec<FeatureStats>>,
+}
+
+fn find<'a>(decoded: &'a [DecodedQuantity], name: &str) -> Result<&'a [f64], StatsError> {
+    decoded
+        .iter()
+        .find(|q| q.name == name)
+        .map(|q| q.values.as_slice())
+        .ok_or_else(|| StatsError::MissingQuantity(name.to_owned()))
+}
+
+impl StatsJob {
+    /// A stats job over `features` with `bins` histogram bins.
+    pub fn new(features: Vec<FeatureSpec>, bins: usize) -> Self {
+        Self {
+            features,
+            bins,
+            moments: Vec::new(),
+            result: None,
+        }
+    }
+
+    /// The first round.
+    pub fn first_round(&self) -> RoundKind {
+        RoundKind::Moments
+    }
+
+    /// Takes a round's decrypted aggregate; returns the next round, or `None` when done.
+    pub fn apply(
+        &mut self,
+        kind: &RoundKind,
+        decoded: &[DecodedQuantity],
+    ) -> Result<Option<RoundKind>, StatsError> {
+        match kind {
+            RoundKind::Moments => {
+                self.moments = self
+                    .features
+                    .iter()
+                    .map(|f| {
+                        Ok((
+                            find(decoded, &format!("{}.count", f.name))?[0],
+                            find(decoded, &format!("{}.missing", f.name))?[0],
+                            find(decoded, &format!("{}.sum", f.name))?[0],
+                            find(decoded, &format!("{}.sumsq", f.name))?[0],
+                        ))
+                    })
+                    .collect::<Result<_, StatsError>>()?;
+                let edges = self
+                    .features
+                    .iter()
+                    .zip(&self.moments)
+                    .map(|(f, &(n, _, sum, sumsq))| {
+                        let (mean, std) = mean_std(n, sum, sumsq);
+                        let spread = if std > 0.0 { EDGE_SIGMAS * std } else { 1.0 };
+                        let lo = (mean - spread).max(-f.bound);
+                        let hi = (mean + spread).min(f.bound).max(lo + 1e-9);
+                        (0..=self.bins)
+                            .map(|i| lo + (hi - lo) * i as f64 / self.bins as f64)
+                            .collect()
+                    })
+                    .collect();
+                Ok(Some(RoundKind::Histogram { edges }))
+            }
+            RoundKind::Histogram { edges } => {
+                let mut out = Vec::with_capacity(self.features.len());
+                for ((f, &(n, missing, sum, sumsq)), edges) in
+                    self.features.iter().zip(&self.moments).zip(edges)
+                {
+                    let histogram = find(decoded, &format!("{}.hist", f.name))?.to_vec();
+                    let (mean, std) = mean_std(n, sum, sumsq);
+                    let total = n + missing;
+                    out.push(FeatureStats {
+                        name: f.name.clone(),
+                        count: n,
+                        missing,
+                        missing_rate: if total > 0.0 { missing / total } else { 0.0 },
+                        mean,
+                        std,
+                        quantiles: QUANTILES
+                            .iter()
+                            .map(|(label, q)| {
+                                ((*label).to_owned(), quantile(edges, &histogram, *q))
+                            })
+                            .collect(),
+                        edges: edges.clone(),
+                        histogram,
+                    });
+                }
+                self.result = Some(out);
+                Ok(None)
+            }
+        }
+    }
+
+    /// The result, once the last round is applied.
+    pub fn result(&self) -> Option<&[FeatureStats]> {
+        self.result.as_deref()
+    }
+}
+
+/// Mean and population standard deviation from count, sum and sum of squares.
+pub fn mean_std(n: f64, sum: f64, sumsq: f64) -> (f64, f64) {
+    if n <= 0.0 {
+        return (0.0, 0.0);
+    }
+    let mean = sum / n;
+    let var = (sumsq / n - mean * mean).max(0.0);
+    (mean, var.sqrt())
+}
+
+/// The q-quantile by linear interpolation inside the histogram bin that holds it; the outer bins
+/// (below the first and at or above the last edge) are placed at those edges.
+pub fn quantile(edges: &[f64], histogram: &[f64], q: f64) -> f64 {
+    let total: f64 = histogram.iter().sum();
+    if total <= 0.0 || edges.len() < 2 || histogram.len() != edges.len() + 1 {
+        return f64::NAN;
+    }
+    let target = q * total;
+    let mut seen = 0.0;
+    for (i, &count) in histogram.iter().enumerate() {
+        if seen + count >= target && count > 0.0 {
+            return match i {
+                0 => edges[0],
+                i if i == histogram.len() - 1 => edges[edges.len() - 1],
+                i => {
+                    let (lo, hi) = (edges[i - 1], edges[i]);
+                    lo + (hi - lo) * ((target - seen) / count)
+                }
+            };
+        }
+        seen += count;
+    }
+    edges[edges.len() - 1]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantiles_interpolate_within_bins() {
+        let edges = [0.0, 10.0, 20.0];
+        // 0 below, 50 in [0,10), 50 in [10,20), 0 above.
+        let h = [0.0, 50.0, 50.0, 0.0];
+        assert!((quantile(&edges, &h, 0.5) - 10.0).abs() < 1e-9);
+        assert!((quantile(&edges, &h, 0.25) - 5.0).abs() < 1e-9);
+        assert!((quantile(&edges, &h, 0.75) - 15.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn mean_and_std_from_moments() {
+        let (m, s) = mean_std(4.0, 10.0, 30.0); // 1,2,3,4
+        assert!((m - 2.5).abs() < 1e-12 && (s - 1.25f64.sqrt()).abs() < 1e-12);
+    }
+}

@@ -1,0 +1,107 @@
+//! The statistics a participant computes on its own table for each round of the stats job.
+//! Values are clipped to the feature's declared bound (and counted) before they are summed, so
+//! that each sum respects the bound the encoding was validated for.
+
+use crate::local_table::LocalTable;
+use fedbank_common::job::{FeatureSpec, RoundKind};
+
+/// Why a round cannot be computed locally.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum LocalStatsError {
+    /// The table lacks a feature column.
+    #[error("the local table has no column '{0}'")]
+    MissingColumn(String),
+    /// The table has more rows than the job allows.
+    #[error("the local table has {rows} rows, the job allows at most {max}")]
+    TooManyRows {
+        /// Rows.
+        rows: usize,
+        /// max_rows.
+        max: u64,
+    },
+    /// The round's edges do not match the features.
+    #[error("the histogram request has {got} edge lists for {expected} features")]
+    EdgeCount {
+        /// Features.
+        expected: usize,
+        /// Edge lists.
+        got: usize,
+    },
+}
+
+/// One round's local values, in the order of the job's quantities, plus how many values were
+/// clipped to their bound.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LocalRound {
+    /// Values per quantity.
+    pub values: Vec<Vec<f64>>,
+    /// Values clipped to their bound.
+    pub clipped: u64,
+}
+
+/// Computes a round of the stats job over `table`.
+pub fn compute(
+    table: &LocalTable,
+    features: &[FeatureSpec],
+    max_rows: u64,
+    round: &RoundKind,
+) -> Result<LocalRound, LocalStatsError> {
+    if table.rows as u64 > max_rows {
+        return Err(LocalStatsError::TooManyRows {
+            rows: table.rows,
+            max: max_rows,
+        });
+    }
+    let column = |f: &FeatureSpec| {
+        table
+            .columns
+            .get(&f.name)
+            .ok_or_else(|| LocalStatsError::MissingColumn(f.name.clone()))
+    };
+    let mut clipped = 0u64;
+    let mut clip = |v: f64, bound: f64| {
+        if v.abs() > bound {
+            clipped += 1;
+        }
+        v.clamp(-bound, bound)
+    };
+    let mut values = Vec::new();
+    match round {
+        RoundKind::Moments => {
+            for f in features {
+                let (mut n, mut missing, mut sum, mut sumsq) = (0.0, 0.0, 0.0, 0.0);
+                for v in column(f)? {
+                    match v {
+                        Some(v) => {
+                            let v = clip(*v, f.bound);
+                            n += 1.0;
+                            sum += v;
+                            sumsq += v * v;
+                        }
+                        None => missing += 1.0,
+                    }
+                }
+                values.extend([vec![n], vec![missing], vec![sum], vec![sumsq]]);
+            }
+        }
+        RoundKind::Histogram { edges } => {
+            if edges.len() != features.len() {
+                return Err(LocalStatsError::EdgeCount {
+                    expected: features.len(),
+                    got: edges.len(),
+                });
+            }
+            for (f, edges) in features.iter().zip(edges) {
+                let mut counts = vec![0.0; edges.len() + 1];
+                for v in column(f)?.iter().flatten() {
+                    let v = clip(*v, f.bound);
+                    // Index of the first edge above v: 0 = below the first edge.
+                    let bin = edges.partition_point(|e| *e <= v);
+                    counts[bin] += 1.0;
+                }
+                values.push(counts);
+            }
+        }
+    }
+    Ok(LocalRound { values, clipped })
+}

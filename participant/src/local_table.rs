@@ -1,0 +1,148 @@
+//! A participant's own customer table, read from CSV. It never leaves the participant: only
+//! statistics computed from it are encrypted and sent.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Why the local table could not be read. The participant stops before sending anything.
+#[derive(Debug, thiserror::Error)]
+pub enum TableError {
+    /// The file could not be opened or read.
+    #[error("{path}: cannot read")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: csv::Error,
+    },
+    /// The file has no header or no rows.
+    #[error("{path}: {what}")]
+    Empty {
+        /// The file.
+        path: PathBuf,
+        /// What is missing.
+        what: &'static str,
+    },
+    /// A column the job needs is missing.
+    #[error("{path}: no column '{column}' (the header has {header:?})")]
+    MissingColumn {
+        /// The file.
+        path: PathBuf,
+        /// The column.
+        column: String,
+        /// The header found.
+        header: Vec<String>,
+    },
+    /// A column name appears twice in the header.
+    #[error("{path}: column '{column}' appears twice in the header")]
+    DuplicateColumn {
+        /// The file.
+        path: PathBuf,
+        /// The column.
+        column: String,
+    },
+    /// A value is not a number.
+    #[error("{path}, line {line}, column '{column}': '{value}' is not a number")]
+    NotANumber {
+        /// The file.
+        path: PathBuf,
+        /// Line (1 is the header).
+        line: u64,
+        /// Column.
+        column: String,
+        /// The value.
+        value: String,
+    },
+}
+
+/// Numeric columns of a participant's table; `None` is a missing value.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LocalTable {
+    /// Values per column.
+    pub columns: BTreeMap<String, Vec<Option<f64>>>,
+    /// Number of rows.
+    pub rows: usize,
+}
+
+fn is_missing(s: &str) -> bool {
+    matches!(s, "" | "NA" | "NaN" | "nan" | "null" | "NULL")
+}
+
+impl LocalTable {
+    /// Reads `columns` from the CSV file at `path`. Empty cells, `NA` and `null` are missing.
+    pub fn read_csv(path: &Path, columns: &[String]) -> Result<Self, TableError> {
+        let io = |source| TableError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let mut reader = csv::ReaderBuilder::new()
+            .trim(csv::Trim::All)
+            .from_path(path)
+            .map_err(io)?;
+        let header: Vec<String> = reader
+            .headers()
+            .map_err(io)?
+            .iter()
+            .map(str::to_owned)
+            .collect();
+        if header.is_empty() || header.iter().all(String::is_empty) {
+            return Err(TableError::Empty {
+                path: path.to_path_buf(),
+                what: "no header line",
+            });
+        }
+        for (i, name) in header.iter().enumerate() {
+            if header[..i].contains(name) {
+                return Err(TableError::DuplicateColumn {
+                    path: path.to_path_buf(),
+                    column: name.clone(),
+                });
+            }
+        }
+        let mut index = Vec::with_capacity(columns.len());
+        for column in columns {
+            let i = header.iter().position(|h| h == column).ok_or_else(|| {
+                TableError::MissingColumn {
+                    path: path.to_path_buf(),
+                    column: column.clone(),
+                    header: header.clone(),
+                }
+            })?;
+            index.push((column.clone(), i));
+        }
+        let mut table = LocalTable::default();
+        let mut values: Vec<Vec<Option<f64>>> = vec![Vec::new(); columns.len()];
+        for record in reader.records() {
+            let record = record.map_err(io)?;
+            let line = record.position().map_or(0, |p| p.line());
+            for ((column, i), out) in index.iter().zip(values.iter_mut()) {
+                let cell = record.get(*i).unwrap_or("");
+                if is_missing(cell) {
+                    out.push(None);
+                    continue;
+                }
+                match cell.parse::<f64>() {
+                    Ok(v) if v.is_finite() => out.push(Some(v)),
+                    _ => {
+                        return Err(TableError::NotANumber {
+                            path: path.to_path_buf(),
+                            line,
+                            column: column.clone(),
+                            value: cell.chars().take(40).collect(),
+                        })
+                    }
+                }
+            }
+            table.rows += 1;
+        }
+        if table.rows == 0 {
+            return Err(TableError::Empty {
+                path: path.to_path_buf(),
+                what: "no data rows",
+            });
+        }
+        table.columns = columns.iter().cloned().zip(values).collect();
+        Ok(table)
+    }
+}

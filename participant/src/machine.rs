@@ -1,0 +1,376 @@
+//! A participant node (and, if it sits on the committee, a key-committee member) as a plain
+//! state machine: messages from the coordinator in, messages and audit events out.
+//!
+//! ```text
+//!   start / reconnect ──▶ Hello{job digest}
+//!   Welcome            ──▶ (nothing)
+//!   KeySetup           ──▶ (member) sample s_j, PublicKeyShare            audit key.setup
+//!   JointPublicKey     ──▶ keep it for encryption
+//!   RoundRequest       ──▶ compute on the local table, encode, encrypt,
+//!                          Contribution                                   audit contribution.sent
+//!                          or Notice(CannotContribute), nothing partial
+//!   DecryptionRequest  ──▶ (member) policy check, PartialDecryption       audit decryption.released
+//!                          or Notice(Refused)                             audit decryption.refused
+//!   Notice(Finished | Aborted) ──▶ stop
+//! ```
+
+use crate::committee_member::{CommitteeMember, MemberError};
+use crate::local_stats::{self, LocalStatsError};
+use crate::local_table::LocalTable;
+use crate::Contributor;
+use fedbank_common::audit::EventKind;
+use fedbank_common::committee::{DecryptionRequest, PartialDecryption};
+use fedbank_common::encoding::QuantityValues;
+use fedbank_common::ids::NodeId;
+use fedbank_common::job::ValidJob;
+use fedbank_common::protocol::{
+    Contribution, Hello, Inbound, Notice, NoticeKind, RoundRequest, PROTOCOL_VERSION,
+};
+use fedbank_common::secagg::{Encryptor, JointPublicKey, KeySetup, PublicKeyShare, RingScalar};
+use serde_json::{json, Map, Value};
+use std::collections::VecDeque;
+
+/// A message to the coordinator.
+#[derive(Debug, Clone)]
+pub enum NodeOutbound<S: RingScalar> {
+    /// [`Hello`].
+    Hello(Hello),
+    /// [`PublicKeyShare`].
+    KeyShare(PublicKeyShare<S>),
+    /// [`Contribution`].
+    Contribution(Contribution<S>),
+    /// [`PartialDecryption`].
+    Partial(PartialDecryption<S>),
+    /// [`Notice`].
+    Notice(Notice),
+}
+
+impl<S: RingScalar> NodeOutbound<S> {
+    /// The message in its wire form.
+    pub fn encode(&self) -> Result<Vec<u8>, fedbank_common::wire::WireError> {
+        use fedbank_common::wire::encode;
+        match self {
+            NodeOutbound::Hello(m) => encode(m),
+            NodeOutbound::KeyShare(m) => encode(m),
+            NodeOutbound::Contribution(m) => encode(m),
+            NodeOutbound::Partial(m) => encode(m),
+            NodeOutbound::Notice(m) => encode(m),
+        }
+    }
+}
+
+/// Something for the node's shell to do.
+#[derive(Debug)]
+pub enum NodeOutput<S: RingScalar> {
+    /// Send to the coordinator.
+    Send(NodeOutbound<S>),
+    /// Write an audit event in the node's own trail.
+    Audit {
+        /// Event type.
+        kind: EventKind,
+        /// Fields.
+        fields: Map<String, Value>,
+    },
+    /// A line of progress.
+    Progress(String),
+}
+
+/// How the node's part of the job ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodeStatus {
+    /// Still running.
+    Running,
+    /// The coordinator reported the job finished.
+    Finished,
+    /// The coordinator aborted the job.
+    Aborted(String),
+}
+
+/// A message from the coordinator that does not fit. Nothing changed.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeViolation {
+    /// A message this node never expects.
+    #[error("unexpected {0} from the coordinator")]
+    Unexpected(&'static str),
+    /// A message for another job or committee than this node agreed to.
+    #[error("the coordinator sent {message} for {what}, which this node did not agree to")]
+    WrongJob {
+        /// Message name.
+        message: &'static str,
+        /// What differs.
+        what: String,
+    },
+    /// A committee message while not on the committee.
+    #[error("the coordinator sent {0}, but this node is not on the key committee")]
+    NotAMember(&'static str),
+    /// A round request before the joint key.
+    #[error("round {0} requested before the joint key arrived")]
+    NoKey(u32),
+    /// The member could not build its key share.
+    #[error("committee member")]
+    Member(#[from] MemberError),
+}
+
+/// A participant's node for one job.
+pub struct ParticipantMachine<S: RingScalar> {
+    id: NodeId,
+    job: ValidJob,
+    table: LocalTable,
+    member: Option<CommitteeMember<S>>,
+    key: Option<JointPublicKey<S>>,
+    outputs: VecDeque<NodeOutput<S>>,
+    status: NodeStatus,
+}
+
+fn fields(v: Value) -> Map<String, Value> {
+    match v {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    }
+}
+
+impl<S: RingScalar> ParticipantMachine<S> {
+    /// A node `id` taking part in `job` with its local `table`.
+    pub fn new(id: NodeId, job: ValidJob, table: LocalTable) -> Self {
+        Self {
+            id,
+            job,
+            table,
+            member: None,
+            key: None,
+            outputs: VecDeque::new(),
+            status: NodeStatus::Running,
+        }
+    }
+
+    /// Called on every (re)connection: says Hello with the job digest.
+    pub fn on_connected(&mut self) {
+        let hello = Hello {
+            protocol: PROTOCOL_VERSION,
+            job: self.job.spec().job.clone(),
+            job_digest: self.job.digest(),
+        };
+        self.outputs
+            .push_back(NodeOutput::Send(NodeOutbound::Hello(hello)));
+    }
+
+    /// The next thing for the shell to do.
+    pub fn poll_output(&mut self) -> Option<NodeOutput<S>> {
+        self.outputs.pop_front()
+    }
+
+    /// How the node's part ended, if it did.
+    pub fn status(&self) -> &NodeStatus {
+        &self.status
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> &NodeId {
+        &self.id
+    }
+
+    fn audit(&mut self, kind: EventKind, fields: Map<String, Value>) {
+        self.outputs.push_back(NodeOutput::Audit { kind, fields });
+    }
+
+    fn send(&mut self, message: NodeOutbound<S>) {
+        self.outputs.push_back(NodeOutput::Send(message));
+    }
+
+    /// Processes a message from the coordinator (heavy: encryption and partial decryption run
+    /// here, so the shell calls it off the async executor).
+    pub fn handle(&mut self, message: Inbound<S>) -> Result<(), NodeViolation> {
+        match message {
+            Inbound::Welcome(w) if w.job == self.job.spec().job => Ok(()),
+            Inbound::Welcome(w) => Err(NodeViolation::WrongJob {
+                message: "Welcome",
+                what: format!("job {}", w.job),
+            }),
+            Inbound::KeySetup(setup) => self.on_key_setup(setup),
+            Inbound::JointKey(key) => self.on_joint_key(key),
+            Inbound::Round(request) => self.on_round(request),
+            Inbound::Decrypt(request) => self.on_decrypt(request),
+            Inbound::Notice(n) => {
+                self.status = match n.kind {
+                    NoticeKind::Finished => NodeStatus::Finished,
+                    NoticeKind::Aborted => NodeStatus::Aborted(n.text),
+                    _ => return Err(NodeViolation::Unexpected("Notice")),
+                };
+                Ok(())
+            }
+            other => Err(NodeViolation::Unexpected(other.name())),
+        }
+    }
+
+    fn expected_setup(&self, setup: &KeySetup) -> Result<(), NodeViolation> {
+        let spec = self.job.spec();
+        if setup.job != spec.job
+            || setup.profile != spec.profile
+            || setup.committee != spec.committee
+        {
+            return Err(NodeViolation::WrongJob {
+                message: "key setup",
+                what: format!(
+                    "job {} profile {} committee {:?}",
+                    setup.job, setup.profile, setup.committee
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    fn on_key_setup(&mut self, setup: KeySetup) -> Result<(), NodeViolation> {
+        self.expected_setup(&setup)?;
+        if !setup.committee.contains(&self.id) {
+            return Err(NodeViolation::NotAMember("KeySetup"));
+        }
+        let spec = self.job.spec();
+        let member = match &self.member {
+            // A repeated setup for the same epoch (after a reconnect) gets the same share.
+            Some(m) if m.public_share().setup() == &setup => m,
+            _ => {
+                let m = CommitteeMember::generate(
+                    &setup,
+                    &self.id,
+                    self.job.params().clone(),
+                    spec.min_participants,
+                )?;
+                self.member = Some(m);
+                self.member
+                    .as_ref()
+                    .ok_or(NodeViolation::NotAMember("KeySetup"))?
+            }
+        };
+        let share = member.public_share();
+        self.audit(
+            EventKind::KeySetup,
+            fields(json!({"job": setup.job.as_str(), "key_epoch": setup.key_epoch, "stage": "public-key share sent"})),
+        );
+        self.send(NodeOutbound::KeyShare(share));
+        Ok(())
+    }
+
+    fn on_joint_key(&mut self, key: JointPublicKey<S>) -> Result<(), NodeViolation> {
+        self.expected_setup(key.setup())?;
+        self.key = Some(key);
+        Ok(())
+    }
+
+    fn on_round(&mut self, request: RoundRequest) -> Result<(), NodeViolation> {
+        let spec = self.job.spec().clone();
+        if request.job != spec.job {
+            return Err(NodeViolation::WrongJob {
+                message: "RoundRequest",
+                what: format!("job {}", request.job),
+            });
+        }
+        let key = self
+            .key
+            .clone()
+            .ok_or(NodeViolation::NoKey(request.round))?;
+        let label = request.kind.label();
+        let outcome =
+            local_stats::compute(&self.table, &spec.features, spec.max_rows, &request.kind)
+                .map_err(|e| e.to_string())
+                .and_then(|local| {
+                    let plan = self.job.plan(&request.kind).map_err(|e| e.to_string())?;
+                    let encryptor = Encryptor::new(key, self.job.params().clone())
+                        .map_err(|e| e.to_string())?;
+                    let values: Vec<QuantityValues<'_>> = local
+                        .values
+                        .iter()
+                        .map(|v| QuantityValues::F64(v))
+                        .collect();
+                    let (ciphertext, _) = Contributor::new(plan, encryptor)
+                        .contribute(&values)
+                        .map_err(|e| {
+                            format!(
+                                "{e}: {}",
+                                std::error::Error::source(&e)
+                                    .map(|s| s.to_string())
+                                    .unwrap_or_default()
+                            )
+                        })?;
+                    Ok((ciphertext, local.clipped))
+                });
+        match outcome {
+            Ok((ciphertext, clipped)) => {
+                let digest = ciphertext.digest();
+                self.audit(
+                    EventKind::ContributionSent,
+                    fields(json!({"job": spec.job.as_str(), "round": request.round, "attempt": request.attempt,
+                        "quantity": label, "digest": digest.to_hex(), "clipped_values": clipped})),
+                );
+                self.outputs.push_back(NodeOutput::Progress(format!(
+                    "{}: round {} ({label}) contribution sent",
+                    self.id, request.round
+                )));
+                self.send(NodeOutbound::Contribution(Contribution {
+                    round: request.round,
+                    attempt: request.attempt,
+                    ciphertext,
+                }));
+            }
+            Err(reason) => {
+                self.outputs.push_back(NodeOutput::Progress(format!(
+                    "{}: cannot contribute to round {}: {reason}",
+                    self.id, request.round
+                )));
+                self.send(NodeOutbound::Notice(Notice {
+                    job: spec.job.clone(),
+                    round: Some(request.round),
+                    kind: NoticeKind::CannotContribute,
+                    text: reason,
+                }));
+            }
+        }
+        Ok(())
+    }
+
+    fn on_decrypt(&mut self, request: DecryptionRequest<S>) -> Result<(), NodeViolation> {
+        let job = self.job.spec().job.clone();
+        let Some(member) = self.member.as_mut() else {
+            return Err(NodeViolation::NotAMember("DecryptionRequest"));
+        };
+        let manifest = &request.manifest;
+        let (round, quantity) = (manifest.round, manifest.quantity.clone());
+        match member.handle(&request) {
+            Ok(partial) => {
+                let manifest_digest = partial.manifest_digest;
+                self.audit(
+                    EventKind::DecryptionReleased,
+                    fields(json!({"job": job.as_str(), "round": round, "quantity": quantity,
+                        "manifest": manifest_digest.to_hex(),
+                        "contributors": request.manifest.contributors.iter().map(|c| c.as_str()).collect::<Vec<_>>()})),
+                );
+                self.send(NodeOutbound::Partial(partial));
+            }
+            Err(e) => {
+                let reason = e.to_string();
+                self.audit(
+                    EventKind::DecryptionRefused,
+                    fields(json!({"job": job.as_str(), "round": round, "quantity": quantity, "reason": reason})),
+                );
+                self.send(NodeOutbound::Notice(Notice {
+                    job,
+                    round: Some(round),
+                    kind: NoticeKind::Refused,
+                    text: reason,
+                }));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether a local-stats error would stop this node (used by the shell before connecting).
+    pub fn check_table(&self) -> Result<(), LocalStatsError> {
+        let spec = self.job.spec();
+        local_stats::compute(
+            &self.table,
+            &spec.features,
+            spec.max_rows,
+            &fedbank_common::job::RoundKind::Moments,
+        )
+        .map(|_| ())
+    }
+}

@@ -1,0 +1,430 @@
+//! The round protocol without a network: a coordinator and many participants driven through
+//! their state machines, every message going through its wire encoding, on a simulated clock.
+
+use fedbank_common::ids::{JobId, NodeId};
+use fedbank_common::job::{FeatureSpec, JobKind, JobSpec, ValidJob};
+use fedbank_common::protocol::Inbound;
+use fedbank_coordinator::stats::{mean_std, FeatureStats};
+use fedbank_coordinator::{CoordinatorMachine, Input, JobFailure, Output, Status, Violation};
+use fedbank_participant::{LocalTable, NodeOutput, NodeStatus, ParticipantMachine};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+type S = u64;
+
+fn id(s: &str) -> NodeId {
+    NodeId::new(s).expect("id")
+}
+
+fn job(n: usize, committee: usize, min: usize) -> ValidJob {
+    JobSpec {
+        job: JobId::new("stats-test").expect("id"),
+        kind: JobKind::Stats,
+        profile: fedbank_common::secagg::Profile::Fast,
+        participants: (0..n).map(|i| id(&format!("p{i:02}"))).collect(),
+        committee: (0..committee).map(|i| id(&format!("p{i:02}"))).collect(),
+        min_participants: min,
+        max_rows: 100_000,
+        features: vec![
+            FeatureSpec {
+                name: "age".into(),
+                bound: 120.0,
+                scale: 1000.0,
+            },
+            FeatureSpec {
+                name: "balance".into(),
+                bound: 1e6,
+                scale: 100.0,
+            },
+        ],
+        histogram_bins: 10,
+        key_setup_timeout_ms: 1000,
+        round_timeout_ms: 5000,
+        decryption_timeout_ms: 1000,
+        max_round_retries: 1,
+    }
+    .validate()
+    .expect("valid job")
+}
+
+/// Non-IID tables: each institution has its own size, age mix, balances and missing values.
+fn table(i: usize) -> LocalTable {
+    let rows = 50 + 37 * i;
+    let mut age = Vec::with_capacity(rows);
+    let mut balance = Vec::with_capacity(rows);
+    for r in 0..rows {
+        let x = ((r * 7919 + i * 104_729) % 1000) as f64 / 1000.0;
+        age.push(if r % (5 + i) == 0 {
+            None
+        } else {
+            Some(20.0 + 10.0 * i as f64 + 40.0 * x)
+        });
+        balance.push(Some(1000.0 * (i + 1) as f64 * x * x));
+    }
+    LocalTable {
+        columns: [("age".to_owned(), age), ("balance".to_owned(), balance)]
+            .into_iter()
+            .collect(),
+        rows,
+    }
+}
+
+/// The same statistics computed on the pooled rows, clipped at the declared bound as the job
+/// specifies.
+fn pooled(tables: &[LocalTable], feature: &str, bound: f64) -> (f64, f64, f64, f64) {
+    let values: Vec<f64> = tables
+        .iter()
+        .flat_map(|t| {
+            t.columns[feature]
+                .iter()
+                .flatten()
+                .map(|v| v.clamp(-bound, bound))
+        })
+        .collect();
+    let missing = tables
+        .iter()
+        .map(|t| t.columns[feature].iter().filter(|v| v.is_none()).count())
+        .sum::<usize>();
+    let n = values.len() as f64;
+    let sum: f64 = values.iter().sum();
+    let sumsq: f64 = values.iter().map(|v| v * v).sum();
+    let (mean, std) = mean_std(n, sum, sumsq);
+    (n, missing as f64, mean, std)
+}
+
+struct Consortium {
+    now: u64,
+    coordinator: CoordinatorMachine<S>,
+    nodes: BTreeMap<NodeId, ParticipantMachine<S>>,
+    to_coordinator: VecDeque<(NodeId, Vec<u8>)>,
+    to_nodes: VecDeque<(NodeId, Vec<u8>)>,
+    /// Nodes whose messages are dropped (crashed or cut off).
+    silent: BTreeSet<NodeId>,
+    violations: Vec<String>,
+    trail: Vec<(String, serde_json::Map<String, serde_json::Value>)>,
+    /// Every contribution sent, kept to replay later.
+    sent: Vec<(NodeId, Vec<u8>)>,
+}
+
+impl Consortium {
+    fn new(job: &ValidJob, tables: Vec<LocalTable>) -> Self {
+        let mut nodes = BTreeMap::new();
+        for (i, t) in tables.into_iter().enumerate() {
+            let node = id(&format!("p{i:02}"));
+            nodes.insert(node.clone(), ParticipantMachine::new(node, job.clone(), t));
+        }
+        let mut c = Self {
+            now: 0,
+            coordinator: CoordinatorMachine::new(job.clone(), 0xfeed),
+            nodes,
+            to_coordinator: VecDeque::new(),
+            to_nodes: VecDeque::new(),
+            silent: BTreeSet::new(),
+            violations: Vec::new(),
+            trail: Vec::new(),
+            sent: Vec::new(),
+        };
+        for node in c.nodes.keys().cloned().collect::<Vec<_>>() {
+            c.connect(&node);
+        }
+        c
+    }
+
+    fn connect(&mut self, node: &NodeId) {
+        self.coordinator
+            .handle(Input::Connected(node.clone()), self.now)
+            .expect("connect");
+        if let Some(m) = self.nodes.get_mut(node) {
+            m.on_connected();
+        }
+        self.drain_node(node);
+    }
+
+    fn disconnect(&mut self, node: &NodeId) {
+        self.coordinator
+            .handle(Input::Disconnected(node.clone()), self.now)
+            .expect("disconnect");
+    }
+
+    fn drain_node(&mut self, node: &NodeId) {
+        let Some(m) = self.nodes.get_mut(node) else {
+            return;
+        };
+        while let Some(out) = m.poll_output() {
+            if let NodeOutput::Send(msg) = out {
+                let bytes = msg.encode().expect("encode");
+                if matches!(msg, fedbank_participant::NodeOutbound::Contribution(_)) {
+                    self.sent.push((node.clone(), bytes.clone()));
+                }
+                if !self.silent.contains(node) {
+                    self.to_coordinator.push_back((node.clone(), bytes));
+                }
+            }
+        }
+    }
+
+    fn drain_coordinator(&mut self) {
+        while let Some(out) = self.coordinator.poll_output() {
+            match out {
+                Output::Send { to, message } => self
+                    .to_nodes
+                    .push_back((to, message.encode().expect("encode"))),
+                Output::Audit { kind, fields } => self.trail.push((kind.name().to_owned(), fields)),
+                Output::Disconnect { .. } | Output::Progress(_) => {}
+            }
+        }
+    }
+
+    fn deliver_to_coordinator(&mut self, from: NodeId, bytes: &[u8]) {
+        let message = Inbound::<S>::decode(bytes).expect("decode");
+        if let Err(v) = self
+            .coordinator
+            .handle(Input::Message { from, message }, self.now)
+        {
+            self.violations.push(v.to_string());
+        }
+    }
+
+    /// Runs until the job ends or nothing more can happen.
+    fn run(&mut self) -> Status {
+        for _ in 0..100_000 {
+            self.drain_coordinator();
+            if let Some((from, bytes)) = self.to_coordinator.pop_front() {
+                self.deliver_to_coordinator(from, &bytes);
+                continue;
+            }
+            if let Some((to, bytes)) = self.to_nodes.pop_front() {
+                if !self.silent.contains(&to) {
+                    let message = Inbound::<S>::decode(&bytes).expect("decode");
+                    if let Some(m) = self.nodes.get_mut(&to) {
+                        m.handle(message).expect("node handles");
+                    }
+                    self.drain_node(&to);
+                }
+                continue;
+            }
+            if *self.coordinator.status() != Status::Running {
+                return self.coordinator.status().clone();
+            }
+            match self.coordinator.poll_timeout() {
+                Some(t) => {
+                    self.now = self.now.max(t);
+                    self.coordinator
+                        .handle(Input::Tick, self.now)
+                        .expect("tick");
+                }
+                None => return self.coordinator.status().clone(),
+            }
+        }
+        panic!("the job did not settle");
+    }
+}
+
+fn assert_matches_pooled(result: &[FeatureStats], tables: &[LocalTable]) {
+    for f in result {
+        let bound = if f.name == "age" { 120.0 } else { 1e6 };
+        let (n, missing, mean, std) = pooled(tables, &f.name, bound);
+        assert_eq!(f.count, n, "{}", f.name);
+        assert_eq!(f.missing, missing, "{}", f.name);
+        // Each participant's sum is rounded at the feature's scale (≥ 100): mean within 1e-6 relative.
+        assert!(
+            (f.mean - mean).abs() <= 1e-6 * mean.abs().max(1.0),
+            "{}: {} vs {mean}",
+            f.name,
+            f.mean
+        );
+        assert!(
+            (f.std - std).abs() <= 1e-4 * std.max(1.0),
+            "{}: {} vs {std}",
+            f.name,
+            f.std
+        );
+        assert_eq!(
+            f.histogram.iter().sum::<f64>(),
+            n,
+            "{}: histogram covers every value",
+            f.name
+        );
+    }
+}
+
+#[test]
+fn eight_participants_compute_the_pooled_statistics() {
+    let job = job(8, 3, 3);
+    let tables: Vec<LocalTable> = (0..8).map(table).collect();
+    let mut c = Consortium::new(&job, tables.clone());
+    let Status::Finished(result) = c.run() else {
+        panic!("job failed: {:?}", c.coordinator.status())
+    };
+    assert_matches_pooled(&result, &tables);
+    assert!(c.violations.is_empty(), "{:?}", c.violations);
+    assert!(c
+        .nodes
+        .values()
+        .all(|n| *n.status() == NodeStatus::Finished));
+    // The coordinator's trail records every contribution of both rounds.
+    let received = c
+        .trail
+        .iter()
+        .filter(|(k, _)| k == "contribution.received")
+        .count();
+    assert_eq!(received, 16);
+}
+
+#[test]
+fn a_silent_participant_is_left_out_and_the_job_finishes() {
+    let job = job(6, 2, 3);
+    let tables: Vec<LocalTable> = (0..6).map(table).collect();
+    let mut c = Consortium::new(&job, tables.clone());
+    c.silent.insert(id("p05"));
+    let Status::Finished(result) = c.run() else {
+        panic!("job failed: {:?}", c.coordinator.status())
+    };
+    assert_matches_pooled(&result, &tables[..5]);
+    let dropped: Vec<_> = c
+        .trail
+        .iter()
+        .filter(|(k, f)| k == "participant.dropped" && f["node"] == "p05")
+        .collect();
+    assert_eq!(dropped.len(), 2, "dropped in both rounds: {:?}", c.trail);
+}
+
+#[test]
+fn too_few_contributors_is_retried_then_stops_with_a_clear_error() {
+    let job = job(4, 1, 3);
+    let mut c = Consortium::new(&job, (0..4).map(table).collect());
+    c.silent.insert(id("p02"));
+    c.silent.insert(id("p03"));
+    match c.run() {
+        Status::Failed(JobFailure::TooFewContributors {
+            round: 1,
+            attempts: 2,
+            got: 2,
+            required: 3,
+        }) => {}
+        other => panic!("expected a too-few-contributors failure, got {other:?}"),
+    }
+    assert!(c
+        .nodes
+        .values()
+        .take(2)
+        .all(|n| matches!(n.status(), NodeStatus::Aborted(_))));
+}
+
+#[test]
+fn a_silent_committee_member_stops_the_round_naming_it() {
+    let job = job(4, 2, 2);
+    let mut c = Consortium::new(&job, (0..4).map(table).collect());
+    // p01 takes part in key setup, then stops answering.
+    c.drain_coordinator();
+    for _ in 0..200 {
+        if let Some((from, bytes)) = c.to_coordinator.pop_front() {
+            c.deliver_to_coordinator(from, &bytes);
+        }
+        c.drain_coordinator();
+        if let Some((to, bytes)) = c.to_nodes.pop_front() {
+            let m = Inbound::<S>::decode(&bytes).expect("decode");
+            let joint_key = matches!(m, Inbound::JointKey(_));
+            c.nodes
+                .get_mut(&to)
+                .expect("node")
+                .handle(m)
+                .expect("handles");
+            c.drain_node(&to);
+            if joint_key && to == id("p01") {
+                break;
+            }
+        }
+    }
+    c.silent.insert(id("p01"));
+    match c.run() {
+        Status::Failed(JobFailure::MemberTimeout { round: 1, members }) => {
+            assert_eq!(members, vec![id("p01")])
+        }
+        other => panic!("expected a member timeout, got {other:?}"),
+    }
+}
+
+#[test]
+fn late_duplicate_and_replayed_messages_are_refused_and_change_nothing() {
+    let job = job(3, 1, 2);
+    let tables: Vec<LocalTable> = (0..3).map(table).collect();
+    let mut c = Consortium::new(&job, tables.clone());
+    let status = c.run();
+    let Status::Finished(result) = status else {
+        panic!("{status:?}")
+    };
+    // Replay every recorded contribution after the fact: late and out of round.
+    for (from, bytes) in c.sent.clone() {
+        c.deliver_to_coordinator(from, &bytes);
+    }
+    assert_eq!(c.violations.len(), c.sent.len());
+    assert!(
+        c.violations
+            .iter()
+            .all(|v| v.contains("unexpected while finished")),
+        "{:?}",
+        c.violations
+    );
+    assert_eq!(*c.coordinator.status(), Status::Finished(result));
+}
+
+#[test]
+fn duplicate_and_foreign_messages_during_a_round_are_refused() {
+    let job = job(3, 1, 3);
+    let tables: Vec<LocalTable> = (0..3).map(table).collect();
+    let mut c = Consortium::new(&job, tables.clone());
+    // Hold p02 back so round 1 stays open, run until p00 and p01 have contributed.
+    c.silent.insert(id("p02"));
+    for _ in 0..1000 {
+        c.drain_coordinator();
+        if let Some((from, bytes)) = c.to_coordinator.pop_front() {
+            c.deliver_to_coordinator(from, &bytes);
+            continue;
+        }
+        if let Some((to, bytes)) = c.to_nodes.pop_front() {
+            if !c.silent.contains(&to) {
+                let m = Inbound::<S>::decode(&bytes).expect("decode");
+                c.nodes
+                    .get_mut(&to)
+                    .expect("node")
+                    .handle(m)
+                    .expect("handles");
+                c.drain_node(&to);
+            }
+            continue;
+        }
+        break;
+    }
+    assert_eq!(c.sent.len(), 2, "p00 and p01 contributed");
+    let (from, bytes) = c.sent[0].clone();
+    c.deliver_to_coordinator(from.clone(), &bytes);
+    assert!(
+        c.violations
+            .last()
+            .expect("refused")
+            .contains("already contributed"),
+        "{:?}",
+        c.violations
+    );
+    // The same bytes from a node that never said Hello on its connection are refused.
+    let message = Inbound::<S>::decode(&bytes).expect("decode");
+    let err = c
+        .coordinator
+        .handle(
+            Input::Message {
+                from: id("outsider"),
+                message,
+            },
+            c.now,
+        )
+        .expect_err("refused");
+    assert!(matches!(err, Violation::BeforeHello { .. }), "{err}");
+    // p02 comes back: the round completes and the job finishes with all three.
+    c.silent.remove(&id("p02"));
+    c.disconnect(&id("p02"));
+    c.connect(&id("p02"));
+    let Status::Finished(result) = c.run() else {
+        panic!("{:?}", c.coordinator.status())
+    };
+    assert_matches_pooled(&result, &tables);
+}
