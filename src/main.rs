@@ -1,12 +1,16 @@
 //! `fedbank`: the command-line tool of the fedbank consortium.
 //!
-//! Subcommands so far: `fedbank bench secagg` (secure-aggregation benchmark) and
-//! `fedbank audit verify` (audit-trail verification). The node,
+//! Subcommands: `simulate` (a whole consortium on this machine), `coordinator` and
+//! `participant` (one node each, for a real consortium), `certs init`, `audit verify`, and
+//! `bench secagg`. The node,
 //! simulation, audit and scoring subcommands build on the same crates.
 
 mod audit;
 mod bench;
 mod certs;
+mod config;
+mod nodes;
+mod simulate;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -31,6 +35,20 @@ enum Command {
     /// Consortium certificates.
     #[command(subcommand)]
     Certs(CertsCommand),
+    /// Run a whole consortium on this machine (real QUIC over 127.0.0.1) on synthetic data.
+    Simulate(simulate::SimulateArgs),
+    /// Run the coordinator node of a job.
+    Coordinator {
+        /// Coordinator configuration file (see configs/coordinator.toml).
+        #[arg(long)]
+        config: std::path::PathBuf,
+    },
+    /// Run a participant institution's node.
+    Participant {
+        /// Participant configuration file (see configs/participant.toml).
+        #[arg(long)]
+        config: std::path::PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -69,6 +87,18 @@ fn main() -> Result<ExitCode> {
         Command::Audit(AuditCommand::Verify(args)) => audit::run_verify(&args),
         Command::Certs(CertsCommand::Init(args)) => {
             certs::run_init(&args)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Simulate(args) => {
+            simulate::run(&args)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Coordinator { config } => {
+            nodes::run_coordinator_command(&config)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Participant { config } => {
+            nodes::run_participant_command(&config)?;
             Ok(ExitCode::SUCCESS)
         }
     }

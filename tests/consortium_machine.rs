@@ -28,11 +28,13 @@ fn job(n: usize, committee: usize, min: usize) -> ValidJob {
             FeatureSpec {
                 name: "age".into(),
                 bound: 120.0,
+                min: None,
                 scale: 1000.0,
             },
             FeatureSpec {
                 name: "balance".into(),
                 bound: 1e6,
+                min: Some(0.0),
                 scale: 100.0,
             },
         ],
@@ -70,14 +72,14 @@ fn table(i: usize) -> LocalTable {
 
 /// The same statistics computed on the pooled rows, clipped at the declared bound as the job
 /// specifies.
-fn pooled(tables: &[LocalTable], feature: &str, bound: f64) -> (f64, f64, f64, f64) {
+fn pooled(tables: &[LocalTable], feature: &str, lower: f64, bound: f64) -> (f64, f64, f64, f64) {
     let values: Vec<f64> = tables
         .iter()
         .flat_map(|t| {
             t.columns[feature]
                 .iter()
                 .flatten()
-                .map(|v| v.clamp(-bound, bound))
+                .map(|v| v.clamp(lower, bound))
         })
         .collect();
     let missing = tables
@@ -221,8 +223,12 @@ impl Consortium {
 
 fn assert_matches_pooled(result: &[FeatureStats], tables: &[LocalTable]) {
     for f in result {
-        let bound = if f.name == "age" { 120.0 } else { 1e6 };
-        let (n, missing, mean, std) = pooled(tables, &f.name, bound);
+        let (lower, bound) = if f.name == "age" {
+            (-120.0, 120.0)
+        } else {
+            (0.0, 1e6)
+        };
+        let (n, missing, mean, std) = pooled(tables, &f.name, lower, bound);
         assert_eq!(f.count, n, "{}", f.name);
         assert_eq!(f.missing, missing, "{}", f.name);
         // Each participant's sum is rounded at the feature's scale (≥ 100): mean within 1e-6 relative.

@@ -16,6 +16,10 @@ pub struct FeatureSpec {
     pub name: String,
     /// |value| ≤ bound; values beyond are clipped and counted.
     pub bound: f64,
+    /// Smallest valid value (default −bound); values below are clipped and counted. Set it to 0
+    /// for amounts and counts so that histograms and quantiles do not reach below zero.
+    #[serde(default)]
+    pub min: Option<f64>,
     /// Fixed-point scale (1 for integer features).
     #[serde(default = "one")]
     pub scale: f64,
@@ -23,6 +27,13 @@ pub struct FeatureSpec {
 
 fn one() -> f64 {
     1.0
+}
+
+impl FeatureSpec {
+    /// The smallest valid value: `min`, or −bound.
+    pub fn lower(&self) -> f64 {
+        self.min.unwrap_or(-self.bound)
+    }
 }
 
 /// What the job computes.
@@ -220,6 +231,18 @@ impl JobSpec {
                 job,
                 field: "features",
             });
+        }
+        for f in &self.features {
+            if f.min
+                .is_some_and(|m| !m.is_finite() || m < -f.bound || m >= f.bound)
+            {
+                return Err(JobError::OutOfRange {
+                    job,
+                    field: "features.min",
+                    value: format!("{} (feature {})", f.lower(), f.name),
+                    expected: "finite, at least -bound and below bound",
+                });
+            }
         }
         let range = |field, value: String, expected| JobError::OutOfRange {
             job: self.job.clone(),

@@ -109,7 +109,7 @@ impl StatsJob {
                     .map(|(f, &(n, _, sum, sumsq))| {
                         let (mean, std) = mean_std(n, sum, sumsq);
                         let spread = if std > 0.0 { EDGE_SIGMAS * std } else { 1.0 };
-                        let lo = (mean - spread).max(-f.bound);
+                        let lo = (mean - spread).max(f.lower());
                         let hi = (mean + spread).min(f.bound).max(lo + 1e-9);
                         (0..=self.bins)
                             .map(|i| lo + (hi - lo) * i as f64 / self.bins as f64)

@@ -1,5 +1,5 @@
 //! The statistics a participant computes on its own table for each round of the stats job.
-//! Values are clipped to the feature's declared bound (and counted) before they are summed, so
+//! Values are clipped to the feature's declared range (and counted) before they are summed, so
 //! that each sum respects the bound the encoding was validated for.
 
 use crate::local_table::LocalTable;
@@ -59,11 +59,12 @@ pub fn compute(
             .ok_or_else(|| LocalStatsError::MissingColumn(f.name.clone()))
     };
     let mut clipped = 0u64;
-    let mut clip = |v: f64, bound: f64| {
-        if v.abs() > bound {
+    let mut clip = |v: f64, f: &FeatureSpec| {
+        let (lo, hi) = (f.lower(), f.bound);
+        if v < lo || v > hi {
             clipped += 1;
         }
-        v.clamp(-bound, bound)
+        v.clamp(lo, hi)
     };
     let mut values = Vec::new();
     match round {
@@ -73,7 +74,7 @@ pub fn compute(
                 for v in column(f)? {
                     match v {
                         Some(v) => {
-                            let v = clip(*v, f.bound);
+                            let v = clip(*v, f);
                             n += 1.0;
                             sum += v;
                             sumsq += v * v;
@@ -94,7 +95,7 @@ pub fn compute(
             for (f, edges) in features.iter().zip(edges) {
                 let mut counts = vec![0.0; edges.len() + 1];
                 for v in column(f)?.iter().flatten() {
-                    let v = clip(*v, f.bound);
+                    let v = clip(*v, f);
                     // Index of the first edge above v: 0 = below the first edge.
                     let bin = edges.partition_point(|e| *e <= v);
                     counts[bin] += 1.0;

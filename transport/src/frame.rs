@@ -75,6 +75,20 @@ pub async fn send<T: WireMessage>(conn: &Connection, message: &T) -> Result<(), 
     Ok(())
 }
 
+/// Sends one already-encoded wire object (header and body) on a new unidirectional stream.
+pub async fn send_raw(conn: &Connection, bytes: &[u8]) -> Result<(), FrameError> {
+    if bytes.len() < HEADER_LEN {
+        return Err(FrameError::Wire(WireError::UnexpectedKind { found: 0 }));
+    }
+    let (header, body) = bytes.split_at(HEADER_LEN);
+    let mut stream = conn.open_uni().await?;
+    stream.write_all(header).await?;
+    stream.write_all(&(body.len() as u64).to_le_bytes()).await?;
+    stream.write_all(body).await?;
+    stream.finish()?;
+    Ok(())
+}
+
 /// Reads one frame from a stream; `limit` gives the largest body for a kind byte.
 pub async fn read_frame(
     stream: &mut RecvStream,

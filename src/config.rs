@@ -1,0 +1,133 @@
+//! Job files and node configuration files (TOML), parsed into serde structs and then validated
+//! into types the rest of the code can trust. Every error names the file and, where TOML can,
+//! the line and column.
+
+use anyhow::{bail, Context, Result};
+use fedbank_common::ids::NodeId;
+use fedbank_common::job::{JobSpec, ValidJob};
+use fedbank_common::storage;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// Largest configuration file read.
+const MAX_CONFIG_BYTES: usize = 1 << 20;
+
+fn read_toml<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
+    let bytes = storage::read_limited(path, MAX_CONFIG_BYTES)
+        .with_context(|| format!("reading {}", path.display()))?;
+    if bytes.len() > MAX_CONFIG_BYTES {
+        bail!("{}: larger than {MAX_CONFIG_BYTES} bytes", path.display());
+    }
+    let text =
+        std::str::from_utf8(&bytes).with_context(|| format!("{}: not UTF-8", path.display()))?;
+    toml::from_str(text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+}
+
+/// A job file: the job every node agrees to, and optionally how to simulate it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobFile {
+    /// The job.
+    pub job: JobSpec,
+    /// How `fedbank simulate` runs it (ignored by real nodes).
+    pub simulation: Option<SimulationSpec>,
+}
+
+/// The `[simulation]` table of a job file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimulationSpec {
+    /// Seed of the synthetic data.
+    pub seed: u64,
+    /// Id of the simulated coordinator.
+    #[serde(default = "default_coordinator")]
+    pub coordinator: NodeId,
+    /// Customers per participant.
+    pub customers: BTreeMap<String, usize>,
+}
+
+fn default_coordinator() -> NodeId {
+    NodeId::new("coordinator").unwrap_or_else(|_| unreachable!("a valid literal id"))
+}
+
+/// Reads and validates a job file.
+pub fn load_job(path: &Path) -> Result<(ValidJob, Option<SimulationSpec>)> {
+    let file: JobFile = read_toml(path)?;
+    let job = file
+        .job
+        .validate()
+        .with_context(|| format!("{}: invalid job", path.display()))?;
+    Ok((job, file.simulation))
+}
+
+/// `fedbank coordinator --config`: the coordinator node of one job.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CoordinatorConfig {
+    /// The job file (the same file every participant has).
+    pub job_file: PathBuf,
+    /// This node's id (its certificate names it).
+    pub id: NodeId,
+    /// Address to listen on, e.g. "0.0.0.0:7400".
+    pub listen: SocketAddr,
+    /// Directory with ca.pem, <id>.pem and <id>.key (from `fedbank certs init`).
+    pub certs_dir: PathBuf,
+    /// Directory for the trail and the result.
+    pub out_dir: PathBuf,
+}
+
+/// `fedbank participant --config`: one participant institution's node.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ParticipantConfig {
+    /// The job file this institution agreed to.
+    pub job_file: PathBuf,
+    /// This node's id (its certificate names it).
+    pub id: NodeId,
+    /// The institution's customer table (CSV with the job's feature columns).
+    pub data: PathBuf,
+    /// The coordinator's address, e.g. "10.0.0.5:7400".
+    pub coordinator_address: SocketAddr,
+    /// The coordinator's id, as named by its certificate.
+    pub coordinator_id: NodeId,
+    /// Directory with ca.pem, <id>.pem and <id>.key.
+    pub certs_dir: PathBuf,
+    /// This node's own audit trail.
+    pub trail: PathBuf,
+    /// Connection attempts (with backoff) before giving up.
+    #[serde(default = "default_attempts")]
+    pub connect_attempts: u32,
+}
+
+fn default_attempts() -> u32 {
+    60
+}
+
+/// Reads a coordinator configuration; relative paths are taken from the file's directory.
+pub fn load_coordinator(path: &Path) -> Result<CoordinatorConfig> {
+    let mut c: CoordinatorConfig = read_toml(path)?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    for p in [&mut c.job_file, &mut c.certs_dir, &mut c.out_dir] {
+        if p.is_relative() {
+            *p = base.join(&*p);
+        }
+    }
+    Ok(c)
+}
+
+/// Reads a participant configuration; relative paths are taken from the file's directory.
+pub fn load_participant(path: &Path) -> Result<ParticipantConfig> {
+    let mut c: ParticipantConfig = read_toml(path)?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    for p in [&mut c.job_file, &mut c.data, &mut c.certs_dir, &mut c.trail] {
+        if p.is_relative() {
+            *p = base.join(&*p);
+        }
+    }
+    if c.connect_attempts == 0 {
+        bail!("{}: connect_attempts must be at least 1", path.display());
+    }
+    Ok(c)
+}

@@ -1,0 +1,159 @@
+//! `fedbank coordinator` and `fedbank participant`: one node each, for a real multi-machine
+//! consortium; and the pieces `fedbank simulate` shares with them (profile dispatch, results).
+
+use crate::config::{load_coordinator, load_job, load_participant};
+use anyhow::{Context, Result};
+use fedbank_common::audit::SigningIdentity;
+use fedbank_common::ids::NodeId;
+use fedbank_common::job::ValidJob;
+use fedbank_common::secagg::Profile;
+use fedbank_coordinator::Status;
+use fedbank_participant::{LocalTable, NodeStatus};
+use fedbank_transport::nodes::{self, ParticipantSettings, TrailSettings};
+use fedbank_transport::pki::{CredentialPaths, NodeCredentials};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// A progress sink.
+pub type Progress = Arc<dyn Fn(String) + Send + Sync>;
+
+/// Loads a node's credentials and its audit signing identity (the certificate's key).
+pub fn credentials(dir: &Path, id: &NodeId) -> Result<(NodeCredentials, SigningIdentity)> {
+    let creds = NodeCredentials::load(&CredentialPaths::in_dir(dir, id))
+        .with_context(|| format!("loading the credentials of {id} from {}", dir.display()))?;
+    let identity = SigningIdentity::from_pkcs8(creds.pkcs8()).context("audit signing key")?;
+    Ok((creds, identity))
+}
+
+/// Runs the coordinator of `job` with the profile's torus.
+#[allow(clippy::too_many_arguments)]
+pub async fn coordinator(
+    job: ValidJob,
+    id: NodeId,
+    creds: NodeCredentials,
+    identity: SigningIdentity,
+    listen: SocketAddr,
+    trail: PathBuf,
+    ready: Option<tokio::sync::oneshot::Sender<SocketAddr>>,
+    progress: Progress,
+) -> Result<Status> {
+    let seed: u128 = rand::random();
+    let trail = TrailSettings {
+        path: trail,
+        identity,
+    };
+    let status = match job.spec().profile {
+        Profile::Strict => {
+            nodes::run_coordinator::<u128>(job, id, creds, listen, trail, seed, ready, progress)
+                .await
+        }
+        Profile::Fast => {
+            nodes::run_coordinator::<u64>(job, id, creds, listen, trail, seed, ready, progress)
+                .await
+        }
+    }?;
+    Ok(status)
+}
+
+/// Runs a participant with the profile's torus.
+pub async fn participant(settings: ParticipantSettings, progress: Progress) -> Result<NodeStatus> {
+    let status = match settings.job.spec().profile {
+        Profile::Strict => nodes::run_participant::<u128>(settings, progress).await,
+        Profile::Fast => nodes::run_participant::<u64>(settings, progress).await,
+    }?;
+    Ok(status)
+}
+
+/// Reads the job's feature columns from a participant's CSV.
+pub fn load_table(job: &ValidJob, path: &Path) -> Result<LocalTable> {
+    let columns: Vec<String> = job.spec().features.iter().map(|f| f.name.clone()).collect();
+    Ok(LocalTable::read_csv(path, &columns)?)
+}
+
+/// Writes `result.json` for a finished job, or returns the failure.
+pub fn write_result(out: &Path, job: &ValidJob, status: &Status) -> Result<PathBuf> {
+    let features = match status {
+        Status::Finished(features) => features,
+        Status::Failed(failure) => anyhow::bail!("job {} failed: {failure}", job.spec().job),
+        Status::Running => anyhow::bail!("job {} did not finish", job.spec().job),
+    };
+    let spec = job.spec();
+    let result = serde_json::json!({
+        "job": spec.job.as_str(),
+        "kind": "stats",
+        "profile": spec.profile.name(),
+        "config_digest": job.digest().to_hex(),
+        "participants": spec.participants.iter().map(|p| p.as_str()).collect::<Vec<_>>(),
+        "committee": spec.committee.iter().map(|p| p.as_str()).collect::<Vec<_>>(),
+        "min_participants": spec.min_participants,
+        "features": features.iter().map(|f| (f.name.clone(), serde_json::to_value(f).unwrap_or_default())).collect::<serde_json::Map<_, _>>(),
+    });
+    let path = out.join("result.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&result)?)
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(path)
+}
+
+fn stdout_progress() -> Progress {
+    Arc::new(|line: String| println!("{line}"))
+}
+
+/// `fedbank coordinator --config <file>`.
+pub fn run_coordinator_command(config: &Path) -> Result<()> {
+    let c = load_coordinator(config)?;
+    let (job, _) = load_job(&c.job_file)?;
+    let (creds, identity) = credentials(&c.certs_dir, &c.id)?;
+    std::fs::create_dir_all(&c.out_dir)
+        .with_context(|| format!("creating {}", c.out_dir.display()))?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    let trail = c.out_dir.join(format!("{}.trail", c.id));
+    println!(
+        "coordinator {} listening on {} for job {}",
+        c.id,
+        c.listen,
+        job.spec().job
+    );
+    let status = runtime.block_on(coordinator(
+        job.clone(),
+        c.id,
+        creds,
+        identity,
+        c.listen,
+        trail,
+        None,
+        stdout_progress(),
+    ))?;
+    let path = write_result(&c.out_dir, &job, &status)?;
+    println!("result: {}", path.display());
+    Ok(())
+}
+
+/// `fedbank participant --config <file>`.
+pub fn run_participant_command(config: &Path) -> Result<()> {
+    let c = load_participant(config)?;
+    let (job, _) = load_job(&c.job_file)?;
+    let (creds, identity) = credentials(&c.certs_dir, &c.id)?;
+    let table = load_table(&job, &c.data)?;
+    let settings = ParticipantSettings {
+        id: c.id.clone(),
+        job,
+        table,
+        creds,
+        coordinator: (c.coordinator_address, c.coordinator_id),
+        trail: TrailSettings {
+            path: c.trail,
+            identity,
+        },
+        connect_attempts: c.connect_attempts,
+    };
+    let runtime = tokio::runtime::Runtime::new()?;
+    match runtime.block_on(participant(settings, stdout_progress()))? {
+        NodeStatus::Finished => println!("{}: job finished", c.id),
+        NodeStatus::Aborted(reason) => {
+            anyhow::bail!("{}: the coordinator aborted the job: {reason}", c.id)
+        }
+        NodeStatus::Running => anyhow::bail!("{}: disconnected before the job ended", c.id),
+    }
+    Ok(())
+}

@@ -1,0 +1,460 @@
+//! The network shells around the coordinator and participant state machines.
+//!
+//! Each machine runs on its own OS thread (encryption, aggregation and partial decryption are
+//! CPU-heavy and must not block the async executor); tokio tasks only move frames between QUIC
+//! connections and the machine's channel. Time is the shell's: milliseconds since the node
+//! started, passed into the machine with every input.
+
+use crate::frame::{self, RawFrame};
+use crate::pki::NodeCredentials;
+use crate::{admit, connect, tls, AdmitError, CLOSE_DONE};
+use fedbank_common::audit::{SigningIdentity, TrailError, TrailWriter};
+use fedbank_common::ids::NodeId;
+use fedbank_common::job::ValidJob;
+use fedbank_common::protocol::Inbound;
+use fedbank_common::secagg::RingScalar;
+use fedbank_coordinator::{CoordinatorMachine, Input, Output, Status};
+use fedbank_participant::{LocalTable, NodeOutput, NodeStatus, ParticipantMachine};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+use tokio::sync::mpsc as tokio_mpsc;
+
+/// Why a node stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// TLS configuration.
+    #[error("TLS configuration")]
+    Tls(#[from] tls::TlsError),
+    /// The endpoint could not be bound.
+    #[error("binding {addr}")]
+    Bind {
+        /// Address.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The audit trail could not be written.
+    #[error("audit trail")]
+    Trail(#[from] TrailError),
+    /// The coordinator could not be reached in time.
+    #[error("could not reach the coordinator {coordinator} at {addr} after {attempts} attempts")]
+    Unreachable {
+        /// Coordinator id.
+        coordinator: NodeId,
+        /// Address.
+        addr: SocketAddr,
+        /// Attempts made.
+        attempts: u32,
+    },
+    /// The machine's thread ended unexpectedly.
+    #[error("the node's protocol thread stopped unexpectedly")]
+    MachineStopped,
+}
+
+/// Where a node writes its audit trail and with which key.
+pub struct TrailSettings {
+    /// Trail file (created, or continued if it exists).
+    pub path: PathBuf,
+    /// The node's signing key (its certificate key).
+    pub identity: SigningIdentity,
+}
+
+fn open_trail(
+    settings: TrailSettings,
+    node: &NodeId,
+    role: &str,
+) -> Result<TrailWriter, TrailError> {
+    if settings.path.exists() {
+        TrailWriter::open(&settings.path, settings.identity)
+    } else {
+        TrailWriter::create(
+            &settings.path,
+            node,
+            role,
+            settings.identity,
+            SystemTime::now(),
+        )
+    }
+}
+
+type Writers = Arc<Mutex<HashMap<NodeId, (usize, tokio_mpsc::UnboundedSender<Vec<u8>>)>>>;
+
+/// Runs a coordinator until its job finishes or fails. `ready` receives the bound address;
+/// `progress` receives one line per notable step.
+pub async fn run_coordinator<S: RingScalar>(
+    job: ValidJob,
+    id: NodeId,
+    creds: NodeCredentials,
+    listen: SocketAddr,
+    trail: TrailSettings,
+    mask_seed: u128,
+    ready: Option<tokio::sync::oneshot::Sender<SocketAddr>>,
+    progress: Arc<dyn Fn(String) + Send + Sync>,
+) -> Result<Status, NodeError> {
+    let endpoint =
+        quinn::Endpoint::server(tls::server_config(&creds)?, listen).map_err(|source| {
+            NodeError::Bind {
+                addr: listen,
+                source,
+            }
+        })?;
+    let addr = endpoint.local_addr().map_err(|source| NodeError::Bind {
+        addr: listen,
+        source,
+    })?;
+    if let Some(ready) = ready {
+        let _ = ready.send(addr);
+    }
+    let mut trail = open_trail(trail, &id, "coordinator")?;
+    let (events, inbox) = mpsc::channel::<Input<S>>();
+    let writers: Writers = Arc::new(Mutex::new(HashMap::new()));
+    let enrolled: Arc<Vec<NodeId>> = Arc::new(job.spec().participants.clone());
+
+    // Accept loop: admit by certificate, then one reader task per connection.
+    let accept = {
+        let endpoint = endpoint.clone();
+        let writers = writers.clone();
+        let events = events.clone();
+        let progress = progress.clone();
+        tokio::spawn(async move {
+            let mut next_connection = 0usize;
+            while let Some(incoming) = endpoint.accept().await {
+                next_connection += 1;
+                let serial = next_connection;
+                let (writers, events, enrolled, progress) = (
+                    writers.clone(),
+                    events.clone(),
+                    enrolled.clone(),
+                    progress.clone(),
+                );
+                tokio::spawn(async move {
+                    match admit(incoming, |n| enrolled.contains(n)).await {
+                        Ok((node, conn)) => {
+                            serve_connection::<S>(node, serial, conn, writers, events).await
+                        }
+                        Err(e @ AdmitError::NotEnrolled { .. }) => {
+                            tracing::warn!(error = %e, "connection refused");
+                            progress(format!("refused: {e}"));
+                        }
+                        Err(e) => {
+                            let detail = std::error::Error::source(&e)
+                                .map(|s| s.to_string())
+                                .unwrap_or_default();
+                            tracing::warn!(error = %e, detail, "connection refused");
+                            progress(format!("refused: {e}: {detail}"));
+                        }
+                    }
+                });
+            }
+        })
+    };
+
+    // The machine, on its own thread.
+    let machine_writers = writers.clone();
+    let machine_progress = progress.clone();
+    let job_span = tracing::info_span!("job", job = %job.spec().job);
+    let machine = std::thread::spawn(move || -> Result<Status, TrailError> {
+        let _span = job_span.enter();
+        let start = Instant::now();
+        let now = || start.elapsed().as_millis() as u64;
+        let mut machine = CoordinatorMachine::<S>::new(job, mask_seed);
+        loop {
+            while let Some(output) = machine.poll_output() {
+                match output {
+                    Output::Send { to, message } => match message.encode() {
+                        Ok(bytes) => {
+                            if let Some((_, w)) = machine_writers
+                                .lock()
+                                .ok()
+                                .and_then(|m| m.get(&to).cloned())
+                            {
+                                let _ = w.send(bytes);
+                            }
+                        }
+                        Err(e) => {
+                            tracing::error!(node = %to, error = %e, "could not encode a message")
+                        }
+                    },
+                    Output::Audit { kind, fields } => {
+                        trail.append(kind, fields, SystemTime::now())?;
+                    }
+                    Output::Progress(line) => machine_progress(line),
+                    Output::Disconnect { node, reason } => {
+                        tracing::info!(node = %node, reason, "disconnecting");
+                        if let Ok(mut m) = machine_writers.lock() {
+                            m.remove(&node);
+                        }
+                    }
+                }
+            }
+            if *machine.status() != Status::Running {
+                return Ok(machine.status().clone());
+            }
+            let input = match machine.poll_timeout() {
+                Some(deadline) => {
+                    let wait = deadline.saturating_sub(now());
+                    match inbox.recv_timeout(Duration::from_millis(wait)) {
+                        Ok(input) => input,
+                        Err(mpsc::RecvTimeoutError::Timeout) => Input::Tick,
+                        Err(mpsc::RecvTimeoutError::Disconnected) => Input::Tick,
+                    }
+                }
+                None => match inbox.recv() {
+                    Ok(input) => input,
+                    Err(_) => return Ok(machine.status().clone()),
+                },
+            };
+            if let Err(violation) = machine.handle(input, now()) {
+                tracing::warn!(%violation, "message refused");
+                machine_progress(format!("refused a message: {violation}"));
+            }
+        }
+    });
+    drop(events);
+    let status = tokio::task::spawn_blocking(move || machine.join())
+        .await
+        .map_err(|_| NodeError::MachineStopped)?
+        .map_err(|_| NodeError::MachineStopped)??;
+    // Let the final notices reach the nodes, then close.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    endpoint.close(quinn::VarInt::from_u32(CLOSE_DONE), b"job over");
+    accept.abort();
+    let _ = tokio::time::timeout(Duration::from_secs(2), endpoint.wait_idle()).await;
+    Ok(status)
+}
+
+async fn serve_connection<S: RingScalar>(
+    node: NodeId,
+    serial: usize,
+    conn: quinn::Connection,
+    writers: Writers,
+    events: mpsc::Sender<Input<S>>,
+) {
+    let span = tracing::info_span!("participant", node = %node);
+    let _guard = span.enter();
+    let (tx, mut rx) = tokio_mpsc::unbounded_channel::<Vec<u8>>();
+    if let Ok(mut m) = writers.lock() {
+        m.insert(node.clone(), (serial, tx));
+    }
+    let _ = events.send(Input::Connected(node.clone()));
+    let writer_conn = conn.clone();
+    let writer = tokio::spawn(async move {
+        while let Some(bytes) = rx.recv().await {
+            if let Err(e) = frame::send_raw(&writer_conn, &bytes).await {
+                tracing::warn!(error = %e, "sending failed");
+                break;
+            }
+        }
+    });
+    loop {
+        match frame::recv(&conn, Inbound::<S>::limit).await {
+            Ok(RawFrame { bytes, .. }) => match Inbound::<S>::decode(&bytes) {
+                Ok(message) => {
+                    if events
+                        .send(Input::Message {
+                            from: node.clone(),
+                            message,
+                        })
+                        .is_err()
+                    {
+                        break;
+                    }
+                }
+                Err(e) => tracing::warn!(node = %node, error = %e, "malformed message refused"),
+            },
+            Err(frame::FrameError::Connection(_)) => break,
+            Err(e) => tracing::warn!(node = %node, error = %e, "frame refused"),
+        }
+    }
+    writer.abort();
+    let current = writers
+        .lock()
+        .map(|mut m| {
+            if m.get(&node).is_some_and(|(s, _)| *s == serial) {
+                m.remove(&node);
+                true
+            } else {
+                false
+            }
+        })
+        .unwrap_or(false);
+    if current {
+        let _ = events.send(Input::Disconnected(node));
+    }
+}
+
+/// Everything a participant node needs.
+pub struct ParticipantSettings {
+    /// This node.
+    pub id: NodeId,
+    /// The job it agreed to.
+    pub job: ValidJob,
+    /// Its local table.
+    pub table: LocalTable,
+    /// Its credentials.
+    pub creds: NodeCredentials,
+    /// The coordinator's address and id.
+    pub coordinator: (SocketAddr, NodeId),
+    /// Its own audit trail.
+    pub trail: TrailSettings,
+    /// Connection attempts before giving up (with backoff).
+    pub connect_attempts: u32,
+}
+
+/// Runs a participant until the coordinator reports the job finished or aborted.
+pub async fn run_participant<S: RingScalar>(
+    settings: ParticipantSettings,
+    progress: Arc<dyn Fn(String) + Send + Sync>,
+) -> Result<NodeStatus, NodeError> {
+    let ParticipantSettings {
+        id,
+        job,
+        table,
+        creds,
+        coordinator: (addr, coordinator),
+        trail,
+        connect_attempts,
+    } = settings;
+    let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap_or(addr))
+        .or_else(|_| quinn::Endpoint::client("[::]:0".parse().unwrap_or(addr)))
+        .map_err(|source| NodeError::Bind { addr, source })?;
+    if addr.is_ipv6() {
+        endpoint = quinn::Endpoint::client("[::]:0".parse().unwrap_or(addr))
+            .map_err(|source| NodeError::Bind { addr, source })?;
+    }
+    endpoint.set_default_client_config(tls::client_config(&creds)?);
+    let mut trail = open_trail(trail, &id, "participant")?;
+
+    // The machine on its own thread: messages in, frames and audit events out.
+    let (to_machine, inbox) = mpsc::channel::<Option<Inbound<S>>>();
+    let (out_tx, mut out_rx) = tokio_mpsc::unbounded_channel::<Vec<u8>>();
+    let status = Arc::new(Mutex::new(NodeStatus::Running));
+    let machine_status = status.clone();
+    let machine_progress = progress.clone();
+    let span = tracing::info_span!("participant", node = %id);
+    let machine = std::thread::spawn(move || -> Result<(), TrailError> {
+        let _span = span.enter();
+        let mut machine = ParticipantMachine::<S>::new(id, job, table);
+        // `None` means "connected": say Hello.
+        while let Ok(message) = inbox.recv() {
+            match message {
+                None => machine.on_connected(),
+                Some(message) => {
+                    if let Err(v) = machine.handle(message) {
+                        tracing::warn!(violation = %v, "coordinator message refused");
+                        machine_progress(format!(
+                            "{}: refused a coordinator message: {v}",
+                            machine.id()
+                        ));
+                    }
+                }
+            }
+            while let Some(output) = machine.poll_output() {
+                match output {
+                    NodeOutput::Send(message) => match message.encode() {
+                        Ok(bytes) => {
+                            let _ = out_tx.send(bytes);
+                        }
+                        Err(e) => tracing::error!(error = %e, "could not encode a message"),
+                    },
+                    NodeOutput::Audit { kind, fields } => {
+                        trail.append(kind, fields, SystemTime::now())?;
+                    }
+                    NodeOutput::Progress(line) => machine_progress(line),
+                }
+            }
+            if *machine.status() != NodeStatus::Running {
+                if let Ok(mut s) = machine_status.lock() {
+                    *s = machine.status().clone();
+                }
+                break;
+            }
+        }
+        Ok(())
+    });
+
+    let done = |status: &Arc<Mutex<NodeStatus>>| {
+        status
+            .lock()
+            .map(|s| *s != NodeStatus::Running)
+            .unwrap_or(true)
+    };
+    let mut failures = 0u32;
+    while !done(&status) {
+        let conn = match connect(&endpoint, addr, &coordinator).await {
+            Ok(conn) => {
+                failures = 0;
+                conn
+            }
+            Err(e) => {
+                failures += 1;
+                tracing::info!(error = %e, attempt = failures, "coordinator not reachable yet");
+                if failures >= connect_attempts {
+                    let _ = to_machine.send(None);
+                    drop(to_machine);
+                    let _ = machine.join();
+                    return Err(NodeError::Unreachable {
+                        coordinator,
+                        addr,
+                        attempts: failures,
+                    });
+                }
+                tokio::time::sleep(Duration::from_millis(100 * u64::from(failures.min(20)))).await;
+                continue;
+            }
+        };
+        if to_machine.send(None).is_err() {
+            break;
+        }
+        loop {
+            tokio::select! {
+                frame = frame::recv(&conn, Inbound::<S>::limit) => match frame {
+                    Ok(RawFrame { bytes, .. }) => match Inbound::<S>::decode(&bytes) {
+                        Ok(message) => {
+                            if to_machine.send(Some(message)).is_err() {
+                                break;
+                            }
+                        }
+                        Err(e) => tracing::warn!(error = %e, "malformed message from the coordinator"),
+                    },
+                    Err(frame::FrameError::Connection(e)) => {
+                        tracing::info!(error = %e, "connection to the coordinator ended");
+                        break;
+                    }
+                    Err(e) => tracing::warn!(error = %e, "frame refused"),
+                },
+                Some(bytes) = out_rx.recv() => {
+                    if let Err(e) = frame::send_raw(&conn, &bytes).await {
+                        tracing::warn!(error = %e, "sending failed");
+                        break;
+                    }
+                }
+            }
+            if done(&status) {
+                break;
+            }
+        }
+        // Flush what the machine produced last (e.g. a final contribution) before leaving.
+        while let Ok(bytes) = out_rx.try_recv() {
+            let _ = frame::send_raw(&conn, &bytes).await;
+        }
+        if done(&status) {
+            conn.close(quinn::VarInt::from_u32(CLOSE_DONE), b"done");
+        }
+    }
+    drop(to_machine);
+    tokio::task::spawn_blocking(move || machine.join())
+        .await
+        .map_err(|_| NodeError::MachineStopped)?
+        .map_err(|_| NodeError::MachineStopped)??;
+    let _ = tokio::time::timeout(Duration::from_secs(1), endpoint.wait_idle()).await;
+    let final_status = status
+        .lock()
+        .map(|s| s.clone())
+        .unwrap_or(NodeStatus::Running);
+    Ok(final_status)
+}
