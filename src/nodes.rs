@@ -9,7 +9,7 @@ use fedbank_common::job::ValidJob;
 use fedbank_common::secagg::Profile;
 use fedbank_coordinator::Status;
 use fedbank_participant::{LocalTable, NodeStatus};
-use fedbank_transport::nodes::{self, ParticipantSettings, TrailSettings};
+use fedbank_transport::nodes::{self, CoordinatorSettings, ParticipantSettings, TrailSettings};
 use fedbank_transport::pki::{CredentialPaths, NodeCredentials};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -26,34 +26,39 @@ pub fn credentials(dir: &Path, id: &NodeId) -> Result<(NodeCredentials, SigningI
     Ok((creds, identity))
 }
 
-/// Runs the coordinator of `job` with the profile's torus.
-#[allow(clippy::too_many_arguments)]
+/// Runs the coordinator of a job with its profile's torus.
 pub async fn coordinator(
+    settings: CoordinatorSettings,
+    ready: Option<tokio::sync::oneshot::Sender<SocketAddr>>,
+    progress: Progress,
+) -> Result<Status> {
+    let status = match settings.job.spec().profile {
+        Profile::Strict => nodes::run_coordinator::<u128>(settings, ready, progress).await,
+        Profile::Fast => nodes::run_coordinator::<u64>(settings, ready, progress).await,
+    }?;
+    Ok(status)
+}
+
+/// The settings of a coordinator node, with a fresh random mask seed.
+pub fn coordinator_settings(
     job: ValidJob,
     id: NodeId,
     creds: NodeCredentials,
     identity: SigningIdentity,
     listen: SocketAddr,
     trail: PathBuf,
-    ready: Option<tokio::sync::oneshot::Sender<SocketAddr>>,
-    progress: Progress,
-) -> Result<Status> {
-    let seed: u128 = rand::random();
-    let trail = TrailSettings {
-        path: trail,
-        identity,
-    };
-    let status = match job.spec().profile {
-        Profile::Strict => {
-            nodes::run_coordinator::<u128>(job, id, creds, listen, trail, seed, ready, progress)
-                .await
-        }
-        Profile::Fast => {
-            nodes::run_coordinator::<u64>(job, id, creds, listen, trail, seed, ready, progress)
-                .await
-        }
-    }?;
-    Ok(status)
+) -> CoordinatorSettings {
+    CoordinatorSettings {
+        job,
+        id,
+        creds,
+        listen,
+        trail: TrailSettings {
+            path: trail,
+            identity,
+        },
+        mask_seed: rand::random(),
+    }
 }
 
 /// Runs a participant with the profile's torus.
@@ -114,16 +119,8 @@ pub fn run_coordinator_command(config: &Path) -> Result<()> {
         c.listen,
         job.spec().job
     );
-    let status = runtime.block_on(coordinator(
-        job.clone(),
-        c.id,
-        creds,
-        identity,
-        c.listen,
-        trail,
-        None,
-        stdout_progress(),
-    ))?;
+    let settings = coordinator_settings(job.clone(), c.id, creds, identity, c.listen, trail);
+    let status = runtime.block_on(coordinator(settings, None, stdout_progress()))?;
     let path = write_result(&c.out_dir, &job, &status)?;
     println!("result: {}", path.display());
     Ok(())

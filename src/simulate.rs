@@ -119,13 +119,16 @@ pub fn run(args: &SimulateArgs) -> Result<()> {
     let (status, node_results) = runtime.block_on(async {
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
         let (creds, identity) = credentials(&certs, &sim.coordinator)?;
-        let coordinator = tokio::spawn(nodes::coordinator(
+        let settings = nodes::coordinator_settings(
             job.clone(),
             sim.coordinator.clone(),
             creds,
             identity,
             "127.0.0.1:0".parse()?,
             trails.join(format!("{}.trail", sim.coordinator)),
+        );
+        let coordinator = tokio::spawn(nodes::coordinator(
+            settings,
             Some(ready_tx),
             progress.clone(),
         ));

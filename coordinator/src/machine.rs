@@ -967,11 +967,19 @@ impl<S: RingScalar> CoordinatorMachine<S> {
     fn on_disconnect(&mut self, node: NodeId, now: Millis) {
         if let Stage::Collecting(round) = &mut self.stage {
             if round.asked.remove(&node) && !round.aggregate.contributions().contains_key(&node) {
-                let number = round.number;
+                let (number, attempt) = (round.number, round.attempt);
                 let done = round
                     .asked
                     .iter()
                     .all(|n| round.aggregate.contributions().contains_key(n));
+                let job = self.job.spec().job.clone();
+                self.audit(
+                    EventKind::ParticipantDropped,
+                    fields(
+                        json!({"job": job.as_str(), "round": number, "attempt": attempt,
+                        "node": node.as_str(), "reason": "disconnected before contributing"}),
+                    ),
+                );
                 self.progress(format!(
                     "round {number}: {node} disconnected before contributing"
                 ));

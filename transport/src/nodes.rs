@@ -83,18 +83,37 @@ fn open_trail(
 
 type Writers = Arc<Mutex<HashMap<NodeId, (usize, tokio_mpsc::UnboundedSender<Vec<u8>>)>>>;
 
+/// Everything a coordinator node needs.
+pub struct CoordinatorSettings {
+    /// The job.
+    pub job: ValidJob,
+    /// This node's id.
+    pub id: NodeId,
+    /// Its credentials.
+    pub creds: NodeCredentials,
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Its audit trail.
+    pub trail: TrailSettings,
+    /// Public seed of the joint key's mask.
+    pub mask_seed: u128,
+}
+
 /// Runs a coordinator until its job finishes or fails. `ready` receives the bound address;
 /// `progress` receives one line per notable step.
 pub async fn run_coordinator<S: RingScalar>(
-    job: ValidJob,
-    id: NodeId,
-    creds: NodeCredentials,
-    listen: SocketAddr,
-    trail: TrailSettings,
-    mask_seed: u128,
+    settings: CoordinatorSettings,
     ready: Option<tokio::sync::oneshot::Sender<SocketAddr>>,
     progress: Arc<dyn Fn(String) + Send + Sync>,
 ) -> Result<Status, NodeError> {
+    let CoordinatorSettings {
+        job,
+        id,
+        creds,
+        listen,
+        trail,
+        mask_seed,
+    } = settings;
     let endpoint =
         quinn::Endpoint::server(tls::server_config(&creds)?, listen).map_err(|source| {
             NodeError::Bind {
@@ -134,7 +153,8 @@ pub async fn run_coordinator<S: RingScalar>(
                 tokio::spawn(async move {
                     match admit(incoming, |n| enrolled.contains(n)).await {
                         Ok((node, conn)) => {
-                            serve_connection::<S>(node, serial, conn, writers, events).await
+                            serve_connection::<S>(node, serial, conn, writers, events, progress)
+                                .await
                         }
                         Err(e @ AdmitError::NotEnrolled { .. }) => {
                             tracing::warn!(error = %e, "connection refused");
@@ -233,6 +253,7 @@ async fn serve_connection<S: RingScalar>(
     conn: quinn::Connection,
     writers: Writers,
     events: mpsc::Sender<Input<S>>,
+    progress: Arc<dyn Fn(String) + Send + Sync>,
 ) {
     let span = tracing::info_span!("participant", node = %node);
     let _guard = span.enter();
@@ -264,10 +285,21 @@ async fn serve_connection<S: RingScalar>(
                         break;
                     }
                 }
-                Err(e) => tracing::warn!(node = %node, error = %e, "malformed message refused"),
+                Err(e) => {
+                    let detail = std::error::Error::source(&e)
+                        .map(|s| s.to_string())
+                        .unwrap_or_default();
+                    tracing::warn!(node = %node, error = %e, detail, "malformed message refused");
+                    progress(format!(
+                        "refused a malformed message from {node}: {e}: {detail}"
+                    ));
+                }
             },
             Err(frame::FrameError::Connection(_)) => break,
-            Err(e) => tracing::warn!(node = %node, error = %e, "frame refused"),
+            Err(e) => {
+                tracing::warn!(node = %node, error = %e, "frame refused");
+                progress(format!("refused a frame from {node}: {e}"));
+            }
         }
     }
     writer.abort();

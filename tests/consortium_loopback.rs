@@ -1,0 +1,498 @@
+//! The consortium over real QUIC with mutual TLS on 127.0.0.1: the stats job equals the pooled
+//! computation, a participant killed mid-round is left out while the job finishes, and a hostile
+//! enrolled node's malformed, early, wrong-job, duplicate and out-of-round messages are refused
+//! without changing the result. Every wait is bounded.
+
+use fedbank_common::audit::{cross_check, verify, SigningIdentity};
+use fedbank_common::digest::Digest;
+use fedbank_common::ids::{JobId, NodeId};
+use fedbank_common::job::{FeatureSpec, JobKind, JobSpec, RoundKind, ValidJob};
+use fedbank_common::protocol::{Contribution, Hello, Inbound, PROTOCOL_VERSION};
+use fedbank_common::secagg::{Encryptor, Profile, RingScalar};
+use fedbank_coordinator::stats::{mean_std, FeatureStats};
+use fedbank_coordinator::Status;
+use fedbank_participant::synthetic::{self, InstitutionKind};
+use fedbank_participant::{LocalTable, NodeStatus};
+use fedbank_transport::nodes::{
+    run_coordinator, run_participant, CoordinatorSettings, ParticipantSettings, TrailSettings,
+};
+use fedbank_transport::pki::{ConsortiumCa, CredentialPaths, NodeCredentials};
+use fedbank_transport::{connect, frame, tls};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::time::timeout;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn id(s: &str) -> NodeId {
+    NodeId::new(s).expect("id")
+}
+
+fn features() -> Vec<FeatureSpec> {
+    vec![
+        FeatureSpec {
+            name: "age".into(),
+            bound: 120.0,
+            min: Some(0.0),
+            scale: 1000.0,
+        },
+        FeatureSpec {
+            name: "income".into(),
+            bound: 5e6,
+            min: Some(0.0),
+            scale: 100.0,
+        },
+        FeatureSpec {
+            name: "balance".into(),
+            bound: 1e8,
+            min: Some(0.0),
+            scale: 100.0,
+        },
+    ]
+}
+
+struct Consortium {
+    dir: tempfile::TempDir,
+    job: ValidJob,
+    tables: Vec<(NodeId, LocalTable)>,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Consortium {
+    fn new(profile: Profile, participants: &[&str], committee: &[&str], min: usize) -> Self {
+        let dir = tempfile::tempdir().expect("dir");
+        let job = JobSpec {
+            job: JobId::new("loopback-stats").expect("id"),
+            kind: JobKind::Stats,
+            profile,
+            participants: participants.iter().map(|p| id(p)).collect(),
+            committee: committee.iter().map(|p| id(p)).collect(),
+            min_participants: min,
+            max_rows: 1_000_000,
+            features: features(),
+            histogram_bins: 12,
+            key_setup_timeout_ms: 20_000,
+            round_timeout_ms: 20_000,
+            decryption_timeout_ms: 20_000,
+            max_round_retries: 0,
+        }
+        .validate()
+        .expect("job");
+        let ca = ConsortiumCa::create(&dir.path().join("certs")).expect("ca");
+        ca.issue(&id("coordinator"), 1).expect("cert");
+        let mut tables = Vec::new();
+        let columns: Vec<String> = features().into_iter().map(|f| f.name).collect();
+        for (i, p) in participants.iter().enumerate() {
+            ca.issue(&id(p), 1).expect("cert");
+            let files = synthetic::generate(
+                &dir.path().join("data").join(p),
+                p,
+                InstitutionKind::nth(i),
+                300 + 170 * i,
+                11 + i as u64,
+            )
+            .expect("data");
+            tables.push((
+                id(p),
+                LocalTable::read_csv(&files.customers, &columns).expect("table"),
+            ));
+        }
+        Self {
+            dir,
+            job,
+            tables,
+            log: Arc::new(Mutex::new(Vec::new())),
+        }
+    }
+
+    fn certs(&self) -> PathBuf {
+        self.dir.path().join("certs")
+    }
+
+    fn creds(&self, node: &str) -> NodeCredentials {
+        NodeCredentials::load(&CredentialPaths::in_dir(&self.certs(), &id(node))).expect("creds")
+    }
+
+    fn trail(&self, node: &str) -> TrailSettings {
+        let creds = self.creds(node);
+        TrailSettings {
+            path: self.dir.path().join(format!("{node}.trail")),
+            identity: SigningIdentity::from_pkcs8(creds.pkcs8()).expect("key"),
+        }
+    }
+
+    fn progress(&self) -> Arc<dyn Fn(String) + Send + Sync> {
+        let log = self.log.clone();
+        Arc::new(move |line| {
+            if let Ok(mut l) = log.lock() {
+                l.push(line);
+            }
+        })
+    }
+
+    async fn start_coordinator<S: RingScalar>(
+        &self,
+    ) -> (
+        SocketAddr,
+        tokio::task::JoinHandle<Result<Status, fedbank_transport::nodes::NodeError>>,
+    ) {
+        let (ready, addr) = tokio::sync::oneshot::channel();
+        let settings = CoordinatorSettings {
+            job: self.job.clone(),
+            id: id("coordinator"),
+            creds: self.creds("coordinator"),
+            listen: "127.0.0.1:0".parse().expect("addr"),
+            trail: self.trail("coordinator"),
+            mask_seed: 42,
+        };
+        let handle = tokio::spawn(run_coordinator::<S>(settings, Some(ready), self.progress()));
+        (
+            timeout(WAIT, addr).await.expect("ready").expect("addr"),
+            handle,
+        )
+    }
+
+    fn start_participant<S: RingScalar>(
+        &self,
+        node: &NodeId,
+        addr: SocketAddr,
+    ) -> tokio::task::JoinHandle<Result<NodeStatus, fedbank_transport::nodes::NodeError>> {
+        let table = self
+            .tables
+            .iter()
+            .find(|(n, _)| n == node)
+            .expect("table")
+            .1
+            .clone();
+        let settings = ParticipantSettings {
+            id: node.clone(),
+            job: self.job.clone(),
+            table,
+            creds: self.creds(node.as_str()),
+            coordinator: (addr, id("coordinator")),
+            trail: self.trail(node.as_str()),
+            connect_attempts: 20,
+        };
+        tokio::spawn(run_participant::<S>(settings, self.progress()))
+    }
+
+    fn log_contains(&self, needle: &str) -> bool {
+        self.log
+            .lock()
+            .map(|l| l.iter().any(|line| line.contains(needle)))
+            .unwrap_or(false)
+    }
+
+    fn log(&self) -> String {
+        self.log.lock().map(|l| l.join("\n")).unwrap_or_default()
+    }
+}
+
+fn assert_pooled(result: &[FeatureStats], tables: &[&LocalTable]) {
+    for (f, spec) in result.iter().zip(features()) {
+        let values: Vec<f64> = tables
+            .iter()
+            .flat_map(|t| {
+                t.columns[&f.name]
+                    .iter()
+                    .flatten()
+                    .map(|v| v.clamp(spec.lower(), spec.bound))
+            })
+            .collect();
+        let missing: usize = tables
+            .iter()
+            .map(|t| t.columns[&f.name].iter().filter(|v| v.is_none()).count())
+            .sum();
+        let n = values.len() as f64;
+        let (mean, std) = mean_std(n, values.iter().sum(), values.iter().map(|v| v * v).sum());
+        assert_eq!(f.count, n, "{}", f.name);
+        assert_eq!(f.missing, missing as f64, "{}", f.name);
+        assert!(
+            (f.mean - mean).abs() <= 1e-6 * mean.abs().max(1.0),
+            "{}: {} vs {mean}",
+            f.name,
+            f.mean
+        );
+        assert!(
+            (f.std - std).abs() <= 1e-4 * std.max(1.0),
+            "{}: {} vs {std}",
+            f.name,
+            f.std
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stats_over_quic_equal_the_pooled_computation_and_trails_agree() {
+    let c = Consortium::new(
+        Profile::Strict,
+        &["bank-a", "insurer-b", "broker-c", "pay-d"],
+        &["bank-a", "broker-c", "insurer-b"],
+        3,
+    );
+    let (addr, coordinator) = c.start_coordinator::<u128>().await;
+    let nodes: Vec<_> = c
+        .tables
+        .iter()
+        .map(|(n, _)| c.start_participant::<u128>(n, addr))
+        .collect();
+    let status = timeout(WAIT, coordinator)
+        .await
+        .expect("in time")
+        .expect("task")
+        .expect("coordinator");
+    let Status::Finished(result) = status else {
+        panic!("{status:?}\n{}", c.log())
+    };
+    for node in nodes {
+        let s = timeout(WAIT, node)
+            .await
+            .expect("in time")
+            .expect("task")
+            .expect("participant");
+        assert_eq!(s, NodeStatus::Finished);
+    }
+    assert_pooled(
+        &result,
+        &c.tables.iter().map(|(_, t)| t).collect::<Vec<_>>(),
+    );
+    let main = verify(&c.dir.path().join("coordinator.trail"), None).expect("coordinator trail");
+    let others: Vec<_> = c
+        .tables
+        .iter()
+        .map(|(n, _)| verify(&c.dir.path().join(format!("{n}.trail")), None).expect("node trail"))
+        .collect();
+    assert!(cross_check(&main, &others).is_empty());
+    let received = main
+        .events
+        .iter()
+        .filter(|e| e.event == "contribution.received")
+        .count();
+    assert_eq!(received, 8, "4 participants × 2 rounds");
+}
+
+/// A participant that connects, says Hello and vanishes as soon as a round asks it to contribute.
+async fn killed_on_first_round<S: RingScalar>(c: &Consortium, node: &str, addr: SocketAddr) {
+    let mut endpoint =
+        quinn::Endpoint::client("127.0.0.1:0".parse().expect("addr")).expect("endpoint");
+    endpoint.set_default_client_config(tls::client_config(&c.creds(node)).expect("tls"));
+    let conn = timeout(WAIT, connect(&endpoint, addr, &id("coordinator")))
+        .await
+        .expect("in time")
+        .expect("connect");
+    let hello = Hello {
+        protocol: PROTOCOL_VERSION,
+        job: c.job.spec().job.clone(),
+        job_digest: c.job.digest(),
+    };
+    frame::send(&conn, &hello).await.expect("hello");
+    loop {
+        let f = timeout(WAIT, frame::recv(&conn, Inbound::<S>::limit))
+            .await
+            .expect("in time")
+            .expect("frame");
+        if let Ok(Inbound::Round(_)) = Inbound::<S>::decode(&f.bytes) {
+            conn.close(quinn::VarInt::from_u32(0), b"killed");
+            endpoint.close(quinn::VarInt::from_u32(0), b"killed");
+            return;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_participant_killed_mid_round_is_left_out_and_the_job_finishes() {
+    let c = Consortium::new(
+        Profile::Fast,
+        &["bank-a", "insurer-b", "broker-c", "pay-d"],
+        &["bank-a", "insurer-b"],
+        3,
+    );
+    let (addr, coordinator) = c.start_coordinator::<u64>().await;
+    let victim = killed_on_first_round::<u64>(&c, "pay-d", addr);
+    let honest: Vec<_> = c
+        .tables
+        .iter()
+        .filter(|(n, _)| n.as_str() != "pay-d")
+        .map(|(n, _)| c.start_participant::<u64>(n, addr))
+        .collect();
+    timeout(WAIT, victim).await.expect("victim in time");
+    let status = timeout(WAIT, coordinator)
+        .await
+        .expect("in time")
+        .expect("task")
+        .expect("coordinator");
+    let Status::Finished(result) = status else {
+        panic!("{status:?}\n{}", c.log())
+    };
+    for node in honest {
+        assert_eq!(
+            timeout(WAIT, node)
+                .await
+                .expect("in time")
+                .expect("task")
+                .expect("ok"),
+            NodeStatus::Finished
+        );
+    }
+    assert_pooled(
+        &result,
+        &c.tables
+            .iter()
+            .filter(|(n, _)| n.as_str() != "pay-d")
+            .map(|(_, t)| t)
+            .collect::<Vec<_>>(),
+    );
+    let trail = verify(&c.dir.path().join("coordinator.trail"), None).expect("trail");
+    assert!(
+        trail.events.iter().any(|e| e.event == "participant.dropped"
+            && e.fields["node"] == "pay-d"
+            && e.fields["round"] == 1),
+        "the trail records the drop:\n{}",
+        c.log()
+    );
+}
+
+/// An enrolled node that breaks the protocol in every way it can, then leaves.
+async fn hostile<S: RingScalar>(c: &Consortium, node: &str, addr: SocketAddr) {
+    let mut endpoint =
+        quinn::Endpoint::client("127.0.0.1:0".parse().expect("addr")).expect("endpoint");
+    endpoint.set_default_client_config(tls::client_config(&c.creds(node)).expect("tls"));
+    let conn = timeout(WAIT, connect(&endpoint, addr, &id("coordinator")))
+        .await
+        .expect("in time")
+        .expect("connect");
+    // A malformed frame: a Contribution header with a garbage body.
+    let mut garbage = b"FDBK".to_vec();
+    garbage.extend_from_slice(&[13, S::BITS as u8, 1, 0]);
+    garbage.extend_from_slice(&[0xde; 40]);
+    frame::send_raw(&conn, &garbage).await.expect("send");
+    // A message before Hello.
+    let notice = fedbank_common::protocol::Notice {
+        job: c.job.spec().job.clone(),
+        round: None,
+        kind: fedbank_common::protocol::NoticeKind::CannotContribute,
+        text: "early".into(),
+    };
+    frame::send(&conn, &notice).await.expect("send");
+    // A Hello for another version of the job.
+    let wrong = Hello {
+        protocol: PROTOCOL_VERSION,
+        job: c.job.spec().job.clone(),
+        job_digest: Digest::of("x", b"other job file"),
+    };
+    frame::send(&conn, &wrong).await.expect("send");
+    // The right Hello, twice.
+    let hello = Hello {
+        protocol: PROTOCOL_VERSION,
+        job: c.job.spec().job.clone(),
+        job_digest: c.job.digest(),
+    };
+    frame::send(&conn, &hello).await.expect("send");
+    frame::send(&conn, &hello).await.expect("send");
+    // Wait for the joint key and the first round, then send a contribution for another round and
+    // one of the wrong size for this round.
+    let mut key = None;
+    loop {
+        let f = timeout(WAIT, frame::recv(&conn, Inbound::<S>::limit))
+            .await
+            .expect("in time")
+            .expect("frame");
+        match Inbound::<S>::decode(&f.bytes).expect("decode") {
+            Inbound::JointKey(k) => key = Some(k),
+            Inbound::Round(r) => {
+                let encryptor =
+                    Encryptor::new(key.clone().expect("key first"), c.job.params().clone())
+                        .expect("enc");
+                let slots = c.job.plan(&RoundKind::Moments).expect("plan").slot_count();
+                let ct = encryptor.encrypt(&vec![1; slots]).expect("encrypt");
+                frame::send(
+                    &conn,
+                    &Contribution {
+                        round: r.round + 5,
+                        attempt: r.attempt,
+                        ciphertext: ct,
+                    },
+                )
+                .await
+                .expect("send");
+                let short = encryptor.encrypt(&[1, 2, 3]).expect("encrypt");
+                frame::send(
+                    &conn,
+                    &Contribution {
+                        round: r.round,
+                        attempt: r.attempt,
+                        ciphertext: short,
+                    },
+                )
+                .await
+                .expect("send");
+                break;
+            }
+            _ => {}
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    conn.close(quinn::VarInt::from_u32(0), b"done");
+    endpoint.close(quinn::VarInt::from_u32(0), b"done");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_messages_are_refused_and_the_job_is_unchanged() {
+    let c = Consortium::new(
+        Profile::Fast,
+        &["bank-a", "insurer-b", "broker-c", "mallory"],
+        &["bank-a", "insurer-b"],
+        3,
+    );
+    let (addr, coordinator) = c.start_coordinator::<u64>().await;
+    let attack = hostile::<u64>(&c, "mallory", addr);
+    let honest: Vec<_> = c
+        .tables
+        .iter()
+        .filter(|(n, _)| n.as_str() != "mallory")
+        .map(|(n, _)| c.start_participant::<u64>(n, addr))
+        .collect();
+    timeout(WAIT, attack).await.expect("attack in time");
+    let status = timeout(WAIT, coordinator)
+        .await
+        .expect("in time")
+        .expect("task")
+        .expect("coordinator");
+    let Status::Finished(result) = status else {
+        panic!("{status:?}\n{}", c.log())
+    };
+    for node in honest {
+        assert_eq!(
+            timeout(WAIT, node)
+                .await
+                .expect("in time")
+                .expect("task")
+                .expect("ok"),
+            NodeStatus::Finished
+        );
+    }
+    assert_pooled(
+        &result,
+        &c.tables
+            .iter()
+            .filter(|(n, _)| n.as_str() != "mallory")
+            .map(|(_, t)| t)
+            .collect::<Vec<_>>(),
+    );
+    for refusal in [
+        "refused a malformed message from mallory",
+        "mallory sent Notice before Hello",
+        "mallory asked for job loopback-stats with digest",
+        "mallory sent Hello twice",
+        "mallory sent Contribution for round 6",
+        "contribution from mallory to job loopback-stats round 1",
+    ] {
+        assert!(
+            c.log_contains(refusal),
+            "missing refusal '{refusal}' in:\n{}",
+            c.log()
+        );
+    }
+}
