@@ -314,3 +314,25 @@ fn audit_verify_command_reports_and_exits_by_outcome() {
     assert_eq!(differs.status.code(), Some(4));
     assert!(String::from_utf8_lossy(&differs.stdout).contains("DIFFERS"));
 }
+
+#[test]
+fn every_byte_position_flipped_is_detected() {
+    // Exhaustive over positions: flipping the ASCII case bit (a → A in hex, signatures included)
+    // and the lowest bit of every byte of a trail must each fail verification.
+    let dir = tempfile::tempdir().expect("dir");
+    let (coordinator, _, key) = write_trails(dir.path(), "d2");
+    let original = std::fs::read(&coordinator).expect("read");
+    let tampered = dir.path().join("flipped.trail");
+    for i in 0..original.len() {
+        for mask in [0x20u8, 0x01] {
+            let mut bytes = original.clone();
+            bytes[i] ^= mask;
+            std::fs::write(&tampered, &bytes).expect("write");
+            assert!(
+                verify(&tampered, Some(&key)).is_err(),
+                "byte {i} ({:?}) ^ {mask:#04x} not detected",
+                original[i] as char
+            );
+        }
+    }
+}
