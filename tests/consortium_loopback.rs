@@ -496,3 +496,55 @@ async fn hostile_messages_are_refused_and_the_job_is_unchanged() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_nodes_stop_at_once_with_the_reason() {
+    let c = Consortium::new(
+        Profile::Fast,
+        &["bank-a", "insurer-b", "broker-c"],
+        &["bank-a"],
+        2,
+    );
+    let ca = ConsortiumCa::load(&c.certs()).expect("ca");
+    // A valid certificate for a node that is not enrolled in this job.
+    ca.issue(&id("intruder"), 1).expect("cert");
+    // broker-c's certificate replaced by an expired one.
+    let now = time::OffsetDateTime::now_utc();
+    ca.issue_with_validity(
+        &id("broker-c"),
+        now - time::Duration::days(9),
+        now - time::Duration::days(2),
+    )
+    .expect("expired cert");
+    let (addr, coordinator) = c.start_coordinator::<u64>().await;
+    let run = |node: &str| {
+        let settings = ParticipantSettings {
+            id: id(node),
+            job: c.job.clone(),
+            table: c.tables[0].1.clone(),
+            creds: c.creds(node),
+            coordinator: (addr, id("coordinator")),
+            trail: c.trail(node),
+            connect_attempts: 50,
+        };
+        run_participant::<u64>(settings, c.progress())
+    };
+    let intruder = timeout(Duration::from_secs(20), run("intruder"))
+        .await
+        .expect("stops, does not retry forever");
+    let err = intruder.expect_err("an un-enrolled node is refused");
+    assert!(err.to_string().contains("not enrolled"), "{err}");
+    let expired = timeout(Duration::from_secs(20), run("broker-c"))
+        .await
+        .expect("stops, does not retry forever");
+    let err = expired.expect_err("an expired certificate is refused");
+    assert!(err.to_string().contains("refused"), "{err}");
+    // The coordinator logged both refusals.
+    assert!(
+        c.log_contains("intruder") && c.log_contains("not enrolled"),
+        "{}",
+        c.log()
+    );
+    assert!(c.log().to_lowercase().contains("expired"), "{}", c.log());
+    coordinator.abort();
+}

@@ -123,3 +123,25 @@ pub enum ConnectError {
     #[error("connection refused or lost")]
     Connection(#[from] quinn::ConnectionError),
 }
+
+/// If a connection error means an identity was refused (a TLS alert in either direction, or the
+/// coordinator closing with [`CLOSE_NOT_ENROLLED`]), the reason: retrying cannot help.
+pub fn permanent_refusal(error: &quinn::ConnectionError) -> Option<String> {
+    let is_crypto = |code: quinn::TransportErrorCode| (0x100..0x200).contains(&u64::from(code));
+    match error {
+        quinn::ConnectionError::TransportError(e) if is_crypto(e.code) => {
+            Some(format!("TLS handshake failed here: {}", e.reason))
+        }
+        quinn::ConnectionError::ConnectionClosed(c) if is_crypto(c.error_code) => Some(format!(
+            "the peer refused the TLS handshake ({:?}: {})",
+            c.error_code,
+            String::from_utf8_lossy(&c.reason)
+        )),
+        quinn::ConnectionError::ApplicationClosed(c)
+            if c.error_code == quinn::VarInt::from_u32(CLOSE_NOT_ENROLLED) =>
+        {
+            Some(String::from_utf8_lossy(&c.reason).into_owned())
+        }
+        _ => None,
+    }
+}

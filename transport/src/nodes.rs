@@ -7,7 +7,7 @@
 
 use crate::frame::{self, RawFrame};
 use crate::pki::NodeCredentials;
-use crate::{admit, connect, tls, AdmitError, CLOSE_DONE};
+use crate::{admit, connect, permanent_refusal, tls, AdmitError, ConnectError, CLOSE_DONE};
 use fedbank_common::audit::{SigningIdentity, TrailError, TrailWriter};
 use fedbank_common::ids::NodeId;
 use fedbank_common::job::ValidJob;
@@ -49,6 +49,14 @@ pub enum NodeError {
         addr: SocketAddr,
         /// Attempts made.
         attempts: u32,
+    },
+    /// The coordinator refused this node's identity, or this node refused the coordinator's.
+    #[error("connection to the coordinator {coordinator} refused: {reason}")]
+    Refused {
+        /// Coordinator id.
+        coordinator: NodeId,
+        /// Why, as reported by TLS or by the coordinator.
+        reason: String,
     },
     /// The machine's thread ended unexpectedly.
     #[error("the node's protocol thread stopped unexpectedly")]
@@ -416,7 +424,8 @@ pub async fn run_participant<S: RingScalar>(
             .unwrap_or(true)
     };
     let mut failures = 0u32;
-    while !done(&status) {
+    let mut refused: Option<String> = None;
+    while !done(&status) && refused.is_none() {
         let conn = match connect(&endpoint, addr, &coordinator).await {
             Ok(conn) => {
                 failures = 0;
@@ -424,6 +433,17 @@ pub async fn run_participant<S: RingScalar>(
             }
             Err(e) => {
                 failures += 1;
+                if let ConnectError::Connection(c) = &e {
+                    if let Some(reason) = permanent_refusal(c) {
+                        tracing::error!(%reason, "the coordinator connection was refused");
+                        drop(to_machine);
+                        let _ = machine.join();
+                        return Err(NodeError::Refused {
+                            coordinator,
+                            reason,
+                        });
+                    }
+                }
                 tracing::info!(error = %e, attempt = failures, "coordinator not reachable yet");
                 if failures >= connect_attempts {
                     let _ = to_machine.send(None);
@@ -454,7 +474,12 @@ pub async fn run_participant<S: RingScalar>(
                         Err(e) => tracing::warn!(error = %e, "malformed message from the coordinator"),
                     },
                     Err(frame::FrameError::Connection(e)) => {
-                        tracing::info!(error = %e, "connection to the coordinator ended");
+                        if let Some(reason) = permanent_refusal(&e) {
+                            tracing::error!(%reason, "the coordinator refused this node");
+                            refused = Some(reason);
+                        } else {
+                            tracing::info!(error = %e, "connection to the coordinator ended");
+                        }
                         break;
                     }
                     Err(e) => tracing::warn!(error = %e, "frame refused"),
@@ -479,6 +504,13 @@ pub async fn run_participant<S: RingScalar>(
         }
     }
     drop(to_machine);
+    if let Some(reason) = refused {
+        let _ = tokio::task::spawn_blocking(move || machine.join()).await;
+        return Err(NodeError::Refused {
+            coordinator,
+            reason,
+        });
+    }
     tokio::task::spawn_blocking(move || machine.join())
         .await
         .map_err(|_| NodeError::MachineStopped)?
