@@ -1,0 +1,127 @@
+//! `fedbank simulate` end to end as a user runs it: the shipped job file, a fresh output
+//! directory, result.json per feature, every node's trail, and `fedbank audit verify` on them.
+
+use std::process::Command;
+
+fn fedbank(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_fedbank"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(args)
+        .output()
+        .expect("run fedbank")
+}
+
+#[test]
+fn simulate_writes_results_and_verifiable_trails() {
+    let dir = tempfile::tempdir().expect("dir");
+    let out = dir.path().join("run");
+    let run = fedbank(&[
+        "simulate",
+        "--job",
+        "configs/simulate-stats.toml",
+        "--out",
+        out.to_str().expect("path"),
+    ]);
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(
+        stdout.contains("round 1") && stdout.contains("contribution from"),
+        "progress shown: {stdout}"
+    );
+    assert!(stdout.contains("5 trails verified"), "{stdout}");
+
+    let result: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("result.json")).expect("result"))
+            .expect("json");
+    assert_eq!(result["job"], "stats-demo");
+    for feature in [
+        "age",
+        "income",
+        "balance",
+        "tenure_months",
+        "products_held",
+        "transactions_12m",
+        "spend_12m",
+    ] {
+        let f = &result["features"][feature];
+        for field in ["count", "missing_rate", "mean", "std"] {
+            assert!(f[field].is_number(), "{feature}.{field} in {f}");
+        }
+        assert!(f["quantiles"]["p50"].is_number(), "{feature} median");
+    }
+    // income has missing values by construction.
+    assert!(
+        result["features"]["income"]["missing_rate"]
+            .as_f64()
+            .expect("rate")
+            > 0.01
+    );
+    assert!(out.join("summary.txt").exists());
+
+    let trails = out.join("trails");
+    let mut args = vec![
+        "audit".to_owned(),
+        "verify".to_owned(),
+        trails.join("coordinator.trail").display().to_string(),
+    ];
+    for node in ["retail-bank", "insurer", "broker", "payments"] {
+        args.push("--cross-check".into());
+        args.push(trails.join(format!("{node}.trail")).display().to_string());
+    }
+    let verify = fedbank(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(
+        verify.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&verify.stdout)
+    );
+
+    // A second run into the same directory is refused instead of mixing two runs.
+    let again = fedbank(&["simulate", "--out", out.to_str().expect("path")]);
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
+}
+
+#[test]
+fn a_bad_job_file_is_refused_with_file_and_field() {
+    let dir = tempfile::tempdir().expect("dir");
+    let job = dir.path().join("job.toml");
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/configs/simulate-stats.toml"
+    ))
+    .expect("job");
+    std::fs::write(
+        &job,
+        text.replace("min_participants = 3", "min_participants = 9"),
+    )
+    .expect("write");
+    let run = fedbank(&[
+        "simulate",
+        "--job",
+        job.to_str().expect("path"),
+        "--out",
+        dir.path().join("o").to_str().expect("p"),
+    ]);
+    assert!(!run.status.success());
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        stderr.contains("job.toml") && stderr.contains("min_participants = 9"),
+        "{stderr}"
+    );
+    std::fs::write(
+        &job,
+        text.replace("kind = \"stats\"", "kind = \"stats\"\nunknown_field = 1"),
+    )
+    .expect("write");
+    let run = fedbank(&["simulate", "--job", job.to_str().expect("path")]);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        !run.status.success() && stderr.contains("unknown_field"),
+        "{stderr}"
+    );
+}
