@@ -105,6 +105,8 @@ struct Consortium {
     trail: Vec<(String, serde_json::Map<String, serde_json::Value>)>,
     /// Every contribution sent, kept to replay later.
     sent: Vec<(NodeId, Vec<u8>)>,
+    /// The job's cap on any message; every honest message must fit under it.
+    cap: usize,
 }
 
 impl Consortium {
@@ -124,6 +126,7 @@ impl Consortium {
             violations: Vec::new(),
             trail: Vec::new(),
             sent: Vec::new(),
+            cap: job.max_message_bytes(),
         };
         for node in c.nodes.keys().cloned().collect::<Vec<_>>() {
             c.connect(&node);
@@ -154,6 +157,12 @@ impl Consortium {
         while let Some(out) = m.poll_output() {
             if let NodeOutput::Send(msg) = out {
                 let bytes = msg.encode().expect("encode");
+                assert!(
+                    bytes.len() <= self.cap,
+                    "{} bytes exceed the job's cap {}",
+                    bytes.len(),
+                    self.cap
+                );
                 if matches!(msg, fedbank_participant::NodeOutbound::Contribution(_)) {
                     self.sent.push((node.clone(), bytes.clone()));
                 }
@@ -167,9 +176,11 @@ impl Consortium {
     fn drain_coordinator(&mut self) {
         while let Some(out) = self.coordinator.poll_output() {
             match out {
-                Output::Send { to, message } => self
-                    .to_nodes
-                    .push_back((to, message.encode().expect("encode"))),
+                Output::Send { to, message } => {
+                    let bytes = message.encode().expect("encode");
+                    assert!(bytes.len() <= self.cap, "coordinator message over the cap");
+                    self.to_nodes.push_back((to, bytes));
+                }
                 Output::Audit { kind, fields } => self.trail.push((kind.name().to_owned(), fields)),
                 Output::Disconnect { .. } | Output::Progress(_) => {}
             }

@@ -351,6 +351,23 @@ impl ValidJob {
             .collect()
     }
 
+    /// The largest message this job can need, in bytes: a ciphertext, decryption request or
+    /// partial decryption for its widest round, or a public key; the network caps every frame
+    /// at this.
+    pub fn max_message_bytes(&self) -> usize {
+        let ring = self.params.ring();
+        let width = ring.torus_bits as usize / 8;
+        let slots = [self.moments_quantities(), self.histogram_quantities()]
+            .iter()
+            .filter_map(|q| EncodingPlan::new(q, &self.params).ok())
+            .map(|p| p.slot_count())
+            .max()
+            .unwrap_or(0)
+            .max(1);
+        let masks = crate::secagg::chunk_count(slots, ring.polynomial_size) * ring.polynomial_size;
+        (masks + slots) * width + 2 * ring.polynomial_size * width + (64 << 10)
+    }
+
     /// The encoding plan of a round.
     pub fn plan(&self, round: &RoundKind) -> Result<EncodingPlan, EncodingError> {
         let specs = match round {

@@ -11,6 +11,9 @@
 use fedbank_common::wire::{self, WireError, WireMessage, HEADER_LEN};
 use quinn::{Connection, RecvStream};
 
+/// Bytes read from a stream at a time.
+const READ_CHUNK: usize = 1 << 20;
+
 /// Why a frame could not be sent or received.
 #[derive(Debug, thiserror::Error)]
 pub enum FrameError {
@@ -108,10 +111,19 @@ pub async fn read_frame(
             limit: max,
         });
     }
-    let mut bytes = Vec::with_capacity(HEADER_LEN + len as usize);
+    // Grow the buffer as bytes arrive: a peer that declares a large body but sends little makes
+    // us hold only what it sent.
+    let len = len as usize;
+    let mut bytes = Vec::with_capacity(HEADER_LEN + len.min(READ_CHUNK));
     bytes.extend_from_slice(&head[..HEADER_LEN]);
-    bytes.resize(HEADER_LEN + len as usize, 0);
-    stream.read_exact(&mut bytes[HEADER_LEN..]).await?;
+    let mut chunk = vec![0u8; READ_CHUNK.min(len.max(1))];
+    let mut remaining = len;
+    while remaining > 0 {
+        let n = remaining.min(chunk.len());
+        stream.read_exact(&mut chunk[..n]).await?;
+        bytes.extend_from_slice(&chunk[..n]);
+        remaining -= n;
+    }
     if !stream.read_to_end(0).await?.is_empty() {
         return Err(FrameError::TrailingBytes);
     }

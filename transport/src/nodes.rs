@@ -140,6 +140,7 @@ pub async fn run_coordinator<S: RingScalar>(
     let (events, inbox) = mpsc::channel::<Input<S>>();
     let writers: Writers = Arc::new(Mutex::new(HashMap::new()));
     let enrolled: Arc<Vec<NodeId>> = Arc::new(job.spec().participants.clone());
+    let cap = job.max_message_bytes();
 
     // Accept loop: admit by certificate, then one reader task per connection.
     let accept = {
@@ -161,8 +162,10 @@ pub async fn run_coordinator<S: RingScalar>(
                 tokio::spawn(async move {
                     match admit(incoming, |n| enrolled.contains(n)).await {
                         Ok((node, conn)) => {
-                            serve_connection::<S>(node, serial, conn, writers, events, progress)
-                                .await
+                            serve_connection::<S>(
+                                node, serial, conn, writers, events, progress, cap,
+                            )
+                            .await
                         }
                         Err(e @ AdmitError::NotEnrolled { .. }) => {
                             tracing::warn!(error = %e, "connection refused");
@@ -262,6 +265,7 @@ async fn serve_connection<S: RingScalar>(
     writers: Writers,
     events: mpsc::Sender<Input<S>>,
     progress: Arc<dyn Fn(String) + Send + Sync>,
+    cap: usize,
 ) {
     let span = tracing::info_span!("participant", node = %node);
     let _guard = span.enter();
@@ -280,7 +284,7 @@ async fn serve_connection<S: RingScalar>(
         }
     });
     loop {
-        match frame::recv(&conn, Inbound::<S>::limit).await {
+        match frame::recv(&conn, |kind| Inbound::<S>::limit(kind).min(cap)).await {
             Ok(RawFrame { bytes, .. }) => match Inbound::<S>::decode(&bytes) {
                 Ok(message) => {
                     if events
@@ -368,6 +372,7 @@ pub async fn run_participant<S: RingScalar>(
     }
     endpoint.set_default_client_config(tls::client_config(&creds)?);
     let mut trail = open_trail(trail, &id, "participant")?;
+    let cap = job.max_message_bytes();
 
     // The machine on its own thread: messages in, frames and audit events out.
     let (to_machine, inbox) = mpsc::channel::<Option<Inbound<S>>>();
@@ -464,7 +469,7 @@ pub async fn run_participant<S: RingScalar>(
         }
         loop {
             tokio::select! {
-                frame = frame::recv(&conn, Inbound::<S>::limit) => match frame {
+                frame = frame::recv(&conn, |kind| Inbound::<S>::limit(kind).min(cap)) => match frame {
                     Ok(RawFrame { bytes, .. }) => match Inbound::<S>::decode(&bytes) {
                         Ok(message) => {
                             if to_machine.send(Some(message)).is_err() {
