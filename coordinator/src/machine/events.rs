@@ -1,0 +1,243 @@
+//! What goes in and out of the coordinator's state machine, and how it can end.
+
+use fedbank_common::audit::EventKind;
+use fedbank_common::committee::DecryptionRequest;
+use fedbank_common::ids::NodeId;
+use fedbank_common::protocol::{Inbound, Notice, RoundRequest, Welcome, PROTOCOL_VERSION};
+use fedbank_common::secagg::{JointPublicKey, KeySetup, RingScalar};
+use serde_json::{Map, Value};
+
+use crate::aggregation::AggregationError;
+use crate::stats::FeatureStats;
+
+/// Milliseconds on the shell's clock.
+pub type Millis = u64;
+
+/// Something that happened.
+#[derive(Debug)]
+pub enum Input<S: RingScalar> {
+    /// A node's connection was admitted (its id comes from its certificate).
+    Connected(NodeId),
+    /// A node's connection ended.
+    Disconnected(NodeId),
+    /// A node sent a message.
+    Message {
+        /// The sender, from its certificate.
+        from: NodeId,
+        /// The message.
+        message: Inbound<S>,
+    },
+    /// Time passed (the shell calls this at the deadline).
+    Tick,
+}
+
+/// A message to a node.
+#[derive(Debug, Clone)]
+pub enum Outbound<S: RingScalar> {
+    /// [`Welcome`].
+    Welcome(Welcome),
+    /// [`KeySetup`].
+    KeySetup(KeySetup),
+    /// [`JointPublicKey`].
+    JointKey(JointPublicKey<S>),
+    /// [`RoundRequest`].
+    Round(RoundRequest),
+    /// [`DecryptionRequest`].
+    Decrypt(DecryptionRequest<S>),
+    /// [`Notice`].
+    Notice(Notice),
+}
+
+impl<S: RingScalar> Outbound<S> {
+    /// The message in its wire form.
+    pub fn encode(&self) -> Result<Vec<u8>, fedbank_common::wire::WireError> {
+        use fedbank_common::wire::encode;
+        match self {
+            Outbound::Welcome(m) => encode(m),
+            Outbound::KeySetup(m) => encode(m),
+            Outbound::JointKey(m) => encode(m),
+            Outbound::Round(m) => encode(m),
+            Outbound::Decrypt(m) => encode(m),
+            Outbound::Notice(m) => encode(m),
+        }
+    }
+}
+
+/// Something for the shell to do.
+#[derive(Debug)]
+pub enum Output<S: RingScalar> {
+    /// Send a message to a node.
+    Send {
+        /// The node.
+        to: NodeId,
+        /// The message.
+        message: Outbound<S>,
+    },
+    /// Close a node's connection.
+    Disconnect {
+        /// The node.
+        node: NodeId,
+        /// Why.
+        reason: String,
+    },
+    /// Write an audit event.
+    Audit {
+        /// Event type.
+        kind: EventKind,
+        /// Fields.
+        fields: Map<String, Value>,
+    },
+    /// A line of progress for the operator.
+    Progress(String),
+}
+
+/// A message refused because it does not fit the protocol state. Nothing changed.
+#[derive(Debug, thiserror::Error)]
+pub enum Violation {
+    /// A message from a node that has not said Hello.
+    #[error("{from} sent {message} before Hello")]
+    BeforeHello {
+        /// Sender.
+        from: NodeId,
+        /// Message name.
+        message: &'static str,
+    },
+    /// A Hello for another job or another version of the job file.
+    #[error("{from} asked for job {job} with digest {digest}; this is job {expected_job} with digest {expected_digest}")]
+    WrongJob {
+        /// Sender.
+        from: NodeId,
+        /// Job asked for.
+        job: String,
+        /// Digest sent.
+        digest: String,
+        /// This job.
+        expected_job: String,
+        /// This job's digest.
+        expected_digest: String,
+    },
+    /// A Hello with an unsupported protocol version.
+    #[error(
+        "{from} speaks protocol version {version}, this coordinator speaks {PROTOCOL_VERSION}"
+    )]
+    Version {
+        /// Sender.
+        from: NodeId,
+        /// Its version.
+        version: u16,
+    },
+    /// A message that does not belong in the current stage.
+    #[error("{from} sent {message}, unexpected while {stage}")]
+    Unexpected {
+        /// Sender.
+        from: NodeId,
+        /// Message name.
+        message: &'static str,
+        /// Stage.
+        stage: &'static str,
+    },
+    /// A committee-only message from a non-member.
+    #[error("{from} sent {message} but is not on the key committee")]
+    NotAMember {
+        /// Sender.
+        from: NodeId,
+        /// Message name.
+        message: &'static str,
+    },
+    /// A message for another round or attempt (late, early or replayed).
+    #[error("{from} sent {message} for round {round} attempt {attempt}; the current round is {current_round} attempt {current_attempt}")]
+    OutOfRound {
+        /// Sender.
+        from: NodeId,
+        /// Message name.
+        message: &'static str,
+        /// Its round.
+        round: u32,
+        /// Its attempt.
+        attempt: u32,
+        /// Current round.
+        current_round: u32,
+        /// Current attempt.
+        current_attempt: u32,
+    },
+    /// The same message twice.
+    #[error("{from} sent {message} twice")]
+    Duplicate {
+        /// Sender.
+        from: NodeId,
+        /// Message name.
+        message: &'static str,
+    },
+    /// A key share that does not fit the setup.
+    #[error("key share from {from} refused")]
+    BadKeyShare {
+        /// Sender.
+        from: NodeId,
+        /// Why.
+        #[source]
+        source: fedbank_common::secagg::KeyError,
+    },
+    /// A contribution refused by the aggregate.
+    #[error(transparent)]
+    Aggregation(#[from] AggregationError),
+}
+
+/// Why the job stopped.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum JobFailure {
+    /// Committee members did not send key shares in time.
+    #[error("key setup timed out: no public-key share from {0:?}")]
+    KeySetupTimeout(Vec<NodeId>),
+    /// The joint key could not be formed.
+    #[error("the joint key could not be formed: {0}")]
+    JointKey(String),
+    /// Too few contributors after every retry.
+    #[error("round {round}: only {got} contributors after {attempts} attempts, at least {required} are required")]
+    TooFewContributors {
+        /// Round.
+        round: u32,
+        /// Attempts made.
+        attempts: u32,
+        /// Contributors in the last attempt.
+        got: usize,
+        /// min_participants.
+        required: usize,
+    },
+    /// Committee members did not answer the decryption request in time.
+    #[error("round {round}: committee member(s) {members:?} did not answer the decryption request in time")]
+    MemberTimeout {
+        /// Round.
+        round: u32,
+        /// Members that did not answer.
+        members: Vec<NodeId>,
+    },
+    /// A committee member refused the decryption.
+    #[error("round {round}: committee member {member} refused: {reason}")]
+    MemberRefused {
+        /// Round.
+        round: u32,
+        /// The member.
+        member: NodeId,
+        /// Its reason.
+        reason: String,
+    },
+    /// Combining or decoding failed.
+    #[error("round {round}: {reason}")]
+    Decode {
+        /// Round.
+        round: u32,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// The job's state.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Status {
+    /// Still running.
+    Running,
+    /// Finished with these statistics.
+    Finished(Vec<FeatureStats>),
+    /// Stopped.
+    Failed(JobFailure),
+}

@@ -1,0 +1,388 @@
+//! The coordinator's job as a state machine: no sockets, no clock of its own. The network shell
+//! feeds it [`Input`]s with the current time, sends what [`CoordinatorMachine::poll_output`]
+//! returns, and calls it again at [`CoordinatorMachine::poll_timeout`].
+//!
+//! ```text
+//!  Joining ──all committee members said Hello──▶ KeySetup ──every share──▶ Collecting(round 1)
+//!  Collecting ──all asked contributed, or deadline──▶ ≥ min_participants? ──yes──▶ Decrypting
+//!       ▲                                              │ no: retry (attempt+1) up to max, else Failed
+//!       └──────── next round ◀── combine + decode ◀── every member's partial decryption
+//!  Decrypting ──member refuses or misses the deadline──▶ Failed (names the member)
+//!  last round decoded ──▶ Finished
+//! ```
+//!
+//! A message that does not fit the current state (unknown sender, wrong round or attempt,
+//! duplicate, wrong kind) is refused with a [`Violation`] and changes nothing.
+
+mod events;
+mod rounds;
+
+pub use events::{Input, JobFailure, Millis, Outbound, Output, Status, Violation};
+
+use crate::aggregation::RoundAggregate;
+use crate::stats::StatsJob;
+use fedbank_common::audit::EventKind;
+use fedbank_common::committee::{DecryptionRequest, PartialDecryption};
+use fedbank_common::ids::NodeId;
+use fedbank_common::job::{RoundKind, ValidJob};
+use fedbank_common::protocol::{Hello, Inbound, RoundRequest, Welcome, PROTOCOL_VERSION};
+use fedbank_common::secagg::{JointPublicKey, KeySetup, PublicKeyShare, RingScalar};
+use serde_json::{json, Map, Value};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+enum Stage<S: RingScalar> {
+    Joining,
+    KeySetup {
+        setup: KeySetup,
+        shares: BTreeMap<NodeId, PublicKeyShare<S>>,
+        deadline: Millis,
+    },
+    Collecting(Box<Round<S>>),
+    Decrypting {
+        round: Box<Round<S>>,
+        request: DecryptionRequest<S>,
+        partials: BTreeMap<NodeId, PartialDecryption<S>>,
+        deadline: Millis,
+    },
+    Done,
+}
+
+struct Round<S: RingScalar> {
+    number: u32,
+    attempt: u32,
+    kind: RoundKind,
+    aggregate: RoundAggregate<S>,
+    asked: BTreeSet<NodeId>,
+    deadline: Millis,
+}
+
+/// One job's coordinator.
+pub struct CoordinatorMachine<S: RingScalar> {
+    job: ValidJob,
+    mask_seed: u128,
+    stage: Stage<S>,
+    welcomed: BTreeSet<NodeId>,
+    connected: BTreeSet<NodeId>,
+    joint_key: Option<JointPublicKey<S>>,
+    stats: StatsJob,
+    setup: Option<KeySetup>,
+    outputs: VecDeque<Output<S>>,
+    status: Status,
+    rounds_done: u32,
+}
+
+fn fields(v: Value) -> Map<String, Value> {
+    match v {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    }
+}
+
+impl<S: RingScalar> CoordinatorMachine<S> {
+    /// A coordinator for `job`; `mask_seed` is the public seed of the joint key's mask.
+    pub fn new(job: ValidJob, mask_seed: u128) -> Self {
+        let spec = job.spec();
+        let stats = StatsJob::new(spec.features.clone(), spec.histogram_bins);
+        let mut machine = Self {
+            job,
+            mask_seed,
+            stage: Stage::Joining,
+            welcomed: BTreeSet::new(),
+            connected: BTreeSet::new(),
+            joint_key: None,
+            stats,
+            setup: None,
+            outputs: VecDeque::new(),
+            status: Status::Running,
+            rounds_done: 0,
+        };
+        let spec = machine.job.spec();
+        let started = fields(json!({
+            "job": spec.job.as_str(),
+            "kind": "stats",
+            "config_digest": machine.job.digest().to_hex(),
+            "profile": spec.profile.name(),
+            "participants": spec.participants.iter().map(|p| p.as_str()).collect::<Vec<_>>(),
+            "committee": spec.committee.iter().map(|p| p.as_str()).collect::<Vec<_>>(),
+            "min_participants": spec.min_participants,
+        }));
+        machine.audit(EventKind::JobStarted, started);
+        machine
+    }
+
+    /// The job's status.
+    pub fn status(&self) -> &Status {
+        &self.status
+    }
+
+    /// Nodes that said Hello and are connected.
+    pub fn present(&self) -> impl Iterator<Item = &NodeId> {
+        self.welcomed.iter().filter(|n| self.connected.contains(*n))
+    }
+
+    /// The next thing for the shell to do.
+    pub fn poll_output(&mut self) -> Option<Output<S>> {
+        self.outputs.pop_front()
+    }
+
+    /// When the shell must call [`CoordinatorMachine::handle`] with [`Input::Tick`] next.
+    pub fn poll_timeout(&self) -> Option<Millis> {
+        match &self.stage {
+            Stage::KeySetup { deadline, .. } | Stage::Decrypting { deadline, .. } => {
+                Some(*deadline)
+            }
+            Stage::Collecting(round) => Some(round.deadline),
+            Stage::Joining | Stage::Done => None,
+        }
+    }
+
+    fn audit(&mut self, kind: EventKind, fields: Map<String, Value>) {
+        self.outputs.push_back(Output::Audit { kind, fields });
+    }
+
+    fn progress(&mut self, line: String) {
+        self.outputs.push_back(Output::Progress(line));
+    }
+
+    fn send(&mut self, to: &NodeId, message: Outbound<S>) {
+        self.outputs.push_back(Output::Send {
+            to: to.clone(),
+            message,
+        });
+    }
+
+    fn stage_name(&self) -> &'static str {
+        match &self.stage {
+            Stage::Joining => "waiting for the committee to join",
+            Stage::KeySetup { .. } => "setting up the joint key",
+            Stage::Collecting(_) => "collecting contributions",
+            Stage::Decrypting { .. } => "waiting for partial decryptions",
+            Stage::Done => "finished",
+        }
+    }
+
+    /// Processes one input at time `now`. A refused message changes nothing.
+    pub fn handle(&mut self, input: Input<S>, now: Millis) -> Result<(), Violation> {
+        match input {
+            Input::Connected(node) => {
+                self.connected.insert(node);
+                Ok(())
+            }
+            Input::Disconnected(node) => {
+                // A Hello belongs to a connection: a reconnecting node says Hello again.
+                self.connected.remove(&node);
+                self.welcomed.remove(&node);
+                self.on_disconnect(node, now);
+                Ok(())
+            }
+            Input::Tick => {
+                self.on_tick(now);
+                Ok(())
+            }
+            Input::Message { from, message } => self.on_message(from, message, now),
+        }
+    }
+
+    fn on_message(
+        &mut self,
+        from: NodeId,
+        message: Inbound<S>,
+        now: Millis,
+    ) -> Result<(), Violation> {
+        let name = message.name();
+        if let Inbound::Hello(hello) = message {
+            return self.on_hello(from, hello, now);
+        }
+        if !self.welcomed.contains(&from) {
+            return Err(Violation::BeforeHello {
+                from,
+                message: name,
+            });
+        }
+        let stage = self.stage_name();
+        let unexpected = |from| Violation::Unexpected {
+            from,
+            message: name,
+            stage,
+        };
+        match message {
+            Inbound::KeyShare(share) => self.on_key_share(from, share, now),
+            Inbound::Contribution(c) => self.on_contribution(from, c, now),
+            Inbound::Partial(p) => self.on_partial(from, p, now),
+            Inbound::Notice(n) => self.on_notice(from, n),
+            _ => Err(unexpected(from)),
+        }
+    }
+
+    fn on_hello(&mut self, from: NodeId, hello: Hello, now: Millis) -> Result<(), Violation> {
+        if hello.protocol != PROTOCOL_VERSION {
+            return Err(Violation::Version {
+                from,
+                version: hello.protocol,
+            });
+        }
+        let spec = self.job.spec();
+        if hello.job != spec.job || hello.job_digest != self.job.digest() {
+            return Err(Violation::WrongJob {
+                from,
+                job: hello.job.to_string(),
+                digest: hello.job_digest.to_hex(),
+                expected_job: spec.job.to_string(),
+                expected_digest: self.job.digest().to_hex(),
+            });
+        }
+        if self.welcomed.contains(&from) {
+            return Err(Violation::Duplicate {
+                from,
+                message: "Hello",
+            });
+        }
+        self.welcomed.insert(from.clone());
+        self.connected.insert(from.clone());
+        let welcome = Welcome {
+            job: spec.job.clone(),
+            profile: spec.profile,
+        };
+        let is_member = spec.committee.contains(&from);
+        self.send(&from, Outbound::Welcome(welcome));
+        self.audit(
+            EventKind::Joined,
+            fields(json!({"job": self.job.spec().job.as_str(), "node": from.as_str(), "committee": is_member})),
+        );
+        self.progress(format!(
+            "{from} joined{}",
+            if is_member { " (committee)" } else { "" }
+        ));
+        // Catch a (re)joining node up with what it missed.
+        if let Some(key) = self.joint_key.clone() {
+            self.send(&from, Outbound::JointKey(key));
+        }
+        match &mut self.stage {
+            Stage::KeySetup { setup, .. } if is_member => {
+                let setup = setup.clone();
+                self.send(&from, Outbound::KeySetup(setup));
+            }
+            Stage::Collecting(round) => {
+                round.asked.insert(from.clone());
+                let request = RoundRequest {
+                    job: self.job.spec().job.clone(),
+                    round: round.number,
+                    attempt: round.attempt,
+                    kind: round.kind.clone(),
+                };
+                self.send(&from, Outbound::Round(request));
+            }
+            _ => {}
+        }
+        self.maybe_start_key_setup(now);
+        Ok(())
+    }
+
+    fn maybe_start_key_setup(&mut self, now: Millis) {
+        if !matches!(self.stage, Stage::Joining) {
+            return;
+        }
+        let spec = self.job.spec();
+        if !spec.committee.iter().all(|m| self.welcomed.contains(m)) {
+            return;
+        }
+        let setup = KeySetup {
+            job: spec.job.clone(),
+            key_epoch: 1,
+            profile: spec.profile,
+            mask_seed: self.mask_seed,
+            committee: spec.committee.clone(),
+        };
+        let deadline = now + spec.key_setup_timeout_ms;
+        for member in spec.committee.clone() {
+            self.send(&member, Outbound::KeySetup(setup.clone()));
+        }
+        self.audit(
+            EventKind::KeySetup,
+            fields(json!({
+                "job": setup.job.as_str(), "key_epoch": setup.key_epoch,
+                "mask_seed": format!("{:032x}", setup.mask_seed),
+                "committee": setup.committee.iter().map(|m| m.as_str()).collect::<Vec<_>>(),
+                "stage": "requested",
+            })),
+        );
+        self.progress(format!(
+            "key setup with committee {:?}",
+            setup
+                .committee
+                .iter()
+                .map(|m| m.as_str())
+                .collect::<Vec<_>>()
+        ));
+        self.setup = Some(setup.clone());
+        self.stage = Stage::KeySetup {
+            setup,
+            shares: BTreeMap::new(),
+            deadline,
+        };
+    }
+
+    fn on_key_share(
+        &mut self,
+        from: NodeId,
+        share: PublicKeyShare<S>,
+        now: Millis,
+    ) -> Result<(), Violation> {
+        let Stage::KeySetup { setup, shares, .. } = &mut self.stage else {
+            return Err(Violation::Unexpected {
+                from,
+                message: "PublicKeyShare",
+                stage: self.stage_name(),
+            });
+        };
+        if !setup.committee.contains(&from) {
+            return Err(Violation::NotAMember {
+                from,
+                message: "PublicKeyShare",
+            });
+        }
+        if share.member() != &from || share.setup() != setup {
+            let source = fedbank_common::secagg::KeyError::SetupMismatch {
+                member: share.member().clone(),
+                job: setup.job.clone(),
+                epoch: setup.key_epoch,
+                got_job: share.setup().job.clone(),
+                got_epoch: share.setup().key_epoch,
+            };
+            return Err(Violation::BadKeyShare { from, source });
+        }
+        share.validate().map_err(|source| Violation::BadKeyShare {
+            from: from.clone(),
+            source,
+        })?;
+        if shares.contains_key(&from) {
+            return Err(Violation::Duplicate {
+                from,
+                message: "PublicKeyShare",
+            });
+        }
+        shares.insert(from, share);
+        if shares.len() < setup.committee.len() {
+            return Ok(());
+        }
+        let all: Vec<_> = shares.values().cloned().collect();
+        let setup = setup.clone();
+        match JointPublicKey::combine(&setup, &all) {
+            Ok(key) => {
+                self.audit(
+                    EventKind::KeySetup,
+                    fields(json!({"job": setup.job.as_str(), "key_epoch": setup.key_epoch, "stage": "joint key formed",
+                        "members": setup.committee.iter().map(|m| m.as_str()).collect::<Vec<_>>()})),
+                );
+                self.joint_key = Some(key.clone());
+                for node in self.present().cloned().collect::<Vec<_>>() {
+                    self.send(&node, Outbound::JointKey(key.clone()));
+                }
+                let first = self.stats.first_round();
+                self.start_round(1, 0, first, now);
+            }
+            Err(e) => self.fail(JobFailure::JointKey(e.to_string())),
+        }
+        Ok(())
+    }
+}

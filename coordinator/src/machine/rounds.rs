@@ -1,0 +1,432 @@
+//! The round phase of the coordinator: asking for contributions, closing a round (decrypt,
+//! retry or fail), combining the committee's partial decryptions, finishing, and deadlines.
+
+use super::events::{JobFailure, Millis, Outbound, Status, Violation};
+use super::{fields, CoordinatorMachine, Output, Round, Stage};
+use crate::aggregation::RoundAggregate;
+use crate::stats::{FeatureStats, StatsError};
+use fedbank_common::audit::EventKind;
+use fedbank_common::committee::PartialDecryption;
+use fedbank_common::ids::NodeId;
+use fedbank_common::job::RoundKind;
+use fedbank_common::protocol::{Contribution, Notice, NoticeKind, RoundRequest};
+use fedbank_common::secagg::RingScalar;
+use serde_json::json;
+use std::collections::{BTreeMap, BTreeSet};
+
+impl<S: RingScalar> CoordinatorMachine<S> {
+    pub(super) fn start_round(&mut self, number: u32, attempt: u32, kind: RoundKind, now: Millis) {
+        let plan = match self.job.plan(&kind) {
+            Ok(plan) => plan,
+            Err(e) => {
+                return self.fail(JobFailure::Decode {
+                    round: number,
+                    reason: e.to_string(),
+                })
+            }
+        };
+        let Some(setup) = self.setup.clone() else {
+            return;
+        };
+        let asked: BTreeSet<NodeId> = self
+            .present()
+            .filter(|n| self.job.spec().participants.contains(n))
+            .cloned()
+            .collect();
+        let request = RoundRequest {
+            job: self.job.spec().job.clone(),
+            round: number,
+            attempt,
+            kind: kind.clone(),
+        };
+        for node in &asked {
+            self.send(node, Outbound::Round(request.clone()));
+        }
+        self.audit(
+            EventKind::RoundStarted,
+            fields(json!({"job": request.job.as_str(), "round": number, "attempt": attempt, "quantity": kind.label(),
+                "asked": asked.iter().map(|n| n.as_str()).collect::<Vec<_>>()})),
+        );
+        self.progress(format!(
+            "round {number} ({}) attempt {attempt}: asked {} participants",
+            kind.label(),
+            asked.len()
+        ));
+        self.stage = Stage::Collecting(Box::new(Round {
+            number,
+            attempt,
+            aggregate: RoundAggregate::new(setup, number, kind.label(), plan.slot_count() as u64),
+            kind,
+            asked,
+            deadline: now + self.job.spec().round_timeout_ms,
+        }));
+    }
+
+    pub(super) fn on_contribution(
+        &mut self,
+        from: NodeId,
+        c: Contribution<S>,
+        now: Millis,
+    ) -> Result<(), Violation> {
+        let Stage::Collecting(round) = &mut self.stage else {
+            return Err(Violation::Unexpected {
+                from,
+                message: "Contribution",
+                stage: self.stage_name(),
+            });
+        };
+        if c.round != round.number || c.attempt != round.attempt {
+            return Err(Violation::OutOfRound {
+                from,
+                message: "Contribution",
+                round: c.round,
+                attempt: c.attempt,
+                current_round: round.number,
+                current_attempt: round.attempt,
+            });
+        }
+        if !self.job.spec().participants.contains(&from) {
+            return Err(Violation::Unexpected {
+                from,
+                message: "Contribution",
+                stage: "collecting contributions (the sender is not a participant)",
+            });
+        }
+        let digest = round.aggregate.add(from.clone(), c.ciphertext)?;
+        let (number, label) = (round.number, round.kind.label());
+        let done = round
+            .asked
+            .iter()
+            .all(|n| round.aggregate.contributions().contains_key(n));
+        self.audit(
+            EventKind::ContributionReceived,
+            fields(
+                json!({"job": self.job.spec().job.as_str(), "round": number, "quantity": label,
+                "node": from.as_str(), "digest": digest.to_hex()}),
+            ),
+        );
+        self.progress(format!("round {number}: contribution from {from}"));
+        if done {
+            self.close_round(now);
+        }
+        Ok(())
+    }
+
+    pub(super) fn close_round(&mut self, now: Millis) {
+        let Stage::Collecting(round) = std::mem::replace(&mut self.stage, Stage::Done) else {
+            return;
+        };
+        let spec = self.job.spec().clone();
+        let (min, retries) = (spec.min_participants, spec.max_round_retries);
+        let got = round.aggregate.contributions().len();
+        for missing in round
+            .asked
+            .iter()
+            .filter(|n| !round.aggregate.contributions().contains_key(*n))
+        {
+            self.outputs.push_back(Output::Audit {
+                kind: EventKind::ParticipantDropped,
+                fields: fields(json!({"job": spec.job.as_str(), "round": round.number, "attempt": round.attempt,
+                    "node": missing.as_str(), "reason": "no contribution before the round closed"})),
+            });
+        }
+        match round.aggregate.decryption_request(min) {
+            Ok(request) => {
+                let members = spec.committee.clone();
+                for member in &members {
+                    self.send(member, Outbound::Decrypt(request.clone()));
+                }
+                self.audit(
+                    EventKind::DecryptionRequested,
+                    fields(json!({"job": spec.job.as_str(), "round": round.number, "quantity": round.kind.label(),
+                        "manifest": request.manifest.digest().to_hex(),
+                        "contributors": request.manifest.contributors.iter().map(|c| c.as_str()).collect::<Vec<_>>(),
+                        "min_participants": min})),
+                );
+                self.progress(format!(
+                    "round {}: {got} contributions, asking the committee to decrypt",
+                    round.number
+                ));
+                let deadline = now + spec.decryption_timeout_ms;
+                self.stage = Stage::Decrypting {
+                    round,
+                    request,
+                    partials: BTreeMap::new(),
+                    deadline,
+                };
+            }
+            Err(_) if round.attempt < retries => {
+                self.progress(format!(
+                    "round {}: only {got} of at least {min} contributors, retrying",
+                    round.number
+                ));
+                self.start_round(round.number, round.attempt + 1, round.kind, now);
+            }
+            Err(_) => self.fail(JobFailure::TooFewContributors {
+                round: round.number,
+                attempts: round.attempt + 1,
+                got,
+                required: min,
+            }),
+        }
+    }
+
+    pub(super) fn on_partial(
+        &mut self,
+        from: NodeId,
+        p: PartialDecryption<S>,
+        now: Millis,
+    ) -> Result<(), Violation> {
+        let stage = self.stage_name();
+        let Stage::Decrypting {
+            round,
+            request,
+            partials,
+            ..
+        } = &mut self.stage
+        else {
+            return Err(Violation::Unexpected {
+                from,
+                message: "PartialDecryption",
+                stage,
+            });
+        };
+        if !self.job.spec().committee.contains(&from) || p.member != from {
+            return Err(Violation::NotAMember {
+                from,
+                message: "PartialDecryption",
+            });
+        }
+        if p.manifest_digest != request.manifest.digest() {
+            return Err(Violation::OutOfRound {
+                from,
+                message: "PartialDecryption",
+                round: round.number,
+                attempt: round.attempt,
+                current_round: round.number,
+                current_attempt: round.attempt,
+            });
+        }
+        if partials.contains_key(&from) {
+            return Err(Violation::Duplicate {
+                from,
+                message: "PartialDecryption",
+            });
+        }
+        let manifest = p.manifest_digest;
+        partials.insert(from.clone(), p);
+        let (number, label) = (round.number, round.kind.label());
+        let complete = partials.len() == self.job.spec().committee.len();
+        self.audit(
+            EventKind::DecryptionApproved,
+            fields(
+                json!({"job": self.job.spec().job.as_str(), "round": number, "quantity": label,
+                "node": from.as_str(), "manifest": manifest.to_hex()}),
+            ),
+        );
+        if complete {
+            self.finish_round(now);
+        }
+        Ok(())
+    }
+
+    pub(super) fn finish_round(&mut self, now: Millis) {
+        let Stage::Decrypting {
+            round,
+            request,
+            partials,
+            ..
+        } = std::mem::replace(&mut self.stage, Stage::Done)
+        else {
+            return;
+        };
+        let all: Vec<_> = partials.into_values().collect();
+        let decoded = self
+            .job
+            .plan(&round.kind)
+            .map_err(|e| e.to_string())
+            .and_then(|plan| {
+                let slots = round
+                    .aggregate
+                    .combine(self.job.params(), &request, &all)
+                    .map_err(|e| e.to_string())?;
+                plan.decode(&slots).map_err(|e| e.to_string())
+            });
+        let decoded = match decoded {
+            Ok(d) => d,
+            Err(reason) => {
+                return self.fail(JobFailure::Decode {
+                    round: round.number,
+                    reason,
+                })
+            }
+        };
+        let spec = self.job.spec();
+        self.outputs.push_back(Output::Audit {
+            kind: EventKind::AggregateDecrypted,
+            fields: fields(json!({"job": spec.job.as_str(), "round": round.number, "quantity": round.kind.label(),
+                "manifest": request.manifest.digest().to_hex(), "contributors": request.manifest.contributors.len()})),
+        });
+        self.rounds_done += 1;
+        self.outputs.push_back(Output::Audit {
+            kind: EventKind::RoundCompleted,
+            fields: fields(json!({"job": spec.job.as_str(), "round": round.number})),
+        });
+        match self.stats.apply(&round.kind, &decoded) {
+            Ok(Some(next)) => self.start_round(round.number + 1, 0, next, now),
+            Ok(None) => self.finish(),
+            Err(StatsError::MissingQuantity(q)) => self.fail(JobFailure::Decode {
+                round: round.number,
+                reason: format!("missing quantity {q}"),
+            }),
+        }
+    }
+
+    pub(super) fn finish(&mut self) {
+        let Some(result) = self.stats.result().map(<[FeatureStats]>::to_vec) else {
+            return;
+        };
+        let job = self.job.spec().job.clone();
+        self.audit(
+            EventKind::JobCompleted,
+            fields(json!({"job": job.as_str(), "rounds": self.rounds_done,
+                "result_digest": fedbank_common::digest::Digest::of("fedbank.result.v1",
+                    serde_json::to_string(&result).unwrap_or_default().as_bytes()).to_hex()})),
+        );
+        let notice = Notice {
+            job,
+            round: None,
+            kind: NoticeKind::Finished,
+            text: "job finished".into(),
+        };
+        for node in self.present().cloned().collect::<Vec<_>>() {
+            self.send(&node, Outbound::Notice(notice.clone()));
+        }
+        self.progress("job finished".into());
+        self.stage = Stage::Done;
+        self.status = Status::Finished(result);
+    }
+
+    pub(super) fn fail(&mut self, failure: JobFailure) {
+        let job = self.job.spec().job.clone();
+        self.audit(
+            EventKind::JobFailed,
+            fields(json!({"job": job.as_str(), "reason": failure.to_string()})),
+        );
+        let notice = Notice {
+            job,
+            round: None,
+            kind: NoticeKind::Aborted,
+            text: failure.to_string(),
+        };
+        for node in self.present().cloned().collect::<Vec<_>>() {
+            self.send(&node, Outbound::Notice(notice.clone()));
+        }
+        self.progress(format!("job failed: {failure}"));
+        self.stage = Stage::Done;
+        self.status = Status::Failed(failure);
+    }
+
+    pub(super) fn on_notice(&mut self, from: NodeId, n: Notice) -> Result<(), Violation> {
+        match (n.kind, &self.stage) {
+            (NoticeKind::Refused, Stage::Decrypting { round, .. })
+                if self.job.spec().committee.contains(&from) =>
+            {
+                let failure = JobFailure::MemberRefused {
+                    round: round.number,
+                    member: from,
+                    reason: n.text,
+                };
+                self.fail(failure);
+                Ok(())
+            }
+            (NoticeKind::CannotContribute, Stage::Collecting(round)) => {
+                let number = round.number;
+                if let Stage::Collecting(round) = &mut self.stage {
+                    round.asked.remove(&from);
+                }
+                self.audit(
+                    EventKind::ParticipantDropped,
+                    fields(json!({"job": self.job.spec().job.as_str(), "round": number, "node": from.as_str(),
+                        "reason": format!("cannot contribute: {}", n.text)})),
+                );
+                self.progress(format!(
+                    "round {number}: {from} cannot contribute: {}",
+                    n.text
+                ));
+                Ok(())
+            }
+            _ => Err(Violation::Unexpected {
+                from,
+                message: "Notice",
+                stage: self.stage_name(),
+            }),
+        }
+    }
+
+    pub(super) fn on_disconnect(&mut self, node: NodeId, now: Millis) {
+        if let Stage::Collecting(round) = &mut self.stage {
+            if round.asked.remove(&node) && !round.aggregate.contributions().contains_key(&node) {
+                let (number, attempt) = (round.number, round.attempt);
+                let done = round
+                    .asked
+                    .iter()
+                    .all(|n| round.aggregate.contributions().contains_key(n));
+                let job = self.job.spec().job.clone();
+                self.audit(
+                    EventKind::ParticipantDropped,
+                    fields(
+                        json!({"job": job.as_str(), "round": number, "attempt": attempt,
+                        "node": node.as_str(), "reason": "disconnected before contributing"}),
+                    ),
+                );
+                self.progress(format!(
+                    "round {number}: {node} disconnected before contributing"
+                ));
+                if done {
+                    self.close_round(now);
+                }
+            }
+        }
+    }
+
+    pub(super) fn on_tick(&mut self, now: Millis) {
+        match &self.stage {
+            Stage::KeySetup {
+                setup,
+                shares,
+                deadline,
+            } if now >= *deadline => {
+                let missing = setup
+                    .committee
+                    .iter()
+                    .filter(|m| !shares.contains_key(*m))
+                    .cloned()
+                    .collect();
+                self.fail(JobFailure::KeySetupTimeout(missing));
+            }
+            Stage::Collecting(round) if now >= round.deadline => self.close_round(now),
+            Stage::Decrypting {
+                round,
+                partials,
+                deadline,
+                ..
+            } if now >= *deadline => {
+                let members = self
+                    .job
+                    .spec()
+                    .committee
+                    .iter()
+                    .filter(|m| !partials.contains_key(*m))
+                    .cloned()
+                    .collect();
+                let failure = JobFailure::MemberTimeout {
+                    round: round.number,
+                    members,
+                };
+                self.fail(failure);
+            }
+            _ => {}
+        }
+    }
+}
