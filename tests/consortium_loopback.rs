@@ -178,6 +178,47 @@ impl Consortium {
         tokio::spawn(run_participant::<S>(settings, self.progress()))
     }
 
+    /// Runs every participant but `outsider` as an honest node while `outsider_run` plays the
+    /// outsider, and checks that the job finishes with the pooled result of the others.
+    async fn finish_without<S: RingScalar>(
+        &self,
+        outsider: &str,
+        addr: SocketAddr,
+        coordinator: tokio::task::JoinHandle<Result<Status, fedbank_transport::nodes::NodeError>>,
+        outsider_run: impl std::future::Future<Output = ()>,
+    ) {
+        let honest: Vec<_> = self
+            .tables
+            .iter()
+            .filter(|(n, _)| n.as_str() != outsider)
+            .map(|(n, _)| self.start_participant::<S>(n, addr))
+            .collect();
+        timeout(WAIT, outsider_run).await.expect("outsider in time");
+        let status = timeout(WAIT, coordinator)
+            .await
+            .expect("in time")
+            .expect("task")
+            .expect("coordinator");
+        let Status::Finished(result) = status else {
+            panic!("{status:?}\n{}", self.log())
+        };
+        for node in honest {
+            let s = timeout(WAIT, node)
+                .await
+                .expect("in time")
+                .expect("task")
+                .expect("ok");
+            assert_eq!(s, NodeStatus::Finished);
+        }
+        let others: Vec<&LocalTable> = self
+            .tables
+            .iter()
+            .filter(|(n, _)| n.as_str() != outsider)
+            .map(|(_, t)| t)
+            .collect();
+        assert_pooled(&result, &others);
+    }
+
     fn log_contains(&self, needle: &str) -> bool {
         self.log
             .lock()
@@ -311,39 +352,8 @@ async fn a_participant_killed_mid_round_is_left_out_and_the_job_finishes() {
     );
     let (addr, coordinator) = c.start_coordinator::<u64>().await;
     let victim = killed_on_first_round::<u64>(&c, "pay-d", addr);
-    let honest: Vec<_> = c
-        .tables
-        .iter()
-        .filter(|(n, _)| n.as_str() != "pay-d")
-        .map(|(n, _)| c.start_participant::<u64>(n, addr))
-        .collect();
-    timeout(WAIT, victim).await.expect("victim in time");
-    let status = timeout(WAIT, coordinator)
-        .await
-        .expect("in time")
-        .expect("task")
-        .expect("coordinator");
-    let Status::Finished(result) = status else {
-        panic!("{status:?}\n{}", c.log())
-    };
-    for node in honest {
-        assert_eq!(
-            timeout(WAIT, node)
-                .await
-                .expect("in time")
-                .expect("task")
-                .expect("ok"),
-            NodeStatus::Finished
-        );
-    }
-    assert_pooled(
-        &result,
-        &c.tables
-            .iter()
-            .filter(|(n, _)| n.as_str() != "pay-d")
-            .map(|(_, t)| t)
-            .collect::<Vec<_>>(),
-    );
+    c.finish_without::<u64>("pay-d", addr, coordinator, victim)
+        .await;
     let trail = verify(&c.dir.path().join("coordinator.trail"), None).expect("trail");
     assert!(
         trail.events.iter().any(|e| e.event == "participant.dropped"
@@ -448,39 +458,8 @@ async fn hostile_messages_are_refused_and_the_job_is_unchanged() {
     );
     let (addr, coordinator) = c.start_coordinator::<u64>().await;
     let attack = hostile::<u64>(&c, "mallory", addr);
-    let honest: Vec<_> = c
-        .tables
-        .iter()
-        .filter(|(n, _)| n.as_str() != "mallory")
-        .map(|(n, _)| c.start_participant::<u64>(n, addr))
-        .collect();
-    timeout(WAIT, attack).await.expect("attack in time");
-    let status = timeout(WAIT, coordinator)
-        .await
-        .expect("in time")
-        .expect("task")
-        .expect("coordinator");
-    let Status::Finished(result) = status else {
-        panic!("{status:?}\n{}", c.log())
-    };
-    for node in honest {
-        assert_eq!(
-            timeout(WAIT, node)
-                .await
-                .expect("in time")
-                .expect("task")
-                .expect("ok"),
-            NodeStatus::Finished
-        );
-    }
-    assert_pooled(
-        &result,
-        &c.tables
-            .iter()
-            .filter(|(n, _)| n.as_str() != "mallory")
-            .map(|(_, t)| t)
-            .collect::<Vec<_>>(),
-    );
+    c.finish_without::<u64>("mallory", addr, coordinator, attack)
+        .await;
     for refusal in [
         "refused a malformed message from mallory",
         "mallory sent Notice before Hello",

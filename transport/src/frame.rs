@@ -68,14 +68,7 @@ impl RawFrame {
 
 /// Sends one message on a new unidirectional stream.
 pub async fn send<T: WireMessage>(conn: &Connection, message: &T) -> Result<(), FrameError> {
-    let bytes = wire::encode(message)?;
-    let (header, body) = bytes.split_at(HEADER_LEN);
-    let mut stream = conn.open_uni().await?;
-    stream.write_all(header).await?;
-    stream.write_all(&(body.len() as u64).to_le_bytes()).await?;
-    stream.write_all(body).await?;
-    stream.finish()?;
-    Ok(())
+    send_raw(conn, &wire::encode(message)?).await
 }
 
 /// Sends one already-encoded wire object (header and body) on a new unidirectional stream.
