@@ -5,9 +5,10 @@ use crate::config::{load_coordinator, load_job, load_participant};
 use anyhow::{Context, Result};
 use fedbank_common::audit::SigningIdentity;
 use fedbank_common::ids::NodeId;
+use fedbank_common::job::JobKind;
 use fedbank_common::job::ValidJob;
 use fedbank_common::secagg::Profile;
-use fedbank_coordinator::Status;
+use fedbank_coordinator::{JobResult, Status};
 use fedbank_participant::{LocalTable, NodeStatus};
 use fedbank_transport::nodes::{self, CoordinatorSettings, ParticipantSettings, TrailSettings};
 use fedbank_transport::pki::{CredentialPaths, NodeCredentials};
@@ -78,22 +79,37 @@ pub fn load_table(job: &ValidJob, path: &Path) -> Result<LocalTable> {
 
 /// Writes `result.json` for a finished job, or returns the failure.
 pub fn write_result(out: &Path, job: &ValidJob, status: &Status) -> Result<PathBuf> {
-    let features = match status {
-        Status::Finished(features) => features,
+    let outcome = match status {
+        Status::Finished(outcome) => outcome,
         Status::Failed(failure) => anyhow::bail!("job {} failed: {failure}", job.spec().job),
         Status::Running => anyhow::bail!("job {} did not finish", job.spec().job),
     };
     let spec = job.spec();
-    let result = serde_json::json!({
+    let mut result = serde_json::json!({
         "job": spec.job.as_str(),
-        "kind": "stats",
+        "kind": match spec.kind { JobKind::Stats => "stats", JobKind::Segment => "segment" },
         "profile": spec.profile.name(),
         "config_digest": job.digest().to_hex(),
         "participants": spec.participants.iter().map(|p| p.as_str()).collect::<Vec<_>>(),
         "committee": spec.committee.iter().map(|p| p.as_str()).collect::<Vec<_>>(),
         "min_participants": spec.min_participants,
-        "features": features.iter().map(|f| (f.name.clone(), serde_json::to_value(f).unwrap_or_default())).collect::<serde_json::Map<_, _>>(),
     });
+    match outcome {
+        JobResult::Stats(features) => {
+            result["features"] = features
+                .iter()
+                .map(|f| (f.name.clone(), serde_json::to_value(f).unwrap_or_default()))
+                .collect::<serde_json::Map<_, _>>()
+                .into();
+        }
+        JobResult::Segment(segments) => {
+            if let (Some(obj), serde_json::Value::Object(extra)) =
+                (result.as_object_mut(), serde_json::to_value(segments)?)
+            {
+                obj.extend(extra);
+            }
+        }
+    }
     let path = out.join("result.json");
     std::fs::write(&path, serde_json::to_string_pretty(&result)?)
         .with_context(|| format!("writing {}", path.display()))?;

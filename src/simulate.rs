@@ -8,7 +8,7 @@ use crate::nodes::{self, credentials, load_table, write_result, Progress};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use fedbank_common::audit::{cross_check, verify};
-use fedbank_coordinator::Status;
+use fedbank_coordinator::{JobResult, Status};
 use fedbank_participant::synthetic::{self, InstitutionKind};
 use fedbank_participant::NodeStatus;
 use fedbank_transport::nodes::{ParticipantSettings, TrailSettings};
@@ -186,7 +186,7 @@ pub fn run(args: &SimulateArgs) -> Result<()> {
     let coordinator_trail = trails.join(format!("{}.trail", sim.coordinator));
     let verification = verify_trails(&coordinator_trail, &trails);
     let _ = writeln!(summary, "audit: {verification}");
-    if let Status::Finished(features) = &status {
+    if let Status::Finished(JobResult::Stats(features)) = &status {
         let _ = writeln!(
             summary,
             "{:<18} {:>10} {:>8} {:>14} {:>14} {:>12} {:>12} {:>12}",
@@ -205,6 +205,28 @@ pub fn run(args: &SimulateArgs) -> Result<()> {
                 f.quantiles["p50"],
                 f.quantiles["p75"]
             );
+        }
+    }
+    if let Status::Finished(JobResult::Segment(r)) = &status {
+        let _ = writeln!(
+            summary,
+            "k = {}, {} iterations, inertia {:.2}",
+            r.k, r.iterations, r.inertia
+        );
+        for seg in &r.segments {
+            let _ = writeln!(
+                summary,
+                "  {:<24} {:>8} customers  original {:?}",
+                seg.label,
+                seg.size,
+                seg.centroid_original
+                    .iter()
+                    .map(|v| (v * 100.0).round() / 100.0)
+                    .collect::<Vec<_>>()
+            );
+        }
+        for note in &r.merged_for_k_anonymity {
+            let _ = writeln!(summary, "  {note}");
         }
     }
     let _ = writeln!(summary, "output: {}", out.display());

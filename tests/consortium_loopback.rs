@@ -10,7 +10,7 @@ use fedbank_common::job::{FeatureSpec, JobKind, JobSpec, RoundKind, ValidJob};
 use fedbank_common::protocol::{Contribution, Hello, Inbound, PROTOCOL_VERSION};
 use fedbank_common::secagg::{Encryptor, Profile, RingScalar};
 use fedbank_coordinator::stats::{mean_std, FeatureStats};
-use fedbank_coordinator::Status;
+use fedbank_coordinator::{JobResult, Status};
 use fedbank_participant::synthetic::{self, InstitutionKind};
 use fedbank_participant::{LocalTable, NodeStatus};
 use fedbank_transport::nodes::{
@@ -77,6 +77,7 @@ impl Consortium {
             round_timeout_ms: 20_000,
             decryption_timeout_ms: 20_000,
             max_round_retries: 0,
+            segment: None,
         }
         .validate()
         .expect("job");
@@ -199,7 +200,7 @@ impl Consortium {
             .expect("in time")
             .expect("task")
             .expect("coordinator");
-        let Status::Finished(result) = status else {
+        let Status::Finished(JobResult::Stats(result)) = status else {
             panic!("{status:?}\n{}", self.log())
         };
         for node in honest {
@@ -284,7 +285,7 @@ async fn stats_over_quic_equal_the_pooled_computation_and_trails_agree() {
         .expect("in time")
         .expect("task")
         .expect("coordinator");
-    let Status::Finished(result) = status else {
+    let Status::Finished(JobResult::Stats(result)) = status else {
         panic!("{status:?}\n{}", c.log())
     };
     for node in nodes {

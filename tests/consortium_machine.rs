@@ -5,7 +5,9 @@ use fedbank_common::ids::{JobId, NodeId};
 use fedbank_common::job::{FeatureSpec, JobKind, JobSpec, ValidJob};
 use fedbank_common::protocol::Inbound;
 use fedbank_coordinator::stats::{mean_std, FeatureStats};
-use fedbank_coordinator::{CoordinatorMachine, Input, JobFailure, Output, Status, Violation};
+use fedbank_coordinator::{
+    CoordinatorMachine, Input, JobFailure, JobResult, Output, Status, Violation,
+};
 use fedbank_participant::{LocalTable, NodeOutput, NodeStatus, ParticipantMachine};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -43,6 +45,7 @@ fn job(n: usize, committee: usize, min: usize) -> ValidJob {
         round_timeout_ms: 5000,
         decryption_timeout_ms: 1000,
         max_round_retries: 1,
+        segment: None,
     }
     .validate()
     .expect("valid job")
@@ -269,7 +272,7 @@ fn eight_participants_compute_the_pooled_statistics() {
     let job = job(8, 3, 3);
     let tables: Vec<LocalTable> = (0..8).map(table).collect();
     let mut c = Consortium::new(&job, tables.clone());
-    let Status::Finished(result) = c.run() else {
+    let Status::Finished(JobResult::Stats(result)) = c.run() else {
         panic!("job failed: {:?}", c.coordinator.status())
     };
     assert_matches_pooled(&result, &tables);
@@ -293,7 +296,7 @@ fn a_silent_participant_is_left_out_and_the_job_finishes() {
     let tables: Vec<LocalTable> = (0..6).map(table).collect();
     let mut c = Consortium::new(&job, tables.clone());
     c.silent.insert(id("p05"));
-    let Status::Finished(result) = c.run() else {
+    let Status::Finished(JobResult::Stats(result)) = c.run() else {
         panic!("job failed: {:?}", c.coordinator.status())
     };
     assert_matches_pooled(&result, &tables[..5]);
@@ -367,7 +370,7 @@ fn late_duplicate_and_replayed_messages_are_refused_and_change_nothing() {
     let tables: Vec<LocalTable> = (0..3).map(table).collect();
     let mut c = Consortium::new(&job, tables.clone());
     let status = c.run();
-    let Status::Finished(result) = status else {
+    let Status::Finished(JobResult::Stats(result)) = status else {
         panic!("{status:?}")
     };
     // Replay every recorded contribution after the fact: late and out of round.
@@ -382,7 +385,10 @@ fn late_duplicate_and_replayed_messages_are_refused_and_change_nothing() {
         "{:?}",
         c.violations
     );
-    assert_eq!(*c.coordinator.status(), Status::Finished(result));
+    assert_eq!(
+        *c.coordinator.status(),
+        Status::Finished(JobResult::Stats(result))
+    );
 }
 
 #[test]
@@ -440,7 +446,7 @@ fn duplicate_and_foreign_messages_during_a_round_are_refused() {
     c.silent.remove(&id("p02"));
     c.disconnect(&id("p02"));
     c.connect(&id("p02"));
-    let Status::Finished(result) = c.run() else {
+    let Status::Finished(JobResult::Stats(result)) = c.run() else {
         panic!("{:?}", c.coordinator.status())
     };
     assert_matches_pooled(&result, &tables);

@@ -42,7 +42,66 @@ impl FeatureSpec {
 pub enum JobKind {
     /// Per-feature count, missing rate, mean, standard deviation and approximate quantiles.
     Stats,
+    /// Customer segmentation: global standardization, then federated Lloyd k-means.
+    Segment,
 }
+
+/// Where a participant's per-customer rows come from in a segment job.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransactionColumns {
+    /// Customer id column.
+    pub customer: String,
+    /// Purchase date column (YYYY-MM-DD).
+    pub date: String,
+    /// Purchase amount column.
+    pub amount: String,
+}
+
+/// The `[job.segment]` table: how to segment.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SegmentSpec {
+    /// Transaction-log columns; the features are then the log-scaled RFM values
+    /// (`log_recency`, `log_frequency`, `log_monetary`). Without it, the job's declared features
+    /// are read from a customer table.
+    #[serde(default)]
+    pub transactions: Option<TransactionColumns>,
+    /// Recency is counted in days up to this date (YYYY-MM-DD).
+    pub reference_date: Option<String>,
+    /// Number of segments.
+    pub k: usize,
+    /// Initial centroids in standardized units, one per segment (k lists of one value per feature).
+    pub initial_centroids: Vec<Vec<f64>>,
+    /// Largest number of Lloyd iterations.
+    #[serde(default = "default_iterations")]
+    pub max_iterations: u32,
+    /// Stop when no centroid coordinate moves more than this (standardized units).
+    #[serde(default = "default_tolerance")]
+    pub tolerance: f64,
+    /// Segments smaller than this are never released; they are merged into the others.
+    #[serde(default = "default_k_anonymity")]
+    pub k_anonymity: u64,
+}
+
+fn default_iterations() -> u32 {
+    100
+}
+fn default_tolerance() -> f64 {
+    1e-6
+}
+fn default_k_anonymity() -> u64 {
+    10
+}
+
+/// Features of a segment job over a transaction log: log(1 + x) of recency in days, frequency
+/// (distinct purchase days) and monetary total.
+pub const RFM_FEATURES: [&str; 3] = ["log_recency", "log_frequency", "log_monetary"];
+
+/// Standardized values are clipped to ±this many standard deviations before they are summed.
+pub const Z_BOUND: f64 = 50.0;
+/// Fixed-point scale of standardized sums.
+pub const Z_SCALE: f64 = 1e6;
 
 /// The job as written in the job file.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -80,6 +139,9 @@ pub struct JobSpec {
     /// How often a round with too few contributors is retried before the job stops.
     #[serde(default = "default_retries")]
     pub max_round_retries: u32,
+    /// How to segment (segment jobs only).
+    #[serde(default)]
+    pub segment: Option<SegmentSpec>,
 }
 
 fn default_bins() -> usize {
@@ -185,6 +247,8 @@ pub struct ValidJob {
 pub const MOMENTS: &str = "moments";
 /// Round label of the histogram round of the stats job.
 pub const HISTOGRAM: &str = "histogram";
+/// Round label of a Lloyd iteration of the segment job.
+pub const KMEANS: &str = "kmeans";
 
 impl JobSpec {
     /// Checks every field and that every round can be encoded under the profile.
@@ -357,15 +421,48 @@ impl ValidJob {
     pub fn max_message_bytes(&self) -> usize {
         let ring = self.params.ring();
         let width = ring.torus_bits as usize / 8;
-        let slots = [self.moments_quantities(), self.histogram_quantities()]
-            .iter()
-            .filter_map(|q| EncodingPlan::new(q, &self.params).ok())
-            .map(|p| p.slot_count())
-            .max()
-            .unwrap_or(0)
-            .max(1);
+        let k = self.spec.segment.as_ref().map_or(1, |s| s.k);
+        let slots = [
+            self.moments_quantities(),
+            self.histogram_quantities(),
+            self.kmeans_quantities(k),
+        ]
+        .iter()
+        .filter_map(|q| EncodingPlan::new(q, &self.params).ok())
+        .map(|p| p.slot_count())
+        .max()
+        .unwrap_or(0)
+        .max(1);
         let masks = crate::secagg::chunk_count(slots, ring.polynomial_size) * ring.polynomial_size;
         (masks + slots) * width + 2 * ring.polynomial_size * width + (64 << 10)
+    }
+
+    /// Quantities of a Lloyd iteration with `k` centroids: count per segment, sum of each
+    /// standardized feature per segment, and the total inertia.
+    pub fn kmeans_quantities(&self, k: usize) -> Vec<QuantitySpec> {
+        let rows = self.spec.max_rows as f64;
+        let d = self.spec.features.len() as f64;
+        let mut q = vec![QuantitySpec::new("kmeans.count", k, rows, 1.0)];
+        for f in &self.spec.features {
+            q.push(QuantitySpec::new(
+                format!("kmeans.sum.{}", f.name),
+                k,
+                rows * Z_BOUND,
+                Z_SCALE,
+            ));
+        }
+        q.push(QuantitySpec::new(
+            "kmeans.inertia",
+            1,
+            rows * d * 4.0 * Z_BOUND * Z_BOUND,
+            Z_SCALE,
+        ));
+        q
+    }
+
+    /// The segment table of a segment job.
+    pub fn segment(&self) -> Option<&SegmentSpec> {
+        self.spec.segment.as_ref()
     }
 
     /// The encoding plan of a round.
@@ -373,6 +470,7 @@ impl ValidJob {
         let specs = match round {
             RoundKind::Moments => self.moments_quantities(),
             RoundKind::Histogram { .. } => self.histogram_quantities(),
+            RoundKind::KMeans { centroids, .. } => self.kmeans_quantities(centroids.len()),
         };
         EncodingPlan::new(&specs, &self.params)
     }
@@ -383,6 +481,16 @@ impl ValidJob {
 pub enum RoundKind {
     /// Count, missing count, sum and sum of squares per feature.
     Moments,
+    /// One Lloyd iteration: assign each customer's standardized row to the nearest centroid and
+    /// sum per segment (count, feature sums, inertia).
+    KMeans {
+        /// Mean per feature, for standardization.
+        mean: Vec<f64>,
+        /// Standard deviation per feature.
+        std: Vec<f64>,
+        /// Current centroids, standardized.
+        centroids: Vec<Vec<f64>>,
+    },
     /// Counts per histogram bin, with these inner edges per feature (bins+1 edges each).
     Histogram {
         /// Edges per feature, in feature order.
@@ -396,6 +504,7 @@ impl RoundKind {
         match self {
             RoundKind::Moments => MOMENTS,
             RoundKind::Histogram { .. } => HISTOGRAM,
+            RoundKind::KMeans { .. } => KMEANS,
         }
     }
 }

@@ -47,6 +47,9 @@ pub enum StatsError {
     /// A quantity the round should hold is missing.
     #[error("the decrypted aggregate has no quantity '{0}'")]
     MissingQuantity(String),
+    /// A round kind this job does not run.
+    #[error("round '{0}' is not part of a stats job")]
+    UnexpectedRound(&'static str),
 }
 
 /// The coordinator's side of the stats job.
@@ -118,6 +121,7 @@ impl StatsJob {
                     .collect();
                 Ok(Some(RoundKind::Histogram { edges }))
             }
+            RoundKind::KMeans { .. } => Err(StatsError::UnexpectedRound("kmeans")),
             RoundKind::Histogram { edges } => {
                 let mut out = Vec::with_capacity(self.features.len());
                 for ((f, &(n, missing, sum, sumsq)), edges) in

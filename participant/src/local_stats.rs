@@ -3,7 +3,7 @@
 //! that each sum respects the bound the encoding was validated for.
 
 use crate::local_table::LocalTable;
-use fedbank_common::job::{FeatureSpec, RoundKind};
+use fedbank_common::job::{FeatureSpec, RoundKind, Z_BOUND};
 
 /// Why a round cannot be computed locally.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -85,6 +85,41 @@ pub fn compute(
                 values.extend([vec![n], vec![missing], vec![sum], vec![sumsq]]);
             }
         }
+        RoundKind::KMeans {
+            mean,
+            std,
+            centroids,
+        } => {
+            let columns: Vec<&Vec<Option<f64>>> =
+                features.iter().map(column).collect::<Result<_, _>>()?;
+            let (k, d) = (centroids.len(), features.len());
+            if mean.len() != d || std.len() != d || centroids.iter().any(|c| c.len() != d) {
+                return Err(LocalStatsError::EdgeCount {
+                    expected: d,
+                    got: mean.len(),
+                });
+            }
+            let mut count = vec![0.0; k];
+            let mut sums = vec![vec![0.0; k]; d];
+            let mut inertia = 0.0;
+            let mut z = vec![0.0; d];
+            'rows: for row in 0..table.rows {
+                for (j, (col, f)) in columns.iter().zip(features).enumerate() {
+                    let Some(v) = col[row] else { continue 'rows };
+                    let v = clip(v, f);
+                    z[j] = standardize(v, mean[j], std[j]);
+                }
+                let (best, dist) = nearest(&z, centroids);
+                count[best] += 1.0;
+                for (j, zj) in z.iter().enumerate() {
+                    sums[j][best] += zj;
+                }
+                inertia += dist;
+            }
+            values.push(count);
+            values.extend(sums);
+            values.push(vec![inertia]);
+        }
         RoundKind::Histogram { edges } => {
             if edges.len() != features.len() {
                 return Err(LocalStatsError::EdgeCount {
@@ -105,4 +140,25 @@ pub fn compute(
         }
     }
     Ok(LocalRound { values, clipped })
+}
+
+/// A value in standard deviations from the mean, clipped to ±[`Z_BOUND`] (0 when std is 0).
+pub fn standardize(v: f64, mean: f64, std: f64) -> f64 {
+    if std > 0.0 {
+        ((v - mean) / std).clamp(-Z_BOUND, Z_BOUND)
+    } else {
+        0.0
+    }
+}
+
+/// The nearest centroid (lowest index on ties) and the squared distance to it.
+pub fn nearest(z: &[f64], centroids: &[Vec<f64>]) -> (usize, f64) {
+    let mut best = (0, f64::INFINITY);
+    for (c, centroid) in centroids.iter().enumerate() {
+        let dist: f64 = z.iter().zip(centroid).map(|(a, b)| (a - b) * (a - b)).sum();
+        if dist < best.1 {
+            best = (c, dist);
+        }
+    }
+    best
 }

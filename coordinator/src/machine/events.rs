@@ -8,7 +8,7 @@ use fedbank_common::secagg::{JointPublicKey, KeySetup, RingScalar};
 use serde_json::{Map, Value};
 
 use crate::aggregation::AggregationError;
-use crate::stats::FeatureStats;
+use crate::job_logic::JobResult;
 
 /// Milliseconds on the shell's clock.
 pub type Millis = u64;
@@ -236,8 +236,8 @@ pub enum JobFailure {
 pub enum Status {
     /// Still running.
     Running,
-    /// Finished with these statistics.
-    Finished(Vec<FeatureStats>),
+    /// Finished with this result.
+    Finished(JobResult),
     /// Stopped.
     Failed(JobFailure),
 }

@@ -20,7 +20,7 @@ mod rounds;
 pub use events::{Input, JobFailure, Millis, Outbound, Output, Status, Violation};
 
 use crate::aggregation::RoundAggregate;
-use crate::stats::StatsJob;
+use crate::job_logic::JobLogic;
 use fedbank_common::audit::EventKind;
 use fedbank_common::committee::{DecryptionRequest, PartialDecryption};
 use fedbank_common::ids::NodeId;
@@ -64,7 +64,7 @@ pub struct CoordinatorMachine<S: RingScalar> {
     welcomed: BTreeSet<NodeId>,
     connected: BTreeSet<NodeId>,
     joint_key: Option<JointPublicKey<S>>,
-    stats: StatsJob,
+    logic: JobLogic,
     setup: Option<KeySetup>,
     outputs: VecDeque<Output<S>>,
     status: Status,
@@ -81,8 +81,7 @@ fn fields(v: Value) -> Map<String, Value> {
 impl<S: RingScalar> CoordinatorMachine<S> {
     /// A coordinator for `job`; `mask_seed` is the public seed of the joint key's mask.
     pub fn new(job: ValidJob, mask_seed: u128) -> Self {
-        let spec = job.spec();
-        let stats = StatsJob::new(spec.features.clone(), spec.histogram_bins);
+        let logic = JobLogic::new(&job);
         let mut machine = Self {
             job,
             mask_seed,
@@ -90,7 +89,7 @@ impl<S: RingScalar> CoordinatorMachine<S> {
             welcomed: BTreeSet::new(),
             connected: BTreeSet::new(),
             joint_key: None,
-            stats,
+            logic,
             setup: None,
             outputs: VecDeque::new(),
             status: Status::Running,
@@ -99,7 +98,7 @@ impl<S: RingScalar> CoordinatorMachine<S> {
         let spec = machine.job.spec();
         let started = fields(json!({
             "job": spec.job.as_str(),
-            "kind": "stats",
+            "kind": match spec.kind { fedbank_common::job::JobKind::Stats => "stats", fedbank_common::job::JobKind::Segment => "segment" },
             "config_digest": machine.job.digest().to_hex(),
             "profile": spec.profile.name(),
             "participants": spec.participants.iter().map(|p| p.as_str()).collect::<Vec<_>>(),
@@ -378,7 +377,7 @@ impl<S: RingScalar> CoordinatorMachine<S> {
                 for node in self.present().cloned().collect::<Vec<_>>() {
                     self.send(&node, Outbound::JointKey(key.clone()));
                 }
-                let first = self.stats.first_round();
+                let first = self.logic.first_round();
                 self.start_round(1, 0, first, now);
             }
             Err(e) => self.fail(JobFailure::JointKey(e.to_string())),

@@ -4,7 +4,6 @@
 use super::events::{JobFailure, Millis, Outbound, Status, Violation};
 use super::{fields, CoordinatorMachine, Output, Round, Stage};
 use crate::aggregation::RoundAggregate;
-use crate::stats::{FeatureStats, StatsError};
 use fedbank_common::audit::EventKind;
 use fedbank_common::committee::PartialDecryption;
 use fedbank_common::ids::NodeId;
@@ -272,18 +271,18 @@ impl<S: RingScalar> CoordinatorMachine<S> {
             kind: EventKind::RoundCompleted,
             fields: fields(json!({"job": spec.job.as_str(), "round": round.number})),
         });
-        match self.stats.apply(&round.kind, &decoded) {
+        match self.logic.apply(&round.kind, &decoded) {
             Ok(Some(next)) => self.start_round(round.number + 1, 0, next, now),
             Ok(None) => self.finish(),
-            Err(StatsError::MissingQuantity(q)) => self.fail(JobFailure::Decode {
+            Err(reason) => self.fail(JobFailure::Decode {
                 round: round.number,
-                reason: format!("missing quantity {q}"),
+                reason,
             }),
         }
     }
 
     pub(super) fn finish(&mut self) {
-        let Some(result) = self.stats.result().map(<[FeatureStats]>::to_vec) else {
+        let Some(result) = self.logic.result() else {
             return;
         };
         let job = self.job.spec().job.clone();
