@@ -101,7 +101,7 @@ pub const RFM_FEATURES: [&str; 3] = ["log_recency", "log_frequency", "log_moneta
 /// Standardized values are clipped to ±this many standard deviations before they are summed.
 pub const Z_BOUND: f64 = 50.0;
 /// Fixed-point scale of standardized sums.
-pub const Z_SCALE: f64 = 1e6;
+pub const Z_SCALE: f64 = 1e12;
 
 /// The job as written in the job file.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

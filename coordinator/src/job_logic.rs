@@ -22,7 +22,7 @@ pub enum JobLogic {
     /// The stats job.
     Stats(StatsJob),
     /// The segment job.
-    Segment(SegmentJob),
+    Segment(Box<SegmentJob>),
 }
 
 impl JobLogic {
@@ -30,9 +30,10 @@ impl JobLogic {
     pub fn new(job: &ValidJob) -> Self {
         let spec = job.spec();
         match (spec.kind, job.segment()) {
-            (JobKind::Segment, Some(segment)) => {
-                JobLogic::Segment(SegmentJob::new(spec.features.clone(), segment.clone()))
-            }
+            (JobKind::Segment, Some(segment)) => JobLogic::Segment(Box::new(SegmentJob::new(
+                spec.features.clone(),
+                segment.clone(),
+            ))),
             _ => JobLogic::Stats(StatsJob::new(spec.features.clone(), spec.histogram_bins)),
         }
     }

@@ -4,8 +4,8 @@
 //! the total inertia; the coordinator moves each centroid to its segment's mean. With the same
 //! initial centroids this is exactly centralized Lloyd on the pooled rows.
 //!
-//! Segments smaller than `k_anonymity` customers are never released: at convergence such a
-//! segment's centroid is dropped, its customers fall to the nearest remaining segments, Lloyd
+//! Segments smaller than `k_anonymity` customers are never released: at convergence the smallest
+//! such segment's centroid is dropped, its customers fall to the nearest remaining segments, Lloyd
 //! continues, and the result says so.
 
 use crate::stats::mean_std;
@@ -165,23 +165,23 @@ impl SegmentJob {
                 if !converged {
                     return Ok(Some(self.kmeans_round()));
                 }
-                let small: Vec<usize> = (0..count.len())
+                // Merge the smallest segment below k-anonymity, one at a time, and run Lloyd
+                // again until every remaining segment can be released.
+                let smallest = (0..count.len())
                     .filter(|&c| count[c] < self.spec.k_anonymity as f64)
-                    .collect();
-                if small.is_empty() {
+                    .min_by(|&a, &b| count[a].total_cmp(&count[b]));
+                let Some(c) = smallest else {
                     self.result = Some(self.finish(&count));
                     return Ok(None);
-                }
-                if small.len() == count.len() {
+                };
+                if count.len() == 1 {
                     return Err(SegmentError::NothingReleasable(self.spec.k_anonymity));
                 }
-                for &c in small.iter().rev() {
-                    self.merged.push(format!(
-                        "a segment of {} customers (below k_anonymity = {}) was merged into the nearest segments after iteration {}",
-                        count[c], self.spec.k_anonymity, self.iterations
-                    ));
-                    self.centroids.remove(c);
-                }
+                self.merged.push(format!(
+                    "a segment of {} customers (below k_anonymity = {}) was merged into the nearest segments after iteration {}",
+                    count[c], self.spec.k_anonymity, self.iterations
+                ));
+                self.centroids.remove(c);
                 Ok(Some(self.kmeans_round()))
             }
             RoundKind::Histogram { .. } => Err(SegmentError::UnexpectedRound("histogram")),
