@@ -44,8 +44,16 @@ pub struct SimulationSpec {
     /// Id of the simulated coordinator.
     #[serde(default = "default_coordinator")]
     pub coordinator: NodeId,
-    /// Customers per participant.
+    /// Customers per participant (synthetic data).
+    #[serde(default)]
     pub customers: BTreeMap<String, usize>,
+    /// A shared transaction log to split across the participants instead of synthetic data
+    /// (relative to the job file).
+    #[serde(default)]
+    pub transactions: Option<PathBuf>,
+    /// Relative weights of the split: customers are dealt to participants in these proportions.
+    #[serde(default)]
+    pub split: BTreeMap<String, u32>,
 }
 
 fn default_coordinator() -> NodeId {
@@ -54,7 +62,14 @@ fn default_coordinator() -> NodeId {
 
 /// Reads and validates a job file.
 pub fn load_job(path: &Path) -> Result<(ValidJob, Option<SimulationSpec>)> {
-    let file: JobFile = read_toml(path)?;
+    let mut file: JobFile = read_toml(path)?;
+    if let Some(sim) = &mut file.simulation {
+        if let Some(t) = &mut sim.transactions {
+            if t.is_relative() {
+                *t = path.parent().unwrap_or(Path::new(".")).join(&*t);
+            }
+        }
+    }
     let job = file
         .job
         .validate()

@@ -71,8 +71,16 @@ pub async fn participant(settings: ParticipantSettings, progress: Progress) -> R
     Ok(status)
 }
 
-/// Reads the job's feature columns from a participant's CSV.
+/// Reads a participant's rows: RFM per customer from its transaction log for a segment job over
+/// transactions, otherwise the job's feature columns from its customer table.
 pub fn load_table(job: &ValidJob, path: &Path) -> Result<LocalTable> {
+    if let Some(segment) = job.segment() {
+        if let (Some(columns), Some(reference)) = (&segment.transactions, &segment.reference_date) {
+            let (table, _ids) =
+                fedbank_participant::rfm::read_transactions(path, columns, reference)?;
+            return Ok(table);
+        }
+    }
     let columns: Vec<String> = job.spec().features.iter().map(|f| f.name.clone()).collect();
     Ok(LocalTable::read_csv(path, &columns)?)
 }

@@ -8,6 +8,7 @@ use crate::nodes::{self, credentials, load_table, write_result, Progress};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use fedbank_common::audit::{cross_check, verify};
+use fedbank_common::ids::NodeId;
 use fedbank_coordinator::{JobResult, Status};
 use fedbank_participant::synthetic::{self, InstitutionKind};
 use fedbank_participant::NodeStatus;
@@ -83,30 +84,11 @@ pub fn run(args: &SimulateArgs) -> Result<()> {
     }
     say(format!("certificates: {}", certs.display()));
 
-    // Data.
-    let mut data = Vec::new();
-    for (i, node) in spec.participants.iter().enumerate() {
-        let customers = *sim.customers.get(node.as_str()).with_context(|| {
-            format!(
-                "{}: [simulation.customers] has no entry for {node}",
-                args.job.display()
-            )
-        })?;
-        let kind = InstitutionKind::nth(i);
-        let files = synthetic::generate(
-            &out.join("data").join(node.as_str()),
-            &node.as_str().to_uppercase(),
-            kind,
-            customers,
-            sim.seed ^ (i as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15),
-        )
-        .with_context(|| format!("generating data for {node}"))?;
-        say(format!(
-            "{node}: {customers} synthetic customers ({kind:?}) in {}",
-            files.customers.display()
-        ));
-        data.push(files.customers);
-    }
+    // Data: a shared transaction log split across the institutions, or synthetic customers.
+    let data = match &sim.transactions {
+        Some(log) => split_transactions(log, &out, &spec.participants, &sim.split, &say)?,
+        None => synthetic_data(&out, &spec.participants, &sim, &args.job, &say)?,
+    };
 
     // Nodes.
     let trails = out.join("trails");
@@ -268,4 +250,97 @@ fn verify_trails(coordinator: &Path, dir: &Path) -> String {
                 .join("; ")
         )
     }
+}
+
+fn synthetic_data(
+    out: &Path,
+    participants: &[NodeId],
+    sim: &crate::config::SimulationSpec,
+    job_file: &Path,
+    say: &dyn Fn(String),
+) -> Result<Vec<PathBuf>> {
+    let mut data = Vec::new();
+    for (i, node) in participants.iter().enumerate() {
+        let customers = *sim.customers.get(node.as_str()).with_context(|| {
+            format!(
+                "{}: [simulation.customers] has no entry for {node}",
+                job_file.display()
+            )
+        })?;
+        let kind = InstitutionKind::nth(i);
+        let files = synthetic::generate(
+            &out.join("data").join(node.as_str()),
+            &node.as_str().to_uppercase(),
+            kind,
+            customers,
+            sim.seed ^ (i as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15),
+        )
+        .with_context(|| format!("generating data for {node}"))?;
+        say(format!(
+            "{node}: {customers} synthetic customers ({kind:?}) in {}",
+            files.customers.display()
+        ));
+        data.push(files.customers);
+    }
+    Ok(data)
+}
+
+/// Deals the customers of a shared transaction log to the participants in the `split`
+/// proportions (whole customers, in order of first appearance), one file per participant.
+fn split_transactions(
+    log: &Path,
+    out: &Path,
+    participants: &[NodeId],
+    split: &std::collections::BTreeMap<String, u32>,
+    say: &dyn Fn(String),
+) -> Result<Vec<PathBuf>> {
+    let text =
+        std::fs::read_to_string(log).with_context(|| format!("reading {}", log.display()))?;
+    let mut lines = text.lines();
+    let header = lines
+        .next()
+        .with_context(|| format!("{}: empty", log.display()))?;
+    let weights: Vec<u32> = participants
+        .iter()
+        .map(|p| split.get(p.as_str()).copied().unwrap_or(1).max(1))
+        .collect();
+    let total: u32 = weights.iter().sum();
+    let mut owner: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    let mut files: Vec<String> = participants.iter().map(|_| format!("{header}\n")).collect();
+    let mut customers = vec![0usize; participants.len()];
+    for line in lines {
+        let customer = line.split(',').next().unwrap_or("");
+        let next = owner.len();
+        let p = *owner.entry(customer).or_insert_with(|| {
+            // Deal customer number `next` by its position within a cycle of `total` slots.
+            let slot = (next as u32) % total;
+            let mut acc = 0;
+            weights
+                .iter()
+                .position(|w| {
+                    acc += w;
+                    slot < acc
+                })
+                .unwrap_or(0)
+        });
+        if owner.len() > next {
+            customers[p] += 1;
+        }
+        files[p].push_str(line);
+        files[p].push('\n');
+    }
+    let mut paths = Vec::new();
+    for ((node, content), n) in participants.iter().zip(files).zip(customers) {
+        let dir = out.join("data").join(node.as_str());
+        std::fs::create_dir_all(&dir)?;
+        let path = dir.join("transactions.csv");
+        std::fs::write(&path, content)?;
+        say(format!(
+            "{node}: {n} customers of {} in {}",
+            log.display(),
+            path.display()
+        ));
+        paths.push(path);
+    }
+    Ok(paths)
 }

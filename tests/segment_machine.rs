@@ -74,7 +74,8 @@ fn tables(n: usize) -> Vec<LocalTable> {
     (0..n)
         .map(|i| {
             let rows = [40, 900, 150, 2600, 75, 500, 1200, 30][i % 8];
-            let mut cols = vec![Vec::with_capacity(rows); 3];
+            let mut cols: Vec<Vec<Option<f64>>> =
+                (0..3).map(|_| Vec::with_capacity(rows)).collect();
             for _ in 0..rows {
                 // Customer types: active big spenders, lapsed, new, average — weighted by institution.
                 let t = ((uniform() + i as f64 * 0.37) * 4.0) as usize % 4;

@@ -20,6 +20,7 @@ mod contribution;
 pub mod local_stats;
 mod local_table;
 mod machine;
+pub mod rfm;
 pub mod synthetic;
 
 pub use committee_member::{CommitteeMember, MemberError};
