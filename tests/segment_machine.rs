@@ -265,3 +265,78 @@ fn small_segments_are_merged_not_released() {
     assert!(!result.merged_for_k_anonymity.is_empty());
     assert!(result.k < 4);
 }
+
+#[test]
+fn a_participant_dropping_out_mid_job_is_left_out_and_recorded() {
+    // p3 (not on the committee) answers the moments round and the first Lloyd round, then goes
+    // silent: the later rounds
+    // close at their deadline with the others, the trail records the drop, the job finishes.
+    let job = job(4, 1);
+    let mut coordinator = CoordinatorMachine::<S>::new(job.clone(), 7);
+    let mut nodes: Vec<ParticipantMachine<S>> = tables(4)
+        .into_iter()
+        .enumerate()
+        .map(|(i, t)| ParticipantMachine::new(id(&format!("p{i}")), job.clone(), t))
+        .collect();
+    for node in &mut nodes {
+        coordinator
+            .handle(Input::Connected(node.id().clone()), 0)
+            .expect("connect");
+        node.on_connected();
+    }
+    let (mut now, mut contributions_from_p3, mut trail) = (0u64, 0, Vec::new());
+    for _ in 0..100_000 {
+        let mut inbox = Vec::new();
+        for node in &mut nodes {
+            while let Some(out) = node.poll_output() {
+                if let NodeOutput::Send(m) = out {
+                    let silent = *node.id() == id("p3") && contributions_from_p3 >= 2;
+                    if matches!(m, fedbank_participant::NodeOutbound::Contribution(_))
+                        && *node.id() == id("p3")
+                    {
+                        contributions_from_p3 += 1;
+                    }
+                    if !silent {
+                        inbox.push((node.id().clone(), m.encode().expect("encode")));
+                    }
+                }
+            }
+        }
+        for (from, bytes) in inbox {
+            let message = Inbound::<S>::decode(&bytes).expect("decode");
+            let _ = coordinator.handle(Input::Message { from, message }, now);
+        }
+        let mut delivered = false;
+        while let Some(out) = coordinator.poll_output() {
+            match out {
+                Output::Send { to, message } => {
+                    let m =
+                        Inbound::<S>::decode(&message.encode().expect("encode")).expect("decode");
+                    let node = nodes.iter_mut().find(|n| *n.id() == to).expect("node");
+                    node.handle(m).expect("handles");
+                    delivered = true;
+                }
+                Output::Audit { kind, fields } => trail.push((kind.name(), fields)),
+                _ => {}
+            }
+        }
+        match coordinator.status() {
+            Status::Finished(JobResult::Segment(r)) => {
+                assert!(r.iterations >= 2);
+                let drops = trail
+                    .iter()
+                    .filter(|(k, f)| *k == "participant.dropped" && f["node"] == "p3")
+                    .count();
+                assert!(drops >= 1, "the drop is in the trail");
+                return;
+            }
+            Status::Running => {}
+            other => panic!("{other:?}"),
+        }
+        if !delivered {
+            now = coordinator.poll_timeout().expect("a deadline");
+            coordinator.handle(Input::Tick, now).expect("tick");
+        }
+    }
+    panic!("the job did not finish");
+}

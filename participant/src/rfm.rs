@@ -256,7 +256,7 @@ mod tests {
             day_number("1998-07-01").map(|d| d - day_number("1998-06-30").unwrap_or(0)),
             Some(1)
         );
-        assert_eq!(day_number("2000-02-29").is_some(), true);
+        assert!(day_number("2000-02-29").is_some());
         assert_eq!(day_number("1999-02-29"), None);
         assert_eq!(day_number("1998-13-01"), None);
     }
