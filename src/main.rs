@@ -10,6 +10,7 @@ mod bench;
 mod certs;
 mod config;
 mod nodes;
+mod report;
 mod simulate;
 
 use anyhow::Result;

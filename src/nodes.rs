@@ -111,6 +111,7 @@ pub fn write_result(out: &Path, job: &ValidJob, status: &Status) -> Result<PathB
                 .into();
         }
         JobResult::Segment(segments) => {
+            crate::report::write_segment_report(out, job, segments)?;
             if let (Some(obj), serde_json::Value::Object(extra)) =
                 (result.as_object_mut(), serde_json::to_value(segments)?)
             {

@@ -125,3 +125,49 @@ fn a_bad_job_file_is_refused_with_file_and_field() {
         "{stderr}"
     );
 }
+
+#[test]
+fn simulate_segments_cdnow_with_result_report_and_chart() {
+    let dir = tempfile::tempdir().expect("dir");
+    let out = dir.path().join("run");
+    let run = fedbank(&[
+        "simulate",
+        "--job",
+        "configs/segment-cdnow.toml",
+        "--out",
+        out.to_str().expect("path"),
+    ]);
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(
+        stdout.contains("centralized in-process") && stdout.contains("ratio"),
+        "{stdout}"
+    );
+    let result: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("result.json")).expect("result"))
+            .expect("json");
+    assert_eq!(result["kind"], "segment");
+    assert_eq!(result["k"], 5);
+    assert!(result["iterations"].as_u64().expect("iterations") >= 2);
+    assert!(result["inertia"].as_f64().expect("inertia") > 0.0);
+    let segments = result["segments"].as_array().expect("segments");
+    let total: f64 = segments
+        .iter()
+        .map(|s| s["size"].as_f64().expect("size"))
+        .sum();
+    assert_eq!(total, 23_570.0, "every CDNOW customer is in a segment");
+    for s in segments {
+        assert!(s["label"].is_string());
+        assert_eq!(s["centroid_standardized"].as_array().expect("z").len(), 3);
+        assert_eq!(s["centroid_original"].as_array().expect("x").len(), 3);
+        assert!(s["size"].as_f64().expect("size") >= 50.0, "k-anonymity");
+    }
+    let report = std::fs::read_to_string(out.join("report.md")).expect("report");
+    assert!(report.contains("segments.svg") && report.contains("days since last purchase"));
+    let svg = std::fs::read_to_string(out.join("segments.svg")).expect("svg");
+    assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+}
