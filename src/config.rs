@@ -114,6 +114,10 @@ pub struct ParticipantConfig {
     /// Connection attempts (with backoff) before giving up.
     #[serde(default = "default_attempts")]
     pub connect_attempts: u32,
+    /// Where a segment job writes this institution's own customer-to-segment assignment
+    /// (default: `<id>-segments.csv` next to the trail). It never leaves this machine.
+    #[serde(default)]
+    pub assignments: Option<PathBuf>,
 }
 
 fn default_attempts() -> u32 {
@@ -136,6 +140,11 @@ pub fn load_coordinator(path: &Path) -> Result<CoordinatorConfig> {
 pub fn load_participant(path: &Path) -> Result<ParticipantConfig> {
     let mut c: ParticipantConfig = read_toml(path)?;
     let base = path.parent().unwrap_or(Path::new("."));
+    if let Some(a) = &mut c.assignments {
+        if a.is_relative() {
+            *a = base.join(&*a);
+        }
+    }
     for p in [&mut c.job_file, &mut c.data, &mut c.certs_dir, &mut c.trail] {
         if p.is_relative() {
             *p = base.join(&*p);

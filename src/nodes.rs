@@ -72,17 +72,18 @@ pub async fn participant(settings: ParticipantSettings, progress: Progress) -> R
 }
 
 /// Reads a participant's rows: RFM per customer from its transaction log for a segment job over
-/// transactions, otherwise the job's feature columns from its customer table.
-pub fn load_table(job: &ValidJob, path: &Path) -> Result<LocalTable> {
+/// transactions, otherwise the job's feature columns from its customer table. Returns the
+/// customer ids of the rows when the source names them (transaction logs).
+pub fn load_table(job: &ValidJob, path: &Path) -> Result<(LocalTable, Option<Vec<String>>)> {
     if let Some(segment) = job.segment() {
         if let (Some(columns), Some(reference)) = (&segment.transactions, &segment.reference_date) {
-            let (table, _ids) =
+            let (table, ids) =
                 fedbank_participant::rfm::read_transactions(path, columns, reference)?;
-            return Ok(table);
+            return Ok((table, Some(ids)));
         }
     }
     let columns: Vec<String> = job.spec().features.iter().map(|f| f.name.clone()).collect();
-    Ok(LocalTable::read_csv(path, &columns)?)
+    Ok((LocalTable::read_csv(path, &columns)?, None))
 }
 
 /// Writes `result.json` for a finished job, or returns the failure.
@@ -156,7 +157,11 @@ pub fn run_participant_command(config: &Path) -> Result<()> {
     let c = load_participant(config)?;
     let (job, _) = load_job(&c.job_file)?;
     let (creds, identity) = credentials(&c.certs_dir, &c.id)?;
-    let table = load_table(&job, &c.data)?;
+    let (table, row_ids) = load_table(&job, &c.data)?;
+    let assignments = c
+        .assignments
+        .clone()
+        .unwrap_or_else(|| c.trail.with_file_name(format!("{}-segments.csv", c.id)));
     let settings = ParticipantSettings {
         id: c.id.clone(),
         job,
@@ -168,6 +173,8 @@ pub fn run_participant_command(config: &Path) -> Result<()> {
             identity,
         },
         connect_attempts: c.connect_attempts,
+        assignments: Some(assignments),
+        row_ids,
     };
     let runtime = tokio::runtime::Runtime::new()?;
     match runtime.block_on(participant(settings, stdout_progress()))? {

@@ -124,14 +124,12 @@ pub fn run(args: &SimulateArgs) -> Result<()> {
         let mut pooled = Vec::new();
         for (node, path) in spec.participants.iter().zip(&data) {
             let (creds, identity) = credentials(&certs, node)?;
+            let (table, row_ids) = load_table(&job, path)?;
+            pooled.push(table.clone());
             let settings = ParticipantSettings {
                 id: node.clone(),
                 job: job.clone(),
-                table: {
-                    let table = load_table(&job, path)?;
-                    pooled.push(table.clone());
-                    table
-                },
+                table,
                 creds,
                 coordinator: (addr, sim.coordinator.clone()),
                 trail: TrailSettings {
@@ -139,6 +137,8 @@ pub fn run(args: &SimulateArgs) -> Result<()> {
                     identity,
                 },
                 connect_attempts: 50,
+                assignments: Some(path.with_file_name("segments.csv")),
+                row_ids,
             };
             participants.push((
                 node.clone(),

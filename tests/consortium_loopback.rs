@@ -175,6 +175,8 @@ impl Consortium {
             coordinator: (addr, id("coordinator")),
             trail: self.trail(node.as_str()),
             connect_attempts: 20,
+            assignments: None,
+            row_ids: None,
         };
         tokio::spawn(run_participant::<S>(settings, self.progress()))
     }
@@ -506,6 +508,8 @@ async fn refused_nodes_stop_at_once_with_the_reason() {
             coordinator: (addr, id("coordinator")),
             trail: c.trail(node),
             connect_attempts: 50,
+            assignments: None,
+            row_ids: None,
         };
         run_participant::<u64>(settings, c.progress())
     };

@@ -168,6 +168,20 @@ fn simulate_segments_cdnow_with_result_report_and_chart() {
     }
     let report = std::fs::read_to_string(out.join("report.md")).expect("report");
     assert!(report.contains("segments.svg") && report.contains("days since last purchase"));
+    // Each institution's own assignment, local and owner-only, covers exactly its customers.
+    let mut assigned = 0;
+    for node in ["retail-bank", "insurer", "broker", "payments"] {
+        let path = out.join("data").join(node).join("segments.csv");
+        let text = std::fs::read_to_string(&path).expect("assignment file");
+        assigned += text.lines().count() - 1;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).expect("meta").permissions().mode();
+            assert_eq!(mode & 0o077, 0, "{} is owner-only", path.display());
+        }
+    }
+    assert_eq!(assigned, 23_570);
     let svg = std::fs::read_to_string(out.join("segments.svg")).expect("svg");
     assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
 }

@@ -73,6 +73,8 @@ pub enum WireKind {
     Contribution = 13,
     /// [`crate::protocol::Notice`].
     Notice = 14,
+    /// [`crate::protocol::SegmentsReleased`].
+    Segments = 15,
 }
 
 impl WireKind {
@@ -94,6 +96,7 @@ impl WireKind {
             RoundRequest,
             Contribution,
             Notice,
+            Segments,
         ]
         .into_iter()
         .find(|k| *k as u8 == b)

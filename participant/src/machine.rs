@@ -11,11 +11,13 @@
 //!                          or Notice(CannotContribute), nothing partial
 //!   DecryptionRequest  ──▶ (member) policy check, PartialDecryption       audit decryption.released
 //!                          or Notice(Refused)                             audit decryption.refused
+//!   SegmentsReleased   ──▶ assign its own customers locally              audit segments.assigned
 //!   Notice(Finished | Aborted) ──▶ stop
 //! ```
 
 use crate::committee_member::{CommitteeMember, MemberError};
 use crate::local_stats::{self, LocalStatsError};
+use crate::local_stats::{nearest, standardize};
 use crate::local_table::LocalTable;
 use crate::Contributor;
 use fedbank_common::audit::EventKind;
@@ -24,7 +26,8 @@ use fedbank_common::encoding::QuantityValues;
 use fedbank_common::ids::NodeId;
 use fedbank_common::job::ValidJob;
 use fedbank_common::protocol::{
-    Contribution, Hello, Inbound, Notice, NoticeKind, RoundRequest, PROTOCOL_VERSION,
+    Contribution, Hello, Inbound, Notice, NoticeKind, RoundRequest, SegmentsReleased,
+    PROTOCOL_VERSION,
 };
 use fedbank_common::secagg::{Encryptor, JointPublicKey, KeySetup, PublicKeyShare, RingScalar};
 use serde_json::{json, Map, Value};
@@ -73,6 +76,9 @@ pub enum NodeOutput<S: RingScalar> {
     },
     /// A line of progress.
     Progress(String),
+    /// This participant's own customers assigned to the released segments: (customer, segment).
+    /// To be written locally; it never leaves the participant.
+    Assignments(Vec<(String, String)>),
 }
 
 /// How the node's part of the job ended.
@@ -120,6 +126,7 @@ pub struct ParticipantMachine<S: RingScalar> {
     key: Option<JointPublicKey<S>>,
     outputs: VecDeque<NodeOutput<S>>,
     status: NodeStatus,
+    row_ids: Option<Vec<String>>,
 }
 
 fn fields(v: Value) -> Map<String, Value> {
@@ -140,7 +147,14 @@ impl<S: RingScalar> ParticipantMachine<S> {
             key: None,
             outputs: VecDeque::new(),
             status: NodeStatus::Running,
+            row_ids: None,
         }
+    }
+
+    /// Names the table's rows (customer ids), for the local segment assignment file.
+    pub fn with_row_ids(mut self, ids: Vec<String>) -> Self {
+        self.row_ids = Some(ids);
+        self
     }
 
     /// Called on every (re)connection: says Hello with the job digest.
@@ -190,6 +204,7 @@ impl<S: RingScalar> ParticipantMachine<S> {
             Inbound::JointKey(key) => self.on_joint_key(key),
             Inbound::Round(request) => self.on_round(request),
             Inbound::Decrypt(request) => self.on_decrypt(request),
+            Inbound::Segments(released) => self.on_segments(released),
             Inbound::Notice(n) => {
                 self.status = match n.kind {
                     NoticeKind::Finished => NodeStatus::Finished,
@@ -359,6 +374,66 @@ impl<S: RingScalar> ParticipantMachine<S> {
                 }));
             }
         }
+        Ok(())
+    }
+
+    fn on_segments(&mut self, released: SegmentsReleased) -> Result<(), NodeViolation> {
+        let spec = self.job.spec().clone();
+        let d = spec.features.len();
+        let fits = released.job == spec.job
+            && released.mean.len() == d
+            && released.std.len() == d
+            && released.labels.len() == released.centroids.len()
+            && released.centroids.iter().all(|c| c.len() == d);
+        if !fits {
+            return Err(NodeViolation::WrongJob {
+                message: "SegmentsReleased",
+                what: format!(
+                    "job {} with {} segments",
+                    released.job,
+                    released.centroids.len()
+                ),
+            });
+        }
+        let mut assignments = Vec::with_capacity(self.table.rows);
+        let mut z = vec![0.0; d];
+        for row in 0..self.table.rows {
+            let id = self
+                .row_ids
+                .as_ref()
+                .and_then(|ids| ids.get(row).cloned())
+                .unwrap_or_else(|| format!("row {}", row + 1));
+            let mut complete = true;
+            for (j, f) in spec.features.iter().enumerate() {
+                match self.table.columns.get(&f.name).and_then(|c| c[row]) {
+                    Some(v) => {
+                        z[j] = standardize(
+                            v.clamp(f.lower(), f.bound),
+                            released.mean[j],
+                            released.std[j],
+                        )
+                    }
+                    None => complete = false,
+                }
+            }
+            let label = if complete {
+                released.labels[nearest(&z, &released.centroids).0].clone()
+            } else {
+                "unassigned (missing values)".to_owned()
+            };
+            assignments.push((id, label));
+        }
+        self.audit(
+            EventKind::SegmentsAssigned,
+            fields(json!({"job": spec.job.as_str(), "segments": released.labels.len(), "customers": assignments.len()})),
+        );
+        self.outputs.push_back(NodeOutput::Progress(format!(
+            "{}: assigned its {} customers to the {} released segments (kept locally)",
+            self.id,
+            assignments.len(),
+            released.labels.len()
+        )));
+        self.outputs.push_back(NodeOutput::Assignments(assignments));
         Ok(())
     }
 

@@ -347,6 +347,10 @@ pub struct ParticipantSettings {
     pub trail: TrailSettings,
     /// Connection attempts before giving up (with backoff).
     pub connect_attempts: u32,
+    /// Where to write the local segment assignment of a segment job (owner-only; never sent).
+    pub assignments: Option<PathBuf>,
+    /// Customer ids of the table's rows, for that file.
+    pub row_ids: Option<Vec<String>>,
 }
 
 /// Runs a participant until the coordinator reports the job finished or aborted.
@@ -362,6 +366,8 @@ pub async fn run_participant<S: RingScalar>(
         coordinator: (addr, coordinator),
         trail,
         connect_attempts,
+        assignments,
+        row_ids,
     } = settings;
     let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap_or(addr))
         .or_else(|_| quinn::Endpoint::client("[::]:0".parse().unwrap_or(addr)))
@@ -384,6 +390,9 @@ pub async fn run_participant<S: RingScalar>(
     let machine = std::thread::spawn(move || -> Result<(), TrailError> {
         let _span = span.enter();
         let mut machine = ParticipantMachine::<S>::new(id, job, table);
+        if let Some(ids) = row_ids {
+            machine = machine.with_row_ids(ids);
+        }
         // `None` means "connected": say Hello.
         while let Ok(message) = inbox.recv() {
             match message {
@@ -410,6 +419,24 @@ pub async fn run_participant<S: RingScalar>(
                         trail.append(kind, fields, SystemTime::now())?;
                     }
                     NodeOutput::Progress(line) => machine_progress(line),
+                    NodeOutput::Assignments(rows) => match &assignments {
+                        Some(path) => {
+                            let mut csv = String::from("customer_id,segment\n");
+                            for (customer, segment) in rows {
+                                csv.push_str(&format!("{customer},{segment}\n"));
+                            }
+                            if let Err(e) =
+                                fedbank_common::storage::write_atomic(path, csv.as_bytes(), true)
+                            {
+                                tracing::error!(error = %e, "could not write the local segment assignment");
+                                machine_progress(format!(
+                                    "could not write {}: {e}",
+                                    path.display()
+                                ));
+                            }
+                        }
+                        None => tracing::info!("segment assignment computed; no file configured"),
+                    },
                 }
             }
             if *machine.status() != NodeStatus::Running {

@@ -39,6 +39,8 @@ pub enum EventKind {
     AggregateDecrypted,
     /// A round ended.
     RoundCompleted,
+    /// A participant assigned its own customers to the released segments (locally).
+    SegmentsAssigned,
     /// Results were written.
     JobCompleted,
     /// The job failed.
@@ -65,6 +67,7 @@ impl EventKind {
             DecryptionApproved => "decryption.approved",
             AggregateDecrypted => "aggregate.decrypted",
             RoundCompleted => "round.completed",
+            SegmentsAssigned => "segments.assigned",
             JobCompleted => "job.completed",
             JobFailed => "job.failed",
         }

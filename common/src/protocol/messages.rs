@@ -56,6 +56,22 @@ pub struct Contribution<S: RingScalar> {
     pub ciphertext: Ciphertext<S>,
 }
 
+/// The released segments of a segment job, sent to participants at the end so that each can
+/// assign its own customers locally (the assignment never leaves the participant).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SegmentsReleased {
+    /// Job.
+    pub job: JobId,
+    /// Mean per feature used for standardization.
+    pub mean: Vec<f64>,
+    /// Standard deviation per feature.
+    pub std: Vec<f64>,
+    /// Released centroids, standardized.
+    pub centroids: Vec<Vec<f64>>,
+    /// Their labels.
+    pub labels: Vec<String>,
+}
+
 /// What a notice reports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum NoticeKind {
@@ -94,6 +110,7 @@ small_message!(Hello, WireKind::Hello);
 small_message!(Welcome, WireKind::Welcome);
 small_message!(RoundRequest, WireKind::RoundRequest);
 small_message!(Notice, WireKind::Notice);
+small_message!(SegmentsReleased, WireKind::Segments);
 
 impl<S: RingScalar> WireMessage for Contribution<S> {
     const KIND: WireKind = WireKind::Contribution;
@@ -129,6 +146,8 @@ pub enum Inbound<S: RingScalar> {
     Partial(PartialDecryption<S>),
     /// [`Notice`].
     Notice(Notice),
+    /// [`SegmentsReleased`].
+    Segments(SegmentsReleased),
 }
 
 impl<S: RingScalar> Inbound<S> {
@@ -145,6 +164,7 @@ impl<S: RingScalar> Inbound<S> {
                 | WireKind::Welcome
                 | WireKind::RoundRequest
                 | WireKind::Notice
+                | WireKind::Segments
                 | WireKind::KeySetup,
             ) => 1 << 20,
             _ => 0,
@@ -165,6 +185,7 @@ impl<S: RingScalar> Inbound<S> {
             Some(WireKind::DecryptionRequest) => Inbound::Decrypt(wire::decode(bytes)?),
             Some(WireKind::PartialDecryption) => Inbound::Partial(wire::decode(bytes)?),
             Some(WireKind::Notice) => Inbound::Notice(wire::decode(bytes)?),
+            Some(WireKind::Segments) => Inbound::Segments(wire::decode(bytes)?),
             _ => {
                 return Err(WireError::UnexpectedKind {
                     found: bytes.get(4).copied().unwrap_or(0),
@@ -186,6 +207,7 @@ impl<S: RingScalar> Inbound<S> {
             Inbound::Decrypt(_) => "DecryptionRequest",
             Inbound::Partial(_) => "PartialDecryption",
             Inbound::Notice(_) => "Notice",
+            Inbound::Segments(_) => "SegmentsReleased",
         }
     }
 }

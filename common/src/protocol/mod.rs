@@ -11,6 +11,7 @@
 //!   Contribution {round, attempt, ct}  ───────▶  sums until all arrived or the deadline
 //!   (member) DecryptionRequest         ◀───────  manifest + summed masks
 //!   (member) PartialDecryption         ───────▶  combine, decode, next round
+//!   (segment job) assign own customers ◀───  SegmentsReleased {centroids, labels}
 //!                                      ◀───────  Notice (finished / aborted)
 //! ```
 //!
@@ -21,5 +22,6 @@
 mod messages;
 
 pub use messages::{
-    Contribution, Hello, Inbound, Notice, NoticeKind, RoundRequest, Welcome, PROTOCOL_VERSION,
+    Contribution, Hello, Inbound, Notice, NoticeKind, RoundRequest, SegmentsReleased, Welcome,
+    PROTOCOL_VERSION,
 };

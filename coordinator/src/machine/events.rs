@@ -3,7 +3,9 @@
 use fedbank_common::audit::EventKind;
 use fedbank_common::committee::DecryptionRequest;
 use fedbank_common::ids::NodeId;
-use fedbank_common::protocol::{Inbound, Notice, RoundRequest, Welcome, PROTOCOL_VERSION};
+use fedbank_common::protocol::{
+    Inbound, Notice, RoundRequest, SegmentsReleased, Welcome, PROTOCOL_VERSION,
+};
 use fedbank_common::secagg::{JointPublicKey, KeySetup, RingScalar};
 use serde_json::{Map, Value};
 
@@ -46,6 +48,8 @@ pub enum Outbound<S: RingScalar> {
     Decrypt(DecryptionRequest<S>),
     /// [`Notice`].
     Notice(Notice),
+    /// [`SegmentsReleased`].
+    Segments(SegmentsReleased),
 }
 
 impl<S: RingScalar> Outbound<S> {
@@ -59,6 +63,7 @@ impl<S: RingScalar> Outbound<S> {
             Outbound::Round(m) => encode(m),
             Outbound::Decrypt(m) => encode(m),
             Outbound::Notice(m) => encode(m),
+            Outbound::Segments(m) => encode(m),
         }
     }
 }

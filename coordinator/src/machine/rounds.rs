@@ -4,11 +4,12 @@
 use super::events::{JobFailure, Millis, Outbound, Status, Violation};
 use super::{fields, CoordinatorMachine, Output, Round, Stage};
 use crate::aggregation::RoundAggregate;
+use crate::job_logic::JobResult;
 use fedbank_common::audit::EventKind;
 use fedbank_common::committee::PartialDecryption;
 use fedbank_common::ids::NodeId;
 use fedbank_common::job::RoundKind;
-use fedbank_common::protocol::{Contribution, Notice, NoticeKind, RoundRequest};
+use fedbank_common::protocol::{Contribution, Notice, NoticeKind, RoundRequest, SegmentsReleased};
 use fedbank_common::secagg::RingScalar;
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};
@@ -292,6 +293,22 @@ impl<S: RingScalar> CoordinatorMachine<S> {
                 "result_digest": fedbank_common::digest::Digest::of("fedbank.result.v1",
                     serde_json::to_string(&result).unwrap_or_default().as_bytes()).to_hex()})),
         );
+        if let JobResult::Segment(r) = &result {
+            let released = SegmentsReleased {
+                job: job.clone(),
+                mean: r.mean.clone(),
+                std: r.std.clone(),
+                centroids: r
+                    .segments
+                    .iter()
+                    .map(|s| s.centroid_standardized.clone())
+                    .collect(),
+                labels: r.segments.iter().map(|s| s.label.clone()).collect(),
+            };
+            for node in self.present().cloned().collect::<Vec<_>>() {
+                self.send(&node, Outbound::Segments(released.clone()));
+            }
+        }
         let notice = Notice {
             job,
             round: None,
