@@ -68,6 +68,25 @@ Columns are the segment's typical customer: days since the last purchase, distin
              purchase days, and total spend (geometric means, as the model works on log scale)."
         );
     }
+    if let Some(lifecycle) = &r.lifecycle {
+        let _ = writeln!(
+            md,
+            "\n## Lifecycle stages\n\n| stage | customers |\n|---|---:|"
+        );
+        for (stage, count) in lifecycle {
+            let shown = count.map_or_else(
+                || "withheld (fewer than k-anonymity)".to_owned(),
+                |c| c.to_string(),
+            );
+            let _ = writeln!(md, "| {stage} | {shown} |");
+        }
+        let _ = writeln!(
+            md,
+            "\nnew: first purchase within 90 days; active / loyal: last purchase within 90 days, \
+             fewer than / at least 5 purchase days; at risk: last purchase 91–365 days ago; churned: \
+             more than a year ago."
+        );
+    }
     if !r.merged_for_k_anonymity.is_empty() {
         let _ = writeln!(md, "\n## Segments merged for privacy\n");
         for note in &r.merged_for_k_anonymity {

@@ -217,6 +217,13 @@ pub fn run(args: &SimulateArgs) -> Result<()> {
         for note in &r.merged_for_k_anonymity {
             let _ = writeln!(summary, "  {note}");
         }
+        if let Some(lifecycle) = &r.lifecycle {
+            let stages: Vec<String> = lifecycle
+                .iter()
+                .map(|(s, n)| format!("{s} {}", n.map_or("withheld".to_owned(), |n| n.to_string())))
+                .collect();
+            let _ = writeln!(summary, "lifecycle: {}", stages.join(", "));
+        }
         let clock = Instant::now();
         let (iterations, inertia) = centralized_lloyd(&pooled, &job);
         let central = clock.elapsed().as_secs_f64();

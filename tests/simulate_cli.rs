@@ -166,7 +166,16 @@ fn simulate_segments_cdnow_with_result_report_and_chart() {
         assert_eq!(s["centroid_original"].as_array().expect("x").len(), 3);
         assert!(s["size"].as_f64().expect("size") >= 50.0, "k-anonymity");
     }
+    // Lifecycle counts come from the secure aggregate; released stages cover the customers.
+    let lifecycle = result["lifecycle"].as_object().expect("lifecycle");
+    assert_eq!(lifecycle.len(), 5);
+    let released: f64 = lifecycle.values().filter_map(|v| v.as_f64()).sum();
+    assert!(
+        released > 0.9 * 23_570.0 && released <= 23_570.0,
+        "{released}"
+    );
     let report = std::fs::read_to_string(out.join("report.md")).expect("report");
+    assert!(report.contains("Lifecycle stages"));
     assert!(report.contains("segments.svg") && report.contains("days since last purchase"));
     // Each institution's own assignment, local and owner-only, covers exactly its customers.
     let mut assigned = 0;

@@ -249,6 +249,13 @@ pub const MOMENTS: &str = "moments";
 pub const HISTOGRAM: &str = "histogram";
 /// Round label of a Lloyd iteration of the segment job.
 pub const KMEANS: &str = "kmeans";
+/// Round label of the lifecycle round of a segment job over transactions.
+pub const LIFECYCLE: &str = "lifecycle";
+/// Lifecycle stages, from a customer's first and last purchase and purchase days, relative to
+/// the reference date: `new` (first purchase within 90 days), `active` (last purchase within
+/// 90 days, fewer than 5 purchase days), `loyal` (last within 90 days, 5 or more purchase days),
+/// `at risk` (last purchase 91 to 365 days ago), `churned` (more than 365 days ago).
+pub const LIFECYCLE_STAGES: [&str; 5] = ["new", "active", "loyal", "at risk", "churned"];
 
 impl JobSpec {
     /// Checks every field and that every round can be encoded under the profile.
@@ -471,6 +478,12 @@ impl ValidJob {
             RoundKind::Moments => self.moments_quantities(),
             RoundKind::Histogram { .. } => self.histogram_quantities(),
             RoundKind::KMeans { centroids, .. } => self.kmeans_quantities(centroids.len()),
+            RoundKind::Lifecycle => vec![QuantitySpec::new(
+                "lifecycle.count",
+                LIFECYCLE_STAGES.len(),
+                self.spec.max_rows as f64,
+                1.0,
+            )],
         };
         EncodingPlan::new(&specs, &self.params)
     }
@@ -491,6 +504,9 @@ pub enum RoundKind {
         /// Current centroids, standardized.
         centroids: Vec<Vec<f64>>,
     },
+    /// Customers per lifecycle stage (see [`LIFECYCLE_STAGES`]), from each participant's own
+    /// transaction log.
+    Lifecycle,
     /// Counts per histogram bin, with these inner edges per feature (bins+1 edges each).
     Histogram {
         /// Edges per feature, in feature order.
@@ -505,6 +521,7 @@ impl RoundKind {
             RoundKind::Moments => MOMENTS,
             RoundKind::Histogram { .. } => HISTOGRAM,
             RoundKind::KMeans { .. } => KMEANS,
+            RoundKind::Lifecycle => LIFECYCLE,
         }
     }
 }

@@ -10,7 +10,7 @@
 
 use crate::stats::mean_std;
 use fedbank_common::encoding::DecodedQuantity;
-use fedbank_common::job::{FeatureSpec, RoundKind, SegmentSpec, RFM_FEATURES};
+use fedbank_common::job::{FeatureSpec, RoundKind, SegmentSpec, LIFECYCLE_STAGES, RFM_FEATURES};
 use serde::Serialize;
 
 /// One released segment.
@@ -47,6 +47,9 @@ pub struct SegmentResult {
     pub std: Vec<f64>,
     /// Segments merged away for k-anonymity, with their sizes.
     pub merged_for_k_anonymity: Vec<String>,
+    /// Customers per lifecycle stage, consortium-wide (transaction-log jobs); a stage with 1 to
+    /// k_anonymity − 1 customers is withheld (null).
+    pub lifecycle: Option<std::collections::BTreeMap<String, Option<f64>>>,
 }
 
 /// Why an aggregate could not be used.
@@ -172,6 +175,9 @@ impl SegmentJob {
                     .min_by(|&a, &b| count[a].total_cmp(&count[b]));
                 let Some(c) = smallest else {
                     self.result = Some(self.finish(&count));
+                    if self.spec.transactions.is_some() {
+                        return Ok(Some(RoundKind::Lifecycle));
+                    }
                     return Ok(None);
                 };
                 if count.len() == 1 {
@@ -183,6 +189,20 @@ impl SegmentJob {
                 ));
                 self.centroids.remove(c);
                 Ok(Some(self.kmeans_round()))
+            }
+            RoundKind::Lifecycle => {
+                let counts = find(decoded, "lifecycle.count")?;
+                let k = self.spec.k_anonymity as f64;
+                let stages = LIFECYCLE_STAGES
+                    .iter()
+                    .zip(counts)
+                    // An empty stage reveals nothing; 1..k-1 customers would, so they are withheld.
+                    .map(|(stage, &n)| ((*stage).to_owned(), (n == 0.0 || n >= k).then_some(n)))
+                    .collect();
+                if let Some(result) = &mut self.result {
+                    result.lifecycle = Some(stages);
+                }
+                Ok(None)
             }
             RoundKind::Histogram { .. } => Err(SegmentError::UnexpectedRound("histogram")),
         }
@@ -244,6 +264,7 @@ impl SegmentJob {
             mean: self.mean.clone(),
             std: self.std.clone(),
             merged_for_k_anonymity: self.merged.clone(),
+            lifecycle: None,
         }
     }
 

@@ -122,6 +122,7 @@ impl StatsJob {
                 Ok(Some(RoundKind::Histogram { edges }))
             }
             RoundKind::KMeans { .. } => Err(StatsError::UnexpectedRound("kmeans")),
+            RoundKind::Lifecycle => Err(StatsError::UnexpectedRound("lifecycle")),
             RoundKind::Histogram { edges } => {
                 let mut out = Vec::with_capacity(self.features.len());
                 for ((f, &(n, missing, sum, sumsq)), edges) in

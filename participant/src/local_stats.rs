@@ -120,6 +120,21 @@ pub fn compute(
             values.extend(sums);
             values.push(vec![inertia]);
         }
+        RoundKind::Lifecycle => {
+            let stages = table
+                .columns
+                .get(crate::rfm::LIFECYCLE_COLUMN)
+                .ok_or_else(|| {
+                    LocalStatsError::MissingColumn(crate::rfm::LIFECYCLE_COLUMN.to_owned())
+                })?;
+            let mut counts = vec![0.0; fedbank_common::job::LIFECYCLE_STAGES.len()];
+            for stage in stages.iter().flatten() {
+                if let Some(c) = counts.get_mut(*stage as usize) {
+                    *c += 1.0;
+                }
+            }
+            values.push(counts);
+        }
         RoundKind::Histogram { edges } => {
             if edges.len() != features.len() {
                 return Err(LocalStatsError::EdgeCount {

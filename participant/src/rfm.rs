@@ -68,6 +68,28 @@ pub enum TransactionError {
     BadReference(String),
 }
 
+/// Column of the RFM table holding each customer's lifecycle stage (an index into
+/// [`fedbank_common::job::LIFECYCLE_STAGES`]); it is not a model feature.
+pub const LIFECYCLE_COLUMN: &str = "lifecycle_stage";
+
+/// The lifecycle stage of a customer whose first and last purchases were `since_first` and
+/// `since_last` days before the reference date, with `purchase_days` distinct purchase days.
+pub fn lifecycle_stage(since_first: i64, since_last: i64, purchase_days: usize) -> usize {
+    if since_first <= 90 {
+        0
+    } else if since_last <= 90 {
+        if purchase_days >= 5 {
+            2
+        } else {
+            1
+        }
+    } else if since_last <= 365 {
+        3
+    } else {
+        4
+    }
+}
+
 /// Days since 1970-01-01 of a `YYYY-MM-DD` date (proleptic Gregorian), if valid.
 pub fn day_number(date: &str) -> Option<i64> {
     let b = date.as_bytes();
@@ -106,6 +128,7 @@ pub fn day_number(date: &str) -> Option<i64> {
 
 #[derive(Default)]
 struct Customer {
+    first: i64,
     last: i64,
     days: BTreeSet<i64>,
     total: f64,
@@ -212,19 +235,25 @@ pub fn read_transactions(
         .map(|_| Vec::with_capacity(customers.len()))
         .collect();
     let mut ids = Vec::with_capacity(customers.len());
+    let mut stage = Vec::with_capacity(customers.len());
     for (id, c) in &customers {
         let rfm = [(reference - c.last) as f64, c.days.len() as f64, c.total];
         for (col, v) in cols.iter_mut().zip(rfm) {
             col.push(Some(v.ln_1p()));
         }
+        stage.push(Some(
+            lifecycle_stage(reference - c.first, reference - c.last, c.days.len()) as f64,
+        ));
         ids.push(id.clone());
     }
+    let mut columns: BTreeMap<String, Vec<Option<f64>>> = RFM_FEATURES
+        .iter()
+        .map(|f| (*f).to_owned())
+        .zip(cols)
+        .collect();
+    columns.insert(LIFECYCLE_COLUMN.to_owned(), stage);
     let table = LocalTable {
-        columns: RFM_FEATURES
-            .iter()
-            .map(|f| (*f).to_owned())
-            .zip(cols)
-            .collect(),
+        columns,
         rows: customers.len(),
     };
     Ok((table, ids))
@@ -259,6 +288,15 @@ mod tests {
         assert!(day_number("2000-02-29").is_some());
         assert_eq!(day_number("1999-02-29"), None);
         assert_eq!(day_number("1998-13-01"), None);
+    }
+
+    #[test]
+    fn lifecycle_stages() {
+        assert_eq!(lifecycle_stage(30, 10, 1), 0); // new
+        assert_eq!(lifecycle_stage(400, 10, 2), 1); // active
+        assert_eq!(lifecycle_stage(400, 10, 9), 2); // loyal
+        assert_eq!(lifecycle_stage(400, 200, 9), 3); // at risk
+        assert_eq!(lifecycle_stage(800, 500, 9), 4); // churned
     }
 
     #[test]
