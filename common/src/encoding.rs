@@ -242,6 +242,16 @@ pub struct DecodedQuantity {
     pub values: Vec<f64>,
 }
 
+impl DecodedQuantity {
+    /// The values of the quantity called `name` among `decoded`.
+    pub fn find<'a>(decoded: &'a [DecodedQuantity], name: &str) -> Option<&'a [f64]> {
+        decoded
+            .iter()
+            .find(|q| q.name == name)
+            .map(|q| q.values.as_slice())
+    }
+}
+
 fn bits_of(x: u128) -> u32 {
     128 - x.leading_zeros()
 }

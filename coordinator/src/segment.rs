@@ -81,10 +81,7 @@ pub struct SegmentJob {
 }
 
 fn find<'a>(decoded: &'a [DecodedQuantity], name: &str) -> Result<&'a [f64], SegmentError> {
-    decoded
-        .iter()
-        .find(|q| q.name == name)
-        .map(|q| q.values.as_slice())
+    DecodedQuantity::find(decoded, name)
         .ok_or_else(|| SegmentError::MissingQuantity(name.to_owned()))
 }
 

@@ -62,11 +62,7 @@ pub struct StatsJob {
 }
 
 fn find<'a>(decoded: &'a [DecodedQuantity], name: &str) -> Result<&'a [f64], StatsError> {
-    decoded
-        .iter()
-        .find(|q| q.name == name)
-        .map(|q| q.values.as_slice())
-        .ok_or_else(|| StatsError::MissingQuantity(name.to_owned()))
+    DecodedQuantity::find(decoded, name).ok_or_else(|| StatsError::MissingQuantity(name.to_owned()))
 }
 
 impl StatsJob {

@@ -69,9 +69,16 @@ fn is_missing(s: &str) -> bool {
     matches!(s, "" | "NA" | "NaN" | "nan" | "null" | "NULL")
 }
 
-impl LocalTable {
-    /// Reads `columns` from the CSV file at `path`. Empty cells, `NA` and `null` are missing.
-    pub fn read_csv(path: &Path, columns: &[String]) -> Result<Self, TableError> {
+/// A CSV file opened with its header checked: present, and no name twice.
+pub(crate) struct CsvFile {
+    pub(crate) reader: csv::Reader<std::fs::File>,
+    pub(crate) header: Vec<String>,
+    path: PathBuf,
+}
+
+impl CsvFile {
+    /// Opens `path` and checks its header.
+    pub(crate) fn open(path: &Path) -> Result<Self, TableError> {
         let io = |source| TableError::Io {
             path: path.to_path_buf(),
             source,
@@ -100,20 +107,41 @@ impl LocalTable {
                 });
             }
         }
-        let mut index = Vec::with_capacity(columns.len());
-        for column in columns {
-            let i = header.iter().position(|h| h == column).ok_or_else(|| {
-                TableError::MissingColumn {
-                    path: path.to_path_buf(),
-                    column: column.clone(),
-                    header: header.clone(),
-                }
-            })?;
-            index.push((column.clone(), i));
-        }
+        Ok(Self {
+            reader,
+            header,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// The position of `column` in the header.
+    pub(crate) fn index(&self, column: &str) -> Result<usize, TableError> {
+        self.header
+            .iter()
+            .position(|h| h == column)
+            .ok_or_else(|| TableError::MissingColumn {
+                path: self.path.clone(),
+                column: column.to_owned(),
+                header: self.header.clone(),
+            })
+    }
+}
+
+impl LocalTable {
+    /// Reads `columns` from the CSV file at `path`. Empty cells, `NA` and `null` are missing.
+    pub fn read_csv(path: &Path, columns: &[String]) -> Result<Self, TableError> {
+        let io = |source| TableError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let mut file = CsvFile::open(path)?;
+        let index: Vec<(String, usize)> = columns
+            .iter()
+            .map(|c| Ok((c.clone(), file.index(c)?)))
+            .collect::<Result<_, TableError>>()?;
         let mut table = LocalTable::default();
         let mut values: Vec<Vec<Option<f64>>> = vec![Vec::new(); columns.len()];
-        for record in reader.records() {
+        for record in file.reader.records() {
             let record = record.map_err(io)?;
             let line = record.position().map_or(0, |p| p.line());
             for ((column, i), out) in index.iter().zip(values.iter_mut()) {

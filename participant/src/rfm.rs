@@ -6,7 +6,7 @@
 //! a missing column, a duplicate header, an empty file, an unparsable date or amount, a negative
 //! amount, or a purchase after the reference date.
 
-use crate::local_table::LocalTable;
+use crate::local_table::{CsvFile, LocalTable, TableError};
 use fedbank_common::job::{TransactionColumns, RFM_FEATURES};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -23,31 +23,14 @@ pub enum TransactionError {
         #[source]
         source: csv::Error,
     },
-    /// No header or no rows.
-    #[error("{path}: {what}")]
-    Empty {
+    /// The header is missing or repeats a name, or a mapped column is missing.
+    #[error(transparent)]
+    Header(#[from] TableError),
+    /// The file holds no transaction.
+    #[error("{path}: no transactions")]
+    NoTransactions {
         /// The file.
         path: PathBuf,
-        /// What is missing.
-        what: &'static str,
-    },
-    /// A mapped column is missing.
-    #[error("{path}: no column '{column}' (the header has {header:?})")]
-    MissingColumn {
-        /// The file.
-        path: PathBuf,
-        /// The column.
-        column: String,
-        /// The header.
-        header: Vec<String>,
-    },
-    /// A header name appears twice.
-    #[error("{path}: column '{column}' appears twice in the header")]
-    DuplicateHeader {
-        /// The file.
-        path: PathBuf,
-        /// The column.
-        column: String,
     },
     /// A cell is invalid.
     #[error("{path}, line {line}, column '{column}': {problem} ('{value}')")]
@@ -147,47 +130,14 @@ pub fn read_transactions(
         path: path.to_path_buf(),
         source,
     };
-    let mut reader = csv::ReaderBuilder::new()
-        .trim(csv::Trim::All)
-        .from_path(path)
-        .map_err(io)?;
-    let header: Vec<String> = reader
-        .headers()
-        .map_err(io)?
-        .iter()
-        .map(str::to_owned)
-        .collect();
-    if header.iter().all(String::is_empty) {
-        return Err(TransactionError::Empty {
-            path: path.to_path_buf(),
-            what: "no header line",
-        });
-    }
-    for (i, name) in header.iter().enumerate() {
-        if header[..i].contains(name) {
-            return Err(TransactionError::DuplicateHeader {
-                path: path.to_path_buf(),
-                column: name.clone(),
-            });
-        }
-    }
-    let index = |column: &String| {
-        header
-            .iter()
-            .position(|h| h == column)
-            .ok_or_else(|| TransactionError::MissingColumn {
-                path: path.to_path_buf(),
-                column: column.clone(),
-                header: header.clone(),
-            })
-    };
+    let mut file = CsvFile::open(path)?;
     let (ci, di, ai) = (
-        index(&columns.customer)?,
-        index(&columns.date)?,
-        index(&columns.amount)?,
+        file.index(&columns.customer)?,
+        file.index(&columns.date)?,
+        file.index(&columns.amount)?,
     );
     let mut customers: BTreeMap<String, Customer> = BTreeMap::new();
-    for record in reader.records() {
+    for record in file.reader.records() {
         let record = record.map_err(io)?;
         let line = record.position().map_or(0, |p| p.line());
         let bad = |column: &String, problem, value: &str| TransactionError::BadCell {
@@ -226,9 +176,8 @@ pub fn read_transactions(
         c.total += amount;
     }
     if customers.is_empty() {
-        return Err(TransactionError::Empty {
+        return Err(TransactionError::NoTransactions {
             path: path.to_path_buf(),
-            what: "no transactions",
         });
     }
     let mut cols: Vec<Vec<Option<f64>>> = (0..3)
