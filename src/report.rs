@@ -44,12 +44,31 @@ pub fn write_segment_report(out: &Path, job: &ValidJob, r: &SegmentResult) -> Re
     } else {
         r.features.join(" | ")
     };
-    let _ = writeln!(md, "| segment | customers | share | {columns} |");
-    let _ = writeln!(md, "|---|---:|---:|{}", "---:|".repeat(r.features.len()));
+    let scored = r.segments.iter().all(|s| s.rfm_scores.is_some());
+    let _ = writeln!(
+        md,
+        "| segment | customers | share | {columns} |{}",
+        if scored { " RFM scores (1–5) |" } else { "" }
+    );
+    let _ = writeln!(
+        md,
+        "|---|---:|---:|{}{}",
+        "---:|".repeat(r.features.len()),
+        if scored { "---:|" } else { "" }
+    );
     for s in &r.segments {
+        let scores = s.rfm_scores.as_ref().map_or(String::new(), |sc| {
+            format!(
+                " {} |",
+                sc.iter()
+                    .map(|v| format!("{v:.1}"))
+                    .collect::<Vec<_>>()
+                    .join(" / ")
+            )
+        });
         let _ = writeln!(
             md,
-            "| {} | {} | {:.1}% | {} |",
+            "| {} | {} | {:.1}% | {} |{scores}",
             s.label,
             s.size,
             100.0 * s.size / total.max(1.0),

@@ -165,6 +165,16 @@ fn simulate_segments_cdnow_with_result_report_and_chart() {
         assert_eq!(s["centroid_standardized"].as_array().expect("z").len(), 3);
         assert_eq!(s["centroid_original"].as_array().expect("x").len(), 3);
         assert!(s["size"].as_f64().expect("size") >= 50.0, "k-anonymity");
+        let scores = s["rfm_scores"]
+            .as_array()
+            .expect("RFM scores from consortium quintiles");
+        assert_eq!(scores.len(), 3);
+        assert!(
+            scores
+                .iter()
+                .all(|v| (1.0..=5.0).contains(&v.as_f64().expect("score"))),
+            "{scores:?}"
+        );
     }
     // Lifecycle counts come from the secure aggregate; released stages cover the customers.
     let lifecycle = result["lifecycle"].as_object().expect("lifecycle");

@@ -249,6 +249,8 @@ pub const MOMENTS: &str = "moments";
 pub const HISTOGRAM: &str = "histogram";
 /// Round label of a Lloyd iteration of the segment job.
 pub const KMEANS: &str = "kmeans";
+/// Round label of the RFM-score round of a segment job over transactions.
+pub const SCORES: &str = "scores";
 /// Round label of the lifecycle round of a segment job over transactions.
 pub const LIFECYCLE: &str = "lifecycle";
 /// Lifecycle stages, from a customer's first and last purchase and purchase days, relative to
@@ -478,6 +480,19 @@ impl ValidJob {
             RoundKind::Moments => self.moments_quantities(),
             RoundKind::Histogram { .. } => self.histogram_quantities(),
             RoundKind::KMeans { centroids, .. } => self.kmeans_quantities(centroids.len()),
+            RoundKind::Scores { centroids, .. } => self
+                .spec
+                .features
+                .iter()
+                .map(|f| {
+                    QuantitySpec::new(
+                        format!("scores.{}", f.name),
+                        centroids.len(),
+                        self.spec.max_rows as f64 * 5.0,
+                        1.0,
+                    )
+                })
+                .collect(),
             RoundKind::Lifecycle => vec![QuantitySpec::new(
                 "lifecycle.count",
                 LIFECYCLE_STAGES.len(),
@@ -507,6 +522,18 @@ pub enum RoundKind {
     /// Customers per lifecycle stage (see [`LIFECYCLE_STAGES`]), from each participant's own
     /// transaction log.
     Lifecycle,
+    /// Sum of each segment's RFM 1–5 scores: customers are assigned to the nearest centroid and
+    /// scored against the consortium quintiles of each feature (recency reversed: recent is 5).
+    Scores {
+        /// Mean per feature, for standardization.
+        mean: Vec<f64>,
+        /// Standard deviation per feature.
+        std: Vec<f64>,
+        /// Final centroids, standardized.
+        centroids: Vec<Vec<f64>>,
+        /// Four quintile edges per feature (20, 40, 60 and 80 %).
+        quintiles: Vec<Vec<f64>>,
+    },
     /// Counts per histogram bin, with these inner edges per feature (bins+1 edges each).
     Histogram {
         /// Edges per feature, in feature order.
@@ -522,6 +549,7 @@ impl RoundKind {
             RoundKind::Histogram { .. } => HISTOGRAM,
             RoundKind::KMeans { .. } => KMEANS,
             RoundKind::Lifecycle => LIFECYCLE,
+            RoundKind::Scores { .. } => SCORES,
         }
     }
 }

@@ -33,6 +33,7 @@ impl JobLogic {
             (JobKind::Segment, Some(segment)) => JobLogic::Segment(Box::new(SegmentJob::new(
                 spec.features.clone(),
                 segment.clone(),
+                spec.histogram_bins,
             ))),
             _ => JobLogic::Stats(StatsJob::new(spec.features.clone(), spec.histogram_bins)),
         }

@@ -8,7 +8,7 @@
 //! such segment's centroid is dropped, its customers fall to the nearest remaining segments, Lloyd
 //! continues, and the result says so.
 
-use crate::stats::mean_std;
+use crate::stats::{mean_std, quantile, EDGE_SIGMAS};
 use fedbank_common::encoding::DecodedQuantity;
 use fedbank_common::job::{FeatureSpec, RoundKind, SegmentSpec, LIFECYCLE_STAGES, RFM_FEATURES};
 use serde::Serialize;
@@ -24,6 +24,9 @@ pub struct Segment {
     pub centroid_standardized: Vec<f64>,
     /// Centroid in original units (for RFM: days, purchase days, money).
     pub centroid_original: Vec<f64>,
+    /// Mean RFM 1–5 scores of the segment's customers against the consortium quintiles
+    /// (transaction-log jobs).
+    pub rfm_scores: Option<Vec<f64>>,
 }
 
 /// The segmentation result.
@@ -77,6 +80,8 @@ pub struct SegmentJob {
     iterations: u32,
     inertia: Vec<f64>,
     merged: Vec<String>,
+    bins: usize,
+    quintiles: Option<Vec<Vec<f64>>>,
     result: Option<SegmentResult>,
 }
 
@@ -87,7 +92,7 @@ fn find<'a>(decoded: &'a [DecodedQuantity], name: &str) -> Result<&'a [f64], Seg
 
 impl SegmentJob {
     /// A segment job over `features` as `spec` says.
-    pub fn new(features: Vec<FeatureSpec>, spec: SegmentSpec) -> Self {
+    pub fn new(features: Vec<FeatureSpec>, spec: SegmentSpec, bins: usize) -> Self {
         let centroids = spec.initial_centroids.clone();
         Self {
             features,
@@ -98,6 +103,8 @@ impl SegmentJob {
             iterations: 0,
             inertia: Vec::new(),
             merged: Vec::new(),
+            bins,
+            quintiles: None,
             result: None,
         }
     }
@@ -131,6 +138,39 @@ impl SegmentJob {
                     self.mean.push(mean);
                     self.std.push(std);
                 }
+                if self.spec.transactions.is_none() {
+                    return Ok(Some(self.kmeans_round()));
+                }
+                // Consortium quintiles for the RFM scores come from a histogram round.
+                let edges = self
+                    .features
+                    .iter()
+                    .zip(self.mean.iter().zip(&self.std))
+                    .map(|(f, (&mean, &std))| {
+                        let spread = if std > 0.0 { EDGE_SIGMAS * std } else { 1.0 };
+                        let lo = (mean - spread).max(f.lower());
+                        let hi = (mean + spread).min(f.bound).max(lo + 1e-9);
+                        (0..=self.bins)
+                            .map(|i| lo + (hi - lo) * i as f64 / self.bins as f64)
+                            .collect()
+                    })
+                    .collect();
+                Ok(Some(RoundKind::Histogram { edges }))
+            }
+            RoundKind::Histogram { edges } => {
+                let quintiles = self
+                    .features
+                    .iter()
+                    .zip(edges)
+                    .map(|(f, edges)| {
+                        let histogram = find(decoded, &format!("{}.hist", f.name))?;
+                        Ok([0.2, 0.4, 0.6, 0.8]
+                            .iter()
+                            .map(|q| quantile(edges, histogram, *q))
+                            .collect())
+                    })
+                    .collect::<Result<Vec<Vec<f64>>, SegmentError>>()?;
+                self.quintiles = Some(quintiles);
                 Ok(Some(self.kmeans_round()))
             }
             RoundKind::KMeans { centroids, .. } => {
@@ -199,9 +239,27 @@ impl SegmentJob {
                 if let Some(result) = &mut self.result {
                     result.lifecycle = Some(stages);
                 }
+                Ok(self.quintiles.clone().map(|quintiles| RoundKind::Scores {
+                    mean: self.mean.clone(),
+                    std: self.std.clone(),
+                    centroids: self.centroids.clone(),
+                    quintiles,
+                }))
+            }
+            RoundKind::Scores { .. } => {
+                let sums: Vec<&[f64]> = self
+                    .features
+                    .iter()
+                    .map(|f| find(decoded, &format!("scores.{}", f.name)))
+                    .collect::<Result<_, _>>()?;
+                if let Some(result) = &mut self.result {
+                    for (c, segment) in result.segments.iter_mut().enumerate() {
+                        let size = segment.size.max(1.0);
+                        segment.rfm_scores = Some(sums.iter().map(|s| s[c] / size).collect());
+                    }
+                }
                 Ok(None)
             }
-            RoundKind::Histogram { .. } => Err(SegmentError::UnexpectedRound("histogram")),
         }
     }
 
@@ -238,19 +296,11 @@ impl SegmentJob {
                     size,
                     centroid_standardized: z.clone(),
                     centroid_original: original,
+                    rfm_scores: None,
                 }
             })
             .collect();
-        // Make labels unique, keeping the first as is.
-        for i in 0..segments.len() {
-            let same = segments[..i]
-                .iter()
-                .filter(|s| s.label.starts_with(&segments[i].label))
-                .count();
-            if same > 0 {
-                segments[i].label = format!("{} ({})", segments[i].label, same + 1);
-            }
-        }
+        unique_labels(&mut segments);
         SegmentResult {
             k: segments.len(),
             iterations: self.iterations,
@@ -268,6 +318,19 @@ impl SegmentJob {
     /// The result, once converged.
     pub fn result(&self) -> Option<&SegmentResult> {
         self.result.as_ref()
+    }
+}
+
+/// Makes labels unique by numbering repeats, keeping the first as is.
+fn unique_labels(segments: &mut [Segment]) {
+    for i in 0..segments.len() {
+        let same = segments[..i]
+            .iter()
+            .filter(|s| s.label.starts_with(&segments[i].label))
+            .count();
+        if same > 0 {
+            segments[i].label = format!("{} ({})", segments[i].label, same + 1);
+        }
     }
 }
 

@@ -119,6 +119,7 @@ impl StatsJob {
             }
             RoundKind::KMeans { .. } => Err(StatsError::UnexpectedRound("kmeans")),
             RoundKind::Lifecycle => Err(StatsError::UnexpectedRound("lifecycle")),
+            RoundKind::Scores { .. } => Err(StatsError::UnexpectedRound("scores")),
             RoundKind::Histogram { edges } => {
                 let mut out = Vec::with_capacity(self.features.len());
                 for ((f, &(n, missing, sum, sumsq)), edges) in

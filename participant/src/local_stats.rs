@@ -120,6 +120,41 @@ pub fn compute(
             values.extend(sums);
             values.push(vec![inertia]);
         }
+        RoundKind::Scores {
+            mean,
+            std,
+            centroids,
+            quintiles,
+        } => {
+            let columns: Vec<&Vec<Option<f64>>> =
+                features.iter().map(column).collect::<Result<_, _>>()?;
+            let (k, d) = (centroids.len(), features.len());
+            if mean.len() != d
+                || std.len() != d
+                || quintiles.len() != d
+                || centroids.iter().any(|c| c.len() != d)
+            {
+                return Err(LocalStatsError::EdgeCount {
+                    expected: d,
+                    got: quintiles.len(),
+                });
+            }
+            let mut sums = vec![vec![0.0; k]; d];
+            let mut z = vec![0.0; d];
+            let mut x = vec![0.0; d];
+            'scored: for row in 0..table.rows {
+                for (j, (col, f)) in columns.iter().zip(features).enumerate() {
+                    let Some(v) = col[row] else { continue 'scored };
+                    x[j] = clip(v, f);
+                    z[j] = standardize(x[j], mean[j], std[j]);
+                }
+                let (best, _) = nearest(&z, centroids);
+                for j in 0..d {
+                    sums[j][best] += rfm_score(x[j], &quintiles[j], j == 0);
+                }
+            }
+            values.extend(sums);
+        }
         RoundKind::Lifecycle => {
             let stages = table
                 .columns
@@ -176,4 +211,31 @@ pub fn nearest(z: &[f64], centroids: &[Vec<f64>]) -> (usize, f64) {
         }
     }
     best
+}
+
+/// A 1–5 score of `value` against four quintile edges; with `reversed` (recency), low values
+/// score high.
+pub fn rfm_score(value: f64, quintiles: &[f64], reversed: bool) -> f64 {
+    let bin = quintiles.iter().filter(|e| value > **e).count() as f64;
+    if reversed {
+        5.0 - bin
+    } else {
+        1.0 + bin
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rfm_score;
+
+    #[test]
+    fn quintile_scores() {
+        let q = [1.0, 2.0, 3.0, 4.0];
+        assert_eq!(rfm_score(0.5, &q, false), 1.0);
+        assert_eq!(rfm_score(2.5, &q, false), 3.0);
+        assert_eq!(rfm_score(9.0, &q, false), 5.0);
+        // Recency: the most recent customers score 5.
+        assert_eq!(rfm_score(0.5, &q, true), 5.0);
+        assert_eq!(rfm_score(9.0, &q, true), 1.0);
+    }
 }
