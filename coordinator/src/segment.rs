@@ -8,7 +8,7 @@
 //! such segment's centroid is dropped, its customers fall to the nearest remaining segments, Lloyd
 //! continues, and the result says so.
 
-use crate::stats::{mean_std, quantile, EDGE_SIGMAS};
+use crate::stats::{histogram_edges, mean_std, quantile};
 use fedbank_common::encoding::DecodedQuantity;
 use fedbank_common::job::{FeatureSpec, RoundKind, SegmentSpec, LIFECYCLE_STAGES, RFM_FEATURES};
 use serde::Serialize;
@@ -146,14 +146,7 @@ impl SegmentJob {
                     .features
                     .iter()
                     .zip(self.mean.iter().zip(&self.std))
-                    .map(|(f, (&mean, &std))| {
-                        let spread = if std > 0.0 { EDGE_SIGMAS * std } else { 1.0 };
-                        let lo = (mean - spread).max(f.lower());
-                        let hi = (mean + spread).min(f.bound).max(lo + 1e-9);
-                        (0..=self.bins)
-                            .map(|i| lo + (hi - lo) * i as f64 / self.bins as f64)
-                            .collect()
-                    })
+                    .map(|(f, (&mean, &std))| histogram_edges(f, mean, std, self.bins))
                     .collect();
                 Ok(Some(RoundKind::Histogram { edges }))
             }

@@ -107,12 +107,7 @@ impl StatsJob {
                     .zip(&self.moments)
                     .map(|(f, &(n, _, sum, sumsq))| {
                         let (mean, std) = mean_std(n, sum, sumsq);
-                        let spread = if std > 0.0 { EDGE_SIGMAS * std } else { 1.0 };
-                        let lo = (mean - spread).max(f.lower());
-                        let hi = (mean + spread).min(f.bound).max(lo + 1e-9);
-                        (0..=self.bins)
-                            .map(|i| lo + (hi - lo) * i as f64 / self.bins as f64)
-                            .collect()
+                        histogram_edges(f, mean, std, self.bins)
                     })
                     .collect();
                 Ok(Some(RoundKind::Histogram { edges }))
@@ -155,6 +150,17 @@ impl StatsJob {
     pub fn result(&self) -> Option<&[FeatureStats]> {
         self.result.as_deref()
     }
+}
+
+/// Histogram edges for a feature: `bins` equal bins over mean ± [`EDGE_SIGMAS`] standard
+/// deviations, clipped to the feature's declared range.
+pub fn histogram_edges(f: &FeatureSpec, mean: f64, std: f64, bins: usize) -> Vec<f64> {
+    let spread = if std > 0.0 { EDGE_SIGMAS * std } else { 1.0 };
+    let lo = (mean - spread).max(f.lower());
+    let hi = (mean + spread).min(f.bound).max(lo + 1e-9);
+    (0..=bins)
+        .map(|i| lo + (hi - lo) * i as f64 / bins as f64)
+        .collect()
 }
 
 /// Mean and population standard deviation from count, sum and sum of squares.
