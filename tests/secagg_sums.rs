@@ -132,3 +132,44 @@ fn multi_chunk_vectors_sum_exactly() {
     let expected: Vec<i128> = a.iter().zip(&b).map(|(x, y)| i128::from(x + y)).collect();
     assert_eq!(plan.decode(&slots).expect("decode")[0].exact, expected);
 }
+
+#[test]
+fn presence_quantities_reveal_whether_anyone_set_a_slot_not_how_many() {
+    fn run<S: RingScalar>(committee: &Committee<S>) {
+        let len = 96;
+        let plan = EncodingPlan::new(&[QuantitySpec::presence("seen", len)], &committee.params)
+            .expect("plan");
+        // Slots 0..32 are set by every contributor, 32..64 by contributor 0 only, 64..96 by none.
+        let contributors = fixture::MAX_K;
+        let inputs: Vec<Vec<f64>> = (0..contributors)
+            .map(|c| {
+                (0..len)
+                    .map(|j| match j {
+                        0..32 => 1.0,
+                        32..64 if c == 0 => 1.0,
+                        _ => 0.0,
+                    })
+                    .collect()
+            })
+            .collect();
+        let values: Vec<Vec<QuantityValues<'_>>> = inputs
+            .iter()
+            .map(|v| vec![QuantityValues::F64(v)])
+            .collect();
+        let slots = committee.run_round(&plan, &values);
+        let decoded = plan.decode(&slots).expect("decode");
+        let expected: Vec<f64> = (0..len).map(|j| f64::from(j < 64)).collect();
+        assert_eq!(decoded[0].values, expected);
+        // What the committee's decryption yields are ring elements spread over the whole message
+        // space, not counts: slots set by ten contributors and by one look alike.
+        let half = 1i128 << committee.params.message_bits();
+        for group in [&slots[..32], &slots[32..64]] {
+            let large = group.iter().filter(|s| s.abs() > half >> 8).count();
+            assert!(large >= 28, "{large} of 32 sums are large: {group:?}");
+            assert!(group.iter().all(|s| s.abs() < half));
+        }
+        assert!(slots[64..].iter().all(|&s| s == 0));
+    }
+    run(fixture::strict_committee(3));
+    run(fixture::fast_committee(2));
+}

@@ -11,6 +11,14 @@
 //!
 //! [`EncodingPlan::new`] refuses, naming the quantity and the numbers, any quantity whose sum over
 //! the maximum number of contributors could overflow within its `max_limbs`.
+//!
+//! A *presence* quantity ([`Combine::Presence`]) carries indicators and reveals only whether any
+//! contributor set each one: a set indicator is encoded as a fresh uniformly random non-zero
+//! element of the plaintext ring Z_(2^(message_bits+1)), an unset one as 0, and the sums wrap in
+//! that ring. A sum of one or more such elements is uniform (or, for one, uniform over the
+//! non-zero elements), so the decrypted slot says "someone set it" and nothing about how many.
+//! It is wrong only when two or more set indicators sum to exactly 0, with probability
+//! 2^−(message_bits+1) per slot.
 
 use crate::secagg::SchemeParameters;
 use serde::{Deserialize, Serialize};
@@ -35,6 +43,20 @@ pub struct QuantitySpec {
     /// Most limbs one value may be split into.
     #[serde(default = "default_max_limbs")]
     pub max_limbs: u32,
+    /// How contributions combine.
+    #[serde(default)]
+    pub combine: Combine,
+}
+
+/// How the contributions to a quantity combine in the aggregate.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Combine {
+    /// Exact sums.
+    #[default]
+    Sum,
+    /// Indicators (a value is set when it is non-zero): the aggregate reveals only whether any
+    /// contributor set each one, not how many did.
+    Presence,
 }
 
 fn default_max_limbs() -> u32 {
@@ -50,6 +72,15 @@ impl QuantitySpec {
             bound,
             scale,
             max_limbs: DEFAULT_MAX_LIMBS,
+            combine: Combine::Sum,
+        }
+    }
+
+    /// A presence quantity of `len` indicators (see [`Combine::Presence`]).
+    pub fn presence(name: impl Into<String>, len: usize) -> Self {
+        Self {
+            combine: Combine::Presence,
+            ..Self::new(name, len, 1.0, 1.0)
         }
     }
 }
@@ -149,6 +180,9 @@ pub enum EncodingError {
         /// Declared scale.
         scale: f64,
     },
+    /// The system's random number generator failed.
+    #[error("the system random number generator failed")]
+    Randomness,
     /// The decrypted slot vector does not have the plan's length.
     #[error("decrypted {got} slots, the plan has {expected}")]
     SlotCountMismatch {
@@ -186,6 +220,7 @@ impl PlannedQuantity {
 pub struct EncodingPlan {
     quantities: Vec<PlannedQuantity>,
     slot_count: usize,
+    message_bits: u32,
 }
 
 /// Values of one quantity, as real numbers or integers.
@@ -282,6 +317,18 @@ impl EncodingPlan {
             if spec.len == 0 {
                 return Err(EncodingError::EmptyQuantity(spec.name.clone()));
             }
+            if spec.combine == Combine::Presence {
+                let planned = PlannedQuantity {
+                    spec: spec.clone(),
+                    max_abs: 1,
+                    limbs: 1,
+                    limb_bits: message_bits,
+                    offset,
+                };
+                offset += planned.slot_count();
+                quantities.push(planned);
+                continue;
+            }
             let product = spec.bound * spec.scale;
             let valid = spec.bound.is_finite()
                 && spec.scale.is_finite()
@@ -330,6 +377,7 @@ impl EncodingPlan {
         Ok(Self {
             quantities,
             slot_count: offset,
+            message_bits,
         })
     }
 
@@ -370,6 +418,19 @@ impl EncodingPlan {
                 quantity: name.clone(),
                 ..ClipCount::default()
             };
+            if q.spec.combine == Combine::Presence {
+                let set: Vec<bool> = match given {
+                    QuantityValues::F64(v) => v.iter().map(|x| *x != 0.0 && !x.is_nan()).collect(),
+                    QuantityValues::I64(v) => v.iter().map(|x| *x != 0).collect(),
+                };
+                for (j, set) in set.into_iter().enumerate() {
+                    if set {
+                        slots[q.offset + j] = random_ring_element(self.message_bits)?;
+                    }
+                }
+                report.quantities.push(clip);
+                continue;
+            }
             let mut put = |j: usize, x: i128, clip: &mut ClipCount| {
                 let x = if x > q.max_abs {
                     clip.above += 1;
@@ -434,6 +495,17 @@ impl EncodingPlan {
             .quantities
             .iter()
             .map(|q| {
+                if q.spec.combine == Combine::Presence {
+                    let exact: Vec<i128> = slots[q.offset..q.offset + q.spec.len]
+                        .iter()
+                        .map(|&s| i128::from(s != 0))
+                        .collect();
+                    return DecodedQuantity {
+                        name: q.spec.name.clone(),
+                        values: exact.iter().map(|&x| x as f64).collect(),
+                        exact,
+                    };
+                }
                 let exact: Vec<i128> = (0..q.spec.len)
                     .map(|j| {
                         (0..q.limbs)
@@ -452,6 +524,24 @@ impl EncodingPlan {
                 }
             })
             .collect())
+    }
+}
+
+/// A uniformly random non-zero element of Z_(2^(bits+1)), as a signed value of magnitude below
+/// 2^bits (the one element −2^bits is left out so that it passes the encryptor's range check).
+fn random_ring_element(bits: u32) -> Result<i128, EncodingError> {
+    use ring::rand::SecureRandom;
+    let rng = ring::rand::SystemRandom::new();
+    let half = 1i128 << bits;
+    loop {
+        let mut bytes = [0u8; 16];
+        rng.fill(&mut bytes)
+            .map_err(|_| EncodingError::Randomness)?;
+        let u = (u128::from_le_bytes(bytes) & ((1u128 << (bits + 1)) - 1)) as i128;
+        let x = u - half;
+        if x != 0 && x != -half {
+            return Ok(x);
+        }
     }
 }
 
