@@ -7,6 +7,7 @@
 
 mod audit;
 mod bench;
+mod centralized;
 mod certs;
 mod config;
 mod nodes;

@@ -9,7 +9,7 @@ use fedbank_common::job::JobKind;
 use fedbank_common::job::ValidJob;
 use fedbank_common::secagg::Profile;
 use fedbank_coordinator::{JobResult, Status};
-use fedbank_participant::{LocalTable, NodeStatus};
+use fedbank_participant::{LocalData, LocalTable, NodeStatus};
 use fedbank_transport::nodes::{self, CoordinatorSettings, ParticipantSettings, TrailSettings};
 use fedbank_transport::pki::{CredentialPaths, NodeCredentials};
 use std::net::SocketAddr;
@@ -71,19 +71,34 @@ pub async fn participant(settings: ParticipantSettings, progress: Progress) -> R
     Ok(status)
 }
 
-/// Reads a participant's rows: RFM per customer from its transaction log for a segment job over
-/// transactions, otherwise the job's feature columns from its customer table. Returns the
-/// customer ids of the rows when the source names them (transaction logs).
-pub fn load_table(job: &ValidJob, path: &Path) -> Result<(LocalTable, Option<Vec<String>>)> {
-    if let Some(segment) = job.segment() {
-        if let (Some(columns), Some(reference)) = (&segment.transactions, &segment.reference_date) {
-            let (table, ids) =
-                fedbank_participant::rfm::read_transactions(path, columns, reference)?;
-            return Ok((table, Some(ids)));
+/// Reads a participant's data: its transaction log, summarized per customer, for a segment job
+/// over transactions (checked against the job's reference date, if it gives one), otherwise the
+/// job's feature columns from its customer table (with the customer ids of the rows when the job
+/// names an id column).
+pub fn load_data(job: &ValidJob, path: &Path) -> Result<LocalData> {
+    if let Some(columns) = job.segment().and_then(|s| s.transactions.as_ref()) {
+        let history = fedbank_participant::rfm::read_transactions(path, columns)?;
+        if let Some(day) = job.segment().and_then(|s| s.reference_day()) {
+            history.rfm_table(day)?;
         }
+        return Ok(LocalData::Transactions(history));
     }
-    let columns: Vec<String> = job.spec().features.iter().map(|f| f.name.clone()).collect();
-    Ok((LocalTable::read_csv(path, &columns)?, None))
+    let spec = job.spec();
+    let columns: Vec<String> = spec.features.iter().map(|f| f.name.clone()).collect();
+    let (table, row_ids) =
+        LocalTable::read_csv_with_ids(path, &columns, spec.id_column.as_deref())?;
+    Ok(LocalData::Table { table, row_ids })
+}
+
+/// The rows a participant's data yields for an in-process run on pooled data, counted to
+/// `reference_day` for transaction logs.
+pub fn rows_for_pooling(data: &LocalData, reference_day: Option<i64>) -> Result<LocalTable> {
+    Ok(match data {
+        LocalData::Table { table, .. } => table.clone(),
+        LocalData::Transactions(history) => history.rfm_table(
+            reference_day.context("a transaction log needs a reference day to give RFM rows")?,
+        )?,
+    })
 }
 
 /// Writes `result.json` for a finished job, or returns the failure.
@@ -157,7 +172,7 @@ pub fn run_participant_command(config: &Path) -> Result<()> {
     let c = load_participant(config)?;
     let (job, _) = load_job(&c.job_file)?;
     let (creds, identity) = credentials(&c.certs_dir, &c.id)?;
-    let (table, row_ids) = load_table(&job, &c.data)?;
+    let data = load_data(&job, &c.data)?;
     let assignments = c
         .assignments
         .clone()
@@ -165,7 +180,7 @@ pub fn run_participant_command(config: &Path) -> Result<()> {
     let settings = ParticipantSettings {
         id: c.id.clone(),
         job,
-        table,
+        data,
         creds,
         coordinator: (c.coordinator_address, c.coordinator_id),
         trail: TrailSettings {
@@ -174,7 +189,6 @@ pub fn run_participant_command(config: &Path) -> Result<()> {
         },
         connect_attempts: c.connect_attempts,
         assignments: Some(assignments),
-        row_ids,
     };
     let runtime = tokio::runtime::Runtime::new()?;
     match runtime.block_on(participant(settings, stdout_progress()))? {

@@ -33,6 +33,10 @@ pub fn write_segment_report(out: &Path, job: &ValidJob, r: &SegmentResult) -> Re
         job.spec().min_participants,
         job.segment().map_or(0, |s| s.k_anonymity)
     );
+    if let Some(reference) = &r.reference_date {
+        let _ = writeln!(md, "Recency is counted to {reference}.\n");
+    }
+    let _ = writeln!(md, "Starting centroids: {}.\n", r.initialization);
     let _ = writeln!(md, "![segment sizes and profiles](segments.svg)\n");
     let rfm = r
         .features
@@ -105,6 +109,23 @@ Columns are the segment's typical customer: days since the last purchase, distin
              fewer than / at least 5 purchase days; at risk: last purchase 91–365 days ago; churned: \
              more than a year ago."
         );
+    }
+    if let Some(selection) = &r.k_selection {
+        let _ = writeln!(
+            md,
+            "\n## How many segments\n\nEvery k was run to convergence; k = {} has the {}.\n\n\
+             | k | inertia | mean silhouette |\n|---:|---:|---:|",
+            selection.chosen,
+            match selection.criterion {
+                fedbank_common::job::KCriterion::Silhouette =>
+                    "highest mean silhouette (how much nearer customers are to their own segment than to the next)",
+                fedbank_common::job::KCriterion::Elbow =>
+                    "elbow of the inertia curve (the point after which more segments explain little more)",
+            }
+        );
+        for c in &selection.candidates {
+            let _ = writeln!(md, "| {} | {:.1} | {:.3} |", c.k, c.inertia, c.silhouette);
+        }
     }
     if !r.merged_for_k_anonymity.is_empty() {
         let _ = writeln!(md, "\n## Segments merged for privacy\n");

@@ -4,7 +4,7 @@
 //! result, every node's audit trail, their verification and cross-check, and a summary.
 
 use crate::config::load_job;
-use crate::nodes::{self, credentials, load_table, write_result, Progress};
+use crate::nodes::{self, credentials, load_data, write_result, Progress};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use fedbank_common::audit::{cross_check, verify};
@@ -65,7 +65,10 @@ pub fn run(args: &SimulateArgs) -> Result<()> {
     say(format!(
         "job {} ({}, profile {}): {} participants, committee {:?}, min {} per aggregate",
         spec.job,
-        "stats",
+        match spec.kind {
+            fedbank_common::job::JobKind::Stats => "stats",
+            fedbank_common::job::JobKind::Segment => "segment",
+        },
         spec.profile,
         spec.participants.len(),
         spec.committee
@@ -87,7 +90,14 @@ pub fn run(args: &SimulateArgs) -> Result<()> {
     // Data: a shared transaction log split across the institutions, or synthetic customers.
     let data = match &sim.transactions {
         Some(log) => split_transactions(log, &out, &spec.participants, &sim.split, &say)?,
-        None => synthetic_data(&out, &spec.participants, &sim, &args.job, &say)?,
+        None => synthetic_data(
+            &out,
+            &spec.participants,
+            &sim,
+            &args.job,
+            job.segment().is_some_and(|s| s.transactions.is_some()),
+            &say,
+        )?,
     };
 
     // Nodes.
@@ -124,12 +134,12 @@ pub fn run(args: &SimulateArgs) -> Result<()> {
         let mut pooled = Vec::new();
         for (node, path) in spec.participants.iter().zip(&data) {
             let (creds, identity) = credentials(&certs, node)?;
-            let (table, row_ids) = load_table(&job, path)?;
-            pooled.push(table.clone());
+            let data = load_data(&job, path)?;
+            pooled.push(data.clone());
             let settings = ParticipantSettings {
                 id: node.clone(),
                 job: job.clone(),
-                table,
+                data,
                 creds,
                 coordinator: (addr, sim.coordinator.clone()),
                 trail: TrailSettings {
@@ -138,7 +148,6 @@ pub fn run(args: &SimulateArgs) -> Result<()> {
                 },
                 connect_attempts: 50,
                 assignments: Some(path.with_file_name("segments.csv")),
-                row_ids,
             };
             participants.push((
                 node.clone(),
@@ -199,9 +208,31 @@ pub fn run(args: &SimulateArgs) -> Result<()> {
     if let Status::Finished(JobResult::Segment(r)) = &status {
         let _ = writeln!(
             summary,
-            "k = {}, {} iterations, inertia {:.2}",
-            r.k, r.iterations, r.inertia
+            "k = {}, {} iterations, inertia {:.2}; initialization: {}",
+            r.k, r.iterations, r.inertia, r.initialization
         );
+        if let Some(reference) = &r.reference_date {
+            let _ = writeln!(summary, "recency counted to {reference}");
+        }
+        if let Some(selection) = &r.k_selection {
+            let figures: Vec<String> = selection
+                .candidates
+                .iter()
+                .map(|c| {
+                    format!(
+                        "k={} inertia {:.1} silhouette {:.3}",
+                        c.k, c.inertia, c.silhouette
+                    )
+                })
+                .collect();
+            let _ = writeln!(
+                summary,
+                "k chosen by {:?}: {} ({})",
+                selection.criterion,
+                selection.chosen,
+                figures.join("; ")
+            );
+        }
         for seg in &r.segments {
             let _ = writeln!(
                 summary,
@@ -225,18 +256,28 @@ pub fn run(args: &SimulateArgs) -> Result<()> {
             let _ = writeln!(summary, "lifecycle: {}", stages.join(", "));
         }
         let clock = Instant::now();
-        let (iterations, inertia) = centralized_lloyd(&pooled, &job);
+        let pooled = crate::centralized::segment(&job, &pooled);
         let central = clock.elapsed().as_secs_f64();
-        let _ = writeln!(
-            summary,
-            "speed: federated over QUIC ({} profile, {} institutions, stats + {} Lloyd rounds) {federated_seconds:.2} s; \
-             centralized in-process on the pooled rows (the limit) {central:.3} s, {iterations} iterations, inertia {inertia:.2}; \
-             ratio {:.0}×",
-            spec.profile,
-            spec.participants.len(),
-            r.iterations,
-            federated_seconds / central.max(1e-9)
-        );
+        match pooled {
+            Ok(p) => {
+                let _ = writeln!(
+                    summary,
+                    "speed: federated over QUIC ({} profile, {} institutions, every round of the job, {} Lloyd rounds) {federated_seconds:.2} s; \
+                     the same job logic in-process on the pooled rows with plaintext sums (the limit) {central:.3} s, {} Lloyd rounds, inertia {:.2} (federated {:.2}); \
+                     ratio {:.0}×",
+                    spec.profile,
+                    spec.participants.len(),
+                    r.iterations,
+                    p.iterations,
+                    p.inertia,
+                    r.inertia,
+                    federated_seconds / central.max(1e-9)
+                );
+            }
+            Err(e) => {
+                let _ = writeln!(summary, "speed: the pooled baseline failed: {e:#}");
+            }
+        }
     }
     let _ = writeln!(summary, "output: {}", out.display());
     std::fs::write(out.join("summary.txt"), &summary)?;
@@ -284,6 +325,7 @@ fn synthetic_data(
     participants: &[NodeId],
     sim: &crate::config::SimulationSpec,
     job_file: &Path,
+    job_reads_transactions: bool,
     say: &dyn Fn(String),
 ) -> Result<Vec<PathBuf>> {
     let mut data = Vec::new();
@@ -307,7 +349,14 @@ fn synthetic_data(
             "{node}: {customers} synthetic customers ({kind:?}) in {}",
             files.customers.display()
         ));
-        data.push(files.customers);
+        // A segment job over transaction logs reads the generated log; every other job the
+        // customer table.
+        let transactions = job_reads_transactions;
+        data.push(if transactions {
+            files.transactions
+        } else {
+            files.customers
+        });
     }
     Ok(data)
 }
@@ -370,78 +419,4 @@ fn split_transactions(
         paths.push(path);
     }
     Ok(paths)
-}
-
-/// The same segmentation done centralized on the pooled rows: standardize with the pooled mean
-/// and standard deviation, then Lloyd from the job's initial centroids to its tolerance. Returns
-/// the iterations and the last inertia.
-fn centralized_lloyd(
-    tables: &[fedbank_participant::LocalTable],
-    job: &fedbank_common::job::ValidJob,
-) -> (u32, f64) {
-    use fedbank_participant::local_stats::{nearest, standardize};
-    let Some(segment) = job.segment() else {
-        return (0, 0.0);
-    };
-    let features = &job.spec().features;
-    let rows: Vec<Vec<f64>> = tables
-        .iter()
-        .flat_map(|t| {
-            (0..t.rows).filter_map(move |r| {
-                features
-                    .iter()
-                    .map(|f| {
-                        t.columns
-                            .get(&f.name)
-                            .and_then(|c| c[r])
-                            .map(|v| v.clamp(f.lower(), f.bound))
-                    })
-                    .collect::<Option<Vec<f64>>>()
-            })
-        })
-        .collect();
-    let d = features.len();
-    let n = rows.len() as f64;
-    let (mean, std): (Vec<f64>, Vec<f64>) = (0..d)
-        .map(|j| {
-            fedbank_coordinator::stats::mean_std(
-                n,
-                rows.iter().map(|r| r[j]).sum(),
-                rows.iter().map(|r| r[j] * r[j]).sum(),
-            )
-        })
-        .unzip();
-    let z: Vec<Vec<f64>> = rows
-        .iter()
-        .map(|r| (0..d).map(|j| standardize(r[j], mean[j], std[j])).collect())
-        .collect();
-    let mut centroids = segment.initial_centroids.clone();
-    let mut iterations = 0;
-    loop {
-        let mut sums = vec![vec![0.0; d]; centroids.len()];
-        let mut counts = vec![0.0; centroids.len()];
-        let mut inertia = 0.0;
-        for row in &z {
-            let (c, dist) = nearest(row, &centroids);
-            counts[c] += 1.0;
-            inertia += dist;
-            for j in 0..d {
-                sums[c][j] += row[j];
-            }
-        }
-        let mut shift: f64 = 0.0;
-        for c in 0..centroids.len() {
-            if counts[c] > 0.0 {
-                for j in 0..d {
-                    let v = sums[c][j] / counts[c];
-                    shift = shift.max((v - centroids[c][j]).abs());
-                    centroids[c][j] = v;
-                }
-            }
-        }
-        iterations += 1;
-        if shift <= segment.tolerance || iterations >= segment.max_iterations {
-            return (iterations, inertia);
-        }
-    }
 }

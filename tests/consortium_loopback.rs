@@ -12,7 +12,7 @@ use fedbank_common::secagg::{Encryptor, Profile, RingScalar};
 use fedbank_coordinator::stats::{mean_std, FeatureStats};
 use fedbank_coordinator::{JobResult, Status};
 use fedbank_participant::synthetic::{self, InstitutionKind};
-use fedbank_participant::{LocalTable, NodeStatus};
+use fedbank_participant::{LocalData, LocalTable, NodeStatus};
 use fedbank_transport::nodes::{
     run_coordinator, run_participant, CoordinatorSettings, ParticipantSettings, TrailSettings,
 };
@@ -72,6 +72,7 @@ impl Consortium {
             min_participants: min,
             max_rows: 1_000_000,
             features: features(),
+            id_column: None,
             histogram_bins: 12,
             key_setup_timeout_ms: 20_000,
             round_timeout_ms: 20_000,
@@ -170,13 +171,15 @@ impl Consortium {
         let settings = ParticipantSettings {
             id: node.clone(),
             job: self.job.clone(),
-            table,
+            data: LocalData::Table {
+                table,
+                row_ids: None,
+            },
             creds: self.creds(node.as_str()),
             coordinator: (addr, id("coordinator")),
             trail: self.trail(node.as_str()),
             connect_attempts: 20,
             assignments: None,
-            row_ids: None,
         };
         tokio::spawn(run_participant::<S>(settings, self.progress()))
     }
@@ -480,13 +483,15 @@ async fn refused_nodes_stop_at_once_with_the_reason() {
         let settings = ParticipantSettings {
             id: id(node),
             job: c.job.clone(),
-            table: c.tables[0].1.clone(),
+            data: LocalData::Table {
+                table: c.tables[0].1.clone(),
+                row_ids: None,
+            },
             creds: c.creds(node),
             coordinator: (addr, id("coordinator")),
             trail: c.trail(node),
             connect_attempts: 50,
             assignments: None,
-            row_ids: None,
         };
         run_participant::<u64>(settings, c.progress())
     };

@@ -40,6 +40,7 @@ fn job(n: usize, committee: usize, min: usize) -> ValidJob {
                 scale: 100.0,
             },
         ],
+        id_column: None,
         histogram_bins: 10,
         key_setup_timeout_ms: 1000,
         round_timeout_ms: 5000,

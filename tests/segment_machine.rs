@@ -1,15 +1,21 @@
 //! Federated Lloyd k-means through the protocol state machines (every message through its wire
 //! encoding) equals centralized Lloyd on the pooled rows with the same initial centroids and the
-//! same number of iterations, for 1, 3 and 8 participants with very different sizes and mixes.
+//! same number of iterations, for 1, 3 and 8 participants with very different sizes and mixes;
+//! a participant with no customers in some segments; the default reference date; splitting
+//! initialization and the choice of k; segment tables that do not make a job.
 
+use fedbank_common::encoding::Combine;
 use fedbank_common::ids::{JobId, NodeId};
-use fedbank_common::job::{FeatureSpec, JobKind, JobSpec, SegmentSpec, ValidJob};
+use fedbank_common::job::{
+    ChooseK, FeatureSpec, JobKind, JobSpec, KCriterion, RoundKind, SegmentSpec, TransactionColumns,
+    ValidJob, LATEST_DAY, LATEST_MONTH,
+};
 use fedbank_common::protocol::Inbound;
 use fedbank_coordinator::segment::SegmentResult;
 use fedbank_coordinator::stats::mean_std;
 use fedbank_coordinator::{CoordinatorMachine, Input, JobResult, Output, Status};
-use fedbank_participant::local_stats::{nearest, standardize};
-use fedbank_participant::{LocalTable, NodeOutput, ParticipantMachine};
+use fedbank_participant::local_stats::{self, nearest, standardize};
+use fedbank_participant::{rfm, LocalTable, NodeOutput, ParticipantMachine};
 use std::collections::VecDeque;
 
 type S = u128;
@@ -21,6 +27,10 @@ fn id(s: &str) -> NodeId {
 const FEATURES: [&str; 3] = ["log_recency", "log_frequency", "log_monetary"];
 
 fn job(n: usize, k_anonymity: u64) -> ValidJob {
+    spec(n, k_anonymity).validate().expect("valid job")
+}
+
+fn spec(n: usize, k_anonymity: u64) -> JobSpec {
     JobSpec {
         job: JobId::new("segment-test").expect("id"),
         kind: JobKind::Segment,
@@ -38,6 +48,7 @@ fn job(n: usize, k_anonymity: u64) -> ValidJob {
                 scale: 1e6,
             })
             .collect(),
+        id_column: None,
         histogram_bins: 10,
         key_setup_timeout_ms: 1000,
         round_timeout_ms: 1000,
@@ -46,20 +57,19 @@ fn job(n: usize, k_anonymity: u64) -> ValidJob {
         segment: Some(SegmentSpec {
             transactions: None,
             reference_date: None,
-            k: 4,
+            k: Some(4),
             initial_centroids: vec![
                 vec![-1.0, 1.0, 1.0],
                 vec![1.0, -1.0, -1.0],
                 vec![0.0, 0.0, 0.0],
                 vec![-0.5, -0.5, 0.5],
             ],
+            choose_k: None,
             max_iterations: 60,
             tolerance: 1e-9,
             k_anonymity,
         }),
     }
-    .validate()
-    .expect("valid job")
 }
 
 /// Non-IID RFM rows: institution i has its own size and its own mix of customer types.
@@ -115,12 +125,21 @@ fn tables(n: usize) -> Vec<LocalTable> {
 
 /// Runs the job through the machines with every message through the wire.
 fn federated(job: &ValidJob, tables: Vec<LocalTable>) -> SegmentResult {
-    let mut coordinator = CoordinatorMachine::<S>::new(job.clone(), 7);
-    let mut nodes: Vec<ParticipantMachine<S>> = tables
+    let nodes = tables
         .into_iter()
         .enumerate()
         .map(|(i, t)| ParticipantMachine::new(id(&format!("p{i}")), job.clone(), t))
         .collect();
+    run(job, nodes).0
+}
+
+/// The coordinator's trail events: type and fields.
+type Trail = Vec<(&'static str, serde_json::Map<String, serde_json::Value>)>;
+
+/// Runs the job with these participant machines; the result and the coordinator's trail.
+fn run(job: &ValidJob, mut nodes: Vec<ParticipantMachine<S>>) -> (SegmentResult, Trail) {
+    let mut coordinator = CoordinatorMachine::<S>::new(job.clone(), 7);
+    let mut trail = Vec::new();
     let mut to_coordinator: VecDeque<(NodeId, Vec<u8>)> = VecDeque::new();
     for node in &mut nodes {
         coordinator
@@ -145,15 +164,20 @@ fn federated(job: &ValidJob, tables: Vec<LocalTable>) -> SegmentResult {
             progressed = true;
         }
         while let Some(out) = coordinator.poll_output() {
-            if let Output::Send { to, message } = out {
-                let m = Inbound::<S>::decode(&message.encode().expect("encode")).expect("decode");
-                let node = nodes.iter_mut().find(|n| *n.id() == to).expect("node");
-                node.handle(m).expect("node handles");
-                progressed = true;
+            match out {
+                Output::Send { to, message } => {
+                    let m =
+                        Inbound::<S>::decode(&message.encode().expect("encode")).expect("decode");
+                    let node = nodes.iter_mut().find(|n| *n.id() == to).expect("node");
+                    node.handle(m).expect("node handles");
+                    progressed = true;
+                }
+                Output::Audit { kind, fields } => trail.push((kind.name(), fields)),
+                _ => {}
             }
         }
         match coordinator.status() {
-            Status::Finished(JobResult::Segment(r)) => return r.clone(),
+            Status::Finished(JobResult::Segment(r)) => return (*r.clone(), trail),
             Status::Running if progressed => {}
             other => panic!("job ended without a segmentation: {other:?}"),
         }
@@ -166,7 +190,7 @@ fn centralized(
     tables: &[LocalTable],
     init: &[Vec<f64>],
     iterations: u32,
-) -> (Vec<Vec<f64>>, Vec<f64>) {
+) -> (Vec<Vec<f64>>, Vec<f64>, f64) {
     let rows: Vec<Vec<f64>> = tables
         .iter()
         .flat_map(|t| {
@@ -195,12 +219,15 @@ fn centralized(
         .collect();
     let mut centroids = init.to_vec();
     let mut counts = vec![0.0; centroids.len()];
+    let mut inertia = 0.0;
     for _ in 0..iterations {
         let mut sums = vec![vec![0.0; d]; centroids.len()];
         counts = vec![0.0; centroids.len()];
+        inertia = 0.0;
         for row in &z {
-            let (c, _) = nearest(row, &centroids);
+            let (c, dist) = nearest(row, &centroids);
             counts[c] += 1.0;
+            inertia += dist;
             for j in 0..d {
                 sums[c][j] += row[j];
             }
@@ -211,7 +238,7 @@ fn centralized(
             }
         }
     }
-    (centroids, counts)
+    (centroids, counts, inertia)
 }
 
 fn check(n: usize) {
@@ -219,8 +246,13 @@ fn check(n: usize) {
     let tables = tables(n);
     let result = federated(&job, tables.clone());
     let init = &job.segment().expect("segment").initial_centroids;
-    let (centroids, counts) = centralized(&tables, init, result.iterations);
+    let (centroids, counts, inertia) = centralized(&tables, init, result.iterations);
     assert_eq!(result.k, centroids.len());
+    assert!(
+        (result.inertia - inertia).abs() <= 1e-6 * inertia,
+        "{n} participants: inertia {} vs {inertia}",
+        result.inertia
+    );
     for (segment, (c, count)) in result.segments.iter().zip(centroids.iter().zip(&counts)) {
         assert_eq!(segment.size, *count, "segment sizes, {n} participants");
         for (a, b) in segment.centroid_standardized.iter().zip(c) {
@@ -339,4 +371,262 @@ fn a_participant_dropping_out_mid_job_is_left_out_and_recorded() {
         }
     }
     panic!("the job did not finish");
+}
+
+#[test]
+fn a_participant_with_no_customers_in_some_segments_is_counted_exactly() {
+    // p3 holds only active big spenders: it has no customer in most segments, contributes zero
+    // counts and sums there, and the result still equals centralized Lloyd.
+    let mut tables = tables(3);
+    let rows = 60;
+    let champions: Vec<Vec<Option<f64>>> = (0..3)
+        .map(|j| {
+            (0..rows)
+                .map(|r| Some(f64::ln_1p([10.0, 30.0, 3000.0][j] + r as f64)))
+                .collect()
+        })
+        .collect();
+    tables.push(LocalTable {
+        columns: FEATURES
+            .iter()
+            .map(|f| (*f).to_owned())
+            .zip(champions)
+            .collect(),
+        rows,
+    });
+    let job = job(4, 1);
+    let result = federated(&job, tables.clone());
+    let init = &job.segment().expect("segment").initial_centroids;
+    let (centroids, counts, _) = centralized(&tables, init, result.iterations);
+    for (segment, (c, count)) in result.segments.iter().zip(centroids.iter().zip(&counts)) {
+        assert_eq!(segment.size, *count);
+        for (a, b) in segment.centroid_standardized.iter().zip(c) {
+            assert!((a - b).abs() <= 1e-6 * b.abs().max(1e-3), "{a} vs {b}");
+        }
+    }
+    // What p3 contributed in the last Lloyd round: zero customers in at least two segments.
+    let last = RoundKind::KMeans {
+        mean: result.mean.clone(),
+        std: result.std.clone(),
+        centroids: result
+            .segments
+            .iter()
+            .map(|s| s.centroid_standardized.clone())
+            .collect(),
+    };
+    let local = local_stats::compute(&tables[3], &job.spec().features, 1_000_000, &last)
+        .expect("p3's round");
+    let empty = local.values[0].iter().filter(|c| **c == 0.0).count();
+    assert!(empty >= 2, "p3's counts per segment: {:?}", local.values[0]);
+}
+
+fn transaction_job(n: usize, reference_date: Option<&str>) -> ValidJob {
+    let mut spec = spec(n, 1);
+    let segment = spec.segment.as_mut().expect("segment");
+    segment.transactions = Some(TransactionColumns {
+        customer: "customer_id".into(),
+        date: "date".into(),
+        amount: "amount".into(),
+    });
+    segment.reference_date = reference_date.map(str::to_owned);
+    segment.k = Some(2);
+    segment.initial_centroids = vec![vec![-1.0, 1.0, 1.0], vec![1.0, -1.0, -1.0]];
+    spec.validate().expect("valid job")
+}
+
+/// Three institutions' transaction logs whose latest purchases are 1997-12-31, 1998-03-14 and
+/// 1998-06-29.
+fn transaction_logs(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let latest = ["1997-12-31", "1998-03-14", "1998-06-29"];
+    latest
+        .iter()
+        .enumerate()
+        .map(|(i, last)| {
+            let mut text = String::from("customer_id,date,amount\n");
+            for c in 0..40 {
+                let day = 1 + (c * 7 + i * 3) % 28;
+                text.push_str(&format!(
+                    "C{i}-{c},1997-{:02}-{day:02},{}\n",
+                    1 + c % 12,
+                    10 + c * i
+                ));
+                if c % 3 == 0 {
+                    text.push_str(&format!("C{i}-{c},1997-11-{day:02},{}\n", 5 + c));
+                }
+            }
+            text.push_str(&format!("C{i}-last,{last},25\n"));
+            let path = dir.join(format!("p{i}.csv"));
+            std::fs::write(&path, text).expect("write");
+            path
+        })
+        .collect()
+}
+
+fn transaction_nodes(job: &ValidJob, logs: &[std::path::PathBuf]) -> Vec<ParticipantMachine<S>> {
+    let columns = job
+        .segment()
+        .and_then(|s| s.transactions.clone())
+        .expect("columns");
+    logs.iter()
+        .enumerate()
+        .map(|(i, path)| {
+            let history = rfm::read_transactions(path, &columns).expect("log");
+            ParticipantMachine::from_transactions(id(&format!("p{i}")), job.clone(), history)
+                .expect("machine")
+        })
+        .collect()
+}
+
+#[test]
+fn the_default_reference_date_is_the_day_after_the_consortiums_latest_purchase() {
+    let dir = tempfile::tempdir().expect("dir");
+    let logs = transaction_logs(dir.path());
+    let job = transaction_job(3, None);
+    let (found, trail) = run(&job, transaction_nodes(&job, &logs));
+    assert_eq!(
+        found.reference_date.as_deref(),
+        Some("1998-06-30 (the day after the consortium's latest purchase)")
+    );
+    // The two reference-date rounds ran, each decrypted as a presence aggregate of every
+    // participant, and were the only rounds before the moments.
+    let rounds: Vec<String> = trail
+        .iter()
+        .filter(|(k, _)| *k == "round.started")
+        .map(|(_, f)| f["quantity"].as_str().unwrap_or("").to_owned())
+        .collect();
+    assert_eq!(rounds[..3], ["latest_month", "latest_day", "moments"]);
+    for quantity in [LATEST_MONTH, LATEST_DAY] {
+        let plan = job
+            .plan(&if quantity == LATEST_MONTH {
+                RoundKind::LatestMonth
+            } else {
+                RoundKind::LatestDay { month: 0 }
+            })
+            .expect("plan");
+        assert!(plan
+            .quantities()
+            .iter()
+            .all(|q| q.spec.combine == Combine::Presence));
+    }
+    // The same job with that date given segments identically.
+    let job_given = transaction_job(3, Some("1998-06-30"));
+    let (given, _) = run(&job_given, transaction_nodes(&job_given, &logs));
+    assert_eq!(
+        given.reference_date.as_deref(),
+        Some("1998-06-30 (given by the job)")
+    );
+    assert_eq!(found.segments, given.segments);
+    assert_eq!(found.lifecycle, given.lifecycle);
+    // A reference date before a participant's latest purchase stops that participant before it
+    // connects, naming the file, the line and the column.
+    let early = transaction_job(3, Some("1998-06-01"));
+    let columns = early
+        .segment()
+        .and_then(|s| s.transactions.clone())
+        .expect("columns");
+    let history = rfm::read_transactions(&logs[2], &columns).expect("log");
+    let message = ParticipantMachine::<S>::from_transactions(id("p2"), early, history)
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(
+        message.contains("p2.csv, line 56, column 'date': purchase on 1998-06-29"),
+        "{message}"
+    );
+}
+
+/// Four well-separated groups of customers in two features, dealt unevenly to three
+/// institutions.
+fn blobs() -> (Vec<LocalTable>, [usize; 4]) {
+    let centers = [(-6.0, -6.0), (6.0, -6.0), (-6.0, 6.0), (6.0, 6.0)];
+    let sizes = [300, 200, 120, 80];
+    let mut tables = vec![LocalTable::default(); 3];
+    let mut noise = 0u32;
+    for (g, (&(x, y), &size)) in centers.iter().zip(&sizes).enumerate() {
+        for r in 0..size {
+            noise = noise.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            let e = f64::from(noise >> 16) / 65_536.0 - 0.5;
+            let t = &mut tables[(g + r) % if g == 3 { 2 } else { 3 }];
+            for (name, v) in [("x", x + e), ("y", y - e)] {
+                t.columns.entry(name.to_owned()).or_default().push(Some(v));
+            }
+            t.rows += 1;
+        }
+    }
+    (tables, sizes)
+}
+
+fn choose_k_job(criterion: KCriterion) -> ValidJob {
+    let mut spec = spec(3, 10);
+    spec.features = ["x", "y"]
+        .iter()
+        .map(|f| FeatureSpec {
+            name: (*f).into(),
+            bound: 100.0,
+            min: None,
+            scale: 1e6,
+        })
+        .collect();
+    let segment = spec.segment.as_mut().expect("segment");
+    segment.k = None;
+    segment.initial_centroids = Vec::new();
+    segment.choose_k = Some(ChooseK {
+        max_k: 6,
+        criterion,
+    });
+    spec.validate().expect("valid job")
+}
+
+#[test]
+fn splitting_from_aggregates_and_choosing_k_find_separated_groups() {
+    for criterion in [KCriterion::Silhouette, KCriterion::Elbow] {
+        let (tables, sizes) = blobs();
+        let job = choose_k_job(criterion);
+        let result = federated(&job, tables);
+        let selection = result.k_selection.as_ref().expect("k was chosen");
+        assert_eq!(selection.chosen, 4, "{criterion:?}: {selection:?}");
+        assert_eq!(
+            selection.candidates.iter().map(|c| c.k).collect::<Vec<_>>(),
+            (1..=6).collect::<Vec<_>>()
+        );
+        assert_eq!(result.k, 4);
+        let mut found: Vec<usize> = result.segments.iter().map(|s| s.size as usize).collect();
+        found.sort_unstable();
+        let mut expected = sizes.to_vec();
+        expected.sort_unstable();
+        assert_eq!(
+            found, expected,
+            "{criterion:?}: the groups are recovered exactly"
+        );
+        assert!(result.initialization.starts_with("splitting"));
+    }
+}
+
+#[test]
+fn segment_tables_that_do_not_make_a_job_are_refused_with_the_reason() {
+    type Edit = fn(&mut JobSpec);
+    let cases: [(&str, Edit); 5] = [
+        ("give either k", |s| {
+            s.segment.as_mut().expect("segment").choose_k = Some(ChooseK {
+                max_k: 4,
+                criterion: KCriterion::Elbow,
+            })
+        }),
+        ("k = 3 but initial_centroids lists 4", |s| {
+            s.segment.as_mut().expect("segment").k = Some(3)
+        }),
+        ("initial centroid 2 must have 3 finite values", |s| {
+            s.segment.as_mut().expect("segment").initial_centroids[1] = vec![0.0, f64::NAN, 1.0]
+        }),
+        ("reference_date applies only to transaction logs", |s| {
+            s.segment.as_mut().expect("segment").reference_date = Some("1998-07-01".into())
+        }),
+        ("needs a [job.segment] table", |s| s.segment = None),
+    ];
+    for (expected, edit) in cases {
+        let mut spec = spec(3, 1);
+        edit(&mut spec);
+        let message = spec.validate().expect_err(expected).to_string();
+        assert!(message.contains(expected), "{message} / {expected}");
+    }
 }

@@ -144,7 +144,7 @@ fn simulate_segments_cdnow_with_result_report_and_chart() {
         String::from_utf8_lossy(&run.stderr)
     );
     assert!(
-        stdout.contains("centralized in-process") && stdout.contains("ratio"),
+        stdout.contains("in-process on the pooled rows") && stdout.contains("ratio"),
         "{stdout}"
     );
     let result: serde_json::Value =
@@ -152,6 +152,12 @@ fn simulate_segments_cdnow_with_result_report_and_chart() {
             .expect("json");
     assert_eq!(result["kind"], "segment");
     assert_eq!(result["k"], 5);
+    // The job gives no reference date: the consortium found the day after its latest purchase
+    // (CDNOW ends on 1998-06-30) from presence aggregates.
+    assert_eq!(
+        result["reference_date"],
+        "1998-07-01 (the day after the consortium's latest purchase)"
+    );
     assert!(result["iterations"].as_u64().expect("iterations") >= 2);
     assert!(result["inertia"].as_f64().expect("inertia") > 0.0);
     let segments = result["segments"].as_array().expect("segments");
@@ -203,4 +209,70 @@ fn simulate_segments_cdnow_with_result_report_and_chart() {
     assert_eq!(assigned, 23_570);
     let svg = std::fs::read_to_string(out.join("segments.svg")).expect("svg");
     assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+}
+
+#[test]
+fn simulate_segments_customer_tables_choosing_k_from_aggregates() {
+    let dir = tempfile::tempdir().expect("dir");
+    let out = dir.path().join("run");
+    let run = fedbank(&[
+        "simulate",
+        "--job",
+        "configs/segment-synthetic.toml",
+        "--out",
+        out.to_str().expect("path"),
+    ]);
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let result: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("result.json")).expect("result"))
+            .expect("json");
+    let selection = &result["k_selection"];
+    let candidates = selection["candidates"].as_array().expect("candidates");
+    assert_eq!(
+        candidates.len(),
+        6,
+        "k = 1..=6 were each run to convergence"
+    );
+    let chosen = selection["chosen"].as_u64().expect("chosen");
+    // The chosen k has the highest mean silhouette among k >= 2.
+    let best = candidates
+        .iter()
+        .filter(|c| c["k"].as_u64() >= Some(2))
+        .max_by(|a, b| {
+            a["silhouette"]
+                .as_f64()
+                .partial_cmp(&b["silhouette"].as_f64())
+                .expect("numbers")
+        })
+        .expect("a candidate");
+    assert_eq!(best["k"].as_u64(), Some(chosen));
+    assert_eq!(result["k"].as_u64(), Some(chosen));
+    assert!(result["initialization"]
+        .as_str()
+        .expect("initialization")
+        .starts_with("splitting"));
+    let segments = result["segments"].as_array().expect("segments");
+    let total: f64 = segments
+        .iter()
+        .map(|s| s["size"].as_f64().expect("size"))
+        .sum();
+    assert_eq!(total, 13_000.0);
+    for s in segments {
+        assert_eq!(s["centroid_original"].as_array().expect("x").len(), 4);
+        assert!(s["label"].as_str().expect("label").contains(' '));
+    }
+    // Each participant's own file names its customers by the job's id column.
+    let text = std::fs::read_to_string(out.join("data").join("broker").join("segments.csv"))
+        .expect("assignment file");
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("customer_id,segment"));
+    assert_eq!(lines.clone().count(), 1500);
+    assert!(lines.all(|l| l.starts_with("BROKER-")));
+    let report = std::fs::read_to_string(out.join("report.md")).expect("report");
+    assert!(report.contains("How many segments"));
 }

@@ -67,12 +67,23 @@ pub struct SegmentSpec {
     /// are read from a customer table.
     #[serde(default)]
     pub transactions: Option<TransactionColumns>,
-    /// Recency is counted in days up to this date (YYYY-MM-DD).
+    /// Recency is counted in days up to this date (YYYY-MM-DD). Without it, the consortium finds
+    /// the day after its latest purchase with two presence rounds that reveal that date and
+    /// nothing else about any participant's dates.
+    #[serde(default)]
     pub reference_date: Option<String>,
-    /// Number of segments.
-    pub k: usize,
-    /// Initial centroids in standardized units, one per segment (k lists of one value per feature).
+    /// Number of segments (unless `choose_k` chooses it).
+    #[serde(default)]
+    pub k: Option<usize>,
+    /// Initial centroids in standardized units, one per segment (k lists of one value per
+    /// feature), for reproducibility. Without them the job starts from one segment and splits
+    /// the segment with the largest within-segment sum of squares along its widest feature,
+    /// using only aggregates (see the coordinator's `segment` module).
+    #[serde(default)]
     pub initial_centroids: Vec<Vec<f64>>,
+    /// Choose k by comparing k = 2..=max_k from aggregates (needs the default initialization).
+    #[serde(default)]
+    pub choose_k: Option<ChooseK>,
     /// Largest number of Lloyd iterations.
     #[serde(default = "default_iterations")]
     pub max_iterations: u32,
@@ -84,6 +95,47 @@ pub struct SegmentSpec {
     pub k_anonymity: u64,
 }
 
+/// How a segment job chooses its number of segments.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChooseK {
+    /// Largest k tried; every k from 1 to this is run to convergence.
+    pub max_k: usize,
+    /// How the candidates are compared.
+    pub criterion: KCriterion,
+}
+
+/// How candidate numbers of segments are compared.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KCriterion {
+    /// Highest mean simplified silhouette: per customer (b − a) / max(a, b), with a and b the
+    /// distances to its own and to the nearest other centroid, summed inside the aggregate.
+    Silhouette,
+    /// The elbow of the inertia curve: the k whose gain over k − 1 is largest compared with
+    /// the gain of k + 1 over k, (W[k−1] − W[k]) / (W[k] − W[k+1]); k = max_k is not a
+    /// candidate.
+    Elbow,
+}
+
+impl SegmentSpec {
+    /// The most segments any round of the job can have.
+    pub fn max_k(&self) -> usize {
+        self.choose_k
+            .as_ref()
+            .map_or(self.k.unwrap_or(1), |c| c.max_k)
+            .max(self.initial_centroids.len())
+            .max(1)
+    }
+
+    /// Days since 1970-01-01 of the job's reference date, if it gives one.
+    pub fn reference_day(&self) -> Option<i64> {
+        self.reference_date
+            .as_deref()
+            .and_then(crate::calendar::day_number)
+    }
+}
+
 fn default_iterations() -> u32 {
     100
 }
@@ -93,6 +145,9 @@ fn default_tolerance() -> f64 {
 fn default_k_anonymity() -> u64 {
     10
 }
+
+/// Most segments a job may ask for.
+pub const MAX_SEGMENTS: usize = 50;
 
 /// Features of a segment job over a transaction log: log(1 + x) of recency in days, frequency
 /// (distinct purchase days) and monetary total.
@@ -124,6 +179,10 @@ pub struct JobSpec {
     pub max_rows: u64,
     /// Numeric features.
     pub features: Vec<FeatureSpec>,
+    /// Customer id column of the participants' customer tables: it names rows in files a
+    /// participant writes locally (segment assignments) and is never sent.
+    #[serde(default)]
+    pub id_column: Option<String>,
     /// Histogram bins between the edges (plus one bin below and one above).
     #[serde(default = "default_bins")]
     pub histogram_bins: usize,
@@ -213,6 +272,14 @@ pub enum JobError {
         /// What is expected.
         expected: &'static str,
     },
+    /// The `[job.segment]` table does not make a segment job.
+    #[error("job {job}: [job.segment]: {problem}")]
+    Segment {
+        /// Job.
+        job: JobId,
+        /// What is wrong.
+        problem: String,
+    },
     /// The crypto parameters cannot be built.
     #[error("job {job}: crypto parameters")]
     Parameters {
@@ -251,6 +318,12 @@ pub const HISTOGRAM: &str = "histogram";
 pub const KMEANS: &str = "kmeans";
 /// Round label of the RFM-score round of a segment job over transactions.
 pub const SCORES: &str = "scores";
+/// Round label of the first reference-date round: in which months (since 1970-01) has anyone
+/// bought on or after that month.
+pub const LATEST_MONTH: &str = "latest_month";
+/// Round label of the second reference-date round: on which days of the latest month has anyone
+/// bought on or after that day.
+pub const LATEST_DAY: &str = "latest_day";
 /// Round label of the lifecycle round of a segment job over transactions.
 pub const LIFECYCLE: &str = "lifecycle";
 /// Lifecycle stages, from a customer's first and last purchase and purchase days, relative to
@@ -342,6 +415,14 @@ impl JobSpec {
                 return Err(range(field, ms.to_string(), "10 ms to 24 h"));
             }
         }
+        if let Some(segment) = &self.segment {
+            segment.check(&job, &self.features)?;
+        } else if self.kind == JobKind::Segment {
+            return Err(JobError::Segment {
+                job,
+                problem: "a segment job needs a [job.segment] table".to_owned(),
+            });
+        }
         let params =
             SchemeParameters::new(self.profile, self.committee.len(), self.participants.len())
                 .map_err(|source| JobError::Parameters {
@@ -368,6 +449,90 @@ impl JobSpec {
             })?;
         }
         Ok(valid)
+    }
+}
+
+impl SegmentSpec {
+    fn check(&self, job: &JobId, features: &[FeatureSpec]) -> Result<(), JobError> {
+        let bad = |problem: String| JobError::Segment {
+            job: job.clone(),
+            problem,
+        };
+        let d = features.len();
+        if self.transactions.is_some() {
+            let names: Vec<&str> = features.iter().map(|f| f.name.as_str()).collect();
+            if names != RFM_FEATURES {
+                return Err(bad(format!(
+                    "a segment job over transaction logs has the features {RFM_FEATURES:?} in that order, not {names:?}"
+                )));
+            }
+        } else if self.reference_date.is_some() {
+            return Err(bad(
+                "reference_date applies only to transaction logs ([job.segment.transactions])"
+                    .to_owned(),
+            ));
+        }
+        if let Some(date) = &self.reference_date {
+            if self.reference_day().is_none() {
+                return Err(bad(format!(
+                    "reference_date '{date}' is not a YYYY-MM-DD date"
+                )));
+            }
+        }
+        match (&self.choose_k, self.k) {
+            (Some(_), Some(k)) => {
+                return Err(bad(format!("give either k (= {k}) or choose_k, not both")))
+            }
+            (None, None) => return Err(bad("give k or choose_k".to_owned())),
+            (Some(choose), None) => {
+                if !(2..=MAX_SEGMENTS).contains(&choose.max_k) {
+                    return Err(bad(format!(
+                        "choose_k.max_k = {} is out of range (2 to {MAX_SEGMENTS})",
+                        choose.max_k
+                    )));
+                }
+                if !self.initial_centroids.is_empty() {
+                    return Err(bad(
+                        "choose_k starts from one segment and splits; it cannot use initial_centroids"
+                            .to_owned(),
+                    ));
+                }
+            }
+            (None, Some(k)) => {
+                if !(1..=MAX_SEGMENTS).contains(&k) {
+                    return Err(bad(format!(
+                        "k = {k} is out of range (1 to {MAX_SEGMENTS})"
+                    )));
+                }
+                if !self.initial_centroids.is_empty() && self.initial_centroids.len() != k {
+                    return Err(bad(format!(
+                        "k = {k} but initial_centroids lists {} centroids",
+                        self.initial_centroids.len()
+                    )));
+                }
+            }
+        }
+        for (i, c) in self.initial_centroids.iter().enumerate() {
+            if c.len() != d || c.iter().any(|v| !v.is_finite() || v.abs() > Z_BOUND) {
+                return Err(bad(format!(
+                    "initial centroid {} must have {d} finite values within ±{Z_BOUND} (one per feature), it has {c:?}",
+                    i + 1
+                )));
+            }
+        }
+        if !(self.tolerance.is_finite() && self.tolerance >= 0.0) {
+            return Err(bad(format!("tolerance = {} must be ≥ 0", self.tolerance)));
+        }
+        if !(1..=10_000).contains(&self.max_iterations) {
+            return Err(bad(format!(
+                "max_iterations = {} is out of range (1 to 10000)",
+                self.max_iterations
+            )));
+        }
+        if self.k_anonymity == 0 {
+            return Err(bad("k_anonymity must be at least 1".to_owned()));
+        }
+        Ok(())
     }
 }
 
@@ -430,11 +595,15 @@ impl ValidJob {
     pub fn max_message_bytes(&self) -> usize {
         let ring = self.params.ring();
         let width = ring.torus_bits as usize / 8;
-        let k = self.spec.segment.as_ref().map_or(1, |s| s.k);
+        let k = self.spec.segment.as_ref().map_or(1, SegmentSpec::max_k);
         let slots = [
             self.moments_quantities(),
             self.histogram_quantities(),
             self.kmeans_quantities(k),
+            vec![QuantitySpec::presence(
+                LATEST_MONTH,
+                crate::calendar::MONTHS,
+            )],
         ]
         .iter()
         .filter_map(|q| EncodingPlan::new(q, &self.params).ok())
@@ -446,8 +615,10 @@ impl ValidJob {
         (masks + slots) * width + 2 * ring.polynomial_size * width + (64 << 10)
     }
 
-    /// Quantities of a Lloyd iteration with `k` centroids: count per segment, sum of each
-    /// standardized feature per segment, and the total inertia.
+    /// Quantities of a Lloyd iteration with `k` centroids: count per segment, sum and sum of
+    /// squares of each standardized feature per segment (the squares let the coordinator split
+    /// the widest segment), the total inertia, and the sum of the customers' simplified
+    /// silhouettes.
     pub fn kmeans_quantities(&self, k: usize) -> Vec<QuantitySpec> {
         let rows = self.spec.max_rows as f64;
         let d = self.spec.features.len() as f64;
@@ -460,12 +631,22 @@ impl ValidJob {
                 Z_SCALE,
             ));
         }
+        for f in &self.spec.features {
+            q.push(QuantitySpec::new(
+                format!("kmeans.sumsq.{}", f.name),
+                k,
+                rows * Z_BOUND * Z_BOUND,
+                Z_SCALE,
+            ));
+        }
+
         q.push(QuantitySpec::new(
             "kmeans.inertia",
             1,
             rows * d * 4.0 * Z_BOUND * Z_BOUND,
             Z_SCALE,
         ));
+        q.push(QuantitySpec::new("kmeans.silhouette", 1, rows, 1e9));
         q
     }
 
@@ -493,6 +674,14 @@ impl ValidJob {
                     )
                 })
                 .collect(),
+            RoundKind::LatestMonth => vec![QuantitySpec::presence(
+                LATEST_MONTH,
+                crate::calendar::MONTHS,
+            )],
+            RoundKind::LatestDay { .. } => vec![QuantitySpec::presence(
+                LATEST_DAY,
+                crate::calendar::MONTH_DAYS,
+            )],
             RoundKind::Lifecycle => vec![QuantitySpec::new(
                 "lifecycle.count",
                 LIFECYCLE_STAGES.len(),
@@ -509,6 +698,15 @@ impl ValidJob {
 pub enum RoundKind {
     /// Count, missing count, sum and sum of squares per feature.
     Moments,
+    /// Presence per month since 1970-01 (1970-01 to 2099-12): set by a participant whose latest
+    /// purchase is in that month or later. The aggregate reveals the consortium's latest month.
+    LatestMonth,
+    /// Presence per day of month `month` (months since 1970-01): set by a participant whose latest
+    /// purchase is on that day or later. The aggregate reveals the consortium's latest day.
+    LatestDay {
+        /// The consortium's latest month, from the previous round.
+        month: i64,
+    },
     /// One Lloyd iteration: assign each customer's standardized row to the nearest centroid and
     /// sum per segment (count, feature sums, inertia).
     KMeans {
@@ -549,6 +747,8 @@ impl RoundKind {
             RoundKind::Histogram { .. } => HISTOGRAM,
             RoundKind::KMeans { .. } => KMEANS,
             RoundKind::Lifecycle => LIFECYCLE,
+            RoundKind::LatestMonth => LATEST_MONTH,
+            RoundKind::LatestDay { .. } => LATEST_DAY,
             RoundKind::Scores { .. } => SCORES,
         }
     }

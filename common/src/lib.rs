@@ -12,6 +12,7 @@
 //! - [`secagg`]: threshold compact public-key encryption on tfhe's `core_crypto` (DESIGN.md §3),
 //!   with the `strict` and `fast` profiles and their noise budget.
 //! - [`encoding`]: bounds, fixed-point scale, counted clipping, limbs, overflow validation.
+//! - [`calendar`]: dates as day numbers, for recency and the reference-date rounds.
 //! - [`policy`]: the committee member's decision to decrypt, as a pure function.
 //! - [`committee`]: decryption requests and partial decryptions.
 //! - [`wire`]: versioned, size-limited bincode 2 encoding; [`storage`]: atomic, permission-aware
@@ -21,6 +22,7 @@
 //! participant crates drive it, and the network code only moves its bytes.
 
 pub mod audit;
+pub mod calendar;
 pub mod committee;
 pub mod digest;
 pub mod encoding;

@@ -13,7 +13,7 @@ pub enum JobResult {
     /// Per-feature statistics.
     Stats(Vec<FeatureStats>),
     /// Segments.
-    Segment(SegmentResult),
+    Segment(Box<SegmentResult>),
 }
 
 /// The job-kind-specific logic.
@@ -59,11 +59,19 @@ impl JobLogic {
         }
     }
 
+    /// The reference day participants count recency to, once the job has one.
+    pub fn reference_day(&self) -> Option<i64> {
+        match self {
+            JobLogic::Stats(_) => None,
+            JobLogic::Segment(j) => j.reference_day(),
+        }
+    }
+
     /// The result, once done.
     pub fn result(&self) -> Option<JobResult> {
         match self {
             JobLogic::Stats(j) => j.result().map(|r| JobResult::Stats(r.to_vec())),
-            JobLogic::Segment(j) => j.result().cloned().map(JobResult::Segment),
+            JobLogic::Segment(j) => j.result().cloned().map(|r| JobResult::Segment(Box::new(r))),
         }
     }
 }

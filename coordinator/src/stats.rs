@@ -112,9 +112,11 @@ impl StatsJob {
                     .collect();
                 Ok(Some(RoundKind::Histogram { edges }))
             }
-            RoundKind::KMeans { .. } => Err(StatsError::UnexpectedRound("kmeans")),
-            RoundKind::Lifecycle => Err(StatsError::UnexpectedRound("lifecycle")),
-            RoundKind::Scores { .. } => Err(StatsError::UnexpectedRound("scores")),
+            RoundKind::KMeans { .. }
+            | RoundKind::Lifecycle
+            | RoundKind::Scores { .. }
+            | RoundKind::LatestMonth
+            | RoundKind::LatestDay { .. } => Err(StatsError::UnexpectedRound(kind.label())),
             RoundKind::Histogram { edges } => {
                 let mut out = Vec::with_capacity(self.features.len());
                 for ((f, &(n, missing, sum, sumsq)), edges) in

@@ -26,4 +26,6 @@ pub mod synthetic;
 pub use committee_member::{CommitteeMember, MemberError};
 pub use contribution::{ContributionError, Contributor};
 pub use local_table::{LocalTable, TableError};
-pub use machine::{NodeOutbound, NodeOutput, NodeStatus, NodeViolation, ParticipantMachine};
+pub use machine::{
+    LocalData, NodeOutbound, NodeOutput, NodeStatus, NodeViolation, ParticipantMachine,
+};

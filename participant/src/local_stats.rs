@@ -19,6 +19,10 @@ pub enum LocalStatsError {
         /// max_rows.
         max: u64,
     },
+    /// The round is not computed from the table (the reference-date rounds come from the
+    /// transaction history).
+    #[error("round '{0}' is not computed from a customer table")]
+    NotATableRound(&'static str),
     /// The round's edges do not match the features.
     #[error("the histogram request has {got} edge lists for {expected} features")]
     EdgeCount {
@@ -101,7 +105,9 @@ pub fn compute(
             }
             let mut count = vec![0.0; k];
             let mut sums = vec![vec![0.0; k]; d];
+            let mut sumsq = vec![vec![0.0; k]; d];
             let mut inertia = 0.0;
+            let mut silhouette = 0.0;
             let mut z = vec![0.0; d];
             'rows: for row in 0..table.rows {
                 for (j, (col, f)) in columns.iter().zip(features).enumerate() {
@@ -109,16 +115,20 @@ pub fn compute(
                     let v = clip(v, f);
                     z[j] = standardize(v, mean[j], std[j]);
                 }
-                let (best, dist) = nearest(&z, centroids);
+                let (best, dist, second) = nearest_two(&z, centroids);
                 count[best] += 1.0;
                 for (j, zj) in z.iter().enumerate() {
                     sums[j][best] += zj;
+                    sumsq[j][best] += zj * zj;
                 }
                 inertia += dist;
+                silhouette += simplified_silhouette(dist, second);
             }
             values.push(count);
             values.extend(sums);
+            values.extend(sumsq);
             values.push(vec![inertia]);
+            values.push(vec![silhouette]);
         }
         RoundKind::Scores {
             mean,
@@ -154,6 +164,9 @@ pub fn compute(
                 }
             }
             values.extend(sums);
+        }
+        RoundKind::LatestMonth | RoundKind::LatestDay { .. } => {
+            return Err(LocalStatsError::NotATableRound(round.label()))
         }
         RoundKind::Lifecycle => {
             let stages = table
@@ -211,6 +224,32 @@ pub fn nearest(z: &[f64], centroids: &[Vec<f64>]) -> (usize, f64) {
         }
     }
     best
+}
+
+/// The nearest centroid (lowest index on ties), the squared distance to it, and the squared
+/// distance to the second nearest (infinite with one centroid).
+pub fn nearest_two(z: &[f64], centroids: &[Vec<f64>]) -> (usize, f64, f64) {
+    let mut best = (0, f64::INFINITY, f64::INFINITY);
+    for (c, centroid) in centroids.iter().enumerate() {
+        let dist: f64 = z.iter().zip(centroid).map(|(a, b)| (a - b) * (a - b)).sum();
+        if dist < best.1 {
+            best = (c, dist, best.1);
+        } else if dist < best.2 {
+            best.2 = dist;
+        }
+    }
+    best
+}
+
+/// One customer's simplified silhouette (b − a) / max(a, b) from the squared distances to its
+/// own and to the nearest other centroid: 0 with one centroid or when both are 0.
+pub fn simplified_silhouette(own: f64, other: f64) -> f64 {
+    let (a, b) = (own.sqrt(), other.sqrt());
+    if !b.is_finite() || b.max(a) == 0.0 {
+        0.0
+    } else {
+        (b - a) / a.max(b)
+    }
 }
 
 /// A 1–5 score of `value` against four quintile edges; with `reversed` (recency), low values

@@ -42,6 +42,18 @@ pub enum TableError {
         /// The column.
         column: String,
     },
+    /// A customer id is empty or repeated.
+    #[error("{path}, line {line}, column '{column}': customer id '{value}' is empty or repeated")]
+    BadId {
+        /// The file.
+        path: PathBuf,
+        /// Line (1 is the header).
+        line: u64,
+        /// Column.
+        column: String,
+        /// The value.
+        value: String,
+    },
     /// A value is not a number.
     #[error("{path}, line {line}, column '{column}': '{value}' is not a number")]
     NotANumber {
@@ -128,13 +140,47 @@ impl CsvFile {
 }
 
 impl LocalTable {
+    /// Appends `other`'s rows (columns missing on one side become missing values): the pooled
+    /// table of an in-process baseline run.
+    pub fn append(&mut self, other: &LocalTable) {
+        let names: std::collections::BTreeSet<String> = self
+            .columns
+            .keys()
+            .chain(other.columns.keys())
+            .cloned()
+            .collect();
+        for name in names {
+            let column = self
+                .columns
+                .entry(name.clone())
+                .or_insert_with(|| vec![None; self.rows]);
+            match other.columns.get(&name) {
+                Some(values) => column.extend_from_slice(values),
+                None => column.extend(std::iter::repeat_n(None, other.rows)),
+            }
+        }
+        self.rows += other.rows;
+    }
+
     /// Reads `columns` from the CSV file at `path`. Empty cells, `NA` and `null` are missing.
     pub fn read_csv(path: &Path, columns: &[String]) -> Result<Self, TableError> {
+        Self::read_csv_with_ids(path, columns, None).map(|(table, _)| table)
+    }
+
+    /// Reads `columns`, and the row ids from `id_column` if given (each non-empty and unique).
+    pub fn read_csv_with_ids(
+        path: &Path,
+        columns: &[String],
+        id_column: Option<&str>,
+    ) -> Result<(Self, Option<Vec<String>>), TableError> {
         let io = |source| TableError::Io {
             path: path.to_path_buf(),
             source,
         };
         let mut file = CsvFile::open(path)?;
+        let id_index = id_column.map(|c| file.index(c)).transpose()?;
+        let mut ids = id_index.map(|_| Vec::new());
+        let mut seen = std::collections::HashSet::new();
         let index: Vec<(String, usize)> = columns
             .iter()
             .map(|c| Ok((c.clone(), file.index(c)?)))
@@ -144,6 +190,18 @@ impl LocalTable {
         for record in file.reader.records() {
             let record = record.map_err(io)?;
             let line = record.position().map_or(0, |p| p.line());
+            if let (Some(i), Some(ids), Some(column)) = (id_index, ids.as_mut(), id_column) {
+                let id = record.get(i).unwrap_or("");
+                if id.is_empty() || !seen.insert(id.to_owned()) {
+                    return Err(TableError::BadId {
+                        path: path.to_path_buf(),
+                        line,
+                        column: column.to_owned(),
+                        value: id.chars().take(40).collect(),
+                    });
+                }
+                ids.push(id.to_owned());
+            }
             for ((column, i), out) in index.iter().zip(values.iter_mut()) {
                 let cell = record.get(*i).unwrap_or("");
                 if is_missing(cell) {
@@ -171,6 +229,6 @@ impl LocalTable {
             });
         }
         table.columns = columns.iter().cloned().zip(values).collect();
-        Ok(table)
+        Ok((table, ids))
     }
 }

@@ -19,6 +19,7 @@ use crate::committee_member::{CommitteeMember, MemberError};
 use crate::local_stats::{self, LocalStatsError};
 use crate::local_stats::{nearest, standardize};
 use crate::local_table::LocalTable;
+use crate::rfm::{CustomerHistory, TransactionError};
 use crate::Contributor;
 use fedbank_common::audit::EventKind;
 use fedbank_common::committee::{DecryptionRequest, PartialDecryption};
@@ -112,9 +113,33 @@ pub enum NodeViolation {
     /// A round request before the joint key.
     #[error("round {0} requested before the joint key arrived")]
     NoKey(u32),
+    /// A round request that changes the reference date the job already counts recency to.
+    #[error("round {round} counts recency to day {got}, but this job already uses day {agreed}")]
+    ReferenceChanged {
+        /// Round.
+        round: u32,
+        /// The reference day this node uses.
+        agreed: i64,
+        /// The one requested.
+        got: i64,
+    },
     /// The member could not build its key share.
     #[error("committee member")]
     Member(#[from] MemberError),
+}
+
+/// Where a participant's rows come from.
+#[derive(Debug, Clone)]
+pub enum LocalData {
+    /// A customer table, with the customer ids of its rows when the job names an id column.
+    Table {
+        /// The table.
+        table: LocalTable,
+        /// Customer ids in row order.
+        row_ids: Option<Vec<String>>,
+    },
+    /// A transaction log, summarized per customer; RFM rows are built from it.
+    Transactions(CustomerHistory),
 }
 
 /// A participant's node for one job.
@@ -127,6 +152,10 @@ pub struct ParticipantMachine<S: RingScalar> {
     outputs: VecDeque<NodeOutput<S>>,
     status: NodeStatus,
     row_ids: Option<Vec<String>>,
+    /// The transaction history the table is built from (segment jobs over transaction logs).
+    history: Option<CustomerHistory>,
+    /// The reference day the table counts recency to, once known.
+    reference_day: Option<i64>,
 }
 
 fn fields(v: Value) -> Map<String, Value> {
@@ -148,9 +177,41 @@ impl<S: RingScalar> ParticipantMachine<S> {
             outputs: VecDeque::new(),
             status: NodeStatus::Running,
             row_ids: None,
+            history: None,
+            reference_day: None,
         }
     }
 
+    /// A node `id` taking part in `job` with its local `data`.
+    pub fn with_data(id: NodeId, job: ValidJob, data: LocalData) -> Result<Self, TransactionError> {
+        match data {
+            LocalData::Table { table, row_ids } => {
+                let mut machine = Self::new(id, job, table);
+                machine.row_ids = row_ids;
+                Ok(machine)
+            }
+            LocalData::Transactions(history) => Self::from_transactions(id, job, history),
+        }
+    }
+
+    /// A node `id` taking part in a segment job over its transaction log, summarized in
+    /// `history`. If the job gives the reference date the RFM table is built now, so that a
+    /// purchase after it stops the node before it connects.
+    pub fn from_transactions(
+        id: NodeId,
+        job: ValidJob,
+        history: CustomerHistory,
+    ) -> Result<Self, TransactionError> {
+        let reference = job.segment().and_then(|s| s.reference_day());
+        let mut machine = Self::new(id, job, LocalTable::default());
+        machine.row_ids = Some(history.ids().to_vec());
+        if let Some(day) = reference {
+            machine.table = history.rfm_table(day)?;
+            machine.reference_day = Some(day);
+        }
+        machine.history = Some(history);
+        Ok(machine)
+    }
     /// Names the table's rows (customer ids), for the local segment assignment file.
     pub fn with_row_ids(mut self, ids: Vec<String>) -> Self {
         self.row_ids = Some(ids);
@@ -283,31 +344,34 @@ impl<S: RingScalar> ParticipantMachine<S> {
             .key
             .clone()
             .ok_or(NodeViolation::NoKey(request.round))?;
-        let label = request.kind.label();
-        let outcome =
-            local_stats::compute(&self.table, &spec.features, spec.max_rows, &request.kind)
-                .map_err(|e| e.to_string())
-                .and_then(|local| {
-                    let plan = self.job.plan(&request.kind).map_err(|e| e.to_string())?;
-                    let encryptor = Encryptor::new(key, self.job.params().clone())
-                        .map_err(|e| e.to_string())?;
-                    let values: Vec<QuantityValues<'_>> = local
-                        .values
-                        .iter()
-                        .map(|v| QuantityValues::F64(v))
-                        .collect();
-                    let (ciphertext, _) = Contributor::new(plan, encryptor)
-                        .contribute(&values)
-                        .map_err(|e| {
-                            format!(
-                                "{e}: {}",
-                                std::error::Error::source(&e)
-                                    .map(|s| s.to_string())
-                                    .unwrap_or_default()
-                            )
-                        })?;
-                    Ok((ciphertext, local.clipped))
+        if let (Some(got), Some(agreed)) = (request.reference_day, self.reference_day) {
+            if got != agreed {
+                return Err(NodeViolation::ReferenceChanged {
+                    round: request.round,
+                    agreed,
+                    got,
                 });
+            }
+        }
+        let label = request.kind.label();
+        let outcome = self.local_values(&request).and_then(|(values, clipped)| {
+            let plan = self.job.plan(&request.kind).map_err(|e| e.to_string())?;
+            let encryptor =
+                Encryptor::new(key, self.job.params().clone()).map_err(|e| e.to_string())?;
+            let values: Vec<QuantityValues<'_>> =
+                values.iter().map(|v| QuantityValues::F64(v)).collect();
+            let (ciphertext, _) = Contributor::new(plan, encryptor)
+                .contribute(&values)
+                .map_err(|e| {
+                    format!(
+                        "{e}: {}",
+                        std::error::Error::source(&e)
+                            .map(|s| s.to_string())
+                            .unwrap_or_default()
+                    )
+                })?;
+            Ok((ciphertext, clipped))
+        });
         match outcome {
             Ok((ciphertext, clipped)) => {
                 let digest = ciphertext.digest();
@@ -340,6 +404,33 @@ impl<S: RingScalar> ParticipantMachine<S> {
             }
         }
         Ok(())
+    }
+
+    /// This node's values for a round: presence indicators from its transaction history for the
+    /// reference-date rounds, otherwise statistics of its table (built from the history once the
+    /// reference day is known).
+    fn local_values(&mut self, request: &RoundRequest) -> Result<(Vec<Vec<f64>>, u64), String> {
+        let spec = self.job.spec();
+        if let Some(history) = &self.history {
+            if let Some(indicators) =
+                crate::rfm::latest_purchase_presence(history.latest_day(), &request.kind)
+            {
+                return indicators.map(|v| (vec![v], 0));
+            }
+            if self.reference_day.is_none() {
+                let day = request.reference_day.ok_or_else(|| {
+                    format!(
+                        "round '{}' needs the reference date, and none is known yet",
+                        request.kind.label()
+                    )
+                })?;
+                self.table = history.rfm_table(day).map_err(|e| e.to_string())?;
+                self.reference_day = Some(day);
+            }
+        }
+        local_stats::compute(&self.table, &spec.features, spec.max_rows, &request.kind)
+            .map(|local| (local.values, local.clipped))
+            .map_err(|e| e.to_string())
     }
 
     fn on_decrypt(&mut self, request: DecryptionRequest<S>) -> Result<(), NodeViolation> {

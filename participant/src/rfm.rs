@@ -2,12 +2,18 @@
 //! purchase to the reference date), frequency (distinct purchase days) and monetary (total
 //! amount), each log-scaled as ln(1 + x). The log never leaves the participant.
 //!
+//! The log is streamed once into a [`CustomerHistory`] (first and last purchase day, purchase
+//! days and total per customer); the RFM table is built from it when the reference date is
+//! known — from the job, or from the consortium's reference-date rounds, to which the history
+//! contributes only presence indicators up to its latest purchase ([`latest_purchase_presence`]).
+//!
 //! Bad input stops the participant before anything is sent, with the file, line and column:
 //! a missing column, a duplicate header, an empty file, an unparsable date or amount, a negative
 //! amount, or a purchase after the reference date.
 
 use crate::local_table::{CsvFile, LocalTable, TableError};
-use fedbank_common::job::{TransactionColumns, RFM_FEATURES};
+use fedbank_common::calendar::{self, day_number};
+use fedbank_common::job::{RoundKind, TransactionColumns, RFM_FEATURES};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
@@ -46,9 +52,20 @@ pub enum TransactionError {
         /// The value.
         value: String,
     },
-    /// The reference date is not a date.
-    #[error("reference date '{0}' is not a YYYY-MM-DD date")]
-    BadReference(String),
+    /// A purchase falls after the reference date.
+    #[error("{path}, line {line}, column '{column}': purchase on {date}, after the reference date {reference}")]
+    AfterReference {
+        /// The file.
+        path: PathBuf,
+        /// Line of the latest purchase.
+        line: u64,
+        /// Date column.
+        column: String,
+        /// The purchase date.
+        date: String,
+        /// The reference date.
+        reference: String,
+    },
 }
 
 /// Column of the RFM table holding each customer's lifecycle stage (an index into
@@ -73,59 +90,43 @@ pub fn lifecycle_stage(since_first: i64, since_last: i64, purchase_days: usize) 
     }
 }
 
-/// Days since 1970-01-01 of a `YYYY-MM-DD` date (proleptic Gregorian), if valid.
-pub fn day_number(date: &str) -> Option<i64> {
-    let b = date.as_bytes();
-    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
-        return None;
-    }
-    let y: i64 = date[..4].parse().ok()?;
-    let m: i64 = date[5..7].parse().ok()?;
-    let d: i64 = date[8..].parse().ok()?;
-    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-    let days_in_month = [
-        31,
-        if leap { 29 } else { 28 },
-        31,
-        30,
-        31,
-        30,
-        31,
-        31,
-        30,
-        31,
-        30,
-        31,
-    ];
-    if !(1..=12).contains(&m) || d < 1 || d > days_in_month[(m - 1) as usize] {
-        return None;
-    }
-    // Days from civil (Howard Hinnant's algorithm).
-    let (y, m) = if m <= 2 { (y - 1, m + 9) } else { (y, m - 3) };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * m + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    Some(era * 146_097 + doe - 719_468)
-}
-
 #[derive(Default)]
-struct Customer {
+struct Reading {
     first: i64,
     last: i64,
     days: BTreeSet<i64>,
     total: f64,
 }
 
-/// Reads a transaction log and returns one row per customer with the log-scaled RFM features,
-/// plus the customer ids in row order (for the participant's local assignment file).
+/// One customer's purchase history, summarized.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CustomerSummary {
+    /// Day number of the first purchase.
+    pub first: i64,
+    /// Day number of the last purchase.
+    pub last: i64,
+    /// Distinct purchase days.
+    pub purchase_days: usize,
+    /// Total amount.
+    pub total: f64,
+}
+
+/// A participant's transaction log, summarized per customer (ids in sorted order).
+#[derive(Clone, Debug, PartialEq)]
+pub struct CustomerHistory {
+    path: PathBuf,
+    date_column: String,
+    ids: Vec<String>,
+    customers: Vec<CustomerSummary>,
+    /// Day number and line of the latest purchase.
+    latest: (i64, u64),
+}
+
+/// Reads a transaction log, streaming it once, into per-customer summaries.
 pub fn read_transactions(
     path: &Path,
     columns: &TransactionColumns,
-    reference_date: &str,
-) -> Result<(LocalTable, Vec<String>), TransactionError> {
-    let reference = day_number(reference_date)
-        .ok_or_else(|| TransactionError::BadReference(reference_date.to_owned()))?;
+) -> Result<CustomerHistory, TransactionError> {
     let io = |source| TransactionError::Io {
         path: path.to_path_buf(),
         source,
@@ -136,9 +137,10 @@ pub fn read_transactions(
         file.index(&columns.date)?,
         file.index(&columns.amount)?,
     );
-    let mut customers: BTreeMap<String, Customer> = BTreeMap::new();
-    for record in file.reader.records() {
-        let record = record.map_err(io)?;
+    let mut customers: BTreeMap<String, Reading> = BTreeMap::new();
+    let mut latest = (i64::MIN, 0);
+    let mut record = csv::StringRecord::new();
+    while file.reader.read_record(&mut record).map_err(io)? {
         let line = record.position().map_or(0, |p| p.line());
         let bad = |column: &String, problem, value: &str| TransactionError::BadCell {
             path: path.to_path_buf(),
@@ -154,9 +156,6 @@ pub fn read_transactions(
         let date = record.get(di).unwrap_or("");
         let day =
             day_number(date).ok_or_else(|| bad(&columns.date, "not a YYYY-MM-DD date", date))?;
-        if day > reference {
-            return Err(bad(&columns.date, "after the job's reference date", date));
-        }
         let amount_text = record.get(ai).unwrap_or("");
         let amount: f64 = amount_text
             .parse()
@@ -166,12 +165,19 @@ pub fn read_transactions(
         if amount < 0.0 {
             return Err(bad(&columns.amount, "negative amount", amount_text));
         }
-        let c = customers.entry(customer.to_owned()).or_default();
-        c.last = if c.days.is_empty() {
-            day
-        } else {
-            c.last.max(day)
+        if day > latest.0 {
+            latest = (day, line);
+        }
+        let c = match customers.get_mut(customer) {
+            Some(c) => c,
+            None => customers.entry(customer.to_owned()).or_insert(Reading {
+                first: day,
+                last: day,
+                ..Reading::default()
+            }),
         };
+        c.first = c.first.min(day);
+        c.last = c.last.max(day);
         c.days.insert(day);
         c.total += amount;
     }
@@ -180,32 +186,105 @@ pub fn read_transactions(
             path: path.to_path_buf(),
         });
     }
-    let mut cols: Vec<Vec<Option<f64>>> = (0..3)
-        .map(|_| Vec::with_capacity(customers.len()))
-        .collect();
-    let mut ids = Vec::with_capacity(customers.len());
-    let mut stage = Vec::with_capacity(customers.len());
-    for (id, c) in &customers {
-        let rfm = [(reference - c.last) as f64, c.days.len() as f64, c.total];
-        for (col, v) in cols.iter_mut().zip(rfm) {
-            col.push(Some(v.ln_1p()));
-        }
-        stage.push(Some(
-            lifecycle_stage(reference - c.first, reference - c.last, c.days.len()) as f64,
-        ));
-        ids.push(id.clone());
+    let (ids, customers) = customers
+        .into_iter()
+        .map(|(id, c)| {
+            (
+                id,
+                CustomerSummary {
+                    first: c.first,
+                    last: c.last,
+                    purchase_days: c.days.len(),
+                    total: c.total,
+                },
+            )
+        })
+        .unzip();
+    Ok(CustomerHistory {
+        path: path.to_path_buf(),
+        date_column: columns.date.clone(),
+        ids,
+        customers,
+        latest,
+    })
+}
+
+impl CustomerHistory {
+    /// Customer ids, in row order of [`CustomerHistory::rfm_table`].
+    pub fn ids(&self) -> &[String] {
+        &self.ids
     }
-    let mut columns: BTreeMap<String, Vec<Option<f64>>> = RFM_FEATURES
-        .iter()
-        .map(|f| (*f).to_owned())
-        .zip(cols)
-        .collect();
-    columns.insert(LIFECYCLE_COLUMN.to_owned(), stage);
-    let table = LocalTable {
-        columns,
-        rows: customers.len(),
+
+    /// Day number of the latest purchase in the log.
+    pub fn latest_day(&self) -> i64 {
+        self.latest.0
+    }
+
+    /// One row per customer with the log-scaled RFM features and the lifecycle stage, counted
+    /// to `reference` (a day number); refused if any purchase falls after it.
+    pub fn rfm_table(&self, reference: i64) -> Result<LocalTable, TransactionError> {
+        if self.latest.0 > reference {
+            return Err(TransactionError::AfterReference {
+                path: self.path.clone(),
+                line: self.latest.1,
+                column: self.date_column.clone(),
+                date: calendar::format_day(self.latest.0),
+                reference: calendar::format_day(reference),
+            });
+        }
+        let n = self.customers.len();
+        let mut cols: Vec<Vec<Option<f64>>> = (0..3).map(|_| Vec::with_capacity(n)).collect();
+        let mut stage = Vec::with_capacity(n);
+        for c in &self.customers {
+            let rfm = [(reference - c.last) as f64, c.purchase_days as f64, c.total];
+            for (col, v) in cols.iter_mut().zip(rfm) {
+                col.push(Some(v.ln_1p()));
+            }
+            stage.push(Some(lifecycle_stage(
+                reference - c.first,
+                reference - c.last,
+                c.purchase_days,
+            ) as f64));
+        }
+        let mut columns: BTreeMap<String, Vec<Option<f64>>> = RFM_FEATURES
+            .iter()
+            .map(|f| (*f).to_owned())
+            .zip(cols)
+            .collect();
+        columns.insert(LIFECYCLE_COLUMN.to_owned(), stage);
+        Ok(LocalTable { columns, rows: n })
+    }
+}
+
+/// This participant's indicators for a reference-date round: every month (or day of the given
+/// month) on or before its latest purchase is set. `None` for any other round; an error when
+/// the latest purchase is after 2099-12-31, beyond the months the round covers.
+pub fn latest_purchase_presence(
+    latest_day: i64,
+    round: &RoundKind,
+) -> Option<Result<Vec<f64>, String>> {
+    let latest_month = calendar::month_index(latest_day);
+    let indicators = |len: usize, last: i64| {
+        (0..len as i64)
+            .map(|i| f64::from(u8::from(i <= last)))
+            .collect()
     };
-    Ok((table, ids))
+    match round {
+        RoundKind::LatestMonth if latest_month >= calendar::MONTHS as i64 => Some(Err(format!(
+            "the latest purchase, {}, is after 2099-12, beyond the reference-date rounds; give reference_date in the job",
+            calendar::format_day(latest_day)
+        ))),
+        RoundKind::LatestMonth => Some(Ok(indicators(calendar::MONTHS, latest_month))),
+        RoundKind::LatestDay { month } => {
+            let last = match latest_month.cmp(month) {
+                std::cmp::Ordering::Less => -1,
+                std::cmp::Ordering::Equal => latest_day - calendar::first_day_of_month(*month),
+                std::cmp::Ordering::Greater => calendar::MONTH_DAYS as i64,
+            };
+            Some(Ok(indicators(calendar::MONTH_DAYS, last)))
+        }
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -227,16 +306,41 @@ mod tests {
         (dir, path)
     }
 
+    fn read(path: &Path, reference: &str) -> Result<(LocalTable, Vec<String>), TransactionError> {
+        let history = read_transactions(path, &columns())?;
+        let table = history.rfm_table(day_number(reference).expect("date"))?;
+        Ok((table, history.ids().to_vec()))
+    }
+
     #[test]
-    fn dates_count_days() {
-        assert_eq!(day_number("1970-01-01"), Some(0));
+    fn presence_up_to_the_latest_purchase() {
+        let day = day_number("1998-06-30").expect("date");
+        let month = calendar::month_index(day);
+        let months = latest_purchase_presence(day, &RoundKind::LatestMonth)
+            .expect("a reference round")
+            .expect("in range");
         assert_eq!(
-            day_number("1998-07-01").map(|d| d - day_number("1998-06-30").unwrap_or(0)),
-            Some(1)
+            months.iter().filter(|v| **v == 1.0).count() as i64,
+            month + 1
         );
-        assert!(day_number("2000-02-29").is_some());
-        assert_eq!(day_number("1999-02-29"), None);
-        assert_eq!(day_number("1998-13-01"), None);
+        let days = |m| {
+            latest_purchase_presence(day, &RoundKind::LatestDay { month: m })
+                .expect("a reference round")
+                .expect("in range")
+                .iter()
+                .filter(|v| **v == 1.0)
+                .count()
+        };
+        assert_eq!(days(month), 30);
+        assert_eq!(days(month + 1), 0);
+        assert_eq!(days(month - 1), 31);
+        assert!(latest_purchase_presence(
+            day_number("2100-01-01").expect("date"),
+            &RoundKind::LatestMonth
+        )
+        .expect("a reference round")
+        .is_err());
+        assert!(latest_purchase_presence(day, &RoundKind::Moments).is_none());
     }
 
     #[test]
@@ -251,7 +355,7 @@ mod tests {
     #[test]
     fn rfm_per_customer() {
         let (_d, path) = write("customer_id,date,quantity,amount\nA,1998-06-01,1,10\nA,1998-06-01,2,5\nA,1998-06-21,1,15\nB,1998-01-01,1,100\n");
-        let (t, ids) = read_transactions(&path, &columns(), "1998-07-01").expect("read");
+        let (t, ids) = read(&path, "1998-07-01").expect("read");
         assert_eq!(ids, vec!["A", "B"]);
         let r = |c: &str, i: usize| {
             t.columns[c][i]
@@ -290,11 +394,15 @@ mod tests {
                 "'amount' appears twice",
             ),
             ("customer_id,date,amount\n", "no transactions"),
+            (
+                "customer_id,date,amount\nA,1998-06-01,1\nB,1998-07-02,1\n",
+                "line 3, column 'date': purchase on 1998-07-02, after the reference date 1998-07-01",
+            ),
             ("", "no header"),
         ];
         for (text, expected) in cases {
             let (_d, path) = write(text);
-            let err = read_transactions(&path, &columns(), "1998-07-01").expect_err(expected);
+            let err = read(&path, "1998-07-01").expect_err(expected);
             let message = err.to_string();
             assert!(
                 message.contains("tx.csv") && message.contains(expected),

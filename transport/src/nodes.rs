@@ -14,7 +14,7 @@ use fedbank_common::job::ValidJob;
 use fedbank_common::protocol::Inbound;
 use fedbank_common::secagg::RingScalar;
 use fedbank_coordinator::{CoordinatorMachine, Input, Output, Status};
-use fedbank_participant::{LocalTable, NodeOutput, NodeStatus, ParticipantMachine};
+use fedbank_participant::{LocalData, NodeOutput, NodeStatus, ParticipantMachine};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -58,6 +58,9 @@ pub enum NodeError {
         /// Why, as reported by TLS or by the coordinator.
         reason: String,
     },
+    /// The node's local data cannot be used for this job.
+    #[error("local data: {0}")]
+    LocalData(String),
     /// The machine's thread ended unexpectedly.
     #[error("the node's protocol thread stopped unexpectedly")]
     MachineStopped,
@@ -337,8 +340,8 @@ pub struct ParticipantSettings {
     pub id: NodeId,
     /// The job it agreed to.
     pub job: ValidJob,
-    /// Its local table.
-    pub table: LocalTable,
+    /// Its local data.
+    pub data: LocalData,
     /// Its credentials.
     pub creds: NodeCredentials,
     /// The coordinator's address and id.
@@ -349,8 +352,6 @@ pub struct ParticipantSettings {
     pub connect_attempts: u32,
     /// Where to write the local segment assignment of a segment job (owner-only; never sent).
     pub assignments: Option<PathBuf>,
-    /// Customer ids of the table's rows, for that file.
-    pub row_ids: Option<Vec<String>>,
 }
 
 /// Runs a participant until the coordinator reports the job finished or aborted.
@@ -361,14 +362,15 @@ pub async fn run_participant<S: RingScalar>(
     let ParticipantSettings {
         id,
         job,
-        table,
+        data,
         creds,
         coordinator: (addr, coordinator),
         trail,
         connect_attempts,
         assignments,
-        row_ids,
     } = settings;
+    let mut machine = ParticipantMachine::<S>::with_data(id.clone(), job.clone(), data)
+        .map_err(|e| NodeError::LocalData(e.to_string()))?;
     let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap_or(addr))
         .or_else(|_| quinn::Endpoint::client("[::]:0".parse().unwrap_or(addr)))
         .map_err(|source| NodeError::Bind { addr, source })?;
@@ -389,10 +391,6 @@ pub async fn run_participant<S: RingScalar>(
     let span = tracing::info_span!("participant", node = %id);
     let machine = std::thread::spawn(move || -> Result<(), TrailError> {
         let _span = span.enter();
-        let mut machine = ParticipantMachine::<S>::new(id, job, table);
-        if let Some(ids) = row_ids {
-            machine = machine.with_row_ids(ids);
-        }
         // `None` means "connected": say Hello.
         while let Ok(message) = inbox.recv() {
             match message {

@@ -42,6 +42,9 @@ pub struct RoundRequest {
     pub attempt: u32,
     /// What to compute.
     pub kind: RoundKind,
+    /// Days since 1970-01-01 of the reference date recency is counted to, once the job has one
+    /// (segment jobs over transaction logs); a participant refuses a request that changes it.
+    pub reference_day: Option<i64>,
 }
 
 /// A participant's encrypted contribution to a round.

@@ -268,6 +268,7 @@ impl<S: RingScalar> CoordinatorMachine<S> {
                     round: round.number,
                     attempt: round.attempt,
                     kind: round.kind.clone(),
+                    reference_day: self.logic.reference_day(),
                 };
                 self.send(&from, Outbound::Round(request));
             }

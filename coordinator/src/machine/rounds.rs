@@ -38,6 +38,7 @@ impl<S: RingScalar> CoordinatorMachine<S> {
             round: number,
             attempt,
             kind: kind.clone(),
+            reference_day: self.logic.reference_day(),
         };
         for node in &asked {
             self.send(node, Outbound::Round(request.clone()));
