@@ -51,6 +51,10 @@ pub struct SimulationSpec {
     /// (relative to the job file).
     #[serde(default)]
     pub transactions: Option<PathBuf>,
+    /// A shared customer table to split across the participants, a row per customer keyed by
+    /// its first column (relative to the job file).
+    #[serde(default)]
+    pub customers_table: Option<PathBuf>,
     /// Relative weights of the split: customers are dealt to participants in these proportions.
     #[serde(default)]
     pub split: BTreeMap<String, u32>,
@@ -64,7 +68,10 @@ fn default_coordinator() -> NodeId {
 pub fn load_job(path: &Path) -> Result<(ValidJob, Option<SimulationSpec>)> {
     let mut file: JobFile = read_toml(path)?;
     if let Some(sim) = &mut file.simulation {
-        if let Some(t) = &mut sim.transactions {
+        for t in [&mut sim.transactions, &mut sim.customers_table]
+            .into_iter()
+            .flatten()
+        {
             if t.is_relative() {
                 *t = path.parent().unwrap_or(Path::new(".")).join(&*t);
             }

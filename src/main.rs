@@ -11,6 +11,7 @@ mod centralized;
 mod certs;
 mod config;
 mod nodes;
+mod propensity_report;
 mod report;
 mod simulate;
 

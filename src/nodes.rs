@@ -5,7 +5,6 @@ use crate::config::{load_coordinator, load_job, load_participant};
 use anyhow::{Context, Result};
 use fedbank_common::audit::SigningIdentity;
 use fedbank_common::ids::NodeId;
-use fedbank_common::job::JobKind;
 use fedbank_common::job::ValidJob;
 use fedbank_common::secagg::Profile;
 use fedbank_coordinator::{JobResult, Status};
@@ -84,6 +83,15 @@ pub fn load_data(job: &ValidJob, path: &Path) -> Result<LocalData> {
         return Ok(LocalData::Transactions(history));
     }
     let spec = job.spec();
+    if let Some(propensity) = job.propensity() {
+        let records = fedbank_participant::customers::CustomerRecords::read(
+            path,
+            &spec.features,
+            propensity,
+            spec.id_column.as_deref(),
+        )?;
+        return Ok(LocalData::Customers(records));
+    }
     let columns: Vec<String> = spec.features.iter().map(|f| f.name.clone()).collect();
     let (table, row_ids) =
         LocalTable::read_csv_with_ids(path, &columns, spec.id_column.as_deref())?;
@@ -95,6 +103,7 @@ pub fn load_data(job: &ValidJob, path: &Path) -> Result<LocalData> {
 pub fn rows_for_pooling(data: &LocalData, reference_day: Option<i64>) -> Result<LocalTable> {
     Ok(match data {
         LocalData::Table { table, .. } => table.clone(),
+        LocalData::Customers(_) => anyhow::bail!("a propensity job's rows are not pooled as a table"),
         LocalData::Transactions(history) => history.rfm_table(
             reference_day.context("a transaction log needs a reference day to give RFM rows")?,
         )?,
@@ -111,7 +120,7 @@ pub fn write_result(out: &Path, job: &ValidJob, status: &Status) -> Result<PathB
     let spec = job.spec();
     let mut result = serde_json::json!({
         "job": spec.job.as_str(),
-        "kind": match spec.kind { JobKind::Stats => "stats", JobKind::Segment => "segment" },
+        "kind": spec.kind.name(),
         "profile": spec.profile.name(),
         "config_digest": job.digest().to_hex(),
         "participants": spec.participants.iter().map(|p| p.as_str()).collect::<Vec<_>>(),
@@ -125,6 +134,17 @@ pub fn write_result(out: &Path, job: &ValidJob, status: &Status) -> Result<PathB
                 .map(|f| (f.name.clone(), serde_json::to_value(f).unwrap_or_default()))
                 .collect::<serde_json::Map<_, _>>()
                 .into();
+        }
+        JobResult::Propensity(p) => {
+            let model_path = out.join("model.json");
+            std::fs::write(&model_path, serde_json::to_string_pretty(&p.model)?)
+                .with_context(|| format!("writing {}", model_path.display()))?;
+            crate::propensity_report::write(out, job, p)?;
+            if let (Some(obj), serde_json::Value::Object(extra)) =
+                (result.as_object_mut(), serde_json::to_value(p)?)
+            {
+                obj.extend(extra);
+            }
         }
         JobResult::Segment(segments) => {
             crate::report::write_segment_report(out, job, segments)?;

@@ -65,10 +65,7 @@ pub fn run(args: &SimulateArgs) -> Result<()> {
     say(format!(
         "job {} ({}, profile {}): {} participants, committee {:?}, min {} per aggregate",
         spec.job,
-        match spec.kind {
-            fedbank_common::job::JobKind::Stats => "stats",
-            fedbank_common::job::JobKind::Segment => "segment",
-        },
+        spec.kind.name(),
         spec.profile,
         spec.participants.len(),
         spec.committee
@@ -88,7 +85,7 @@ pub fn run(args: &SimulateArgs) -> Result<()> {
     say(format!("certificates: {}", certs.display()));
 
     // Data: a shared transaction log split across the institutions, or synthetic customers.
-    let data = match &sim.transactions {
+    let data = match sim.transactions.as_ref().or(sim.customers_table.as_ref()) {
         Some(log) => split_transactions(log, &out, &spec.participants, &sim.split, &say)?,
         None => synthetic_data(
             &out,
@@ -279,6 +276,49 @@ pub fn run(args: &SimulateArgs) -> Result<()> {
             }
         }
     }
+    if let Status::Finished(JobResult::Propensity(r)) = &status {
+        let _ = writeln!(
+            summary,
+            "propensity: {} Newton rounds ({}), hold-out AUC {} (± {:.4}), log-loss {:.4}, accuracy {:.1}%, top-decile lift {:.2}",
+            r.rounds,
+            if r.converged { "converged" } else { "max_rounds" },
+            r.auc.map_or("n/a".to_owned(), |a| format!("{a:.4}")),
+            r.auc_resolution,
+            r.log_loss,
+            100.0 * r.accuracy,
+            r.deciles.first().map_or(0.0, |d| d.lift)
+        );
+        // Each institution's own figures, computed by the participant library on its own data
+        // (in a real consortium each participant computes and keeps these itself).
+        let mut figures = serde_json::Map::new();
+        if let Some(p) = job.propensity() {
+            for (node, data) in spec.participants.iter().zip(&pooled) {
+                if let fedbank_participant::LocalData::Customers(records) = data {
+                    let f = fedbank_participant::propensity::local_figures(
+                        records,
+                        &spec.features,
+                        p,
+                        &r.model,
+                    );
+                    let show = |a: Option<f64>| a.map_or("n/a".to_owned(), |a| format!("{a:.4}"));
+                    let _ = writeln!(
+                        summary,
+                        "  {node}: {} hold-out customers, AUC of its own model {} vs the federated model {}",
+                        f.holdout_customers,
+                        show(f.local_only_auc),
+                        show(f.federated_auc)
+                    );
+                    figures.insert(node.to_string(), serde_json::to_value(&f)?);
+                }
+            }
+        }
+        let path = out.join("result.json");
+        if let Ok(text) = std::fs::read_to_string(&path) {
+            let mut value: serde_json::Value = serde_json::from_str(&text)?;
+            value["per_participant"] = figures.into();
+            std::fs::write(&path, serde_json::to_string_pretty(&value)?)?;
+        }
+    }
     let _ = writeln!(summary, "output: {}", out.display());
     std::fs::write(out.join("summary.txt"), &summary)?;
     println!("\n{summary}");
@@ -409,7 +449,7 @@ fn split_transactions(
     for ((node, content), n) in participants.iter().zip(files).zip(customers) {
         let dir = out.join("data").join(node.as_str());
         std::fs::create_dir_all(&dir)?;
-        let path = dir.join("transactions.csv");
+        let path = dir.join(log.file_name().unwrap_or(std::ffi::OsStr::new("data.csv")));
         std::fs::write(&path, content)?;
         say(format!(
             "{node}: {n} customers of {} in {}",

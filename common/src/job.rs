@@ -44,6 +44,19 @@ pub enum JobKind {
     Stats,
     /// Customer segmentation: global standardization, then federated Lloyd k-means.
     Segment,
+    /// Propensity model: federated logistic regression (Newton) and federated evaluation.
+    Propensity,
+}
+
+impl JobKind {
+    /// The name used in job files and results.
+    pub fn name(self) -> &'static str {
+        match self {
+            JobKind::Stats => "stats",
+            JobKind::Segment => "segment",
+            JobKind::Propensity => "propensity",
+        }
+    }
 }
 
 /// Where a participant's per-customer rows come from in a segment job.
@@ -149,6 +162,172 @@ fn default_k_anonymity() -> u64 {
 /// Most segments a job may ask for.
 pub const MAX_SEGMENTS: usize = 50;
 
+/// A categorical column with its full list of levels.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CategoricalSpec {
+    /// Column name.
+    pub name: String,
+    /// Every level; the first is the reference level (no coefficient of its own).
+    pub levels: Vec<String>,
+}
+
+/// Class weighting of the training loss.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClassWeight {
+    /// Every customer counts one.
+    #[default]
+    None,
+    /// Each class weighs half of the total: positives n/(2·n₊), negatives n/(2·n₋), from the
+    /// consortium's training counts (capped at [`MAX_CLASS_WEIGHT`]).
+    Balanced,
+}
+
+/// Largest class weight.
+pub const MAX_CLASS_WEIGHT: f64 = 100.0;
+
+/// The `[job.propensity]` table: what to predict and how to train and evaluate.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PropensitySpec {
+    /// Label column.
+    pub label: String,
+    /// The label value of the positive class (e.g. "Yes").
+    pub positive: String,
+    /// The label value of the negative class; any third value is an error.
+    pub negative: String,
+    /// Categorical columns with their levels, one-hot encoded after the numeric features.
+    #[serde(default)]
+    pub categorical: Vec<CategoricalSpec>,
+    /// Map a level not in the list to an explicit `other` level (with its own coefficient)
+    /// instead of stopping with an error.
+    #[serde(default)]
+    pub other_level: bool,
+    /// L2 penalty λ on every coefficient but the intercept (standardized units).
+    #[serde(default = "default_l2")]
+    pub l2: f64,
+    /// Most Newton rounds.
+    #[serde(default = "default_newton_rounds")]
+    pub max_rounds: u32,
+    /// Stop when no coefficient moves more than this.
+    #[serde(default = "default_newton_tolerance")]
+    pub tolerance: f64,
+    /// Share of each participant's customers held out for evaluation (by a keyed hash of the
+    /// customer id, so a customer stays on the same side in every run with the same seed).
+    #[serde(default = "default_holdout")]
+    pub holdout: f64,
+    /// Seed of the hold-out split.
+    #[serde(default)]
+    pub holdout_seed: u64,
+    /// Class weighting.
+    #[serde(default)]
+    pub class_weight: ClassWeight,
+    /// Bins of the score histograms the evaluation aggregates (the AUC's resolution).
+    #[serde(default = "default_score_bins")]
+    pub score_bins: usize,
+}
+
+fn default_l2() -> f64 {
+    1.0
+}
+fn default_newton_rounds() -> u32 {
+    25
+}
+fn default_newton_tolerance() -> f64 {
+    1e-8
+}
+fn default_holdout() -> f64 {
+    0.2
+}
+fn default_score_bins() -> usize {
+    1000
+}
+
+impl PropensitySpec {
+    /// Names of the model's coefficients: the intercept, the numeric features, then one per
+    /// non-reference level of each categorical column (and its `other` level if enabled).
+    pub fn design_names(&self, features: &[FeatureSpec]) -> Vec<String> {
+        let mut names = vec!["intercept".to_owned()];
+        names.extend(features.iter().map(|f| f.name.clone()));
+        for c in &self.categorical {
+            names.extend(c.levels.iter().skip(1).map(|l| format!("{}={l}", c.name)));
+            if self.other_level {
+                names.push(format!("{}=other", c.name));
+            }
+        }
+        names
+    }
+
+    fn check(&self, job: &JobId, features: &[FeatureSpec]) -> Result<(), JobError> {
+        let bad = |problem: String| JobError::Propensity {
+            job: job.clone(),
+            problem,
+        };
+        if self.positive == self.negative {
+            return Err(bad(format!(
+                "positive and negative are both '{}'",
+                self.positive
+            )));
+        }
+        let mut columns: Vec<&str> = features.iter().map(|f| f.name.as_str()).collect();
+        columns.push(&self.label);
+        for c in &self.categorical {
+            if c.levels.is_empty() {
+                return Err(bad(format!("categorical column '{}' lists no levels", c.name)));
+            }
+            if let Some((i, l)) = c
+                .levels
+                .iter()
+                .enumerate()
+                .find(|(i, l)| c.levels[..*i].contains(l))
+            {
+                return Err(bad(format!(
+                    "categorical column '{}' lists level '{l}' twice (position {})",
+                    c.name,
+                    i + 1
+                )));
+            }
+            columns.push(&c.name);
+        }
+        if let Some((i, c)) = columns
+            .iter()
+            .enumerate()
+            .find(|(i, c)| columns[..*i].contains(c))
+        {
+            return Err(bad(format!(
+                "column '{c}' is used twice (as feature, label or categorical column; position {})",
+                i + 1
+            )));
+        }
+        let d = self.design_names(features).len();
+        if d > MAX_COEFFICIENTS {
+            return Err(bad(format!(
+                "{d} coefficients; the Newton optimizer takes at most {MAX_COEFFICIENTS}"
+            )));
+        }
+        if !(self.l2.is_finite() && self.l2 >= 0.0) {
+            return Err(bad(format!("l2 = {} must be ≥ 0", self.l2)));
+        }
+        if !(1..=1000).contains(&self.max_rounds) {
+            return Err(bad(format!("max_rounds = {} is out of range (1 to 1000)", self.max_rounds)));
+        }
+        if !(self.tolerance.is_finite() && self.tolerance >= 0.0) {
+            return Err(bad(format!("tolerance = {} must be ≥ 0", self.tolerance)));
+        }
+        if !(self.holdout > 0.0 && self.holdout < 1.0) {
+            return Err(bad(format!("holdout = {} must be between 0 and 1", self.holdout)));
+        }
+        if !(10..=100_000).contains(&self.score_bins) {
+            return Err(bad(format!("score_bins = {} is out of range (10 to 100000)", self.score_bins)));
+        }
+        Ok(())
+    }
+}
+
+/// Most coefficients of a propensity model (the Hessian has d(d+1)/2 values).
+pub const MAX_COEFFICIENTS: usize = 500;
+
 /// Features of a segment job over a transaction log: log(1 + x) of recency in days, frequency
 /// (distinct purchase days) and monetary total.
 pub const RFM_FEATURES: [&str; 3] = ["log_recency", "log_frequency", "log_monetary"];
@@ -157,6 +336,8 @@ pub const RFM_FEATURES: [&str; 3] = ["log_recency", "log_frequency", "log_moneta
 pub const Z_BOUND: f64 = 50.0;
 /// Fixed-point scale of standardized sums.
 pub const Z_SCALE: f64 = 1e12;
+/// Fixed-point scale of logistic-regression sums (gradient, Hessian, loss).
+pub const LOGISTIC_SCALE: f64 = 1e9;
 
 /// The job as written in the job file.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -201,6 +382,9 @@ pub struct JobSpec {
     /// How to segment (segment jobs only).
     #[serde(default)]
     pub segment: Option<SegmentSpec>,
+    /// What to predict (propensity jobs only).
+    #[serde(default)]
+    pub propensity: Option<PropensitySpec>,
 }
 
 fn default_bins() -> usize {
@@ -275,6 +459,14 @@ pub enum JobError {
     /// The `[job.segment]` table does not make a segment job.
     #[error("job {job}: [job.segment]: {problem}")]
     Segment {
+        /// Job.
+        job: JobId,
+        /// What is wrong.
+        problem: String,
+    },
+    /// The `[job.propensity]` table does not make a propensity job.
+    #[error("job {job}: [job.propensity]: {problem}")]
+    Propensity {
         /// Job.
         job: JobId,
         /// What is wrong.
@@ -422,6 +614,23 @@ impl JobSpec {
                 job,
                 problem: "a segment job needs a [job.segment] table".to_owned(),
             });
+        }
+        match (&self.propensity, self.kind) {
+            (Some(p), JobKind::Propensity) => p.check(&job, &self.features)?,
+            (None, JobKind::Propensity) => {
+                return Err(JobError::Propensity {
+                    job,
+                    problem: "a propensity job needs a [job.propensity] table".to_owned(),
+                })
+            }
+            (Some(_), _) => {
+                return Err(JobError::Propensity {
+                    job,
+                    problem: "only a job of kind \"propensity\" takes a [job.propensity] table"
+                        .to_owned(),
+                })
+            }
+            (None, _) => {}
         }
         let params =
             SchemeParameters::new(self.profile, self.committee.len(), self.participants.len())
@@ -650,6 +859,56 @@ impl ValidJob {
         q
     }
 
+    /// The propensity table of a propensity job.
+    pub fn propensity(&self) -> Option<&PropensitySpec> {
+        self.spec.propensity.as_ref()
+    }
+
+    /// Coefficients of a propensity job's model (0 for other jobs).
+    pub fn coefficients(&self) -> usize {
+        self.propensity()
+            .map_or(0, |p| p.design_names(&self.spec.features).len())
+    }
+
+    fn propensity_quantities(&self, round: &RoundKind) -> Vec<QuantitySpec> {
+        let rows = self.spec.max_rows as f64;
+        let d = self.coefficients();
+        let w = MAX_CLASS_WEIGHT;
+        match round {
+            RoundKind::Classes => vec![QuantitySpec::new("classes", 4, rows, 1.0)],
+            RoundKind::Newton { .. } => vec![
+                QuantitySpec::new("newton.gradient", d, rows * w * Z_BOUND, LOGISTIC_SCALE),
+                QuantitySpec::new(
+                    "newton.hessian",
+                    crate::logistic::packed_len(d),
+                    rows * w * Z_BOUND * Z_BOUND / 4.0,
+                    LOGISTIC_SCALE,
+                ),
+                QuantitySpec::new(
+                    "newton.loss",
+                    1,
+                    rows * w * crate::logistic::MAX_ROW_LOSS,
+                    LOGISTIC_SCALE,
+                ),
+            ],
+            RoundKind::Evaluate { .. } => {
+                let bins = self.propensity().map_or(1, |p| p.score_bins);
+                vec![
+                    QuantitySpec::new("eval.positives", bins, rows, 1.0),
+                    QuantitySpec::new("eval.negatives", bins, rows, 1.0),
+                    QuantitySpec::new(
+                        "eval.loss",
+                        1,
+                        rows * crate::logistic::MAX_ROW_LOSS,
+                        LOGISTIC_SCALE,
+                    ),
+                    QuantitySpec::new("eval.correct", 1, rows, 1.0),
+                ]
+            }
+            _ => Vec::new(),
+        }
+    }
+
     /// The segment table of a segment job.
     pub fn segment(&self) -> Option<&SegmentSpec> {
         self.spec.segment.as_ref()
@@ -674,6 +933,9 @@ impl ValidJob {
                     )
                 })
                 .collect(),
+            RoundKind::Classes | RoundKind::Newton { .. } | RoundKind::Evaluate { .. } => {
+                self.propensity_quantities(round)
+            }
             RoundKind::LatestMonth => vec![QuantitySpec::presence(
                 LATEST_MONTH,
                 crate::calendar::MONTHS,
@@ -732,6 +994,30 @@ pub enum RoundKind {
         /// Four quintile edges per feature (20, 40, 60 and 80 %).
         quintiles: Vec<Vec<f64>>,
     },
+    /// Training and hold-out customers and positives (propensity jobs): four counts.
+    Classes,
+    /// One Newton step of a propensity model: over the training customers, Σ w(p − y)x, the
+    /// packed Σ w p(1 − p) x xᵀ and the weighted log-loss at coefficients `beta`.
+    Newton {
+        /// Mean per numeric feature, for standardization and imputation.
+        mean: Vec<f64>,
+        /// Standard deviation per numeric feature.
+        std: Vec<f64>,
+        /// Current coefficients (intercept first).
+        beta: Vec<f64>,
+        /// Weights of positives and negatives.
+        weights: [f64; 2],
+    },
+    /// Evaluation of the final model over the hold-out customers: score histograms of positives
+    /// and negatives, log-loss and the number classified correctly at 0.5.
+    Evaluate {
+        /// Mean per numeric feature.
+        mean: Vec<f64>,
+        /// Standard deviation per numeric feature.
+        std: Vec<f64>,
+        /// Final coefficients.
+        beta: Vec<f64>,
+    },
     /// Counts per histogram bin, with these inner edges per feature (bins+1 edges each).
     Histogram {
         /// Edges per feature, in feature order.
@@ -748,6 +1034,9 @@ impl RoundKind {
             RoundKind::KMeans { .. } => KMEANS,
             RoundKind::Lifecycle => LIFECYCLE,
             RoundKind::LatestMonth => LATEST_MONTH,
+            RoundKind::Classes => "classes",
+            RoundKind::Newton { .. } => "newton",
+            RoundKind::Evaluate { .. } => "evaluate",
             RoundKind::LatestDay { .. } => LATEST_DAY,
             RoundKind::Scores { .. } => SCORES,
         }

@@ -13,6 +13,7 @@
 //!   with the `strict` and `fast` profiles and their noise budget.
 //! - [`encoding`]: bounds, fixed-point scale, counted clipping, limbs, overflow validation.
 //! - [`calendar`]: dates as day numbers, for recency and the reference-date rounds.
+//! - [`logistic`] and [`model`]: logistic-regression arithmetic and the exported model format.
 //! - [`policy`]: the committee member's decision to decrypt, as a pure function.
 //! - [`committee`]: decryption requests and partial decryptions.
 //! - [`wire`]: versioned, size-limited bincode 2 encoding; [`storage`]: atomic, permission-aware
@@ -28,6 +29,8 @@ pub mod digest;
 pub mod encoding;
 pub mod ids;
 pub mod job;
+pub mod logistic;
+pub mod model;
 pub mod policy;
 pub mod protocol;
 pub mod secagg;

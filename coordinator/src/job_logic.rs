@@ -1,5 +1,6 @@
 //! What the coordinator computes between rounds, per job kind.
 
+use crate::propensity::{PropensityJob, PropensityResult};
 use crate::segment::{SegmentJob, SegmentResult};
 use crate::stats::{FeatureStats, StatsJob};
 use fedbank_common::encoding::DecodedQuantity;
@@ -14,6 +15,8 @@ pub enum JobResult {
     Stats(Vec<FeatureStats>),
     /// Segments.
     Segment(Box<SegmentResult>),
+    /// A propensity model and its evaluation.
+    Propensity(Box<PropensityResult>),
 }
 
 /// The job-kind-specific logic.
@@ -23,12 +26,22 @@ pub enum JobLogic {
     Stats(StatsJob),
     /// The segment job.
     Segment(Box<SegmentJob>),
+    /// The propensity job.
+    Propensity(Box<PropensityJob>),
 }
 
 impl JobLogic {
     /// The logic for `job`.
     pub fn new(job: &ValidJob) -> Self {
         let spec = job.spec();
+        if let (JobKind::Propensity, Some(p)) = (spec.kind, job.propensity()) {
+            return JobLogic::Propensity(Box::new(PropensityJob::new(
+                spec.job.as_str(),
+                spec.id_column.clone(),
+                spec.features.clone(),
+                p.clone(),
+            )));
+        }
         match (spec.kind, job.segment()) {
             (JobKind::Segment, Some(segment)) => JobLogic::Segment(Box::new(SegmentJob::new(
                 spec.features.clone(),
@@ -44,6 +57,7 @@ impl JobLogic {
         match self {
             JobLogic::Stats(j) => j.first_round(),
             JobLogic::Segment(j) => j.first_round(),
+            JobLogic::Propensity(j) => j.first_round(),
         }
     }
 
@@ -56,13 +70,17 @@ impl JobLogic {
         match self {
             JobLogic::Stats(j) => j.apply(kind, decoded).map_err(|e| e.to_string()),
             JobLogic::Segment(j) => j.apply(kind, decoded).map_err(|e| e.to_string()),
+            JobLogic::Propensity(j) => j.apply(kind, decoded).map_err(|e| {
+                let source = std::error::Error::source(&e).map(|s| format!(": {s}"));
+                format!("{e}{}", source.unwrap_or_default())
+            }),
         }
     }
 
     /// The reference day participants count recency to, once the job has one.
     pub fn reference_day(&self) -> Option<i64> {
         match self {
-            JobLogic::Stats(_) => None,
+            JobLogic::Stats(_) | JobLogic::Propensity(_) => None,
             JobLogic::Segment(j) => j.reference_day(),
         }
     }
@@ -72,6 +90,10 @@ impl JobLogic {
         match self {
             JobLogic::Stats(j) => j.result().map(|r| JobResult::Stats(r.to_vec())),
             JobLogic::Segment(j) => j.result().cloned().map(|r| JobResult::Segment(Box::new(r))),
+            JobLogic::Propensity(j) => j
+                .result()
+                .cloned()
+                .map(|r| JobResult::Propensity(Box::new(r))),
         }
     }
 }

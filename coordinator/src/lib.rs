@@ -7,7 +7,7 @@
 //!   that feeds it inputs and the time, and carries out its outputs.
 //! - [`RoundAggregate`]: one slot's homomorphic sum, its manifest and the combination of the
 //!   committee's partial decryptions.
-//! - [`stats`] and [`segment`]: the stats and segment jobs' rounds and results.
+//! - [`stats`], [`segment`] and [`propensity`]: the jobs' rounds and results.
 //!
 //! The coordinator never holds a key share: it sees ciphertexts, the contributor list and the
 //! decrypted aggregate, never an individual update. It does not open sockets or read clocks.
@@ -21,6 +21,7 @@
 mod aggregation;
 mod job_logic;
 mod machine;
+pub mod propensity;
 pub mod segment;
 pub mod stats;
 

@@ -123,6 +123,9 @@ pub enum SegmentError {
     /// No participant has a purchase in the covered months.
     #[error("no participant has a purchase between 1970-01 and 2099-12")]
     NoPurchases,
+    /// A round of another job kind.
+    #[error("round '{0}' is not part of a segment job")]
+    NotSegment(&'static str),
     /// Every segment is below k-anonymity.
     #[error("no segment reaches k_anonymity = {0} customers; nothing can be released")]
     NothingReleasable(u64),
@@ -332,6 +335,9 @@ impl SegmentJob {
                     centroids: self.centroids.clone(),
                     quintiles,
                 }))
+            }
+            RoundKind::Classes | RoundKind::Newton { .. } | RoundKind::Evaluate { .. } => {
+                Err(SegmentError::NotSegment(kind.label()))
             }
             RoundKind::Scores { .. } => {
                 let sums: Vec<&[f64]> = self

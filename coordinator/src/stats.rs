@@ -116,7 +116,10 @@ impl StatsJob {
             | RoundKind::Lifecycle
             | RoundKind::Scores { .. }
             | RoundKind::LatestMonth
-            | RoundKind::LatestDay { .. } => Err(StatsError::UnexpectedRound(kind.label())),
+            | RoundKind::LatestDay { .. }
+            | RoundKind::Classes
+            | RoundKind::Newton { .. }
+            | RoundKind::Evaluate { .. } => Err(StatsError::UnexpectedRound(kind.label())),
             RoundKind::Histogram { edges } => {
                 let mut out = Vec::with_capacity(self.features.len());
                 for ((f, &(n, missing, sum, sumsq)), edges) in

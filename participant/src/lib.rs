@@ -13,13 +13,18 @@
 //!   request against its policy and its own record, and releases partial decryptions of
 //!   aggregates only.
 //!
+//! - [`customers`] and [`propensity`]: a labeled customer table and the local side of a
+//!   propensity job (class counts, Newton sums, hold-out score histograms, its own figures).
+//!
 //! It does not talk to the network; the shell in the `fedbank` binary carries its messages.
 
 mod committee_member;
 mod contribution;
+pub mod customers;
 pub mod local_stats;
 mod local_table;
 mod machine;
+pub mod propensity;
 pub mod rfm;
 pub mod synthetic;
 

@@ -165,7 +165,11 @@ pub fn compute(
             }
             values.extend(sums);
         }
-        RoundKind::LatestMonth | RoundKind::LatestDay { .. } => {
+        RoundKind::LatestMonth
+        | RoundKind::LatestDay { .. }
+        | RoundKind::Classes
+        | RoundKind::Newton { .. }
+        | RoundKind::Evaluate { .. } => {
             return Err(LocalStatsError::NotATableRound(round.label()))
         }
         RoundKind::Lifecycle => {

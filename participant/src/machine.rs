@@ -19,6 +19,7 @@ use crate::committee_member::{CommitteeMember, MemberError};
 use crate::local_stats::{self, LocalStatsError};
 use crate::local_stats::{nearest, standardize};
 use crate::local_table::LocalTable;
+use crate::customers::CustomerRecords;
 use crate::rfm::{CustomerHistory, TransactionError};
 use crate::Contributor;
 use fedbank_common::audit::EventKind;
@@ -140,6 +141,8 @@ pub enum LocalData {
     },
     /// A transaction log, summarized per customer; RFM rows are built from it.
     Transactions(CustomerHistory),
+    /// A labeled customer table (propensity jobs).
+    Customers(CustomerRecords),
 }
 
 /// A participant's node for one job.
@@ -156,6 +159,8 @@ pub struct ParticipantMachine<S: RingScalar> {
     history: Option<CustomerHistory>,
     /// The reference day the table counts recency to, once known.
     reference_day: Option<i64>,
+    /// The labeled customers of a propensity job.
+    customers: Option<CustomerRecords>,
 }
 
 fn fields(v: Value) -> Map<String, Value> {
@@ -179,6 +184,7 @@ impl<S: RingScalar> ParticipantMachine<S> {
             row_ids: None,
             history: None,
             reference_day: None,
+            customers: None,
         }
     }
 
@@ -191,6 +197,13 @@ impl<S: RingScalar> ParticipantMachine<S> {
                 Ok(machine)
             }
             LocalData::Transactions(history) => Self::from_transactions(id, job, history),
+            LocalData::Customers(records) => {
+                let table = records.numeric_table(&job.spec().features);
+                let mut machine = Self::new(id, job, table);
+                machine.row_ids = records.ids.clone();
+                machine.customers = Some(records);
+                Ok(machine)
+            }
         }
     }
 
@@ -411,6 +424,13 @@ impl<S: RingScalar> ParticipantMachine<S> {
     /// reference day is known).
     fn local_values(&mut self, request: &RoundRequest) -> Result<(Vec<Vec<f64>>, u64), String> {
         let spec = self.job.spec();
+        if let (Some(records), Some(propensity)) = (&self.customers, self.job.propensity()) {
+            if !matches!(request.kind, fedbank_common::job::RoundKind::Moments) {
+                return crate::propensity::compute(records, &spec.features, propensity, &request.kind)
+                    .map(|values| (values, 0))
+                    .map_err(|e| e.to_string());
+            }
+        }
         if let Some(history) = &self.history {
             if let Some(indicators) =
                 crate::rfm::latest_purchase_presence(history.latest_day(), &request.kind)

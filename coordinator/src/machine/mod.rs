@@ -98,7 +98,7 @@ impl<S: RingScalar> CoordinatorMachine<S> {
         let spec = machine.job.spec();
         let started = fields(json!({
             "job": spec.job.as_str(),
-            "kind": match spec.kind { fedbank_common::job::JobKind::Stats => "stats", fedbank_common::job::JobKind::Segment => "segment" },
+            "kind": spec.kind.name(),
             "config_digest": machine.job.digest().to_hex(),
             "profile": spec.profile.name(),
             "participants": spec.participants.iter().map(|p| p.as_str()).collect::<Vec<_>>(),

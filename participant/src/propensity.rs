@@ -1,0 +1,201 @@
+//! A participant's side of a propensity job: the class counts, the Newton sums over its
+//! training customers and the score histograms over its hold-out customers, each computed
+//! locally and sent only inside an encrypted aggregate; and its own figures — the AUC of a
+//! model trained on its data alone next to the federated model's AUC on its hold-out — which
+//! it keeps.
+
+use crate::customers::CustomerRecords;
+use fedbank_common::job::{FeatureSpec, PropensitySpec, RoundKind};
+use fedbank_common::logistic::{self, NewtonSums};
+use fedbank_common::model::{design_row, PropensityModel};
+use serde::Serialize;
+
+/// Why a round cannot be computed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum PropensityError {
+    /// The round's statistics do not fit the job.
+    #[error("round '{0}' does not match the job's {1} features / coefficients")]
+    Shape(&'static str, usize),
+    /// Not a propensity round.
+    #[error("round '{0}' is not part of a propensity job")]
+    NotPropensity(&'static str),
+}
+
+fn encodings(
+    features: &[FeatureSpec],
+    spec: &PropensitySpec,
+    mean: &[f64],
+    std: &[f64],
+) -> (
+    Vec<fedbank_common::model::NumericEncoding>,
+    Vec<fedbank_common::model::CategoricalEncoding>,
+) {
+    PropensityModel::encodings(features, mean, std, &spec.categorical, spec.other_level)
+}
+
+/// The values of a propensity round (in the order of the job's quantities).
+pub fn compute(
+    records: &CustomerRecords,
+    features: &[FeatureSpec],
+    spec: &PropensitySpec,
+    round: &RoundKind,
+) -> Result<Vec<Vec<f64>>, PropensityError> {
+    let d = spec.design_names(features).len();
+    match round {
+        RoundKind::Classes => {
+            let mut counts = vec![0.0; 4];
+            for (&y, &h) in records.label.iter().zip(&records.holdout) {
+                let at = if h { 2 } else { 0 };
+                counts[at] += 1.0;
+                if y {
+                    counts[at + 1] += 1.0;
+                }
+            }
+            Ok(vec![counts])
+        }
+        RoundKind::Newton {
+            mean,
+            std,
+            beta,
+            weights,
+        } => {
+            if beta.len() != d || mean.len() != features.len() || std.len() != features.len() {
+                return Err(PropensityError::Shape("newton", d));
+            }
+            let (numeric, categorical) = encodings(features, spec, mean, std);
+            let mut sums = NewtonSums::new(d);
+            for r in (0..records.rows()).filter(|&r| !records.holdout[r]) {
+                let x = design_row(&numeric, &categorical, &records.numeric[r], &records.levels[r]);
+                let y = records.label[r];
+                sums.add(&x, y, if y { weights[0] } else { weights[1] }, beta);
+            }
+            Ok(vec![sums.gradient, sums.hessian, vec![sums.loss]])
+        }
+        RoundKind::Evaluate { mean, std, beta } => {
+            if beta.len() != d || mean.len() != features.len() || std.len() != features.len() {
+                return Err(PropensityError::Shape("evaluate", d));
+            }
+            let (numeric, categorical) = encodings(features, spec, mean, std);
+            let bins = spec.score_bins;
+            let (mut pos, mut neg) = (vec![0.0; bins], vec![0.0; bins]);
+            let (mut loss, mut correct) = (0.0, 0.0);
+            for r in (0..records.rows()).filter(|&r| records.holdout[r]) {
+                let x = design_row(&numeric, &categorical, &records.numeric[r], &records.levels[r]);
+                let t: f64 = x.iter().zip(beta).map(|(a, b)| a * b).sum();
+                let p = logistic::sigmoid(t);
+                let y = records.label[r];
+                let bin = logistic::score_bin(p, bins);
+                if y {
+                    pos[bin] += 1.0;
+                } else {
+                    neg[bin] += 1.0;
+                }
+                loss += logistic::row_loss(t, y);
+                if (p >= 0.5) == y {
+                    correct += 1.0;
+                }
+            }
+            Ok(vec![pos, neg, vec![loss], vec![correct]])
+        }
+        other => Err(PropensityError::NotPropensity(other.label())),
+    }
+}
+
+/// What a participant learns about the value of federation, on its own hold-out customers.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct LocalFigures {
+    /// Hold-out customers.
+    pub holdout_customers: usize,
+    /// AUC of the federated model on them.
+    pub federated_auc: Option<f64>,
+    /// AUC of a model trained on this participant's training customers alone (same penalty,
+    /// its own standardization).
+    pub local_only_auc: Option<f64>,
+    /// Why a figure is missing, if one is.
+    pub note: Option<String>,
+}
+
+/// Scores this participant's hold-out customers with the federated `model` and with a model
+/// trained on its own data alone.
+pub fn local_figures(
+    records: &CustomerRecords,
+    features: &[FeatureSpec],
+    spec: &PropensitySpec,
+    model: &PropensityModel,
+) -> LocalFigures {
+    let holdout: Vec<usize> = (0..records.rows()).filter(|&r| records.holdout[r]).collect();
+    let federated: Vec<(f64, bool)> = holdout
+        .iter()
+        .map(|&r| (model.score(&records.numeric[r], &records.levels[r]), records.label[r]))
+        .collect();
+    let federated_auc = logistic::exact_auc(&federated);
+    // Its own standardization from its training rows.
+    let table = records.numeric_table(features);
+    let (mean, std): (Vec<f64>, Vec<f64>) = features
+        .iter()
+        .map(|f| {
+            let values: Vec<f64> = table.columns[&f.name]
+                .iter()
+                .flatten()
+                .map(|v| v.clamp(f.lower(), f.bound))
+                .collect();
+            let n = values.len() as f64;
+            if n == 0.0 {
+                return (0.0, 0.0);
+            }
+            let m = values.iter().sum::<f64>() / n;
+            let var = values.iter().map(|v| (v - m) * (v - m)).sum::<f64>() / n;
+            (m, var.sqrt())
+        })
+        .unzip();
+    let (numeric, categorical) = encodings(features, spec, &mean, &std);
+    let train: Vec<(Vec<f64>, bool, f64)> = (0..records.rows())
+        .filter(|&r| !records.holdout[r])
+        .map(|r| {
+            (
+                design_row(&numeric, &categorical, &records.numeric[r], &records.levels[r]),
+                records.label[r],
+                1.0,
+            )
+        })
+        .collect();
+    let d = spec.design_names(features).len();
+    let classes = (
+        train.iter().filter(|r| r.1).count(),
+        train.iter().filter(|r| !r.1).count(),
+    );
+    let (local_only_auc, note) = if classes.0 == 0 || classes.1 == 0 {
+        (
+            None,
+            Some("its training customers are all of one class: no model of its own".to_owned()),
+        )
+    } else {
+        match logistic::fit_newton(&train, d, spec.l2, spec.max_rounds, spec.tolerance) {
+            Ok((beta, _)) => {
+                let scored: Vec<(f64, bool)> = holdout
+                    .iter()
+                    .map(|&r| {
+                        let x = design_row(&numeric, &categorical, &records.numeric[r], &records.levels[r]);
+                        (
+                            logistic::sigmoid(x.iter().zip(&beta).map(|(a, b)| a * b).sum()),
+                            records.label[r],
+                        )
+                    })
+                    .collect();
+                (logistic::exact_auc(&scored), None)
+            }
+            Err(e) => (None, Some(format!("its own model could not be fitted: {e}"))),
+        }
+    };
+    let note = note.or_else(|| {
+        federated_auc
+            .is_none()
+            .then(|| "its hold-out customers are all of one class: no AUC".to_owned())
+    });
+    LocalFigures {
+        holdout_customers: holdout.len(),
+        federated_auc,
+        local_only_auc,
+        note,
+    }
+}
