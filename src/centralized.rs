@@ -52,3 +52,66 @@ pub fn segment(job: &ValidJob, data: &[LocalData]) -> Result<SegmentResult> {
         None => bail!("the pooled segmentation ended without a result"),
     }
 }
+
+/// Trains the propensity model on the pooled training rows (standardized with their own
+/// statistics) and scores the pooled hold-out rows: (Newton rounds, hold-out AUC).
+pub fn propensity(job: &ValidJob, data: &[LocalData]) -> Result<(u32, Option<f64>)> {
+    use fedbank_common::logistic::{exact_auc, fit_newton, sigmoid};
+    use fedbank_common::model::{design_row, PropensityModel};
+    let spec = job.spec();
+    let p = job.propensity().context("not a propensity job")?;
+    let records: Vec<&fedbank_participant::customers::CustomerRecords> = data
+        .iter()
+        .filter_map(|d| match d {
+            LocalData::Customers(r) => Some(r),
+            _ => None,
+        })
+        .collect();
+    let mut pooled = LocalTable::default();
+    for r in &records {
+        pooled.append(&r.numeric_table(&spec.features));
+    }
+    let moments = local_stats::compute(
+        &pooled,
+        &spec.features,
+        u64::MAX,
+        &fedbank_common::job::RoundKind::Moments,
+    )?;
+    let (mean, std): (Vec<f64>, Vec<f64>) = moments
+        .values
+        .chunks(4)
+        .map(|q| fedbank_coordinator::stats::mean_std(q[0][0], q[2][0], q[3][0]))
+        .unzip();
+    let (numeric, categorical) =
+        PropensityModel::encodings(&spec.features, &mean, &std, &p.categorical, p.other_level);
+    let rows = |holdout: bool| {
+        records
+            .iter()
+            .flat_map(|r| (0..r.rows()).map(move |i| (*r, i)))
+            .filter(move |(r, i)| r.holdout[*i] == holdout)
+            .map(|(r, i)| {
+                (
+                    design_row(&numeric, &categorical, &r.numeric[i], &r.levels[i]),
+                    r.label[i],
+                )
+            })
+    };
+    let n = rows(false).count() as f64;
+    let positives = rows(false).filter(|r| r.1).count() as f64;
+    let weights = match p.class_weight {
+        fedbank_common::job::ClassWeight::None => [1.0, 1.0],
+        fedbank_common::job::ClassWeight::Balanced => [
+            (n / (2.0 * positives)).min(fedbank_common::job::MAX_CLASS_WEIGHT),
+            (n / (2.0 * (n - positives))).min(fedbank_common::job::MAX_CLASS_WEIGHT),
+        ],
+    };
+    let train: Vec<(Vec<f64>, bool, f64)> = rows(false)
+        .map(|(x, y)| (x, y, if y { weights[0] } else { weights[1] }))
+        .collect();
+    let d = p.design_names(&spec.features).len();
+    let (beta, rounds) = fit_newton(&train, d, p.l2, p.max_rounds, p.tolerance)?;
+    let scored: Vec<(f64, bool)> = rows(true)
+        .map(|(x, y)| (sigmoid(x.iter().zip(&beta).map(|(a, b)| a * b).sum()), y))
+        .collect();
+    Ok((rounds, exact_auc(&scored)))
+}

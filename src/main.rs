@@ -13,6 +13,7 @@ mod config;
 mod nodes;
 mod propensity_report;
 mod report;
+mod score;
 mod simulate;
 
 use anyhow::Result;
@@ -40,6 +41,8 @@ enum Command {
     Certs(CertsCommand),
     /// Run a whole consortium on this machine (real QUIC over 127.0.0.1) on synthetic data.
     Simulate(simulate::SimulateArgs),
+    /// Rank this institution's customers with an exported propensity model (written locally).
+    Score(score::ScoreArgs),
     /// Run the coordinator node of a job.
     Coordinator {
         /// Coordinator configuration file (see configs/coordinator.toml).
@@ -90,6 +93,10 @@ fn main() -> Result<ExitCode> {
         Command::Audit(AuditCommand::Verify(args)) => audit::run_verify(&args),
         Command::Certs(CertsCommand::Init(args)) => {
             certs::run_init(&args)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Score(args) => {
+            score::run(&args)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Simulate(args) => {

@@ -103,7 +103,9 @@ pub fn load_data(job: &ValidJob, path: &Path) -> Result<LocalData> {
 pub fn rows_for_pooling(data: &LocalData, reference_day: Option<i64>) -> Result<LocalTable> {
     Ok(match data {
         LocalData::Table { table, .. } => table.clone(),
-        LocalData::Customers(_) => anyhow::bail!("a propensity job's rows are not pooled as a table"),
+        LocalData::Customers(_) => {
+            anyhow::bail!("a propensity job's rows are not pooled as a table")
+        }
         LocalData::Transactions(history) => history.rfm_table(
             reference_day.context("a transaction log needs a reference day to give RFM rows")?,
         )?,

@@ -28,7 +28,9 @@ fn svg_frame(title: &str, body: &str) -> String {
 fn training_chart(objective: &[f64]) -> String {
     let (lo, hi) = objective
         .iter()
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| (a.min(v), b.max(v)));
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| {
+            (a.min(v), b.max(v))
+        });
     let span = (hi - lo).max(1e-12);
     let n = objective.len().max(2) - 1;
     let x = |i: usize| PAD + (W - 1.5 * PAD) * i as f64 / n as f64;
@@ -62,7 +64,10 @@ fn training_chart(objective: &[f64]) -> String {
         W / 2.0,
         H - 8.0
     );
-    svg_frame("Training objective (weighted log-loss + L2) per round", &body)
+    svg_frame(
+        "Training objective (weighted log-loss + L2) per round",
+        &body,
+    )
 }
 
 /// Bars of lift per decile, with the no-model line at 1.
@@ -131,7 +136,11 @@ pub fn write(out: &Path, job: &ValidJob, r: &PropensityResult) -> Result<()> {
         p.positive,
         spec.participants.len(),
         r.rounds,
-        if r.converged { "converged" } else { "stopped at max_rounds" },
+        if r.converged {
+            "converged"
+        } else {
+            "stopped at max_rounds"
+        },
         p.l2,
         spec.min_participants
     );
@@ -176,7 +185,10 @@ pub fn write(out: &Path, job: &ValidJob, r: &PropensityResult) -> Result<()> {
             c.name, c.coefficient, c.odds_ratio
         );
     }
-    let _ = writeln!(md, "\n## Training\n\n![objective per round](training.svg)\n");
+    let _ = writeln!(
+        md,
+        "\n## Training\n\n![objective per round](training.svg)\n"
+    );
     let _ = writeln!(
         md,
         "Training customers: {} ({} positive); class weights (positive, negative): {:.3}, {:.3}.",

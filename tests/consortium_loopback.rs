@@ -78,6 +78,7 @@ impl Consortium {
             round_timeout_ms: 20_000,
             decryption_timeout_ms: 20_000,
             max_round_retries: 0,
+            propensity: None,
             segment: None,
         }
         .validate()

@@ -46,6 +46,7 @@ fn job(n: usize, committee: usize, min: usize) -> ValidJob {
         round_timeout_ms: 5000,
         decryption_timeout_ms: 1000,
         max_round_retries: 1,
+        propensity: None,
         segment: None,
     }
     .validate()

@@ -54,6 +54,7 @@ fn spec(n: usize, k_anonymity: u64) -> JobSpec {
         round_timeout_ms: 1000,
         decryption_timeout_ms: 1000,
         max_round_retries: 0,
+        propensity: None,
         segment: Some(SegmentSpec {
             transactions: None,
             reference_date: None,

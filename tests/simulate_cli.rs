@@ -276,3 +276,97 @@ fn simulate_segments_customer_tables_choosing_k_from_aggregates() {
     let report = std::fs::read_to_string(out.join("report.md")).expect("report");
     assert!(report.contains("How many segments"));
 }
+
+#[test]
+fn simulate_propensity_telco_then_score_a_target_list() {
+    let dir = tempfile::tempdir().expect("dir");
+    let out = dir.path().join("run");
+    let run = fedbank(&[
+        "simulate",
+        "--job",
+        "configs/propensity-telco.toml",
+        "--out",
+        out.to_str().expect("path"),
+    ]);
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(
+        stdout.contains("centralized Newton") && stdout.contains("ratio"),
+        "{stdout}"
+    );
+    let result: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("result.json")).expect("result"))
+            .expect("json");
+    assert_eq!(result["kind"], "propensity");
+    let auc = result["auc"].as_f64().expect("auc");
+    assert!((0.75..0.95).contains(&auc), "telco churn AUC {auc}");
+    assert!(result["log_loss"].as_f64().expect("log_loss") > 0.0);
+    assert!(result["accuracy"].as_f64().expect("accuracy") > 0.7);
+    assert!(result["rounds"].as_u64().expect("rounds") >= 2);
+    let per = result["per_participant"]
+        .as_object()
+        .expect("per participant");
+    assert_eq!(per.len(), 4);
+    for figures in per.values() {
+        assert!(figures["federated_auc"].as_f64().is_some());
+        assert!(figures["local_only_auc"].as_f64().is_some());
+    }
+    let report = std::fs::read_to_string(out.join("report.md")).expect("report");
+    assert!(report.contains("odds ratio") && report.contains("lift.svg"));
+    for svg in ["lift.svg", "training.svg"] {
+        let text = std::fs::read_to_string(out.join(svg)).expect("svg");
+        assert!(text.starts_with("<svg") && text.trim_end().ends_with("</svg>"));
+    }
+    // A participant ranks its own customers with the exported model.
+    let targets = dir.path().join("targets.csv");
+    let data = out.join("data").join("broker").join("telco_churn.csv");
+    let score = fedbank(&[
+        "score",
+        "--model",
+        out.join("model.json").to_str().expect("path"),
+        "--data",
+        data.to_str().expect("path"),
+        "--out",
+        targets.to_str().expect("path"),
+        "--top",
+        "50",
+    ]);
+    assert!(
+        score.status.success(),
+        "{}",
+        String::from_utf8_lossy(&score.stderr)
+    );
+    let text = std::fs::read_to_string(&targets).expect("targets");
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("rownames,score"));
+    let scores: Vec<f64> = lines
+        .map(|l| l.split(',').nth(1).expect("score").parse().expect("number"))
+        .collect();
+    assert_eq!(scores.len(), 50);
+    assert!(scores.windows(2).all(|w| w[0] >= w[1]), "ranked");
+    assert!(scores.iter().all(|s| (0.0..=1.0).contains(s)));
+    // A table with an undeclared level is refused, naming the file, line and column.
+    let bad = dir.path().join("bad.csv");
+    let original = std::fs::read_to_string(&data).expect("data");
+    std::fs::write(&bad, original.replacen("Month-to-month", "Weekly", 1)).expect("write");
+    let refused = fedbank(&[
+        "score",
+        "--model",
+        out.join("model.json").to_str().expect("path"),
+        "--data",
+        bad.to_str().expect("path"),
+        "--out",
+        dir.path().join("t2.csv").to_str().expect("path"),
+    ]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success()
+            && stderr.contains("bad.csv, line")
+            && stderr.contains("column 'contract'"),
+        "{stderr}"
+    );
+}

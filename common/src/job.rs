@@ -274,7 +274,10 @@ impl PropensitySpec {
         columns.push(&self.label);
         for c in &self.categorical {
             if c.levels.is_empty() {
-                return Err(bad(format!("categorical column '{}' lists no levels", c.name)));
+                return Err(bad(format!(
+                    "categorical column '{}' lists no levels",
+                    c.name
+                )));
             }
             if let Some((i, l)) = c
                 .levels
@@ -310,16 +313,25 @@ impl PropensitySpec {
             return Err(bad(format!("l2 = {} must be ≥ 0", self.l2)));
         }
         if !(1..=1000).contains(&self.max_rounds) {
-            return Err(bad(format!("max_rounds = {} is out of range (1 to 1000)", self.max_rounds)));
+            return Err(bad(format!(
+                "max_rounds = {} is out of range (1 to 1000)",
+                self.max_rounds
+            )));
         }
         if !(self.tolerance.is_finite() && self.tolerance >= 0.0) {
             return Err(bad(format!("tolerance = {} must be ≥ 0", self.tolerance)));
         }
         if !(self.holdout > 0.0 && self.holdout < 1.0) {
-            return Err(bad(format!("holdout = {} must be between 0 and 1", self.holdout)));
+            return Err(bad(format!(
+                "holdout = {} must be between 0 and 1",
+                self.holdout
+            )));
         }
         if !(10..=100_000).contains(&self.score_bins) {
-            return Err(bad(format!("score_bins = {} is out of range (10 to 100000)", self.score_bins)));
+            return Err(bad(format!(
+                "score_bins = {} is out of range (10 to 100000)",
+                self.score_bins
+            )));
         }
         Ok(())
     }

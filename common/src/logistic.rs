@@ -22,7 +22,13 @@ pub const MAX_ROW_LOSS: f64 = 50.0;
 /// One row's log-loss for label `y` at linear score `t`, capped at [`MAX_ROW_LOSS`].
 pub fn row_loss(t: f64, y: bool) -> f64 {
     // −log σ(t) = log(1 + e^−t), computed stably.
-    let softplus = |u: f64| if u > 0.0 { u + (-u).exp().ln_1p() } else { u.exp().ln_1p() };
+    let softplus = |u: f64| {
+        if u > 0.0 {
+            u + (-u).exp().ln_1p()
+        } else {
+            u.exp().ln_1p()
+        }
+    };
     (if y { softplus(-t) } else { softplus(t) }).min(MAX_ROW_LOSS)
 }
 
@@ -72,8 +78,8 @@ impl NewtonSums {
             }
             let hx = h * x[i];
             let row = packed_index(d, i, i);
-            for j in i..d {
-                self.hessian[row + j - i] += hx * x[j];
+            for (cell, xj) in self.hessian[row..row + d - i].iter_mut().zip(&x[i..]) {
+                *cell += hx * xj;
             }
         }
         self.loss += w * row_loss(t, y);
@@ -306,7 +312,11 @@ pub fn deciles(positives: &[f64], negatives: &[f64]) -> Vec<Decile> {
         }
         taken_rows += rows;
         taken_pos += pos;
-        cumulative = if total_pos > 0.0 { taken_pos / total_pos } else { cumulative };
+        cumulative = if total_pos > 0.0 {
+            taken_pos / total_pos
+        } else {
+            cumulative
+        };
         let precision = if rows > 0.0 { pos / rows } else { 0.0 };
         out.push(Decile {
             decile,

@@ -173,7 +173,12 @@ impl PropensityModel {
     /// The probability of the positive class for a customer.
     pub fn score(&self, numeric: &[Option<f64>], levels: &[usize]) -> f64 {
         let x = design_row(&self.numeric, &self.categorical, numeric, levels);
-        sigmoid(x.iter().zip(&self.coefficients).map(|(a, c)| a * c.value).sum())
+        sigmoid(
+            x.iter()
+                .zip(&self.coefficients)
+                .map(|(a, c)| a * c.value)
+                .sum(),
+        )
     }
 }
 
@@ -190,7 +195,9 @@ pub fn design_row(
     x.push(1.0);
     for (n, v) in numeric.iter().zip(values) {
         x.push(match v {
-            Some(v) if n.std > 0.0 => ((v.clamp(n.min, n.max) - n.mean) / n.std).clamp(-Z_BOUND, Z_BOUND),
+            Some(v) if n.std > 0.0 => {
+                ((v.clamp(n.min, n.max) - n.mean) / n.std).clamp(-Z_BOUND, Z_BOUND)
+            }
             _ => 0.0,
         });
     }

@@ -94,10 +94,14 @@ impl CustomerRecords {
         };
         let mut seen = std::collections::HashSet::new();
         let mut record = csv::StringRecord::new();
-        while file.reader.read_record(&mut record).map_err(|source| TableError::Io {
-            path: path.to_path_buf(),
-            source,
-        })? {
+        while file
+            .reader
+            .read_record(&mut record)
+            .map_err(|source| TableError::Io {
+                path: path.to_path_buf(),
+                source,
+            })?
+        {
             let line = record.position().map_or(0, |p| p.line());
             let bad = |column: &str, problem: String, value: &str| CustomerError::BadCell {
                 path: path.to_path_buf(),
@@ -195,9 +199,10 @@ impl CustomerRecords {
             ..LocalTable::default()
         };
         for (j, f) in features.iter().enumerate() {
-            table
-                .columns
-                .insert(f.name.clone(), train.iter().map(|&r| self.numeric[r][j]).collect());
+            table.columns.insert(
+                f.name.clone(),
+                train.iter().map(|&r| self.numeric[r][j]).collect(),
+            );
         }
         table
     }

@@ -26,6 +26,7 @@ mod local_table;
 mod machine;
 pub mod propensity;
 pub mod rfm;
+pub mod scoring;
 pub mod synthetic;
 
 pub use committee_member::{CommitteeMember, MemberError};

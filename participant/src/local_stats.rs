@@ -169,9 +169,7 @@ pub fn compute(
         | RoundKind::LatestDay { .. }
         | RoundKind::Classes
         | RoundKind::Newton { .. }
-        | RoundKind::Evaluate { .. } => {
-            return Err(LocalStatsError::NotATableRound(round.label()))
-        }
+        | RoundKind::Evaluate { .. } => return Err(LocalStatsError::NotATableRound(round.label())),
         RoundKind::Lifecycle => {
             let stages = table
                 .columns

@@ -16,10 +16,10 @@
 //! ```
 
 use crate::committee_member::{CommitteeMember, MemberError};
+use crate::customers::CustomerRecords;
 use crate::local_stats::{self, LocalStatsError};
 use crate::local_stats::{nearest, standardize};
 use crate::local_table::LocalTable;
-use crate::customers::CustomerRecords;
 use crate::rfm::{CustomerHistory, TransactionError};
 use crate::Contributor;
 use fedbank_common::audit::EventKind;
@@ -426,9 +426,14 @@ impl<S: RingScalar> ParticipantMachine<S> {
         let spec = self.job.spec();
         if let (Some(records), Some(propensity)) = (&self.customers, self.job.propensity()) {
             if !matches!(request.kind, fedbank_common::job::RoundKind::Moments) {
-                return crate::propensity::compute(records, &spec.features, propensity, &request.kind)
-                    .map(|values| (values, 0))
-                    .map_err(|e| e.to_string());
+                return crate::propensity::compute(
+                    records,
+                    &spec.features,
+                    propensity,
+                    &request.kind,
+                )
+                .map(|values| (values, 0))
+                .map_err(|e| e.to_string());
             }
         }
         if let Some(history) = &self.history {

@@ -65,7 +65,12 @@ pub fn compute(
             let (numeric, categorical) = encodings(features, spec, mean, std);
             let mut sums = NewtonSums::new(d);
             for r in (0..records.rows()).filter(|&r| !records.holdout[r]) {
-                let x = design_row(&numeric, &categorical, &records.numeric[r], &records.levels[r]);
+                let x = design_row(
+                    &numeric,
+                    &categorical,
+                    &records.numeric[r],
+                    &records.levels[r],
+                );
                 let y = records.label[r];
                 sums.add(&x, y, if y { weights[0] } else { weights[1] }, beta);
             }
@@ -80,7 +85,12 @@ pub fn compute(
             let (mut pos, mut neg) = (vec![0.0; bins], vec![0.0; bins]);
             let (mut loss, mut correct) = (0.0, 0.0);
             for r in (0..records.rows()).filter(|&r| records.holdout[r]) {
-                let x = design_row(&numeric, &categorical, &records.numeric[r], &records.levels[r]);
+                let x = design_row(
+                    &numeric,
+                    &categorical,
+                    &records.numeric[r],
+                    &records.levels[r],
+                );
                 let t: f64 = x.iter().zip(beta).map(|(a, b)| a * b).sum();
                 let p = logistic::sigmoid(t);
                 let y = records.label[r];
@@ -123,10 +133,17 @@ pub fn local_figures(
     spec: &PropensitySpec,
     model: &PropensityModel,
 ) -> LocalFigures {
-    let holdout: Vec<usize> = (0..records.rows()).filter(|&r| records.holdout[r]).collect();
+    let holdout: Vec<usize> = (0..records.rows())
+        .filter(|&r| records.holdout[r])
+        .collect();
     let federated: Vec<(f64, bool)> = holdout
         .iter()
-        .map(|&r| (model.score(&records.numeric[r], &records.levels[r]), records.label[r]))
+        .map(|&r| {
+            (
+                model.score(&records.numeric[r], &records.levels[r]),
+                records.label[r],
+            )
+        })
         .collect();
     let federated_auc = logistic::exact_auc(&federated);
     // Its own standardization from its training rows.
@@ -153,7 +170,12 @@ pub fn local_figures(
         .filter(|&r| !records.holdout[r])
         .map(|r| {
             (
-                design_row(&numeric, &categorical, &records.numeric[r], &records.levels[r]),
+                design_row(
+                    &numeric,
+                    &categorical,
+                    &records.numeric[r],
+                    &records.levels[r],
+                ),
                 records.label[r],
                 1.0,
             )
@@ -175,7 +197,12 @@ pub fn local_figures(
                 let scored: Vec<(f64, bool)> = holdout
                     .iter()
                     .map(|&r| {
-                        let x = design_row(&numeric, &categorical, &records.numeric[r], &records.levels[r]);
+                        let x = design_row(
+                            &numeric,
+                            &categorical,
+                            &records.numeric[r],
+                            &records.levels[r],
+                        );
                         (
                             logistic::sigmoid(x.iter().zip(&beta).map(|(a, b)| a * b).sum()),
                             records.label[r],
@@ -184,7 +211,10 @@ pub fn local_figures(
                     .collect();
                 (logistic::exact_auc(&scored), None)
             }
-            Err(e) => (None, Some(format!("its own model could not be fitted: {e}"))),
+            Err(e) => (
+                None,
+                Some(format!("its own model could not be fitted: {e}")),
+            ),
         }
     };
     let note = note.or_else(|| {
