@@ -98,13 +98,7 @@ pub fn propensity(job: &ValidJob, data: &[LocalData]) -> Result<(u32, Option<f64
     };
     let n = rows(false).count() as f64;
     let positives = rows(false).filter(|r| r.1).count() as f64;
-    let weights = match p.class_weight {
-        fedbank_common::job::ClassWeight::None => [1.0, 1.0],
-        fedbank_common::job::ClassWeight::Balanced => [
-            (n / (2.0 * positives)).min(fedbank_common::job::MAX_CLASS_WEIGHT),
-            (n / (2.0 * (n - positives))).min(fedbank_common::job::MAX_CLASS_WEIGHT),
-        ],
-    };
+    let weights = p.class_weight.weights(n, positives);
     let train: Vec<(Vec<f64>, bool, f64)> = rows(false)
         .map(|(x, y)| (x, y, if y { weights[0] } else { weights[1] }))
         .collect();

@@ -187,6 +187,20 @@ pub enum ClassWeight {
 /// Largest class weight.
 pub const MAX_CLASS_WEIGHT: f64 = 100.0;
 
+impl ClassWeight {
+    /// Weights of positives and negatives for `n` training customers of which `positives` are
+    /// positive.
+    pub fn weights(self, n: f64, positives: f64) -> [f64; 2] {
+        match self {
+            ClassWeight::None => [1.0, 1.0],
+            ClassWeight::Balanced => [
+                (n / (2.0 * positives)).min(MAX_CLASS_WEIGHT),
+                (n / (2.0 * (n - positives))).min(MAX_CLASS_WEIGHT),
+            ],
+        }
+    }
+}
+
 /// The `[job.propensity]` table: what to predict and how to train and evaluate.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -10,7 +10,7 @@
 
 use crate::stats::mean_std;
 use fedbank_common::encoding::DecodedQuantity;
-use fedbank_common::job::{ClassWeight, FeatureSpec, PropensitySpec, RoundKind, MAX_CLASS_WEIGHT};
+use fedbank_common::job::{FeatureSpec, PropensitySpec, RoundKind};
 use fedbank_common::logistic::{self, Decile, NewtonSums};
 use fedbank_common::model::{Coefficient, PropensityModel, MODEL_FORMAT};
 use serde::Serialize;
@@ -178,12 +178,7 @@ impl PropensityJob {
                 if pos >= n {
                     return Err(PropensityJobError::OneClass("positive"));
                 }
-                if self.spec.class_weight == ClassWeight::Balanced {
-                    self.weights = [
-                        (n / (2.0 * pos)).min(MAX_CLASS_WEIGHT),
-                        (n / (2.0 * (n - pos))).min(MAX_CLASS_WEIGHT),
-                    ];
-                }
+                self.weights = self.spec.class_weight.weights(n, pos);
                 Ok(Some(self.newton_round()))
             }
             RoundKind::Newton { beta, .. } => {

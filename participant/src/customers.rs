@@ -7,7 +7,7 @@
 //! the job's list (unless the job enables `other`), a value that is not a number in a numeric
 //! column, a missing column, a duplicate header, an empty file.
 
-use crate::local_table::{CsvFile, LocalTable, TableError};
+use crate::local_table::{numeric_cell, CsvFile, LocalTable, TableError};
 use fedbank_common::job::{FeatureSpec, PropensitySpec};
 use sha2::{Digest as _, Sha256};
 use std::path::{Path, PathBuf};
@@ -47,10 +47,6 @@ pub struct CustomerRecords {
     pub label: Vec<bool>,
     /// Whether the row is held out for evaluation.
     pub holdout: Vec<bool>,
-}
-
-fn is_missing(s: &str) -> bool {
-    matches!(s, "" | "NA" | "NaN" | "nan" | "null" | "NULL")
 }
 
 /// Whether a customer is held out: a keyed hash of its id (or row number) below the fraction.
@@ -123,14 +119,9 @@ impl CustomerRecords {
             let mut numeric = Vec::with_capacity(features.len());
             for (f, &i) in features.iter().zip(&numeric_index) {
                 let cell = record.get(i).unwrap_or("");
-                if is_missing(cell) {
-                    numeric.push(None);
-                    continue;
-                }
-                match cell.parse::<f64>() {
-                    Ok(v) if v.is_finite() => numeric.push(Some(v)),
-                    _ => return Err(bad(&f.name, "not a number".into(), cell)),
-                }
+                numeric.push(
+                    numeric_cell(cell).map_err(|()| bad(&f.name, "not a number".into(), cell))?,
+                );
             }
             let mut levels = Vec::with_capacity(spec.categorical.len());
             for (c, &i) in spec.categorical.iter().zip(&level_index) {

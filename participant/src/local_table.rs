@@ -77,8 +77,20 @@ pub struct LocalTable {
     pub rows: usize,
 }
 
-fn is_missing(s: &str) -> bool {
+/// Whether a cell is a missing value: empty, `NA`, `NaN` or `null`.
+pub(crate) fn is_missing(s: &str) -> bool {
     matches!(s, "" | "NA" | "NaN" | "nan" | "null" | "NULL")
+}
+
+/// A numeric cell: `Ok(None)` when missing, `Err(())` when it is not a finite number.
+pub(crate) fn numeric_cell(cell: &str) -> Result<Option<f64>, ()> {
+    if is_missing(cell) {
+        return Ok(None);
+    }
+    match cell.parse::<f64>() {
+        Ok(v) if v.is_finite() => Ok(Some(v)),
+        _ => Err(()),
+    }
 }
 
 /// A CSV file opened with its header checked: present, and no name twice.
@@ -204,13 +216,9 @@ impl LocalTable {
             }
             for ((column, i), out) in index.iter().zip(values.iter_mut()) {
                 let cell = record.get(*i).unwrap_or("");
-                if is_missing(cell) {
-                    out.push(None);
-                    continue;
-                }
-                match cell.parse::<f64>() {
-                    Ok(v) if v.is_finite() => out.push(Some(v)),
-                    _ => {
+                match numeric_cell(cell) {
+                    Ok(v) => out.push(v),
+                    Err(()) => {
                         return Err(TableError::NotANumber {
                             path: path.to_path_buf(),
                             line,

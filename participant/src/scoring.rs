@@ -2,7 +2,7 @@
 //! model, ranked, never sent anywhere.
 
 use crate::customers::CustomerError;
-use crate::local_table::{CsvFile, TableError};
+use crate::local_table::{numeric_cell, CsvFile, TableError};
 use fedbank_common::model::PropensityModel;
 use std::path::Path;
 
@@ -50,14 +50,8 @@ pub fn score_customers(
         let mut values = Vec::with_capacity(numeric.len());
         for (n, &i) in model.numeric.iter().zip(&numeric) {
             let cell = record.get(i).unwrap_or("");
-            if matches!(cell, "" | "NA" | "NaN" | "nan" | "null" | "NULL") {
-                values.push(None);
-                continue;
-            }
-            match cell.parse::<f64>() {
-                Ok(v) if v.is_finite() => values.push(Some(v)),
-                _ => return Err(bad(&n.name, "not a number".into(), cell)),
-            }
+            values
+                .push(numeric_cell(cell).map_err(|()| bad(&n.name, "not a number".into(), cell))?);
         }
         let mut levels = Vec::with_capacity(categorical.len());
         for (c, &i) in model.categorical.iter().zip(&categorical) {
