@@ -6,19 +6,20 @@
 //! participant whose customers are all of one class and a constant column are handled and
 //! reported.
 
+mod fixture;
+
 use fedbank_common::ids::{JobId, NodeId};
 use fedbank_common::job::{
     CategoricalSpec, ClassWeight, FeatureSpec, JobKind, JobSpec, PropensitySpec, ValidJob,
 };
 use fedbank_common::logistic::{self, exact_auc, sigmoid};
 use fedbank_common::model::design_row;
-use fedbank_common::protocol::Inbound;
 use fedbank_coordinator::propensity::PropensityResult;
 use fedbank_coordinator::stats::mean_std;
-use fedbank_coordinator::{CoordinatorMachine, Input, JobResult, Output, Status};
+use fedbank_coordinator::{CoordinatorMachine, JobResult, Status};
 use fedbank_participant::customers::{held_out, CustomerRecords};
-use fedbank_participant::{LocalData, NodeOutput, ParticipantMachine};
-use std::collections::VecDeque;
+use fedbank_participant::{LocalData, ParticipantMachine};
+use fixture::drive::run_to_end;
 
 type S = u128;
 
@@ -147,44 +148,10 @@ fn federated(job: &ValidJob, data: Vec<CustomerRecords>) -> PropensityResult {
             .expect("machine")
         })
         .collect();
-    let mut to_coordinator: VecDeque<(NodeId, Vec<u8>)> = VecDeque::new();
-    for node in &mut nodes {
-        coordinator
-            .handle(Input::Connected(node.id().clone()), 0)
-            .expect("connect");
-        node.on_connected();
+    match run_to_end(&mut coordinator, &mut nodes) {
+        (Status::Finished(JobResult::Propensity(r)), _) => *r,
+        (other, _) => panic!("job ended without a model: {other:?}"),
     }
-    for _ in 0..100_000 {
-        for node in &mut nodes {
-            while let Some(out) = node.poll_output() {
-                if let NodeOutput::Send(m) = out {
-                    to_coordinator.push_back((node.id().clone(), m.encode().expect("encode")));
-                }
-            }
-        }
-        let mut progressed = false;
-        while let Some((from, bytes)) = to_coordinator.pop_front() {
-            let message = Inbound::<S>::decode(&bytes).expect("decode");
-            coordinator
-                .handle(Input::Message { from, message }, 0)
-                .expect("accepted");
-            progressed = true;
-        }
-        while let Some(out) = coordinator.poll_output() {
-            if let Output::Send { to, message } = out {
-                let m = Inbound::<S>::decode(&message.encode().expect("encode")).expect("decode");
-                let node = nodes.iter_mut().find(|n| *n.id() == to).expect("node");
-                node.handle(m).expect("node handles");
-                progressed = true;
-            }
-        }
-        match coordinator.status() {
-            Status::Finished(JobResult::Propensity(r)) => return *r.clone(),
-            Status::Running if progressed => {}
-            other => panic!("job ended without a model: {other:?}"),
-        }
-    }
-    panic!("did not finish");
 }
 
 /// The pooled training rows' design vectors, standardized with the pooled training statistics.

@@ -4,6 +4,8 @@
 //! a participant with no customers in some segments; the default reference date; splitting
 //! initialization and the choice of k; segment tables that do not make a job.
 
+mod fixture;
+
 use fedbank_common::encoding::Combine;
 use fedbank_common::ids::{JobId, NodeId};
 use fedbank_common::job::{
@@ -16,7 +18,7 @@ use fedbank_coordinator::stats::mean_std;
 use fedbank_coordinator::{CoordinatorMachine, Input, JobResult, Output, Status};
 use fedbank_participant::local_stats::{self, nearest, standardize};
 use fedbank_participant::{rfm, LocalTable, NodeOutput, ParticipantMachine};
-use std::collections::VecDeque;
+use fixture::drive::{run_to_end, Trail};
 
 type S = u128;
 
@@ -134,56 +136,13 @@ fn federated(job: &ValidJob, tables: Vec<LocalTable>) -> SegmentResult {
     run(job, nodes).0
 }
 
-/// The coordinator's trail events: type and fields.
-type Trail = Vec<(&'static str, serde_json::Map<String, serde_json::Value>)>;
-
 /// Runs the job with these participant machines; the result and the coordinator's trail.
 fn run(job: &ValidJob, mut nodes: Vec<ParticipantMachine<S>>) -> (SegmentResult, Trail) {
     let mut coordinator = CoordinatorMachine::<S>::new(job.clone(), 7);
-    let mut trail = Vec::new();
-    let mut to_coordinator: VecDeque<(NodeId, Vec<u8>)> = VecDeque::new();
-    for node in &mut nodes {
-        coordinator
-            .handle(Input::Connected(node.id().clone()), 0)
-            .expect("connect");
-        node.on_connected();
+    match run_to_end(&mut coordinator, &mut nodes) {
+        (Status::Finished(JobResult::Segment(r)), trail) => (*r, trail),
+        (other, _) => panic!("job ended without a segmentation: {other:?}"),
     }
-    for _ in 0..1_000_000 {
-        for node in &mut nodes {
-            while let Some(out) = node.poll_output() {
-                if let NodeOutput::Send(m) = out {
-                    to_coordinator.push_back((node.id().clone(), m.encode().expect("encode")));
-                }
-            }
-        }
-        let mut progressed = false;
-        while let Some((from, bytes)) = to_coordinator.pop_front() {
-            let message = Inbound::<S>::decode(&bytes).expect("decode");
-            coordinator
-                .handle(Input::Message { from, message }, 0)
-                .expect("accepted");
-            progressed = true;
-        }
-        while let Some(out) = coordinator.poll_output() {
-            match out {
-                Output::Send { to, message } => {
-                    let m =
-                        Inbound::<S>::decode(&message.encode().expect("encode")).expect("decode");
-                    let node = nodes.iter_mut().find(|n| *n.id() == to).expect("node");
-                    node.handle(m).expect("node handles");
-                    progressed = true;
-                }
-                Output::Audit { kind, fields } => trail.push((kind.name(), fields)),
-                _ => {}
-            }
-        }
-        match coordinator.status() {
-            Status::Finished(JobResult::Segment(r)) => return (*r.clone(), trail),
-            Status::Running if progressed => {}
-            other => panic!("job ended without a segmentation: {other:?}"),
-        }
-    }
-    panic!("did not converge");
 }
 
 /// Centralized Lloyd on the pooled rows, standardized with the pooled mean and std.

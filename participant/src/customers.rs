@@ -9,6 +9,7 @@
 
 use crate::local_table::{numeric_cell, CsvFile, LocalTable, TableError};
 use fedbank_common::job::{FeatureSpec, PropensitySpec};
+use fedbank_common::model::CategoricalEncoding;
 use sha2::{Digest as _, Sha256};
 use std::path::{Path, PathBuf};
 
@@ -32,6 +33,86 @@ pub enum CustomerError {
         /// The value.
         value: String,
     },
+}
+
+/// An invalid cell at `path`, `line`, `column`.
+pub(crate) fn bad_cell(
+    path: &Path,
+    line: u64,
+    column: &str,
+    problem: String,
+    value: &str,
+) -> CustomerError {
+    CustomerError::BadCell {
+        path: path.to_path_buf(),
+        line,
+        column: column.to_owned(),
+        problem,
+        value: value.chars().take(40).collect(),
+    }
+}
+
+/// The model's columns located in a CSV header: numeric features, then categorical columns
+/// whose cells must be one of their levels (or map to `other` where enabled).
+pub(crate) struct ModelColumns {
+    numeric: Vec<(String, usize)>,
+    categorical: Vec<(CategoricalEncoding, usize)>,
+    /// Says, around the list of levels, why an unlisted level is refused.
+    unknown_level: (&'static str, &'static str),
+}
+
+impl ModelColumns {
+    /// Finds every column in `file`'s header.
+    pub(crate) fn locate(
+        file: &CsvFile,
+        numeric: impl IntoIterator<Item = String>,
+        categorical: Vec<CategoricalEncoding>,
+        unknown_level: (&'static str, &'static str),
+    ) -> Result<Self, TableError> {
+        Ok(Self {
+            numeric: numeric
+                .into_iter()
+                .map(|n| file.index(&n).map(|i| (n, i)))
+                .collect::<Result<_, _>>()?,
+            categorical: categorical
+                .into_iter()
+                .map(|c| file.index(&c.name).map(|i| (c, i)))
+                .collect::<Result<_, _>>()?,
+            unknown_level,
+        })
+    }
+
+    /// A row's numeric values (None when missing) and level indices (the list's length for
+    /// `other`).
+    pub(crate) fn read(
+        &self,
+        record: &csv::StringRecord,
+        path: &Path,
+        line: u64,
+    ) -> Result<(Vec<Option<f64>>, Vec<usize>), CustomerError> {
+        let mut numeric = Vec::with_capacity(self.numeric.len());
+        for (name, i) in &self.numeric {
+            let cell = record.get(*i).unwrap_or("");
+            numeric.push(
+                numeric_cell(cell)
+                    .map_err(|()| bad_cell(path, line, name, "not a number".into(), cell))?,
+            );
+        }
+        let mut levels = Vec::with_capacity(self.categorical.len());
+        for (c, i) in &self.categorical {
+            let cell = record.get(*i).unwrap_or("");
+            levels.push(match c.levels.iter().position(|l| l == cell) {
+                Some(level) => level,
+                None if c.other => c.levels.len(),
+                None => {
+                    let (before, after) = self.unknown_level;
+                    let problem = format!("{before}{}{after}", c.levels.join(", "));
+                    return Err(bad_cell(path, line, &c.name, problem, cell));
+                }
+            });
+        }
+        Ok((numeric, levels))
+    }
 }
 
 /// The labeled customers of one participant.
@@ -70,15 +151,22 @@ impl CustomerRecords {
         id_column: Option<&str>,
     ) -> Result<Self, CustomerError> {
         let mut file = CsvFile::open(path)?;
-        let numeric_index: Vec<usize> = features
-            .iter()
-            .map(|f| file.index(&f.name))
-            .collect::<Result<_, _>>()?;
-        let level_index: Vec<usize> = spec
-            .categorical
-            .iter()
-            .map(|c| file.index(&c.name))
-            .collect::<Result<_, _>>()?;
+        let columns = ModelColumns::locate(
+            &file,
+            features.iter().map(|f| f.name.clone()),
+            spec.categorical
+                .iter()
+                .map(|c| CategoricalEncoding {
+                    name: c.name.clone(),
+                    levels: c.levels.clone(),
+                    other: spec.other_level,
+                })
+                .collect(),
+            (
+                "level not declared in the job (declared: ",
+                "); enable other_level to map it to 'other'",
+            ),
+        )?;
         let label_index = file.index(&spec.label)?;
         let id_index = id_column.map(|c| file.index(c)).transpose()?;
         let mut records = CustomerRecords {
@@ -99,12 +187,8 @@ impl CustomerRecords {
             })?
         {
             let line = record.position().map_or(0, |p| p.line());
-            let bad = |column: &str, problem: String, value: &str| CustomerError::BadCell {
-                path: path.to_path_buf(),
-                line,
-                column: column.to_owned(),
-                problem,
-                value: value.chars().take(40).collect(),
+            let bad = |column: &str, problem: String, value: &str| {
+                bad_cell(path, line, column, problem, value)
             };
             let key = match (id_index, id_column) {
                 (Some(i), Some(column)) => {
@@ -116,31 +200,7 @@ impl CustomerRecords {
                 }
                 _ => format!("row {}", records.label.len() + 1),
             };
-            let mut numeric = Vec::with_capacity(features.len());
-            for (f, &i) in features.iter().zip(&numeric_index) {
-                let cell = record.get(i).unwrap_or("");
-                numeric.push(
-                    numeric_cell(cell).map_err(|()| bad(&f.name, "not a number".into(), cell))?,
-                );
-            }
-            let mut levels = Vec::with_capacity(spec.categorical.len());
-            for (c, &i) in spec.categorical.iter().zip(&level_index) {
-                let cell = record.get(i).unwrap_or("");
-                match c.levels.iter().position(|l| l == cell) {
-                    Some(level) => levels.push(level),
-                    None if spec.other_level => levels.push(c.levels.len()),
-                    None => {
-                        return Err(bad(
-                            &c.name,
-                            format!(
-                                "level not declared in the job (declared: {}); enable other_level to map it to 'other'",
-                                c.levels.join(", ")
-                            ),
-                            cell,
-                        ))
-                    }
-                }
-            }
+            let (numeric, levels) = columns.read(&record, path, line)?;
             let label = record.get(label_index).unwrap_or("");
             let positive = if label == spec.positive {
                 true

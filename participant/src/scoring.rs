@@ -1,8 +1,8 @@
 //! A participant's campaign target list: its own customers scored with an exported propensity
 //! model, ranked, never sent anywhere.
 
-use crate::customers::CustomerError;
-use crate::local_table::{numeric_cell, CsvFile, TableError};
+use crate::customers::{CustomerError, ModelColumns};
+use crate::local_table::{CsvFile, TableError};
 use fedbank_common::model::PropensityModel;
 use std::path::Path;
 
@@ -14,16 +14,12 @@ pub fn score_customers(
     path: &Path,
 ) -> Result<Vec<(String, f64)>, CustomerError> {
     let mut file = CsvFile::open(path)?;
-    let numeric: Vec<usize> = model
-        .numeric
-        .iter()
-        .map(|n| file.index(&n.name))
-        .collect::<Result<_, _>>()?;
-    let categorical: Vec<usize> = model
-        .categorical
-        .iter()
-        .map(|c| file.index(&c.name))
-        .collect::<Result<_, _>>()?;
+    let columns = ModelColumns::locate(
+        &file,
+        model.numeric.iter().map(|n| n.name.clone()),
+        model.categorical.clone(),
+        ("level not in the model (levels: ", ")"),
+    )?;
     let id = model
         .id_column
         .as_deref()
@@ -40,34 +36,7 @@ pub fn score_customers(
         })?
     {
         let line = record.position().map_or(0, |p| p.line());
-        let bad = |column: &str, problem: String, value: &str| CustomerError::BadCell {
-            path: path.to_path_buf(),
-            line,
-            column: column.to_owned(),
-            problem,
-            value: value.chars().take(40).collect(),
-        };
-        let mut values = Vec::with_capacity(numeric.len());
-        for (n, &i) in model.numeric.iter().zip(&numeric) {
-            let cell = record.get(i).unwrap_or("");
-            values
-                .push(numeric_cell(cell).map_err(|()| bad(&n.name, "not a number".into(), cell))?);
-        }
-        let mut levels = Vec::with_capacity(categorical.len());
-        for (c, &i) in model.categorical.iter().zip(&categorical) {
-            let cell = record.get(i).unwrap_or("");
-            match c.levels.iter().position(|l| l == cell) {
-                Some(level) => levels.push(level),
-                None if c.other => levels.push(c.levels.len()),
-                None => {
-                    return Err(bad(
-                        &c.name,
-                        format!("level not in the model (levels: {})", c.levels.join(", ")),
-                        cell,
-                    ))
-                }
-            }
-        }
+        let (values, levels) = columns.read(&record, path, line)?;
         let name = match id {
             Some(i) => record.get(i).unwrap_or("").to_owned(),
             None => format!("{}", scored.len() + 1),
