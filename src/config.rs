@@ -125,6 +125,14 @@ pub struct ParticipantConfig {
     /// (default: `<id>-segments.csv` next to the trail). It never leaves this machine.
     #[serde(default)]
     pub assignments: Option<PathBuf>,
+    /// Where a propensity job writes the released model (default: `<id>-model.json` next to
+    /// the trail), for `fedbank score`.
+    #[serde(default)]
+    pub model: Option<PathBuf>,
+    /// Where a propensity job writes this institution's own figures on its hold-out customers
+    /// (default: `<id>-local-figures.json` next to the trail). They never leave this machine.
+    #[serde(default)]
+    pub local_figures: Option<PathBuf>,
 }
 
 fn default_attempts() -> u32 {
@@ -147,7 +155,10 @@ pub fn load_coordinator(path: &Path) -> Result<CoordinatorConfig> {
 pub fn load_participant(path: &Path) -> Result<ParticipantConfig> {
     let mut c: ParticipantConfig = read_toml(path)?;
     let base = path.parent().unwrap_or(Path::new("."));
-    if let Some(a) = &mut c.assignments {
+    for a in [&mut c.assignments, &mut c.model, &mut c.local_figures]
+        .into_iter()
+        .flatten()
+    {
         if a.is_relative() {
             *a = base.join(&*a);
         }

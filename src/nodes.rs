@@ -9,7 +9,9 @@ use fedbank_common::job::ValidJob;
 use fedbank_common::secagg::Profile;
 use fedbank_coordinator::{JobResult, Status};
 use fedbank_participant::{LocalData, LocalTable, NodeStatus};
-use fedbank_transport::nodes::{self, CoordinatorSettings, ParticipantSettings, TrailSettings};
+use fedbank_transport::nodes::{
+    self, CoordinatorSettings, LocalOutputs, ParticipantOutcome, ParticipantSettings, TrailSettings,
+};
 use fedbank_transport::pki::{CredentialPaths, NodeCredentials};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -62,12 +64,15 @@ pub fn coordinator_settings(
 }
 
 /// Runs a participant with the profile's torus.
-pub async fn participant(settings: ParticipantSettings, progress: Progress) -> Result<NodeStatus> {
-    let status = match settings.job.spec().profile {
+pub async fn participant(
+    settings: ParticipantSettings,
+    progress: Progress,
+) -> Result<ParticipantOutcome> {
+    let outcome = match settings.job.spec().profile {
         Profile::Strict => nodes::run_participant::<u128>(settings, progress).await,
         Profile::Fast => nodes::run_participant::<u64>(settings, progress).await,
     }?;
-    Ok(status)
+    Ok(outcome)
 }
 
 /// Reads a participant's data: its transaction log, summarized per customer, for a segment job
@@ -195,10 +200,16 @@ pub fn run_participant_command(config: &Path) -> Result<()> {
     let (job, _) = load_job(&c.job_file)?;
     let (creds, identity) = credentials(&c.certs_dir, &c.id)?;
     let data = load_data(&job, &c.data)?;
-    let assignments = c
-        .assignments
-        .clone()
-        .unwrap_or_else(|| c.trail.with_file_name(format!("{}-segments.csv", c.id)));
+    let beside_trail = |given: &Option<PathBuf>, name: &str| {
+        given
+            .clone()
+            .unwrap_or_else(|| c.trail.with_file_name(format!("{}-{name}", c.id)))
+    };
+    let local = LocalOutputs {
+        assignments: Some(beside_trail(&c.assignments, "segments.csv")),
+        model: Some(beside_trail(&c.model, "model.json")),
+        figures: Some(beside_trail(&c.local_figures, "local-figures.json")),
+    };
     let settings = ParticipantSettings {
         id: c.id.clone(),
         job,
@@ -210,10 +221,20 @@ pub fn run_participant_command(config: &Path) -> Result<()> {
             identity,
         },
         connect_attempts: c.connect_attempts,
-        assignments: Some(assignments),
+        local: local.clone(),
     };
     let runtime = tokio::runtime::Runtime::new()?;
-    match runtime.block_on(participant(settings, stdout_progress()))? {
+    let outcome = runtime.block_on(participant(settings, stdout_progress()))?;
+    println!(
+        "{}: sent {} messages, {} bytes framed ({} UDP bytes with QUIC and TLS)",
+        c.id, outcome.messages_sent, outcome.bytes_sent, outcome.udp_bytes_sent
+    );
+    if outcome.figures.is_some() {
+        for path in [&local.model, &local.figures].into_iter().flatten() {
+            println!("{}: kept locally {}", c.id, path.display());
+        }
+    }
+    match outcome.status {
         NodeStatus::Finished => println!("{}: job finished", c.id),
         NodeStatus::Aborted(reason) => {
             anyhow::bail!("{}: the coordinator aborted the job: {reason}", c.id)

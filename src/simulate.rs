@@ -12,7 +12,7 @@ use fedbank_common::ids::NodeId;
 use fedbank_coordinator::{JobResult, Status};
 use fedbank_participant::synthetic::{self, InstitutionKind};
 use fedbank_participant::NodeStatus;
-use fedbank_transport::nodes::{ParticipantSettings, TrailSettings};
+use fedbank_transport::nodes::{LocalOutputs, ParticipantSettings, TrailSettings};
 use fedbank_transport::pki::ConsortiumCa;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -144,7 +144,11 @@ pub fn run(args: &SimulateArgs) -> Result<()> {
                     identity,
                 },
                 connect_attempts: 50,
-                assignments: Some(path.with_file_name("segments.csv")),
+                local: LocalOutputs {
+                    assignments: Some(path.with_file_name("segments.csv")),
+                    model: Some(path.with_file_name("model.json")),
+                    figures: Some(path.with_file_name("local-figures.json")),
+                },
             };
             participants.push((
                 node.clone(),
@@ -171,9 +175,17 @@ pub fn run(args: &SimulateArgs) -> Result<()> {
     );
     for (node, r) in &node_results {
         let state = match r {
-            Ok(NodeStatus::Finished) => "finished".to_owned(),
-            Ok(NodeStatus::Aborted(reason)) => format!("aborted: {reason}"),
-            Ok(NodeStatus::Running) => "disconnected".to_owned(),
+            Ok(outcome) => {
+                let state = match &outcome.status {
+                    NodeStatus::Finished => "finished".to_owned(),
+                    NodeStatus::Aborted(reason) => format!("aborted: {reason}"),
+                    NodeStatus::Running => "disconnected".to_owned(),
+                };
+                format!(
+                    "{state}; sent {} messages, {} bytes framed, {} UDP bytes with QUIC and TLS",
+                    outcome.messages_sent, outcome.bytes_sent, outcome.udp_bytes_sent
+                )
+            }
             Err(e) => format!("error: {e:#}"),
         };
         let _ = writeln!(summary, "  {node}: {state}");
@@ -310,29 +322,32 @@ pub fn run(args: &SimulateArgs) -> Result<()> {
                 let _ = writeln!(summary, "speed: the pooled baseline failed: {e:#}");
             }
         }
-        // Each institution's own figures, computed by the participant library on its own data
-        // (in a real consortium each participant computes and keeps these itself).
+        // Each institution's own figures, as its node computed them from the released model on
+        // its own hold-out customers (and kept in its own local-figures.json).
         let mut figures = serde_json::Map::new();
-        if let Some(p) = job.propensity() {
-            for (node, data) in spec.participants.iter().zip(&pooled) {
-                if let fedbank_participant::LocalData::Customers(records) = data {
-                    let f = fedbank_participant::propensity::local_figures(
-                        records,
-                        &spec.features,
-                        p,
-                        &r.model,
-                    );
-                    let show = |a: Option<f64>| a.map_or("n/a".to_owned(), |a| format!("{a:.4}"));
-                    let _ = writeln!(
-                        summary,
-                        "  {node}: {} hold-out customers, AUC of its own model {} vs the federated model {}",
-                        f.holdout_customers,
-                        show(f.local_only_auc),
-                        show(f.federated_auc)
-                    );
-                    figures.insert(node.to_string(), serde_json::to_value(&f)?);
+        for (node, outcome) in &node_results {
+            let Ok(outcome) = outcome else { continue };
+            let mut entry = serde_json::json!({
+                "messages_sent": outcome.messages_sent,
+                "bytes_sent": outcome.bytes_sent,
+                "udp_bytes_sent": outcome.udp_bytes_sent,
+            });
+            if let Some(f) = &outcome.figures {
+                let show = |a: Option<f64>| a.map_or("n/a".to_owned(), |a| format!("{a:.4}"));
+                let _ = writeln!(
+                    summary,
+                    "  {node}: {} hold-out customers, AUC of its own model {} vs the federated model {}",
+                    f.holdout_customers,
+                    show(f.local_only_auc),
+                    show(f.federated_auc)
+                );
+                if let (serde_json::Value::Object(e), serde_json::Value::Object(more)) =
+                    (&mut entry, serde_json::to_value(f)?)
+                {
+                    e.extend(more);
                 }
             }
+            figures.insert(node.to_string(), entry);
         }
         let path = out.join("result.json");
         if let Ok(text) = std::fs::read_to_string(&path) {

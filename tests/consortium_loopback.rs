@@ -14,7 +14,8 @@ use fedbank_coordinator::{JobResult, Status};
 use fedbank_participant::synthetic::{self, InstitutionKind};
 use fedbank_participant::{LocalData, LocalTable, NodeStatus};
 use fedbank_transport::nodes::{
-    run_coordinator, run_participant, CoordinatorSettings, ParticipantSettings, TrailSettings,
+    run_coordinator, run_participant, CoordinatorSettings, ParticipantOutcome, ParticipantSettings,
+    TrailSettings,
 };
 use fedbank_transport::pki::{ConsortiumCa, CredentialPaths, NodeCredentials};
 use fedbank_transport::{connect, frame, tls};
@@ -161,7 +162,8 @@ impl Consortium {
         &self,
         node: &NodeId,
         addr: SocketAddr,
-    ) -> tokio::task::JoinHandle<Result<NodeStatus, fedbank_transport::nodes::NodeError>> {
+    ) -> tokio::task::JoinHandle<Result<ParticipantOutcome, fedbank_transport::nodes::NodeError>>
+    {
         let table = self
             .tables
             .iter()
@@ -180,7 +182,7 @@ impl Consortium {
             coordinator: (addr, id("coordinator")),
             trail: self.trail(node.as_str()),
             connect_attempts: 20,
-            assignments: None,
+            local: Default::default(),
         };
         tokio::spawn(run_participant::<S>(settings, self.progress()))
     }
@@ -210,12 +212,17 @@ impl Consortium {
             panic!("{status:?}\n{}", self.log())
         };
         for node in honest {
-            let s = timeout(WAIT, node)
+            let outcome = timeout(WAIT, node)
                 .await
                 .expect("in time")
                 .expect("task")
                 .expect("ok");
-            assert_eq!(s, NodeStatus::Finished);
+            assert_eq!(outcome.status, NodeStatus::Finished);
+            // Hello and one contribution per round (moments, histogram) at least; UDP carries
+            // the frames and QUIC's own overhead on top.
+            assert!(outcome.messages_sent >= 3, "{outcome:?}");
+            assert!(outcome.bytes_sent > 0, "{outcome:?}");
+            assert!(outcome.udp_bytes_sent > outcome.bytes_sent, "{outcome:?}");
         }
         let others: Vec<&LocalTable> = self
             .tables
@@ -492,7 +499,7 @@ async fn refused_nodes_stop_at_once_with_the_reason() {
             coordinator: (addr, id("coordinator")),
             trail: c.trail(node),
             connect_attempts: 50,
-            assignments: None,
+            local: Default::default(),
         };
         run_participant::<u64>(settings, c.progress())
     };

@@ -18,8 +18,11 @@ use fedbank_coordinator::propensity::PropensityResult;
 use fedbank_coordinator::stats::mean_std;
 use fedbank_coordinator::{CoordinatorMachine, JobResult, Status};
 use fedbank_participant::customers::{held_out, CustomerRecords};
-use fedbank_participant::{LocalData, ParticipantMachine};
-use fixture::drive::run_to_end;
+use fedbank_common::model::PropensityModel;
+use fedbank_common::protocol::{Inbound, ModelReleased};
+use fedbank_participant::propensity::LocalFigures;
+use fedbank_participant::{LocalData, NodeOutput, NodeViolation, ParticipantMachine};
+use fixture::drive::run_to_end_with;
 
 type S = u128;
 
@@ -135,6 +138,13 @@ fn records(n: usize, non_iid: bool) -> Vec<CustomerRecords> {
 }
 
 fn federated(job: &ValidJob, data: Vec<CustomerRecords>) -> PropensityResult {
+    federated_with_nodes(job, data).0
+}
+
+/// What one participant kept at the end: the released model and its own figures.
+type Kept = (NodeId, PropensityModel, Option<LocalFigures>);
+
+fn federated_with_nodes(job: &ValidJob, data: Vec<CustomerRecords>) -> (PropensityResult, Vec<Kept>) {
     let mut coordinator = CoordinatorMachine::<S>::new(job.clone(), 11);
     let mut nodes: Vec<ParticipantMachine<S>> = data
         .into_iter()
@@ -148,8 +158,14 @@ fn federated(job: &ValidJob, data: Vec<CustomerRecords>) -> PropensityResult {
             .expect("machine")
         })
         .collect();
-    match run_to_end(&mut coordinator, &mut nodes) {
-        (Status::Finished(JobResult::Propensity(r)), _) => *r,
+    let mut kept = Vec::new();
+    let outcome = run_to_end_with(&mut coordinator, &mut nodes, |node, output| {
+        if let NodeOutput::Model { model, figures } = output {
+            kept.push((node.clone(), *model, figures));
+        }
+    });
+    match outcome {
+        (Status::Finished(JobResult::Propensity(r)), _) => (*r, kept),
         (other, _) => panic!("job ended without a model: {other:?}"),
     }
 }
@@ -279,7 +295,7 @@ fn one_class_participants_and_constant_columns_are_handled_and_reported() {
             row[2] = Some(1.0);
         }
     }
-    let result = federated(&job, data.clone());
+    let (result, kept) = federated_with_nodes(&job, data.clone());
     assert_eq!(result.constant_features, vec!["flag".to_owned()]);
     let flag = result
         .coefficients
@@ -291,15 +307,50 @@ fn one_class_participants_and_constant_columns_are_handled_and_reported() {
         .imputed
         .iter()
         .any(|(f, n)| f == "balance" && *n > 0.0));
+    // Every participant received exactly the coordinator's model and computed its own figures.
+    assert_eq!(kept.len(), 3, "each participant kept the model once");
+    for (node, model, figures) in &kept {
+        assert_eq!(model, &result.model, "{node} kept the released model");
+        let figures = figures.as_ref().expect("figures");
+        let own = data[node.as_str()[1..].parse::<usize>().expect("index")]
+            .holdout
+            .iter()
+            .filter(|h| **h)
+            .count();
+        assert_eq!(figures.holdout_customers, own, "{node} scored its own hold-out");
+    }
     // p2 cannot train a model of its own; it says so instead of inventing an AUC.
-    let figures = fedbank_participant::propensity::local_figures(
-        &data[2],
-        &job.spec().features,
-        job.propensity().expect("propensity"),
-        &result.model,
-    );
+    let figures = kept
+        .iter()
+        .find(|(n, _, _)| n.as_str() == "p2")
+        .and_then(|(_, _, f)| f.clone())
+        .expect("p2's figures");
     assert_eq!(figures.local_only_auc, None);
     assert!(figures.note.expect("a note").contains("all of one class"));
+    assert!(kept
+        .iter()
+        .filter(|(n, _, _)| n.as_str() != "p2")
+        .all(|(_, _, f)| f.as_ref().is_some_and(|f| f.local_only_auc.is_some()
+            && f.federated_auc.is_some())));
+
+    // A released model that does not fit the job is refused and changes nothing.
+    let mut node = ParticipantMachine::<S>::with_data(
+        id("p0"),
+        job.clone(),
+        LocalData::Customers(data[0].clone()),
+    )
+    .expect("machine");
+    let mut wrong = result.model.clone();
+    wrong.coefficients.pop();
+    let refused = node.handle(Inbound::Model(ModelReleased {
+        job: job.spec().job.clone(),
+        model: wrong,
+    }));
+    assert!(
+        matches!(refused, Err(NodeViolation::WrongJob { message: "ModelReleased", .. })),
+        "{refused:?}"
+    );
+    assert!(node.poll_output().is_none(), "nothing kept, nothing sent");
 }
 
 #[test]

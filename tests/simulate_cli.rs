@@ -311,9 +311,24 @@ fn simulate_propensity_telco_then_score_a_target_list() {
         .as_object()
         .expect("per participant");
     assert_eq!(per.len(), 4);
-    for figures in per.values() {
+    let released = std::fs::read_to_string(out.join("model.json")).expect("model");
+    let released: serde_json::Value = serde_json::from_str(&released).expect("json");
+    for (node, figures) in per {
         assert!(figures["federated_auc"].as_f64().is_some());
         assert!(figures["local_only_auc"].as_f64().is_some());
+        assert!(figures["bytes_sent"].as_u64().is_some_and(|b| b > 0), "{figures}");
+        // Each institution kept the released model and its own figures in its own directory.
+        let dir = out.join("data").join(node);
+        let kept: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(dir.join("model.json")).expect("kept model"),
+        )
+        .expect("json");
+        assert_eq!(kept, released, "{node} kept the released model");
+        let own: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(dir.join("local-figures.json")).expect("kept figures"),
+        )
+        .expect("json");
+        assert_eq!(own["federated_auc"], figures["federated_auc"], "{node}");
     }
     let report = std::fs::read_to_string(out.join("report.md")).expect("report");
     assert!(report.contains("odds ratio") && report.contains("lift.svg"));

@@ -75,6 +75,8 @@ pub enum WireKind {
     Notice = 14,
     /// [`crate::protocol::SegmentsReleased`].
     Segments = 15,
+    /// [`crate::protocol::ModelReleased`].
+    Model = 16,
 }
 
 impl WireKind {
@@ -97,6 +99,7 @@ impl WireKind {
             Contribution,
             Notice,
             Segments,
+            Model,
         ]
         .into_iter()
         .find(|k| *k as u8 == b)

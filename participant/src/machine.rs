@@ -12,6 +12,8 @@
 //!   DecryptionRequest  ──▶ (member) policy check, PartialDecryption       audit decryption.released
 //!                          or Notice(Refused)                             audit decryption.refused
 //!   SegmentsReleased   ──▶ assign its own customers locally              audit segments.assigned
+//!   ModelReleased      ──▶ score its own hold-out with the federated model
+//!                          and with a model of its own data alone        audit model.received
 //!   Notice(Finished | Aborted) ──▶ stop
 //! ```
 
@@ -20,6 +22,7 @@ use crate::customers::CustomerRecords;
 use crate::local_stats::{self, LocalStatsError};
 use crate::local_stats::{nearest, standardize};
 use crate::local_table::LocalTable;
+use crate::propensity::LocalFigures;
 use crate::rfm::{CustomerHistory, TransactionError};
 use crate::Contributor;
 use fedbank_common::audit::EventKind;
@@ -27,9 +30,10 @@ use fedbank_common::committee::{DecryptionRequest, PartialDecryption};
 use fedbank_common::encoding::QuantityValues;
 use fedbank_common::ids::NodeId;
 use fedbank_common::job::ValidJob;
+use fedbank_common::model::PropensityModel;
 use fedbank_common::protocol::{
-    Contribution, Hello, Inbound, Notice, NoticeKind, RoundRequest, SegmentsReleased,
-    PROTOCOL_VERSION,
+    Contribution, Hello, Inbound, ModelReleased, Notice, NoticeKind, RoundRequest,
+    SegmentsReleased, PROTOCOL_VERSION,
 };
 use fedbank_common::secagg::{Encryptor, JointPublicKey, KeySetup, PublicKeyShare, RingScalar};
 use serde_json::{json, Map, Value};
@@ -81,6 +85,14 @@ pub enum NodeOutput<S: RingScalar> {
     /// This participant's own customers assigned to the released segments: (customer, segment).
     /// To be written locally; it never leaves the participant.
     Assignments(Vec<(String, String)>),
+    /// The released propensity model and this participant's own figures on its hold-out
+    /// customers. To be kept locally; the figures never leave the participant.
+    Model {
+        /// The model.
+        model: Box<PropensityModel>,
+        /// Its figures, when it holds labeled customers.
+        figures: Option<LocalFigures>,
+    },
 }
 
 /// How the node's part of the job ended.
@@ -279,6 +291,7 @@ impl<S: RingScalar> ParticipantMachine<S> {
             Inbound::Round(request) => self.on_round(request),
             Inbound::Decrypt(request) => self.on_decrypt(request),
             Inbound::Segments(released) => self.on_segments(released),
+            Inbound::Model(released) => self.on_model(released),
             Inbound::Notice(n) => {
                 self.status = match n.kind {
                     NoticeKind::Finished => NodeStatus::Finished,
@@ -550,6 +563,69 @@ impl<S: RingScalar> ParticipantMachine<S> {
             released.labels.len()
         )));
         self.outputs.push_back(NodeOutput::Assignments(assignments));
+        Ok(())
+    }
+
+    fn on_model(&mut self, released: ModelReleased) -> Result<(), NodeViolation> {
+        let spec = self.job.spec().clone();
+        let expected = self
+            .job
+            .propensity()
+            .map(|p| p.design_names(&spec.features));
+        let names: Vec<String> = released
+            .model
+            .coefficients
+            .iter()
+            .map(|c| c.name.clone())
+            .collect();
+        let fits = released.job == spec.job
+            && released.model.validate().is_ok()
+            && released.model.job == spec.job.as_str()
+            && expected.as_ref() == Some(&names);
+        if !fits {
+            return Err(NodeViolation::WrongJob {
+                message: "ModelReleased",
+                what: format!(
+                    "job {} with coefficients {:?}",
+                    released.job,
+                    names.iter().take(5).collect::<Vec<_>>()
+                ),
+            });
+        }
+        let figures = match (&self.customers, self.job.propensity()) {
+            (Some(records), Some(p)) => Some(crate::propensity::local_figures(
+                records,
+                &spec.features,
+                p,
+                &released.model,
+            )),
+            _ => None,
+        };
+        let digest = fedbank_common::digest::Digest::of(
+            "fedbank.model.v1",
+            serde_json::to_string(&released.model)
+                .unwrap_or_default()
+                .as_bytes(),
+        );
+        self.audit(
+            EventKind::ModelReceived,
+            fields(json!({"job": spec.job.as_str(), "model_digest": digest.to_hex(),
+                "coefficients": names.len(), "local_figures": figures.is_some()})),
+        );
+        if let Some(f) = &figures {
+            let show = |a: Option<f64>| a.map_or("n/a".to_owned(), |a| format!("{a:.4}"));
+            self.outputs.push_back(NodeOutput::Progress(format!(
+                "{}: on its {} hold-out customers the federated model has AUC {}, a model of its own data alone {} (kept locally)",
+                self.id,
+                f.holdout_customers,
+                show(f.federated_auc),
+                show(f.local_only_auc)
+            )));
+        }
+        self.outputs.push_back(NodeOutput::Model {
+            model: Box::new(released.model),
+            figures,
+        });
         Ok(())
     }
 

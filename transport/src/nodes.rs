@@ -14,10 +14,11 @@ use fedbank_common::job::ValidJob;
 use fedbank_common::protocol::Inbound;
 use fedbank_common::secagg::RingScalar;
 use fedbank_coordinator::{CoordinatorMachine, Input, Output, Status};
+use fedbank_participant::propensity::LocalFigures;
 use fedbank_participant::{LocalData, NodeOutput, NodeStatus, ParticipantMachine};
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::mpsc as tokio_mpsc;
@@ -350,15 +351,49 @@ pub struct ParticipantSettings {
     pub trail: TrailSettings,
     /// Connection attempts before giving up (with backoff).
     pub connect_attempts: u32,
-    /// Where to write the local segment assignment of a segment job (owner-only; never sent).
+    /// Files the participant writes for itself (owner-only; never sent).
+    pub local: LocalOutputs,
+}
+
+/// Files a participant writes for itself. None of them leaves the institution.
+#[derive(Debug, Clone, Default)]
+pub struct LocalOutputs {
+    /// The customer-to-segment assignment of a segment job (CSV).
     pub assignments: Option<PathBuf>,
+    /// The released propensity model (`model.json` format), for `fedbank score`.
+    pub model: Option<PathBuf>,
+    /// This participant's own figures on its hold-out customers (JSON).
+    pub figures: Option<PathBuf>,
+}
+
+/// How a participant's part of the job went.
+#[derive(Debug, Clone)]
+pub struct ParticipantOutcome {
+    /// How it ended.
+    pub status: NodeStatus,
+    /// Messages it sent to the coordinator.
+    pub messages_sent: u64,
+    /// Their bytes as framed by fedbank (header, length and body).
+    pub bytes_sent: u64,
+    /// UDP payload bytes its QUIC connections sent (fedbank frames plus QUIC and TLS overhead,
+    /// handshakes and retransmissions).
+    pub udp_bytes_sent: u64,
+    /// Its own figures on its hold-out customers (propensity jobs).
+    pub figures: Option<LocalFigures>,
+}
+
+fn write_local(path: &Path, bytes: &[u8], what: &str, progress: &(dyn Fn(String) + Send + Sync)) {
+    if let Err(e) = fedbank_common::storage::write_atomic(path, bytes, true) {
+        tracing::error!(error = %e, "could not write the local {what}");
+        progress(format!("could not write {} ({what}): {e}", path.display()));
+    }
 }
 
 /// Runs a participant until the coordinator reports the job finished or aborted.
 pub async fn run_participant<S: RingScalar>(
     settings: ParticipantSettings,
     progress: Arc<dyn Fn(String) + Send + Sync>,
-) -> Result<NodeStatus, NodeError> {
+) -> Result<ParticipantOutcome, NodeError> {
     let ParticipantSettings {
         id,
         job,
@@ -367,7 +402,7 @@ pub async fn run_participant<S: RingScalar>(
         coordinator: (addr, coordinator),
         trail,
         connect_attempts,
-        assignments,
+        local,
     } = settings;
     let mut machine = ParticipantMachine::<S>::with_data(id.clone(), job.clone(), data)
         .map_err(|e| NodeError::LocalData(e.to_string()))?;
@@ -388,6 +423,8 @@ pub async fn run_participant<S: RingScalar>(
     let status = Arc::new(Mutex::new(NodeStatus::Running));
     let machine_status = status.clone();
     let machine_progress = progress.clone();
+    let figures: Arc<Mutex<Option<LocalFigures>>> = Arc::new(Mutex::new(None));
+    let machine_figures = figures.clone();
     let span = tracing::info_span!("participant", node = %id);
     let machine = std::thread::spawn(move || -> Result<(), TrailError> {
         let _span = span.enter();
@@ -417,24 +454,42 @@ pub async fn run_participant<S: RingScalar>(
                         trail.append(kind, fields, SystemTime::now())?;
                     }
                     NodeOutput::Progress(line) => machine_progress(line),
-                    NodeOutput::Assignments(rows) => match &assignments {
+                    NodeOutput::Assignments(rows) => match &local.assignments {
                         Some(path) => {
                             let mut csv = String::from("customer_id,segment\n");
                             for (customer, segment) in rows {
                                 csv.push_str(&format!("{customer},{segment}\n"));
                             }
-                            if let Err(e) =
-                                fedbank_common::storage::write_atomic(path, csv.as_bytes(), true)
-                            {
-                                tracing::error!(error = %e, "could not write the local segment assignment");
-                                machine_progress(format!(
-                                    "could not write {}: {e}",
-                                    path.display()
-                                ));
-                            }
+                            write_local(
+                                path,
+                                csv.as_bytes(),
+                                "segment assignment",
+                                &*machine_progress,
+                            );
                         }
                         None => tracing::info!("segment assignment computed; no file configured"),
                     },
+                    NodeOutput::Model { model, figures } => {
+                        for (path, value, what) in [
+                            (&local.model, serde_json::to_vec_pretty(&model), "model"),
+                            (
+                                &local.figures,
+                                serde_json::to_vec_pretty(&figures),
+                                "local figures",
+                            ),
+                        ] {
+                            match (path, value) {
+                                (Some(path), Ok(bytes)) => {
+                                    write_local(path, &bytes, what, &*machine_progress)
+                                }
+                                (None, _) => tracing::info!("{what} received; no file configured"),
+                                (_, Err(e)) => tracing::error!(error = %e, "could not encode the {what}"),
+                            }
+                        }
+                        if let Ok(mut f) = machine_figures.lock() {
+                            *f = figures;
+                        }
+                    }
                 }
             }
             if *machine.status() != NodeStatus::Running {
@@ -455,6 +510,7 @@ pub async fn run_participant<S: RingScalar>(
     };
     let mut failures = 0u32;
     let mut refused: Option<String> = None;
+    let mut sent = SentCounter::default();
     while !done(&status) && refused.is_none() {
         let conn = match connect(&endpoint, addr, &coordinator).await {
             Ok(conn) => {
@@ -519,6 +575,7 @@ pub async fn run_participant<S: RingScalar>(
                         tracing::warn!(error = %e, "sending failed");
                         break;
                     }
+                    sent.count(&bytes);
                 }
             }
             if done(&status) {
@@ -527,11 +584,14 @@ pub async fn run_participant<S: RingScalar>(
         }
         // Flush what the machine produced last (e.g. a final contribution) before leaving.
         while let Ok(bytes) = out_rx.try_recv() {
-            let _ = frame::send_raw(&conn, &bytes).await;
+            if frame::send_raw(&conn, &bytes).await.is_ok() {
+                sent.count(&bytes);
+            }
         }
         if done(&status) {
             conn.close(quinn::VarInt::from_u32(CLOSE_DONE), b"done");
         }
+        sent.udp_bytes += conn.stats().udp_tx.bytes;
     }
     drop(to_machine);
     if let Some(reason) = refused {
@@ -550,5 +610,28 @@ pub async fn run_participant<S: RingScalar>(
         .lock()
         .map(|s| s.clone())
         .unwrap_or(NodeStatus::Running);
-    Ok(final_status)
+    let figures = figures.lock().map(|mut f| f.take()).unwrap_or(None);
+    Ok(ParticipantOutcome {
+        status: final_status,
+        messages_sent: sent.messages,
+        bytes_sent: sent.bytes,
+        udp_bytes_sent: sent.udp_bytes,
+        figures,
+    })
+}
+
+/// What a participant's shell put on its connections.
+#[derive(Default)]
+struct SentCounter {
+    messages: u64,
+    bytes: u64,
+    udp_bytes: u64,
+}
+
+impl SentCounter {
+    fn count(&mut self, message: &[u8]) {
+        self.messages += 1;
+        // The frame: the message (wire header and body) after an 8-byte length.
+        self.bytes += message.len() as u64 + 8;
+    }
 }

@@ -41,6 +41,10 @@ pub enum EventKind {
     RoundCompleted,
     /// A participant assigned its own customers to the released segments (locally).
     SegmentsAssigned,
+    /// A participant received the released model (and computed its own figures locally).
+    ModelReceived,
+    /// Differential privacy: the noise a round's aggregate carries and the budget spent so far.
+    PrivacySpent,
     /// Results were written.
     JobCompleted,
     /// The job failed.
@@ -68,6 +72,8 @@ impl EventKind {
             AggregateDecrypted => "aggregate.decrypted",
             RoundCompleted => "round.completed",
             SegmentsAssigned => "segments.assigned",
+            ModelReceived => "model.received",
+            PrivacySpent => "privacy.spent",
             JobCompleted => "job.completed",
             JobFailed => "job.failed",
         }

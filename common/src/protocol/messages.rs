@@ -75,6 +75,16 @@ pub struct SegmentsReleased {
     pub labels: Vec<String>,
 }
 
+/// The trained propensity model, sent to participants at the end so that each can score its own
+/// hold-out customers with it, next to a model trained on its data alone, and keep the figures.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelReleased {
+    /// Job.
+    pub job: JobId,
+    /// The model, as exported in `model.json`.
+    pub model: crate::model::PropensityModel,
+}
+
 /// What a notice reports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum NoticeKind {
@@ -114,6 +124,7 @@ small_message!(Welcome, WireKind::Welcome);
 small_message!(RoundRequest, WireKind::RoundRequest);
 small_message!(Notice, WireKind::Notice);
 small_message!(SegmentsReleased, WireKind::Segments);
+small_message!(ModelReleased, WireKind::Model);
 
 impl<S: RingScalar> WireMessage for Contribution<S> {
     const KIND: WireKind = WireKind::Contribution;
@@ -151,6 +162,8 @@ pub enum Inbound<S: RingScalar> {
     Notice(Notice),
     /// [`SegmentsReleased`].
     Segments(SegmentsReleased),
+    /// [`ModelReleased`].
+    Model(ModelReleased),
 }
 
 impl<S: RingScalar> Inbound<S> {
@@ -168,6 +181,7 @@ impl<S: RingScalar> Inbound<S> {
                 | WireKind::RoundRequest
                 | WireKind::Notice
                 | WireKind::Segments
+                | WireKind::Model
                 | WireKind::KeySetup,
             ) => 1 << 20,
             _ => 0,
@@ -189,6 +203,7 @@ impl<S: RingScalar> Inbound<S> {
             Some(WireKind::PartialDecryption) => Inbound::Partial(wire::decode(bytes)?),
             Some(WireKind::Notice) => Inbound::Notice(wire::decode(bytes)?),
             Some(WireKind::Segments) => Inbound::Segments(wire::decode(bytes)?),
+            Some(WireKind::Model) => Inbound::Model(wire::decode(bytes)?),
             _ => {
                 return Err(WireError::UnexpectedKind {
                     found: bytes.get(4).copied().unwrap_or(0),
@@ -211,6 +226,7 @@ impl<S: RingScalar> Inbound<S> {
             Inbound::Partial(_) => "PartialDecryption",
             Inbound::Notice(_) => "Notice",
             Inbound::Segments(_) => "SegmentsReleased",
+            Inbound::Model(_) => "ModelReleased",
         }
     }
 }

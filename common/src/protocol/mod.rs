@@ -11,7 +11,8 @@
 //!   Contribution {round, attempt, ct}  ───────▶  sums until all arrived or the deadline
 //!   (member) DecryptionRequest         ◀───────  manifest + summed masks
 //!   (member) PartialDecryption         ───────▶  combine, decode, next round
-//!   (segment job) assign own customers ◀───  SegmentsReleased {centroids, labels}
+//!   (segment job) assign own customers ◀───────  SegmentsReleased {centroids, labels}
+//!   (propensity job) score own hold-out ◀───────  ModelReleased {model}
 //!                                      ◀───────  Notice (finished / aborted)
 //! ```
 //!
@@ -22,6 +23,7 @@
 mod messages;
 
 pub use messages::{
-    Contribution, Hello, Inbound, Notice, NoticeKind, RoundRequest, SegmentsReleased, Welcome,
+    Contribution, Hello, Inbound, ModelReleased, Notice, NoticeKind, RoundRequest, SegmentsReleased,
+    Welcome,
     PROTOCOL_VERSION,
 };

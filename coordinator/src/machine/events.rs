@@ -4,7 +4,7 @@ use fedbank_common::audit::EventKind;
 use fedbank_common::committee::DecryptionRequest;
 use fedbank_common::ids::NodeId;
 use fedbank_common::protocol::{
-    Inbound, Notice, RoundRequest, SegmentsReleased, Welcome, PROTOCOL_VERSION,
+    Inbound, ModelReleased, Notice, RoundRequest, SegmentsReleased, Welcome, PROTOCOL_VERSION,
 };
 use fedbank_common::secagg::{JointPublicKey, KeySetup, RingScalar};
 use serde_json::{Map, Value};
@@ -50,6 +50,8 @@ pub enum Outbound<S: RingScalar> {
     Notice(Notice),
     /// [`SegmentsReleased`].
     Segments(SegmentsReleased),
+    /// [`ModelReleased`].
+    Model(ModelReleased),
 }
 
 impl<S: RingScalar> Outbound<S> {
@@ -64,6 +66,7 @@ impl<S: RingScalar> Outbound<S> {
             Outbound::Decrypt(m) => encode(m),
             Outbound::Notice(m) => encode(m),
             Outbound::Segments(m) => encode(m),
+            Outbound::Model(m) => encode(m),
         }
     }
 }

@@ -9,7 +9,9 @@ use fedbank_common::audit::EventKind;
 use fedbank_common::committee::PartialDecryption;
 use fedbank_common::ids::NodeId;
 use fedbank_common::job::RoundKind;
-use fedbank_common::protocol::{Contribution, Notice, NoticeKind, RoundRequest, SegmentsReleased};
+use fedbank_common::protocol::{
+    Contribution, ModelReleased, Notice, NoticeKind, RoundRequest, SegmentsReleased,
+};
 use fedbank_common::secagg::RingScalar;
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};
@@ -308,6 +310,15 @@ impl<S: RingScalar> CoordinatorMachine<S> {
             };
             for node in self.present().cloned().collect::<Vec<_>>() {
                 self.send(&node, Outbound::Segments(released.clone()));
+            }
+        }
+        if let JobResult::Propensity(r) = &result {
+            let released = ModelReleased {
+                job: job.clone(),
+                model: r.model.clone(),
+            };
+            for node in self.present().cloned().collect::<Vec<_>>() {
+                self.send(&node, Outbound::Model(released.clone()));
             }
         }
         let notice = Notice {
