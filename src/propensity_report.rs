@@ -24,8 +24,8 @@ fn svg_frame(title: &str, body: &str) -> String {
     )
 }
 
-/// A line chart of the penalized objective per Newton round.
-fn training_chart(objective: &[f64]) -> String {
+/// A line chart of `values` per round (1, 2, …).
+fn line_chart(title: &str, x_label: &str, objective: &[f64]) -> String {
     let (lo, hi) = objective
         .iter()
         .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| {
@@ -58,16 +58,36 @@ fn training_chart(objective: &[f64]) -> String {
     let _ = writeln!(
         body,
         "<text x=\"{PAD}\" y=\"{}\">{hi:.1}</text><text x=\"{PAD}\" y=\"{}\">{lo:.1}</text>\
-         <text x=\"{}\" y=\"{}\" text-anchor=\"middle\">Newton round</text>",
+         <text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{x_label}</text>",
         PAD - 6.0,
         H - PAD - 4.0,
         W / 2.0,
         H - 8.0
     );
-    svg_frame(
-        "Training objective (weighted log-loss + L2) per round",
-        &body,
-    )
+    svg_frame(title, &body)
+}
+
+/// The training curve: the penalized objective per Newton round, or, under differential
+/// privacy (where no loss is released), the ε spent after each noised release.
+fn training_chart(r: &PropensityResult) -> String {
+    match &r.privacy {
+        Some(p) if r.objective_per_round.is_empty() => {
+            let spent: Vec<f64> = p.releases.iter().map(|r| r.epsilon_after).collect();
+            line_chart(
+                &format!(
+                    "Privacy spend ε after each release (budget {})",
+                    p.epsilon_budget
+                ),
+                "release (moments, classes, Newton rounds, evaluation)",
+                &spent,
+            )
+        }
+        _ => line_chart(
+            "Training objective (weighted log-loss + L2) per round",
+            "Newton round",
+            &r.objective_per_round,
+        ),
+    }
 }
 
 /// Bars of lift per decile, with the no-model line at 1.
@@ -116,7 +136,7 @@ fn lift_chart(r: &PropensityResult) -> String {
 /// Writes `report.md`, `training.svg` and `lift.svg` into `out`.
 pub fn write(out: &Path, job: &ValidJob, r: &PropensityResult) -> Result<()> {
     for (name, svg) in [
-        ("training.svg", training_chart(&r.objective_per_round)),
+        ("training.svg", training_chart(r)),
         ("lift.svg", lift_chart(r)),
     ] {
         std::fs::write(out.join(name), svg)
@@ -185,10 +205,56 @@ pub fn write(out: &Path, job: &ValidJob, r: &PropensityResult) -> Result<()> {
             c.name, c.coefficient, c.odds_ratio
         );
     }
-    let _ = writeln!(
-        md,
-        "\n## Training\n\n![objective per round](training.svg)\n"
-    );
+    let _ = writeln!(md, "\n## Training\n\n![training curve](training.svg)\n");
+    if let Some(dp) = &r.privacy {
+        let _ = writeln!(
+            md,
+            "## Differential privacy\n\nEvery aggregate carried Gaussian noise added by the institutions \
+             themselves before encryption (noise multiplier z = {:.3}; each customer's design row clipped \
+             to norm {}). Spent: **ε = {:.4}** of the budget {} at δ = {:e} (ρ = {:.5} zCDP){}. \
+             The guarantee is for adding or removing one customer at any institution, and covers every \
+             aggregate the coordinator and committee saw, the model and this evaluation.\n\n\
+             | release | ρ | ε after | noise σ per quantity |\n|---|---:|---:|---|",
+            dp.noise_multiplier,
+            dp.clip_norm,
+            dp.epsilon_spent,
+            dp.epsilon_budget,
+            dp.delta,
+            dp.rho_spent,
+            if dp.stopped_by_budget {
+                "; the budget stopped training"
+            } else {
+                ""
+            }
+        );
+        for release in &dp.releases {
+            let sigmas: Vec<String> = release
+                .noise
+                .quantities
+                .iter()
+                .take(4)
+                .map(|q| format!("{} {:.3}", q.name, q.sigma))
+                .collect();
+            let more = release.noise.quantities.len().saturating_sub(4);
+            let _ = writeln!(
+                md,
+                "| {} | {:.5} | {:.4} | {}{} |",
+                release.round,
+                release.noise.rho,
+                release.epsilon_after,
+                sigmas.join(", "),
+                if more > 0 {
+                    format!(" and {more} more")
+                } else {
+                    String::new()
+                }
+            );
+        }
+        let _ = writeln!(md);
+    }
+    for note in &r.notes {
+        let _ = writeln!(md, "- {note}");
+    }
     let _ = writeln!(
         md,
         "Training customers: {} ({} positive); class weights (positive, negative): {:.3}, {:.3}.",

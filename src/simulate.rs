@@ -300,6 +300,19 @@ pub fn run(args: &SimulateArgs) -> Result<()> {
             100.0 * r.accuracy,
             r.deciles.first().map_or(0.0, |d| d.lift)
         );
+        if let Some(dp) = &r.privacy {
+            let _ = writeln!(
+                summary,
+                "differential privacy: ε = {:.4} spent of the budget {} (δ = {:e}, ρ = {:.5}), noise multiplier {:.3}, rows clipped to norm {}{}",
+                dp.epsilon_spent,
+                dp.epsilon_budget,
+                dp.delta,
+                dp.rho_spent,
+                dp.noise_multiplier,
+                dp.clip_norm,
+                if dp.stopped_by_budget { "; the budget stopped training" } else { "" }
+            );
+        }
         let clock = Instant::now();
         match crate::centralized::propensity(&job, &pooled) {
             Ok((rounds, auc)) => {

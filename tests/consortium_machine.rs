@@ -187,7 +187,7 @@ impl Consortium {
                     self.to_nodes.push_back((to, bytes));
                 }
                 Output::Audit { kind, fields } => self.trail.push((kind.name().to_owned(), fields)),
-                Output::Disconnect { .. } | Output::Progress(_) => {}
+                Output::Disconnect { .. } | Output::Progress(_) | Output::Aggregate { .. } => {}
             }
         }
     }

@@ -8,133 +8,25 @@
 
 mod fixture;
 
-use fedbank_common::ids::{JobId, NodeId};
-use fedbank_common::job::{
-    CategoricalSpec, ClassWeight, FeatureSpec, JobKind, JobSpec, PropensitySpec, ValidJob,
-};
+use fedbank_common::ids::NodeId;
+use fedbank_common::job::ValidJob;
 use fedbank_common::logistic::{self, exact_auc, sigmoid};
 use fedbank_common::model::design_row;
 use fedbank_coordinator::propensity::PropensityResult;
 use fedbank_coordinator::stats::mean_std;
 use fedbank_coordinator::{CoordinatorMachine, JobResult, Status};
-use fedbank_participant::customers::{held_out, CustomerRecords};
+use fedbank_participant::customers::CustomerRecords;
 use fedbank_common::model::PropensityModel;
 use fedbank_common::protocol::{Inbound, ModelReleased};
 use fedbank_participant::propensity::LocalFigures;
 use fedbank_participant::{LocalData, NodeOutput, NodeViolation, ParticipantMachine};
+use fixture::customers::{job, records, NUMERIC};
 use fixture::drive::run_to_end_with;
 
 type S = u128;
 
 fn id(s: &str) -> NodeId {
     NodeId::new(s).expect("id")
-}
-
-const NUMERIC: [&str; 3] = ["age", "balance", "flag"];
-
-fn job(n: usize) -> ValidJob {
-    JobSpec {
-        job: JobId::new("propensity-test").expect("id"),
-        kind: JobKind::Propensity,
-        profile: fedbank_common::secagg::Profile::Strict,
-        participants: (0..n).map(|i| id(&format!("p{i}"))).collect(),
-        committee: (0..n.min(3)).map(|i| id(&format!("p{i}"))).collect(),
-        min_participants: 1,
-        max_rows: 1_000_000,
-        features: NUMERIC
-            .iter()
-            .map(|f| FeatureSpec {
-                name: (*f).into(),
-                bound: 1000.0,
-                min: Some(0.0),
-                scale: 1000.0,
-            })
-            .collect(),
-        id_column: None,
-        histogram_bins: 10,
-        key_setup_timeout_ms: 1000,
-        round_timeout_ms: 1000,
-        decryption_timeout_ms: 1000,
-        max_round_retries: 0,
-        segment: None,
-        propensity: Some(PropensitySpec {
-            label: "y".into(),
-            positive: "1".into(),
-            negative: "0".into(),
-            categorical: vec![CategoricalSpec {
-                name: "channel".into(),
-                levels: vec!["branch".into(), "online".into(), "phone".into()],
-            }],
-            other_level: false,
-            l2: 0.5,
-            max_rounds: 30,
-            tolerance: 1e-10,
-            holdout: 0.25,
-            holdout_seed: 3,
-            class_weight: ClassWeight::None,
-            score_bins: 2000,
-        }),
-    }
-    .validate()
-    .expect("valid job")
-}
-
-/// Customers drawn from a known logistic model. Non-IID: institution i has its own size, age
-/// range and channel mix.
-fn records(n: usize, non_iid: bool) -> Vec<CustomerRecords> {
-    let mut state = 0x9e37_79b9_7f4a_7c15u64;
-    let mut uniform = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        (state >> 11) as f64 / (1u64 << 53) as f64
-    };
-    let spec = job(1).propensity().cloned().expect("propensity");
-    (0..n)
-        .map(|i| {
-            let rows = if non_iid {
-                [120, 900, 300, 1500, 80, 600, 1100, 60][i % 8]
-            } else {
-                500
-            };
-            let shift = if non_iid { i as f64 * 6.0 } else { 0.0 };
-            let mut r = CustomerRecords {
-                ids: None,
-                numeric: Vec::new(),
-                levels: Vec::new(),
-                label: Vec::new(),
-                holdout: Vec::new(),
-            };
-            for row in 0..rows {
-                let age = 20.0 + shift + 50.0 * uniform();
-                let balance = 800.0 * uniform() * uniform();
-                let flag = f64::from(uniform() < 0.3);
-                let channel = if non_iid {
-                    ((uniform() * 3.0 + i as f64) as usize) % 3
-                } else {
-                    (uniform() * 3.0) as usize % 3
-                };
-                let t = -1.0 + 0.04 * (age - 45.0) - 0.004 * balance
-                    + 0.8 * flag
-                    + [0.0, 0.7, -0.5][channel];
-                let y = uniform() < sigmoid(t);
-                r.numeric.push(vec![
-                    Some(age),
-                    // A few missing balances, imputed with the consortium mean.
-                    (row % 37 != 5).then_some(balance),
-                    Some(flag),
-                ]);
-                r.levels.push(vec![channel]);
-                r.label.push(y);
-                r.holdout.push(held_out(
-                    spec.holdout_seed,
-                    &format!("p{i}-{row}"),
-                    spec.holdout,
-                ));
-            }
-            r
-        })
-        .collect()
 }
 
 fn federated(job: &ValidJob, data: Vec<CustomerRecords>) -> PropensityResult {
@@ -344,7 +236,7 @@ fn one_class_participants_and_constant_columns_are_handled_and_reported() {
     wrong.coefficients.pop();
     let refused = node.handle(Inbound::Model(ModelReleased {
         job: job.spec().job.clone(),
-        model: wrong,
+        model: Box::new(wrong),
     }));
     assert!(
         matches!(refused, Err(NodeViolation::WrongJob { message: "ModelReleased", .. })),

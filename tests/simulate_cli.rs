@@ -385,3 +385,50 @@ fn simulate_propensity_telco_then_score_a_target_list() {
         "{stderr}"
     );
 }
+
+#[test]
+fn simulate_propensity_telco_with_differential_privacy_reports_its_spend() {
+    let dir = tempfile::tempdir().expect("dir");
+    let out = dir.path().join("run");
+    let run = fedbank(&[
+        "simulate",
+        "--job",
+        "configs/propensity-telco-dp.toml",
+        "--out",
+        out.to_str().expect("path"),
+    ]);
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    // Every trail, with its privacy events, verifies and agrees.
+    assert!(stdout.contains("5 trails verified"), "{stdout}");
+    let result: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("result.json")).expect("result"))
+            .expect("json");
+    let dp = &result["privacy"];
+    let spent = dp["epsilon_spent"].as_f64().expect("ε spent");
+    let budget = dp["epsilon_budget"].as_f64().expect("budget");
+    assert_eq!(budget, 4.0);
+    assert!(spent <= budget && spent > 0.99 * budget, "{dp}");
+    assert_eq!(
+        dp["releases"].as_array().expect("releases").len(),
+        3 + result["rounds"].as_u64().expect("rounds") as usize,
+        "moments, classes, each Newton round and the evaluation"
+    );
+    // The coordinator's trail records each spend.
+    let trail = std::fs::read_to_string(out.join("trails").join("coordinator.trail")).expect("trail");
+    assert_eq!(
+        trail.matches("\"privacy.spent\"").count(),
+        3 + result["rounds"].as_u64().expect("rounds") as usize
+    );
+    let report = std::fs::read_to_string(out.join("report.md")).expect("report");
+    assert!(report.contains("## Differential privacy") && report.contains("ε"), "{report}");
+    // Still a useful model: the per-institution AUC of the federated model, computed locally.
+    for (node, figures) in result["per_participant"].as_object().expect("per participant") {
+        let auc = figures["federated_auc"].as_f64().expect("auc");
+        assert!(auc > 0.7, "{node}: {auc}");
+    }
+}

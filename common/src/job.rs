@@ -240,6 +240,9 @@ pub struct PropensitySpec {
     /// Bins of the score histograms the evaluation aggregates (the AUC's resolution).
     #[serde(default = "default_score_bins")]
     pub score_bins: usize,
+    /// Differential privacy (off when absent): see [`crate::privacy`].
+    #[serde(default)]
+    pub privacy: Option<crate::privacy::PrivacySpec>,
 }
 
 fn default_l2() -> f64 {
@@ -346,6 +349,15 @@ impl PropensitySpec {
                 "score_bins = {} is out of range (10 to 100000)",
                 self.score_bins
             )));
+        }
+        if let Some(plan) = crate::privacy::PrivacyPlan::of(features, self) {
+            plan.check().map_err(|e| bad(format!("privacy: {e}")))?;
+            if !self.score_bins.is_multiple_of(2) {
+                return Err(bad(format!(
+                    "privacy: score_bins = {} must be even (accuracy at 0.5 is read off the histograms)",
+                    self.score_bins
+                )));
+            }
         }
         Ok(())
     }
@@ -902,37 +914,59 @@ impl ValidJob {
         let w = MAX_CLASS_WEIGHT;
         match round {
             RoundKind::Classes => vec![QuantitySpec::new("classes", 4, rows, 1.0)],
-            RoundKind::Newton { .. } => vec![
-                QuantitySpec::new("newton.gradient", d, rows * w * Z_BOUND, LOGISTIC_SCALE),
-                QuantitySpec::new(
-                    "newton.hessian",
-                    crate::logistic::packed_len(d),
-                    rows * w * Z_BOUND * Z_BOUND / 4.0,
-                    LOGISTIC_SCALE,
-                ),
-                QuantitySpec::new(
-                    "newton.loss",
-                    1,
-                    rows * w * crate::logistic::MAX_ROW_LOSS,
-                    LOGISTIC_SCALE,
-                ),
-            ],
+            RoundKind::Newton { .. } => {
+                let mut q = vec![
+                    QuantitySpec::new("newton.gradient", d, rows * w * Z_BOUND, LOGISTIC_SCALE),
+                    QuantitySpec::new(
+                        "newton.hessian",
+                        crate::logistic::packed_len(d),
+                        rows * w * Z_BOUND * Z_BOUND / 4.0,
+                        LOGISTIC_SCALE,
+                    ),
+                ];
+                // Under differential privacy losses are not released (unbounded sensitivity
+                // for little use).
+                if !self.private() {
+                    q.push(QuantitySpec::new(
+                        "newton.loss",
+                        1,
+                        rows * w * crate::logistic::MAX_ROW_LOSS,
+                        LOGISTIC_SCALE,
+                    ));
+                }
+                q
+            }
             RoundKind::Evaluate { .. } => {
                 let bins = self.propensity().map_or(1, |p| p.score_bins);
-                vec![
+                let mut q = vec![
                     QuantitySpec::new("eval.positives", bins, rows, 1.0),
                     QuantitySpec::new("eval.negatives", bins, rows, 1.0),
-                    QuantitySpec::new(
+                ];
+                // Under differential privacy log-loss and accuracy are read off the noisy
+                // histograms instead of being released (and paid for) separately.
+                if !self.private() {
+                    q.push(QuantitySpec::new(
                         "eval.loss",
                         1,
                         rows * crate::logistic::MAX_ROW_LOSS,
                         LOGISTIC_SCALE,
-                    ),
-                    QuantitySpec::new("eval.correct", 1, rows, 1.0),
-                ]
+                    ));
+                    q.push(QuantitySpec::new("eval.correct", 1, rows, 1.0));
+                }
+                q
             }
             _ => Vec::new(),
         }
+    }
+
+    /// The job's differential-privacy plan, if it asks for one.
+    pub fn privacy(&self) -> Option<crate::privacy::PrivacyPlan> {
+        let p = self.propensity()?;
+        crate::privacy::PrivacyPlan::of(&self.spec.features, p)
+    }
+
+    fn private(&self) -> bool {
+        self.propensity().is_some_and(|p| p.privacy.is_some())
     }
 
     /// The segment table of a segment job.
@@ -977,6 +1011,18 @@ impl ValidJob {
                 1.0,
             )],
         };
+        let mut specs = specs;
+        if let Some(noise) = self.privacy().and_then(|p| p.round(round)) {
+            // A noised value needs room for its noise share and a grid finer than it.
+            for spec in &mut specs {
+                if let Some(n) = noise.quantities.iter().find(|n| n.name == spec.name) {
+                    let share =
+                        crate::privacy::PrivacyPlan::share(n.sigma, self.spec.min_participants);
+                    spec.bound += 16.0 * share;
+                    spec.scale = crate::privacy::PrivacyPlan::noised_scale(spec.scale, share);
+                }
+            }
+        }
         EncodingPlan::new(&specs, &self.params)
     }
 }

@@ -14,6 +14,8 @@
 //! - [`encoding`]: bounds, fixed-point scale, counted clipping, limbs, overflow validation.
 //! - [`calendar`]: dates as day numbers, for recency and the reference-date rounds.
 //! - [`logistic`] and [`model`]: logistic-regression arithmetic and the exported model format.
+//! - [`privacy`]: differential privacy of propensity jobs: noise per released aggregate, zCDP
+//!   accounting converted to (ε, δ), the budget.
 //! - [`policy`]: the committee member's decision to decrypt, as a pure function.
 //! - [`committee`]: decryption requests and partial decryptions.
 //! - [`wire`]: versioned, size-limited bincode 2 encoding; [`storage`]: atomic, permission-aware
@@ -32,6 +34,7 @@ pub mod job;
 pub mod logistic;
 pub mod model;
 pub mod policy;
+pub mod privacy;
 pub mod protocol;
 pub mod secagg;
 pub mod storage;

@@ -200,6 +200,29 @@ pub fn score_bin(p: f64, bins: usize) -> usize {
     ((p * bins as f64) as usize).min(bins.saturating_sub(1))
 }
 
+/// Mean log-loss and accuracy at 0.5 read off score histograms, each customer at its bin's
+/// centre: accuracy is exact when the number of bins is even (0.5 is a bin edge); the log-loss
+/// is within the bins' width of the exact one, except in the outermost bins. (0, 0) when empty.
+pub fn loss_and_accuracy_from_histograms(positives: &[f64], negatives: &[f64]) -> (f64, f64) {
+    let bins = positives.len().min(negatives.len());
+    let (mut loss, mut correct, mut total) = (0.0, 0.0, 0.0);
+    for b in 0..bins {
+        let centre = (b as f64 + 0.5) / bins as f64;
+        let (p, n) = (positives[b], negatives[b]);
+        loss += -p * centre.ln() - n * (1.0 - centre).ln();
+        if centre >= 0.5 {
+            correct += p;
+        } else {
+            correct += n;
+        }
+        total += p + n;
+    }
+    if total <= 0.0 {
+        return (0.0, 0.0);
+    }
+    (loss / total, correct / total)
+}
+
 /// AUC from score histograms of positives and negatives (same bins, ascending scores); pairs
 /// in the same bin count one half. `None` without both classes.
 pub fn auc_from_histograms(positives: &[f64], negatives: &[f64]) -> Option<f64> {
@@ -372,6 +395,27 @@ mod tests {
                 (None, None) => {}
                 other => prop_assert!(false, "{other:?}"),
             }
+        }
+
+        #[test]
+        fn histogram_accuracy_is_exact_and_log_loss_close_with_even_bins(
+            scored in proptest::collection::vec((0.02f64..0.98, any::<bool>()), 1..300),
+            half in 25usize..500,
+        ) {
+            let bins = 2 * half;
+            let mut pos = vec![0.0; bins];
+            let mut neg = vec![0.0; bins];
+            for (p, y) in &scored {
+                if *y { pos[score_bin(*p, bins)] += 1.0 } else { neg[score_bin(*p, bins)] += 1.0 }
+            }
+            let (loss, accuracy) = loss_and_accuracy_from_histograms(&pos, &neg);
+            let n = scored.len() as f64;
+            let exact_accuracy = scored.iter().filter(|(p, y)| (*p >= 0.5) == *y).count() as f64 / n;
+            prop_assert!((accuracy - exact_accuracy).abs() < 1e-12);
+            let exact_loss = scored.iter().map(|(p, y)| if *y { -p.ln() } else { -(1.0 - p).ln() }).sum::<f64>() / n;
+            // Each centre is at most half a bin (≤ 0.01) from its score, so both lie in
+            // [0.01, 0.99], where |d/dp ln p| ≤ 100.
+            prop_assert!((loss - exact_loss).abs() <= 100.0 * 0.5 / bins as f64 + 1e-12, "{loss} vs {exact_loss}");
         }
 
         #[test]

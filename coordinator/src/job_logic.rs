@@ -85,6 +85,14 @@ impl JobLogic {
         }
     }
 
+    /// The differential-privacy spend so far, for jobs that have a budget.
+    pub fn privacy(&self) -> Option<fedbank_common::privacy::PrivacyReport> {
+        match self {
+            JobLogic::Propensity(j) => j.privacy(),
+            _ => None,
+        }
+    }
+
     /// The result, once done.
     pub fn result(&self) -> Option<JobResult> {
         match self {

@@ -6,13 +6,19 @@
 //! precision and lift by decile. With the same penalty, federated Newton reaches the same
 //! optimum as centralized Newton on the pooled rows.
 //!
-//! It does not (yet) do FedAvg or differential privacy; the job file cannot ask for them.
+//! With `[job.propensity.privacy]` every aggregate carries Gaussian noise (added by the
+//! participants, see `fedbank_common::privacy`); this side accounts for it, stops training when
+//! one more Newton round and the evaluation would overspend the budget, and post-processes the
+//! noisy aggregates (counts rounded and kept non-negative, variances kept non-negative, a ridge
+//! added when the noisy Hessian is not positive definite, log-loss and accuracy read off the
+//! noisy histograms). Post-processing never costs privacy.
 
 use crate::stats::mean_std;
 use fedbank_common::encoding::DecodedQuantity;
 use fedbank_common::job::{FeatureSpec, PropensitySpec, RoundKind};
 use fedbank_common::logistic::{self, Decile, NewtonSums};
 use fedbank_common::model::{Coefficient, PropensityModel, MODEL_FORMAT};
+use fedbank_common::privacy::{Accountant, PrivacyPlan, PrivacyReport};
 use serde::Serialize;
 
 /// One coefficient with its odds ratio.
@@ -62,6 +68,11 @@ pub struct PropensityResult {
     pub imputed: Vec<(String, f64)>,
     /// Numeric features that are constant across the consortium (they get no weight).
     pub constant_features: Vec<String>,
+    /// Differential privacy: the budget, the spend and every noised release (absent without).
+    pub privacy: Option<PrivacyReport>,
+    /// How the figures were obtained where that differs from the plain job (differential
+    /// privacy).
+    pub notes: Vec<String>,
     /// The exported model.
     pub model: PropensityModel,
 }
@@ -104,6 +115,9 @@ pub struct PropensityJob {
     objective: Vec<f64>,
     rounds: u32,
     converged: bool,
+    accountant: Option<Accountant>,
+    /// Largest ridge added to a noisy Hessian to keep it positive definite.
+    ridge: f64,
     result: Option<PropensityResult>,
 }
 
@@ -116,7 +130,10 @@ impl PropensityJob {
         spec: PropensitySpec,
     ) -> Self {
         let d = spec.design_names(&features).len();
+        let accountant = PrivacyPlan::of(&features, &spec).map(Accountant::new);
         Self {
+            accountant,
+            ridge: 0.0,
             job: job.to_owned(),
             id_column,
             features,
@@ -154,23 +171,35 @@ impl PropensityJob {
         kind: &RoundKind,
         decoded: &[DecodedQuantity],
     ) -> Result<Option<RoundKind>, PropensityJobError> {
+        let private = self.accountant.is_some();
+        if let Some(accountant) = &mut self.accountant {
+            if let Some(noise) = accountant.plan().round(kind) {
+                accountant.record(kind.label(), noise);
+            }
+        }
+        // Noisy counts are rounded and kept non-negative (post-processing).
+        let count = |v: f64| if private { v.round().max(0.0) } else { v };
         match kind {
             RoundKind::Moments => {
                 for f in &self.features {
-                    let n = find(decoded, &format!("{}.count", f.name))?[0];
+                    let n = count(find(decoded, &format!("{}.count", f.name))?[0]);
                     let sum = find(decoded, &format!("{}.sum", f.name))?[0];
                     let sumsq = find(decoded, &format!("{}.sumsq", f.name))?[0];
-                    let (mean, std) = mean_std(n, sum, sumsq);
+                    let (mut mean, std) = mean_std(n, sum, sumsq);
+                    if private {
+                        mean = mean.clamp(f.lower(), f.bound);
+                    }
                     self.mean.push(mean);
                     self.std.push(if std > 1e-12 { std } else { 0.0 });
                     self.missing
-                        .push(find(decoded, &format!("{}.missing", f.name))?[0]);
+                        .push(count(find(decoded, &format!("{}.missing", f.name))?[0]));
                 }
                 Ok(Some(RoundKind::Classes))
             }
             RoundKind::Classes => {
-                let c = find(decoded, "classes")?;
-                self.classes = [c[0], c[1], c[2], c[3]];
+                let c: Vec<f64> = find(decoded, "classes")?.iter().map(|&v| count(v)).collect();
+                let c = [c[0], c[1].min(c[0]), c[2], c[3].min(c[2])];
+                self.classes = c;
                 let (n, pos) = (c[0], c[1]);
                 if pos <= 0.0 {
                     return Err(PropensityJobError::OneClass("negative"));
@@ -182,19 +211,37 @@ impl PropensityJob {
                 Ok(Some(self.newton_round()))
             }
             RoundKind::Newton { beta, .. } => {
-                let sums = NewtonSums {
+                let mut sums = NewtonSums {
                     gradient: find(decoded, "newton.gradient")?.to_vec(),
                     hessian: find(decoded, "newton.hessian")?.to_vec(),
-                    loss: find(decoded, "newton.loss")?[0],
+                    loss: 0.0,
                 };
-                self.objective
-                    .push(logistic::penalized(sums.loss, beta, self.spec.l2));
-                let step = logistic::newton_step(&sums, beta, self.spec.l2)?;
+                // Without differential privacy the loss comes with the sums.
+                if let Some(loss) = DecodedQuantity::find(decoded, "newton.loss") {
+                    sums.loss = loss[0];
+                    self.objective
+                        .push(logistic::penalized(sums.loss, beta, self.spec.l2));
+                }
+                let step = if private {
+                    self.noisy_newton_step(&mut sums, beta)?
+                } else {
+                    logistic::newton_step(&sums, beta, self.spec.l2)?
+                };
                 self.beta = beta.iter().zip(&step).map(|(b, s)| b + s).collect();
                 self.rounds += 1;
                 self.converged =
                     step.iter().fold(0.0f64, |m, s| m.max(s.abs())) <= self.spec.tolerance;
-                if self.converged || self.rounds >= self.spec.max_rounds {
+                let budget_left = self
+                    .accountant
+                    .as_ref()
+                    .is_none_or(|a| a.affords_newton());
+                let done = self.converged || self.rounds >= self.spec.max_rounds;
+                if !done && !budget_left {
+                    if let Some(a) = &mut self.accountant {
+                        a.stop_for_budget();
+                    }
+                }
+                if done || !budget_left {
                     return Ok(Some(RoundKind::Evaluate {
                         mean: self.mean.clone(),
                         std: self.std.clone(),
@@ -204,15 +251,62 @@ impl PropensityJob {
                 Ok(Some(self.newton_round()))
             }
             RoundKind::Evaluate { .. } => {
-                let pos = find(decoded, "eval.positives")?;
-                let neg = find(decoded, "eval.negatives")?;
-                let loss = find(decoded, "eval.loss")?[0];
-                let correct = find(decoded, "eval.correct")?[0];
-                let n = self.classes[2].max(1.0);
-                self.result = Some(self.finish(pos, neg, loss / n, correct / n));
+                let mut pos = find(decoded, "eval.positives")?.to_vec();
+                let mut neg = find(decoded, "eval.negatives")?.to_vec();
+                let (loss, correct) = match (
+                    DecodedQuantity::find(decoded, "eval.loss"),
+                    DecodedQuantity::find(decoded, "eval.correct"),
+                ) {
+                    (Some(loss), Some(correct)) => {
+                        let n = self.classes[2].max(1.0);
+                        (loss[0] / n, correct[0] / n)
+                    }
+                    _ => {
+                        pos.iter_mut().chain(neg.iter_mut()).for_each(|v| *v = count(*v));
+                        logistic::loss_and_accuracy_from_histograms(&pos, &neg)
+                    }
+                };
+                self.result = Some(self.finish(&pos, &neg, loss, correct));
                 Ok(None)
             }
             other => Err(PropensityJobError::NotPropensity(other.label())),
+        }
+    }
+
+    /// A Newton step on noisy sums: when the noisy Hessian plus the penalty is not positive
+    /// definite, a ridge of growing size (from 10⁻⁶ of its mean diagonal) is added until it is.
+    fn noisy_newton_step(
+        &mut self,
+        sums: &mut NewtonSums,
+        beta: &[f64],
+    ) -> Result<Vec<f64>, PropensityJobError> {
+        let d = beta.len();
+        let diagonal: Vec<usize> = (0..d).map(|i| logistic::packed_index(d, i, i)).collect();
+        let scale = diagonal
+            .iter()
+            .map(|&i| sums.hessian[i].abs())
+            .sum::<f64>()
+            / d.max(1) as f64;
+        let mut ridge = 0.0;
+        loop {
+            match logistic::newton_step(sums, beta, self.spec.l2) {
+                Ok(step) => {
+                    self.ridge = self.ridge.max(ridge);
+                    return Ok(step);
+                }
+                Err(logistic::NewtonError::NotPositiveDefinite(_)) if ridge < scale * 1e6 => {
+                    let more = if ridge == 0.0 {
+                        scale.max(1e-9) * 1e-6
+                    } else {
+                        ridge
+                    };
+                    for &i in &diagonal {
+                        sums.hessian[i] += more;
+                    }
+                    ridge += more;
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
     }
 
@@ -282,8 +376,39 @@ impl PropensityJob {
                 .filter(|(_, &s)| s == 0.0)
                 .map(|(f, _)| f.name.clone())
                 .collect(),
+            privacy: self.accountant.as_ref().map(Accountant::report),
+            notes: self.notes(),
             model,
         }
+    }
+
+    fn notes(&self) -> Vec<String> {
+        let Some(a) = &self.accountant else {
+            return Vec::new();
+        };
+        let mut notes = vec![
+            "differential privacy: every aggregate carries Gaussian noise; counts, moments, coefficients and evaluation are noisy".to_owned(),
+            "the training loss is not released; log-loss and accuracy are read off the noisy score histograms (bin centres)".to_owned(),
+            "auc_resolution covers ties within a bin only, not the noise".to_owned(),
+        ];
+        if self.ridge > 0.0 {
+            notes.push(format!(
+                "a ridge of up to {:.3e} was added to a noisy Hessian to keep it positive definite",
+                self.ridge
+            ));
+        }
+        if a.report().stopped_by_budget {
+            notes.push(format!(
+                "the privacy budget stopped training after {} Newton rounds",
+                self.rounds
+            ));
+        }
+        notes
+    }
+
+    /// The privacy spend so far (jobs with differential privacy).
+    pub fn privacy(&self) -> Option<PrivacyReport> {
+        self.accountant.as_ref().map(Accountant::report)
     }
 
     /// The result, once done.

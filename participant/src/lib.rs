@@ -15,6 +15,8 @@
 //!
 //! - [`customers`] and [`propensity`]: a labeled customer table and the local side of a
 //!   propensity job (class counts, Newton sums, hold-out score histograms, its own figures).
+//! - [`privacy_noise`]: its share of the Gaussian noise of a job with differential privacy, and
+//!   its own accountant, which refuses rounds beyond the budget.
 //!
 //! It does not talk to the network; the shell in the `fedbank` binary carries its messages.
 
@@ -24,6 +26,7 @@ pub mod customers;
 pub mod local_stats;
 mod local_table;
 mod machine;
+pub mod privacy_noise;
 pub mod propensity;
 pub mod rfm;
 pub mod scoring;

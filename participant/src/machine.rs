@@ -22,6 +22,7 @@ use crate::customers::CustomerRecords;
 use crate::local_stats::{self, LocalStatsError};
 use crate::local_stats::{nearest, standardize};
 use crate::local_table::LocalTable;
+use crate::privacy_noise::ParticipantPrivacy;
 use crate::propensity::LocalFigures;
 use crate::rfm::{CustomerHistory, TransactionError};
 use crate::Contributor;
@@ -173,6 +174,8 @@ pub struct ParticipantMachine<S: RingScalar> {
     reference_day: Option<i64>,
     /// The labeled customers of a propensity job.
     customers: Option<CustomerRecords>,
+    /// Noise and accountant of a job with differential privacy.
+    privacy: Option<ParticipantPrivacy>,
 }
 
 fn fields(v: Value) -> Map<String, Value> {
@@ -185,7 +188,11 @@ fn fields(v: Value) -> Map<String, Value> {
 impl<S: RingScalar> ParticipantMachine<S> {
     /// A node `id` taking part in `job` with its local `table`.
     pub fn new(id: NodeId, job: ValidJob, table: LocalTable) -> Self {
+        let privacy = job
+            .privacy()
+            .map(|plan| ParticipantPrivacy::new(plan, job.spec().min_participants));
         Self {
+            privacy,
             id,
             job,
             table,
@@ -237,6 +244,20 @@ impl<S: RingScalar> ParticipantMachine<S> {
         machine.history = Some(history);
         Ok(machine)
     }
+    /// Draws this node's differential-privacy noise from `secret` instead of a fresh random one,
+    /// for reproducible simulations and tests. A production node never calls it: anyone who
+    /// knows the secret can subtract the noise.
+    pub fn with_privacy_secret(mut self, secret: [u8; 32]) -> Self {
+        if let Some(plan) = self.job.privacy() {
+            self.privacy = Some(ParticipantPrivacy::with_secret(
+                plan,
+                self.job.spec().min_participants,
+                secret,
+            ));
+        }
+        self
+    }
+
     /// Names the table's rows (customer ids), for the local segment assignment file.
     pub fn with_row_ids(mut self, ids: Vec<String>) -> Self {
         self.row_ids = Some(ids);
@@ -380,23 +401,60 @@ impl<S: RingScalar> ParticipantMachine<S> {
             }
         }
         let label = request.kind.label();
-        let outcome = self.local_values(&request).and_then(|(values, clipped)| {
-            let plan = self.job.plan(&request.kind).map_err(|e| e.to_string())?;
-            let encryptor =
-                Encryptor::new(key, self.job.params().clone()).map_err(|e| e.to_string())?;
-            let values: Vec<QuantityValues<'_>> =
-                values.iter().map(|v| QuantityValues::F64(v)).collect();
-            let (ciphertext, _) = Contributor::new(plan, encryptor)
-                .contribute(&values)
-                .map_err(|e| {
-                    format!(
-                        "{e}: {}",
-                        std::error::Error::source(&e)
-                            .map(|s| s.to_string())
-                            .unwrap_or_default()
-                    )
-                })?;
-            Ok((ciphertext, clipped))
+        let outcome = self
+            .local_values(&request)
+            .and_then(|(values, clipped)| {
+                let plan = self.job.plan(&request.kind).map_err(|e| e.to_string())?;
+                Ok((values, clipped, plan))
+            })
+            .and_then(|(mut values, clipped, plan)| {
+                let noise = match &mut self.privacy {
+                    Some(privacy) => {
+                        let names: Vec<&str> =
+                            plan.quantities().iter().map(|q| q.spec.name.as_str()).collect();
+                        privacy
+                            .add(request.round, &request.kind, &names, &mut values)
+                            .map_err(|e| e.to_string())?
+                    }
+                    None => None,
+                };
+                Ok((values, clipped, plan, noise))
+            })
+            .and_then(|(values, clipped, plan, noise)| {
+                let encryptor =
+                    Encryptor::new(key, self.job.params().clone()).map_err(|e| e.to_string())?;
+                let values: Vec<QuantityValues<'_>> =
+                    values.iter().map(|v| QuantityValues::F64(v)).collect();
+                let (ciphertext, _) = Contributor::new(plan, encryptor)
+                    .contribute(&values)
+                    .map_err(|e| {
+                        format!(
+                            "{e}: {}",
+                            std::error::Error::source(&e)
+                                .map(|s| s.to_string())
+                                .unwrap_or_default()
+                        )
+                    })?;
+                Ok((ciphertext, clipped, noise))
+            });
+        let outcome = outcome.map(|(ciphertext, clipped, noise)| {
+            if let Some(added) = noise {
+                let quantities: Vec<Value> = added
+                    .noise
+                    .quantities
+                    .iter()
+                    .zip(&added.shares)
+                    .map(|(q, share)| json!({"name": q.name, "sensitivity": q.sensitivity,
+                        "sigma": q.sigma, "share_added": share}))
+                    .collect();
+                self.audit(
+                    EventKind::PrivacySpent,
+                    fields(json!({"job": spec.job.as_str(), "round": request.round, "quantity": label,
+                        "rho": added.noise.rho, "noise": quantities,
+                        "epsilon_spent": added.epsilon_spent})),
+                );
+            }
+            (ciphertext, clipped)
         });
         match outcome {
             Ok((ciphertext, clipped)) => {
@@ -623,7 +681,7 @@ impl<S: RingScalar> ParticipantMachine<S> {
             )));
         }
         self.outputs.push_back(NodeOutput::Model {
-            model: Box::new(released.model),
+            model: released.model,
             figures,
         });
         Ok(())

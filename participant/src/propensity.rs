@@ -8,6 +8,7 @@ use crate::customers::CustomerRecords;
 use fedbank_common::job::{FeatureSpec, PropensitySpec, RoundKind};
 use fedbank_common::logistic::{self, NewtonSums};
 use fedbank_common::model::{design_row, PropensityModel};
+use fedbank_common::privacy;
 use serde::Serialize;
 
 /// Why a round cannot be computed.
@@ -63,16 +64,24 @@ pub fn compute(
                 return Err(PropensityError::Shape("newton", d));
             }
             let (numeric, categorical) = encodings(features, spec, mean, std);
+            let clip = spec.privacy.as_ref().map(|p| p.clip_norm);
             let mut sums = NewtonSums::new(d);
             for r in (0..records.rows()).filter(|&r| !records.holdout[r]) {
-                let x = design_row(
+                let mut x = design_row(
                     &numeric,
                     &categorical,
                     &records.numeric[r],
                     &records.levels[r],
                 );
+                if let Some(c) = clip {
+                    privacy::clip_row(&mut x, c);
+                }
                 let y = records.label[r];
                 sums.add(&x, y, if y { weights[0] } else { weights[1] }, beta);
+            }
+            if clip.is_some() {
+                // Under differential privacy the loss is not released.
+                return Ok(vec![sums.gradient, sums.hessian]);
             }
             Ok(vec![sums.gradient, sums.hessian, vec![sums.loss]])
         }
@@ -104,6 +113,10 @@ pub fn compute(
                 if (p >= 0.5) == y {
                     correct += 1.0;
                 }
+            }
+            if spec.privacy.is_some() {
+                // Under differential privacy only the histograms are released.
+                return Ok(vec![pos, neg]);
             }
             Ok(vec![pos, neg, vec![loss], vec![correct]])
         }

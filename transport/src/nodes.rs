@@ -218,6 +218,9 @@ pub async fn run_coordinator<S: RingScalar>(
                         trail.append(kind, fields, SystemTime::now())?;
                     }
                     Output::Progress(line) => machine_progress(line),
+                    Output::Aggregate { round, kind, values } => {
+                        tracing::debug!(round, quantity = kind.label(), quantities = values.len(), "aggregate decrypted");
+                    }
                     Output::Disconnect { node, reason } => {
                         tracing::info!(node = %node, reason, "disconnecting");
                         if let Ok(mut m) = machine_writers.lock() {

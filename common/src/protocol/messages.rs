@@ -82,7 +82,7 @@ pub struct ModelReleased {
     /// Job.
     pub job: JobId,
     /// The model, as exported in `model.json`.
-    pub model: crate::model::PropensityModel,
+    pub model: Box<crate::model::PropensityModel>,
 }
 
 /// What a notice reports.

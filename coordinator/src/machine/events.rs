@@ -2,7 +2,9 @@
 
 use fedbank_common::audit::EventKind;
 use fedbank_common::committee::DecryptionRequest;
+use fedbank_common::encoding::DecodedQuantity;
 use fedbank_common::ids::NodeId;
+use fedbank_common::job::RoundKind;
 use fedbank_common::protocol::{
     Inbound, ModelReleased, Notice, RoundRequest, SegmentsReleased, Welcome, PROTOCOL_VERSION,
 };
@@ -97,6 +99,16 @@ pub enum Output<S: RingScalar> {
     },
     /// A line of progress for the operator.
     Progress(String),
+    /// A round's decrypted aggregate: what the coordinator learned (for its operator's logs and
+    /// for tests of what each role received).
+    Aggregate {
+        /// Round.
+        round: u32,
+        /// What the round computed.
+        kind: RoundKind,
+        /// The decoded quantities.
+        values: Vec<DecodedQuantity>,
+    },
 }
 
 /// A message refused because it does not fit the protocol state. Nothing changed.

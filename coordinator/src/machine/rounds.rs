@@ -275,7 +275,35 @@ impl<S: RingScalar> CoordinatorMachine<S> {
             kind: EventKind::RoundCompleted,
             fields: fields(json!({"job": spec.job.as_str(), "round": round.number})),
         });
-        match self.logic.apply(&round.kind, &decoded) {
+        let applied = self.logic.apply(&round.kind, &decoded);
+        self.outputs.push_back(Output::Aggregate {
+            round: round.number,
+            kind: round.kind.clone(),
+            values: decoded,
+        });
+        if let (Some(noise), Some(report)) = (
+            self.job.privacy().and_then(|p| p.round(&round.kind)),
+            self.logic.privacy(),
+        ) {
+            let contributors = request.manifest.contributors.len();
+            let m = self.job.spec().min_participants;
+            let quantities: Vec<serde_json::Value> = noise
+                .quantities
+                .iter()
+                .map(|q| json!({"name": q.name, "sensitivity": q.sensitivity, "sigma_accounted": q.sigma,
+                    "sigma_carried": q.sigma * (contributors as f64 / m as f64).sqrt()}))
+                .collect();
+            self.audit(
+                EventKind::PrivacySpent,
+                fields(json!({"job": self.job.spec().job.as_str(), "round": round.number,
+                    "quantity": round.kind.label(), "contributors": contributors, "min_participants": m,
+                    "noise": quantities, "rho": noise.rho, "rho_spent": report.rho_spent,
+                    "epsilon_spent": report.epsilon_spent, "delta": report.delta,
+                    "epsilon_budget": report.epsilon_budget,
+                    "stopped_by_budget": report.stopped_by_budget})),
+            );
+        }
+        match applied {
             Ok(Some(next)) => self.start_round(round.number + 1, 0, next, now),
             Ok(None) => self.finish(),
             Err(reason) => self.fail(JobFailure::Decode {
@@ -315,7 +343,7 @@ impl<S: RingScalar> CoordinatorMachine<S> {
         if let JobResult::Propensity(r) = &result {
             let released = ModelReleased {
                 job: job.clone(),
-                model: r.model.clone(),
+                model: Box::new(r.model.clone()),
             };
             for node in self.present().cloned().collect::<Vec<_>>() {
                 self.send(&node, Outbound::Model(released.clone()));
