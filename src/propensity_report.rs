@@ -1,6 +1,6 @@
 //! The propensity job's report for a marketing manager and a compliance review: `report.md`
 //! with the coefficient table (odds ratios), the evaluation and the class balance, plus
-//! `training.svg` (objective per Newton round) and `lift.svg` (lift by score decile).
+//! `training.svg` (objective per training round) and `lift.svg` (lift by score decile).
 
 use anyhow::{Context, Result};
 use fedbank_common::job::ValidJob;
@@ -67,7 +67,7 @@ fn line_chart(title: &str, x_label: &str, objective: &[f64]) -> String {
     svg_frame(title, &body)
 }
 
-/// The training curve: the penalized objective per Newton round, or, under differential
+/// The training curve: the penalized objective per training round, or, under differential
 /// privacy (where no loss is released), the ε spent after each noised release.
 fn training_chart(r: &PropensityResult) -> String {
     match &r.privacy {
@@ -84,7 +84,7 @@ fn training_chart(r: &PropensityResult) -> String {
         }
         _ => line_chart(
             "Training objective (weighted log-loss + L2) per round",
-            "Newton round",
+            "training round",
             &r.objective_per_round,
         ),
     }
@@ -148,20 +148,32 @@ pub fn write(out: &Path, job: &ValidJob, r: &PropensityResult) -> Result<()> {
     let _ = writeln!(md, "# Propensity model — job {}\n", spec.job);
     let _ = writeln!(
         md,
-        "Predicts `{} = {}` for the customers of {} institutions, trained by federated Newton \
+        "Predicts `{} = {}` for the customers of {} institutions, trained by {} \
          ({} rounds, {}) with L2 penalty {} on standardized features. No institution's customer \
-         rows or individual updates left it: gradients, Hessians and score histograms were \
+         rows or individual updates left it: {} and score histograms were \
          decrypted only as sums over at least {} institutions.\n",
         p.label,
         p.positive,
         spec.participants.len(),
+        if r.optimizer == "fedavg" {
+            "federated averaging (FedAvg, local mini-batch gradient descent)"
+        } else {
+            "federated Newton"
+        },
         r.rounds,
         if r.converged {
             "converged"
+        } else if r.privacy.as_ref().is_some_and(|p| p.stopped_by_budget) {
+            "stopped by the privacy budget"
         } else {
             "stopped at max_rounds"
         },
         p.l2,
+        if r.optimizer == "fedavg" {
+            "customer-weighted local models"
+        } else {
+            "gradients, Hessians"
+        },
         spec.min_participants
     );
     let _ = writeln!(

@@ -291,8 +291,9 @@ pub fn run(args: &SimulateArgs) -> Result<()> {
     if let Status::Finished(JobResult::Propensity(r)) = &status {
         let _ = writeln!(
             summary,
-            "propensity: {} Newton rounds ({}), hold-out AUC {} (± {:.4}), log-loss {:.4}, accuracy {:.1}%, top-decile lift {:.2}",
+            "propensity: {} {} rounds ({}), hold-out AUC {} (± {:.4}), log-loss {:.4}, accuracy {:.1}%, top-decile lift {:.2}",
             r.rounds,
+            optimizer_name(r.optimizer),
             if r.converged { "converged" } else { "max_rounds" },
             r.auc.map_or("n/a".to_owned(), |a| format!("{a:.4}")),
             r.auc_resolution,
@@ -321,12 +322,13 @@ pub fn run(args: &SimulateArgs) -> Result<()> {
                 let _ = writeln!(
                     summary,
                     "speed: federated over QUIC ({} profile, {} institutions) {federated_seconds:.2} s for {job_rounds} rounds \
-                     ({:.3} s per round: moments, classes, {} Newton, evaluation); centralized Newton in-process on the pooled rows \
+                     ({:.3} s per round: moments, classes, {} {}, evaluation); centralized Newton in-process on the pooled rows \
                      (the limit) {central:.3} s, {rounds} rounds, hold-out AUC {}; ratio {:.0}×",
                     spec.profile,
                     spec.participants.len(),
                     federated_seconds / f64::from(job_rounds),
                     r.rounds,
+                    optimizer_name(r.optimizer),
                     auc.map_or("n/a".to_owned(), |a| format!("{a:.4}")),
                     federated_seconds / central.max(1e-9)
                 );
@@ -373,6 +375,14 @@ pub fn run(args: &SimulateArgs) -> Result<()> {
     std::fs::write(out.join("summary.txt"), &summary)?;
     println!("\n{summary}");
     result.map(|_| ())
+}
+
+/// How the summary names a training round of `optimizer`.
+fn optimizer_name(optimizer: &str) -> &'static str {
+    match optimizer {
+        "fedavg" => "FedAvg",
+        _ => "Newton",
+    }
 }
 
 fn verify_trails(coordinator: &Path, dir: &Path) -> String {

@@ -9,15 +9,15 @@
 mod fixture;
 
 use fedbank_common::ids::NodeId;
-use fedbank_common::job::ValidJob;
+use fedbank_common::job::{Optimizer, ValidJob};
 use fedbank_common::logistic::{self, exact_auc, sigmoid};
 use fedbank_common::model::design_row;
+use fedbank_common::model::PropensityModel;
+use fedbank_common::protocol::{Inbound, ModelReleased};
 use fedbank_coordinator::propensity::PropensityResult;
 use fedbank_coordinator::stats::mean_std;
 use fedbank_coordinator::{CoordinatorMachine, JobResult, Status};
 use fedbank_participant::customers::CustomerRecords;
-use fedbank_common::model::PropensityModel;
-use fedbank_common::protocol::{Inbound, ModelReleased};
 use fedbank_participant::propensity::LocalFigures;
 use fedbank_participant::{LocalData, NodeOutput, NodeViolation, ParticipantMachine};
 use fixture::customers::{job, records, NUMERIC};
@@ -36,7 +36,10 @@ fn federated(job: &ValidJob, data: Vec<CustomerRecords>) -> PropensityResult {
 /// What one participant kept at the end: the released model and its own figures.
 type Kept = (NodeId, PropensityModel, Option<LocalFigures>);
 
-fn federated_with_nodes(job: &ValidJob, data: Vec<CustomerRecords>) -> (PropensityResult, Vec<Kept>) {
+fn federated_with_nodes(
+    job: &ValidJob,
+    data: Vec<CustomerRecords>,
+) -> (PropensityResult, Vec<Kept>) {
     let mut coordinator = CoordinatorMachine::<S>::new(job.clone(), 11);
     let mut nodes: Vec<ParticipantMachine<S>> = data
         .into_iter()
@@ -209,7 +212,10 @@ fn one_class_participants_and_constant_columns_are_handled_and_reported() {
             .iter()
             .filter(|h| **h)
             .count();
-        assert_eq!(figures.holdout_customers, own, "{node} scored its own hold-out");
+        assert_eq!(
+            figures.holdout_customers, own,
+            "{node} scored its own hold-out"
+        );
     }
     // p2 cannot train a model of its own; it says so instead of inventing an AUC.
     let figures = kept
@@ -222,8 +228,9 @@ fn one_class_participants_and_constant_columns_are_handled_and_reported() {
     assert!(kept
         .iter()
         .filter(|(n, _, _)| n.as_str() != "p2")
-        .all(|(_, _, f)| f.as_ref().is_some_and(|f| f.local_only_auc.is_some()
-            && f.federated_auc.is_some())));
+        .all(|(_, _, f)| f
+            .as_ref()
+            .is_some_and(|f| f.local_only_auc.is_some() && f.federated_auc.is_some())));
 
     // A released model that does not fit the job is refused and changes nothing.
     let mut node = ParticipantMachine::<S>::with_data(
@@ -239,7 +246,13 @@ fn one_class_participants_and_constant_columns_are_handled_and_reported() {
         model: Box::new(wrong),
     }));
     assert!(
-        matches!(refused, Err(NodeViolation::WrongJob { message: "ModelReleased", .. })),
+        matches!(
+            refused,
+            Err(NodeViolation::WrongJob {
+                message: "ModelReleased",
+                ..
+            })
+        ),
         "{refused:?}"
     );
     assert!(node.poll_output().is_none(), "nothing kept, nothing sent");
@@ -280,4 +293,103 @@ fn bad_customer_tables_name_the_file_line_and_column() {
             "{message} / {expected}"
         );
     }
+}
+
+/// The pooled penalized objective Σ ℓ + λ/2‖β′‖² at `beta`.
+fn pooled_objective(rows: &[(Vec<f64>, bool, f64)], beta: &[f64], l2: f64) -> f64 {
+    let loss: f64 = rows
+        .iter()
+        .map(|(x, y, _)| logistic::row_loss(x.iter().zip(beta).map(|(a, b)| a * b).sum(), *y))
+        .sum();
+    logistic::penalized(loss, beta, l2)
+}
+
+fn fedavg(batch_size: usize, non_iid: bool) -> (f64, f64, PropensityResult) {
+    let mut spec = fixture::customers::job_spec(3);
+    let p = spec.propensity.as_mut().expect("propensity");
+    p.optimizer = Optimizer::FedAvg;
+    p.local_epochs = 5;
+    p.learning_rate = 0.5;
+    p.batch_size = batch_size;
+    p.max_rounds = 60;
+    p.tolerance = 1e-9;
+    let job = spec.validate().expect("valid job");
+    let data = records(3, non_iid);
+    let result = federated(&job, data.clone());
+    let p = job.propensity().expect("propensity");
+    let rows: Vec<(Vec<f64>, bool, f64)> = pooled_design(&job, &data, false)
+        .into_iter()
+        .map(|(x, y)| (x, y, 1.0))
+        .collect();
+    let d = p.design_names(&job.spec().features).len();
+    let (optimum, _) = logistic::fit_newton(&rows, d, p.l2, 100, 1e-12).expect("Newton");
+    let beta: Vec<f64> = result.coefficients.iter().map(|c| c.coefficient).collect();
+    eprintln!(
+        "FedAvg (batch {batch_size}, non-IID {non_iid}): {} rounds, objective {:.6} vs optimum {:.6}",
+        result.rounds,
+        pooled_objective(&rows, &beta, p.l2),
+        pooled_objective(&rows, &optimum, p.l2)
+    );
+    (
+        pooled_objective(&rows, &beta, p.l2),
+        pooled_objective(&rows, &optimum, p.l2),
+        result,
+    )
+}
+
+#[test]
+fn fedavg_approaches_the_centralized_optimum_and_sends_no_hessian() {
+    // Full-batch local steps on IID institutions: within 0.1 % of the optimal objective.
+    let (objective, optimum, result) = fedavg(1_000_000, false);
+    assert!(
+        objective - optimum <= 1e-3 * optimum,
+        "FedAvg {objective} vs optimum {optimum}"
+    );
+    assert!(
+        objective >= optimum - 1e-9 * optimum,
+        "nothing beats the optimum"
+    );
+    // The training curve falls.
+    let curve = &result.objective_per_round;
+    assert!(
+        curve.len() >= 2 && curve.last() < curve.first(),
+        "{curve:?}"
+    );
+    assert!(result.auc.expect("auc") > 0.6);
+    // Mini-batches on non-IID institutions: close, not exact (local drift).
+    let (objective, optimum, _) = fedavg(32, true);
+    assert!(
+        objective - optimum <= 5e-3 * optimum,
+        "FedAvg {objective} vs optimum {optimum}"
+    );
+}
+
+#[test]
+fn fedavg_rounds_carry_d_values_not_a_hessian() {
+    let mut spec = fixture::customers::job_spec(3);
+    spec.propensity.as_mut().expect("p").optimizer = Optimizer::FedAvg;
+    let job = spec.validate().expect("valid job");
+    let d = job.coefficients();
+    let round = fedbank_common::job::RoundKind::FedAvg {
+        mean: vec![0.0; 3],
+        std: vec![1.0; 3],
+        beta: vec![0.0; d],
+        weights: [1.0, 1.0],
+        training_customers: 100.0,
+    };
+    let plan = job.plan(&round).expect("plan");
+    let values: usize = plan.quantities().iter().map(|q| q.spec.len).sum();
+    assert_eq!(values, d + 2, "n·β, n and the loss");
+    // Differential privacy is accounted for Newton only: refused with FedAvg, with the reason.
+    let mut spec = fixture::customers::job_spec(3);
+    let p = spec.propensity.as_mut().expect("p");
+    p.optimizer = Optimizer::FedAvg;
+    p.privacy = Some(fedbank_common::privacy::PrivacySpec {
+        epsilon: 4.0,
+        delta: 1e-6,
+        noise_multiplier: None,
+        clip_norm: 3.0,
+    });
+    let err = spec.validate().expect_err("refused").to_string();
+    assert!(err.contains("federated Newton only"), "{err}");
 }

@@ -69,7 +69,8 @@ fn run(
             if let NodeOutput::Audit { kind, fields } = out {
                 match node_trails.iter_mut().find(|(n, _)| n == node) {
                     Some((_, events)) => events.push((kind.name().to_owned(), fields.into())),
-                    None => node_trails.push((node.clone(), vec![(kind.name().to_owned(), fields.into())])),
+                    None => node_trails
+                        .push((node.clone(), vec![(kind.name().to_owned(), fields.into())])),
                 }
             }
         },
@@ -89,9 +90,14 @@ fn exact(job: &ValidJob, data: &[CustomerRecords], kind: &RoundKind) -> Vec<Vec<
     for r in data {
         let values = match kind {
             RoundKind::Moments => {
-                local_stats::compute(&r.numeric_table(&spec.features), &spec.features, spec.max_rows, kind)
-                    .expect("moments")
-                    .values
+                local_stats::compute(
+                    &r.numeric_table(&spec.features),
+                    &spec.features,
+                    spec.max_rows,
+                    kind,
+                )
+                .expect("moments")
+                .values
             }
             other => fedbank_participant::propensity::compute(r, &spec.features, p, other)
                 .expect("values"),
@@ -108,7 +114,11 @@ fn exact(job: &ValidJob, data: &[CustomerRecords], kind: &RoundKind) -> Vec<Vec<
 }
 
 fn events<'a>(trail: &'a Trail, kind: &str) -> Vec<&'a serde_json::Map<String, Value>> {
-    trail.iter().filter(|(k, _)| *k == kind).map(|(_, f)| f).collect()
+    trail
+        .iter()
+        .filter(|(k, _)| *k == kind)
+        .map(|(_, f)| f)
+        .collect()
 }
 
 #[test]
@@ -122,7 +132,11 @@ fn the_noise_in_every_aggregate_matches_the_accountant_and_epsilon_stays_within_
 
     // ε: never above the budget, and the conversion of the ρ the rounds recorded.
     let spent = events(&trail, "privacy.spent");
-    assert_eq!(spent.len(), aggregates.len(), "every aggregate is accounted for");
+    assert_eq!(
+        spent.len(),
+        aggregates.len(),
+        "every aggregate is accounted for"
+    );
     let rho: f64 = spent.iter().map(|e| e["rho"].as_f64().expect("rho")).sum();
     assert!((rho - report.rho_spent).abs() <= 1e-12 * rho.max(1.0));
     assert!((report.epsilon_spent - privacy::epsilon(rho, 1e-6)).abs() < 1e-9);
@@ -130,7 +144,10 @@ fn the_noise_in_every_aggregate_matches_the_accountant_and_epsilon_stays_within_
     // z was calibrated so that the full plan (3 features, 8 Newton rounds) spends the budget.
     let units = 3.0 + newton_kappa() * 8.0;
     assert!((units / (2.0 * z * z) - privacy::rho_within(4.0, 1e-6)).abs() < 1e-8);
-    assert!(report.epsilon_spent > 3.999, "the calibration uses the budget");
+    assert!(
+        report.epsilon_spent > 3.999,
+        "the calibration uses the budget"
+    );
 
     // The noise: each decrypted value minus the exact sum, over the σ the trail says it
     // carries (here all of min_participants = 3 contributed, so carried = accounted).
@@ -145,8 +162,15 @@ fn the_noise_in_every_aggregate_matches_the_accountant_and_epsilon_stays_within_
             let sigma = q["sigma_accounted"].as_f64().expect("sigma");
             let sensitivity = q["sensitivity"].as_f64().expect("sensitivity");
             // σ = z·Δ, and √(3d) times that for the moments (d = 3 features).
-            let multiplier = if matches!(kind, RoundKind::Moments) { z * 3.0 } else { z };
-            assert!((sigma - multiplier * sensitivity).abs() <= 1e-9 * sigma, "σ for {name}");
+            let multiplier = if matches!(kind, RoundKind::Moments) {
+                z * 3.0
+            } else {
+                z
+            };
+            assert!(
+                (sigma - multiplier * sensitivity).abs() <= 1e-9 * sigma,
+                "σ for {name}"
+            );
             assert_eq!(q["sigma_carried"].as_f64(), Some(sigma));
             let at = plan
                 .quantities()
@@ -166,7 +190,10 @@ fn the_noise_in_every_aggregate_matches_the_accountant_and_epsilon_stays_within_
     let std = (standardized.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (count - 1.0)).sqrt();
     // A std estimated from N standard normals has standard error 1/√(2N) (≤ 5 % here).
     eprintln!("standardized noise: mean {mean:.4}, std {std:.4}");
-    assert!((std - 1.0).abs() < 4.0 / (2.0 * count).sqrt(), "std {std} over {count} values");
+    assert!(
+        (std - 1.0).abs() < 4.0 / (2.0 * count).sqrt(),
+        "std {std} over {count} values"
+    );
     assert!(mean.abs() < 4.0 / count.sqrt(), "mean {mean}");
 
     // Every participant's own trail shows the same spend, within the budget.
@@ -177,13 +204,20 @@ fn the_noise_in_every_aggregate_matches_the_accountant_and_epsilon_stays_within_
             .filter(|(k, _)| k == "privacy.spent")
             .map(|(_, f)| f["epsilon_spent"].as_f64().expect("ε"))
             .collect();
-        assert_eq!(own.len(), aggregates.len(), "{node} added noise to every contribution");
+        assert_eq!(
+            own.len(),
+            aggregates.len(),
+            "{node} added noise to every contribution"
+        );
         assert!((own.last().copied().unwrap_or(0.0) - report.epsilon_spent).abs() < 1e-9);
         assert!(own.windows(2).all(|w| w[0] <= w[1]));
     }
     // No loss was released, and the report says how the figures were obtained.
     assert!(result.objective_per_round.is_empty());
-    assert!(result.notes.iter().any(|n| n.contains("noisy score histograms")));
+    assert!(result
+        .notes
+        .iter()
+        .any(|n| n.contains("noisy score histograms")));
     assert!(result.auc.is_some());
 }
 
@@ -195,18 +229,26 @@ fn the_budget_stops_training_and_the_evaluation_still_fits() {
     let z = 6.0;
     let rho_two = (3.0 + 2.0 * newton_kappa()) / (2.0 * z * z);
     let budget = privacy::epsilon(rho_two, 1e-6) * 1.0001;
-    let job = private_job(n, budget, Some(z), 10).validate().expect("valid job");
+    let job = private_job(n, budget, Some(z), 10)
+        .validate()
+        .expect("valid job");
     let (result, trail, _, _) = run(&job, &data);
     let report = result.privacy.expect("report");
     assert_eq!(result.rounds, 2, "two Newton rounds, then the budget");
     assert!(report.stopped_by_budget);
     assert!(report.epsilon_spent <= budget);
-    assert!(result.notes.iter().any(|n| n.contains("budget stopped training after 2")));
+    assert!(result
+        .notes
+        .iter()
+        .any(|n| n.contains("budget stopped training after 2")));
     let kinds: Vec<&str> = events(&trail, "privacy.spent")
         .iter()
         .map(|e| e["quantity"].as_str().expect("quantity"))
         .collect();
-    assert_eq!(kinds, ["moments", "classes", "newton", "newton", "evaluate"]);
+    assert_eq!(
+        kinds,
+        ["moments", "classes", "newton", "newton", "evaluate"]
+    );
 }
 
 #[test]
@@ -221,5 +263,9 @@ fn a_budget_too_small_for_the_job_is_refused_before_it_starts() {
     );
     let mut odd = private_job(3, 4.0, None, 5);
     odd.propensity.as_mut().expect("p").score_bins = 21;
-    assert!(odd.validate().expect_err("odd bins").to_string().contains("even"));
+    assert!(odd
+        .validate()
+        .expect_err("odd bins")
+        .to_string()
+        .contains("even"));
 }

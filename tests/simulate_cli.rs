@@ -316,7 +316,10 @@ fn simulate_propensity_telco_then_score_a_target_list() {
     for (node, figures) in per {
         assert!(figures["federated_auc"].as_f64().is_some());
         assert!(figures["local_only_auc"].as_f64().is_some());
-        assert!(figures["bytes_sent"].as_u64().is_some_and(|b| b > 0), "{figures}");
+        assert!(
+            figures["bytes_sent"].as_u64().is_some_and(|b| b > 0),
+            "{figures}"
+        );
         // Each institution kept the released model and its own figures in its own directory.
         let dir = out.join("data").join(node);
         let kept: serde_json::Value = serde_json::from_str(
@@ -419,16 +422,61 @@ fn simulate_propensity_telco_with_differential_privacy_reports_its_spend() {
         "moments, classes, each Newton round and the evaluation"
     );
     // The coordinator's trail records each spend.
-    let trail = std::fs::read_to_string(out.join("trails").join("coordinator.trail")).expect("trail");
+    let trail =
+        std::fs::read_to_string(out.join("trails").join("coordinator.trail")).expect("trail");
     assert_eq!(
         trail.matches("\"privacy.spent\"").count(),
         3 + result["rounds"].as_u64().expect("rounds") as usize
     );
     let report = std::fs::read_to_string(out.join("report.md")).expect("report");
-    assert!(report.contains("## Differential privacy") && report.contains("ε"), "{report}");
+    assert!(
+        report.contains("## Differential privacy") && report.contains("ε"),
+        "{report}"
+    );
     // Still a useful model: the per-institution AUC of the federated model, computed locally.
-    for (node, figures) in result["per_participant"].as_object().expect("per participant") {
+    for (node, figures) in result["per_participant"]
+        .as_object()
+        .expect("per participant")
+    {
         let auc = figures["federated_auc"].as_f64().expect("auc");
         assert!(auc > 0.7, "{node}: {auc}");
     }
+}
+
+#[test]
+fn simulate_propensity_on_the_synthetic_consortium_imputes_and_weights_classes() {
+    let dir = tempfile::tempdir().expect("dir");
+    let out = dir.path().join("run");
+    let run = fedbank(&[
+        "simulate",
+        "--job",
+        "configs/propensity-synthetic.toml",
+        "--out",
+        out.to_str().expect("path"),
+    ]);
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let result: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("result.json")).expect("result"))
+            .expect("json");
+    assert_eq!(result["optimizer"], "newton");
+    assert!(result["converged"].as_bool().expect("converged"));
+    assert!(result["auc"].as_f64().expect("auc") > 0.55);
+    // The generator leaves ~5 % of incomes empty: imputed with the consortium mean, counted.
+    let income_missing = result["imputed"]
+        .as_array()
+        .expect("imputed")
+        .iter()
+        .find(|p| p[0] == "income")
+        .and_then(|p| p[1].as_f64())
+        .expect("income");
+    assert!(income_missing > 100.0, "{income_missing}");
+    // Balanced weights: responders are the minority, so they weigh more.
+    let w = result["class_weights"].as_array().expect("weights");
+    assert!(w[0].as_f64() > w[1].as_f64(), "{w:?}");
+    assert_eq!(result["per_participant"].as_object().expect("per").len(), 4);
 }

@@ -243,6 +243,49 @@ pub struct PropensitySpec {
     /// Differential privacy (off when absent): see [`crate::privacy`].
     #[serde(default)]
     pub privacy: Option<crate::privacy::PrivacySpec>,
+    /// How the model is trained.
+    #[serde(default)]
+    pub optimizer: Optimizer,
+    /// FedAvg: local passes over each participant's training customers per round.
+    #[serde(default = "default_local_epochs")]
+    pub local_epochs: u32,
+    /// FedAvg: step size of local mini-batch gradient descent (standardized units).
+    #[serde(default = "default_learning_rate")]
+    pub learning_rate: f64,
+    /// FedAvg: customers per local mini-batch.
+    #[serde(default = "default_batch_size")]
+    pub batch_size: usize,
+}
+
+/// How a propensity model is trained.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Optimizer {
+    /// Federated Newton: each round sums gradients and Hessians (d(d+1)/2 values); reaches the
+    /// centralized optimum in a handful of rounds. Up to [`MAX_COEFFICIENTS`] coefficients.
+    #[default]
+    Newton,
+    /// Federated averaging: each participant runs `local_epochs` of mini-batch gradient
+    /// descent from the current model on its own customers; the coordinator averages the
+    /// local models weighted by customers. Each round sends d values: for models up to
+    /// [`MAX_FEDAVG_COEFFICIENTS`] coefficients.
+    FedAvg,
+}
+
+/// Most coefficients of a model trained by FedAvg.
+pub const MAX_FEDAVG_COEFFICIENTS: usize = 20_000;
+
+/// Local coefficients are clipped to ±this before they are averaged (standardized units).
+pub const FEDAVG_COEFFICIENT_BOUND: f64 = 100.0;
+
+fn default_local_epochs() -> u32 {
+    5
+}
+fn default_learning_rate() -> f64 {
+    0.1
+}
+fn default_batch_size() -> usize {
+    64
 }
 
 fn default_l2() -> f64 {
@@ -321,10 +364,47 @@ impl PropensitySpec {
             )));
         }
         let d = self.design_names(features).len();
-        if d > MAX_COEFFICIENTS {
-            return Err(bad(format!(
-                "{d} coefficients; the Newton optimizer takes at most {MAX_COEFFICIENTS}"
-            )));
+        match self.optimizer {
+            Optimizer::Newton if d > MAX_COEFFICIENTS => {
+                return Err(bad(format!(
+                    "{d} coefficients; the Newton optimizer takes at most {MAX_COEFFICIENTS} (optimizer = \"fedavg\" takes up to {MAX_FEDAVG_COEFFICIENTS})"
+                )));
+            }
+            Optimizer::FedAvg if d > MAX_FEDAVG_COEFFICIENTS => {
+                return Err(bad(format!(
+                    "{d} coefficients; FedAvg takes at most {MAX_FEDAVG_COEFFICIENTS}"
+                )));
+            }
+            Optimizer::FedAvg => {
+                if !(1..=1000).contains(&self.local_epochs) {
+                    return Err(bad(format!(
+                        "local_epochs = {} is out of range (1 to 1000)",
+                        self.local_epochs
+                    )));
+                }
+                if !(self.learning_rate.is_finite()
+                    && self.learning_rate > 0.0
+                    && self.learning_rate <= 10.0)
+                {
+                    return Err(bad(format!(
+                        "learning_rate = {} is out of range (above 0, at most 10)",
+                        self.learning_rate
+                    )));
+                }
+                if !(1..=1_000_000).contains(&self.batch_size) {
+                    return Err(bad(format!(
+                        "batch_size = {} is out of range (1 to 10^6)",
+                        self.batch_size
+                    )));
+                }
+                if self.privacy.is_some() {
+                    return Err(bad(
+                        "privacy: differential privacy is accounted for federated Newton only; use optimizer = \"newton\" or leave out [job.propensity.privacy]"
+                            .to_owned(),
+                    ));
+                }
+            }
+            Optimizer::Newton => {}
         }
         if !(self.l2.is_finite() && self.l2 >= 0.0) {
             return Err(bad(format!("l2 = {} must be ≥ 0", self.l2)));
@@ -843,7 +923,7 @@ impl ValidJob {
         let ring = self.params.ring();
         let width = ring.torus_bits as usize / 8;
         let k = self.spec.segment.as_ref().map_or(1, SegmentSpec::max_k);
-        let slots = [
+        let fixed = [
             self.moments_quantities(),
             self.histogram_quantities(),
             self.kmeans_quantities(k),
@@ -852,12 +932,42 @@ impl ValidJob {
                 crate::calendar::MONTHS,
             )],
         ]
-        .iter()
-        .filter_map(|q| EncodingPlan::new(q, &self.params).ok())
-        .map(|p| p.slot_count())
-        .max()
-        .unwrap_or(0)
-        .max(1);
+        .into_iter()
+        .filter_map(|q| EncodingPlan::new(&q, &self.params).ok());
+        // Propensity rounds as planned (with any privacy noise room), at the largest weights.
+        let none = Vec::new;
+        let weights = [MAX_CLASS_WEIGHT; 2];
+        let propensity = [
+            RoundKind::Moments,
+            RoundKind::Classes,
+            RoundKind::Newton {
+                mean: none(),
+                std: none(),
+                beta: none(),
+                weights,
+            },
+            RoundKind::FedAvg {
+                mean: none(),
+                std: none(),
+                beta: none(),
+                weights,
+                training_customers: 0.0,
+            },
+            RoundKind::Evaluate {
+                mean: none(),
+                std: none(),
+                beta: none(),
+            },
+        ]
+        .into_iter()
+        .filter(|_| self.propensity().is_some())
+        .filter_map(|round| self.plan(&round).ok());
+        let slots = fixed
+            .chain(propensity)
+            .map(|p| p.slot_count())
+            .max()
+            .unwrap_or(0)
+            .max(1);
         let masks = crate::secagg::chunk_count(slots, ring.polynomial_size) * ring.polynomial_size;
         (masks + slots) * width + 2 * ring.polynomial_size * width + (64 << 10)
     }
@@ -936,6 +1046,21 @@ impl ValidJob {
                 }
                 q
             }
+            RoundKind::FedAvg { .. } => vec![
+                QuantitySpec::new(
+                    "fedavg.weighted_beta",
+                    d,
+                    rows * FEDAVG_COEFFICIENT_BOUND,
+                    LOGISTIC_SCALE,
+                ),
+                QuantitySpec::new("fedavg.customers", 1, rows, 1.0),
+                QuantitySpec::new(
+                    "fedavg.loss",
+                    1,
+                    rows * w * crate::logistic::MAX_ROW_LOSS,
+                    LOGISTIC_SCALE,
+                ),
+            ],
             RoundKind::Evaluate { .. } => {
                 let bins = self.propensity().map_or(1, |p| p.score_bins);
                 let mut q = vec![
@@ -993,9 +1118,10 @@ impl ValidJob {
                     )
                 })
                 .collect(),
-            RoundKind::Classes | RoundKind::Newton { .. } | RoundKind::Evaluate { .. } => {
-                self.propensity_quantities(round)
-            }
+            RoundKind::Classes
+            | RoundKind::Newton { .. }
+            | RoundKind::FedAvg { .. }
+            | RoundKind::Evaluate { .. } => self.propensity_quantities(round),
             RoundKind::LatestMonth => vec![QuantitySpec::presence(
                 LATEST_MONTH,
                 crate::calendar::MONTHS,
@@ -1080,6 +1206,21 @@ pub enum RoundKind {
         /// Weights of positives and negatives.
         weights: [f64; 2],
     },
+    /// One FedAvg round of a propensity model: each participant runs local mini-batch gradient
+    /// descent from `beta` on its training customers and sends n_i·β_i, n_i and its weighted
+    /// log-loss at `beta`.
+    FedAvg {
+        /// Mean per numeric feature.
+        mean: Vec<f64>,
+        /// Standard deviation per numeric feature.
+        std: Vec<f64>,
+        /// Current coefficients (intercept first).
+        beta: Vec<f64>,
+        /// Weights of positives and negatives.
+        weights: [f64; 2],
+        /// The consortium's training customers (to share the L2 penalty out by size).
+        training_customers: f64,
+    },
     /// Evaluation of the final model over the hold-out customers: score histograms of positives
     /// and negatives, log-loss and the number classified correctly at 0.5.
     Evaluate {
@@ -1108,6 +1249,7 @@ impl RoundKind {
             RoundKind::LatestMonth => LATEST_MONTH,
             RoundKind::Classes => "classes",
             RoundKind::Newton { .. } => "newton",
+            RoundKind::FedAvg { .. } => "fedavg",
             RoundKind::Evaluate { .. } => "evaluate",
             RoundKind::LatestDay { .. } => LATEST_DAY,
             RoundKind::Scores { .. } => SCORES,

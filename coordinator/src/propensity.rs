@@ -6,6 +6,12 @@
 //! precision and lift by decile. With the same penalty, federated Newton reaches the same
 //! optimum as centralized Newton on the pooled rows.
 //!
+//! With `optimizer = "fedavg"` each training round is instead one FedAvg round: participants
+//! run local mini-batch gradient descent from the current model and send n_i·β_i, n_i and their
+//! loss; the coordinator averages (d values per round instead of d + d(d+1)/2, for models too
+//! large for Newton). FedAvg approaches the optimum, it does not reach it exactly: with
+//! heterogeneous institutions local steps drift towards local optima.
+//!
 //! With `[job.propensity.privacy]` every aggregate carries Gaussian noise (added by the
 //! participants, see `fedbank_common::privacy`); this side accounts for it, stops training when
 //! one more Newton round and the evaluation would overspend the budget, and post-processes the
@@ -15,7 +21,7 @@
 
 use crate::stats::mean_std;
 use fedbank_common::encoding::DecodedQuantity;
-use fedbank_common::job::{FeatureSpec, PropensitySpec, RoundKind};
+use fedbank_common::job::{FeatureSpec, Optimizer, PropensitySpec, RoundKind};
 use fedbank_common::logistic::{self, Decile, NewtonSums};
 use fedbank_common::model::{Coefficient, PropensityModel, MODEL_FORMAT};
 use fedbank_common::privacy::{Accountant, PrivacyPlan, PrivacyReport};
@@ -36,7 +42,9 @@ pub struct CoefficientRow {
 /// The propensity result.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct PropensityResult {
-    /// Newton rounds run.
+    /// How it was trained: "newton" or "fedavg".
+    pub optimizer: &'static str,
+    /// Training rounds run (Newton or FedAvg).
     pub rounds: u32,
     /// Whether the step fell below the tolerance (else max_rounds stopped it).
     pub converged: bool,
@@ -89,6 +97,9 @@ pub enum PropensityJobError {
     /// The consortium's training customers are all of one class.
     #[error("the consortium's training customers are all {0}: there is nothing to learn")]
     OneClass(&'static str),
+    /// A FedAvg round summed no training customers.
+    #[error("the FedAvg round summed no training customers")]
+    NoTrainingCustomers,
     /// A round of another job kind.
     #[error("round '{0}' is not part of a propensity job")]
     NotPropensity(&'static str),
@@ -156,13 +167,45 @@ impl PropensityJob {
         RoundKind::Moments
     }
 
-    fn newton_round(&self) -> RoundKind {
-        RoundKind::Newton {
-            mean: self.mean.clone(),
-            std: self.std.clone(),
-            beta: self.beta.clone(),
-            weights: self.weights,
+    /// The next training round: Newton or FedAvg, at the current coefficients.
+    fn training_round(&self) -> RoundKind {
+        match self.spec.optimizer {
+            Optimizer::Newton => RoundKind::Newton {
+                mean: self.mean.clone(),
+                std: self.std.clone(),
+                beta: self.beta.clone(),
+                weights: self.weights,
+            },
+            Optimizer::FedAvg => RoundKind::FedAvg {
+                mean: self.mean.clone(),
+                std: self.std.clone(),
+                beta: self.beta.clone(),
+                weights: self.weights,
+                training_customers: self.classes[0],
+            },
         }
+    }
+
+    /// After a training round moved the coefficients by `step`: evaluate when converged, at
+    /// max_rounds or out of privacy budget, else train on.
+    fn after_step(&mut self, step: &[f64]) -> RoundKind {
+        self.rounds += 1;
+        self.converged = step.iter().fold(0.0f64, |m, s| m.max(s.abs())) <= self.spec.tolerance;
+        let budget_left = self.accountant.as_ref().is_none_or(|a| a.affords_newton());
+        let done = self.converged || self.rounds >= self.spec.max_rounds;
+        if !done && !budget_left {
+            if let Some(a) = &mut self.accountant {
+                a.stop_for_budget();
+            }
+        }
+        if done || !budget_left {
+            return RoundKind::Evaluate {
+                mean: self.mean.clone(),
+                std: self.std.clone(),
+                beta: self.beta.clone(),
+            };
+        }
+        self.training_round()
     }
 
     /// Takes a round's decrypted aggregate; the next round, or `None` when done.
@@ -197,7 +240,10 @@ impl PropensityJob {
                 Ok(Some(RoundKind::Classes))
             }
             RoundKind::Classes => {
-                let c: Vec<f64> = find(decoded, "classes")?.iter().map(|&v| count(v)).collect();
+                let c: Vec<f64> = find(decoded, "classes")?
+                    .iter()
+                    .map(|&v| count(v))
+                    .collect();
                 let c = [c[0], c[1].min(c[0]), c[2], c[3].min(c[2])];
                 self.classes = c;
                 let (n, pos) = (c[0], c[1]);
@@ -208,7 +254,7 @@ impl PropensityJob {
                     return Err(PropensityJobError::OneClass("positive"));
                 }
                 self.weights = self.spec.class_weight.weights(n, pos);
-                Ok(Some(self.newton_round()))
+                Ok(Some(self.training_round()))
             }
             RoundKind::Newton { beta, .. } => {
                 let mut sums = NewtonSums {
@@ -228,27 +274,21 @@ impl PropensityJob {
                     logistic::newton_step(&sums, beta, self.spec.l2)?
                 };
                 self.beta = beta.iter().zip(&step).map(|(b, s)| b + s).collect();
-                self.rounds += 1;
-                self.converged =
-                    step.iter().fold(0.0f64, |m, s| m.max(s.abs())) <= self.spec.tolerance;
-                let budget_left = self
-                    .accountant
-                    .as_ref()
-                    .is_none_or(|a| a.affords_newton());
-                let done = self.converged || self.rounds >= self.spec.max_rounds;
-                if !done && !budget_left {
-                    if let Some(a) = &mut self.accountant {
-                        a.stop_for_budget();
-                    }
+                Ok(Some(self.after_step(&step)))
+            }
+            RoundKind::FedAvg { beta, .. } => {
+                let weighted = find(decoded, "fedavg.weighted_beta")?;
+                let customers = find(decoded, "fedavg.customers")?[0];
+                let loss = find(decoded, "fedavg.loss")?[0];
+                if customers <= 0.0 {
+                    return Err(PropensityJobError::NoTrainingCustomers);
                 }
-                if done || !budget_left {
-                    return Ok(Some(RoundKind::Evaluate {
-                        mean: self.mean.clone(),
-                        std: self.std.clone(),
-                        beta: self.beta.clone(),
-                    }));
-                }
-                Ok(Some(self.newton_round()))
+                self.objective
+                    .push(logistic::penalized(loss, beta, self.spec.l2));
+                let averaged: Vec<f64> = weighted.iter().map(|v| v / customers).collect();
+                let step: Vec<f64> = averaged.iter().zip(beta).map(|(a, b)| a - b).collect();
+                self.beta = averaged;
+                Ok(Some(self.after_step(&step)))
             }
             RoundKind::Evaluate { .. } => {
                 let mut pos = find(decoded, "eval.positives")?.to_vec();
@@ -262,7 +302,9 @@ impl PropensityJob {
                         (loss[0] / n, correct[0] / n)
                     }
                     _ => {
-                        pos.iter_mut().chain(neg.iter_mut()).for_each(|v| *v = count(*v));
+                        pos.iter_mut()
+                            .chain(neg.iter_mut())
+                            .for_each(|v| *v = count(*v));
                         logistic::loss_and_accuracy_from_histograms(&pos, &neg)
                     }
                 };
@@ -282,11 +324,7 @@ impl PropensityJob {
     ) -> Result<Vec<f64>, PropensityJobError> {
         let d = beta.len();
         let diagonal: Vec<usize> = (0..d).map(|i| logistic::packed_index(d, i, i)).collect();
-        let scale = diagonal
-            .iter()
-            .map(|&i| sums.hessian[i].abs())
-            .sum::<f64>()
-            / d.max(1) as f64;
+        let scale = diagonal.iter().map(|&i| sums.hessian[i].abs()).sum::<f64>() / d.max(1) as f64;
         let mut ridge = 0.0;
         loop {
             match logistic::newton_step(sums, beta, self.spec.l2) {
@@ -341,6 +379,10 @@ impl PropensityJob {
     fn finish(&self, pos: &[f64], neg: &[f64], log_loss: f64, accuracy: f64) -> PropensityResult {
         let model = self.model();
         PropensityResult {
+            optimizer: match self.spec.optimizer {
+                Optimizer::Newton => "newton",
+                Optimizer::FedAvg => "fedavg",
+            },
             rounds: self.rounds,
             converged: self.converged,
             objective_per_round: self.objective.clone(),

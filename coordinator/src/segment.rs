@@ -336,9 +336,10 @@ impl SegmentJob {
                     quintiles,
                 }))
             }
-            RoundKind::Classes | RoundKind::Newton { .. } | RoundKind::Evaluate { .. } => {
-                Err(SegmentError::NotSegment(kind.label()))
-            }
+            RoundKind::Classes
+            | RoundKind::Newton { .. }
+            | RoundKind::FedAvg { .. }
+            | RoundKind::Evaluate { .. } => Err(SegmentError::NotSegment(kind.label())),
             RoundKind::Scores { .. } => {
                 let sums: Vec<&[f64]> = self
                     .features

@@ -119,6 +119,7 @@ impl StatsJob {
             | RoundKind::LatestDay { .. }
             | RoundKind::Classes
             | RoundKind::Newton { .. }
+            | RoundKind::FedAvg { .. }
             | RoundKind::Evaluate { .. } => Err(StatsError::UnexpectedRound(kind.label())),
             RoundKind::Histogram { edges } => {
                 let mut out = Vec::with_capacity(self.features.len());

@@ -169,6 +169,7 @@ pub fn compute(
         | RoundKind::LatestDay { .. }
         | RoundKind::Classes
         | RoundKind::Newton { .. }
+        | RoundKind::FedAvg { .. }
         | RoundKind::Evaluate { .. } => return Err(LocalStatsError::NotATableRound(round.label())),
         RoundKind::Lifecycle => {
             let stages = table

@@ -410,8 +410,11 @@ impl<S: RingScalar> ParticipantMachine<S> {
             .and_then(|(mut values, clipped, plan)| {
                 let noise = match &mut self.privacy {
                     Some(privacy) => {
-                        let names: Vec<&str> =
-                            plan.quantities().iter().map(|q| q.spec.name.as_str()).collect();
+                        let names: Vec<&str> = plan
+                            .quantities()
+                            .iter()
+                            .map(|q| q.spec.name.as_str())
+                            .collect();
                         privacy
                             .add(request.round, &request.kind, &names, &mut values)
                             .map_err(|e| e.to_string())?
@@ -444,14 +447,18 @@ impl<S: RingScalar> ParticipantMachine<S> {
                     .quantities
                     .iter()
                     .zip(&added.shares)
-                    .map(|(q, share)| json!({"name": q.name, "sensitivity": q.sensitivity,
-                        "sigma": q.sigma, "share_added": share}))
+                    .map(|(q, share)| {
+                        json!({"name": q.name, "sensitivity": q.sensitivity,
+                        "sigma": q.sigma, "share_added": share})
+                    })
                     .collect();
                 self.audit(
                     EventKind::PrivacySpent,
-                    fields(json!({"job": spec.job.as_str(), "round": request.round, "quantity": label,
+                    fields(
+                        json!({"job": spec.job.as_str(), "round": request.round, "quantity": label,
                         "rho": added.noise.rho, "noise": quantities,
-                        "epsilon_spent": added.epsilon_spent})),
+                        "epsilon_spent": added.epsilon_spent}),
+                    ),
                 );
             }
             (ciphertext, clipped)
@@ -667,8 +674,10 @@ impl<S: RingScalar> ParticipantMachine<S> {
         );
         self.audit(
             EventKind::ModelReceived,
-            fields(json!({"job": spec.job.as_str(), "model_digest": digest.to_hex(),
-                "coefficients": names.len(), "local_figures": figures.is_some()})),
+            fields(
+                json!({"job": spec.job.as_str(), "model_digest": digest.to_hex(),
+                "coefficients": names.len(), "local_figures": figures.is_some()}),
+            ),
         );
         if let Some(f) = &figures {
             let show = |a: Option<f64>| a.map_or("n/a".to_owned(), |a| format!("{a:.4}"));

@@ -108,7 +108,10 @@ impl ParticipantPrivacy {
                     RoundKind::Evaluate { .. } => 0.0,
                     _ => self.plan.evaluation_rho(),
                 };
-                if !self.plan.affords(self.accountant.rho(), noise.rho + reserve) {
+                if !self
+                    .plan
+                    .affords(self.accountant.rho(), noise.rho + reserve)
+                {
                     return Err(NoiseError::Budget {
                         round,
                         label: kind.label(),
@@ -206,6 +209,10 @@ mod tests {
                 noise_multiplier: z,
                 clip_norm: 3.0,
             }),
+            optimizer: Default::default(),
+            local_epochs: 5,
+            learning_rate: 0.1,
+            batch_size: 64,
         };
         PrivacyPlan::of(&features, &spec).expect("plan")
     }
@@ -241,8 +248,13 @@ mod tests {
                 node.accountant = Accountant::new(plan.clone());
                 node.rounds.clear();
                 let mut values = vec![vec![0.0; 2], vec![0.0; 3]];
-                node.add(round, &kind, &["newton.gradient", "newton.hessian"], &mut values)
-                    .expect("noise");
+                node.add(
+                    round,
+                    &kind,
+                    &["newton.gradient", "newton.hessian"],
+                    &mut values,
+                )
+                .expect("noise");
                 sum[0] += values[0][0];
                 sum[1] += values[0][1];
             }
@@ -284,7 +296,8 @@ mod tests {
         let mut values = vec![vec![0.0; 4]];
         let moments = ["age.count", "age.missing", "age.sum", "age.sumsq"];
         let mut m = vec![vec![0.0]; 4];
-        node.add(1, &RoundKind::Moments, &moments, &mut m).expect("moments");
+        node.add(1, &RoundKind::Moments, &moments, &mut m)
+            .expect("moments");
         node.add(2, &RoundKind::Classes, &["classes"], &mut values)
             .expect("classes");
         let names = ["newton.gradient", "newton.hessian"];
@@ -301,8 +314,14 @@ mod tests {
                 }
             }
         }
-        assert_eq!(accepted, 5, "the calibrated budget pays for max_rounds Newton rounds");
-        assert!(matches!(refused, Some(NoiseError::Budget { .. })), "{refused:?}");
+        assert_eq!(
+            accepted, 5,
+            "the calibrated budget pays for max_rounds Newton rounds"
+        );
+        assert!(
+            matches!(refused, Some(NoiseError::Budget { .. })),
+            "{refused:?}"
+        );
         // The evaluation was kept in reserve and still fits; the spend stays within ε.
         let eval = RoundKind::Evaluate {
             mean: vec![0.0],
@@ -312,7 +331,14 @@ mod tests {
         let mut h = vec![vec![0.0; 20], vec![0.0; 20]];
         node.add(30, &eval, &["eval.positives", "eval.negatives"], &mut h)
             .expect("evaluation fits");
-        assert!(node.epsilon_spent() <= 2.0 * (1.0 + 1e-9), "{}", node.epsilon_spent());
-        assert!(node.epsilon_spent() > 1.99, "the calibration uses the budget");
+        assert!(
+            node.epsilon_spent() <= 2.0 * (1.0 + 1e-9),
+            "{}",
+            node.epsilon_spent()
+        );
+        assert!(
+            node.epsilon_spent() > 1.99,
+            "the calibration uses the budget"
+        );
     }
 }

@@ -5,7 +5,7 @@
 //! it keeps.
 
 use crate::customers::CustomerRecords;
-use fedbank_common::job::{FeatureSpec, PropensitySpec, RoundKind};
+use fedbank_common::job::{FeatureSpec, PropensitySpec, RoundKind, FEDAVG_COEFFICIENT_BOUND};
 use fedbank_common::logistic::{self, NewtonSums};
 use fedbank_common::model::{design_row, PropensityModel};
 use fedbank_common::privacy;
@@ -85,6 +85,45 @@ pub fn compute(
             }
             Ok(vec![sums.gradient, sums.hessian, vec![sums.loss]])
         }
+        RoundKind::FedAvg {
+            mean,
+            std,
+            beta,
+            weights,
+            training_customers,
+        } => {
+            if beta.len() != d || mean.len() != features.len() || std.len() != features.len() {
+                return Err(PropensityError::Shape("fedavg", d));
+            }
+            let (numeric, categorical) = encodings(features, spec, mean, std);
+            let rows: Vec<(Vec<f64>, bool, f64)> = (0..records.rows())
+                .filter(|&r| !records.holdout[r])
+                .map(|r| {
+                    let y = records.label[r];
+                    (
+                        design_row(
+                            &numeric,
+                            &categorical,
+                            &records.numeric[r],
+                            &records.levels[r],
+                        ),
+                        y,
+                        if y { weights[0] } else { weights[1] },
+                    )
+                })
+                .collect();
+            let loss: f64 = rows
+                .iter()
+                .map(|(x, y, w)| w * logistic::row_loss(dot(x, beta), *y))
+                .sum();
+            let local = local_descent(&rows, beta, spec, *training_customers);
+            let n = rows.len() as f64;
+            Ok(vec![
+                local.iter().map(|b| b * n).collect(),
+                vec![n],
+                vec![loss],
+            ])
+        }
         RoundKind::Evaluate { mean, std, beta } => {
             if beta.len() != d || mean.len() != features.len() || std.len() != features.len() {
                 return Err(PropensityError::Shape("evaluate", d));
@@ -122,6 +161,67 @@ pub fn compute(
         }
         other => Err(PropensityError::NotPropensity(other.label())),
     }
+}
+
+fn dot(x: &[f64], beta: &[f64]) -> f64 {
+    x.iter().zip(beta).map(|(a, b)| a * b).sum()
+}
+
+/// FedAvg's local training: `local_epochs` passes of mini-batch gradient descent from `beta`
+/// over `rows`, on the mean weighted log-loss plus this participant's share of the penalty,
+/// (λ/2N)‖β′‖² with N the consortium's training customers (so that the shares, weighted by
+/// customers, add up to the consortium objective). The order of the customers is shuffled per
+/// epoch by a generator seeded from the starting coefficients, so a repeated request gets the
+/// same answer. Coefficients are kept within ±[`FEDAVG_COEFFICIENT_BOUND`].
+fn local_descent(
+    rows: &[(Vec<f64>, bool, f64)],
+    beta: &[f64],
+    spec: &PropensitySpec,
+    training_customers: f64,
+) -> Vec<f64> {
+    let mut b = beta.to_vec();
+    if rows.is_empty() {
+        return b;
+    }
+    let penalty = spec.l2 / training_customers.max(1.0);
+    let mut order: Vec<usize> = (0..rows.len()).collect();
+    let mut state = beta
+        .iter()
+        .fold(0x9e37_79b9_7f4a_7c15u64 ^ rows.len() as u64, |h, v| {
+            (h ^ v.to_bits()).wrapping_mul(0x1000_0000_01b3)
+        })
+        | 1;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let mut gradient = vec![0.0; b.len()];
+    for _ in 0..spec.local_epochs {
+        for i in (1..order.len()).rev() {
+            order.swap(i, (next() % (i as u64 + 1)) as usize);
+        }
+        for batch in order.chunks(spec.batch_size.max(1)) {
+            gradient.iter_mut().for_each(|g| *g = 0.0);
+            for &r in batch {
+                let (x, y, w) = &rows[r];
+                let residual = w * (logistic::sigmoid(dot(x, &b)) - f64::from(u8::from(*y)));
+                gradient
+                    .iter_mut()
+                    .zip(x)
+                    .for_each(|(g, xi)| *g += residual * xi);
+            }
+            let m = batch.len() as f64;
+            for (j, (bj, g)) in b.iter_mut().zip(&gradient).enumerate() {
+                let penalty = if j == 0 { 0.0 } else { penalty * *bj };
+                *bj -= spec.learning_rate * (g / m + penalty);
+            }
+        }
+    }
+    b.iter_mut()
+        .for_each(|v| *v = v.clamp(-FEDAVG_COEFFICIENT_BOUND, FEDAVG_COEFFICIENT_BOUND));
+    b
 }
 
 /// What a participant learns about the value of federation, on its own hold-out customers.

@@ -48,7 +48,8 @@ impl InstitutionKind {
 #[derive(Clone, Debug)]
 pub struct InstitutionFiles {
     /// customers.csv: customer_id, age, income, balance, tenure_months, products_held,
-    /// transactions_12m, spend_12m, region.
+    /// transactions_12m, spend_12m, region, responded (the spring-2026 campaign response, 0/1,
+    /// also in responses.csv).
     pub customers: PathBuf,
     /// transactions.csv: customer_id, date, amount.
     pub transactions: PathBuf,
@@ -113,7 +114,7 @@ pub fn generate(
     let regions = ["north", "south", "east", "west", "capital"];
     let channels = ["email", "sms", "phone"];
     let (mut cust, mut tx, mut resp, mut contacts, mut consent) = (
-        String::from("customer_id,age,income,balance,tenure_months,products_held,transactions_12m,spend_12m,region\n"),
+        String::from("customer_id,age,income,balance,tenure_months,products_held,transactions_12m,spend_12m,region,responded\n"),
         String::from("customer_id,date,amount\n"),
         String::from("customer_id,campaign,responded\n"),
         String::from("customer_id,timestamp,channel,campaign\n"),
@@ -149,21 +150,18 @@ pub fn generate(
             );
         }
         let region = regions[rng.random_range(0..regions.len())];
-        let _ = writeln!(
-            cust,
-            "{id},{age},{income_cell},{balance},{tenure},{products},{n_tx},{spend:.2},{region}"
-        );
         // Campaign response: more likely for active, younger, multi-product customers.
         let score = base_response.ln()
             + 0.6 * (n_tx as f64 / tx_rate.max(1.0)).min(3.0)
             + 0.25 * f64::from(products)
             - 0.015 * (age - 40.0);
         let p = 1.0 / (1.0 + (-(score - 1.0)).exp());
+        let responded = u8::from(rng.random::<f64>() < p);
         let _ = writeln!(
-            resp,
-            "{id},spring-2026,{}",
-            u8::from(rng.random::<f64>() < p)
+            cust,
+            "{id},{age},{income_cell},{balance},{tenure},{products},{n_tx},{spend:.2},{region},{responded}"
         );
+        let _ = writeln!(resp, "{id},spring-2026,{responded}");
         // Consent and contacts.
         let opted_out = rng.random::<f64>() < 0.08;
         let opt_out_day = rng.random_range(365..730);

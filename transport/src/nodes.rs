@@ -218,8 +218,17 @@ pub async fn run_coordinator<S: RingScalar>(
                         trail.append(kind, fields, SystemTime::now())?;
                     }
                     Output::Progress(line) => machine_progress(line),
-                    Output::Aggregate { round, kind, values } => {
-                        tracing::debug!(round, quantity = kind.label(), quantities = values.len(), "aggregate decrypted");
+                    Output::Aggregate {
+                        round,
+                        kind,
+                        values,
+                    } => {
+                        tracing::debug!(
+                            round,
+                            quantity = kind.label(),
+                            quantities = values.len(),
+                            "aggregate decrypted"
+                        );
                     }
                     Output::Disconnect { node, reason } => {
                         tracing::info!(node = %node, reason, "disconnecting");
@@ -486,7 +495,9 @@ pub async fn run_participant<S: RingScalar>(
                                     write_local(path, &bytes, what, &*machine_progress)
                                 }
                                 (None, _) => tracing::info!("{what} received; no file configured"),
-                                (_, Err(e)) => tracing::error!(error = %e, "could not encode the {what}"),
+                                (_, Err(e)) => {
+                                    tracing::error!(error = %e, "could not encode the {what}")
+                                }
                             }
                         }
                         if let Ok(mut f) = machine_figures.lock() {

@@ -23,7 +23,6 @@
 mod messages;
 
 pub use messages::{
-    Contribution, Hello, Inbound, ModelReleased, Notice, NoticeKind, RoundRequest, SegmentsReleased,
-    Welcome,
-    PROTOCOL_VERSION,
+    Contribution, Hello, Inbound, ModelReleased, Notice, NoticeKind, RoundRequest,
+    SegmentsReleased, Welcome, PROTOCOL_VERSION,
 };

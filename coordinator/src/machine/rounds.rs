@@ -290,8 +290,10 @@ impl<S: RingScalar> CoordinatorMachine<S> {
             let quantities: Vec<serde_json::Value> = noise
                 .quantities
                 .iter()
-                .map(|q| json!({"name": q.name, "sensitivity": q.sensitivity, "sigma_accounted": q.sigma,
-                    "sigma_carried": q.sigma * (contributors as f64 / m as f64).sqrt()}))
+                .map(|q| {
+                    json!({"name": q.name, "sensitivity": q.sensitivity, "sigma_accounted": q.sigma,
+                    "sigma_carried": q.sigma * (contributors as f64 / m as f64).sqrt()})
+                })
                 .collect();
             self.audit(
                 EventKind::PrivacySpent,
