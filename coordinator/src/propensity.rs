@@ -268,8 +268,18 @@ impl PropensityJob {
                     self.objective
                         .push(logistic::penalized(sums.loss, beta, self.spec.l2));
                 }
-                let step = if private {
-                    self.noisy_newton_step(&mut sums, beta)?
+                let hessian_sigma = self
+                    .accountant
+                    .as_ref()
+                    .and_then(|a| a.plan().round(kind))
+                    .and_then(|n| {
+                        n.quantities
+                            .iter()
+                            .find(|q| q.name == "newton.hessian")
+                            .map(|q| q.sigma)
+                    });
+                let step = if let Some(sigma) = hessian_sigma {
+                    self.noisy_newton_step(&mut sums, beta, sigma)?
                 } else {
                     logistic::newton_step(&sums, beta, self.spec.l2)?
                 };
@@ -315,37 +325,38 @@ impl PropensityJob {
         }
     }
 
-    /// A Newton step on noisy sums: when the noisy Hessian plus the penalty is not positive
-    /// definite, a ridge of growing size (from 10⁻⁶ of its mean diagonal) is added until it is.
+    /// A Newton step on noisy sums. The Hessian's noise E (entries of standard deviation σ)
+    /// has spectral norm about 2σ√d, so a ridge τ = 2σ√d is added first: H + E + τI is then at
+    /// least H with high probability, which keeps the step from running along directions the
+    /// noise made flat (collinear levels, for one). If it is still not positive definite the
+    /// ridge doubles until it is.
     fn noisy_newton_step(
         &mut self,
         sums: &mut NewtonSums,
         beta: &[f64],
+        hessian_sigma: f64,
     ) -> Result<Vec<f64>, PropensityJobError> {
         let d = beta.len();
         let diagonal: Vec<usize> = (0..d).map(|i| logistic::packed_index(d, i, i)).collect();
-        let scale = diagonal.iter().map(|&i| sums.hessian[i].abs()).sum::<f64>() / d.max(1) as f64;
-        let mut ridge = 0.0;
-        loop {
+        let mut ridge = 2.0 * hessian_sigma * (d as f64).sqrt();
+        let mut added = 0.0;
+        for _ in 0..60 {
+            for &i in &diagonal {
+                sums.hessian[i] += ridge - added;
+            }
+            added = ridge;
             match logistic::newton_step(sums, beta, self.spec.l2) {
                 Ok(step) => {
                     self.ridge = self.ridge.max(ridge);
                     return Ok(step);
                 }
-                Err(logistic::NewtonError::NotPositiveDefinite(_)) if ridge < scale * 1e6 => {
-                    let more = if ridge == 0.0 {
-                        scale.max(1e-9) * 1e-6
-                    } else {
-                        ridge
-                    };
-                    for &i in &diagonal {
-                        sums.hessian[i] += more;
-                    }
-                    ridge += more;
+                Err(logistic::NewtonError::NotPositiveDefinite(_)) => {
+                    ridge = (2.0 * ridge).max(1e-9);
                 }
                 Err(e) => return Err(e.into()),
             }
         }
+        Err(logistic::NewtonError::NotPositiveDefinite(0).into())
     }
 
     /// The model at the current coefficients.
@@ -435,7 +446,7 @@ impl PropensityJob {
         ];
         if self.ridge > 0.0 {
             notes.push(format!(
-                "a ridge of up to {:.3e} was added to a noisy Hessian to keep it positive definite",
+                "a ridge of up to {:.3} (twice the Hessian noise's spectral scale, more if needed) was added to each noisy Hessian",
                 self.ridge
             ));
         }
