@@ -453,3 +453,33 @@ fn duplicate_and_foreign_messages_during_a_round_are_refused() {
     };
     assert_matches_pooled(&result, &tables);
 }
+
+#[test]
+fn a_hello_from_another_protocol_version_is_refused_and_changes_nothing() {
+    use fedbank_common::protocol::{Hello, PROTOCOL_VERSION};
+    let job = job(3, 3, 3);
+    let mut coordinator = CoordinatorMachine::<u64>::new(job.clone(), 7);
+    coordinator
+        .handle(Input::Connected(id("p00")), 0)
+        .expect("connect");
+    let old = Hello {
+        protocol: PROTOCOL_VERSION - 1,
+        job: job.spec().job.clone(),
+        job_digest: job.digest(),
+    };
+    let err = coordinator
+        .handle(
+            Input::Message {
+                from: id("p00"),
+                message: Inbound::Hello(old),
+            },
+            0,
+        )
+        .expect_err("refused");
+    let text = err.to_string();
+    assert!(
+        text.contains(&format!("protocol version {}", PROTOCOL_VERSION - 1)),
+        "{text}"
+    );
+    assert_eq!(coordinator.present().count(), 0, "not admitted");
+}

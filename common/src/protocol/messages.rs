@@ -8,8 +8,10 @@ use crate::secagg::{Ciphertext, JointPublicKey, KeySetup, Profile, PublicKeyShar
 use crate::wire::{self, ValidationError, WireError, WireKind, WireMessage};
 use serde::{Deserialize, Serialize};
 
-/// Version of this protocol, negotiated by ALPN and checked in [`Hello`].
-pub const PROTOCOL_VERSION: u16 = 1;
+/// Version of this protocol, negotiated by ALPN and checked in [`Hello`]. Version 2 added
+/// `ModelReleased` and the FedAvg round (which moved the wire index of later round kinds), so a
+/// version-1 node is refused at Hello rather than misreading a round.
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// First message of a node: which job it has agreed to, by digest.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
