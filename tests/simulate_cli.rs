@@ -11,32 +11,47 @@ fn fedbank(args: &[&str]) -> std::process::Output {
         .expect("run fedbank")
 }
 
-#[test]
-fn simulate_writes_results_and_verifiable_trails() {
+/// Runs `fedbank simulate` on a shipped job file into a fresh directory, checks it succeeded,
+/// and returns the directory (kept alive), the run's output directory, its stdout and its
+/// `result.json`.
+fn simulate_job(
+    job: &str,
+) -> (
+    tempfile::TempDir,
+    std::path::PathBuf,
+    String,
+    serde_json::Value,
+) {
     let dir = tempfile::tempdir().expect("dir");
     let out = dir.path().join("run");
     let run = fedbank(&[
         "simulate",
         "--job",
-        "configs/simulate-stats.toml",
+        job,
         "--out",
         out.to_str().expect("path"),
     ]);
-    let stdout = String::from_utf8_lossy(&run.stdout);
+    let stdout = String::from_utf8_lossy(&run.stdout).into_owned();
     assert!(
         run.status.success(),
         "{stdout}\n{}",
         String::from_utf8_lossy(&run.stderr)
     );
+    let result =
+        serde_json::from_str(&std::fs::read_to_string(out.join("result.json")).expect("result"))
+            .expect("json");
+    (dir, out, stdout, result)
+}
+
+#[test]
+fn simulate_writes_results_and_verifiable_trails() {
+    let (_dir, out, stdout, result) = simulate_job("configs/simulate-stats.toml");
     assert!(
         stdout.contains("round 1") && stdout.contains("contribution from"),
         "progress shown: {stdout}"
     );
     assert!(stdout.contains("5 trails verified"), "{stdout}");
 
-    let result: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("result.json")).expect("result"))
-            .expect("json");
     assert_eq!(result["job"], "stats-demo");
     for feature in [
         "age",
@@ -128,28 +143,11 @@ fn a_bad_job_file_is_refused_with_file_and_field() {
 
 #[test]
 fn simulate_segments_cdnow_with_result_report_and_chart() {
-    let dir = tempfile::tempdir().expect("dir");
-    let out = dir.path().join("run");
-    let run = fedbank(&[
-        "simulate",
-        "--job",
-        "configs/segment-cdnow.toml",
-        "--out",
-        out.to_str().expect("path"),
-    ]);
-    let stdout = String::from_utf8_lossy(&run.stdout);
-    assert!(
-        run.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    let (_dir, out, stdout, result) = simulate_job("configs/segment-cdnow.toml");
     assert!(
         stdout.contains("in-process on the pooled rows") && stdout.contains("ratio"),
         "{stdout}"
     );
-    let result: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("result.json")).expect("result"))
-            .expect("json");
     assert_eq!(result["kind"], "segment");
     assert_eq!(result["k"], 5);
     // The job gives no reference date: the consortium found the day after its latest purchase
@@ -213,24 +211,7 @@ fn simulate_segments_cdnow_with_result_report_and_chart() {
 
 #[test]
 fn simulate_segments_customer_tables_choosing_k_from_aggregates() {
-    let dir = tempfile::tempdir().expect("dir");
-    let out = dir.path().join("run");
-    let run = fedbank(&[
-        "simulate",
-        "--job",
-        "configs/segment-synthetic.toml",
-        "--out",
-        out.to_str().expect("path"),
-    ]);
-    let stdout = String::from_utf8_lossy(&run.stdout);
-    assert!(
-        run.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
-    let result: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("result.json")).expect("result"))
-            .expect("json");
+    let (_dir, out, _, result) = simulate_job("configs/segment-synthetic.toml");
     let selection = &result["k_selection"];
     let candidates = selection["candidates"].as_array().expect("candidates");
     assert_eq!(
@@ -279,28 +260,11 @@ fn simulate_segments_customer_tables_choosing_k_from_aggregates() {
 
 #[test]
 fn simulate_propensity_telco_then_score_a_target_list() {
-    let dir = tempfile::tempdir().expect("dir");
-    let out = dir.path().join("run");
-    let run = fedbank(&[
-        "simulate",
-        "--job",
-        "configs/propensity-telco.toml",
-        "--out",
-        out.to_str().expect("path"),
-    ]);
-    let stdout = String::from_utf8_lossy(&run.stdout);
-    assert!(
-        run.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    let (dir, out, stdout, result) = simulate_job("configs/propensity-telco.toml");
     assert!(
         stdout.contains("centralized Newton") && stdout.contains("ratio"),
         "{stdout}"
     );
-    let result: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("result.json")).expect("result"))
-            .expect("json");
     assert_eq!(result["kind"], "propensity");
     let auc = result["auc"].as_f64().expect("auc");
     assert!((0.75..0.95).contains(&auc), "telco churn AUC {auc}");
@@ -391,26 +355,9 @@ fn simulate_propensity_telco_then_score_a_target_list() {
 
 #[test]
 fn simulate_propensity_telco_with_differential_privacy_reports_its_spend() {
-    let dir = tempfile::tempdir().expect("dir");
-    let out = dir.path().join("run");
-    let run = fedbank(&[
-        "simulate",
-        "--job",
-        "configs/propensity-telco-dp.toml",
-        "--out",
-        out.to_str().expect("path"),
-    ]);
-    let stdout = String::from_utf8_lossy(&run.stdout);
-    assert!(
-        run.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    let (_dir, out, stdout, result) = simulate_job("configs/propensity-telco-dp.toml");
     // Every trail, with its privacy events, verifies and agrees.
     assert!(stdout.contains("5 trails verified"), "{stdout}");
-    let result: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("result.json")).expect("result"))
-            .expect("json");
     let dp = &result["privacy"];
     let spent = dp["epsilon_spent"].as_f64().expect("ε spent");
     let budget = dp["epsilon_budget"].as_f64().expect("budget");
@@ -445,24 +392,7 @@ fn simulate_propensity_telco_with_differential_privacy_reports_its_spend() {
 
 #[test]
 fn simulate_propensity_on_the_synthetic_consortium_imputes_and_weights_classes() {
-    let dir = tempfile::tempdir().expect("dir");
-    let out = dir.path().join("run");
-    let run = fedbank(&[
-        "simulate",
-        "--job",
-        "configs/propensity-synthetic.toml",
-        "--out",
-        out.to_str().expect("path"),
-    ]);
-    let stdout = String::from_utf8_lossy(&run.stdout);
-    assert!(
-        run.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
-    let result: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("result.json")).expect("result"))
-            .expect("json");
+    let (_dir, _, _, result) = simulate_job("configs/propensity-synthetic.toml");
     assert_eq!(result["optimizer"], "newton");
     assert!(result["converged"].as_bool().expect("converged"));
     assert!(result["auc"].as_f64().expect("auc") > 0.55);

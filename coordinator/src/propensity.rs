@@ -215,10 +215,9 @@ impl PropensityJob {
         decoded: &[DecodedQuantity],
     ) -> Result<Option<RoundKind>, PropensityJobError> {
         let private = self.accountant.is_some();
-        if let Some(accountant) = &mut self.accountant {
-            if let Some(noise) = accountant.plan().round(kind) {
-                accountant.record(kind.label(), noise);
-            }
+        let noise = self.accountant.as_ref().and_then(|a| a.plan().round(kind));
+        if let (Some(accountant), Some(noise)) = (&mut self.accountant, &noise) {
+            accountant.record(kind.label(), noise.clone());
         }
         // Noisy counts are rounded and kept non-negative (post-processing).
         let count = |v: f64| if private { v.round().max(0.0) } else { v };
@@ -268,16 +267,12 @@ impl PropensityJob {
                     self.objective
                         .push(logistic::penalized(sums.loss, beta, self.spec.l2));
                 }
-                let hessian_sigma = self
-                    .accountant
-                    .as_ref()
-                    .and_then(|a| a.plan().round(kind))
-                    .and_then(|n| {
-                        n.quantities
-                            .iter()
-                            .find(|q| q.name == "newton.hessian")
-                            .map(|q| q.sigma)
-                    });
+                let hessian_sigma = noise.as_ref().and_then(|n| {
+                    n.quantities
+                        .iter()
+                        .find(|q| q.name == "newton.hessian")
+                        .map(|q| q.sigma)
+                });
                 let step = if let Some(sigma) = hessian_sigma {
                     self.noisy_newton_step(&mut sums, beta, sigma)?
                 } else {

@@ -7,7 +7,7 @@
 use crate::customers::CustomerRecords;
 use fedbank_common::job::{FeatureSpec, PropensitySpec, RoundKind, FEDAVG_COEFFICIENT_BOUND};
 use fedbank_common::logistic::{self, NewtonSums};
-use fedbank_common::model::{design_row, PropensityModel};
+use fedbank_common::model::{design_row, CategoricalEncoding, NumericEncoding, PropensityModel};
 use fedbank_common::privacy;
 use serde::Serialize;
 
@@ -27,10 +27,7 @@ fn encodings(
     spec: &PropensitySpec,
     mean: &[f64],
     std: &[f64],
-) -> (
-    Vec<fedbank_common::model::NumericEncoding>,
-    Vec<fedbank_common::model::CategoricalEncoding>,
-) {
+) -> (Vec<NumericEncoding>, Vec<CategoricalEncoding>) {
     PropensityModel::encodings(features, mean, std, &spec.categorical, spec.other_level)
 }
 
@@ -96,22 +93,7 @@ pub fn compute(
                 return Err(PropensityError::Shape("fedavg", d));
             }
             let (numeric, categorical) = encodings(features, spec, mean, std);
-            let rows: Vec<(Vec<f64>, bool, f64)> = (0..records.rows())
-                .filter(|&r| !records.holdout[r])
-                .map(|r| {
-                    let y = records.label[r];
-                    (
-                        design_row(
-                            &numeric,
-                            &categorical,
-                            &records.numeric[r],
-                            &records.levels[r],
-                        ),
-                        y,
-                        if y { weights[0] } else { weights[1] },
-                    )
-                })
-                .collect();
+            let rows = training_rows(records, &numeric, &categorical, *weights);
             let loss: f64 = rows
                 .iter()
                 .map(|(x, y, w)| w * logistic::row_loss(dot(x, beta), *y))
@@ -161,6 +143,31 @@ pub fn compute(
         }
         other => Err(PropensityError::NotPropensity(other.label())),
     }
+}
+
+/// The training customers' (design row, label, weight), `weights` of positives and negatives.
+fn training_rows(
+    records: &CustomerRecords,
+    numeric: &[NumericEncoding],
+    categorical: &[CategoricalEncoding],
+    weights: [f64; 2],
+) -> Vec<(Vec<f64>, bool, f64)> {
+    (0..records.rows())
+        .filter(|&r| !records.holdout[r])
+        .map(|r| {
+            let y = records.label[r];
+            (
+                design_row(
+                    numeric,
+                    categorical,
+                    &records.numeric[r],
+                    &records.levels[r],
+                ),
+                y,
+                if y { weights[0] } else { weights[1] },
+            )
+        })
+        .collect()
 }
 
 fn dot(x: &[f64], beta: &[f64]) -> f64 {
@@ -279,21 +286,7 @@ pub fn local_figures(
         })
         .unzip();
     let (numeric, categorical) = encodings(features, spec, &mean, &std);
-    let train: Vec<(Vec<f64>, bool, f64)> = (0..records.rows())
-        .filter(|&r| !records.holdout[r])
-        .map(|r| {
-            (
-                design_row(
-                    &numeric,
-                    &categorical,
-                    &records.numeric[r],
-                    &records.levels[r],
-                ),
-                records.label[r],
-                1.0,
-            )
-        })
-        .collect();
+    let train = training_rows(records, &numeric, &categorical, [1.0, 1.0]);
     let d = spec.design_names(features).len();
     let classes = (
         train.iter().filter(|r| r.1).count(),
