@@ -19,7 +19,7 @@ pub fn segment(job: &ValidJob, data: &[LocalData]) -> Result<SegmentResult> {
         data.iter()
             .filter_map(|d| match d {
                 LocalData::Transactions(h) => Some(h.latest_day() + 1),
-                LocalData::Table { .. } | LocalData::Customers(_) => None,
+                LocalData::Table { .. } | LocalData::Customers(_) | LocalData::Contacts(_) => None,
             })
             .max()
     });

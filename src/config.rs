@@ -108,8 +108,17 @@ pub struct ParticipantConfig {
     pub job_file: PathBuf,
     /// This node's id (its certificate names it).
     pub id: NodeId,
-    /// The institution's customer table (CSV with the job's feature columns).
+    /// The institution's customer table (CSV with the job's feature columns); for a compliance
+    /// job its marketing-contact log.
     pub data: PathBuf,
+    /// A compliance job's consent table (CSV with the columns the job maps).
+    #[serde(default)]
+    pub consent: Option<PathBuf>,
+    /// Where a compliance job writes this institution's own report: its counts per rule and
+    /// example customers (default: `<id>-compliance-report.json` next to the trail). It never
+    /// leaves this machine.
+    #[serde(default)]
+    pub compliance_report: Option<PathBuf>,
     /// The coordinator's address, e.g. "10.0.0.5:7400".
     pub coordinator_address: SocketAddr,
     /// The coordinator's id, as named by its certificate.
@@ -155,15 +164,64 @@ pub fn load_coordinator(path: &Path) -> Result<CoordinatorConfig> {
 pub fn load_participant(path: &Path) -> Result<ParticipantConfig> {
     let mut c: ParticipantConfig = read_toml(path)?;
     let base = path.parent().unwrap_or(Path::new("."));
-    for a in [&mut c.assignments, &mut c.model, &mut c.local_figures]
-        .into_iter()
-        .flatten()
+    for a in [
+        &mut c.assignments,
+        &mut c.model,
+        &mut c.local_figures,
+        &mut c.consent,
+        &mut c.compliance_report,
+    ]
+    .into_iter()
+    .flatten()
     {
         if a.is_relative() {
             *a = base.join(&*a);
         }
     }
     for p in [&mut c.job_file, &mut c.data, &mut c.certs_dir, &mut c.trail] {
+        if p.is_relative() {
+            *p = base.join(&*p);
+        }
+    }
+    if c.connect_attempts == 0 {
+        bail!("{}: connect_attempts must be at least 1", path.display());
+    }
+    Ok(c)
+}
+
+/// `fedbank auditor --config`: the auditor node of a compliance job with alerts.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditorConfig {
+    /// The job file (the same file every node has).
+    pub job_file: PathBuf,
+    /// This node's id (its certificate names it; the job's `auditor`).
+    pub id: NodeId,
+    /// The coordinator's address.
+    pub coordinator_address: SocketAddr,
+    /// The coordinator's id.
+    pub coordinator_id: NodeId,
+    /// Directory with ca.pem, <id>.pem and <id>.key.
+    pub certs_dir: PathBuf,
+    /// This node's own audit trail.
+    pub trail: PathBuf,
+    /// Where the decrypted alert counts are written (default: `<id>-alerts.json` next to the
+    /// trail).
+    #[serde(default)]
+    pub alerts: Option<PathBuf>,
+    /// Connection attempts (with backoff) before giving up.
+    #[serde(default = "default_attempts")]
+    pub connect_attempts: u32,
+}
+
+/// Reads an auditor configuration; relative paths are taken from the file's directory.
+pub fn load_auditor(path: &Path) -> Result<AuditorConfig> {
+    let mut c: AuditorConfig = read_toml(path)?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    for p in [&mut c.job_file, &mut c.certs_dir, &mut c.trail]
+        .into_iter()
+        .chain(c.alerts.as_mut())
+    {
         if p.is_relative() {
             *p = base.join(&*p);
         }

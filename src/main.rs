@@ -9,6 +9,7 @@ mod audit;
 mod bench;
 mod centralized;
 mod certs;
+mod compliance_summary;
 mod config;
 mod nodes;
 mod propensity_report;
@@ -46,6 +47,12 @@ enum Command {
     /// Run the coordinator node of a job.
     Coordinator {
         /// Coordinator configuration file (see configs/coordinator.toml).
+        #[arg(long)]
+        config: std::path::PathBuf,
+    },
+    /// Run the auditor's node of a compliance job with private alerts.
+    Auditor {
+        /// Auditor configuration file (see configs/auditor.toml).
         #[arg(long)]
         config: std::path::PathBuf,
     },
@@ -105,6 +112,10 @@ fn main() -> Result<ExitCode> {
         }
         Command::Coordinator { config } => {
             nodes::run_coordinator_command(&config)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Auditor { config } => {
+            nodes::run_auditor_command(&config)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Participant { config } => {

@@ -1,14 +1,17 @@
 //! `fedbank coordinator` and `fedbank participant`: one node each, for a real multi-machine
 //! consortium; and the pieces `fedbank simulate` shares with them (profile dispatch, results).
 
-use crate::config::{load_coordinator, load_job, load_participant};
+use crate::config::{load_auditor, load_coordinator, load_job, load_participant};
 use anyhow::{Context, Result};
+use fedbank_auditor::AuditorStatus;
+use fedbank_common::alerts::AuditorKeys;
 use fedbank_common::audit::SigningIdentity;
 use fedbank_common::ids::NodeId;
 use fedbank_common::job::ValidJob;
 use fedbank_common::secagg::Profile;
 use fedbank_coordinator::{JobResult, Status};
 use fedbank_participant::{LocalData, LocalTable, NodeStatus};
+use fedbank_transport::auditor_shell::{self, AuditorOutcome, AuditorSettings};
 use fedbank_transport::nodes::{
     self, CoordinatorSettings, LocalOutputs, ParticipantOutcome, ParticipantSettings, TrailSettings,
 };
@@ -79,7 +82,19 @@ pub async fn participant(
 /// over transactions (checked against the job's reference date, if it gives one), otherwise the
 /// job's feature columns from its customer table (with the customer ids of the rows when the job
 /// names an id column).
-pub fn load_data(job: &ValidJob, path: &Path) -> Result<LocalData> {
+pub fn load_data(job: &ValidJob, path: &Path, consent: Option<&Path>) -> Result<LocalData> {
+    if let Some(compliance) = job.compliance() {
+        let consent = consent.context(
+            "a compliance job needs the consent table ('consent' in the participant configuration)",
+        )?;
+        let log = fedbank_participant::compliance::ContactLog::read(
+            path,
+            consent,
+            compliance,
+            job.spec().max_rows,
+        )?;
+        return Ok(LocalData::Contacts(log));
+    }
     if let Some(columns) = job.segment().and_then(|s| s.transactions.as_ref()) {
         let history = fedbank_participant::rfm::read_transactions(path, columns)?;
         if let Some(day) = job.segment().and_then(|s| s.reference_day()) {
@@ -108,8 +123,8 @@ pub fn load_data(job: &ValidJob, path: &Path) -> Result<LocalData> {
 pub fn rows_for_pooling(data: &LocalData, reference_day: Option<i64>) -> Result<LocalTable> {
     Ok(match data {
         LocalData::Table { table, .. } => table.clone(),
-        LocalData::Customers(_) => {
-            anyhow::bail!("a propensity job's rows are not pooled as a table")
+        LocalData::Customers(_) | LocalData::Contacts(_) => {
+            anyhow::bail!("a propensity or compliance job's rows are not pooled as a table")
         }
         LocalData::Transactions(history) => history.rfm_table(
             reference_day.context("a transaction log needs a reference day to give RFM rows")?,
@@ -152,6 +167,14 @@ pub fn write_result(out: &Path, job: &ValidJob, status: &Status) -> Result<PathB
             {
                 obj.extend(extra);
             }
+        }
+        JobResult::Compliance(c) => {
+            if let (Some(obj), serde_json::Value::Object(extra)) =
+                (result.as_object_mut(), serde_json::to_value(c)?)
+            {
+                obj.extend(extra);
+            }
+            result["auditor"] = spec.auditor.as_ref().map(|a| a.as_str()).into();
         }
         JobResult::Segment(segments) => {
             crate::report::write_segment_report(out, job, segments)?;
@@ -199,7 +222,7 @@ pub fn run_participant_command(config: &Path) -> Result<()> {
     let c = load_participant(config)?;
     let (job, _) = load_job(&c.job_file)?;
     let (creds, identity) = credentials(&c.certs_dir, &c.id)?;
-    let data = load_data(&job, &c.data)?;
+    let data = load_data(&job, &c.data, c.consent.as_deref())?;
     let beside_trail = |given: &Option<PathBuf>, name: &str| {
         given
             .clone()
@@ -209,6 +232,7 @@ pub fn run_participant_command(config: &Path) -> Result<()> {
         assignments: Some(beside_trail(&c.assignments, "segments.csv")),
         model: Some(beside_trail(&c.model, "model.json")),
         figures: Some(beside_trail(&c.local_figures, "local-figures.json")),
+        compliance_report: Some(beside_trail(&c.compliance_report, "compliance-report.json")),
     };
     let settings = ParticipantSettings {
         id: c.id.clone(),
@@ -240,6 +264,77 @@ pub fn run_participant_command(config: &Path) -> Result<()> {
             anyhow::bail!("{}: the coordinator aborted the job: {reason}", c.id)
         }
         NodeStatus::Running => anyhow::bail!("{}: disconnected before the job ended", c.id),
+    }
+    Ok(())
+}
+
+/// Runs an auditor with the profile's torus.
+pub async fn auditor(settings: AuditorSettings, progress: Progress) -> Result<AuditorOutcome> {
+    let outcome = match settings.job.spec().profile {
+        Profile::Strict => auditor_shell::run_auditor::<u128>(settings, progress).await,
+        Profile::Fast => auditor_shell::run_auditor::<u64>(settings, progress).await,
+    }?;
+    Ok(outcome)
+}
+
+/// Generates the auditor's alert keys off the async executor (about two seconds).
+pub async fn auditor_keys() -> Result<Arc<AuditorKeys>> {
+    let keys = tokio::task::spawn_blocking(AuditorKeys::generate)
+        .await
+        .context("generating the auditor's keys")??;
+    Ok(Arc::new(keys))
+}
+
+/// `fedbank auditor --config <file>`.
+pub fn run_auditor_command(config: &Path) -> Result<()> {
+    let c = load_auditor(config)?;
+    let (job, _) = load_job(&c.job_file)?;
+    if job.spec().auditor.as_ref() != Some(&c.id) {
+        anyhow::bail!(
+            "{}: this node is {}, but the job's auditor is {:?}",
+            config.display(),
+            c.id,
+            job.spec().auditor
+        );
+    }
+    let (creds, identity) = credentials(&c.certs_dir, &c.id)?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    let alerts = c
+        .alerts
+        .clone()
+        .unwrap_or_else(|| c.trail.with_file_name(format!("{}-alerts.json", c.id)));
+    let outcome = runtime.block_on(async {
+        let keys = auditor_keys().await?;
+        println!("{}: alert keys generated", c.id);
+        let settings = AuditorSettings {
+            id: c.id.clone(),
+            job,
+            keys,
+            creds,
+            coordinator: (c.coordinator_address, c.coordinator_id.clone()),
+            trail: TrailSettings {
+                path: c.trail.clone(),
+                identity,
+            },
+            connect_attempts: c.connect_attempts,
+        };
+        auditor(settings, stdout_progress()).await
+    })?;
+    if let Some(counts) = &outcome.counts {
+        let value: serde_json::Map<String, serde_json::Value> = counts
+            .iter()
+            .map(|(r, n)| (r.clone(), serde_json::json!({"institutions_over_limit": n})))
+            .collect();
+        std::fs::write(&alerts, serde_json::to_string_pretty(&value)?)
+            .with_context(|| format!("writing {}", alerts.display()))?;
+        println!("{}: alert counts in {}", c.id, alerts.display());
+    }
+    match outcome.status {
+        AuditorStatus::Finished => println!("{}: job finished", c.id),
+        AuditorStatus::Aborted(reason) => {
+            anyhow::bail!("{}: the coordinator aborted the job: {reason}", c.id)
+        }
+        AuditorStatus::Running => anyhow::bail!("{}: disconnected before the job ended", c.id),
     }
     Ok(())
 }

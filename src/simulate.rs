@@ -12,6 +12,7 @@ use fedbank_common::ids::NodeId;
 use fedbank_coordinator::{JobResult, Status};
 use fedbank_participant::synthetic::{self, InstitutionKind};
 use fedbank_participant::NodeStatus;
+use fedbank_transport::auditor_shell::AuditorSettings;
 use fedbank_transport::nodes::{LocalOutputs, ParticipantSettings, TrailSettings};
 use fedbank_transport::pki::ConsortiumCa;
 use std::fmt::Write as _;
@@ -78,7 +79,10 @@ pub fn run(args: &SimulateArgs) -> Result<()> {
     // Certificates.
     let certs = out.join("certs");
     let ca = ConsortiumCa::create(&certs).context("creating the consortium CA")?;
-    for node in std::iter::once(&sim.coordinator).chain(&spec.participants) {
+    for node in std::iter::once(&sim.coordinator)
+        .chain(&spec.participants)
+        .chain(spec.auditor.as_ref())
+    {
         ca.issue(node, 30)
             .with_context(|| format!("certificate of {node}"))?;
     }
@@ -86,13 +90,16 @@ pub fn run(args: &SimulateArgs) -> Result<()> {
 
     // Data: a shared transaction log split across the institutions, or synthetic customers.
     let data = match sim.transactions.as_ref().or(sim.customers_table.as_ref()) {
-        Some(log) => split_transactions(log, &out, &spec.participants, &sim.split, &say)?,
+        Some(log) => split_transactions(log, &out, &spec.participants, &sim.split, &say)?
+            .into_iter()
+            .map(|p| (p, None))
+            .collect(),
         None => synthetic_data(
             &out,
             &spec.participants,
             &sim,
             &args.job,
-            job.segment().is_some_and(|s| s.transactions.is_some()),
+            SyntheticInput::of(&job),
             &say,
         )?,
     };
@@ -106,7 +113,7 @@ pub fn run(args: &SimulateArgs) -> Result<()> {
         .build()?;
     let progress: Progress = Arc::new(move |line: String| say(line));
     let job_started = Instant::now();
-    let (status, node_results, pooled) = runtime.block_on(async {
+    let (status, node_results, pooled, auditor) = runtime.block_on(async {
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
         let (creds, identity) = credentials(&certs, &sim.coordinator)?;
         let settings = nodes::coordinator_settings(
@@ -127,11 +134,36 @@ pub fn run(args: &SimulateArgs) -> Result<()> {
             "coordinator {} listening on {addr}",
             sim.coordinator
         ));
+        let auditor = match &spec.auditor {
+            Some(id) => {
+                let (creds, identity) = credentials(&certs, id)?;
+                let clock = Instant::now();
+                let keys = nodes::auditor_keys().await?;
+                progress(format!(
+                    "auditor {id}: alert keys generated in {:.2} s",
+                    clock.elapsed().as_secs_f64()
+                ));
+                let settings = AuditorSettings {
+                    id: id.clone(),
+                    job: job.clone(),
+                    keys,
+                    creds,
+                    coordinator: (addr, sim.coordinator.clone()),
+                    trail: TrailSettings {
+                        path: trails.join(format!("{id}.trail")),
+                        identity,
+                    },
+                    connect_attempts: 50,
+                };
+                Some(tokio::spawn(nodes::auditor(settings, progress.clone())))
+            }
+            None => None,
+        };
         let mut participants = Vec::new();
         let mut pooled = Vec::new();
-        for (node, path) in spec.participants.iter().zip(&data) {
+        for (node, (path, consent)) in spec.participants.iter().zip(&data) {
             let (creds, identity) = credentials(&certs, node)?;
-            let data = load_data(&job, path)?;
+            let data = load_data(&job, path, consent.as_deref())?;
             pooled.push(data.clone());
             let settings = ParticipantSettings {
                 id: node.clone(),
@@ -148,6 +180,7 @@ pub fn run(args: &SimulateArgs) -> Result<()> {
                     assignments: Some(path.with_file_name("segments.csv")),
                     model: Some(path.with_file_name("model.json")),
                     figures: Some(path.with_file_name("local-figures.json")),
+                    compliance_report: Some(path.with_file_name("compliance-report.json")),
                 },
             };
             participants.push((
@@ -160,7 +193,11 @@ pub fn run(args: &SimulateArgs) -> Result<()> {
         for (node, handle) in participants {
             results.push((node, handle.await.context("participant task")?));
         }
-        anyhow::Ok((status, results, pooled))
+        let auditor = match auditor {
+            Some(handle) => Some(handle.await.context("auditor task")?),
+            None => None,
+        };
+        anyhow::Ok((status, results, pooled, auditor))
     })?;
     let federated_seconds = job_started.elapsed().as_secs_f64();
 
@@ -189,6 +226,27 @@ pub fn run(args: &SimulateArgs) -> Result<()> {
             Err(e) => format!("error: {e:#}"),
         };
         let _ = writeln!(summary, "  {node}: {state}");
+    }
+    match &auditor {
+        Some(Ok(outcome)) => {
+            let _ = writeln!(
+                summary,
+                "  auditor: {:?}; sent {} bytes framed (its evaluation key); decrypted {}",
+                outcome.status,
+                outcome.bytes_sent,
+                outcome
+                    .counts
+                    .as_ref()
+                    .map_or("nothing".to_owned(), |c| format!(
+                        "{} per-rule counts",
+                        c.len()
+                    ))
+            );
+        }
+        Some(Err(e)) => {
+            let _ = writeln!(summary, "  auditor: error: {e:#}");
+        }
+        None => {}
     }
     let coordinator_trail = trails.join(format!("{}.trail", sim.coordinator));
     let verification = verify_trails(&coordinator_trail, &trails);
@@ -371,6 +429,9 @@ pub fn run(args: &SimulateArgs) -> Result<()> {
             std::fs::write(&path, serde_json::to_string_pretty(&value)?)?;
         }
     }
+    if let Status::Finished(JobResult::Compliance(c)) = &status {
+        crate::compliance_summary::write(&mut summary, c, federated_seconds);
+    }
     let _ = writeln!(summary, "output: {}", out.display());
     std::fs::write(out.join("summary.txt"), &summary)?;
     println!("\n{summary}");
@@ -420,14 +481,36 @@ fn verify_trails(coordinator: &Path, dir: &Path) -> String {
     }
 }
 
+/// Which generated file a job reads.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum SyntheticInput {
+    Customers,
+    Transactions,
+    ContactsAndConsent,
+}
+
+impl SyntheticInput {
+    fn of(job: &fedbank_common::job::ValidJob) -> Self {
+        if job.compliance().is_some() {
+            Self::ContactsAndConsent
+        } else if job.segment().is_some_and(|s| s.transactions.is_some()) {
+            Self::Transactions
+        } else {
+            Self::Customers
+        }
+    }
+}
+
+/// Generates each participant's synthetic files; the data file each reads, with its consent
+/// table for a compliance job.
 fn synthetic_data(
     out: &Path,
     participants: &[NodeId],
     sim: &crate::config::SimulationSpec,
     job_file: &Path,
-    job_reads_transactions: bool,
+    input: SyntheticInput,
     say: &dyn Fn(String),
-) -> Result<Vec<PathBuf>> {
+) -> Result<Vec<(PathBuf, Option<PathBuf>)>> {
     let mut data = Vec::new();
     for (i, node) in participants.iter().enumerate() {
         let customers = *sim.customers.get(node.as_str()).with_context(|| {
@@ -449,13 +532,10 @@ fn synthetic_data(
             "{node}: {customers} synthetic customers ({kind:?}) in {}",
             files.customers.display()
         ));
-        // A segment job over transaction logs reads the generated log; every other job the
-        // customer table.
-        let transactions = job_reads_transactions;
-        data.push(if transactions {
-            files.transactions
-        } else {
-            files.customers
+        data.push(match input {
+            SyntheticInput::Transactions => (files.transactions, None),
+            SyntheticInput::Customers => (files.customers, None),
+            SyntheticInput::ContactsAndConsent => (files.contacts, Some(files.consent)),
         });
     }
     Ok(data)

@@ -80,6 +80,8 @@ impl Consortium {
             decryption_timeout_ms: 20_000,
             max_round_retries: 0,
             propensity: None,
+            compliance: None,
+            auditor: None,
             segment: None,
         }
         .validate()

@@ -47,6 +47,8 @@ fn job(n: usize, committee: usize, min: usize) -> ValidJob {
         decryption_timeout_ms: 1000,
         max_round_retries: 1,
         propensity: None,
+        compliance: None,
+        auditor: None,
         segment: None,
     }
     .validate()

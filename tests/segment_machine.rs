@@ -57,6 +57,8 @@ fn spec(n: usize, k_anonymity: u64) -> JobSpec {
         decryption_timeout_ms: 1000,
         max_round_retries: 0,
         propensity: None,
+        compliance: None,
+        auditor: None,
         segment: Some(SegmentSpec {
             transactions: None,
             reference_date: None,

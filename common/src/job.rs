@@ -2,6 +2,7 @@
 //! file is given to the coordinator and to every participant; a participant contributes only to
 //! the job whose digest matches its own copy.
 
+use crate::compliance::ComplianceSpec;
 use crate::digest::Digest;
 use crate::encoding::{EncodingError, EncodingPlan, QuantitySpec};
 use crate::ids::{JobId, NodeId};
@@ -46,6 +47,9 @@ pub enum JobKind {
     Segment,
     /// Propensity model: federated logistic regression (Newton) and federated evaluation.
     Propensity,
+    /// Compliance audit run: declared rules over marketing-contact logs and consent tables,
+    /// per-rule violation counts aggregated securely, optional private alerts.
+    Compliance,
 }
 
 impl JobKind {
@@ -55,6 +59,7 @@ impl JobKind {
             JobKind::Stats => "stats",
             JobKind::Segment => "segment",
             JobKind::Propensity => "propensity",
+            JobKind::Compliance => "compliance",
         }
     }
 }
@@ -476,7 +481,8 @@ pub struct JobSpec {
     pub min_participants: usize,
     /// Largest number of rows any participant may hold.
     pub max_rows: u64,
-    /// Numeric features.
+    /// Numeric features (none for a compliance job).
+    #[serde(default)]
     pub features: Vec<FeatureSpec>,
     /// Customer id column of the participants' customer tables: it names rows in files a
     /// participant writes locally (segment assignments) and is never sent.
@@ -503,6 +509,13 @@ pub struct JobSpec {
     /// What to predict (propensity jobs only).
     #[serde(default)]
     pub propensity: Option<PropensitySpec>,
+    /// Which rules to check (compliance jobs only).
+    #[serde(default)]
+    pub compliance: Option<ComplianceSpec>,
+    /// The auditor node: holds the key of private alerts, takes no data and is not a
+    /// participant (compliance jobs with alert limits only).
+    #[serde(default)]
+    pub auditor: Option<NodeId>,
 }
 
 fn default_bins() -> usize {
@@ -590,6 +603,14 @@ pub enum JobError {
         /// What is wrong.
         problem: String,
     },
+    /// The `[job.compliance]` table (or the auditor) does not make a compliance job.
+    #[error("job {job}: [job.compliance]: {problem}")]
+    Compliance {
+        /// Job.
+        job: JobId,
+        /// What is wrong.
+        problem: String,
+    },
     /// The crypto parameters cannot be built.
     #[error("job {job}: crypto parameters")]
     Parameters {
@@ -622,6 +643,8 @@ pub struct ValidJob {
 
 /// Round label of the moments round of the stats job.
 pub const MOMENTS: &str = "moments";
+/// Round label of the compliance round.
+pub const COMPLIANCE: &str = "compliance";
 /// Round label of the histogram round of the stats job.
 pub const HISTOGRAM: &str = "histogram";
 /// Round label of a Lloyd iteration of the segment job.
@@ -682,7 +705,7 @@ impl JobSpec {
                 participants: self.participants.len(),
             });
         }
-        if self.features.is_empty() {
+        if self.features.is_empty() && self.kind != JobKind::Compliance {
             return Err(JobError::Empty {
                 job,
                 field: "features",
@@ -750,6 +773,7 @@ impl JobSpec {
             }
             (None, _) => {}
         }
+        self.check_compliance()?;
         let params =
             SchemeParameters::new(self.profile, self.committee.len(), self.participants.len())
                 .map_err(|source| JobError::Parameters {
@@ -765,10 +789,14 @@ impl JobSpec {
             params,
             digest,
         };
-        for (round, specs) in [
-            (MOMENTS, valid.moments_quantities()),
-            (HISTOGRAM, valid.histogram_quantities()),
-        ] {
+        let rounds = match &valid.spec.compliance {
+            Some(c) => vec![(COMPLIANCE, c.quantities(valid.spec.max_rows))],
+            None => vec![
+                (MOMENTS, valid.moments_quantities()),
+                (HISTOGRAM, valid.histogram_quantities()),
+            ],
+        };
+        for (round, specs) in rounds {
             EncodingPlan::new(&specs, &valid.params).map_err(|source| JobError::Encoding {
                 job: job.clone(),
                 round,
@@ -776,6 +804,51 @@ impl JobSpec {
             })?;
         }
         Ok(valid)
+    }
+}
+
+impl JobSpec {
+    fn check_compliance(&self) -> Result<(), JobError> {
+        let job = self.job.clone();
+        let bad = |problem: &str| JobError::Compliance {
+            job: self.job.clone(),
+            problem: problem.to_owned(),
+        };
+        match (&self.compliance, self.kind) {
+            (Some(c), JobKind::Compliance) => {
+                c.check(&job)?;
+                if !self.features.is_empty() {
+                    return Err(bad("a compliance job declares rules, not features"));
+                }
+                match (&self.auditor, c.alert_rules().is_empty()) {
+                    (None, false) => {
+                        return Err(bad(
+                            "rules with max_violation_rate raise private alerts and need an 'auditor' node",
+                        ))
+                    }
+                    (Some(a), _) if self.participants.contains(a) => {
+                        return Err(JobError::Compliance {
+                            job,
+                            problem: format!(
+                                "the auditor {a} must not be a participant: it holds the alert key and no data"
+                            ),
+                        })
+                    }
+                    _ => {}
+                }
+                Ok(())
+            }
+            (None, JobKind::Compliance) => {
+                Err(bad("a compliance job needs a [job.compliance] table"))
+            }
+            (Some(_), _) => Err(bad(
+                "only a job of kind \"compliance\" takes a [job.compliance] table",
+            )),
+            (None, _) if self.auditor.is_some() => Err(bad(
+                "only a compliance job with alert limits takes an 'auditor'",
+            )),
+            (None, _) => Ok(()),
+        }
     }
 }
 
@@ -931,6 +1004,11 @@ impl ValidJob {
                 LATEST_MONTH,
                 crate::calendar::MONTHS,
             )],
+            self.spec
+                .compliance
+                .as_ref()
+                .map(|c| c.quantities(self.spec.max_rows))
+                .unwrap_or_default(),
         ]
         .into_iter()
         .filter_map(|q| EncodingPlan::new(&q, &self.params).ok());
@@ -969,7 +1047,12 @@ impl ValidJob {
             .unwrap_or(0)
             .max(1);
         let masks = crate::secagg::chunk_count(slots, ring.polynomial_size) * ring.polynomial_size;
-        (masks + slots) * width + 2 * ring.polynomial_size * width + (64 << 10)
+        let secagg = (masks + slots) * width + 2 * ring.polynomial_size * width + (64 << 10);
+        // The auditor's evaluation key is by far the largest message of a job with alerts.
+        match self.alert_rules() {
+            0 => secagg,
+            _ => secagg.max(crate::alerts::MAX_AUDITOR_KEYS_BYTES),
+        }
     }
 
     /// Quantities of a Lloyd iteration with `k` centroids: count per segment, sum and sum of
@@ -1094,6 +1177,16 @@ impl ValidJob {
         self.propensity().is_some_and(|p| p.privacy.is_some())
     }
 
+    /// The compliance table of a compliance job.
+    pub fn compliance(&self) -> Option<&ComplianceSpec> {
+        self.spec.compliance.as_ref()
+    }
+
+    /// How many rules raise private alerts (0 for jobs other than compliance).
+    pub fn alert_rules(&self) -> usize {
+        self.compliance().map_or(0, |c| c.alert_rules().len())
+    }
+
     /// The segment table of a segment job.
     pub fn segment(&self) -> Option<&SegmentSpec> {
         self.spec.segment.as_ref()
@@ -1130,6 +1223,12 @@ impl ValidJob {
                 LATEST_DAY,
                 crate::calendar::MONTH_DAYS,
             )],
+            RoundKind::Compliance => self
+                .spec
+                .compliance
+                .as_ref()
+                .map(|c| c.quantities(self.spec.max_rows))
+                .unwrap_or_default(),
             RoundKind::Lifecycle => vec![QuantitySpec::new(
                 "lifecycle.count",
                 LIFECYCLE_STAGES.len(),
@@ -1236,6 +1335,8 @@ pub enum RoundKind {
         /// Edges per feature, in feature order.
         edges: Vec<Vec<f64>>,
     },
+    /// Per compliance rule: violating contacts, customers affected and contacts examined.
+    Compliance,
 }
 
 impl RoundKind {
@@ -1253,6 +1354,7 @@ impl RoundKind {
             RoundKind::Evaluate { .. } => "evaluate",
             RoundKind::LatestDay { .. } => LATEST_DAY,
             RoundKind::Scores { .. } => SCORES,
+            RoundKind::Compliance => COMPLIANCE,
         }
     }
 }

@@ -16,6 +16,8 @@
 //! - [`logistic`] and [`model`]: logistic-regression arithmetic and the exported model format.
 //! - [`privacy`]: differential privacy of propensity jobs: noise per released aggregate, zCDP
 //!   accounting converted to (ε, δ), the budget.
+//! - [`compliance`]: the compliance job's rules and column mappings; [`alerts`]: private
+//!   alerts on tfhe's high-level API (compact public-key encryption, programmable bootstrapping).
 //! - [`policy`]: the committee member's decision to decrypt, as a pure function.
 //! - [`committee`]: decryption requests and partial decryptions.
 //! - [`wire`]: versioned, size-limited bincode 2 encoding; [`storage`]: atomic, permission-aware
@@ -24,9 +26,11 @@
 //! It does not open sockets, read clocks, spawn tasks or log secrets: the coordinator and
 //! participant crates drive it, and the network code only moves its bytes.
 
+pub mod alerts;
 pub mod audit;
 pub mod calendar;
 pub mod committee;
+pub mod compliance;
 pub mod digest;
 pub mod encoding;
 pub mod ids;

@@ -77,6 +77,16 @@ pub enum WireKind {
     Segments = 15,
     /// [`crate::protocol::ModelReleased`].
     Model = 16,
+    /// [`crate::protocol::AlertKeys`].
+    AlertKeys = 17,
+    /// [`crate::protocol::AlertRequest`].
+    AlertRequest = 18,
+    /// [`crate::protocol::AlertContribution`].
+    AlertContribution = 19,
+    /// [`crate::protocol::AlertTally`].
+    AlertTally = 20,
+    /// [`crate::protocol::AlertCounts`].
+    AlertCounts = 21,
 }
 
 impl WireKind {
@@ -100,6 +110,11 @@ impl WireKind {
             Notice,
             Segments,
             Model,
+            AlertKeys,
+            AlertRequest,
+            AlertContribution,
+            AlertTally,
+            AlertCounts,
         ]
         .into_iter()
         .find(|k| *k as u8 == b)
@@ -118,6 +133,16 @@ pub enum ValidationError {
     /// An identifier was invalid.
     #[error(transparent)]
     Id(#[from] IdError),
+    /// A field longer than its limit.
+    #[error("{got} {what}, at most {limit} are accepted")]
+    TooLong {
+        /// What was counted.
+        what: &'static str,
+        /// Found.
+        got: usize,
+        /// Limit.
+        limit: usize,
+    },
     /// Too many values.
     #[error("{got} values, at most {MAX_VALUES} are accepted")]
     TooManyValues {

@@ -1,5 +1,6 @@
 //! What the coordinator computes between rounds, per job kind.
 
+use crate::compliance::{ComplianceJob, ComplianceResult};
 use crate::propensity::{PropensityJob, PropensityResult};
 use crate::segment::{SegmentJob, SegmentResult};
 use crate::stats::{FeatureStats, StatsJob};
@@ -17,6 +18,8 @@ pub enum JobResult {
     Segment(Box<SegmentResult>),
     /// A propensity model and its evaluation.
     Propensity(Box<PropensityResult>),
+    /// Per-rule compliance totals and alert counts.
+    Compliance(Box<ComplianceResult>),
 }
 
 /// The job-kind-specific logic.
@@ -28,12 +31,17 @@ pub enum JobLogic {
     Segment(Box<SegmentJob>),
     /// The propensity job.
     Propensity(Box<PropensityJob>),
+    /// The compliance job.
+    Compliance(Box<ComplianceJob>),
 }
 
 impl JobLogic {
     /// The logic for `job`.
     pub fn new(job: &ValidJob) -> Self {
         let spec = job.spec();
+        if let Some(c) = job.compliance() {
+            return JobLogic::Compliance(Box::new(ComplianceJob::new(c.clone())));
+        }
         if let (JobKind::Propensity, Some(p)) = (spec.kind, job.propensity()) {
             return JobLogic::Propensity(Box::new(PropensityJob::new(
                 spec.job.as_str(),
@@ -58,16 +66,22 @@ impl JobLogic {
             JobLogic::Stats(j) => j.first_round(),
             JobLogic::Segment(j) => j.first_round(),
             JobLogic::Propensity(j) => j.first_round(),
+            JobLogic::Compliance(j) => j.first_round(),
         }
     }
 
-    /// Takes a round's aggregate; the next round, `None` when done, or why it cannot go on.
+    /// Takes a round's aggregate (summed over `contributors`); the next round, `None` when
+    /// done, or why it cannot go on.
     pub fn apply(
         &mut self,
         kind: &RoundKind,
         decoded: &[DecodedQuantity],
+        contributors: usize,
     ) -> Result<Option<RoundKind>, String> {
         match self {
+            JobLogic::Compliance(j) => j
+                .apply(kind, decoded, contributors)
+                .map_err(|e| e.to_string()),
             JobLogic::Stats(j) => j.apply(kind, decoded).map_err(|e| e.to_string()),
             JobLogic::Segment(j) => j.apply(kind, decoded).map_err(|e| e.to_string()),
             JobLogic::Propensity(j) => j.apply(kind, decoded).map_err(|e| {
@@ -80,7 +94,7 @@ impl JobLogic {
     /// The reference day participants count recency to, once the job has one.
     pub fn reference_day(&self) -> Option<i64> {
         match self {
-            JobLogic::Stats(_) | JobLogic::Propensity(_) => None,
+            JobLogic::Stats(_) | JobLogic::Propensity(_) | JobLogic::Compliance(_) => None,
             JobLogic::Segment(j) => j.reference_day(),
         }
     }
@@ -102,6 +116,10 @@ impl JobLogic {
                 .result()
                 .cloned()
                 .map(|r| JobResult::Propensity(Box::new(r))),
+            JobLogic::Compliance(j) => j
+                .result()
+                .cloned()
+                .map(|r| JobResult::Compliance(Box::new(r))),
         }
     }
 }

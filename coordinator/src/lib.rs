@@ -7,7 +7,8 @@
 //!   that feeds it inputs and the time, and carries out its outputs.
 //! - [`RoundAggregate`]: one slot's homomorphic sum, its manifest and the combination of the
 //!   committee's partial decryptions.
-//! - [`stats`], [`segment`] and [`propensity`]: the jobs' rounds and results.
+//! - [`stats`], [`segment`], [`propensity`] and [`compliance`]: the jobs' rounds and results
+//!   (compliance adds the private alert step, computed under the auditor's server key).
 //!
 //! The coordinator never holds a key share: it sees ciphertexts, the contributor list and the
 //! decrypted aggregate, never an individual update. It does not open sockets or read clocks.
@@ -19,6 +20,7 @@
 //! ```
 
 mod aggregation;
+pub mod compliance;
 mod job_logic;
 mod machine;
 pub mod propensity;

@@ -339,6 +339,7 @@ impl SegmentJob {
             RoundKind::Classes
             | RoundKind::Newton { .. }
             | RoundKind::FedAvg { .. }
+            | RoundKind::Compliance
             | RoundKind::Evaluate { .. } => Err(SegmentError::NotSegment(kind.label())),
             RoundKind::Scores { .. } => {
                 let sums: Vec<&[f64]> = self

@@ -120,6 +120,7 @@ impl StatsJob {
             | RoundKind::Classes
             | RoundKind::Newton { .. }
             | RoundKind::FedAvg { .. }
+            | RoundKind::Compliance
             | RoundKind::Evaluate { .. } => Err(StatsError::UnexpectedRound(kind.label())),
             RoundKind::Histogram { edges } => {
                 let mut out = Vec::with_capacity(self.features.len());

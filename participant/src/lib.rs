@@ -15,12 +15,15 @@
 //!
 //! - [`customers`] and [`propensity`]: a labeled customer table and the local side of a
 //!   propensity job (class counts, Newton sums, hold-out score histograms, its own figures).
+//! - [`compliance`]: a marketing-contact log and consent table, and the declared rules
+//!   evaluated over them (counts and rates; the local report stays at the institution).
 //! - [`privacy_noise`]: its share of the Gaussian noise of a job with differential privacy, and
 //!   its own accountant, which refuses rounds beyond the budget.
 //!
 //! It does not talk to the network; the shell in the `fedbank` binary carries its messages.
 
 mod committee_member;
+pub mod compliance;
 mod contribution;
 pub mod customers;
 pub mod local_stats;

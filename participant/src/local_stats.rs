@@ -170,7 +170,8 @@ pub fn compute(
         | RoundKind::Classes
         | RoundKind::Newton { .. }
         | RoundKind::FedAvg { .. }
-        | RoundKind::Evaluate { .. } => return Err(LocalStatsError::NotATableRound(round.label())),
+        | RoundKind::Evaluate { .. }
+        | RoundKind::Compliance => return Err(LocalStatsError::NotATableRound(round.label())),
         RoundKind::Lifecycle => {
             let stages = table
                 .columns

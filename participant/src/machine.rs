@@ -14,10 +14,13 @@
 //!   SegmentsReleased   ──▶ assign its own customers locally              audit segments.assigned
 //!   ModelReleased      ──▶ score its own hold-out with the federated model
 //!                          and with a model of its own data alone        audit model.received
+//!   AlertRequest       ──▶ (compliance) its rates under the auditor's key,
+//!                          AlertContribution                              audit alert.sent
 //!   Notice(Finished | Aborted) ──▶ stop
 //! ```
 
 use crate::committee_member::{CommitteeMember, MemberError};
+use crate::compliance::{ContactLog, RuleCounts};
 use crate::customers::CustomerRecords;
 use crate::local_stats::{self, LocalStatsError};
 use crate::local_stats::{nearest, standardize};
@@ -33,8 +36,8 @@ use fedbank_common::ids::NodeId;
 use fedbank_common::job::ValidJob;
 use fedbank_common::model::PropensityModel;
 use fedbank_common::protocol::{
-    Contribution, Hello, Inbound, ModelReleased, Notice, NoticeKind, RoundRequest,
-    SegmentsReleased, PROTOCOL_VERSION,
+    AlertContribution, AlertRequest, Contribution, Hello, Inbound, ModelReleased, Notice,
+    NoticeKind, RoundRequest, SegmentsReleased, PROTOCOL_VERSION,
 };
 use fedbank_common::secagg::{Encryptor, JointPublicKey, KeySetup, PublicKeyShare, RingScalar};
 use serde_json::{json, Map, Value};
@@ -53,6 +56,8 @@ pub enum NodeOutbound<S: RingScalar> {
     Partial(PartialDecryption<S>),
     /// [`Notice`].
     Notice(Notice),
+    /// [`AlertContribution`].
+    Alert(AlertContribution),
 }
 
 impl<S: RingScalar> NodeOutbound<S> {
@@ -65,6 +70,7 @@ impl<S: RingScalar> NodeOutbound<S> {
             NodeOutbound::Contribution(m) => encode(m),
             NodeOutbound::Partial(m) => encode(m),
             NodeOutbound::Notice(m) => encode(m),
+            NodeOutbound::Alert(m) => encode(m),
         }
     }
 }
@@ -94,6 +100,9 @@ pub enum NodeOutput<S: RingScalar> {
         /// Its figures, when it holds labeled customers.
         figures: Option<LocalFigures>,
     },
+    /// A compliance job's local report: per rule this participant's own counts and example
+    /// customers. To be kept locally; it never leaves the participant.
+    ComplianceReport(Value),
 }
 
 /// How the node's part of the job ended.
@@ -156,6 +165,8 @@ pub enum LocalData {
     Transactions(CustomerHistory),
     /// A labeled customer table (propensity jobs).
     Customers(CustomerRecords),
+    /// A marketing-contact log with its consent table (compliance jobs).
+    Contacts(ContactLog),
 }
 
 /// A participant's node for one job.
@@ -176,6 +187,10 @@ pub struct ParticipantMachine<S: RingScalar> {
     customers: Option<CustomerRecords>,
     /// Noise and accountant of a job with differential privacy.
     privacy: Option<ParticipantPrivacy>,
+    /// The contact log of a compliance job.
+    contacts: Option<ContactLog>,
+    /// Its rule counts, once evaluated (the alert step encrypts their rates).
+    rule_counts: Option<Vec<RuleCounts>>,
 }
 
 fn fields(v: Value) -> Map<String, Value> {
@@ -204,6 +219,8 @@ impl<S: RingScalar> ParticipantMachine<S> {
             history: None,
             reference_day: None,
             customers: None,
+            contacts: None,
+            rule_counts: None,
         }
     }
 
@@ -221,6 +238,11 @@ impl<S: RingScalar> ParticipantMachine<S> {
                 let mut machine = Self::new(id, job, table);
                 machine.row_ids = records.ids.clone();
                 machine.customers = Some(records);
+                Ok(machine)
+            }
+            LocalData::Contacts(log) => {
+                let mut machine = Self::new(id, job, LocalTable::default());
+                machine.contacts = Some(log);
                 Ok(machine)
             }
         }
@@ -313,6 +335,7 @@ impl<S: RingScalar> ParticipantMachine<S> {
             Inbound::Decrypt(request) => self.on_decrypt(request),
             Inbound::Segments(released) => self.on_segments(released),
             Inbound::Model(released) => self.on_model(released),
+            Inbound::AlertRequest(request) => self.on_alert_request(request),
             Inbound::Notice(n) => {
                 self.status = match n.kind {
                     NoticeKind::Finished => NodeStatus::Finished,
@@ -501,6 +524,35 @@ impl<S: RingScalar> ParticipantMachine<S> {
     /// reference-date rounds, otherwise statistics of its table (built from the history once the
     /// reference day is known).
     fn local_values(&mut self, request: &RoundRequest) -> Result<(Vec<Vec<f64>>, u64), String> {
+        if let (Some(log), Some(compliance)) = (&self.contacts, self.job.compliance()) {
+            if request.kind != fedbank_common::job::RoundKind::Compliance {
+                return Err(format!(
+                    "a compliance participant computes only the compliance round, not '{}'",
+                    request.kind.label()
+                ));
+            }
+            let counts = log.evaluate(compliance);
+            let values = crate::compliance::round_values(&counts);
+            let report = json!({
+                "job": self.job.spec().job.as_str(),
+                "contacts": log.contacts(),
+                "contacts_on_unlisted_channels": log.unknown_channels(),
+                "rules": compliance.rules.iter().zip(&counts).map(|(r, c)| json!({
+                    "rule": r.name, "description": r.describe(), "counts": c,
+                })).collect::<Vec<_>>(),
+                "note": "kept by this institution; never sent",
+            });
+            self.audit(
+                EventKind::RulesEvaluated,
+                fields(
+                    json!({"job": self.job.spec().job.as_str(), "round": request.round,
+                    "rules": compliance.rules.iter().map(|r| r.name.as_str()).collect::<Vec<_>>()}),
+                ),
+            );
+            self.outputs.push_back(NodeOutput::ComplianceReport(report));
+            self.rule_counts = Some(counts);
+            return Ok((values, 0));
+        }
         let spec = self.job.spec();
         if let (Some(records), Some(propensity)) = (&self.customers, self.job.propensity()) {
             if !matches!(request.kind, fedbank_common::job::RoundKind::Moments) {
@@ -693,6 +745,79 @@ impl<S: RingScalar> ParticipantMachine<S> {
             model: released.model,
             figures,
         });
+        Ok(())
+    }
+
+    fn on_alert_request(&mut self, request: AlertRequest) -> Result<(), NodeViolation> {
+        let job = self.job.spec().job.clone();
+        let expected: Vec<(String, u16)> = self
+            .job
+            .compliance()
+            .map(|c| {
+                c.alert_rules()
+                    .into_iter()
+                    .map(|(r, l)| (r.name.clone(), l))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let asked: Vec<(String, u16)> = request
+            .rules
+            .iter()
+            .map(|r| (r.rule.clone(), r.limit_basis_points))
+            .collect();
+        if request.job != job || expected.is_empty() || asked != expected {
+            return Err(NodeViolation::WrongJob {
+                message: "AlertRequest",
+                what: format!("job {} with rules and limits {asked:?}", request.job),
+            });
+        }
+        let outcome = self
+            .rule_counts
+            .as_ref()
+            .ok_or_else(|| "the rules have not been evaluated yet".to_owned())
+            .and_then(|counts| {
+                let rates: Vec<u16> = expected
+                    .iter()
+                    .map(|(name, _)| {
+                        counts
+                            .iter()
+                            .find(|c| &c.rule == name)
+                            .map_or(0, |c| c.rate_basis_points)
+                    })
+                    .collect();
+                let key = fedbank_common::alerts::RatePublicKey::from_bytes(&request.public_key)
+                    .map_err(|e| e.to_string())?;
+                key.encrypt_rates(&rates).map_err(|e| e.to_string())
+            });
+        match outcome {
+            Ok(rates) => {
+                self.audit(
+                    EventKind::AlertSent,
+                    fields(json!({"job": job.as_str(), "round": request.round,
+                        "public_key": fedbank_common::alerts::digest(&request.public_key).to_hex(),
+                        "digest": fedbank_common::alerts::digest(&rates).to_hex(),
+                        "rules": expected.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>()})),
+                );
+                self.outputs.push_back(NodeOutput::Progress(format!(
+                    "{}: its rates for {} alert rules sent under the auditor's key",
+                    self.id,
+                    expected.len()
+                )));
+                self.send(NodeOutbound::Alert(AlertContribution {
+                    job,
+                    round: request.round,
+                    rates,
+                }));
+            }
+            Err(reason) => {
+                self.send(NodeOutbound::Notice(Notice {
+                    job,
+                    round: Some(request.round),
+                    kind: NoticeKind::CannotContribute,
+                    text: reason,
+                }));
+            }
+        }
         Ok(())
     }
 

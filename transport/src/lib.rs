@@ -9,8 +9,10 @@
 //! - [`identity`]: the node id comes from the verified certificate, never from message content.
 //! - [`frame`]: one message per stream, header and length checked against per-kind limits before
 //!   the body is read.
-//! - [`nodes`]: the coordinator and participant shells around the protocol state machines.
+//! - [`nodes`]: the coordinator and participant shells around the protocol state machines;
+//!   [`auditor_shell`]: the auditor's.
 
+pub mod auditor_shell;
 pub mod frame;
 pub mod identity;
 pub mod nodes;

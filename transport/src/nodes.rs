@@ -75,7 +75,7 @@ pub struct TrailSettings {
     pub identity: SigningIdentity,
 }
 
-fn open_trail(
+pub(crate) fn open_trail(
     settings: TrailSettings,
     node: &NodeId,
     role: &str,
@@ -143,7 +143,15 @@ pub async fn run_coordinator<S: RingScalar>(
     let mut trail = open_trail(trail, &id, "coordinator")?;
     let (events, inbox) = mpsc::channel::<Input<S>>();
     let writers: Writers = Arc::new(Mutex::new(HashMap::new()));
-    let enrolled: Arc<Vec<NodeId>> = Arc::new(job.spec().participants.clone());
+    // Participants and, for a compliance job with alerts, the auditor.
+    let enrolled: Arc<Vec<NodeId>> = Arc::new(
+        job.spec()
+            .participants
+            .iter()
+            .chain(job.spec().auditor.as_ref())
+            .cloned()
+            .collect(),
+    );
     let cap = job.max_message_bytes();
 
     // Accept loop: admit by certificate, then one reader task per connection.
@@ -376,6 +384,8 @@ pub struct LocalOutputs {
     pub model: Option<PathBuf>,
     /// This participant's own figures on its hold-out customers (JSON).
     pub figures: Option<PathBuf>,
+    /// A compliance job's local report: its own counts per rule and example customers (JSON).
+    pub compliance_report: Option<PathBuf>,
 }
 
 /// How a participant's part of the job went.
@@ -418,14 +428,7 @@ pub async fn run_participant<S: RingScalar>(
     } = settings;
     let mut machine = ParticipantMachine::<S>::with_data(id.clone(), job.clone(), data)
         .map_err(|e| NodeError::LocalData(e.to_string()))?;
-    let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap_or(addr))
-        .or_else(|_| quinn::Endpoint::client("[::]:0".parse().unwrap_or(addr)))
-        .map_err(|source| NodeError::Bind { addr, source })?;
-    if addr.is_ipv6() {
-        endpoint = quinn::Endpoint::client("[::]:0".parse().unwrap_or(addr))
-            .map_err(|source| NodeError::Bind { addr, source })?;
-    }
-    endpoint.set_default_client_config(tls::client_config(&creds)?);
+    let endpoint = client_endpoint(addr, &creds)?;
     let mut trail = open_trail(trail, &id, "participant")?;
     let cap = job.max_message_bytes();
 
@@ -504,6 +507,19 @@ pub async fn run_participant<S: RingScalar>(
                             *f = figures;
                         }
                     }
+                    NodeOutput::ComplianceReport(report) => {
+                        match (&local.compliance_report, serde_json::to_vec_pretty(&report)) {
+                            (Some(path), Ok(bytes)) => {
+                                write_local(path, &bytes, "compliance report", &*machine_progress)
+                            }
+                            (None, _) => {
+                                tracing::info!("compliance report computed; no file configured")
+                            }
+                            (_, Err(e)) => {
+                                tracing::error!(error = %e, "could not encode the report")
+                            }
+                        }
+                    }
                 }
             }
             if *machine.status() != NodeStatus::Running {
@@ -516,17 +532,103 @@ pub async fn run_participant<S: RingScalar>(
         Ok(())
     });
 
-    let done = |status: &Arc<Mutex<NodeStatus>>| {
+    let done = || {
         status
             .lock()
             .map(|s| *s != NodeStatus::Running)
             .unwrap_or(true)
     };
+    let session = talk_to_coordinator(
+        &endpoint,
+        (addr, &coordinator),
+        connect_attempts,
+        &to_machine,
+        &mut out_rx,
+        &done,
+        cap,
+    )
+    .await;
+    drop(to_machine);
+    let (sent, refused) = match session {
+        Ok(sent) => (sent, None),
+        Err(SessionEnd::Refused(reason)) => (SentCounter::default(), Some(reason)),
+        Err(SessionEnd::Unreachable(attempts)) => {
+            let _ = tokio::task::spawn_blocking(move || machine.join()).await;
+            return Err(NodeError::Unreachable {
+                coordinator,
+                addr,
+                attempts,
+            });
+        }
+    };
+    if let Some(reason) = refused {
+        let _ = tokio::task::spawn_blocking(move || machine.join()).await;
+        return Err(NodeError::Refused {
+            coordinator,
+            reason,
+        });
+    }
+    tokio::task::spawn_blocking(move || machine.join())
+        .await
+        .map_err(|_| NodeError::MachineStopped)?
+        .map_err(|_| NodeError::MachineStopped)??;
+    let _ = tokio::time::timeout(Duration::from_secs(1), endpoint.wait_idle()).await;
+    let final_status = status
+        .lock()
+        .map(|s| s.clone())
+        .unwrap_or(NodeStatus::Running);
+    let figures = figures.lock().map(|mut f| f.take()).unwrap_or(None);
+    Ok(ParticipantOutcome {
+        status: final_status,
+        messages_sent: sent.messages,
+        bytes_sent: sent.bytes,
+        udp_bytes_sent: sent.udp_bytes,
+        figures,
+    })
+}
+
+/// A client endpoint for reaching the coordinator at `addr`: bound to the unspecified address of
+/// the same family (so that it can reach another machine, not only this one), with this node's
+/// certificate.
+pub(crate) fn client_endpoint(
+    addr: SocketAddr,
+    creds: &NodeCredentials,
+) -> Result<quinn::Endpoint, NodeError> {
+    let any: SocketAddr = if addr.is_ipv6() {
+        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+    } else {
+        (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+    };
+    let mut endpoint =
+        quinn::Endpoint::client(any).map_err(|source| NodeError::Bind { addr: any, source })?;
+    endpoint.set_default_client_config(tls::client_config(creds)?);
+    Ok(endpoint)
+}
+
+/// How a session with the coordinator ended early.
+pub(crate) enum SessionEnd {
+    /// The coordinator refused this node (or this node the coordinator) for good.
+    Refused(String),
+    /// The coordinator could not be reached after this many attempts.
+    Unreachable(u32),
+}
+
+/// Connects to the coordinator (with backoff, reconnecting after a dropped connection), tells
+/// the machine of each connection (`None`), forwards the coordinator's messages to it and sends
+/// what it produces, until `done` says the node's part is over.
+pub(crate) async fn talk_to_coordinator<S: RingScalar>(
+    endpoint: &quinn::Endpoint,
+    (addr, coordinator): (SocketAddr, &NodeId),
+    connect_attempts: u32,
+    to_machine: &mpsc::Sender<Option<Inbound<S>>>,
+    out_rx: &mut tokio_mpsc::UnboundedReceiver<Vec<u8>>,
+    done: &(dyn Fn() -> bool + Sync),
+    cap: usize,
+) -> Result<SentCounter, SessionEnd> {
     let mut failures = 0u32;
-    let mut refused: Option<String> = None;
     let mut sent = SentCounter::default();
-    while !done(&status) && refused.is_none() {
-        let conn = match connect(&endpoint, addr, &coordinator).await {
+    while !done() {
+        let conn = match connect(endpoint, addr, coordinator).await {
             Ok(conn) => {
                 failures = 0;
                 conn
@@ -536,24 +638,12 @@ pub async fn run_participant<S: RingScalar>(
                 if let ConnectError::Connection(c) = &e {
                     if let Some(reason) = permanent_refusal(c) {
                         tracing::error!(%reason, "the coordinator connection was refused");
-                        drop(to_machine);
-                        let _ = machine.join();
-                        return Err(NodeError::Refused {
-                            coordinator,
-                            reason,
-                        });
+                        return Err(SessionEnd::Refused(reason));
                     }
                 }
                 tracing::info!(error = %e, attempt = failures, "coordinator not reachable yet");
                 if failures >= connect_attempts {
-                    let _ = to_machine.send(None);
-                    drop(to_machine);
-                    let _ = machine.join();
-                    return Err(NodeError::Unreachable {
-                        coordinator,
-                        addr,
-                        attempts: failures,
-                    });
+                    return Err(SessionEnd::Unreachable(failures));
                 }
                 tokio::time::sleep(Duration::from_millis(100 * u64::from(failures.min(20)))).await;
                 continue;
@@ -562,6 +652,7 @@ pub async fn run_participant<S: RingScalar>(
         if to_machine.send(None).is_err() {
             break;
         }
+        let mut refused = None;
         loop {
             tokio::select! {
                 frame = frame::recv(&conn, |kind| Inbound::<S>::limit(kind).min(cap)) => match frame {
@@ -592,7 +683,7 @@ pub async fn run_participant<S: RingScalar>(
                     sent.count(&bytes);
                 }
             }
-            if done(&status) {
+            if done() {
                 break;
             }
         }
@@ -602,44 +693,23 @@ pub async fn run_participant<S: RingScalar>(
                 sent.count(&bytes);
             }
         }
-        if done(&status) {
+        if done() {
             conn.close(quinn::VarInt::from_u32(CLOSE_DONE), b"done");
         }
         sent.udp_bytes += conn.stats().udp_tx.bytes;
+        if let Some(reason) = refused {
+            return Err(SessionEnd::Refused(reason));
+        }
     }
-    drop(to_machine);
-    if let Some(reason) = refused {
-        let _ = tokio::task::spawn_blocking(move || machine.join()).await;
-        return Err(NodeError::Refused {
-            coordinator,
-            reason,
-        });
-    }
-    tokio::task::spawn_blocking(move || machine.join())
-        .await
-        .map_err(|_| NodeError::MachineStopped)?
-        .map_err(|_| NodeError::MachineStopped)??;
-    let _ = tokio::time::timeout(Duration::from_secs(1), endpoint.wait_idle()).await;
-    let final_status = status
-        .lock()
-        .map(|s| s.clone())
-        .unwrap_or(NodeStatus::Running);
-    let figures = figures.lock().map(|mut f| f.take()).unwrap_or(None);
-    Ok(ParticipantOutcome {
-        status: final_status,
-        messages_sent: sent.messages,
-        bytes_sent: sent.bytes,
-        udp_bytes_sent: sent.udp_bytes,
-        figures,
-    })
+    Ok(sent)
 }
 
 /// What a participant's shell put on its connections.
 #[derive(Default)]
-struct SentCounter {
-    messages: u64,
-    bytes: u64,
-    udp_bytes: u64,
+pub(crate) struct SentCounter {
+    pub(crate) messages: u64,
+    pub(crate) bytes: u64,
+    pub(crate) udp_bytes: u64,
 }
 
 impl SentCounter {

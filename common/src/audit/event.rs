@@ -45,6 +45,20 @@ pub enum EventKind {
     ModelReceived,
     /// Differential privacy: the noise a round's aggregate carries and the budget spent so far.
     PrivacySpent,
+    /// Compliance: a participant evaluated the rules over its own contact log (counts only).
+    RulesEvaluated,
+    /// The auditor published its alert keys / the coordinator accepted them.
+    AlertKeys,
+    /// A participant sent its encrypted rates.
+    AlertSent,
+    /// The coordinator received a participant's encrypted rates and compared them.
+    AlertReceived,
+    /// The coordinator asked the auditor to decrypt the per-rule counts.
+    AlertTallyRequested,
+    /// The auditor decrypted the per-rule counts (auditor), or the coordinator received them.
+    AlertDecrypted,
+    /// The auditor refused to decrypt a tally.
+    AlertRefused,
     /// Results were written.
     JobCompleted,
     /// The job failed.
@@ -74,6 +88,13 @@ impl EventKind {
             SegmentsAssigned => "segments.assigned",
             ModelReceived => "model.received",
             PrivacySpent => "privacy.spent",
+            RulesEvaluated => "rules.evaluated",
+            AlertKeys => "alert.keys",
+            AlertSent => "alert.sent",
+            AlertReceived => "alert.received",
+            AlertTallyRequested => "alert.tally_requested",
+            AlertDecrypted => "alert.decrypted",
+            AlertRefused => "alert.refused",
             JobCompleted => "job.completed",
             JobFailed => "job.failed",
         }

@@ -1,5 +1,6 @@
 //! Protocol message types and the dispatch of a received frame.
 
+use super::alerts::{AlertContribution, AlertCounts, AlertKeys, AlertRequest, AlertTally};
 use crate::committee::{DecryptionRequest, PartialDecryption};
 use crate::digest::Digest;
 use crate::ids::JobId;
@@ -10,8 +11,9 @@ use serde::{Deserialize, Serialize};
 
 /// Version of this protocol, negotiated by ALPN and checked in [`Hello`]. Version 2 added
 /// `ModelReleased` and the FedAvg round (which moved the wire index of later round kinds), so a
-/// version-1 node is refused at Hello rather than misreading a round.
-pub const PROTOCOL_VERSION: u16 = 2;
+/// version-1 node is refused at Hello rather than misreading a round. Version 3 added the
+/// compliance round and the alert messages.
+pub const PROTOCOL_VERSION: u16 = 3;
 
 /// First message of a node: which job it has agreed to, by digest.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -166,6 +168,16 @@ pub enum Inbound<S: RingScalar> {
     Segments(SegmentsReleased),
     /// [`ModelReleased`].
     Model(ModelReleased),
+    /// [`AlertKeys`].
+    AlertKeys(AlertKeys),
+    /// [`AlertRequest`].
+    AlertRequest(AlertRequest),
+    /// [`AlertContribution`].
+    AlertContribution(AlertContribution),
+    /// [`AlertTally`].
+    AlertTally(AlertTally),
+    /// [`AlertCounts`].
+    AlertCounts(AlertCounts),
 }
 
 impl<S: RingScalar> Inbound<S> {
@@ -177,6 +189,11 @@ impl<S: RingScalar> Inbound<S> {
             Some(WireKind::PartialDecryption) => <PartialDecryption<S> as WireMessage>::max_bytes(),
             Some(WireKind::JointPublicKey) => <JointPublicKey<S> as WireMessage>::max_bytes(),
             Some(WireKind::PublicKeyShare) => <PublicKeyShare<S> as WireMessage>::max_bytes(),
+            Some(WireKind::AlertKeys) => <AlertKeys as WireMessage>::max_bytes(),
+            Some(WireKind::AlertRequest) => <AlertRequest as WireMessage>::max_bytes(),
+            Some(WireKind::AlertContribution) => <AlertContribution as WireMessage>::max_bytes(),
+            Some(WireKind::AlertTally) => <AlertTally as WireMessage>::max_bytes(),
+            Some(WireKind::AlertCounts) => <AlertCounts as WireMessage>::max_bytes(),
             Some(
                 WireKind::Hello
                 | WireKind::Welcome
@@ -206,6 +223,11 @@ impl<S: RingScalar> Inbound<S> {
             Some(WireKind::Notice) => Inbound::Notice(wire::decode(bytes)?),
             Some(WireKind::Segments) => Inbound::Segments(wire::decode(bytes)?),
             Some(WireKind::Model) => Inbound::Model(wire::decode(bytes)?),
+            Some(WireKind::AlertKeys) => Inbound::AlertKeys(wire::decode(bytes)?),
+            Some(WireKind::AlertRequest) => Inbound::AlertRequest(wire::decode(bytes)?),
+            Some(WireKind::AlertContribution) => Inbound::AlertContribution(wire::decode(bytes)?),
+            Some(WireKind::AlertTally) => Inbound::AlertTally(wire::decode(bytes)?),
+            Some(WireKind::AlertCounts) => Inbound::AlertCounts(wire::decode(bytes)?),
             _ => {
                 return Err(WireError::UnexpectedKind {
                     found: bytes.get(4).copied().unwrap_or(0),
@@ -229,6 +251,11 @@ impl<S: RingScalar> Inbound<S> {
             Inbound::Notice(_) => "Notice",
             Inbound::Segments(_) => "SegmentsReleased",
             Inbound::Model(_) => "ModelReleased",
+            Inbound::AlertKeys(_) => "AlertKeys",
+            Inbound::AlertRequest(_) => "AlertRequest",
+            Inbound::AlertContribution(_) => "AlertContribution",
+            Inbound::AlertTally(_) => "AlertTally",
+            Inbound::AlertCounts(_) => "AlertCounts",
         }
     }
 }

@@ -13,15 +13,22 @@
 //!   (member) PartialDecryption         ───────▶  combine, decode, next round
 //!   (segment job) assign own customers ◀───────  SegmentsReleased {centroids, labels}
 //!   (propensity job) score own hold-out ◀───────  ModelReleased {model}
+//!   (compliance with alerts)           ◀───────  AlertRequest; AlertContribution ──▶ (see [`alerts`])
 //!                                      ◀───────  Notice (finished / aborted)
 //! ```
+//!
+//! The auditor is a node too: Hello, then AlertKeys; it answers an AlertTally with AlertCounts.
 //!
 //! Every message is its own wire kind, so the transport applies a per-kind size limit before
 //! reading a body. The sender's identity is never in a message: it comes from the connection's
 //! verified certificate.
 
+pub mod alerts;
 mod messages;
 
+pub use alerts::{
+    AlertContribution, AlertCounts, AlertKeys, AlertManifest, AlertRequest, AlertRule, AlertTally,
+};
 pub use messages::{
     Contribution, Hello, Inbound, ModelReleased, Notice, NoticeKind, RoundRequest,
     SegmentsReleased, Welcome, PROTOCOL_VERSION,

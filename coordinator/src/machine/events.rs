@@ -6,7 +6,8 @@ use fedbank_common::encoding::DecodedQuantity;
 use fedbank_common::ids::NodeId;
 use fedbank_common::job::RoundKind;
 use fedbank_common::protocol::{
-    Inbound, ModelReleased, Notice, RoundRequest, SegmentsReleased, Welcome, PROTOCOL_VERSION,
+    AlertRequest, AlertTally, Inbound, ModelReleased, Notice, RoundRequest, SegmentsReleased,
+    Welcome, PROTOCOL_VERSION,
 };
 use fedbank_common::secagg::{JointPublicKey, KeySetup, RingScalar};
 use serde_json::{Map, Value};
@@ -54,6 +55,10 @@ pub enum Outbound<S: RingScalar> {
     Segments(SegmentsReleased),
     /// [`ModelReleased`].
     Model(ModelReleased),
+    /// [`AlertRequest`].
+    AlertRequest(AlertRequest),
+    /// [`AlertTally`] (to the auditor only).
+    AlertTally(AlertTally),
 }
 
 impl<S: RingScalar> Outbound<S> {
@@ -69,6 +74,8 @@ impl<S: RingScalar> Outbound<S> {
             Outbound::Notice(m) => encode(m),
             Outbound::Segments(m) => encode(m),
             Outbound::Model(m) => encode(m),
+            Outbound::AlertRequest(m) => encode(m),
+            Outbound::AlertTally(m) => encode(m),
         }
     }
 }
@@ -197,6 +204,22 @@ pub enum Violation {
         #[source]
         source: fedbank_common::secagg::KeyError,
     },
+    /// An auditor-only message from another node.
+    #[error("{from} sent {message} but is not the job's auditor")]
+    NotTheAuditor {
+        /// Sender.
+        from: NodeId,
+        /// Message name.
+        message: &'static str,
+    },
+    /// Alert material that does not fit (keys, rates or counts).
+    #[error("{from}: alert material refused: {reason}")]
+    BadAlert {
+        /// Sender.
+        from: NodeId,
+        /// Why.
+        reason: String,
+    },
     /// A contribution refused by the aggregate.
     #[error(transparent)]
     Aggregation(#[from] AggregationError),
@@ -241,6 +264,9 @@ pub enum JobFailure {
         /// Its reason.
         reason: String,
     },
+    /// The private alert step could not complete.
+    #[error("private alerts: {0}")]
+    Alerts(String),
     /// Combining or decoding failed.
     #[error("round {round}: {reason}")]
     Decode {

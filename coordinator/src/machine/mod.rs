@@ -8,12 +8,16 @@
 //!       ▲                                              │ no: retry (attempt+1) up to max, else Failed
 //!       └──────── next round ◀── combine + decode ◀── every member's partial decryption
 //!  Decrypting ──member refuses or misses the deadline──▶ Failed (names the member)
-//!  last round decoded ──▶ Finished
+//!  last round decoded ──▶ Finished, or (compliance with alert limits) the alert step
 //! ```
+//!
+//! The alert step and the auditor's part are in `alerts.rs`; a job with alert limits also waits
+//! for the auditor's keys before the key setup.
 //!
 //! A message that does not fit the current state (unknown sender, wrong round or attempt,
 //! duplicate, wrong kind) is refused with a [`Violation`] and changes nothing.
 
+mod alerts;
 mod events;
 mod rounds;
 
@@ -44,6 +48,12 @@ enum Stage<S: RingScalar> {
         partials: BTreeMap<NodeId, PartialDecryption<S>>,
         deadline: Millis,
     },
+    Alerting(Box<alerts::AlertStep>),
+    AwaitingAuditor {
+        step: Box<alerts::AlertStep>,
+        manifest: Box<fedbank_common::protocol::AlertManifest>,
+        deadline: Millis,
+    },
     Done,
 }
 
@@ -69,6 +79,7 @@ pub struct CoordinatorMachine<S: RingScalar> {
     outputs: VecDeque<Output<S>>,
     status: Status,
     rounds_done: u32,
+    auditor_keys: Option<alerts::AuditorKeysHeld>,
 }
 
 fn fields(v: Value) -> Map<String, Value> {
@@ -94,6 +105,7 @@ impl<S: RingScalar> CoordinatorMachine<S> {
             outputs: VecDeque::new(),
             status: Status::Running,
             rounds_done: 0,
+            auditor_keys: None,
         };
         let spec = machine.job.spec();
         let started = fields(json!({
@@ -104,6 +116,8 @@ impl<S: RingScalar> CoordinatorMachine<S> {
             "participants": spec.participants.iter().map(|p| p.as_str()).collect::<Vec<_>>(),
             "committee": spec.committee.iter().map(|p| p.as_str()).collect::<Vec<_>>(),
             "min_participants": spec.min_participants,
+            "k_anonymity": machine.job.segment().map(|s| s.k_anonymity),
+            "auditor": spec.auditor.as_ref().map(|a| a.as_str()),
         }));
         machine.audit(EventKind::JobStarted, started);
         machine
@@ -131,6 +145,8 @@ impl<S: RingScalar> CoordinatorMachine<S> {
                 Some(*deadline)
             }
             Stage::Collecting(round) => Some(round.deadline),
+            Stage::Alerting(step) => Some(step.deadline),
+            Stage::AwaitingAuditor { deadline, .. } => Some(*deadline),
             Stage::Joining | Stage::Done => None,
         }
     }
@@ -156,6 +172,8 @@ impl<S: RingScalar> CoordinatorMachine<S> {
             Stage::KeySetup { .. } => "setting up the joint key",
             Stage::Collecting(_) => "collecting contributions",
             Stage::Decrypting { .. } => "waiting for partial decryptions",
+            Stage::Alerting(_) => "collecting encrypted rates",
+            Stage::AwaitingAuditor { .. } => "waiting for the auditor's counts",
             Stage::Done => "finished",
         }
     }
@@ -208,7 +226,10 @@ impl<S: RingScalar> CoordinatorMachine<S> {
             Inbound::KeyShare(share) => self.on_key_share(from, share, now),
             Inbound::Contribution(c) => self.on_contribution(from, c, now),
             Inbound::Partial(p) => self.on_partial(from, p, now),
-            Inbound::Notice(n) => self.on_notice(from, n),
+            Inbound::Notice(n) => self.on_notice(from, n, now),
+            Inbound::AlertKeys(keys) => self.on_alert_keys(from, keys, now),
+            Inbound::AlertContribution(c) => self.on_alert_contribution(from, c, now),
+            Inbound::AlertCounts(c) => self.on_alert_counts(from, c),
             _ => Err(unexpected(from)),
         }
     }
@@ -284,6 +305,9 @@ impl<S: RingScalar> CoordinatorMachine<S> {
         }
         let spec = self.job.spec();
         if !spec.committee.iter().all(|m| self.welcomed.contains(m)) {
+            return;
+        }
+        if self.job.alert_rules() > 0 && self.auditor_keys.is_none() {
             return;
         }
         let setup = KeySetup {

@@ -275,7 +275,8 @@ impl<S: RingScalar> CoordinatorMachine<S> {
             kind: EventKind::RoundCompleted,
             fields: fields(json!({"job": spec.job.as_str(), "round": round.number})),
         });
-        let applied = self.logic.apply(&round.kind, &decoded);
+        let contributors = request.manifest.contributors.clone();
+        let applied = self.logic.apply(&round.kind, &decoded, contributors.len());
         self.outputs.push_back(Output::Aggregate {
             round: round.number,
             kind: round.kind.clone(),
@@ -307,6 +308,9 @@ impl<S: RingScalar> CoordinatorMachine<S> {
         }
         match applied {
             Ok(Some(next)) => self.start_round(round.number + 1, 0, next, now),
+            Ok(None) if self.job.alert_rules() > 0 => {
+                self.start_alerts(round.number + 1, &contributors, now)
+            }
             Ok(None) => self.finish(),
             Err(reason) => self.fail(JobFailure::Decode {
                 round: round.number,
@@ -385,8 +389,26 @@ impl<S: RingScalar> CoordinatorMachine<S> {
         self.status = Status::Failed(failure);
     }
 
-    pub(super) fn on_notice(&mut self, from: NodeId, n: Notice) -> Result<(), Violation> {
+    pub(super) fn on_notice(
+        &mut self,
+        from: NodeId,
+        n: Notice,
+        now: Millis,
+    ) -> Result<(), Violation> {
         match (n.kind, &self.stage) {
+            (NoticeKind::Refused, Stage::AwaitingAuditor { .. })
+                if self.job.spec().auditor.as_ref() == Some(&from) =>
+            {
+                self.fail(JobFailure::Alerts(format!(
+                    "the auditor {from} refused: {}",
+                    n.text
+                )));
+                Ok(())
+            }
+            (NoticeKind::CannotContribute, Stage::Alerting(_)) => {
+                self.alert_dropped(&from, &format!("cannot send its rates: {}", n.text), now);
+                Ok(())
+            }
             (NoticeKind::Refused, Stage::Decrypting { round, .. })
                 if self.job.spec().committee.contains(&from) =>
             {
@@ -423,6 +445,9 @@ impl<S: RingScalar> CoordinatorMachine<S> {
     }
 
     pub(super) fn on_disconnect(&mut self, node: NodeId, now: Millis) {
+        if self.alert_dropped(&node, "disconnected before sending its rates", now) {
+            return;
+        }
         if let Stage::Collecting(round) = &mut self.stage {
             if round.asked.remove(&node) && !round.aggregate.contributions().contains_key(&node) {
                 let (number, attempt) = (round.number, round.attempt);
@@ -464,6 +489,13 @@ impl<S: RingScalar> CoordinatorMachine<S> {
                 self.fail(JobFailure::KeySetupTimeout(missing));
             }
             Stage::Collecting(round) if now >= round.deadline => self.close_round(now),
+            Stage::Alerting(step) if now >= step.deadline => self.close_alerts(now),
+            Stage::AwaitingAuditor { deadline, .. } if now >= *deadline => {
+                let auditor = self.job.spec().auditor.clone();
+                self.fail(JobFailure::Alerts(format!(
+                    "the auditor {auditor:?} did not answer in time"
+                )));
+            }
             Stage::Decrypting {
                 round,
                 partials,

@@ -3,6 +3,9 @@
 //! as CSV files. Institutions differ (non-IID): a retail bank, an insurer, a broker and a payment
 //! firm have different customer ages, incomes, balances, activity and response rates, and
 //! different sizes. Everything is generated on the machine from a seed; nothing is downloaded.
+//! The contact log and consent table come from [`contacts`], with seeded rule violations.
+
+pub mod contacts;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -59,6 +62,8 @@ pub struct InstitutionFiles {
     pub contacts: PathBuf,
     /// consent.csv: customer_id, opted_out, opt_out_date, email, sms, phone.
     pub consent: PathBuf,
+    /// compliance-truth.json: the seeded violations per compliance rule.
+    pub compliance_truth: PathBuf,
 }
 
 fn normal(rng: &mut StdRng) -> f64 {
@@ -68,7 +73,7 @@ fn normal(rng: &mut StdRng) -> f64 {
     (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
 }
 
-fn poisson(rng: &mut StdRng, mean: f64) -> u32 {
+pub(crate) fn poisson(rng: &mut StdRng, mean: f64) -> u32 {
     // Normal approximation above 30, Knuth below.
     if mean > 30.0 {
         return (mean + mean.sqrt() * normal(rng)).round().max(0.0) as u32;
@@ -84,7 +89,7 @@ fn poisson(rng: &mut StdRng, mean: f64) -> u32 {
     }
 }
 
-fn date(day: u32) -> String {
+pub(crate) fn date(day: u32) -> String {
     // Days from 2025-01-01 (no leap day in 2025; 2026 is not a leap year either).
     const MONTHS: [u32; 12] = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
     let (mut year, mut d) = (2025, day);
@@ -112,13 +117,11 @@ pub fn generate(
     let mut rng = StdRng::seed_from_u64(seed);
     let (age_mean, age_sd, log_income, balance_scale, tx_rate, base_response) = kind.profile();
     let regions = ["north", "south", "east", "west", "capital"];
-    let channels = ["email", "sms", "phone"];
-    let (mut cust, mut tx, mut resp, mut contacts, mut consent) = (
+    let mut ids = Vec::with_capacity(customers);
+    let (mut cust, mut tx, mut resp) = (
         String::from("customer_id,age,income,balance,tenure_months,products_held,transactions_12m,spend_12m,region,responded\n"),
         String::from("customer_id,date,amount\n"),
         String::from("customer_id,campaign,responded\n"),
-        String::from("customer_id,timestamp,channel,campaign\n"),
-        String::from("customer_id,opted_out,opt_out_date,email,sms,phone\n"),
     );
     for c in 0..customers {
         let id = format!("{prefix}-{c:06}");
@@ -162,46 +165,20 @@ pub fn generate(
             "{id},{age},{income_cell},{balance},{tenure},{products},{n_tx},{spend:.2},{region},{responded}"
         );
         let _ = writeln!(resp, "{id},spring-2026,{responded}");
-        // Consent and contacts.
-        let opted_out = rng.random::<f64>() < 0.08;
-        let opt_out_day = rng.random_range(365..730);
-        let consents: Vec<bool> = channels.iter().map(|_| rng.random::<f64>() < 0.7).collect();
-        let _ = writeln!(
-            consent,
-            "{id},{},{},{},{},{}",
-            u8::from(opted_out),
-            if opted_out {
-                date(opt_out_day)
-            } else {
-                String::new()
-            },
-            u8::from(consents[0]),
-            u8::from(consents[1]),
-            u8::from(consents[2])
-        );
-        for _ in 0..poisson(&mut rng, 3.0) {
-            let channel = channels[rng.random_range(0..channels.len())];
-            let hour = rng.random_range(7..23);
-            let _ = writeln!(
-                contacts,
-                "{id},{}T{hour:02}:{:02}:00,{channel},spring-2026",
-                date(365 + rng.random_range(0..365)),
-                rng.random_range(0..60)
-            );
-        }
+        ids.push(id);
     }
+    let marketing = contacts::generate(dir, &ids, seed)?;
     let files = InstitutionFiles {
         customers: dir.join("customers.csv"),
         transactions: dir.join("transactions.csv"),
         responses: dir.join("responses.csv"),
-        contacts: dir.join("contacts.csv"),
-        consent: dir.join("consent.csv"),
+        contacts: marketing.contacts,
+        consent: marketing.consent,
+        compliance_truth: marketing.truth,
     };
     std::fs::write(&files.customers, cust)?;
     std::fs::write(&files.transactions, tx)?;
     std::fs::write(&files.responses, resp)?;
-    std::fs::write(&files.contacts, contacts)?;
-    std::fs::write(&files.consent, consent)?;
     Ok(files)
 }
 

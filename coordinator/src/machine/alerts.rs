@@ -1,0 +1,405 @@
+//! The private alert step of a compliance job (DESIGN.md §6): the auditor's keys, each
+//! contributor's encrypted rates compared with the limits under the auditor's server key, the
+//! sum of the bits per rule sent to the auditor, and its decrypted counts.
+//!
+//! ```text
+//!  (before key setup) AlertKeys from the auditor ──▶ checked, kept; key setup may start
+//!  compliance round decrypted ──▶ Alerting: AlertRequest to each contributor
+//!  Alerting ──all asked answered, or deadline──▶ ≥ min_participants? ──yes──▶ AwaitingAuditor
+//!                                                     │ no ──▶ Failed
+//!  AwaitingAuditor ──AlertCounts matching the manifest──▶ Finished
+//!                  ──auditor refuses or misses the deadline──▶ Failed
+//! ```
+//!
+//! The coordinator holds the server key only: it can compare and add, never decrypt. It never
+//! sends the auditor anything but the per-rule sums.
+
+use super::events::{JobFailure, Millis, Outbound, Violation};
+use super::{fields, CoordinatorMachine, Stage};
+use crate::compliance::AlertCost;
+use crate::job_logic::JobLogic;
+use fedbank_common::alerts::{self, AlertEvaluator, OverLimitBits, RatePublicKey};
+use fedbank_common::audit::EventKind;
+use fedbank_common::digest::Digest;
+use fedbank_common::ids::NodeId;
+use fedbank_common::protocol::{
+    AlertContribution, AlertCounts, AlertKeys, AlertManifest, AlertRequest, AlertRule, AlertTally,
+};
+use fedbank_common::secagg::RingScalar;
+use serde_json::json;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Instant;
+
+/// The auditor's keys as the coordinator keeps them.
+pub(super) struct AuditorKeysHeld {
+    public_key: Vec<u8>,
+    public_digest: Digest,
+    evaluator: AlertEvaluator,
+}
+
+/// The alert step in progress.
+pub(super) struct AlertStep {
+    pub(super) round: u32,
+    asked: BTreeSet<NodeId>,
+    received: BTreeMap<NodeId, (Digest, OverLimitBits)>,
+    pub(super) deadline: Millis,
+    compare_seconds: f64,
+    tally_seconds: f64,
+}
+
+impl AlertStep {
+    fn complete(&self) -> bool {
+        self.asked.iter().all(|n| self.received.contains_key(n))
+    }
+}
+
+impl<S: RingScalar> CoordinatorMachine<S> {
+    fn alert_rules(&self) -> Vec<AlertRule> {
+        self.job
+            .compliance()
+            .map(|c| {
+                c.alert_rules()
+                    .into_iter()
+                    .map(|(r, limit)| AlertRule {
+                        rule: r.name.clone(),
+                        limit_basis_points: limit,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn is_auditor(&self, node: &NodeId) -> bool {
+        self.job.spec().auditor.as_ref() == Some(node)
+    }
+
+    pub(super) fn on_alert_keys(
+        &mut self,
+        from: NodeId,
+        keys: AlertKeys,
+        now: Millis,
+    ) -> Result<(), Violation> {
+        if !self.is_auditor(&from) {
+            return Err(Violation::NotTheAuditor {
+                from,
+                message: "AlertKeys",
+            });
+        }
+        let public_digest = alerts::digest(&keys.public_key);
+        if let Some(held) = &self.auditor_keys {
+            // A reconnecting auditor sends its keys again: the same keys change nothing.
+            return if held.public_digest == public_digest {
+                Ok(())
+            } else {
+                Err(Violation::Duplicate {
+                    from,
+                    message: "AlertKeys (different keys)",
+                })
+            };
+        }
+        let bad = |reason: String| Violation::BadAlert {
+            from: from.clone(),
+            reason,
+        };
+        if keys.job != self.job.spec().job {
+            return Err(bad(format!("keys for job {}", keys.job)));
+        }
+        RatePublicKey::from_bytes(&keys.public_key).map_err(|e| bad(e.to_string()))?;
+        let evaluator =
+            AlertEvaluator::from_bytes(&keys.server_key).map_err(|e| bad(e.to_string()))?;
+        self.audit(
+            EventKind::AlertKeys,
+            fields(
+                json!({"job": self.job.spec().job.as_str(), "auditor": from.as_str(),
+                "public_key": public_digest.to_hex(),
+                "server_key": alerts::digest(&keys.server_key).to_hex()}),
+            ),
+        );
+        self.progress(format!(
+            "auditor {from}: alert keys accepted ({} bytes of server key)",
+            keys.server_key.len()
+        ));
+        self.auditor_keys = Some(AuditorKeysHeld {
+            public_key: keys.public_key,
+            public_digest,
+            evaluator,
+        });
+        self.maybe_start_key_setup(now);
+        Ok(())
+    }
+
+    /// Starts the alert step with the contributors of the decrypted counts.
+    pub(super) fn start_alerts(&mut self, number: u32, contributors: &[NodeId], now: Millis) {
+        let Some(held) = &self.auditor_keys else {
+            return self.fail(JobFailure::Alerts(
+                "the auditor's keys are missing".to_owned(),
+            ));
+        };
+        let request = AlertRequest {
+            job: self.job.spec().job.clone(),
+            round: number,
+            public_key: held.public_key.clone(),
+            rules: self.alert_rules(),
+        };
+        let asked: BTreeSet<NodeId> = self
+            .present()
+            .filter(|n| contributors.contains(n))
+            .cloned()
+            .collect();
+        for node in &asked {
+            self.send(node, Outbound::AlertRequest(request.clone()));
+        }
+        self.audit(
+            EventKind::RoundStarted,
+            fields(json!({"job": request.job.as_str(), "round": number, "attempt": 0,
+                "quantity": "alerts", "asked": asked.iter().map(|n| n.as_str()).collect::<Vec<_>>()})),
+        );
+        self.progress(format!(
+            "round {number} (alerts): asked {} contributors for their rates under the auditor's key",
+            asked.len()
+        ));
+        self.stage = Stage::Alerting(Box::new(AlertStep {
+            round: number,
+            asked,
+            received: BTreeMap::new(),
+            deadline: now + self.job.spec().round_timeout_ms,
+            compare_seconds: 0.0,
+            tally_seconds: 0.0,
+        }));
+        if let Stage::Alerting(step) = &self.stage {
+            if step.asked.is_empty() {
+                self.close_alerts(now);
+            }
+        }
+    }
+
+    pub(super) fn on_alert_contribution(
+        &mut self,
+        from: NodeId,
+        c: AlertContribution,
+        now: Millis,
+    ) -> Result<(), Violation> {
+        let stage = self.stage_name();
+        let limits: Vec<u16> = self
+            .alert_rules()
+            .iter()
+            .map(|r| r.limit_basis_points)
+            .collect();
+        let job = self.job.spec().job.clone();
+        let (Stage::Alerting(step), Some(held)) = (&mut self.stage, &self.auditor_keys) else {
+            return Err(Violation::Unexpected {
+                from,
+                message: "AlertContribution",
+                stage,
+            });
+        };
+        if c.job != job || c.round != step.round {
+            return Err(Violation::OutOfRound {
+                from,
+                message: "AlertContribution",
+                round: c.round,
+                attempt: 0,
+                current_round: step.round,
+                current_attempt: 0,
+            });
+        }
+        if !step.asked.contains(&from) {
+            return Err(Violation::Unexpected {
+                from,
+                message: "AlertContribution",
+                stage: "collecting rates (the sender was not asked)",
+            });
+        }
+        if step.received.contains_key(&from) {
+            return Err(Violation::Duplicate {
+                from,
+                message: "AlertContribution",
+            });
+        }
+        let clock = Instant::now();
+        let bits =
+            held.evaluator
+                .over_limit(&c.rates, &limits)
+                .map_err(|e| Violation::BadAlert {
+                    from: from.clone(),
+                    reason: e.to_string(),
+                })?;
+        let seconds = clock.elapsed().as_secs_f64();
+        step.compare_seconds += seconds;
+        let digest = alerts::digest(&c.rates);
+        step.received.insert(from.clone(), (digest, bits));
+        let (round, complete) = (step.round, step.complete());
+        self.audit(
+            EventKind::AlertReceived,
+            fields(
+                json!({"job": job.as_str(), "round": round, "node": from.as_str(),
+                "digest": digest.to_hex(), "comparisons": limits.len(), "seconds": seconds}),
+            ),
+        );
+        self.progress(format!(
+            "round {round}: rates from {from} compared with {} limits in {seconds:.2} s",
+            limits.len()
+        ));
+        if complete {
+            self.close_alerts(now);
+        }
+        Ok(())
+    }
+
+    /// A contributor that cannot send its rates, or disconnected, is no longer waited for.
+    pub(super) fn alert_dropped(&mut self, node: &NodeId, reason: &str, now: Millis) -> bool {
+        let Stage::Alerting(step) = &mut self.stage else {
+            return false;
+        };
+        if !step.asked.remove(node) || step.received.contains_key(node) {
+            return false;
+        }
+        let (round, complete) = (step.round, step.complete());
+        self.audit(
+            EventKind::ParticipantDropped,
+            fields(json!({"job": self.job.spec().job.as_str(), "round": round,
+                "node": node.as_str(), "reason": reason})),
+        );
+        self.progress(format!("round {round}: {node} {reason}"));
+        if complete {
+            self.close_alerts(now);
+        }
+        true
+    }
+
+    pub(super) fn close_alerts(&mut self, now: Millis) {
+        let Stage::Alerting(mut step) = std::mem::replace(&mut self.stage, Stage::Done) else {
+            return;
+        };
+        let min = self.job.spec().min_participants;
+        let (Some(held), Some(auditor)) = (&self.auditor_keys, self.job.spec().auditor.clone())
+        else {
+            return self.fail(JobFailure::Alerts("no auditor".to_owned()));
+        };
+        if step.received.len() < min {
+            return self.fail(JobFailure::Alerts(format!(
+                "only {} institutions sent their rates, at least {min} are required",
+                step.received.len()
+            )));
+        }
+        let rules = self.alert_rules();
+        let clock = Instant::now();
+        let bits: Vec<&OverLimitBits> = step.received.values().map(|(_, b)| b).collect();
+        let counts = match held.evaluator.tally(&bits, rules.len()) {
+            Ok(c) => c,
+            Err(e) => return self.fail(JobFailure::Alerts(e.to_string())),
+        };
+        step.tally_seconds = clock.elapsed().as_secs_f64();
+        let manifest = AlertManifest {
+            job: self.job.spec().job.clone(),
+            round: step.round,
+            rules,
+            contributors: step.received.keys().cloned().collect(),
+            digests: step.received.values().map(|(d, _)| *d).collect(),
+            public_key: held.public_digest,
+        };
+        self.audit(
+            EventKind::AlertTallyRequested,
+            fields(json!({"job": manifest.job.as_str(), "round": manifest.round,
+                "manifest": manifest.digest().to_hex(), "auditor": auditor.as_str(),
+                "contributors": manifest.contributors.iter().map(|c| c.as_str()).collect::<Vec<_>>(),
+                "rules": manifest.rules.iter().map(|r| json!({"rule": r.rule, "limit_basis_points": r.limit_basis_points})).collect::<Vec<_>>(),
+                "min_participants": min})),
+        );
+        self.progress(format!(
+            "round {}: {} over-limit bits per rule added in {:.2} s; asking the auditor to decrypt {} counts",
+            step.round,
+            manifest.contributors.len(),
+            step.tally_seconds,
+            manifest.rules.len()
+        ));
+        self.send(
+            &auditor,
+            Outbound::AlertTally(AlertTally {
+                manifest: manifest.clone(),
+                counts,
+            }),
+        );
+        let deadline = now + self.job.spec().decryption_timeout_ms;
+        self.stage = Stage::AwaitingAuditor {
+            step,
+            manifest: Box::new(manifest),
+            deadline,
+        };
+    }
+
+    pub(super) fn on_alert_counts(
+        &mut self,
+        from: NodeId,
+        counts: AlertCounts,
+    ) -> Result<(), Violation> {
+        if !self.is_auditor(&from) {
+            return Err(Violation::NotTheAuditor {
+                from,
+                message: "AlertCounts",
+            });
+        }
+        let stage = self.stage_name();
+        let Stage::AwaitingAuditor { step, manifest, .. } = &self.stage else {
+            return Err(Violation::Unexpected {
+                from,
+                message: "AlertCounts",
+                stage,
+            });
+        };
+        let contributors = manifest.contributors.len();
+        let fits = counts.manifest == manifest.digest()
+            && counts.job == manifest.job
+            && counts.counts.len() == manifest.rules.len()
+            && counts
+                .counts
+                .iter()
+                .all(|c| usize::from(*c) <= contributors);
+        if !fits {
+            return Err(Violation::BadAlert {
+                from,
+                reason: format!(
+                    "counts {:?} for manifest {} do not fit manifest {} ({} rules, {contributors} contributors)",
+                    counts.counts,
+                    counts.manifest.to_hex(),
+                    manifest.digest().to_hex(),
+                    manifest.rules.len()
+                ),
+            });
+        }
+        let institutions = step.received.len();
+        let comparisons = institutions * manifest.rules.len();
+        let cost = AlertCost {
+            institutions,
+            rules: manifest.rules.len(),
+            comparisons,
+            compare_seconds: step.compare_seconds,
+            seconds_per_comparison: step.compare_seconds / comparisons.max(1) as f64,
+            tally_seconds: step.tally_seconds,
+        };
+        let per_rule: serde_json::Map<String, serde_json::Value> = manifest
+            .rules
+            .iter()
+            .zip(&counts.counts)
+            .map(|(r, c)| (r.rule.clone(), json!(c)))
+            .collect();
+        let (round, digest) = (manifest.round, manifest.digest());
+        if let JobLogic::Compliance(job) = &mut self.logic {
+            job.set_alerts(&counts.counts, cost);
+        }
+        self.audit(
+            EventKind::AlertDecrypted,
+            fields(
+                json!({"job": counts.job.as_str(), "round": round, "manifest": digest.to_hex(),
+                "auditor": from.as_str(), "institutions_over_limit": per_rule}),
+            ),
+        );
+        self.rounds_done += 1;
+        self.audit(
+            EventKind::RoundCompleted,
+            fields(json!({"job": counts.job.as_str(), "round": round})),
+        );
+        self.finish();
+        Ok(())
+    }
+}
