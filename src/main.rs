@@ -1,11 +1,13 @@
 //! `fedbank`: the command-line tool of the fedbank consortium.
 //!
 //! Subcommands: `simulate` (a whole consortium on this machine), `coordinator` and
-//! `participant` (one node each, for a real consortium), `certs init`, `audit verify`, and
+//! `participant` and `auditor` (one node each, for a real consortium), `certs init`,
+//! `audit verify`, `audit report`, and
 //! `bench secagg`. The node,
 //! simulation, audit and scoring subcommands build on the same crates.
 
 mod audit;
+mod audit_report;
 mod bench;
 mod centralized;
 mod certs;
@@ -75,6 +77,11 @@ enum AuditCommand {
     /// Verify a hash-chained, signed audit trail and cross-check it against nodes' own trails.
     /// Exit status: 0 OK, 3 a trail was changed, 4 the trails disagree, 1 unreadable input.
     Verify(audit::VerifyArgs),
+    /// Write the compliance officer's report of a run (Markdown): the job, who took part in each
+    /// round, every decryption, the privacy guarantees that held, the results, what no party saw,
+    /// and the verification and cross-check of every trail.
+    /// Exit status: 0 verified, 3 a trail fails verification, 4 the trails disagree.
+    Report(audit_report::ReportArgs),
 }
 
 #[derive(Subcommand)]
@@ -98,6 +105,7 @@ fn main() -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Audit(AuditCommand::Verify(args)) => audit::run_verify(&args),
+        Command::Audit(AuditCommand::Report(args)) => audit_report::run(&args),
         Command::Certs(CertsCommand::Init(args)) => {
             certs::run_init(&args)?;
             Ok(ExitCode::SUCCESS)

@@ -300,10 +300,12 @@ impl ComplianceSpec {
                 match rule.quiet_minutes() {
                     Some((s, e)) if s != e => {}
                     Some(_) => return Err(bad(format!("rule '{name}': start and end are equal"))),
-                    None => return Err(bad(format!(
+                    None => {
+                        return Err(bad(format!(
                         "rule '{name}': quiet hours need start and end as HH:MM, got {:?} and {:?}",
                         rule.start, rule.end
-                    ))),
+                    )))
+                    }
                 }
             }
             if let Some(r) = rule.max_violation_rate {

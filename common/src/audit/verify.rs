@@ -126,7 +126,7 @@ pub enum VerifyError {
 }
 
 /// A verified trail.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct TrailReport {
     /// Node that wrote it.
     pub writer: String,
@@ -372,25 +372,50 @@ fn collect(
 /// against what the coordinator recorded.
 pub fn cross_check(coordinator: &TrailReport, nodes: &[TrailReport]) -> Vec<CrossCheckFinding> {
     let mut findings = Vec::new();
+    // (coordinator's event, the field naming the node in it, the node's event, the digest
+    // field both record, what it is)
     let pairs = [
         (
             EventKind::ContributionReceived,
+            "node",
             EventKind::ContributionSent,
             "digest",
             "contribution",
         ),
         (
             EventKind::DecryptionApproved,
+            "node",
             EventKind::DecryptionReleased,
             "manifest",
             "partial decryption",
         ),
+        (
+            EventKind::AlertReceived,
+            "node",
+            EventKind::AlertSent,
+            "digest",
+            "encrypted alert rates",
+        ),
+        (
+            EventKind::AlertKeys,
+            "auditor",
+            EventKind::AlertKeys,
+            "public_key",
+            "alert public key",
+        ),
+        (
+            EventKind::AlertTallyRequested,
+            "auditor",
+            EventKind::AlertDecrypted,
+            "manifest",
+            "alert decryption",
+        ),
     ];
-    for (at_coordinator, at_node, digest, label) in pairs {
+    for (at_coordinator, who, at_node, digest, label) in pairs {
         let theirs = collect(
             &coordinator.events,
             at_coordinator,
-            |e| field(e, "node"),
+            |e| field(e, who),
             digest,
         );
         for node in nodes {
