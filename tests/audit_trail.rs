@@ -130,7 +130,8 @@ fn removed_reordered_inserted_and_truncated_events_are_named() {
         Err(VerifyError::Removed {
             line: 4,
             expected: 3,
-            found: 4
+            found: 4,
+            ..
         })
     ));
 
@@ -139,7 +140,12 @@ fn removed_reordered_inserted_and_truncated_events_are_named() {
     write_lines(&tampered, &swapped);
     assert!(matches!(
         verify(&tampered, None),
-        Err(VerifyError::Removed { line: 3, .. } | VerifyError::InsertedOrReordered { line: 3, .. })
+        Err(VerifyError::Reordered {
+            line: 3,
+            expected: 2,
+            found: 4,
+            ..
+        })
     ));
 
     let mut inserted = original.clone();
@@ -150,7 +156,8 @@ fn removed_reordered_inserted_and_truncated_events_are_named() {
         Err(VerifyError::InsertedOrReordered {
             line: 4,
             expected: 3,
-            found: 2
+            found: 2,
+            ..
         })
     ));
 

@@ -68,7 +68,7 @@ pub enum VerifyError {
         found: String,
     },
     /// Events are missing before this line.
-    #[error("line {line}: event seq {expected} is missing (removed); found seq {found}")]
+    #[error("line {line}: event seq {expected} is missing (removed); found seq {found} ({event})")]
     Removed {
         /// Line number.
         line: usize,
@@ -76,9 +76,23 @@ pub enum VerifyError {
         expected: u64,
         /// Sequence number found.
         found: u64,
+        /// The type of the event found.
+        event: String,
+    },
+    /// A later event was moved before this line (the expected one comes further down).
+    #[error("line {line}: seq {found} ({event}) appears before seq {expected}, which comes later in the file (the events were reordered)")]
+    Reordered {
+        /// Line number.
+        line: usize,
+        /// Sequence number expected.
+        expected: u64,
+        /// Sequence number found.
+        found: u64,
+        /// The type of the event found.
+        event: String,
     },
     /// An event appears out of order or twice.
-    #[error("line {line}: seq {found} where seq {expected} was expected (an event was inserted or reordered)")]
+    #[error("line {line}: seq {found} ({event}) where seq {expected} was expected (an event was inserted or reordered)")]
     InsertedOrReordered {
         /// Line number.
         line: usize,
@@ -86,6 +100,8 @@ pub enum VerifyError {
         expected: u64,
         /// Sequence number found.
         found: u64,
+        /// The type of the event found.
+        event: String,
     },
     /// The event does not chain to the previous one.
     #[error("line {line} (seq {seq}): its prev hash does not match the previous event (an event was inserted, removed or changed before it)")]
@@ -153,6 +169,27 @@ pub fn verify(path: &Path, expected_key: Option<&str>) -> Result<TrailReport, Ve
     })
 }
 
+/// Whether an event numbered `seq` appears in the rest of the trail (to tell a moved event from
+/// a removed one).
+fn appears_later(reader: &mut impl BufRead, seq: u64) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Seq {
+        seq: u64,
+    }
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        match reader.take(MAX_LINE as u64 + 1).read_until(b'\n', &mut buf) {
+            Ok(0) | Err(_) => return false,
+            Ok(_) => {
+                if serde_json::from_slice::<Seq>(buf.trim_ascii_end()).is_ok_and(|s| s.seq == seq) {
+                    return true;
+                }
+            }
+        }
+    }
+}
+
 fn verify_reader(
     reader: impl Read,
     expected_key: Option<&str>,
@@ -199,10 +236,21 @@ fn verify_reader(
         }
         let expected = events.len() as u64;
         if event.seq > expected {
-            return Err(VerifyError::Removed {
-                line,
-                expected,
-                found: event.seq,
+            let (found, event) = (event.seq, event.event);
+            return Err(if appears_later(&mut reader, expected) {
+                VerifyError::Reordered {
+                    line,
+                    expected,
+                    found,
+                    event,
+                }
+            } else {
+                VerifyError::Removed {
+                    line,
+                    expected,
+                    found,
+                    event,
+                }
             });
         }
         if event.seq < expected {
@@ -210,6 +258,7 @@ fn verify_reader(
                 line,
                 expected,
                 found: event.seq,
+                event: event.event,
             });
         }
         let prev = events.last().map_or(GENESIS_PREV, |e| e.hash.as_str());
