@@ -273,8 +273,10 @@ impl<S: RingScalar> CoordinatorMachine<S> {
             "{from} joined{}",
             if is_member { " (committee)" } else { "" }
         ));
-        // Catch a (re)joining node up with what it missed.
-        if let Some(key) = self.joint_key.clone() {
+        // Catch a (re)joining participant up with what it missed (the auditor has no use for
+        // the joint key).
+        let is_participant = self.job.spec().participants.contains(&from);
+        if let (Some(key), true) = (self.joint_key.clone(), is_participant) {
             self.send(&from, Outbound::JointKey(key));
         }
         match &mut self.stage {
@@ -399,7 +401,13 @@ impl<S: RingScalar> CoordinatorMachine<S> {
                         "members": setup.committee.iter().map(|m| m.as_str()).collect::<Vec<_>>()})),
                 );
                 self.joint_key = Some(key.clone());
-                for node in self.present().cloned().collect::<Vec<_>>() {
+                let participants = &self.job.spec().participants;
+                let present: Vec<NodeId> = self
+                    .present()
+                    .filter(|n| participants.contains(n))
+                    .cloned()
+                    .collect();
+                for node in present {
                     self.send(&node, Outbound::JointKey(key.clone()));
                 }
                 let first = self.logic.first_round();

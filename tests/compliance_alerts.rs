@@ -1,0 +1,330 @@
+//! Private alerts through the state machines, every message through its wire form: what each
+//! role actually received. No participant receives anyone's rates, the coordinator decrypts only
+//! the counts aggregate, and the auditor receives exactly one tally — one encrypted count per
+//! rule over every contributor — and refuses any other.
+
+use fedbank_auditor::{AuditorMachine, AuditorOutput, TallyRefusal};
+use fedbank_common::alerts::AuditorKeys;
+use fedbank_common::compliance::rate_basis_points;
+use fedbank_common::ids::NodeId;
+use fedbank_common::job::{JobSpec, RoundKind, ValidJob};
+use fedbank_common::protocol::{AlertContribution, AlertTally, Inbound};
+use fedbank_coordinator::{CoordinatorMachine, Input, JobResult, Output, Status, Violation};
+use fedbank_participant::compliance::ContactLog;
+use fedbank_participant::synthetic::contacts;
+use fedbank_participant::{LocalData, NodeOutput, ParticipantMachine};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
+
+type S = u64;
+
+fn node(name: &str) -> NodeId {
+    NodeId::new(name).expect("id")
+}
+
+/// The shipped compliance job, for four institutions on the fast profile.
+fn job() -> ValidJob {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/configs/compliance-synthetic.toml"
+    ))
+    .expect("job file");
+    let mut file: toml::Value = toml::from_str(&text).expect("toml");
+    let j = file["job"].as_table_mut().expect("job table");
+    j.insert("profile".into(), "fast".into());
+    j.insert(
+        "participants".into(),
+        toml::Value::Array(["a", "b", "c", "d"].map(toml::Value::from).to_vec()),
+    );
+    j.insert(
+        "committee".into(),
+        toml::Value::Array(["a", "b", "c"].map(toml::Value::from).to_vec()),
+    );
+    let spec: JobSpec = file["job"].clone().try_into().expect("job spec");
+    spec.validate().expect("valid job")
+}
+
+/// What each role received, by message name.
+#[derive(Default)]
+struct Received {
+    by: BTreeMap<NodeId, Vec<&'static str>>,
+    tallies: Vec<AlertTally>,
+}
+
+struct Run {
+    status: Status,
+    received: Received,
+    aggregates: Vec<RoundKind>,
+    reports: BTreeMap<NodeId, serde_json::Value>,
+    decrypted: Vec<Vec<(String, u16)>>,
+    refused_garbage: Option<Violation>,
+    refused_keys_from_participant: Option<Violation>,
+    auditor: AuditorMachine,
+}
+
+fn run() -> Run {
+    let job = job();
+    let dir = tempfile::tempdir().expect("dir");
+    let mut participants: Vec<ParticipantMachine<S>> = job
+        .spec()
+        .participants
+        .iter()
+        .enumerate()
+        .map(|(i, id)| {
+            let d = dir.path().join(id.as_str());
+            std::fs::create_dir_all(&d).expect("dir");
+            let ids: Vec<String> = (0..800 + 300 * i).map(|c| format!("{id}-{c:05}")).collect();
+            let files = contacts::generate(&d, &ids, 40 + i as u64).expect("generate");
+            let log = ContactLog::read(
+                &files.contacts,
+                &files.consent,
+                job.compliance().expect("compliance"),
+                job.spec().max_rows,
+            )
+            .expect("log");
+            ParticipantMachine::with_data(id.clone(), job.clone(), LocalData::Contacts(log))
+                .expect("machine")
+        })
+        .collect();
+    let auditor_id = job.spec().auditor.clone().expect("auditor");
+    let keys = Arc::new(AuditorKeys::generate().expect("keys"));
+    let mut auditor = AuditorMachine::new(auditor_id.clone(), job.clone(), keys);
+    let mut coordinator = CoordinatorMachine::<S>::new(job.clone(), 7);
+
+    let mut received = Received::default();
+    let mut aggregates = Vec::new();
+    let mut reports = BTreeMap::new();
+    let mut decrypted = Vec::new();
+    let mut refused_garbage = None;
+    let mut refused_keys_from_participant = None;
+    let mut to_coordinator: VecDeque<(NodeId, Vec<u8>)> = VecDeque::new();
+
+    for p in &mut participants {
+        coordinator
+            .handle(Input::Connected(p.id().clone()), 0)
+            .expect("connect");
+        p.on_connected();
+    }
+    coordinator
+        .handle(Input::Connected(auditor_id.clone()), 0)
+        .expect("connect");
+    auditor.on_connected();
+    loop {
+        let mut progressed = false;
+        for p in &mut participants {
+            while let Some(out) = p.poll_output() {
+                match out {
+                    NodeOutput::Send(m) => {
+                        to_coordinator.push_back((p.id().clone(), m.encode().expect("encode")))
+                    }
+                    NodeOutput::ComplianceReport(r) => {
+                        reports.insert(p.id().clone(), r);
+                    }
+                    _ => {}
+                }
+            }
+        }
+        while let Some(out) = auditor.poll_output() {
+            match out {
+                AuditorOutput::Send(m) => {
+                    to_coordinator.push_back((auditor_id.clone(), m.encode().expect("encode")))
+                }
+                AuditorOutput::Counts(c) => decrypted.push(c),
+                _ => {}
+            }
+        }
+        while let Some((from, bytes)) = to_coordinator.pop_front() {
+            let message = Inbound::<S>::decode(&bytes).expect("decode");
+            if let (Inbound::AlertContribution(c), None) = (&message, &refused_garbage) {
+                // A hostile list first: refused, and the real one is still taken afterwards.
+                let garbage = Inbound::AlertContribution(AlertContribution {
+                    rates: vec![7; 300],
+                    ..c.clone()
+                });
+                refused_garbage = coordinator
+                    .handle(
+                        Input::Message {
+                            from: from.clone(),
+                            message: garbage,
+                        },
+                        0,
+                    )
+                    .err();
+            }
+            if let (Inbound::AlertKeys(k), None) = (&message, &refused_keys_from_participant) {
+                refused_keys_from_participant = coordinator
+                    .handle(
+                        Input::Message {
+                            from: node("a"),
+                            message: Inbound::AlertKeys(k.clone()),
+                        },
+                        0,
+                    )
+                    .err();
+            }
+            coordinator
+                .handle(Input::Message { from, message }, 0)
+                .expect("accepted");
+            progressed = true;
+        }
+        while let Some(out) = coordinator.poll_output() {
+            match out {
+                Output::Send { to, message } => {
+                    let m =
+                        Inbound::<S>::decode(&message.encode().expect("encode")).expect("decode");
+                    received.by.entry(to.clone()).or_default().push(m.name());
+                    if to == auditor_id {
+                        if let Inbound::AlertTally(t) = &m {
+                            received.tallies.push(t.clone());
+                        }
+                        auditor.handle(m).expect("auditor handles");
+                    } else {
+                        let p = participants
+                            .iter_mut()
+                            .find(|p| *p.id() == to)
+                            .expect("participant");
+                        p.handle(m).expect("participant handles");
+                    }
+                    progressed = true;
+                }
+                Output::Aggregate { kind, .. } => aggregates.push(kind),
+                _ => {}
+            }
+        }
+        match coordinator.status() {
+            Status::Running if progressed => {}
+            Status::Running => panic!("the job stalled"),
+            status => {
+                return Run {
+                    status: status.clone(),
+                    received,
+                    aggregates,
+                    reports,
+                    decrypted,
+                    refused_garbage,
+                    refused_keys_from_participant,
+                    auditor,
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn each_role_receives_only_what_the_trust_model_allows() {
+    let run = run();
+    let Status::Finished(JobResult::Compliance(result)) = &run.status else {
+        panic!("job did not finish: {:?}", run.status);
+    };
+
+    // The alert counts equal the institutions over each limit, from their own local reports.
+    let spec = job();
+    for (rule, limit) in spec.compliance().expect("compliance").alert_rules() {
+        let over = run
+            .reports
+            .values()
+            .filter(|r| {
+                let c = r["rules"]
+                    .as_array()
+                    .and_then(|a| a.iter().find(|x| x["rule"] == rule.name.as_str()))
+                    .expect("rule in report");
+                let (v, n) = (
+                    c["counts"]["violations"].as_u64().expect("v"),
+                    c["counts"]["contacts_examined"].as_u64().expect("n"),
+                );
+                rate_basis_points(v, n) > limit
+            })
+            .count() as u16;
+        let got = result
+            .rules
+            .iter()
+            .find(|r| r.rule == rule.name)
+            .and_then(|r| r.institutions_over_limit);
+        assert_eq!(got, Some(over), "rule {}", rule.name);
+    }
+
+    // The auditor: a welcome, exactly one tally of one count per rule over all four
+    // contributors, and the end of the job. It decrypted that one tally, nothing else.
+    let auditor = &run.received.by[&node("auditor")];
+    assert_eq!(auditor, &vec!["Welcome", "AlertTally", "Notice"]);
+    let tally = &run.received.tallies[0];
+    assert_eq!(tally.counts.len(), 5);
+    assert_eq!(tally.manifest.contributors.len(), 4);
+    assert_eq!(run.decrypted.len(), 1);
+
+    // Participants: never another's rates, never a tally.
+    let allowed: BTreeSet<&str> = [
+        "Welcome",
+        "KeySetup",
+        "JointPublicKey",
+        "RoundRequest",
+        "DecryptionRequest",
+        "AlertRequest",
+        "Notice",
+    ]
+    .into();
+    for p in ["a", "b", "c", "d"] {
+        let got: BTreeSet<&str> = run.received.by[&node(p)].iter().copied().collect();
+        assert!(got.is_subset(&allowed), "{p} received {got:?}");
+        assert!(got.contains("AlertRequest"));
+    }
+    // The coordinator decrypted one aggregate: the consortium counts.
+    assert_eq!(run.aggregates, vec![RoundKind::Compliance]);
+
+    // Hostile material changed nothing.
+    assert!(
+        matches!(run.refused_garbage, Some(Violation::BadAlert { .. })),
+        "{:?}",
+        run.refused_garbage
+    );
+    assert!(
+        matches!(
+            run.refused_keys_from_participant,
+            Some(Violation::NotTheAuditor { .. })
+        ),
+        "{:?}",
+        run.refused_keys_from_participant
+    );
+}
+
+#[test]
+fn the_auditor_refuses_a_single_institution_and_a_second_manifest() {
+    let run = run();
+    let tally = run.received.tallies[0].clone();
+
+    // One institution's bits alone would be its own comparison result.
+    let mut single = tally.clone();
+    single.manifest.contributors.truncate(1);
+    single.manifest.digests.truncate(1);
+    assert_eq!(
+        run.auditor.check(&single),
+        Err(TallyRefusal::TooFew { got: 1, min: 3 })
+    );
+
+    // Another manifest over three of the four (enough contributors) after the first was
+    // decrypted: the difference of the two would single one institution out.
+    let mut other = tally.clone();
+    other.manifest.contributors.truncate(3);
+    other.manifest.digests.truncate(3);
+    assert!(matches!(
+        run.auditor.check(&other),
+        Err(TallyRefusal::AlreadyDecided { .. })
+    ));
+
+    // A tally under another key, or with rules other than the job's.
+    let mut key = tally.clone();
+    key.manifest.public_key = fedbank_common::digest::Digest::of("x", b"another key");
+    assert!(matches!(
+        run.auditor.check(&key),
+        Err(TallyRefusal::WrongKey(_))
+    ));
+    let mut rules = tally.clone();
+    rules.manifest.rules[0].limit_basis_points += 1;
+    assert!(matches!(
+        run.auditor.check(&rules),
+        Err(TallyRefusal::WrongJob(_))
+    ));
+
+    // The same manifest again (a retry) is answered, from the decision already made.
+    assert_eq!(run.auditor.check(&tally), Ok(()));
+}
