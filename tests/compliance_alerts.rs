@@ -328,3 +328,118 @@ fn the_auditor_refuses_a_single_institution_and_a_second_manifest() {
     // The same manifest again (a retry) is answered, from the decision already made.
     assert_eq!(run.auditor.check(&tally), Ok(()));
 }
+
+mod hostile_bytes {
+    use super::*;
+    use fedbank_common::alerts::{AlertEvaluator, RatePublicKey};
+    use fedbank_common::protocol::{AlertCounts, AlertManifest, AlertRule};
+    use proptest::prelude::*;
+    use std::sync::OnceLock;
+
+    struct Material {
+        keys: AuditorKeys,
+        evaluator: AlertEvaluator,
+        rates: Vec<u8>,
+        count: Vec<u8>,
+    }
+
+    fn material() -> &'static Material {
+        static M: OnceLock<Material> = OnceLock::new();
+        M.get_or_init(|| {
+            let keys = AuditorKeys::generate().expect("keys");
+            let evaluator = AlertEvaluator::from_bytes(keys.server_key_bytes()).expect("server");
+            let public = RatePublicKey::from_bytes(keys.public_key_bytes()).expect("public");
+            let rates = public.encrypt_rates(&[12, 9000]).expect("rates");
+            let bits = evaluator.over_limit(&rates, &[10, 10]).expect("bits");
+            let count = evaluator.tally(&[&bits], 2).expect("tally").remove(0);
+            Material {
+                keys,
+                evaluator,
+                rates,
+                count,
+            }
+        })
+    }
+
+    fn corrupt(original: &[u8], flips: &[(usize, u8)], cut: usize) -> Vec<u8> {
+        let mut bytes = original.to_vec();
+        for (at, value) in flips {
+            let i = at % bytes.len();
+            bytes[i] ^= value | 1;
+        }
+        bytes.truncate(bytes.len() - cut % bytes.len().min(64));
+        bytes
+    }
+
+    #[test]
+    fn alert_messages_round_trip_through_the_wire() {
+        let m = material();
+        let manifest = AlertManifest {
+            job: fedbank_common::ids::JobId::new("j").expect("job"),
+            round: 2,
+            rules: vec![AlertRule {
+                rule: "quiet-hours".into(),
+                limit_basis_points: 25,
+            }],
+            contributors: vec![node("a"), node("b")],
+            digests: vec![
+                fedbank_common::alerts::digest(b"a"),
+                fedbank_common::alerts::digest(b"b"),
+            ],
+            public_key: fedbank_common::alerts::digest(m.keys.public_key_bytes()),
+        };
+        let tally = AlertTally {
+            manifest: manifest.clone(),
+            counts: vec![m.count.clone()],
+        };
+        let bytes = fedbank_common::wire::encode(&tally).expect("encode");
+        let Inbound::<S>::AlertTally(back) = Inbound::<S>::decode(&bytes).expect("decode") else {
+            panic!("kind");
+        };
+        assert_eq!(back, tally);
+        let counts = AlertCounts {
+            job: manifest.job.clone(),
+            manifest: manifest.digest(),
+            counts: vec![1],
+        };
+        let bytes = fedbank_common::wire::encode(&counts).expect("encode");
+        assert!(matches!(Inbound::<S>::decode(&bytes), Ok(Inbound::AlertCounts(c)) if c == counts));
+        // The manifest digest binds every field.
+        let mut other = manifest.clone();
+        other.digests.swap(0, 1);
+        assert_ne!(other.digest(), manifest.digest());
+        assert_eq!(m.keys.decrypt_count(&m.count), Ok(1));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+        /// Corrupted rates, counts and public keys are refused with an error; nothing panics.
+        #[test]
+        fn corrupted_alert_material_never_panics(
+            flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..6),
+            cut in any::<usize>(),
+        ) {
+            let m = material();
+            let rates = corrupt(&m.rates, &flips, cut);
+            if rates != m.rates {
+                prop_assert!(m.evaluator.over_limit(&rates, &[10, 10]).is_err() || rates.len() == m.rates.len());
+            }
+            let count = corrupt(&m.count, &flips, cut);
+            let _ = m.keys.decrypt_count(&count);
+            let public = corrupt(m.keys.public_key_bytes(), &flips, cut);
+            let _ = RatePublicKey::from_bytes(&public);
+            for source in [&rates, &count] {
+                let mut framed = fedbank_common::wire::encode(&AlertContribution {
+                    job: fedbank_common::ids::JobId::new("j").expect("job"),
+                    round: 1,
+                    rates: source.clone(),
+                })
+                .expect("encode");
+                let i = flips[0].0 % framed.len();
+                framed[i] ^= flips[0].1 | 1;
+                let _ = Inbound::<S>::decode(&framed);
+            }
+        }
+    }
+}
