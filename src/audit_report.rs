@@ -116,7 +116,7 @@ pub fn run(args: &ReportArgs) -> Result<ExitCode> {
         )
     } else {
         format!(
-            "**VERIFIED.** All {} trails verify (hash chain, Ed25519 signatures, sequence) and the coordinator's records agree with every participant's, committee member's and the auditor's own.",
+            "**VERIFIED.** All {} trails verify (hash chain, Ed25519 signatures, sequence) and the coordinator's records agree with every node's own trail (participants, committee members and, where there is one, the auditor).",
             paths.len()
         )
     };

@@ -62,7 +62,9 @@ struct Run {
     auditor: AuditorMachine,
 }
 
-fn run() -> Run {
+/// Runs the job; with `auditor_reconnects`, the auditor's connection drops just as the tally is
+/// sent, and it reconnects.
+fn run_with(auditor_reconnects: bool) -> Run {
     let job = job();
     let dir = tempfile::tempdir().expect("dir");
     let mut participants: Vec<ParticipantMachine<S>> = job
@@ -98,6 +100,7 @@ fn run() -> Run {
     let mut refused_garbage = None;
     let mut refused_keys_from_participant = None;
     let mut to_coordinator: VecDeque<(NodeId, Vec<u8>)> = VecDeque::new();
+    let mut dropped_tally = !auditor_reconnects;
 
     for p in &mut participants {
         coordinator
@@ -172,6 +175,19 @@ fn run() -> Run {
                 Output::Send { to, message } => {
                     let m =
                         Inbound::<S>::decode(&message.encode().expect("encode")).expect("decode");
+                    if to == auditor_id && matches!(m, Inbound::AlertTally(_)) && !dropped_tally {
+                        // Lost with the connection; the auditor comes back and says Hello.
+                        dropped_tally = true;
+                        coordinator
+                            .handle(Input::Disconnected(auditor_id.clone()), 0)
+                            .expect("disconnect");
+                        coordinator
+                            .handle(Input::Connected(auditor_id.clone()), 0)
+                            .expect("connect");
+                        auditor.on_connected();
+                        progressed = true;
+                        continue;
+                    }
                     received.by.entry(to.clone()).or_default().push(m.name());
                     if to == auditor_id {
                         if let Inbound::AlertTally(t) = &m {
@@ -208,6 +224,25 @@ fn run() -> Run {
             }
         }
     }
+}
+
+fn run() -> Run {
+    run_with(false)
+}
+
+#[test]
+fn an_auditor_that_reconnects_gets_the_same_tally_and_decrypts_once() {
+    let run = run_with(true);
+    assert!(
+        matches!(run.status, Status::Finished(JobResult::Compliance(_))),
+        "{:?}",
+        run.status
+    );
+    assert_eq!(
+        run.received.by[&node("auditor")],
+        vec!["Welcome", "Welcome", "AlertTally", "Notice"]
+    );
+    assert_eq!(run.decrypted.len(), 1);
 }
 
 #[test]

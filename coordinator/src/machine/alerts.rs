@@ -313,19 +313,41 @@ impl<S: RingScalar> CoordinatorMachine<S> {
             step.tally_seconds,
             manifest.rules.len()
         ));
-        self.send(
-            &auditor,
-            Outbound::AlertTally(AlertTally {
-                manifest: manifest.clone(),
-                counts,
-            }),
-        );
+        let tally = AlertTally { manifest, counts };
+        self.send(&auditor, Outbound::AlertTally(tally.clone()));
         let deadline = now + self.job.spec().decryption_timeout_ms;
         self.stage = Stage::AwaitingAuditor {
             step,
-            manifest: Box::new(manifest),
+            tally: Box::new(tally),
             deadline,
         };
+    }
+
+    /// A node that (re)joined during the alert step gets what it is still owed: a contributor
+    /// that has not sent its rates the request again, the auditor the same tally again (it
+    /// answers a repeated manifest with the counts it already decrypted).
+    pub(super) fn catch_up_alerts(&mut self, node: &NodeId) {
+        let message = match &self.stage {
+            Stage::Alerting(step)
+                if step.asked.contains(node) && !step.received.contains_key(node) =>
+            {
+                self.auditor_keys.as_ref().map(|held| {
+                    Outbound::AlertRequest(AlertRequest {
+                        job: self.job.spec().job.clone(),
+                        round: step.round,
+                        public_key: held.public_key.clone(),
+                        rules: self.alert_rules(),
+                    })
+                })
+            }
+            Stage::AwaitingAuditor { tally, .. } if self.is_auditor(node) => {
+                Some(Outbound::AlertTally((**tally).clone()))
+            }
+            _ => None,
+        };
+        if let Some(message) = message {
+            self.send(node, message);
+        }
     }
 
     pub(super) fn on_alert_counts(
@@ -340,13 +362,14 @@ impl<S: RingScalar> CoordinatorMachine<S> {
             });
         }
         let stage = self.stage_name();
-        let Stage::AwaitingAuditor { step, manifest, .. } = &self.stage else {
+        let Stage::AwaitingAuditor { step, tally, .. } = &self.stage else {
             return Err(Violation::Unexpected {
                 from,
                 message: "AlertCounts",
                 stage,
             });
         };
+        let manifest = &tally.manifest;
         let contributors = manifest.contributors.len();
         let fits = counts.manifest == manifest.digest()
             && counts.job == manifest.job

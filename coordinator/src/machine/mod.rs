@@ -51,7 +51,7 @@ enum Stage<S: RingScalar> {
     Alerting(Box<alerts::AlertStep>),
     AwaitingAuditor {
         step: Box<alerts::AlertStep>,
-        manifest: Box<fedbank_common::protocol::AlertManifest>,
+        tally: Box<fedbank_common::protocol::AlertTally>,
         deadline: Millis,
     },
     Done,
@@ -295,6 +295,7 @@ impl<S: RingScalar> CoordinatorMachine<S> {
                 };
                 self.send(&from, Outbound::Round(request));
             }
+            Stage::Alerting(_) | Stage::AwaitingAuditor { .. } => self.catch_up_alerts(&from),
             _ => {}
         }
         self.maybe_start_key_setup(now);
