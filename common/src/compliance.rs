@@ -155,6 +155,7 @@ pub struct ComplianceSpec {
     /// Columns of the consent table.
     pub consent: ConsentColumns,
     /// The rules, in report order.
+    #[serde(default)]
     pub rules: Vec<RuleSpec>,
 }
 
@@ -340,6 +341,63 @@ mod tests {
         }
         assert_eq!(clock_minutes("21:30"), Some(1290));
         assert_eq!(clock_minutes("9:30"), None);
+    }
+
+    fn job(edit: &str) -> Result<crate::job::ValidJob, String> {
+        job_audited_by("auditor = \"auditor\"", edit)
+    }
+
+    fn job_audited_by(auditor: &str, edit: &str) -> Result<crate::job::ValidJob, String> {
+        let text = format!(
+            r#"
+            job = "c"
+            kind = "compliance"
+            participants = ["a", "b", "c"]
+            committee = ["a", "b"]
+            min_participants = 2
+            max_rows = 1000
+            {auditor}
+            [compliance.contacts]
+            customer = "id"
+            timestamp = "at"
+            channel = "via"
+            campaign = "campaign"
+            [compliance.consent]
+            customer = "id"
+            opted_out = "out"
+            opt_out_date = "date"
+            channels = {{ email = "email" }}
+            {edit}"#
+        );
+        let spec: crate::job::JobSpec = toml::from_str(&text).map_err(|e| e.to_string())?;
+        spec.validate().map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn compliance_jobs_are_validated_with_reasons() {
+        let quiet = "[[compliance.rules]]\nname = \"q\"\nkind = \"quiet_hours\"\nstart = \"21:00\"\nend = \"08:00\"\nmax_violation_rate = 0.01";
+        let valid = job(quiet).expect("valid");
+        assert_eq!(valid.alert_rules(), 1);
+        let cases = [
+            ("", "declare between 1 and 64"),
+            ("[[compliance.rules]]\nname = \"q\"\nkind = \"quiet_hours\"\nstart = \"21:00\"", "quiet hours need start and end"),
+            ("[[compliance.rules]]\nname = \"f\"\nkind = \"frequency_cap\"\nmax_contacts = 3", "needs max_contacts and window_days"),
+            ("[[compliance.rules]]\nname = \"f\"\nkind = \"frequency_cap\"\nmax_contacts = 3\nwindow_days = 7\nchannel = \"fax\"", "channel 'fax' is not one of"),
+            ("[[compliance.rules]]\nname = \"o\"\nkind = \"after_opt_out\"\nwindow_days = 7", "does not take 'window_days'"),
+            ("[[compliance.rules]]\nname = \"o\"\nkind = \"after_opt_out\"\nmax_violation_rate = 1.5", "must be a fraction"),
+            ("[[compliance.rules]]\nname = \"o o\"\nkind = \"after_opt_out\"", "rule name 'o o'"),
+            ("[[compliance.rules]]\nname = \"o\"\nkind = \"after_opt_out\"\n[[compliance.rules]]\nname = \"o\"\nkind = \"without_consent\"", "declared twice"),
+            ("[[compliance.rules]]\nname = \"o\"\nkind = \"sometimes\"", "unknown variant"),
+        ];
+        for (edit, expected) in cases {
+            let e = job(edit).expect_err(expected);
+            assert!(e.contains(expected), "{e} should contain {expected}");
+        }
+        // An auditor who is also a participant, and alerts without an auditor.
+        let e = job_audited_by("auditor = \"a\"", quiet).expect_err("participant auditor");
+        assert!(e.contains("must not be a participant"), "{e}");
+        let e = job_audited_by("", quiet).expect_err("no auditor");
+        assert!(e.contains("need an 'auditor' node"), "{e}");
     }
 
     #[test]
