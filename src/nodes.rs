@@ -44,14 +44,15 @@ pub async fn coordinator(
     Ok(status)
 }
 
-/// The settings of a coordinator node, with a fresh random mask seed.
+/// The settings of a coordinator node, with a fresh random mask seed (a resumed job takes the
+/// one in its checkpoint), its trail at `trail` and its checkpoint at `state`.
 pub fn coordinator_settings(
     job: ValidJob,
     id: NodeId,
     creds: NodeCredentials,
     identity: SigningIdentity,
     listen: SocketAddr,
-    trail: PathBuf,
+    (trail, state): (PathBuf, PathBuf),
 ) -> CoordinatorSettings {
     CoordinatorSettings {
         job,
@@ -63,6 +64,7 @@ pub fn coordinator_settings(
             identity,
         },
         mask_seed: rand::random(),
+        state: Some(state),
     }
 }
 
@@ -204,13 +206,21 @@ pub fn run_coordinator_command(config: &Path) -> Result<()> {
         .with_context(|| format!("creating {}", c.out_dir.display()))?;
     let runtime = tokio::runtime::Runtime::new()?;
     let trail = c.out_dir.join(format!("{}.trail", c.id));
+    if trail.exists() {
+        println!(
+            "{} exists: resuming the job from its checkpoint if it has one",
+            trail.display()
+        );
+    }
     println!(
         "coordinator {} listening on {} for job {}",
         c.id,
         c.listen,
         job.spec().job
     );
-    let settings = coordinator_settings(job.clone(), c.id, creds, identity, c.listen, trail);
+    let state = c.out_dir.join(format!("{}.checkpoint.json", c.id));
+    let settings =
+        coordinator_settings(job.clone(), c.id, creds, identity, c.listen, (trail, state));
     let status = runtime.block_on(coordinator(settings, None, stdout_progress()))?;
     let path = write_result(&c.out_dir, &job, &status)?;
     println!("result: {}", path.display());

@@ -122,7 +122,10 @@ pub fn run(args: &SimulateArgs) -> Result<()> {
             creds,
             identity,
             "127.0.0.1:0".parse()?,
-            trails.join(format!("{}.trail", sim.coordinator)),
+            (
+                trails.join(format!("{}.trail", sim.coordinator)),
+                out.join(format!("{}.checkpoint.json", sim.coordinator)),
+            ),
         );
         let coordinator = tokio::spawn(nodes::coordinator(
             settings,

@@ -146,6 +146,7 @@ impl Consortium {
     ) {
         let (ready, addr) = tokio::sync::oneshot::channel();
         let settings = CoordinatorSettings {
+            state: None,
             job: self.job.clone(),
             id: id("coordinator"),
             creds: self.creds("coordinator"),

@@ -30,5 +30,6 @@ pub mod stats;
 pub use aggregation::{AggregationError, PartialProblem, RoundAggregate};
 pub use job_logic::{JobLogic, JobResult};
 pub use machine::{
-    CoordinatorMachine, Input, JobFailure, Millis, Outbound, Output, Status, Violation,
+    Checkpoint, CompletedRound, CoordinatorMachine, Input, JobFailure, Millis, Outbound, Output,
+    ResumeError, Status, Violation,
 };

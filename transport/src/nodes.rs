@@ -13,7 +13,7 @@ use fedbank_common::ids::NodeId;
 use fedbank_common::job::ValidJob;
 use fedbank_common::protocol::Inbound;
 use fedbank_common::secagg::RingScalar;
-use fedbank_coordinator::{CoordinatorMachine, Input, Output, Status};
+use fedbank_coordinator::{Checkpoint, CoordinatorMachine, Input, Output, Status};
 use fedbank_participant::propensity::LocalFigures;
 use fedbank_participant::{LocalData, NodeOutput, NodeStatus, ParticipantMachine};
 use std::collections::HashMap;
@@ -62,6 +62,14 @@ pub enum NodeError {
     /// The node's local data cannot be used for this job.
     #[error("local data: {0}")]
     LocalData(String),
+    /// The checkpoint cannot be resumed.
+    #[error("checkpoint {path}: {reason}")]
+    Checkpoint {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
     /// The machine's thread ended unexpectedly.
     #[error("the node's protocol thread stopped unexpectedly")]
     MachineStopped,
@@ -109,6 +117,41 @@ pub struct CoordinatorSettings {
     pub trail: TrailSettings,
     /// Public seed of the joint key's mask.
     pub mask_seed: u128,
+    /// The job's checkpoint file: written atomically after every round; if it exists at start,
+    /// the job resumes from it.
+    pub state: Option<PathBuf>,
+}
+
+/// Largest checkpoint read back.
+const MAX_CHECKPOINT_BYTES: usize = 1 << 30;
+
+/// The coordinator's machine: resumed from the checkpoint at `state` if there is one (checked
+/// against the job and the trail), new otherwise.
+fn coordinator_machine<S: RingScalar>(
+    job: ValidJob,
+    mask_seed: u128,
+    state: Option<&Path>,
+    trail: &TrailWriter,
+) -> Result<CoordinatorMachine<S>, NodeError> {
+    let Some(path) = state.filter(|p| p.exists()) else {
+        return Ok(CoordinatorMachine::new(job, mask_seed));
+    };
+    let bad = |reason: String| NodeError::Checkpoint {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let bytes = fedbank_common::storage::read_limited(path, MAX_CHECKPOINT_BYTES)
+        .map_err(|e| bad(e.to_string()))?;
+    let checkpoint: Checkpoint =
+        serde_json::from_slice(&bytes).map_err(|e| bad(format!("not a checkpoint: {e}")))?;
+    if checkpoint.trail_events > trail.events() {
+        return Err(bad(format!(
+            "it was written when the trail had {} events, the trail now has {} (shortened?)",
+            checkpoint.trail_events,
+            trail.events()
+        )));
+    }
+    CoordinatorMachine::resume(job, &checkpoint).map_err(|e| bad(e.to_string()))
 }
 
 /// Runs a coordinator until its job finishes or fails. `ready` receives the bound address;
@@ -125,6 +168,7 @@ pub async fn run_coordinator<S: RingScalar>(
         listen,
         trail,
         mask_seed,
+        state,
     } = settings;
     let endpoint =
         quinn::Endpoint::server(tls::server_config(&creds)?, listen).map_err(|source| {
@@ -200,11 +244,14 @@ pub async fn run_coordinator<S: RingScalar>(
     let machine_writers = writers.clone();
     let machine_progress = progress.clone();
     let job_span = tracing::info_span!("job", job = %job.spec().job);
-    let machine = std::thread::spawn(move || -> Result<Status, TrailError> {
+    let machine = std::thread::spawn(move || -> Result<Result<Status, NodeError>, TrailError> {
         let _span = job_span.enter();
         let start = Instant::now();
         let now = || start.elapsed().as_millis() as u64;
-        let mut machine = CoordinatorMachine::<S>::new(job, mask_seed);
+        let mut machine = match coordinator_machine::<S>(job, mask_seed, state.as_deref(), &trail) {
+            Ok(m) => m,
+            Err(e) => return Ok(Err(e)),
+        };
         loop {
             while let Some(output) = machine.poll_output() {
                 match output {
@@ -226,6 +273,24 @@ pub async fn run_coordinator<S: RingScalar>(
                         trail.append(kind, fields, SystemTime::now())?;
                     }
                     Output::Progress(line) => machine_progress(line),
+                    Output::Checkpoint(mut checkpoint) => {
+                        checkpoint.trail_events = trail.events();
+                        if let Some(path) = &state {
+                            let written = serde_json::to_vec(&checkpoint)
+                                .map_err(|e| e.to_string())
+                                .and_then(|bytes| {
+                                    fedbank_common::storage::write_atomic(path, &bytes, false)
+                                        .map_err(|e| e.to_string())
+                                });
+                            if let Err(e) = written {
+                                tracing::error!(error = %e, "could not write the checkpoint");
+                                machine_progress(format!(
+                                    "could not write the checkpoint {}: {e}",
+                                    path.display()
+                                ));
+                            }
+                        }
+                    }
                     Output::Aggregate {
                         round,
                         kind,
@@ -247,7 +312,7 @@ pub async fn run_coordinator<S: RingScalar>(
                 }
             }
             if *machine.status() != Status::Running {
-                return Ok(machine.status().clone());
+                return Ok(Ok(machine.status().clone()));
             }
             let input = match machine.poll_timeout() {
                 Some(deadline) => {
@@ -260,7 +325,7 @@ pub async fn run_coordinator<S: RingScalar>(
                 }
                 None => match inbox.recv() {
                     Ok(input) => input,
-                    Err(_) => return Ok(machine.status().clone()),
+                    Err(_) => return Ok(Ok(machine.status().clone())),
                 },
             };
             if let Err(violation) = machine.handle(input, now()) {
@@ -274,6 +339,14 @@ pub async fn run_coordinator<S: RingScalar>(
         .await
         .map_err(|_| NodeError::MachineStopped)?
         .map_err(|_| NodeError::MachineStopped)??;
+    let status = match status {
+        Ok(status) => status,
+        Err(e) => {
+            endpoint.close(quinn::VarInt::from_u32(CLOSE_DONE), b"cannot resume");
+            accept.abort();
+            return Err(e);
+        }
+    };
     // Let the final notices reach the nodes, then close.
     tokio::time::sleep(Duration::from_millis(300)).await;
     endpoint.close(quinn::VarInt::from_u32(CLOSE_DONE), b"job over");

@@ -13,6 +13,8 @@ pub enum EventKind {
     TrailOpened,
     /// Job start with the configuration digest.
     JobStarted,
+    /// A restarted coordinator resumed the job from its checkpoint.
+    JobResumed,
     /// Key setup published / joint key formed.
     KeySetup,
     /// A node joined.
@@ -72,6 +74,7 @@ impl EventKind {
         match self {
             TrailOpened => "trail.opened",
             JobStarted => "job.started",
+            JobResumed => "job.resumed",
             KeySetup => "key.setup",
             Joined => "node.joined",
             Refused => "node.refused",

@@ -112,6 +112,11 @@ pub struct TrailWriter {
 }
 
 impl TrailWriter {
+    /// Events in the trail so far.
+    pub fn events(&self) -> u64 {
+        self.next_seq
+    }
+
     /// Starts a new trail at `path` for node `writer` in `role`; refuses to overwrite a file.
     pub fn create(
         path: &Path,

@@ -106,6 +106,8 @@ pub enum Output<S: RingScalar> {
     },
     /// A line of progress for the operator.
     Progress(String),
+    /// The job's state, to be written atomically for crash recovery.
+    Checkpoint(Box<super::checkpoint::Checkpoint>),
     /// A round's decrypted aggregate: what the coordinator learned (for its operator's logs and
     /// for tests of what each role received).
     Aggregate {

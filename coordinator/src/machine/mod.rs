@@ -18,9 +18,11 @@
 //! duplicate, wrong kind) is refused with a [`Violation`] and changes nothing.
 
 mod alerts;
+mod checkpoint;
 mod events;
 mod rounds;
 
+pub use checkpoint::{Checkpoint, CompletedRound, ResumeError};
 pub use events::{Input, JobFailure, Millis, Outbound, Output, Status, Violation};
 
 use crate::aggregation::RoundAggregate;
@@ -80,6 +82,12 @@ pub struct CoordinatorMachine<S: RingScalar> {
     status: Status,
     rounds_done: u32,
     auditor_keys: Option<alerts::AuditorKeysHeld>,
+    /// Every completed round (the crash-recovery journal).
+    completed: Vec<checkpoint::CompletedRound>,
+    /// The number the next round takes; never reused, across restarts too.
+    next_round: u32,
+    /// What a resumed job does once its committee is back.
+    pending: Option<checkpoint::Pending>,
 }
 
 fn fields(v: Value) -> Map<String, Value> {
@@ -92,8 +100,14 @@ fn fields(v: Value) -> Map<String, Value> {
 impl<S: RingScalar> CoordinatorMachine<S> {
     /// A coordinator for `job`; `mask_seed` is the public seed of the joint key's mask.
     pub fn new(job: ValidJob, mask_seed: u128) -> Self {
+        let mut machine = Self::blank(job, mask_seed);
+        machine.announce();
+        machine
+    }
+
+    fn blank(job: ValidJob, mask_seed: u128) -> Self {
         let logic = JobLogic::new(&job);
-        let mut machine = Self {
+        Self {
             job,
             mask_seed,
             stage: Stage::Joining,
@@ -106,7 +120,14 @@ impl<S: RingScalar> CoordinatorMachine<S> {
             status: Status::Running,
             rounds_done: 0,
             auditor_keys: None,
-        };
+            completed: Vec::new(),
+            next_round: 1,
+            pending: None,
+        }
+    }
+
+    fn announce(&mut self) {
+        let machine = self;
         let spec = machine.job.spec();
         let started = fields(json!({
             "job": spec.job.as_str(),
@@ -120,7 +141,6 @@ impl<S: RingScalar> CoordinatorMachine<S> {
             "auditor": spec.auditor.as_ref().map(|a| a.as_str()),
         }));
         machine.audit(EventKind::JobStarted, started);
-        machine
     }
 
     /// The job's status.
@@ -303,7 +323,7 @@ impl<S: RingScalar> CoordinatorMachine<S> {
     }
 
     fn maybe_start_key_setup(&mut self, now: Millis) {
-        if !matches!(self.stage, Stage::Joining) {
+        if !matches!(self.stage, Stage::Joining) || self.maybe_continue(now) {
             return;
         }
         let spec = self.job.spec();

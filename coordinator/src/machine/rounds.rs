@@ -55,6 +55,8 @@ impl<S: RingScalar> CoordinatorMachine<S> {
             kind.label(),
             asked.len()
         ));
+        self.next_round = self.next_round.max(number + 1);
+        self.emit_checkpoint();
         self.stage = Stage::Collecting(Box::new(Round {
             number,
             attempt,
@@ -277,6 +279,9 @@ impl<S: RingScalar> CoordinatorMachine<S> {
         });
         let contributors = request.manifest.contributors.clone();
         let applied = self.logic.apply(&round.kind, &decoded, contributors.len());
+        if applied.is_ok() {
+            self.journal(round.number, &round.kind, &contributors, &decoded);
+        }
         self.outputs.push_back(Output::Aggregate {
             round: round.number,
             kind: round.kind.clone(),

@@ -1,0 +1,232 @@
+//! Crash recovery of the coordinator: a journal of what it has legitimately learned, written
+//! after every round start and every completed round, from which a restarted coordinator
+//! resumes the job.
+//!
+//! The checkpoint holds the job's digest, the key setup and joint public key (key epoch), the
+//! next round number, and every completed round's decrypted aggregate with its contributors —
+//! the aggregates the coordinator is allowed to see, nothing more. The job logic is rebuilt by
+//! replaying them (each job's `apply` is deterministic), so the resumed job continues exactly
+//! where the last completed round left it, with no format of its own to keep in step.
+//!
+//! A resumed job never reuses a round number: a round that was started but not completed before
+//! the crash is run again under the next number, so no committee member is asked to decrypt the
+//! same slot twice with another contributor set, and no participant is asked the same round
+//! number for a different computation.
+//!
+//! The shell writes the checkpoint atomically (write to a temporary file, fsync, rename) and
+//! records how many trail events existed, so that a resume over a shortened trail is refused.
+
+use super::events::{Millis, Output};
+use super::{fields, CoordinatorMachine, Stage};
+use crate::job_logic::JobLogic;
+use fedbank_common::audit::EventKind;
+use fedbank_common::digest::Digest;
+use fedbank_common::encoding::DecodedQuantity;
+use fedbank_common::ids::{JobId, NodeId};
+use fedbank_common::job::{RoundKind, ValidJob};
+use fedbank_common::secagg::{JointPublicKey, KeySetup, RingScalar};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+/// One completed round as the coordinator learned it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CompletedRound {
+    /// Round number.
+    pub round: u32,
+    /// What it computed.
+    pub kind: RoundKind,
+    /// Who contributed to the decrypted aggregate.
+    pub contributors: Vec<NodeId>,
+    /// The decrypted aggregate.
+    pub decoded: Vec<DecodedQuantity>,
+}
+
+/// What a restarted coordinator needs to resume a job.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    /// Job.
+    pub job: JobId,
+    /// Digest of the job file it ran.
+    pub job_digest: Digest,
+    /// Public seed of the joint key's mask, hex.
+    pub mask_seed: String,
+    /// The key setup (key epoch and committee), once made.
+    pub setup: Option<KeySetup>,
+    /// The joint public key in its wire form, once formed.
+    pub joint_key: Option<Vec<u8>>,
+    /// The number the next round will take.
+    pub next_round: u32,
+    /// Every completed round, in order.
+    pub completed: Vec<CompletedRound>,
+    /// Events in the coordinator's trail when this was written (filled in by the shell).
+    #[serde(default)]
+    pub trail_events: u64,
+}
+
+/// Why a checkpoint cannot be resumed.
+#[derive(Debug, thiserror::Error)]
+pub enum ResumeError {
+    /// The checkpoint belongs to another job or another version of the job file.
+    #[error("the checkpoint is for job {job} with digest {digest}, not this job ({expected})")]
+    OtherJob {
+        /// Job in the checkpoint.
+        job: String,
+        /// Its digest.
+        digest: String,
+        /// This job's digest.
+        expected: String,
+    },
+    /// The stored joint key or seed cannot be read.
+    #[error("the checkpoint's {0} cannot be read")]
+    Corrupt(&'static str),
+    /// Replaying a completed round failed.
+    #[error("replaying round {round}: {reason}")]
+    Replay {
+        /// Round.
+        round: u32,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// What a resumed coordinator does once its committee is back.
+#[derive(Debug, Clone)]
+pub(super) enum Pending {
+    /// Start this round under the next number.
+    Round(RoundKind),
+    /// Run the alert step over these contributors.
+    Alerts(Vec<NodeId>),
+    /// Everything was done: finish.
+    Finish,
+}
+
+impl<S: RingScalar> CoordinatorMachine<S> {
+    /// The checkpoint of the job so far.
+    pub fn checkpoint(&self) -> Checkpoint {
+        Checkpoint {
+            job: self.job.spec().job.clone(),
+            job_digest: self.job.digest(),
+            mask_seed: format!("{:032x}", self.mask_seed),
+            setup: self.setup.clone(),
+            joint_key: self
+                .joint_key
+                .as_ref()
+                .and_then(|k| fedbank_common::wire::encode(k).ok()),
+            next_round: self.next_round,
+            completed: self.completed.clone(),
+            trail_events: 0,
+        }
+    }
+
+    pub(super) fn emit_checkpoint(&mut self) {
+        let checkpoint = self.checkpoint();
+        self.outputs
+            .push_back(Output::Checkpoint(Box::new(checkpoint)));
+    }
+
+    /// A coordinator resuming `job` from `checkpoint`: the completed rounds are replayed into
+    /// the job logic; once the committee (and, for alerts, the auditor's keys) is back, the job
+    /// continues with the next round under a fresh number. The trail records the restart.
+    pub fn resume(job: ValidJob, checkpoint: &Checkpoint) -> Result<Self, ResumeError> {
+        if checkpoint.job != job.spec().job || checkpoint.job_digest != job.digest() {
+            return Err(ResumeError::OtherJob {
+                job: checkpoint.job.to_string(),
+                digest: checkpoint.job_digest.to_hex(),
+                expected: job.digest().to_hex(),
+            });
+        }
+        let mask_seed = u128::from_str_radix(&checkpoint.mask_seed, 16)
+            .map_err(|_| ResumeError::Corrupt("mask seed"))?;
+        let joint_key = match &checkpoint.joint_key {
+            Some(bytes) => Some(
+                fedbank_common::wire::decode::<JointPublicKey<S>>(bytes)
+                    .map_err(|_| ResumeError::Corrupt("joint public key"))?,
+            ),
+            None => None,
+        };
+        let mut machine = Self::blank(job, mask_seed);
+        let mut next = Some(machine.logic.first_round());
+        for round in &checkpoint.completed {
+            next = machine
+                .logic
+                .apply(&round.kind, &round.decoded, round.contributors.len())
+                .map_err(|reason| ResumeError::Replay {
+                    round: round.round,
+                    reason,
+                })?;
+        }
+        let pending = match (next, checkpoint.completed.last()) {
+            (Some(kind), _) => Pending::Round(kind),
+            (None, Some(last))
+                if machine.job.alert_rules() > 0
+                    && matches!(machine.logic, JobLogic::Compliance(_)) =>
+            {
+                Pending::Alerts(last.contributors.clone())
+            }
+            (None, _) => Pending::Finish,
+        };
+        machine.setup = checkpoint.setup.clone();
+        machine.joint_key = joint_key;
+        machine.completed = checkpoint.completed.clone();
+        machine.rounds_done = checkpoint.completed.len() as u32;
+        machine.next_round = checkpoint.next_round.max(1);
+        machine.pending = Some(pending);
+        let spec = machine.job.spec().clone();
+        let resumed = fields(json!({
+            "job": spec.job.as_str(),
+            "config_digest": machine.job.digest().to_hex(),
+            "completed_rounds": checkpoint.completed.iter().map(|r| r.round).collect::<Vec<_>>(),
+            "next_round": machine.next_round,
+            "key_epoch": checkpoint.setup.as_ref().map(|s| s.key_epoch),
+            "trail_events_at_checkpoint": checkpoint.trail_events,
+        }));
+        machine.audit(EventKind::JobResumed, resumed);
+        machine.progress(format!(
+            "resumed job {} after {} completed rounds; next round {}",
+            spec.job,
+            checkpoint.completed.len(),
+            machine.next_round
+        ));
+        Ok(machine)
+    }
+
+    /// Whether a resumed job can go on: its committee is back (and the auditor's keys, for
+    /// alerts). Then the pending step starts.
+    pub(super) fn maybe_continue(&mut self, now: Millis) -> bool {
+        if self.pending.is_none() || !matches!(self.stage, Stage::Joining) {
+            return false;
+        }
+        let spec = self.job.spec();
+        if !spec.committee.iter().all(|m| self.welcomed.contains(m)) {
+            return true;
+        }
+        if self.job.alert_rules() > 0 && self.auditor_keys.is_none() {
+            return true;
+        }
+        match self.pending.take() {
+            Some(Pending::Round(kind)) => self.start_round(self.next_round, 0, kind, now),
+            Some(Pending::Alerts(contributors)) => {
+                self.start_alerts(self.next_round, &contributors, now)
+            }
+            Some(Pending::Finish) | None => self.finish(),
+        }
+        true
+    }
+
+    /// Records a completed round in the journal.
+    pub(super) fn journal(
+        &mut self,
+        round: u32,
+        kind: &RoundKind,
+        contributors: &[NodeId],
+        decoded: &[DecodedQuantity],
+    ) {
+        self.completed.push(CompletedRound {
+            round,
+            kind: kind.clone(),
+            contributors: contributors.to_vec(),
+            decoded: decoded.to_vec(),
+        });
+        self.emit_checkpoint();
+    }
+}
