@@ -189,7 +189,10 @@ impl Consortium {
                     self.to_nodes.push_back((to, bytes));
                 }
                 Output::Audit { kind, fields } => self.trail.push((kind.name().to_owned(), fields)),
-                Output::Disconnect { .. } | Output::Progress(_) | Output::Aggregate { .. } => {}
+                Output::Disconnect { .. }
+                | Output::Progress(_)
+                | Output::Aggregate { .. }
+                | Output::Checkpoint(_) => {}
             }
         }
     }
