@@ -79,6 +79,7 @@ impl Consortium {
             round_timeout_ms: 20_000,
             decryption_timeout_ms: 20_000,
             max_round_retries: 0,
+            max_decryption_retries: 1,
             propensity: None,
             compliance: None,
             auditor: None,

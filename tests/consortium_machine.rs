@@ -46,6 +46,7 @@ fn job(n: usize, committee: usize, min: usize) -> ValidJob {
         round_timeout_ms: 5000,
         decryption_timeout_ms: 1000,
         max_round_retries: 1,
+        max_decryption_retries: 1,
         propensity: None,
         compliance: None,
         auditor: None,
@@ -363,12 +364,78 @@ fn a_silent_committee_member_stops_the_round_naming_it() {
         }
     }
     c.silent.insert(id("p01"));
+    // The round is run once more (max_decryption_retries = 1), then the job stops, naming it.
     match c.run() {
-        Status::Failed(JobFailure::MemberTimeout { round: 1, members }) => {
+        Status::Failed(JobFailure::MemberTimeout { round: 2, members }) => {
             assert_eq!(members, vec![id("p01")])
         }
         other => panic!("expected a member timeout, got {other:?}"),
     }
+    let retries = c
+        .trail
+        .iter()
+        .filter(|(k, _)| k == "decryption.retried")
+        .count();
+    assert_eq!(retries, 1);
+    assert!(!c.trail.iter().any(|(k, _)| k == "aggregate.decrypted"));
+}
+
+#[test]
+fn a_member_that_goes_away_during_decryption_and_returns_costs_a_retry_not_the_job() {
+    let job = job(4, 2, 2);
+    let tables: Vec<LocalTable> = (0..4).map(table).collect();
+    let uninterrupted = Consortium::new(&job, tables.clone()).run();
+    let mut c = Consortium::new(&job, tables.clone());
+    // Run until the first decryption request reaches p01, then it crashes before answering.
+    c.drain_coordinator();
+    loop {
+        if let Some((from, bytes)) = c.to_coordinator.pop_front() {
+            c.deliver_to_coordinator(from, &bytes);
+        }
+        c.drain_coordinator();
+        let Some((to, bytes)) = c.to_nodes.pop_front() else {
+            continue;
+        };
+        let m = Inbound::<S>::decode(&bytes).expect("decode");
+        if to == id("p01") && matches!(m, Inbound::Decrypt(_)) {
+            break;
+        }
+        c.nodes
+            .get_mut(&to)
+            .expect("node")
+            .handle(m)
+            .expect("handles");
+        c.drain_node(&to);
+    }
+    c.disconnect(&id("p01"));
+    c.drain_coordinator();
+    // It comes back (with its key share) and says Hello; the round runs again as round 2.
+    c.connect(&id("p01"));
+    let status = c.run();
+    let (Status::Finished(JobResult::Stats(got)), Status::Finished(JobResult::Stats(want))) =
+        (&status, &uninterrupted)
+    else {
+        panic!("{status:?} / {uninterrupted:?}");
+    };
+    assert_eq!(got, want);
+    let kinds: Vec<&str> = c.trail.iter().map(|(k, _)| k.as_str()).collect();
+    let retried = kinds
+        .iter()
+        .position(|k| *k == "decryption.retried")
+        .expect("retry");
+    // Nothing of round 1 was decrypted: the first aggregate comes after the retry.
+    let first_decrypted = kinds
+        .iter()
+        .position(|k| *k == "aggregate.decrypted")
+        .expect("decrypted");
+    assert!(first_decrypted > retried);
+    let decrypted_rounds: Vec<u64> = c
+        .trail
+        .iter()
+        .filter(|(k, _)| k == "aggregate.decrypted")
+        .filter_map(|(_, f)| f["round"].as_u64())
+        .collect();
+    assert_eq!(decrypted_rounds, vec![2, 3]);
 }
 
 #[test]
@@ -487,4 +554,69 @@ fn a_hello_from_another_protocol_version_is_refused_and_changes_nothing() {
         "{text}"
     );
     assert_eq!(coordinator.present().count(), 0, "not admitted");
+}
+
+#[test]
+fn a_participant_restarted_mid_round_rejoins_and_is_never_counted_twice() {
+    let job = job(4, 2, 2);
+    let tables: Vec<LocalTable> = (0..4).map(table).collect();
+    let uninterrupted = Consortium::new(&job, tables.clone()).run();
+    let mut c = Consortium::new(&job, tables.clone());
+    let restarted = id("p02");
+    // Run until the coordinator has p02's round-1 contribution; p03's messages are held back
+    // meanwhile so that round 1 is still open.
+    let mut held = Vec::new();
+    let counted = |c: &Consortium| {
+        c.trail
+            .iter()
+            .any(|(k, f)| k == "contribution.received" && f["node"] == "p02" && f["round"] == 1)
+    };
+    while !counted(&c) {
+        c.drain_coordinator();
+        if let Some((from, bytes)) = c.to_coordinator.pop_front() {
+            let contribution = matches!(Inbound::<S>::decode(&bytes), Ok(Inbound::Contribution(_)));
+            if from == id("p03") && contribution {
+                held.push((from, bytes));
+            } else {
+                c.deliver_to_coordinator(from, &bytes);
+            }
+            continue;
+        }
+        if let Some((to, bytes)) = c.to_nodes.pop_front() {
+            let m = Inbound::<S>::decode(&bytes).expect("decode");
+            c.nodes
+                .get_mut(&to)
+                .expect("node")
+                .handle(m)
+                .expect("handles");
+            c.drain_node(&to);
+        }
+    }
+    // The process dies and a fresh one, with the same data, connects and says Hello: it is
+    // asked for round 1 again and contributes again.
+    c.disconnect(&restarted);
+    c.nodes.insert(
+        restarted.clone(),
+        ParticipantMachine::new(restarted.clone(), job.clone(), tables[2].clone()),
+    );
+    held.extend(c.to_coordinator.drain(..));
+    c.connect(&restarted);
+    c.to_coordinator.extend(held);
+    let status = c.run();
+    assert_eq!(
+        status, uninterrupted,
+        "the same statistics as without the restart"
+    );
+    let p02_round_1 = c
+        .trail
+        .iter()
+        .filter(|(k, f)| k == "contribution.received" && f["node"] == "p02" && f["round"] == 1)
+        .count();
+    assert_eq!(p02_round_1, 1, "counted once");
+    assert!(
+        c.violations.iter().any(|v| v.contains("p02")
+            && (v.contains("already contributed") || v.contains("sent Contribution"))),
+        "the second contribution was refused: {:?}",
+        c.violations
+    );
 }

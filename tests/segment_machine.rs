@@ -56,6 +56,7 @@ fn spec(n: usize, k_anonymity: u64) -> JobSpec {
         round_timeout_ms: 1000,
         decryption_timeout_ms: 1000,
         max_round_retries: 0,
+        max_decryption_retries: 1,
         propensity: None,
         compliance: None,
         auditor: None,

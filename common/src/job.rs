@@ -503,6 +503,10 @@ pub struct JobSpec {
     /// How often a round with too few contributors is retried before the job stops.
     #[serde(default = "default_retries")]
     pub max_round_retries: u32,
+    /// How often a round whose decryption failed because a committee member went away is run
+    /// again (under a fresh round number, once the whole committee is back) before the job stops.
+    #[serde(default = "default_retries")]
+    pub max_decryption_retries: u32,
     /// How to segment (segment jobs only).
     #[serde(default)]
     pub segment: Option<SegmentSpec>,

@@ -35,6 +35,8 @@ pub enum EventKind {
     DecryptionReleased,
     /// A member refused a decryption.
     DecryptionRefused,
+    /// A member went away during a decryption; the round is run again.
+    DecryptionRetried,
     /// The coordinator received a member's partial decryption.
     DecryptionApproved,
     /// An aggregate was decrypted.
@@ -85,6 +87,7 @@ impl EventKind {
             DecryptionRequested => "decryption.requested",
             DecryptionReleased => "decryption.released",
             DecryptionRefused => "decryption.refused",
+            DecryptionRetried => "decryption.retried",
             DecryptionApproved => "decryption.approved",
             AggregateDecrypted => "aggregate.decrypted",
             RoundCompleted => "round.completed",

@@ -203,6 +203,7 @@ impl<S: RingScalar> CoordinatorMachine<S> {
         if self.job.alert_rules() > 0 && self.auditor_keys.is_none() {
             return true;
         }
+        self.waiting_until = None;
         match self.pending.take() {
             Some(Pending::Round(kind)) => self.start_round(self.next_round, 0, kind, now),
             Some(Pending::Alerts(contributors)) => {

@@ -88,6 +88,10 @@ pub struct CoordinatorMachine<S: RingScalar> {
     next_round: u32,
     /// What a resumed job does once its committee is back.
     pending: Option<checkpoint::Pending>,
+    /// Until when a job waiting for its committee to come back waits.
+    waiting_until: Option<Millis>,
+    /// Rounds run again because a member went away during decryption.
+    decryption_retries: u32,
 }
 
 fn fields(v: Value) -> Map<String, Value> {
@@ -123,6 +127,8 @@ impl<S: RingScalar> CoordinatorMachine<S> {
             completed: Vec::new(),
             next_round: 1,
             pending: None,
+            waiting_until: None,
+            decryption_retries: 0,
         }
     }
 
@@ -167,7 +173,8 @@ impl<S: RingScalar> CoordinatorMachine<S> {
             Stage::Collecting(round) => Some(round.deadline),
             Stage::Alerting(step) => Some(step.deadline),
             Stage::AwaitingAuditor { deadline, .. } => Some(*deadline),
-            Stage::Joining | Stage::Done => None,
+            Stage::Joining => self.waiting_until,
+            Stage::Done => None,
         }
     }
 

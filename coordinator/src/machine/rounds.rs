@@ -453,6 +453,11 @@ impl<S: RingScalar> CoordinatorMachine<S> {
         if self.alert_dropped(&node, "disconnected before sending its rates", now) {
             return;
         }
+        if let Stage::Decrypting { partials, .. } = &self.stage {
+            if self.job.spec().committee.contains(&node) && !partials.contains_key(&node) {
+                return self.retry_decryption(vec![node], now);
+            }
+        }
         if let Stage::Collecting(round) = &mut self.stage {
             if round.asked.remove(&node) && !round.aggregate.contributions().contains_key(&node) {
                 let (number, attempt) = (round.number, round.attempt);
@@ -476,6 +481,41 @@ impl<S: RingScalar> CoordinatorMachine<S> {
                 }
             }
         }
+    }
+
+    /// A committee member went away (or missed the deadline) during a decryption. Nothing of the
+    /// round is released: the aggregate needs every member's partial decryption. Within the
+    /// job's `max_decryption_retries`, the round is run again under a fresh number once the
+    /// whole committee is back (within the key-setup timeout); otherwise the job stops.
+    pub(super) fn retry_decryption(&mut self, members: Vec<NodeId>, now: Millis) {
+        let Stage::Decrypting { round, .. } = std::mem::replace(&mut self.stage, Stage::Joining)
+        else {
+            return;
+        };
+        let spec = self.job.spec().clone();
+        if self.decryption_retries >= spec.max_decryption_retries {
+            return self.fail(JobFailure::MemberTimeout {
+                round: round.number,
+                members,
+            });
+        }
+        self.decryption_retries += 1;
+        self.audit(
+            EventKind::DecryptionRetried,
+            fields(json!({"job": spec.job.as_str(), "round": round.number, "quantity": round.kind.label(),
+                "missing_members": members.iter().map(|m| m.as_str()).collect::<Vec<_>>(),
+                "retry": self.decryption_retries, "max_retries": spec.max_decryption_retries,
+                "next_round": self.next_round,
+                "released": "nothing: the aggregate needs every member's partial decryption"})),
+        );
+        self.progress(format!(
+            "round {}: committee member(s) {members:?} went away during decryption; nothing released; \
+             the round runs again as round {} once the committee is back (retry {} of {})",
+            round.number, self.next_round, self.decryption_retries, spec.max_decryption_retries
+        ));
+        self.pending = Some(super::checkpoint::Pending::Round(round.kind));
+        self.waiting_until = Some(now + spec.key_setup_timeout_ms);
+        self.maybe_continue(now);
     }
 
     pub(super) fn on_tick(&mut self, now: Millis) {
@@ -502,10 +542,7 @@ impl<S: RingScalar> CoordinatorMachine<S> {
                 )));
             }
             Stage::Decrypting {
-                round,
-                partials,
-                deadline,
-                ..
+                partials, deadline, ..
             } if now >= *deadline => {
                 let members = self
                     .job
@@ -515,11 +552,21 @@ impl<S: RingScalar> CoordinatorMachine<S> {
                     .filter(|m| !partials.contains_key(*m))
                     .cloned()
                     .collect();
-                let failure = JobFailure::MemberTimeout {
-                    round: round.number,
+                self.retry_decryption(members, now);
+            }
+            Stage::Joining if self.waiting_until.is_some_and(|d| now >= d) => {
+                let members = self
+                    .job
+                    .spec()
+                    .committee
+                    .iter()
+                    .filter(|m| !self.welcomed.contains(*m))
+                    .cloned()
+                    .collect();
+                self.fail(JobFailure::MemberTimeout {
+                    round: self.next_round,
                     members,
-                };
-                self.fail(failure);
+                });
             }
             _ => {}
         }
