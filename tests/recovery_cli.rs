@@ -1,0 +1,196 @@
+//! Crash recovery with real processes: `fedbank coordinator` is killed (SIGKILL) in the middle of
+//! a job and started again with the same configuration; the `fedbank participant` processes
+//! reconnect with backoff; the job resumes from its checkpoint and ends with the same result as
+//! an uninterrupted run, and the coordinator's trail — which still verifies — shows the restart.
+//!
+//! One of the four institutions stays away, so that every round waits for its deadline and the
+//! kill lands while a round is open.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn fedbank() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_fedbank"));
+    c.current_dir(env!("CARGO_MANIFEST_DIR"));
+    c
+}
+
+fn ok(out: Output) -> String {
+    let text = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    text
+}
+
+/// A free UDP port on 127.0.0.1 (bound, read, released).
+fn free_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .map(|a| a.port())
+        .expect("port")
+}
+
+struct Consortium {
+    dir: PathBuf,
+}
+
+const RUNNING: [&str; 3] = ["retail-bank", "insurer", "broker"];
+
+impl Consortium {
+    /// Certificates and data from a simulation of the stats job, a job file whose rounds wait
+    /// 1.5 s for the absent `payments`, and node configurations.
+    fn new(base: &Path, name: &str) -> Self {
+        let dir = base.join(name);
+        let sim = dir.join("sim");
+        ok(fedbank()
+            .args(["simulate", "--out", sim.to_str().expect("path")])
+            .output()
+            .expect("simulate"));
+        let job = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/simulate-stats.toml"),
+        )
+        .expect("job")
+        .replace("round_timeout_ms = 30000", "round_timeout_ms = 1500");
+        std::fs::write(dir.join("job.toml"), job).expect("job file");
+        let port = free_port();
+        std::fs::write(
+            dir.join("coordinator.toml"),
+            format!(
+                "job_file = \"job.toml\"\nid = \"coordinator\"\nlisten = \"127.0.0.1:{port}\"\n\
+                 certs_dir = \"sim/certs\"\nout_dir = \"out\"\n"
+            ),
+        )
+        .expect("coordinator config");
+        for p in RUNNING {
+            std::fs::write(
+                dir.join(format!("{p}.toml")),
+                format!(
+                    "job_file = \"job.toml\"\nid = \"{p}\"\ndata = \"sim/data/{p}/customers.csv\"\n\
+                     coordinator_address = \"127.0.0.1:{port}\"\ncoordinator_id = \"coordinator\"\n\
+                     certs_dir = \"sim/certs\"\ntrail = \"out/{p}.trail\"\nconnect_attempts = 200\n"
+                ),
+            )
+            .expect("participant config");
+        }
+        std::fs::create_dir_all(dir.join("out")).expect("out");
+        Self { dir }
+    }
+
+    fn coordinator(&self) -> Child {
+        fedbank()
+            .args(["coordinator", "--config"])
+            .arg(self.dir.join("coordinator.toml"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("coordinator")
+    }
+
+    fn participants(&self) -> Vec<Child> {
+        RUNNING
+            .iter()
+            .map(|p| {
+                fedbank()
+                    .args(["participant", "--config"])
+                    .arg(self.dir.join(format!("{p}.toml")))
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .expect("participant")
+            })
+            .collect()
+    }
+
+    fn checkpoint(&self) -> Option<serde_json::Value> {
+        let text =
+            std::fs::read_to_string(self.dir.join("out/coordinator.checkpoint.json")).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+
+    fn result(&self) -> serde_json::Value {
+        serde_json::from_str(
+            &std::fs::read_to_string(self.dir.join("out/result.json")).expect("result"),
+        )
+        .expect("json")
+    }
+}
+
+fn wait(child: Child, what: &str) -> String {
+    ok(child
+        .wait_with_output()
+        .unwrap_or_else(|e| panic!("{what}: {e}")))
+}
+
+#[test]
+fn a_killed_coordinator_restarts_and_the_job_ends_as_if_uninterrupted() {
+    let base = tempfile::tempdir().expect("dir");
+
+    // Uninterrupted.
+    let reference = Consortium::new(base.path(), "reference");
+    let coordinator = reference.coordinator();
+    let participants = reference.participants();
+    wait(coordinator, "coordinator");
+    for p in participants {
+        wait(p, "participant");
+    }
+    let expected = reference.result();
+
+    // Killed after the first completed round, while round 2 waits for its deadline.
+    let c = Consortium::new(base.path(), "killed");
+    let mut coordinator = c.coordinator();
+    let participants = c.participants();
+    let started = Instant::now();
+    while !c
+        .checkpoint()
+        .is_some_and(|cp| cp["completed"].as_array().map(Vec::len) == Some(1))
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no checkpoint after a round"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    coordinator.kill().expect("kill");
+    let _ = coordinator.wait();
+    let restarted = c.coordinator();
+    let out = wait(restarted, "restarted coordinator");
+    assert!(
+        out.contains("resumed job stats-demo after 1 completed rounds"),
+        "{out}"
+    );
+    for p in participants {
+        wait(p, "participant");
+    }
+    assert_eq!(c.result()["features"], expected["features"]);
+
+    // The trail verifies and shows the restart, and no round number was reused.
+    let trail = c.dir.join("out/coordinator.trail");
+    ok(fedbank()
+        .args(["audit", "verify"])
+        .arg(&trail)
+        .output()
+        .expect("verify"));
+    let events: Vec<serde_json::Value> = std::fs::read_to_string(&trail)
+        .expect("trail")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("event"))
+        .collect();
+    let resumed = events
+        .iter()
+        .position(|e| e["event"] == "job.resumed")
+        .expect("job.resumed in the trail");
+    let rounds_after: Vec<u64> = events[resumed..]
+        .iter()
+        .filter(|e| e["event"] == "round.started")
+        .filter_map(|e| e["fields"]["round"].as_u64())
+        .collect();
+    assert_eq!(
+        rounds_after,
+        vec![3],
+        "round 2 was open at the crash: it runs as round 3"
+    );
+}
