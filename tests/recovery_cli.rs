@@ -144,10 +144,9 @@ fn a_killed_coordinator_restarts_and_the_job_ends_as_if_uninterrupted() {
     let mut coordinator = c.coordinator();
     let participants = c.participants();
     let started = Instant::now();
-    while !c
-        .checkpoint()
-        .is_some_and(|cp| cp["completed"].as_array().map(Vec::len) == Some(1))
-    {
+    let one_round_done =
+        |cp: serde_json::Value| cp["completed"].as_array().map(Vec::len) == Some(1);
+    while !c.checkpoint().is_some_and(one_round_done) {
         assert!(
             started.elapsed() < Duration::from_secs(60),
             "no checkpoint after a round"
