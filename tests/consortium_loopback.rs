@@ -438,7 +438,20 @@ async fn hostile<S: RingScalar>(c: &Consortium, node: &str, addr: SocketAddr) {
             _ => {}
         }
     }
+    // More connections than the coordinator holds: enrolled nodes plus room for reconnections.
+    let mut extra = Vec::new();
+    let mut refused = 0;
+    for _ in 0..fedbank_transport::nodes::RECONNECT_ROOM + c.job.spec().participants.len() {
+        match timeout(WAIT, connect(&endpoint, addr, &id("coordinator"))).await {
+            Ok(Ok(conn)) => extra.push(conn),
+            _ => refused += 1,
+        }
+    }
+    assert!(refused > 0, "the connection limit refused none");
     tokio::time::sleep(Duration::from_millis(300)).await;
+    for conn in extra {
+        conn.close(quinn::VarInt::from_u32(0), b"done");
+    }
     conn.close(quinn::VarInt::from_u32(0), b"done");
     endpoint.close(quinn::VarInt::from_u32(0), b"done");
 }
@@ -462,6 +475,7 @@ async fn hostile_messages_are_refused_and_the_job_is_unchanged() {
         "mallory sent Hello twice",
         "mallory sent Contribution for round 6",
         "contribution from mallory to job loopback-stats round 1",
+        "connections are open, the limit",
     ] {
         assert!(
             c.log_contains(refusal),

@@ -122,6 +122,26 @@ pub struct CoordinatorSettings {
     pub state: Option<PathBuf>,
 }
 
+/// Connections the coordinator accepts beyond one per enrolled node (a reconnecting node's old
+/// connection may linger until its idle timeout).
+pub const RECONNECT_ROOM: usize = 4;
+
+/// One open connection, counted while it lives.
+struct ConnectionSlot(Arc<std::sync::atomic::AtomicUsize>);
+
+impl ConnectionSlot {
+    fn take(active: &Arc<std::sync::atomic::AtomicUsize>) -> Self {
+        active.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Self(active.clone())
+    }
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
 /// Largest checkpoint read back.
 const MAX_CHECKPOINT_BYTES: usize = 1 << 30;
 
@@ -197,6 +217,7 @@ pub async fn run_coordinator<S: RingScalar>(
             .collect(),
     );
     let cap = job.max_message_bytes();
+    let max_connections = enrolled.len() + RECONNECT_ROOM;
 
     // Accept loop: admit by certificate, then one reader task per connection.
     let accept = {
@@ -206,7 +227,20 @@ pub async fn run_coordinator<S: RingScalar>(
         let progress = progress.clone();
         tokio::spawn(async move {
             let mut next_connection = 0usize;
+            let active = Arc::new(std::sync::atomic::AtomicUsize::new(0));
             while let Some(incoming) = endpoint.accept().await {
+                // Connections beyond every enrolled node (plus room for reconnections) are refused
+                // before the handshake: a peer cannot make the coordinator hold more.
+                if active.load(std::sync::atomic::Ordering::SeqCst) >= max_connections {
+                    let remote = incoming.remote_address();
+                    incoming.refuse();
+                    tracing::warn!(%remote, max_connections, "connection refused: connection limit");
+                    progress(format!(
+                        "refused a connection from {remote}: {max_connections} connections are open, the limit"
+                    ));
+                    continue;
+                }
+                let slot = ConnectionSlot::take(&active);
                 next_connection += 1;
                 let serial = next_connection;
                 let (writers, events, enrolled, progress) = (
@@ -216,6 +250,7 @@ pub async fn run_coordinator<S: RingScalar>(
                     progress.clone(),
                 );
                 tokio::spawn(async move {
+                    let _slot = slot;
                     match admit(incoming, |n| enrolled.contains(n)).await {
                         Ok((node, conn)) => {
                             serve_connection::<S>(

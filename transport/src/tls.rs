@@ -56,9 +56,21 @@ pub fn server_config(creds: &NodeCredentials) -> Result<quinn::ServerConfig, Tls
             .unwrap_or(quinn::IdleTimeout::from(quinn::VarInt::from_u32(30_000))),
     ));
     transport.keep_alive_interval(Some(std::time::Duration::from_secs(5)));
+    // One message per unidirectional stream, read one at a time: a peer may open only a few
+    // at once, and flow control holds back what the coordinator has not read yet, so what a
+    // connection can make it buffer is bounded (about the largest message plus the window).
+    transport.max_concurrent_uni_streams(quinn::VarInt::from_u32(MAX_STREAMS_PER_PEER));
+    transport.max_concurrent_bidi_streams(quinn::VarInt::from_u32(0));
+    transport.stream_receive_window(quinn::VarInt::from_u32(STREAM_WINDOW));
+    transport.receive_window(quinn::VarInt::from_u32(STREAM_WINDOW * 2));
     config.transport_config(Arc::new(transport));
     Ok(config)
 }
+
+/// Unidirectional streams (messages) a peer may have open at once towards the coordinator.
+pub const MAX_STREAMS_PER_PEER: u32 = 4;
+/// Bytes a peer may have in flight per stream before the coordinator reads them.
+pub const STREAM_WINDOW: u32 = 4 << 20;
 
 /// A node's QUIC client configuration: it trusts only the consortium CA and presents its own
 /// certificate.
