@@ -9,6 +9,7 @@
 mod audit;
 mod audit_report;
 mod bench;
+mod bench_load;
 mod centralized;
 mod certs;
 mod compliance_summary;
@@ -89,6 +90,9 @@ enum BenchCommand {
     /// Secure aggregation per role (participant, coordinator, committee) against a plaintext sum
     /// and tfhe's high-level FheUint32 addition, measured in the same run.
     Secagg(bench::SecaggArgs),
+    /// A loopback load run: many participants against one coordinator process (wall time per
+    /// round, coordinator peak memory, bytes received), with a smaller consortium as baseline.
+    Load(bench_load::LoadArgs),
 }
 
 fn main() -> Result<ExitCode> {
@@ -102,6 +106,10 @@ fn main() -> Result<ExitCode> {
     match Cli::parse().command {
         Command::Bench(BenchCommand::Secagg(args)) => {
             bench::run_secagg(&args)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench(BenchCommand::Load(args)) => {
+            bench_load::run(&args)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Audit(AuditCommand::Verify(args)) => audit::run_verify(&args),

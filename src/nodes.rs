@@ -224,7 +224,23 @@ pub fn run_coordinator_command(config: &Path) -> Result<()> {
     let status = runtime.block_on(coordinator(settings, None, stdout_progress()))?;
     let path = write_result(&c.out_dir, &job, &status)?;
     println!("result: {}", path.display());
+    if let Some(mb) = peak_memory_mb() {
+        println!("coordinator peak memory: {mb:.1} MB (resident, VmHWM)");
+    }
     Ok(())
+}
+
+/// This process's peak resident memory, where the system reports it (Linux `VmHWM`).
+pub fn peak_memory_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    Some(kb / 1024.0)
 }
 
 /// `fedbank participant --config <file>`.

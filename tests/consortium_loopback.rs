@@ -80,6 +80,7 @@ impl Consortium {
             decryption_timeout_ms: 20_000,
             max_round_retries: 0,
             max_decryption_retries: 1,
+            start_quorum: None,
             propensity: None,
             compliance: None,
             auditor: None,

@@ -47,6 +47,7 @@ fn job(n: usize, committee: usize, min: usize) -> ValidJob {
         decryption_timeout_ms: 1000,
         max_round_retries: 1,
         max_decryption_retries: 1,
+        start_quorum: None,
         propensity: None,
         compliance: None,
         auditor: None,

@@ -57,6 +57,7 @@ fn spec(n: usize, k_anonymity: u64) -> JobSpec {
         decryption_timeout_ms: 1000,
         max_round_retries: 0,
         max_decryption_retries: 1,
+        start_quorum: None,
         propensity: None,
         compliance: None,
         auditor: None,

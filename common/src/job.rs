@@ -503,6 +503,10 @@ pub struct JobSpec {
     /// How often a round with too few contributors is retried before the job stops.
     #[serde(default = "default_retries")]
     pub max_round_retries: u32,
+    /// Participants that must have joined before the job starts (default: the committee is
+    /// enough; later joiners take part from the next round).
+    #[serde(default)]
+    pub start_quorum: Option<usize>,
     /// How often a round whose decryption failed because a committee member went away is run
     /// again (under a fresh round number, once the whole committee is back) before the job stops.
     #[serde(default = "default_retries")]
@@ -708,6 +712,16 @@ impl JobSpec {
                 got: self.min_participants,
                 participants: self.participants.len(),
             });
+        }
+        if let Some(q) = self.start_quorum {
+            if q == 0 || q > self.participants.len() {
+                return Err(JobError::OutOfRange {
+                    job,
+                    field: "start_quorum",
+                    value: q.to_string(),
+                    expected: "1 to the number of participants",
+                });
+            }
         }
         if self.features.is_empty() && self.kind != JobKind::Compliance {
             return Err(JobError::Empty {

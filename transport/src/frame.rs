@@ -45,6 +45,9 @@ pub enum FrameError {
     /// Bytes follow the declared body.
     #[error("bytes follow the declared message body")]
     TrailingBytes,
+    /// The peer started a message and did not finish it in time; the stream was stopped.
+    #[error("the message was not completed within {0:?} (stalled upload); its stream was stopped")]
+    Stalled(std::time::Duration),
     /// The message does not decode.
     #[error("decoding")]
     Wire(#[from] WireError),
@@ -73,6 +76,18 @@ pub async fn send<T: WireMessage>(conn: &Connection, message: &T) -> Result<(), 
 
 /// Sends one already-encoded wire object (header and body) on a new unidirectional stream.
 pub async fn send_raw(conn: &Connection, bytes: &[u8]) -> Result<(), FrameError> {
+    write_frame(conn, bytes).await.map(|_| ())
+}
+
+/// [`send_raw`], returning once the peer has read the whole message (so that the sender holds
+/// only what is still in flight).
+pub async fn send_raw_delivered(conn: &Connection, bytes: &[u8]) -> Result<(), FrameError> {
+    let stream = write_frame(conn, bytes).await?;
+    let _ = stream.stopped().await;
+    Ok(())
+}
+
+async fn write_frame(conn: &Connection, bytes: &[u8]) -> Result<quinn::SendStream, FrameError> {
     if bytes.len() < HEADER_LEN {
         return Err(FrameError::Wire(WireError::UnexpectedKind { found: 0 }));
     }
@@ -82,7 +97,7 @@ pub async fn send_raw(conn: &Connection, bytes: &[u8]) -> Result<(), FrameError>
     stream.write_all(&(body.len() as u64).to_le_bytes()).await?;
     stream.write_all(body).await?;
     stream.finish()?;
-    Ok(())
+    Ok(stream)
 }
 
 /// Reads one frame from a stream; `limit` gives the largest body for a kind byte.
@@ -121,6 +136,32 @@ pub async fn read_frame(
         return Err(FrameError::TrailingBytes);
     }
     Ok(RawFrame { kind, bytes })
+}
+
+/// Accepts the next stream on `conn` and reads one frame from it while holding a permit of
+/// `gate`, which is handed back with the frame: the receiver holds at most as many messages
+/// (each at most its limit) as the gate has permits, however many peers send at once; the rest
+/// wait in QUIC flow control. A message not completed within `patience` is abandoned, so that a
+/// stalled upload cannot hold a permit.
+pub async fn recv_gated(
+    conn: &Connection,
+    limit: impl Fn(u8) -> usize,
+    gate: &std::sync::Arc<tokio::sync::Semaphore>,
+    patience: std::time::Duration,
+) -> Result<(RawFrame, tokio::sync::OwnedSemaphorePermit), FrameError> {
+    let mut stream = conn.accept_uni().await?;
+    let permit = gate
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(|_| FrameError::Stalled(patience))?;
+    match tokio::time::timeout(patience, read_frame(&mut stream, limit)).await {
+        Ok(frame) => Ok((frame?, permit)),
+        Err(_) => {
+            let _ = stream.stop(quinn::VarInt::from_u32(0));
+            Err(FrameError::Stalled(patience))
+        }
+    }
 }
 
 /// Accepts the next stream on `conn` and reads one frame from it.

@@ -101,7 +101,14 @@ pub(crate) fn open_trail(
     }
 }
 
-type Writers = Arc<Mutex<HashMap<NodeId, (usize, tokio_mpsc::UnboundedSender<Vec<u8>>)>>>;
+/// An encoded message, shared by every recipient of a broadcast.
+type Encoded = Arc<Vec<u8>>;
+
+type Writers = Arc<Mutex<HashMap<NodeId, (usize, tokio_mpsc::UnboundedSender<Encoded>)>>>;
+
+/// Messages the coordinator writes at once across all connections: what QUIC holds unsent or
+/// unacknowledged stays a few messages, however many participants receive the model.
+pub const MESSAGES_BEING_SENT: usize = 4;
 
 /// Everything a coordinator node needs.
 pub struct CoordinatorSettings {
@@ -121,6 +128,20 @@ pub struct CoordinatorSettings {
     /// the job resumes from it.
     pub state: Option<PathBuf>,
 }
+
+/// An input for the coordinator's machine, with the permit its message holds (released once
+/// the machine has handled it).
+type Event<S> = (Input<S>, Option<tokio::sync::OwnedSemaphorePermit>);
+
+/// Messages the coordinator holds at once, read but not yet handled: what it buffers does not
+/// grow with the number of participants.
+pub const MESSAGES_IN_FLIGHT: usize = 2;
+
+/// Longest wait, at the end of a job, for the last messages to reach the nodes.
+pub const FINAL_FLUSH: Duration = Duration::from_secs(3);
+
+/// How long a started message may take to arrive before it is abandoned as a stalled upload.
+pub const UPLOAD_PATIENCE: Duration = Duration::from_secs(60);
 
 /// Connections the coordinator accepts beyond one per enrolled node (a reconnecting node's old
 /// connection may linger until its idle timeout).
@@ -205,7 +226,10 @@ pub async fn run_coordinator<S: RingScalar>(
         let _ = ready.send(addr);
     }
     let mut trail = open_trail(trail, &id, "coordinator")?;
-    let (events, inbox) = mpsc::channel::<Input<S>>();
+    let (events, inbox) = mpsc::channel::<Event<S>>();
+    // Messages read and not yet handled by the machine: at most this many at once.
+    let gate = Arc::new(tokio::sync::Semaphore::new(MESSAGES_IN_FLIGHT));
+    let sending = Arc::new(tokio::sync::Semaphore::new(MESSAGES_BEING_SENT));
     let writers: Writers = Arc::new(Mutex::new(HashMap::new()));
     // Participants and, for a compliance job with alerts, the auditor.
     let enrolled: Arc<Vec<NodeId>> = Arc::new(
@@ -225,6 +249,7 @@ pub async fn run_coordinator<S: RingScalar>(
         let writers = writers.clone();
         let events = events.clone();
         let progress = progress.clone();
+        let (gate, sending) = (gate.clone(), sending.clone());
         tokio::spawn(async move {
             let mut next_connection = 0usize;
             let active = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -243,6 +268,7 @@ pub async fn run_coordinator<S: RingScalar>(
                 let slot = ConnectionSlot::take(&active);
                 next_connection += 1;
                 let serial = next_connection;
+                let (gate, sending) = (gate.clone(), sending.clone());
                 let (writers, events, enrolled, progress) = (
                     writers.clone(),
                     events.clone(),
@@ -254,7 +280,13 @@ pub async fn run_coordinator<S: RingScalar>(
                     match admit(incoming, |n| enrolled.contains(n)).await {
                         Ok((node, conn)) => {
                             serve_connection::<S>(
-                                node, serial, conn, writers, events, progress, cap,
+                                node,
+                                serial,
+                                conn,
+                                writers,
+                                events,
+                                progress,
+                                (cap, gate, sending),
                             )
                             .await
                         }
@@ -287,11 +319,21 @@ pub async fn run_coordinator<S: RingScalar>(
             Ok(m) => m,
             Err(e) => return Ok(Err(e)),
         };
+        // A broadcast (the same round request to every participant) is encoded once and shared.
+        let mut last: Option<Encoded> = None;
         loop {
             while let Some(output) = machine.poll_output() {
                 match output {
                     Output::Send { to, message } => match message.encode() {
                         Ok(bytes) => {
+                            let bytes = match &last {
+                                Some(previous) if **previous == bytes => previous.clone(),
+                                _ => {
+                                    let shared = Arc::new(bytes);
+                                    last = Some(shared.clone());
+                                    shared
+                                }
+                            };
                             if let Some((_, w)) = machine_writers
                                 .lock()
                                 .ok()
@@ -353,20 +395,23 @@ pub async fn run_coordinator<S: RingScalar>(
                 Some(deadline) => {
                     let wait = deadline.saturating_sub(now());
                     match inbox.recv_timeout(Duration::from_millis(wait)) {
-                        Ok(input) => input,
-                        Err(mpsc::RecvTimeoutError::Timeout) => Input::Tick,
-                        Err(mpsc::RecvTimeoutError::Disconnected) => Input::Tick,
+                        Ok(event) => event,
+                        Err(mpsc::RecvTimeoutError::Timeout) => (Input::Tick, None),
+                        Err(mpsc::RecvTimeoutError::Disconnected) => (Input::Tick, None),
                     }
                 }
                 None => match inbox.recv() {
-                    Ok(input) => input,
+                    Ok(event) => event,
                     Err(_) => return Ok(Ok(machine.status().clone())),
                 },
             };
+            let (input, permit) = input;
             if let Err(violation) = machine.handle(input, now()) {
                 tracing::warn!(%violation, "message refused");
                 machine_progress(format!("refused a message: {violation}"));
             }
+            // The message is handled: the next one may be read.
+            drop(permit);
         }
     });
     drop(events);
@@ -382,8 +427,14 @@ pub async fn run_coordinator<S: RingScalar>(
             return Err(e);
         }
     };
-    // Let the final notices reach the nodes, then close.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Let the final notices (and released segments or models) reach the nodes, then close.
+    // Every node hangs up once it has the job's end; wait for that, within FINAL_FLUSH.
+    let flushing = Instant::now();
+    let connected = || writers.lock().map(|m| !m.is_empty()).unwrap_or(false);
+    while connected() && flushing.elapsed() < FINAL_FLUSH {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
     endpoint.close(quinn::VarInt::from_u32(CLOSE_DONE), b"job over");
     accept.abort();
     let _ = tokio::time::timeout(Duration::from_secs(2), endpoint.wait_idle()).await;
@@ -395,37 +446,45 @@ async fn serve_connection<S: RingScalar>(
     serial: usize,
     conn: quinn::Connection,
     writers: Writers,
-    events: mpsc::Sender<Input<S>>,
+    events: mpsc::Sender<Event<S>>,
     progress: Arc<dyn Fn(String) + Send + Sync>,
-    cap: usize,
+    (cap, gate, sending): (
+        usize,
+        Arc<tokio::sync::Semaphore>,
+        Arc<tokio::sync::Semaphore>,
+    ),
 ) {
     let span = tracing::info_span!("participant", node = %node);
     let _guard = span.enter();
-    let (tx, mut rx) = tokio_mpsc::unbounded_channel::<Vec<u8>>();
+    let (tx, mut rx) = tokio_mpsc::unbounded_channel::<Encoded>();
     if let Ok(mut m) = writers.lock() {
         m.insert(node.clone(), (serial, tx));
     }
-    let _ = events.send(Input::Connected(node.clone()));
+    let _ = events.send((Input::Connected(node.clone()), None));
     let writer_conn = conn.clone();
     let writer = tokio::spawn(async move {
         while let Some(bytes) = rx.recv().await {
-            if let Err(e) = frame::send_raw(&writer_conn, &bytes).await {
+            let delivered = match sending.clone().acquire_owned().await {
+                Ok(_permit) => frame::send_raw_delivered(&writer_conn, &bytes).await,
+                Err(_) => Ok(()),
+            };
+            if let Err(e) = delivered {
                 tracing::warn!(error = %e, "sending failed");
                 break;
             }
         }
     });
     loop {
-        match frame::recv(&conn, |kind| Inbound::<S>::limit(kind).min(cap)).await {
-            Ok(RawFrame { bytes, .. }) => match Inbound::<S>::decode(&bytes) {
+        let limit = |kind| Inbound::<S>::limit(kind).min(cap);
+        match frame::recv_gated(&conn, limit, &gate, UPLOAD_PATIENCE).await {
+            Ok((RawFrame { bytes, .. }, permit)) => match Inbound::<S>::decode(&bytes) {
                 Ok(message) => {
-                    if events
-                        .send(Input::Message {
-                            from: node.clone(),
-                            message,
-                        })
-                        .is_err()
-                    {
+                    drop(bytes);
+                    let input = Input::Message {
+                        from: node.clone(),
+                        message,
+                    };
+                    if events.send((input, Some(permit))).is_err() {
                         break;
                     }
                 }
@@ -459,7 +518,7 @@ async fn serve_connection<S: RingScalar>(
         })
         .unwrap_or(false);
     if current {
-        let _ = events.send(Input::Disconnected(node));
+        let _ = events.send((Input::Disconnected(node), None));
     }
 }
 
@@ -761,9 +820,23 @@ pub(crate) async fn talk_to_coordinator<S: RingScalar>(
             break;
         }
         let mut refused = None;
+        // Frames are read by their own task, so that sending or looking at the machine's status
+        // never interrupts a message half received.
+        let (frames_tx, mut frames) = tokio_mpsc::channel::<Result<RawFrame, frame::FrameError>>(4);
+        let reader_conn = conn.clone();
+        let reader = tokio::spawn(async move {
+            loop {
+                let frame =
+                    frame::recv(&reader_conn, |kind| Inbound::<S>::limit(kind).min(cap)).await;
+                let end = matches!(frame, Err(frame::FrameError::Connection(_)));
+                if frames_tx.send(frame).await.is_err() || end {
+                    break;
+                }
+            }
+        });
         loop {
             tokio::select! {
-                frame = frame::recv(&conn, |kind| Inbound::<S>::limit(kind).min(cap)) => match frame {
+                Some(frame) = frames.recv() => match frame {
                     Ok(RawFrame { bytes, .. }) => match Inbound::<S>::decode(&bytes) {
                         Ok(message) => {
                             if to_machine.send(Some(message)).is_err() {
@@ -790,11 +863,14 @@ pub(crate) async fn talk_to_coordinator<S: RingScalar>(
                     }
                     sent.count(&bytes);
                 }
+                // The machine may have seen the job's end: look again shortly, and hang up.
+                _ = tokio::time::sleep(Duration::from_millis(50)) => {}
             }
             if done() {
                 break;
             }
         }
+        reader.abort();
         // Flush what the machine produced last (e.g. a final contribution) before leaving.
         while let Ok(bytes) = out_rx.try_recv() {
             if frame::send_raw(&conn, &bytes).await.is_ok() {

@@ -70,7 +70,7 @@ pub fn server_config(creds: &NodeCredentials) -> Result<quinn::ServerConfig, Tls
 /// Unidirectional streams (messages) a peer may have open at once towards the coordinator.
 pub const MAX_STREAMS_PER_PEER: u32 = 4;
 /// Bytes a peer may have in flight per stream before the coordinator reads them.
-pub const STREAM_WINDOW: u32 = 4 << 20;
+pub const STREAM_WINDOW: u32 = 256 << 10;
 
 /// A node's QUIC client configuration: it trusts only the consortium CA and presents its own
 /// certificate.

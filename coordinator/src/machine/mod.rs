@@ -340,6 +340,14 @@ impl<S: RingScalar> CoordinatorMachine<S> {
         if self.job.alert_rules() > 0 && self.auditor_keys.is_none() {
             return;
         }
+        let joined = spec
+            .participants
+            .iter()
+            .filter(|p| self.welcomed.contains(*p))
+            .count();
+        if joined < spec.start_quorum.unwrap_or(0) {
+            return;
+        }
         let setup = KeySetup {
             job: spec.job.clone(),
             key_epoch: 1,
