@@ -63,6 +63,16 @@ struct Consortium {
 
 impl Consortium {
     fn new(profile: Profile, participants: &[&str], committee: &[&str], min: usize) -> Self {
+        Self::with_round_timeout(profile, participants, committee, min, 20_000)
+    }
+
+    fn with_round_timeout(
+        profile: Profile,
+        participants: &[&str],
+        committee: &[&str],
+        min: usize,
+        round_timeout_ms: u64,
+    ) -> Self {
         let dir = tempfile::tempdir().expect("dir");
         let job = JobSpec {
             job: JobId::new("loopback-stats").expect("id"),
@@ -76,7 +86,7 @@ impl Consortium {
             id_column: None,
             histogram_bins: 12,
             key_setup_timeout_ms: 20_000,
-            round_timeout_ms: 20_000,
+            round_timeout_ms,
             decryption_timeout_ms: 20_000,
             max_round_retries: 0,
             max_decryption_retries: 1,
@@ -540,4 +550,91 @@ async fn refused_nodes_stop_at_once_with_the_reason() {
     );
     assert!(c.log().to_lowercase().contains("expired"), "{}", c.log());
     coordinator.abort();
+}
+
+/// A participant that starts its contribution and stalls halfway, holding its stream open.
+async fn stalled_upload<S: RingScalar>(c: &Consortium, node: &str, addr: SocketAddr) {
+    let mut endpoint =
+        quinn::Endpoint::client("127.0.0.1:0".parse().expect("addr")).expect("endpoint");
+    endpoint.set_default_client_config(tls::client_config(&c.creds(node)).expect("tls"));
+    let conn = timeout(WAIT, connect(&endpoint, addr, &id("coordinator")))
+        .await
+        .expect("in time")
+        .expect("connect");
+    let hello = Hello {
+        protocol: PROTOCOL_VERSION,
+        job: c.job.spec().job.clone(),
+        job_digest: c.job.digest(),
+    };
+    frame::send(&conn, &hello).await.expect("send");
+    let mut key = None;
+    let mut held = Vec::new();
+    loop {
+        let f = timeout(WAIT, frame::recv(&conn, Inbound::<S>::limit))
+            .await
+            .expect("in time")
+            .expect("frame");
+        match Inbound::<S>::decode(&f.bytes).expect("decode") {
+            Inbound::JointKey(k) => key = Some(k),
+            Inbound::Round(r) => {
+                let encryptor =
+                    Encryptor::new(key.clone().expect("key first"), c.job.params().clone())
+                        .expect("enc");
+                let slots = c.job.plan(&r.kind).expect("plan").slot_count();
+                let ct = encryptor.encrypt(&vec![1; slots]).expect("encrypt");
+                let bytes = fedbank_common::wire::encode(&Contribution {
+                    round: r.round,
+                    attempt: r.attempt,
+                    ciphertext: ct,
+                })
+                .expect("encode");
+                // The header and length, then half of the body, and nothing more.
+                let (header, body) = bytes.split_at(fedbank_common::wire::HEADER_LEN);
+                let mut stream = conn.open_uni().await.expect("stream");
+                stream.write_all(header).await.expect("write");
+                stream
+                    .write_all(&(body.len() as u64).to_le_bytes())
+                    .await
+                    .expect("write");
+                stream
+                    .write_all(&body[..body.len() / 2])
+                    .await
+                    .expect("write");
+                held.push(stream);
+                if r.round >= 2 {
+                    break;
+                }
+            }
+            Inbound::Notice(_) => break,
+            _ => {}
+        }
+    }
+    // Hold the half-sent streams past the deadlines, then leave.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    drop(held);
+    conn.close(quinn::VarInt::from_u32(0), b"done");
+    endpoint.close(quinn::VarInt::from_u32(0), b"done");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_upload_does_not_hold_the_round_past_its_deadline_nor_touch_the_aggregate() {
+    let c = Consortium::with_round_timeout(
+        Profile::Fast,
+        &["bank-a", "insurer-b", "broker-c", "stalling"],
+        &["bank-a", "insurer-b"],
+        3,
+        1500,
+    );
+    let (addr, coordinator) = c.start_coordinator::<u64>().await;
+    let started = std::time::Instant::now();
+    let stall = stalled_upload::<u64>(&c, "stalling", addr);
+    // The job finishes with exactly the others' pooled statistics.
+    c.finish_without::<u64>(Some("stalling"), addr, coordinator, stall)
+        .await;
+    assert!(started.elapsed() < WAIT);
+    assert!(
+        c.log_contains("round 1: 3 contributions, asking the committee to decrypt"),
+        "{}",
+        c.log()
+    );
 }
