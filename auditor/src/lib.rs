@@ -243,25 +243,12 @@ impl AuditorMachine {
     pub fn check(&self, tally: &AlertTally) -> Result<(), TallyRefusal> {
         let spec = self.job.spec();
         let m = &tally.manifest;
-        let expected: Vec<(String, u16)> = self
-            .job
-            .compliance()
-            .map(|c| {
-                c.alert_rules()
-                    .into_iter()
-                    .map(|(r, l)| (r.name.clone(), l))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let asked: Vec<(String, u16)> = m
-            .rules
-            .iter()
-            .map(|r| (r.rule.clone(), r.limit_basis_points))
-            .collect();
-        if m.job != spec.job || asked != expected || tally.counts.len() != expected.len() {
+        let expected = self.job.alert_limits();
+        if m.job != spec.job || m.rules != expected || tally.counts.len() != expected.len() {
             return Err(TallyRefusal::WrongJob(format!(
-                "job {} with rules {asked:?} and {} counts",
+                "job {} with rules {:?} and {} counts",
                 m.job,
+                m.rules,
                 tally.counts.len()
             )));
         }

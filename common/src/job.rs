@@ -1205,6 +1205,22 @@ impl ValidJob {
         self.compliance().map_or(0, |c| c.alert_rules().len())
     }
 
+    /// The rules that raise private alerts, in order, with their limits: what every role
+    /// expects an alert request, tally or manifest to list.
+    pub fn alert_limits(&self) -> Vec<crate::protocol::AlertRule> {
+        self.compliance()
+            .map(|c| {
+                c.alert_rules()
+                    .into_iter()
+                    .map(|(r, limit)| crate::protocol::AlertRule {
+                        rule: r.name.clone(),
+                        limit_basis_points: limit,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// The segment table of a segment job.
     pub fn segment(&self) -> Option<&SegmentSpec> {
         self.spec.segment.as_ref()

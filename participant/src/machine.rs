@@ -750,25 +750,14 @@ impl<S: RingScalar> ParticipantMachine<S> {
 
     fn on_alert_request(&mut self, request: AlertRequest) -> Result<(), NodeViolation> {
         let job = self.job.spec().job.clone();
-        let expected: Vec<(String, u16)> = self
-            .job
-            .compliance()
-            .map(|c| {
-                c.alert_rules()
-                    .into_iter()
-                    .map(|(r, l)| (r.name.clone(), l))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let asked: Vec<(String, u16)> = request
-            .rules
-            .iter()
-            .map(|r| (r.rule.clone(), r.limit_basis_points))
-            .collect();
-        if request.job != job || expected.is_empty() || asked != expected {
+        let expected = self.job.alert_limits();
+        if request.job != job || expected.is_empty() || request.rules != expected {
             return Err(NodeViolation::WrongJob {
                 message: "AlertRequest",
-                what: format!("job {} with rules and limits {asked:?}", request.job),
+                what: format!(
+                    "job {} with rules and limits {:?}",
+                    request.job, request.rules
+                ),
             });
         }
         let outcome = self
@@ -778,10 +767,10 @@ impl<S: RingScalar> ParticipantMachine<S> {
             .and_then(|counts| {
                 let rates: Vec<u16> = expected
                     .iter()
-                    .map(|(name, _)| {
+                    .map(|limit| {
                         counts
                             .iter()
-                            .find(|c| &c.rule == name)
+                            .find(|c| c.rule == limit.rule)
                             .map_or(0, |c| c.rate_basis_points)
                     })
                     .collect();
@@ -796,7 +785,7 @@ impl<S: RingScalar> ParticipantMachine<S> {
                     fields(json!({"job": job.as_str(), "round": request.round,
                         "public_key": fedbank_common::alerts::digest(&request.public_key).to_hex(),
                         "digest": fedbank_common::alerts::digest(&rates).to_hex(),
-                        "rules": expected.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>()})),
+                        "rules": expected.iter().map(|r| r.rule.as_str()).collect::<Vec<_>>()})),
                 );
                 self.outputs.push_back(NodeOutput::Progress(format!(
                     "{}: its rates for {} alert rules sent under the auditor's key",

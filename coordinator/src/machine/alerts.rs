@@ -55,18 +55,7 @@ impl AlertStep {
 
 impl<S: RingScalar> CoordinatorMachine<S> {
     fn alert_rules(&self) -> Vec<AlertRule> {
-        self.job
-            .compliance()
-            .map(|c| {
-                c.alert_rules()
-                    .into_iter()
-                    .map(|(r, limit)| AlertRule {
-                        rule: r.name.clone(),
-                        limit_basis_points: limit,
-                    })
-                    .collect()
-            })
-            .unwrap_or_default()
+        self.job.alert_limits()
     }
 
     fn is_auditor(&self, node: &NodeId) -> bool {
