@@ -135,6 +135,8 @@ impl<S: RingScalar> CoordinatorMachine<S> {
             .filter(|n| contributors.contains(n))
             .cloned()
             .collect();
+        self.next_round = self.next_round.max(number + 1);
+        self.emit_checkpoint();
         for node in &asked {
             self.send(node, Outbound::AlertRequest(request.clone()));
         }
@@ -147,8 +149,6 @@ impl<S: RingScalar> CoordinatorMachine<S> {
             "round {number} (alerts): asked {} contributors for their rates under the auditor's key",
             asked.len()
         ));
-        self.next_round = self.next_round.max(number + 1);
-        self.emit_checkpoint();
         self.stage = Stage::Alerting(Box::new(AlertStep {
             round: number,
             asked,

@@ -42,6 +42,10 @@ impl<S: RingScalar> CoordinatorMachine<S> {
             kind: kind.clone(),
             reference_day: self.logic.reference_day(),
         };
+        // The number is on disk before any request carrying it leaves, so a restart never
+        // reuses a number that went out.
+        self.next_round = self.next_round.max(number + 1);
+        self.emit_checkpoint();
         for node in &asked {
             self.send(node, Outbound::Round(request.clone()));
         }
@@ -55,8 +59,6 @@ impl<S: RingScalar> CoordinatorMachine<S> {
             kind.label(),
             asked.len()
         ));
-        self.next_round = self.next_round.max(number + 1);
-        self.emit_checkpoint();
         self.stage = Stage::Collecting(Box::new(Round {
             number,
             attempt,
