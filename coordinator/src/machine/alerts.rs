@@ -23,7 +23,7 @@ use fedbank_common::audit::EventKind;
 use fedbank_common::digest::Digest;
 use fedbank_common::ids::NodeId;
 use fedbank_common::protocol::{
-    AlertContribution, AlertCounts, AlertKeys, AlertManifest, AlertRequest, AlertRule, AlertTally,
+    AlertContribution, AlertCounts, AlertKeys, AlertManifest, AlertRequest, AlertTally,
 };
 use fedbank_common::secagg::RingScalar;
 use serde_json::json;
@@ -54,10 +54,6 @@ impl AlertStep {
 }
 
 impl<S: RingScalar> CoordinatorMachine<S> {
-    fn alert_rules(&self) -> Vec<AlertRule> {
-        self.job.alert_limits()
-    }
-
     fn is_auditor(&self, node: &NodeId) -> bool {
         self.job.spec().auditor.as_ref() == Some(node)
     }
@@ -128,7 +124,7 @@ impl<S: RingScalar> CoordinatorMachine<S> {
             job: self.job.spec().job.clone(),
             round: number,
             public_key: held.public_key.clone(),
-            rules: self.alert_rules(),
+            rules: self.job.alert_limits(),
         };
         let asked: BTreeSet<NodeId> = self
             .present()
@@ -172,7 +168,8 @@ impl<S: RingScalar> CoordinatorMachine<S> {
     ) -> Result<(), Violation> {
         let stage = self.stage_name();
         let limits: Vec<u16> = self
-            .alert_rules()
+            .job
+            .alert_limits()
             .iter()
             .map(|r| r.limit_basis_points)
             .collect();
@@ -273,7 +270,7 @@ impl<S: RingScalar> CoordinatorMachine<S> {
                 step.received.len()
             )));
         }
-        let rules = self.alert_rules();
+        let rules = self.job.alert_limits();
         let clock = Instant::now();
         let bits: Vec<&OverLimitBits> = step.received.values().map(|(_, b)| b).collect();
         let counts = match held.evaluator.tally(&bits, rules.len()) {
@@ -327,7 +324,7 @@ impl<S: RingScalar> CoordinatorMachine<S> {
                         job: self.job.spec().job.clone(),
                         round: step.round,
                         public_key: held.public_key.clone(),
-                        rules: self.alert_rules(),
+                        rules: self.job.alert_limits(),
                     })
                 })
             }
