@@ -3,11 +3,20 @@
 //! reconnect with backoff; the job resumes from its checkpoint and ends with the same result as
 //! an uninterrupted run, and the coordinator's trail — which still verifies — shows the restart.
 //!
-//! One of the four institutions stays away, so that every round waits for its deadline and the
-//! kill lands while a round is open.
+//! In the interrupted run the fourth institution, `payments`, is a silent peer: it connects with
+//! its real certificate, says Hello and never contributes. Every round it is asked in therefore
+//! stays open until its deadline, which gives the kill a window of 1.5 s that does not depend on
+//! the machine's speed (a round closes as soon as everyone asked has answered, so without it the
+//! whole job can end between two looks at the checkpoint).
 
+use fedbank_common::ids::NodeId;
+use fedbank_common::job::JobSpec;
+use fedbank_common::protocol::{Hello, Inbound, PROTOCOL_VERSION};
+use fedbank_transport::pki::{CredentialPaths, NodeCredentials};
+use fedbank_transport::{connect, frame, tls};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 fn fedbank() -> Command {
@@ -105,6 +114,74 @@ impl Consortium {
             .collect()
     }
 
+    /// `payments` as a silent peer in its own thread: it connects (retrying while the coordinator
+    /// starts), says Hello, tells `ready`, then reads and drops whatever it is sent until the
+    /// connection ends. It never contributes.
+    fn silent_payments(&self, ready: mpsc::Sender<()>) -> std::thread::JoinHandle<()> {
+        #[derive(serde::Deserialize)]
+        struct File {
+            job: JobSpec,
+        }
+        let text = std::fs::read_to_string(self.dir.join("job.toml")).expect("job");
+        let job = toml::from_str::<File>(&text)
+            .expect("job file")
+            .job
+            .validate()
+            .expect("valid job");
+        let id = |s: &str| NodeId::new(s).expect("id");
+        let creds = NodeCredentials::load(&CredentialPaths::in_dir(
+            &self.dir.join("sim/certs"),
+            &id("payments"),
+        ))
+        .expect("payments credentials");
+        let addr: std::net::SocketAddr = std::fs::read_to_string(self.dir.join("coordinator.toml"))
+            .expect("config")
+            .lines()
+            .find_map(|l| l.strip_prefix("listen = "))
+            .expect("listen")
+            .trim_matches('"')
+            .parse()
+            .expect("address");
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().expect("addr"))
+                    .expect("endpoint");
+                endpoint.set_default_client_config(tls::client_config(&creds).expect("tls"));
+                let started = Instant::now();
+                let conn = loop {
+                    match connect(&endpoint, addr, &id("coordinator")).await {
+                        Ok(conn) => break conn,
+                        Err(e) => {
+                            assert!(
+                                started.elapsed() < Duration::from_secs(30),
+                                "silent peer: {e}"
+                            );
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                    }
+                };
+                let hello = Hello {
+                    protocol: PROTOCOL_VERSION,
+                    job: job.spec().job.clone(),
+                    job_digest: job.digest(),
+                };
+                frame::send(&conn, &hello).await.expect("hello");
+                let _ = ready.send(());
+                // Until the coordinator is killed (the connection then times out) or hangs up.
+                let limit = Duration::from_secs(120);
+                while let Ok(Ok(_)) =
+                    tokio::time::timeout(limit, frame::recv(&conn, Inbound::<u64>::limit)).await
+                {
+                }
+                endpoint.close(quinn::VarInt::from_u32(0), b"done");
+            });
+        })
+    }
+
     fn checkpoint(&self) -> Option<serde_json::Value> {
         let text =
             std::fs::read_to_string(self.dir.join("out/coordinator.checkpoint.json")).ok()?;
@@ -139,17 +216,29 @@ fn a_killed_coordinator_restarts_and_the_job_ends_as_if_uninterrupted() {
     }
     let expected = reference.result();
 
-    // Killed after the first completed round, while round 2 waits for its deadline.
+    // Killed after the first completed round, while round 2 waits for the silent `payments`.
     let c = Consortium::new(base.path(), "killed");
     let mut coordinator = c.coordinator();
+    let (ready_tx, ready) = mpsc::channel();
+    let silent = c.silent_payments(ready_tx);
+    ready
+        .recv_timeout(Duration::from_secs(40))
+        .expect("payments joined before the others");
     let participants = c.participants();
     let started = Instant::now();
     let one_round_done =
         |cp: serde_json::Value| cp["completed"].as_array().map(Vec::len) == Some(1);
     while !c.checkpoint().is_some_and(one_round_done) {
+        if let Ok(Some(status)) = coordinator.try_wait() {
+            panic!(
+                "the coordinator ended ({status}) before it was killed: {}",
+                wait(coordinator, "coordinator")
+            );
+        }
         assert!(
             started.elapsed() < Duration::from_secs(60),
-            "no checkpoint after a round"
+            "no checkpoint after a round: {:?}",
+            c.checkpoint()
         );
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -164,6 +253,7 @@ fn a_killed_coordinator_restarts_and_the_job_ends_as_if_uninterrupted() {
     for p in participants {
         wait(p, "participant");
     }
+    silent.join().expect("silent peer");
     assert_eq!(c.result()["features"], expected["features"]);
 
     // The trail verifies and shows the restart, and no round number was reused.
