@@ -18,7 +18,7 @@ use super::ring::RingScalar;
 use crate::ids::{JobId, NodeId};
 use serde::{Deserialize, Serialize};
 use std::fmt;
-use tfhe::core_crypto::commons::math::random::{CompressionSeed, Seed};
+use tfhe::core_crypto::commons::math::random::{CompressionSeed, Seed, Seeder};
 use tfhe::core_crypto::prelude::{
     allocate_and_generate_new_binary_lwe_secret_key, generate_seeded_lwe_compact_public_key,
     new_seeder, CiphertextModulus, DefaultRandomGenerator, LweDimension, LweSecretKey,
@@ -205,6 +205,12 @@ impl<S: RingScalar> SecretKeyShare<S> {
 
     /// The seeded compact public-key share b_j = a·rev(s_j) + e_j (tfhe's
     /// `generate_seeded_lwe_compact_public_key` with the common mask seed).
+    ///
+    /// The noise e_j is drawn from a generator seeded by a hash of the share itself, so every
+    /// call gives the same b_j. With fresh noise each time, a coordinator that sends the same
+    /// key setup again and again (or a member restarted from disk) would hand out many samples
+    /// b_j⁽ⁱ⁾ with the same a and s_j: their differences e_j⁽ⁱ⁾ − e_j⁽¹⁾ are public, their mean
+    /// converges to −e_j⁽¹⁾, and s_j follows from b_j⁽¹⁾.
     pub fn public_share(&self) -> PublicKeyShare<S> {
         let ring = self.setup.profile.ring();
         let mut pk = SeededLweCompactPublicKey::new(
@@ -213,12 +219,15 @@ impl<S: RingScalar> SecretKeyShare<S> {
             CompressionSeed::from(Seed(self.setup.mask_seed)),
             CiphertextModulus::new_native(),
         );
-        let mut seeder = new_seeder();
+        let mut seeder = ShareNoiseSeeder {
+            share: self,
+            counter: 0,
+        };
         generate_seeded_lwe_compact_public_key(
             &LweSecretKey::from_container(self.coefficients.as_slice()),
             &mut pk,
             TUniform::<S>::new(ring.noise_log2),
-            seeder.as_mut(),
+            &mut seeder,
         );
         PublicKeyShare {
             setup: self.setup.clone(),
@@ -239,6 +248,42 @@ impl<S: RingScalar> SecretKeyShare<S> {
 
     pub(crate) fn coefficients(&self) -> &[S] {
         &self.coefficients
+    }
+}
+
+/// Seeds of a share's public-key noise: SHA-256 over a domain tag, the setup, the member, the
+/// secret coefficients and a counter (a PRF of the secret, as deterministic signatures derive
+/// their nonce). Anyone without the secret cannot tell the noise from fresh noise.
+struct ShareNoiseSeeder<'a, S: RingScalar> {
+    share: &'a SecretKeyShare<S>,
+    counter: u64,
+}
+
+impl<S: RingScalar> Seeder for ShareNoiseSeeder<'_, S> {
+    fn seed(&mut self) -> Seed {
+        use sha2::{Digest as _, Sha256};
+        let mut h = Sha256::new();
+        h.update(b"fedbank public-key share noise v1");
+        h.update(self.share.setup.job.as_str().as_bytes());
+        h.update([0]);
+        h.update(self.share.setup.key_epoch.to_le_bytes());
+        h.update(self.share.setup.mask_seed.to_le_bytes());
+        h.update(self.share.member.as_str().as_bytes());
+        h.update([0]);
+        h.update(bytemuck::cast_slice::<S, u8>(&self.share.coefficients));
+        h.update(self.counter.to_le_bytes());
+        self.counter += 1;
+        let mut digest = h.finalize();
+        let mut first = [0u8; 16];
+        first.copy_from_slice(&digest[..16]);
+        digest.as_mut_slice().zeroize();
+        let seed = Seed(u128::from_le_bytes(first));
+        first.zeroize();
+        seed
+    }
+
+    fn is_available() -> bool {
+        true
     }
 }
 

@@ -169,3 +169,16 @@ fn refuses_mismatched_keys_and_ciphertexts() {
     ));
     assert!(matches!(enc.encrypt(&[]), Err(CryptoError::Empty)));
 }
+
+/// A share's public share is a function of the share: asking again (a repeated key setup, a
+/// member restored from disk) gives the same b_j, never a second noisy sample of the same
+/// secret.
+#[test]
+fn a_public_share_is_the_same_every_time_it_is_asked_for() {
+    let (_, shares) = committee::<u64>(Profile::Fast, 2);
+    let first = shares[0].public_share();
+    assert_eq!(shares[0].public_share(), first);
+    let restored: SecretKeyShare<u64> =
+        crate::wire::decode(&crate::wire::encode(&shares[0]).unwrap()).unwrap();
+    assert_eq!(restored.public_share(), first);
+}
