@@ -142,6 +142,11 @@ pub struct ParticipantConfig {
     /// (default: `<id>-local-figures.json` next to the trail). They never leave this machine.
     #[serde(default)]
     pub local_figures: Option<PathBuf>,
+    /// Where a committee member keeps its secret key share and its record of decrypted slots
+    /// (default: the directory `<id>-committee` next to the trail), so that after a crash it
+    /// can serve the job again without decrypting any slot twice. Owner-only; never sent.
+    #[serde(default)]
+    pub member_state: Option<PathBuf>,
 }
 
 fn default_attempts() -> u32 {
@@ -170,6 +175,7 @@ pub fn load_participant(path: &Path) -> Result<ParticipantConfig> {
         &mut c.local_figures,
         &mut c.consent,
         &mut c.compliance_report,
+        &mut c.member_state,
     ]
     .into_iter()
     .flatten()

@@ -259,6 +259,7 @@ pub fn run_participant_command(config: &Path) -> Result<()> {
         model: Some(beside_trail(&c.model, "model.json")),
         figures: Some(beside_trail(&c.local_figures, "local-figures.json")),
         compliance_report: Some(beside_trail(&c.compliance_report, "compliance-report.json")),
+        member_state: Some(beside_trail(&c.member_state, "committee")),
     };
     let settings = ParticipantSettings {
         id: c.id.clone(),

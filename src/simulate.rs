@@ -184,6 +184,7 @@ pub fn run(args: &SimulateArgs) -> Result<()> {
                     model: Some(path.with_file_name("model.json")),
                     figures: Some(path.with_file_name("local-figures.json")),
                     compliance_report: Some(path.with_file_name("compliance-report.json")),
+                    member_state: Some(path.with_file_name("committee")),
                 },
             };
             participants.push((

@@ -1,7 +1,10 @@
-//! Crash recovery with real processes: `fedbank coordinator` is killed (SIGKILL) in the middle of
-//! a job and started again with the same configuration; the `fedbank participant` processes
-//! reconnect with backoff; the job resumes from its checkpoint and ends with the same result as
-//! an uninterrupted run, and the coordinator's trail — which still verifies — shows the restart.
+//! Crash recovery with real processes, each killed with SIGKILL in the middle of a job and
+//! started again with the same configuration:
+//! - `fedbank coordinator`: the participants reconnect with backoff; the job resumes from its
+//!   checkpoint and ends with the same result as an uninterrupted run, and the coordinator's
+//!   trail — which still verifies — shows the restart;
+//! - a committee member's `fedbank participant`: it restores its key share and record from its
+//!   state directory, the round it missed is run again, and the job ends with the same result.
 //!
 //! In the interrupted run the fourth institution, `payments`, is a silent peer: it connects with
 //! its real certificate, says Hello and never contributes. Every round it is asked in therefore
@@ -63,7 +66,9 @@ impl Consortium {
             Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/simulate-stats.toml"),
         )
         .expect("job")
-        .replace("round_timeout_ms = 30000", "round_timeout_ms = 1500");
+        .replace("round_timeout_ms = 30000", "round_timeout_ms = 1500")
+        // A restarted member may need a few short rounds to be back: allow them.
+        .replace("max_round_retries = 2", "max_round_retries = 20");
         std::fs::write(dir.join("job.toml"), job).expect("job file");
         let port = free_port();
         std::fs::write(
@@ -99,19 +104,18 @@ impl Consortium {
             .expect("coordinator")
     }
 
+    fn participant(&self, p: &str) -> Child {
+        fedbank()
+            .args(["participant", "--config"])
+            .arg(self.dir.join(format!("{p}.toml")))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("participant")
+    }
+
     fn participants(&self) -> Vec<Child> {
-        RUNNING
-            .iter()
-            .map(|p| {
-                fedbank()
-                    .args(["participant", "--config"])
-                    .arg(self.dir.join(format!("{p}.toml")))
-                    .stdout(Stdio::piped())
-                    .stderr(Stdio::piped())
-                    .spawn()
-                    .expect("participant")
-            })
-            .collect()
+        RUNNING.iter().map(|p| self.participant(p)).collect()
     }
 
     /// `payments` as a silent peer in its own thread: it connects (retrying while the coordinator
@@ -202,36 +206,53 @@ fn wait(child: Child, what: &str) -> String {
         .unwrap_or_else(|e| panic!("{what}: {e}")))
 }
 
-#[test]
-fn a_killed_coordinator_restarts_and_the_job_ends_as_if_uninterrupted() {
-    let base = tempfile::tempdir().expect("dir");
-
-    // Uninterrupted.
-    let reference = Consortium::new(base.path(), "reference");
+/// The result of an uninterrupted run, computed once per test binary.
+fn reference(base: &Path) -> serde_json::Value {
+    static REFERENCE: std::sync::Mutex<Option<serde_json::Value>> = std::sync::Mutex::new(None);
+    let mut cached = REFERENCE.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(r) = &*cached {
+        return r.clone();
+    }
+    let reference = Consortium::new(base, "reference");
     let coordinator = reference.coordinator();
     let participants = reference.participants();
     wait(coordinator, "coordinator");
     for p in participants {
         wait(p, "participant");
     }
-    let expected = reference.result();
+    let result = reference.result();
+    *cached = Some(result.clone());
+    result
+}
 
-    // Killed after the first completed round, while round 2 waits for the silent `payments`.
-    let c = Consortium::new(base.path(), "killed");
+/// A consortium with the silent `payments`, started and watched until its first round is
+/// complete: round 2 is then open, waiting for `payments` until its deadline.
+struct Interrupted {
+    c: Consortium,
+    coordinator: Child,
+    participants: Vec<(String, Child)>,
+    silent: std::thread::JoinHandle<()>,
+}
+
+fn run_until_one_round_is_done(base: &Path, name: &str) -> Interrupted {
+    let c = Consortium::new(base, name);
     let mut coordinator = c.coordinator();
     let (ready_tx, ready) = mpsc::channel();
     let silent = c.silent_payments(ready_tx);
     ready
         .recv_timeout(Duration::from_secs(40))
         .expect("payments joined before the others");
-    let participants = c.participants();
+    let participants = RUNNING
+        .iter()
+        .map(|p| (p.to_string(), c.participant(p)))
+        .collect();
     let started = Instant::now();
     let one_round_done =
         |cp: serde_json::Value| cp["completed"].as_array().map(Vec::len) == Some(1);
     while !c.checkpoint().is_some_and(one_round_done) {
         if let Ok(Some(status)) = coordinator.try_wait() {
             panic!(
-                "the coordinator ended ({status}) before it was killed: {}",
+                "the coordinator ended ({status}) too early: {}",
                 wait(coordinator, "coordinator")
             );
         }
@@ -242,6 +263,26 @@ fn a_killed_coordinator_restarts_and_the_job_ends_as_if_uninterrupted() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+    Interrupted {
+        c,
+        coordinator,
+        participants,
+        silent,
+    }
+}
+
+#[test]
+fn a_killed_coordinator_restarts_and_the_job_ends_as_if_uninterrupted() {
+    let base = tempfile::tempdir().expect("dir");
+    let expected = reference(base.path());
+
+    // Killed after the first completed round, while round 2 waits for the silent `payments`.
+    let Interrupted {
+        c,
+        mut coordinator,
+        participants,
+        silent,
+    } = run_until_one_round_is_done(base.path(), "killed");
     coordinator.kill().expect("kill");
     let _ = coordinator.wait();
     let restarted = c.coordinator();
@@ -250,8 +291,8 @@ fn a_killed_coordinator_restarts_and_the_job_ends_as_if_uninterrupted() {
         out.contains("resumed job stats-demo after 1 completed rounds"),
         "{out}"
     );
-    for p in participants {
-        wait(p, "participant");
+    for (p, child) in participants {
+        wait(child, &p);
     }
     silent.join().expect("silent peer");
     assert_eq!(c.result()["features"], expected["features"]);
@@ -294,4 +335,69 @@ fn a_killed_coordinator_restarts_and_the_job_ends_as_if_uninterrupted() {
         all,
         "a slot decrypted twice: {decrypted:?}"
     );
+}
+
+#[test]
+fn a_killed_committee_member_restores_its_share_and_the_job_ends_as_if_uninterrupted() {
+    let base = tempfile::tempdir().expect("dir");
+    let expected = reference(base.path());
+
+    // The member `insurer` is killed while round 2 is open, and started again.
+    let Interrupted {
+        c,
+        coordinator,
+        participants,
+        silent,
+    } = run_until_one_round_is_done(base.path(), "member-killed");
+    let mut others = Vec::new();
+    for (p, mut child) in participants {
+        if p == "insurer" {
+            child.kill().expect("kill");
+            let _ = child.wait();
+        } else {
+            others.push((p, child));
+        }
+    }
+    let state = c.dir.join("out/insurer-committee");
+    assert!(
+        state.join("stats-demo.key-share").exists(),
+        "the share was saved before the public share left"
+    );
+    let restarted = c.participant("insurer");
+    let out = wait(restarted, "restarted insurer");
+    assert!(out.contains("restored its committee key share"), "{out}");
+    assert!(out.contains("insurer: job finished"), "{out}");
+    wait(coordinator, "coordinator");
+    for (p, child) in others {
+        wait(child, &p);
+    }
+    silent.join().expect("silent peer");
+    assert_eq!(c.result()["features"], expected["features"]);
+
+    // The share on disk is owner-only.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(state.join("stats-demo.key-share"))
+            .expect("share")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "{mode:o}");
+    }
+    // Round 2 could only be decrypted with the insurer's partial, released by the restarted
+    // process (round 2 was held open by `payments` until after the kill).
+    let released: Vec<u64> = std::fs::read_to_string(c.dir.join("out/insurer.trail"))
+        .expect("trail")
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("event"))
+        .filter(|e| e["event"] == "decryption.released")
+        .filter_map(|e| e["fields"]["round"].as_u64())
+        .collect();
+    assert!(released.iter().any(|&r| r >= 2), "{released:?}");
+    // The insurer's own trail, continued after the restart, still verifies.
+    ok(fedbank()
+        .args(["audit", "verify"])
+        .arg(c.dir.join("out/insurer.trail"))
+        .output()
+        .expect("verify"));
 }

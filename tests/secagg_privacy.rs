@@ -4,7 +4,7 @@
 mod fixture;
 
 use fedbank_common::encoding::{EncodingPlan, QuantitySpec, QuantityValues};
-use fedbank_common::ids::JobId;
+use fedbank_common::ids::{JobId, NodeId};
 use fedbank_common::policy::PolicyRefusal;
 use fedbank_common::secagg::{
     round_messages, Ciphertext, PartialDecryptor, RingScalar, SchemeParameters,
@@ -228,6 +228,67 @@ fn committee_member_refusals_change_nothing() {
         PolicyRefusal::MaskDigestMismatch { .. }
     ));
     assert_eq!(member.record(), &record_before);
+}
+
+/// A committee member restarted after a crash comes back from its state directory: the same
+/// share (the same partial for a repeated manifest) and the same record, so a slot it decrypted
+/// before the crash stays refused under another contributor set. A share saved for another
+/// member, or a record for another mandate, is refused rather than used.
+#[test]
+fn a_restored_member_keeps_its_share_and_refuses_the_slots_it_decrypted() {
+    use fedbank_participant::{CommitteeMember, MemberFiles};
+    let c = fixture::fast_committee(3);
+    let round = encrypt_round(c, 3);
+    let slot_round = fixture::next_round();
+    let mut aggregate = c.aggregate(slot_round, LEN as u64);
+    for (k, ct) in round.ciphertexts.iter().enumerate() {
+        aggregate
+            .add(node(&format!("p{k}")), ct.clone())
+            .expect("add");
+    }
+    let request = aggregate.decryption_request(3).expect("request");
+    let mut member = c.members(3).remove(0);
+    let first = member.handle(&request).expect("approved");
+
+    let dir = tempfile::tempdir().expect("dir");
+    let files = MemberFiles::in_dir(dir.path(), &c.setup.job);
+    let restore = |who: &NodeId| {
+        CommitteeMember::<u64>::restore(&files, (&c.setup.job, who), c.params.clone(), 3)
+    };
+    assert!(restore(member.id()).expect("nothing saved").is_none());
+    fedbank_common::storage::save(&files.share, &*member.secret_share(), true).expect("share");
+    fedbank_common::storage::save(&files.record, member.record(), false).expect("record");
+
+    let mut restored = restore(member.id()).expect("restore").expect("saved");
+    assert_eq!(restored.record(), member.record());
+    assert_eq!(restored.public_share(), member.public_share());
+    assert_eq!(restored.handle(&request).expect("repeat"), first);
+    let mut other = c.aggregate(slot_round, LEN as u64);
+    for (name, ct) in [("p0", 0), ("p1", 1), ("p9", 2)] {
+        other
+            .add(node(name), round.ciphertexts[ct].clone())
+            .expect("add");
+    }
+    let different = other.decryption_request(3).expect("request");
+    assert!(matches!(
+        refused(restored.handle(&different)),
+        PolicyRefusal::SlotAlreadyDecrypted { .. }
+    ));
+
+    // Another member's identity, and a record of another mandate, are refused.
+    assert!(matches!(
+        restore(&c.setup.committee[1]),
+        Err(MemberError::WrongShare { .. })
+    ));
+    let mut foreign = member.record().clone();
+    if let Some(m) = foreign.mandates.values_mut().next() {
+        m.min_participants = 1;
+    }
+    fedbank_common::storage::save(&files.record, &foreign, false).expect("record");
+    assert!(matches!(
+        restore(member.id()),
+        Err(MemberError::RecordMismatch { .. })
+    ));
 }
 
 #[test]

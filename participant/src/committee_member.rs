@@ -1,14 +1,41 @@
 //! A key-committee member: key share, policy record, partial decryptions.
+//!
+//! A member that crashes must be able to serve its job again when it restarts, and must not be
+//! talked into decrypting a slot twice under different manifests because it forgot the first.
+//! [`MemberFiles`] is where a member keeps both across restarts: its secret share (owner-only)
+//! and its record of decrypted slots. The node writes the share before its public share leaves
+//! and the record before each partial decryption leaves (see `NodeOutput::SaveMember`), so what
+//! is on disk is never behind what the coordinator has seen.
 
 use fedbank_common::committee::{DecryptionRequest, PartialDecryption};
-use fedbank_common::ids::NodeId;
+use fedbank_common::ids::{JobId, NodeId};
 use fedbank_common::policy::{self, Approval, JobMandate, MemberRecord, PolicyRefusal};
 use fedbank_common::secagg::{
     CryptoError, KeyError, KeySetup, PartialDecryptor, PublicKeyShare, RingScalar,
     SchemeParameters, SecretKeyShare,
 };
 use fedbank_common::storage::{self, StorageError};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// Where a member keeps its state for one job: `<dir>/<job>.key-share` (secret, owner-only) and
+/// `<dir>/<job>.member-record`.
+#[derive(Debug, Clone)]
+pub struct MemberFiles {
+    /// The secret key share.
+    pub share: PathBuf,
+    /// The record of mandates and decrypted slots.
+    pub record: PathBuf,
+}
+
+impl MemberFiles {
+    /// The files for `job` in `dir`.
+    pub fn in_dir(dir: &Path, job: &JobId) -> Self {
+        Self {
+            share: dir.join(format!("{job}.key-share")),
+            record: dir.join(format!("{job}.member-record")),
+        }
+    }
+}
 
 /// Why a member could not serve a request or load its state.
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +67,12 @@ pub enum MemberError {
         found_epoch: u32,
         /// Member of the stored share.
         found_member: NodeId,
+    },
+    /// The saved record does not belong to the saved share's job mandate.
+    #[error("{path}: the saved member record is for another job mandate than the saved key share")]
+    RecordMismatch {
+        /// The record file.
+        path: PathBuf,
     },
 }
 
@@ -85,6 +118,43 @@ impl<S: RingScalar> CommitteeMember<S> {
         Self::from_share(share, params, min_participants)
     }
 
+    /// The member saved in `files` for `job`, if a share was saved: the share must be this
+    /// member's for this job (any key epoch: the coordinator's key setup says which one is
+    /// current), and the record's slots are taken over so that none is decrypted twice under
+    /// another manifest. `Ok(None)` when no share was ever saved.
+    pub fn restore(
+        files: &MemberFiles,
+        (job, member): (&JobId, &NodeId),
+        params: SchemeParameters,
+        min_participants: usize,
+    ) -> Result<Option<Self>, MemberError> {
+        if !files.share.exists() {
+            return Ok(None);
+        }
+        let share: SecretKeyShare<S> = storage::load(&files.share, true)?;
+        if &share.setup().job != job || share.member() != member {
+            return Err(MemberError::WrongShare {
+                job: job.to_string(),
+                epoch: share.setup().key_epoch,
+                member: member.clone(),
+                found_job: share.setup().job.to_string(),
+                found_epoch: share.setup().key_epoch,
+                found_member: share.member().clone(),
+            });
+        }
+        let mut restored = Self::from_share(share, params, min_participants)?;
+        if files.record.exists() {
+            let record: MemberRecord = storage::load(&files.record, false)?;
+            if record.mandates.get(job) != restored.record.mandates.get(job) {
+                return Err(MemberError::RecordMismatch {
+                    path: files.record.clone(),
+                });
+            }
+            restored.record.decrypted = record.decrypted;
+        }
+        Ok(Some(restored))
+    }
+
     /// Wraps an existing share (for example one kept in a test's key cache).
     pub fn from_share(
         share: SecretKeyShare<S>,
@@ -112,6 +182,11 @@ impl<S: RingScalar> CommitteeMember<S> {
     /// Writes the secret share to `path` with owner-only permissions.
     pub fn save_share(&self, path: &Path) -> Result<(), MemberError> {
         Ok(storage::save(path, &self.share, true)?)
+    }
+
+    /// A copy of the secret share, for the node to keep on disk (see [`MemberFiles`]).
+    pub fn secret_share(&self) -> Box<SecretKeyShare<S>> {
+        Box::new(self.share.clone())
     }
 
     /// The public-key share to send to the coordinator.

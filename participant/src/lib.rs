@@ -35,7 +35,7 @@ pub mod rfm;
 pub mod scoring;
 pub mod synthetic;
 
-pub use committee_member::{CommitteeMember, MemberError};
+pub use committee_member::{CommitteeMember, MemberError, MemberFiles};
 pub use contribution::{ContributionError, Contributor};
 pub use local_table::{LocalTable, TableError};
 pub use machine::{

@@ -4,12 +4,13 @@
 //! ```text
 //!   start / reconnect ──▶ Hello{job digest}
 //!   Welcome            ──▶ (nothing)
-//!   KeySetup           ──▶ (member) sample s_j, PublicKeyShare            audit key.setup
+//!   KeySetup           ──▶ (member) sample s_j, SaveMember, PublicKeyShare audit key.setup
 //!   JointPublicKey     ──▶ keep it for encryption
 //!   RoundRequest       ──▶ compute on the local table, encode, encrypt,
 //!                          Contribution                                   audit contribution.sent
 //!                          or Notice(CannotContribute), nothing partial
-//!   DecryptionRequest  ──▶ (member) policy check, PartialDecryption       audit decryption.released
+//!   DecryptionRequest  ──▶ (member) policy check, SaveMember (the record),
+//!                          PartialDecryption                              audit decryption.released
 //!                          or Notice(Refused)                             audit decryption.refused
 //!   SegmentsReleased   ──▶ assign its own customers locally              audit segments.assigned
 //!   ModelReleased      ──▶ score its own hold-out with the federated model
@@ -35,11 +36,14 @@ use fedbank_common::encoding::QuantityValues;
 use fedbank_common::ids::NodeId;
 use fedbank_common::job::ValidJob;
 use fedbank_common::model::PropensityModel;
+use fedbank_common::policy::MemberRecord;
 use fedbank_common::protocol::{
     AlertContribution, AlertRequest, Contribution, Hello, Inbound, ModelReleased, Notice,
     NoticeKind, RoundRequest, SegmentsReleased, PROTOCOL_VERSION,
 };
-use fedbank_common::secagg::{Encryptor, JointPublicKey, KeySetup, PublicKeyShare, RingScalar};
+use fedbank_common::secagg::{
+    Encryptor, JointPublicKey, KeySetup, PublicKeyShare, RingScalar, SecretKeyShare,
+};
 use serde_json::{json, Map, Value};
 use std::collections::VecDeque;
 
@@ -103,6 +107,16 @@ pub enum NodeOutput<S: RingScalar> {
     /// A compliance job's local report: per rule this participant's own counts and example
     /// customers. To be kept locally; it never leaves the participant.
     ComplianceReport(Value),
+    /// A committee member's state, to be written durably before the shell carries out any
+    /// output after it: the secret share when it was just sampled (before its public share
+    /// leaves), and the record of decrypted slots (before the partial decryption leaves). A
+    /// shell that cannot write it must stop rather than go on.
+    SaveMember {
+        /// The secret share, when new.
+        share: Option<Box<SecretKeyShare<S>>>,
+        /// The member's record.
+        record: MemberRecord,
+    },
 }
 
 /// How the node's part of the job ended.
@@ -280,6 +294,14 @@ impl<S: RingScalar> ParticipantMachine<S> {
         self
     }
 
+    /// A committee member restored from disk after a restart (see
+    /// [`crate::CommitteeMember::restore`]): a key setup for the share's epoch gets the same
+    /// share again, and the slots it decrypted before stay refused under another manifest.
+    pub fn with_member(mut self, member: CommitteeMember<S>) -> Self {
+        self.member = Some(member);
+        self
+    }
+
     /// Names the table's rows (customer ids), for the local segment assignment file.
     pub fn with_row_ids(mut self, ids: Vec<String>) -> Self {
         self.row_ids = Some(ids);
@@ -381,6 +403,10 @@ impl<S: RingScalar> ParticipantMachine<S> {
                     self.job.params().clone(),
                     spec.min_participants,
                 )?;
+                self.outputs.push_back(NodeOutput::SaveMember {
+                    share: Some(m.secret_share()),
+                    record: m.record().clone(),
+                });
                 self.member = Some(m);
                 self.member
                     .as_ref()
@@ -597,6 +623,11 @@ impl<S: RingScalar> ParticipantMachine<S> {
         let (round, quantity) = (manifest.round, manifest.quantity.clone());
         match member.handle(&request) {
             Ok(partial) => {
+                let record = member.record().clone();
+                self.outputs.push_back(NodeOutput::SaveMember {
+                    share: None,
+                    record,
+                });
                 let manifest_digest = partial.manifest_digest;
                 self.audit(
                     EventKind::DecryptionReleased,

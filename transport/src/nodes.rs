@@ -11,11 +11,16 @@ use crate::{admit, connect, permanent_refusal, tls, AdmitError, ConnectError, CL
 use fedbank_common::audit::{SigningIdentity, TrailError, TrailWriter};
 use fedbank_common::ids::NodeId;
 use fedbank_common::job::ValidJob;
+use fedbank_common::policy::MemberRecord;
 use fedbank_common::protocol::Inbound;
-use fedbank_common::secagg::RingScalar;
+use fedbank_common::secagg::{RingScalar, SecretKeyShare};
+use fedbank_common::storage::{self, StorageError};
 use fedbank_coordinator::{Checkpoint, CoordinatorMachine, Input, Output, Status};
 use fedbank_participant::propensity::LocalFigures;
-use fedbank_participant::{LocalData, NodeOutput, NodeStatus, ParticipantMachine};
+use fedbank_participant::{
+    CommitteeMember, LocalData, MemberError, MemberFiles, NodeOutput, NodeStatus,
+    ParticipantMachine,
+};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -69,6 +74,16 @@ pub enum NodeError {
         path: PathBuf,
         /// Why.
         reason: String,
+    },
+    /// The committee member's saved state cannot be read, or its new state cannot be written
+    /// (the node then stops before anything that state covers leaves it).
+    #[error("committee member state in {dir}")]
+    MemberState {
+        /// The member's state directory.
+        dir: PathBuf,
+        /// Why.
+        #[source]
+        source: fedbank_participant::MemberError,
     },
     /// The machine's thread ended unexpectedly.
     #[error("the node's protocol thread stopped unexpectedly")]
@@ -553,6 +568,10 @@ pub struct LocalOutputs {
     pub figures: Option<PathBuf>,
     /// A compliance job's local report: its own counts per rule and example customers (JSON).
     pub compliance_report: Option<PathBuf>,
+    /// A committee member's state directory: its secret key share and its record of decrypted
+    /// slots, so that a member restarted after a crash can serve the job again (see
+    /// [`fedbank_participant::MemberFiles`]). Without it a restarted member cannot decrypt.
+    pub member_state: Option<PathBuf>,
 }
 
 /// How a participant's part of the job went.
@@ -578,6 +597,27 @@ fn write_local(path: &Path, bytes: &[u8], what: &str, progress: &(dyn Fn(String)
     }
 }
 
+/// Writes a member's state durably: the share (owner-only) when new, then the record.
+fn save_member<S: RingScalar>(
+    dir: &Path,
+    files: &MemberFiles,
+    share: Option<&SecretKeyShare<S>>,
+    record: &MemberRecord,
+) -> Result<(), MemberError> {
+    std::fs::create_dir_all(dir).map_err(|source| {
+        MemberError::Storage(StorageError::Io {
+            action: "creating",
+            path: dir.to_path_buf(),
+            source,
+        })
+    })?;
+    if let Some(share) = share {
+        storage::save(&files.share, share, true)?;
+    }
+    storage::save(&files.record, record, false)?;
+    Ok(())
+}
+
 /// Runs a participant until the coordinator reports the job finished or aborted.
 pub async fn run_participant<S: RingScalar>(
     settings: ParticipantSettings,
@@ -595,6 +635,31 @@ pub async fn run_participant<S: RingScalar>(
     } = settings;
     let mut machine = ParticipantMachine::<S>::with_data(id.clone(), job.clone(), data)
         .map_err(|e| NodeError::LocalData(e.to_string()))?;
+    let member_files = local
+        .member_state
+        .as_ref()
+        .map(|dir| (dir.clone(), MemberFiles::in_dir(dir, &job.spec().job)));
+    if let Some((dir, files)) = &member_files {
+        let state_error = |source| NodeError::MemberState {
+            dir: dir.clone(),
+            source,
+        };
+        let restored = CommitteeMember::<S>::restore(
+            files,
+            (&job.spec().job, &id),
+            job.params().clone(),
+            job.spec().min_participants,
+        )
+        .map_err(state_error)?;
+        if let Some(member) = restored {
+            progress(format!(
+                "{id}: restored its committee key share and {} decrypted slots from {}",
+                member.record().decrypted.len(),
+                dir.display()
+            ));
+            machine = machine.with_member(member);
+        }
+    }
     let endpoint = client_endpoint(addr, &creds)?;
     let mut trail = open_trail(trail, &id, "participant")?;
     let cap = job.max_message_bytes();
@@ -608,7 +673,7 @@ pub async fn run_participant<S: RingScalar>(
     let figures: Arc<Mutex<Option<LocalFigures>>> = Arc::new(Mutex::new(None));
     let machine_figures = figures.clone();
     let span = tracing::info_span!("participant", node = %id);
-    let machine = std::thread::spawn(move || -> Result<(), TrailError> {
+    let machine = std::thread::spawn(move || -> Result<(), NodeError> {
         let _span = span.enter();
         // `None` means "connected": say Hello.
         while let Ok(message) = inbox.recv() {
@@ -673,6 +738,26 @@ pub async fn run_participant<S: RingScalar>(
                         if let Ok(mut f) = machine_figures.lock() {
                             *f = figures;
                         }
+                    }
+                    NodeOutput::SaveMember { share, record } => {
+                        // Nothing after this output is carried out unless it is on disk.
+                        let Some((dir, files)) = &member_files else {
+                            tracing::warn!(
+                                "committee member state not kept: no directory configured"
+                            );
+                            continue;
+                        };
+                        save_member(dir, files, share.as_deref(), &record).map_err(|source| {
+                            machine_progress(format!(
+                                "{}: could not save its committee member state in {}; stopping",
+                                machine.id(),
+                                dir.display()
+                            ));
+                            NodeError::MemberState {
+                                dir: dir.clone(),
+                                source,
+                            }
+                        })?;
                     }
                     NodeOutput::ComplianceReport(report) => {
                         match (&local.compliance_report, serde_json::to_vec_pretty(&report)) {
