@@ -444,6 +444,19 @@ async fn hostile<S: RingScalar>(c: &Consortium, node: &str, addr: SocketAddr) {
                 )
                 .await
                 .expect("send");
+                // The right length under another crypto profile.
+                let mut other_profile = encryptor.encrypt(&vec![1; slots]).expect("encrypt");
+                other_profile.profile = Profile::Strict;
+                frame::send(
+                    &conn,
+                    &Contribution {
+                        round: r.round,
+                        attempt: r.attempt,
+                        ciphertext: other_profile,
+                    },
+                )
+                .await
+                .expect("send");
                 break;
             }
             _ => {}
@@ -486,6 +499,8 @@ async fn hostile_messages_are_refused_and_the_job_is_unchanged() {
         "mallory sent Hello twice",
         "mallory sent Contribution for round 6",
         "contribution from mallory to job loopback-stats round 1",
+        "with 3 values",
+        "profile strict",
         "connections are open, the limit",
     ] {
         assert!(

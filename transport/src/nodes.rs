@@ -422,8 +422,15 @@ pub async fn run_coordinator<S: RingScalar>(
             };
             let (input, permit) = input;
             if let Err(violation) = machine.handle(input, now()) {
-                tracing::warn!(%violation, "message refused");
-                machine_progress(format!("refused a message: {violation}"));
+                // The whole chain: "contribution … rejected: expected … got …".
+                let mut text = violation.to_string();
+                let mut source = std::error::Error::source(&violation);
+                while let Some(cause) = source {
+                    text.push_str(&format!(": {cause}"));
+                    source = cause.source();
+                }
+                tracing::warn!(violation = %text, "message refused");
+                machine_progress(format!("refused a message: {text}"));
             }
             // The message is handled: the next one may be read.
             drop(permit);
