@@ -221,6 +221,34 @@ impl RatePublicKey {
 /// coordinator talks to can decrypt them, and they are only ever sent summed.
 pub struct OverLimitBits(Vec<FheUint16>);
 
+/// A participant's encrypted rates, read and checked against the auditor's parameters and the
+/// number of alert rules (tfhe's conformance check), before any computation touches them.
+pub fn read_rates(rates: &[u8], rules: usize) -> Result<CompactCiphertextList, AlertError> {
+    let params = CompactCiphertextListConformanceParams::from_parameters_and_size_constraint(
+        public_params()?,
+        tfhe::conformance::ListSizeConstraint::try_size_in_range(0, rules * RATE_BITS).map_err(
+            |reason| AlertError::Tfhe {
+                what: "list size constraint",
+                reason,
+            },
+        )?,
+    );
+    let list: CompactCiphertextList =
+        safe_deserialize_conformant(rates, MAX_RATES_BYTES as u64, &params).map_err(|reason| {
+            AlertError::Malformed {
+                what: "encrypted rates",
+                reason,
+            }
+        })?;
+    if list.len() != rules {
+        return Err(AlertError::WrongLength {
+            got: list.len(),
+            expected: rules,
+        });
+    }
+    Ok(list)
+}
+
 /// The coordinator's evaluator: the auditor's server key, which can compute on but not decrypt
 /// the rates.
 pub struct AlertEvaluator {
@@ -245,27 +273,7 @@ impl AlertEvaluator {
     /// sanitizes each block) and compares each rate with its limit (`rate > limit`, a
     /// programmable bootstrapping), as 0/1 `FheUint16`s ready to add.
     pub fn over_limit(&self, rates: &[u8], limits: &[u16]) -> Result<OverLimitBits, AlertError> {
-        let params = CompactCiphertextListConformanceParams::from_parameters_and_size_constraint(
-            public_params()?,
-            tfhe::conformance::ListSizeConstraint::try_size_in_range(0, limits.len() * RATE_BITS)
-                .map_err(|reason| AlertError::Tfhe {
-                what: "list size constraint",
-                reason,
-            })?,
-        );
-        let list: CompactCiphertextList =
-            safe_deserialize_conformant(rates, MAX_RATES_BYTES as u64, &params).map_err(
-                |reason| AlertError::Malformed {
-                    what: "encrypted rates",
-                    reason,
-                },
-            )?;
-        if list.len() != limits.len() {
-            return Err(AlertError::WrongLength {
-                got: list.len(),
-                expected: limits.len(),
-            });
-        }
+        let list = read_rates(rates, limits.len())?;
         tfhe::set_server_key(self.server.clone());
         let tfhe_error = |what| {
             move |e: tfhe::Error| AlertError::Tfhe {

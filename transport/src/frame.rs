@@ -51,6 +51,69 @@ pub enum FrameError {
     /// The message does not decode.
     #[error("decoding")]
     Wire(#[from] WireError),
+    /// The stream ended before the declared body did.
+    #[error("the stream ended after {got} of {expected} bytes")]
+    Truncated {
+        /// Bytes the head announced (head included).
+        expected: usize,
+        /// Bytes there were.
+        got: usize,
+    },
+}
+
+/// The fixed start of every frame: the wire header and the body length.
+pub const FRAME_HEAD_LEN: usize = HEADER_LEN + 8;
+
+/// A frame's kind byte and declared body length, refused when the length is above `limit` for
+/// that kind — before a single body byte is read or allocated.
+pub fn parse_head(
+    head: &[u8; FRAME_HEAD_LEN],
+    limit: impl Fn(u8) -> usize,
+) -> Result<(u8, usize), FrameError> {
+    let kind = head[4];
+    let mut len_bytes = [0u8; 8];
+    len_bytes.copy_from_slice(&head[HEADER_LEN..]);
+    let len = u64::from_le_bytes(len_bytes);
+    let max = limit(kind);
+    if len > max as u64 {
+        return Err(FrameError::TooLarge {
+            kind,
+            len,
+            limit: max,
+        });
+    }
+    Ok((kind, len as usize))
+}
+
+/// A frame from the whole content of a stream already in memory, with the checks of
+/// [`read_frame`] (head, limit, exact body, nothing after it). Used by tests and fuzzing to
+/// exercise the receive path without a connection.
+pub fn frame_from_stream_bytes(
+    stream: &[u8],
+    limit: impl Fn(u8) -> usize,
+) -> Result<RawFrame, FrameError> {
+    let head: &[u8; FRAME_HEAD_LEN] = stream
+        .get(..FRAME_HEAD_LEN)
+        .and_then(|h| h.try_into().ok())
+        .ok_or(FrameError::Truncated {
+            expected: FRAME_HEAD_LEN,
+            got: stream.len(),
+        })?;
+    let (kind, len) = parse_head(head, limit)?;
+    let body = &stream[FRAME_HEAD_LEN..];
+    if body.len() < len {
+        return Err(FrameError::Truncated {
+            expected: FRAME_HEAD_LEN + len,
+            got: stream.len(),
+        });
+    }
+    if body.len() > len {
+        return Err(FrameError::TrailingBytes);
+    }
+    let mut bytes = Vec::with_capacity(HEADER_LEN + len);
+    bytes.extend_from_slice(&head[..HEADER_LEN]);
+    bytes.extend_from_slice(body);
+    Ok(RawFrame { kind, bytes })
 }
 
 /// A received frame, not yet decoded: its kind byte and its wire bytes.
@@ -105,23 +168,11 @@ pub async fn read_frame(
     stream: &mut RecvStream,
     limit: impl Fn(u8) -> usize,
 ) -> Result<RawFrame, FrameError> {
-    let mut head = [0u8; HEADER_LEN + 8];
+    let mut head = [0u8; FRAME_HEAD_LEN];
     stream.read_exact(&mut head).await?;
-    let kind = head[4];
-    let mut len_bytes = [0u8; 8];
-    len_bytes.copy_from_slice(&head[HEADER_LEN..]);
-    let len = u64::from_le_bytes(len_bytes);
-    let max = limit(kind);
-    if len > max as u64 {
-        return Err(FrameError::TooLarge {
-            kind,
-            len,
-            limit: max,
-        });
-    }
+    let (kind, len) = parse_head(&head, limit)?;
     // Grow the buffer as bytes arrive: a peer that declares a large body but sends little makes
     // us hold only what it sent.
-    let len = len as usize;
     let mut bytes = Vec::with_capacity(HEADER_LEN + len.min(READ_CHUNK));
     bytes.extend_from_slice(&head[..HEADER_LEN]);
     let mut chunk = vec![0u8; READ_CHUNK.min(len.max(1))];

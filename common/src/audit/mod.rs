@@ -22,5 +22,5 @@ mod verify;
 mod writer;
 
 pub use event::{AuditEvent, EventKind, GENESIS_PREV};
-pub use verify::{cross_check, verify, CrossCheckFinding, TrailReport, VerifyError};
+pub use verify::{cross_check, verify, verify_reader, CrossCheckFinding, TrailReport, VerifyError};
 pub use writer::{SigningIdentity, TrailError, TrailWriter};

@@ -190,7 +190,8 @@ fn appears_later(reader: &mut impl BufRead, seq: u64) -> bool {
     }
 }
 
-fn verify_reader(
+/// [`verify`] over any reader (a file, or bytes in memory for tests and fuzzing).
+pub fn verify_reader(
     reader: impl Read,
     expected_key: Option<&str>,
 ) -> Result<TrailReport, VerifyError> {

@@ -1,0 +1,271 @@
+//! What the targets need once per process (a committee under a fixed setup, the shipped jobs,
+//! the auditor's keys, a scratch directory) and the seed inputs the fuzzer starts from.
+
+use fedbank_common::alerts::AuditorKeys;
+use fedbank_common::audit::{EventKind, SigningIdentity, TrailWriter};
+use fedbank_common::committee::DecryptionRequest;
+use fedbank_common::digest::Digest;
+use fedbank_common::ids::{JobId, NodeId};
+use fedbank_common::job::{JobSpec, RoundKind, ValidJob};
+use fedbank_common::policy::MemberRecord;
+use fedbank_common::protocol::{Contribution, Hello, Notice, NoticeKind, RoundRequest};
+use fedbank_common::secagg::{
+    Ciphertext, Encryptor, JointPublicKey, KeySetup, Profile, PublicKeyShare, SchemeParameters,
+    SecretKeyShare,
+};
+use fedbank_common::wire::{self, WireMessage};
+use fedbank_coordinator::{CoordinatorMachine, RoundAggregate};
+use fedbank_participant::CommitteeMember;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::time::SystemTime;
+
+/// Values in the fixture's round.
+pub(crate) const VALUES: u64 = 12;
+/// The fixture's round number.
+pub(crate) const ROUND: u32 = 3;
+/// Contributors the fixture's committee policy requires.
+pub(crate) const MIN_PARTICIPANTS: usize = 2;
+
+/// The job files the project ships, parsed as every node parses them.
+pub(crate) const JOB_FILES: &[&str] = &[
+    include_str!("../../configs/simulate-stats.toml"),
+    include_str!("../../configs/segment-cdnow.toml"),
+    include_str!("../../configs/propensity-telco-dp.toml"),
+    include_str!("../../configs/compliance-synthetic.toml"),
+];
+
+pub(crate) struct Fixtures {
+    pub setup: KeySetup,
+    pub params: SchemeParameters,
+    pub shares: Vec<SecretKeyShare<u64>>,
+    pub public_shares: Vec<PublicKeyShare<u64>>,
+    pub joint: JointPublicKey<u64>,
+    /// A valid contribution of `VALUES` values from `p0`.
+    pub ciphertext: Ciphertext<u64>,
+    /// The shipped jobs: stats, segment (transactions), propensity, compliance.
+    pub jobs: Vec<ValidJob>,
+    /// Where CSV inputs are written to be read back.
+    pub scratch: PathBuf,
+}
+
+#[derive(serde::Deserialize)]
+pub(crate) struct JobFile {
+    pub job: JobSpec,
+}
+
+fn id(s: &str) -> NodeId {
+    NodeId::new(s).unwrap_or_else(|e| panic!("fixture id {s}: {e}"))
+}
+
+pub(crate) fn fixtures() -> &'static Fixtures {
+    static FIXTURES: OnceLock<Fixtures> = OnceLock::new();
+    FIXTURES.get_or_init(|| {
+        let setup = KeySetup {
+            job: JobId::new("fuzz").unwrap_or_else(|e| panic!("{e}")),
+            key_epoch: 1,
+            profile: Profile::Fast,
+            mask_seed: 0xf022,
+            committee: vec![id("m0"), id("m1")],
+        };
+        let params = SchemeParameters::new(Profile::Fast, 2, 8).unwrap_or_else(|e| panic!("{e}"));
+        let shares: Vec<SecretKeyShare<u64>> = setup
+            .committee
+            .iter()
+            .map(|m| SecretKeyShare::generate(&setup, m).unwrap_or_else(|e| panic!("{e}")))
+            .collect();
+        let public_shares: Vec<_> = shares.iter().map(|s| s.public_share()).collect();
+        let joint =
+            JointPublicKey::combine(&setup, &public_shares).unwrap_or_else(|e| panic!("{e}"));
+        let slots: Vec<i128> = (0..VALUES as i128).map(|v| v * 7 - 30).collect();
+        let ciphertext = Encryptor::new(joint.clone(), params.clone())
+            .and_then(|e| e.encrypt(&slots))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let jobs = JOB_FILES
+            .iter()
+            .map(|text| {
+                toml::from_str::<JobFile>(text)
+                    .unwrap_or_else(|e| panic!("shipped job file: {e}"))
+                    .job
+                    .validate()
+                    .unwrap_or_else(|e| panic!("shipped job file: {e}"))
+            })
+            .collect();
+        let scratch = std::env::temp_dir().join(format!("fedbank-fuzz-{}", std::process::id()));
+        std::fs::create_dir_all(&scratch).unwrap_or_else(|e| panic!("{e}"));
+        Fixtures {
+            setup,
+            params,
+            shares,
+            public_shares,
+            joint,
+            ciphertext,
+            jobs,
+            scratch,
+        }
+    })
+}
+
+/// The auditor's keys (generated once; a few seconds).
+pub(crate) fn auditor_keys() -> &'static AuditorKeys {
+    static KEYS: OnceLock<AuditorKeys> = OnceLock::new();
+    KEYS.get_or_init(|| AuditorKeys::generate().unwrap_or_else(|e| panic!("auditor keys: {e}")))
+}
+
+impl Fixtures {
+    /// An aggregate of the fixture's round holding the valid contribution of `p0`.
+    pub fn aggregate(&self) -> RoundAggregate<u64> {
+        let mut aggregate = RoundAggregate::new(self.setup.clone(), ROUND, "fuzz", VALUES);
+        aggregate
+            .add(id("p0"), self.ciphertext.clone())
+            .unwrap_or_else(|e| panic!("fixture contribution: {e}"));
+        aggregate
+    }
+
+    /// A fresh committee member `j` (an empty record).
+    pub fn member(&self, j: usize) -> CommitteeMember<u64> {
+        CommitteeMember::from_share(
+            self.shares[j].clone(),
+            self.params.clone(),
+            MIN_PARTICIPANTS,
+        )
+        .unwrap_or_else(|e| panic!("fixture member: {e}"))
+    }
+
+    /// A valid decryption request for the fixture's round with two contributors.
+    pub fn request(&self) -> DecryptionRequest<u64> {
+        let mut aggregate = self.aggregate();
+        aggregate
+            .add(id("p1"), self.ciphertext.clone())
+            .unwrap_or_else(|e| panic!("{e}"));
+        aggregate
+            .decryption_request(MIN_PARTICIPANTS)
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+}
+
+fn encoded<T: WireMessage>(message: &T) -> Vec<u8> {
+    wire::encode(message).unwrap_or_else(|e| panic!("encoding a seed: {e}"))
+}
+
+/// The bytes a sender puts on a stream for `message`: header, body length, body.
+fn on_stream(wire_bytes: &[u8]) -> Vec<u8> {
+    let (header, body) = wire_bytes.split_at(wire::HEADER_LEN);
+    let mut out = header.to_vec();
+    out.extend_from_slice(&(body.len() as u64).to_le_bytes());
+    out.extend_from_slice(body);
+    out
+}
+
+fn with_selector(selector: u8, bytes: &[u8]) -> Vec<u8> {
+    let mut out = vec![selector];
+    out.extend_from_slice(bytes);
+    out
+}
+
+/// Valid inputs for every target, from which the fuzzer mutates: `(target, input)`.
+pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
+    let f = fixtures();
+    let job = f.setup.job.clone();
+    let request = f.request();
+    let partial = f
+        .member(0)
+        .handle(&request)
+        .unwrap_or_else(|e| panic!("fixture partial: {e}"));
+    let messages: Vec<Vec<u8>> = vec![
+        encoded(&Hello {
+            protocol: fedbank_common::protocol::PROTOCOL_VERSION,
+            job: job.clone(),
+            job_digest: Digest::of("fuzz", b"job"),
+        }),
+        encoded(&f.setup),
+        encoded(&f.public_shares[1]),
+        encoded(&f.joint),
+        encoded(&RoundRequest {
+            job: job.clone(),
+            round: ROUND,
+            attempt: 0,
+            kind: RoundKind::Moments,
+            reference_day: None,
+        }),
+        encoded(&Contribution {
+            round: ROUND,
+            attempt: 0,
+            ciphertext: f.ciphertext.clone(),
+        }),
+        encoded(&request),
+        encoded(&partial),
+        encoded(&Notice {
+            job,
+            round: Some(ROUND),
+            kind: NoticeKind::Finished,
+            text: "done".into(),
+        }),
+    ];
+    let mut seeds = Vec::new();
+    for m in &messages {
+        seeds.push(("frame", on_stream(m)));
+        seeds.push(("message", m.clone()));
+    }
+    seeds.push(("ciphertext", encoded(&f.ciphertext)));
+    let mut record = MemberRecord::default();
+    let mut member = f.member(0);
+    let _ = member.handle(&request);
+    record.clone_from(member.record());
+    for (selector, bytes) in [
+        (0u8, encoded(&f.setup)),
+        (1, encoded(&f.public_shares[0])),
+        (2, encoded(&f.joint)),
+        (3, encoded(&f.shares[0])),
+        (4, encoded(&record)),
+    ] {
+        seeds.push(("keys", with_selector(selector, &bytes)));
+    }
+    let keys = auditor_keys();
+    let rates = fedbank_common::alerts::RatePublicKey::from_bytes(keys.public_key_bytes())
+        .and_then(|k| k.encrypt_rates(&[120, 40, 9000, 0, 15]))
+        .unwrap_or_else(|e| panic!("fixture rates: {e}"));
+    seeds.push(("alert_bytes", with_selector(0, keys.public_key_bytes())));
+    seeds.push(("alert_bytes", with_selector(1, &rates)));
+    seeds.push(("trail", trail_seed(&f.scratch)));
+    for text in JOB_FILES {
+        seeds.push(("config", with_selector(0, text.as_bytes())));
+    }
+    let checkpoint = CoordinatorMachine::<u64>::new(f.jobs[0].clone(), 7).checkpoint();
+    let json = serde_json::to_vec(&checkpoint).unwrap_or_else(|e| panic!("{e}"));
+    seeds.push(("config", with_selector(1, &json)));
+    for (selector, text) in crate::targets::CSV_SEEDS {
+        seeds.push(("csv_tables", with_selector(*selector, text.as_bytes())));
+    }
+    seeds
+}
+
+/// A scratch file of this thread (targets may run on several threads of one process).
+pub(crate) fn scratch_file(name: &str) -> PathBuf {
+    let thread = format!("{:?}", std::thread::current().id());
+    let thread: String = thread.chars().filter(char::is_ascii_digit).collect();
+    fixtures().scratch.join(format!("{thread}-{name}"))
+}
+
+fn trail_seed(_scratch: &std::path::Path) -> Vec<u8> {
+    let path = scratch_file("seed.trail");
+    let _ = std::fs::remove_file(&path);
+    let (identity, _) = SigningIdentity::generate().unwrap_or_else(|e| panic!("{e}"));
+    let mut writer = TrailWriter::create(
+        &path,
+        &id("coordinator"),
+        "coordinator",
+        identity,
+        SystemTime::now(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let mut fields = serde_json::Map::new();
+    fields.insert("job".into(), "fuzz".into());
+    fields.insert("round".into(), 1.into());
+    writer
+        .append(EventKind::RoundStarted, fields, SystemTime::now())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{e}"));
+    let _ = std::fs::remove_file(&path);
+    bytes
+}
