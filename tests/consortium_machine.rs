@@ -339,6 +339,58 @@ fn too_few_contributors_is_retried_then_stops_with_a_clear_error() {
         .all(|n| matches!(n.status(), NodeStatus::Aborted(_))));
 }
 
+/// A round that everyone asked has answered, but with fewer than `min_participants`
+/// contributors, waits for its deadline instead of retrying at once: participants that join
+/// meanwhile (one still reading a large table) are asked in the next attempt, and the job's
+/// retries are not burnt in milliseconds.
+#[test]
+fn a_round_short_of_contributors_waits_for_late_joiners_instead_of_burning_its_retries() {
+    let job = job(4, 1, 3);
+    let mut c = Consortium::new(&job, (0..4).map(table).collect());
+    let late = [id("p02"), id("p03")];
+    c.to_coordinator.retain(|(from, _)| !late.contains(from));
+    for node in &late {
+        c.disconnect(node);
+    }
+    // Deliver everything without letting time pass: p00 and p01 contribute to round 1.
+    loop {
+        c.drain_coordinator();
+        if let Some((from, bytes)) = c.to_coordinator.pop_front() {
+            c.deliver_to_coordinator(from, &bytes);
+        } else if let Some((to, bytes)) = c.to_nodes.pop_front() {
+            let message = Inbound::<S>::decode(&bytes).expect("decode");
+            c.nodes
+                .get_mut(&to)
+                .expect("node")
+                .handle(message)
+                .expect("handles");
+            c.drain_node(&to);
+        } else {
+            break;
+        }
+    }
+    assert_eq!(*c.coordinator.status(), Status::Running);
+    let attempts = c
+        .trail
+        .iter()
+        .filter(|(k, f)| k == "round.started" && f["round"] == 1)
+        .count();
+    assert_eq!(attempts, 1, "round 1 was retried before its deadline");
+    assert!(c.trail.iter().any(|(k, _)| k == "contribution.received"));
+    // The late participants join; the next attempt asks them and the job finishes.
+    for node in &late {
+        c.connect(node);
+    }
+    assert!(matches!(c.run(), Status::Finished(_)), "{:?}", c.violations);
+    let decrypted: Vec<usize> = c
+        .trail
+        .iter()
+        .filter(|(k, _)| k == "decryption.requested")
+        .filter_map(|(_, f)| f["contributors"].as_array().map(Vec::len))
+        .collect();
+    assert_eq!(decrypted.first(), Some(&4), "{decrypted:?}");
+}
+
 #[test]
 fn a_silent_committee_member_stops_the_round_naming_it() {
     let job = job(4, 2, 2);

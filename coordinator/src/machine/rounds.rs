@@ -101,10 +101,15 @@ impl<S: RingScalar> CoordinatorMachine<S> {
         }
         let digest = round.aggregate.add(from.clone(), c.ciphertext)?;
         let (number, label) = (round.number, round.kind.label());
+        // Everyone asked has answered: close now if that is enough to decrypt. If it is not, an
+        // immediate retry would ask the same nodes again and burn the job's retries in
+        // milliseconds; the round waits for its deadline instead, so that late joiners (a
+        // participant still reading a large table, one reconnecting) are in the next attempt.
         let done = round
             .asked
             .iter()
-            .all(|n| round.aggregate.contributions().contains_key(n));
+            .all(|n| round.aggregate.contributions().contains_key(n))
+            && round.aggregate.contributions().len() >= self.job.spec().min_participants;
         self.audit(
             EventKind::ContributionReceived,
             fields(
@@ -460,13 +465,16 @@ impl<S: RingScalar> CoordinatorMachine<S> {
                 return self.retry_decryption(vec![node], now);
             }
         }
+        let min = self.job.spec().min_participants;
         if let Stage::Collecting(round) = &mut self.stage {
             if round.asked.remove(&node) && !round.aggregate.contributions().contains_key(&node) {
                 let (number, attempt) = (round.number, round.attempt);
+                // As for a contribution: close early only if what is there can be decrypted.
                 let done = round
                     .asked
                     .iter()
-                    .all(|n| round.aggregate.contributions().contains_key(n));
+                    .all(|n| round.aggregate.contributions().contains_key(n))
+                    && round.aggregate.contributions().len() >= min;
                 let job = self.job.spec().job.clone();
                 self.audit(
                     EventKind::ParticipantDropped,
