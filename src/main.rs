@@ -9,6 +9,7 @@
 mod audit;
 mod audit_report;
 mod bench;
+mod bench_large_table;
 mod bench_load;
 mod centralized;
 mod certs;
@@ -93,6 +94,10 @@ enum BenchCommand {
     /// A loopback load run: many participants against one coordinator process (wall time per
     /// round, coordinator peak memory, bytes received), with a smaller consortium as baseline.
     Load(bench_load::LoadArgs),
+    /// One participant with a large generated transaction log (10^7 rows) in a segmentation
+    /// job: its time to read the log, time per round and peak memory, against a tenth of the
+    /// rows over the same customers.
+    LargeTable(bench_large_table::LargeTableArgs),
 }
 
 fn main() -> Result<ExitCode> {
@@ -106,6 +111,10 @@ fn main() -> Result<ExitCode> {
     match Cli::parse().command {
         Command::Bench(BenchCommand::Secagg(args)) => {
             bench::run_secagg(&args)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench(BenchCommand::LargeTable(args)) => {
+            bench_large_table::run(&args)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench(BenchCommand::Load(args)) => {

@@ -248,7 +248,14 @@ pub fn run_participant_command(config: &Path) -> Result<()> {
     let c = load_participant(config)?;
     let (job, _) = load_job(&c.job_file)?;
     let (creds, identity) = credentials(&c.certs_dir, &c.id)?;
+    let reading = std::time::Instant::now();
     let data = load_data(&job, &c.data, c.consent.as_deref())?;
+    println!(
+        "{}: read {} in {:.2} s",
+        c.id,
+        c.data.display(),
+        reading.elapsed().as_secs_f64()
+    );
     let beside_trail = |given: &Option<PathBuf>, name: &str| {
         given
             .clone()
@@ -284,6 +291,9 @@ pub fn run_participant_command(config: &Path) -> Result<()> {
         for path in [&local.model, &local.figures].into_iter().flatten() {
             println!("{}: kept locally {}", c.id, path.display());
         }
+    }
+    if let Some(mb) = peak_memory_mb() {
+        println!("{}: peak memory {mb:.1} MB (resident, VmHWM)", c.id);
     }
     match outcome.status {
         NodeStatus::Finished => println!("{}: job finished", c.id),

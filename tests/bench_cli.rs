@@ -80,3 +80,49 @@ fn bench_refuses_a_bad_profile_clearly() {
         "{stderr}"
     );
 }
+
+/// `fedbank bench large-table` on a small size: both runs (baseline and large) finish the
+/// segmentation job with the large participant as its own process, and its figures — time to
+/// read its log, a time for every round, its peak memory — are printed.
+#[test]
+fn large_table_bench_reports_the_participants_own_figures() {
+    let dir = tempfile::tempdir().expect("dir");
+    let out = Command::new(env!("CARGO_BIN_EXE_fedbank"))
+        .args([
+            "bench",
+            "large-table",
+            "--rows",
+            "40000",
+            "--customers",
+            "2000",
+            "--dir",
+        ])
+        .arg(dir.path())
+        .output()
+        .expect("run fedbank");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let table: Vec<Vec<&str>> = stdout
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .filter(|w| w.len() == 7 && w[0].parse::<u64>().is_ok())
+        .collect();
+    assert_eq!(table.len(), 2, "{stdout}");
+    assert_eq!(table[0][0], "4000");
+    assert_eq!(table[1][0], "40000");
+    for row in &table {
+        assert!(row[4].parse::<f64>().is_ok(), "read time missing: {stdout}");
+        assert!(
+            row[5].parse::<f64>().is_ok_and(|mb| mb > 0.0),
+            "peak memory missing: {stdout}"
+        );
+    }
+    assert!(
+        stdout.contains("round 5 (kmeans) computed and encrypted in"),
+        "{stdout}"
+    );
+}

@@ -3,7 +3,9 @@
 //! amount), each log-scaled as ln(1 + x). The log never leaves the participant.
 //!
 //! The log is streamed once into a [`CustomerHistory`] (first and last purchase day, purchase
-//! days and total per customer); the RFM table is built from it when the reference date is
+//! days and total per customer). While reading, a customer's distinct purchase days are a bitmap
+//! over the days between its first and last purchase, so memory follows customers × the log's
+//! span, never the number of rows. The RFM table is built from it when the reference date is
 //! known — from the job, or from the consortium's reference-date rounds, to which the history
 //! contributes only presence indicators up to its latest purchase ([`latest_purchase_presence`]).
 //!
@@ -14,7 +16,7 @@
 use crate::local_table::{CsvFile, LocalTable, TableError};
 use fedbank_common::calendar::{self, day_number};
 use fedbank_common::job::{RoundKind, TransactionColumns, RFM_FEATURES};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// Why a transaction log could not be turned into RFM rows.
@@ -94,8 +96,73 @@ pub fn lifecycle_stage(since_first: i64, since_last: i64, purchase_days: usize) 
 struct Reading {
     first: i64,
     last: i64,
-    days: BTreeSet<i64>,
+    days: DaySet,
     total: f64,
+}
+
+/// Distinct days as a bitmap over 64-day words from `base` (a multiple of 64): a customer
+/// with purchases over two years costs 12 words however many rows it has. A customer whose
+/// purchases span more than `MAX_WORDS` words (about 11 years) moves to a set of days, so that
+/// a log with far-apart dates costs memory per row, not per day of its span.
+#[derive(Default)]
+struct DaySet {
+    base: i64,
+    words: Vec<u64>,
+    sparse: Option<std::collections::BTreeSet<i64>>,
+}
+
+impl DaySet {
+    const MAX_WORDS: i64 = 64;
+
+    fn insert(&mut self, day: i64) {
+        if let Some(set) = &mut self.sparse {
+            set.insert(day);
+            return;
+        }
+        let word_of = |d: i64| d.div_euclid(64);
+        if self.words.is_empty() {
+            self.base = word_of(day) * 64;
+            self.words.push(0);
+        }
+        let first_word = self.base / 64;
+        let w = word_of(day);
+        let last_word = first_word + self.words.len() as i64 - 1;
+        if w.max(last_word) - w.min(first_word) >= Self::MAX_WORDS {
+            let mut set = self.days();
+            set.insert(day);
+            self.words = Vec::new();
+            self.sparse = Some(set);
+            return;
+        }
+        if w < first_word {
+            let grow = (first_word - w) as usize;
+            self.words.splice(0..0, std::iter::repeat_n(0, grow));
+            self.base = w * 64;
+        } else if w > last_word {
+            self.words.resize((w - first_word + 1) as usize, 0);
+        }
+        let offset = (day - self.base) as usize;
+        self.words[offset / 64] |= 1 << (offset % 64);
+    }
+
+    fn days(&self) -> std::collections::BTreeSet<i64> {
+        let mut set = std::collections::BTreeSet::new();
+        for (i, word) in self.words.iter().enumerate() {
+            for bit in 0..64 {
+                if word & (1 << bit) != 0 {
+                    set.insert(self.base + 64 * i as i64 + bit);
+                }
+            }
+        }
+        set
+    }
+
+    fn len(&self) -> usize {
+        match &self.sparse {
+            Some(set) => set.len(),
+            None => self.words.iter().map(|w| w.count_ones() as usize).sum(),
+        }
+    }
 }
 
 /// One customer's purchase history, summarized.
@@ -284,6 +351,27 @@ pub fn latest_purchase_presence(
             Some(Ok(indicators(calendar::MONTH_DAYS, last)))
         }
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod day_set_tests {
+    use super::DaySet;
+    use std::collections::BTreeSet;
+
+    proptest::proptest! {
+        /// The bitmap counts exactly the distinct days a set does, in any order, across the
+        /// epoch and far apart.
+        #[test]
+        fn counts_distinct_days_like_a_set(days in proptest::collection::vec(-3000i64..30000, 0..300), near in proptest::collection::vec(10_000i64..10_900, 0..300)) {
+            let days: Vec<i64> = near.into_iter().chain(days).collect();
+            let mut bitmap = DaySet::default();
+            for &d in &days {
+                bitmap.insert(d);
+            }
+            let set: BTreeSet<i64> = days.iter().copied().collect();
+            proptest::prop_assert_eq!(bitmap.len(), set.len());
+        }
     }
 }
 

@@ -687,7 +687,20 @@ pub async fn run_participant<S: RingScalar>(
             match message {
                 None => machine.on_connected(),
                 Some(message) => {
-                    if let Err(v) = machine.handle(message) {
+                    // A round's local computation and encryption, timed for the node's log.
+                    let round = match &message {
+                        Inbound::Round(r) => Some((r.round, r.kind.label(), Instant::now())),
+                        _ => None,
+                    };
+                    let handled = machine.handle(message);
+                    if let Some((number, label, started)) = round {
+                        machine_progress(format!(
+                            "{}: round {number} ({label}) computed and encrypted in {:.2} s",
+                            machine.id(),
+                            started.elapsed().as_secs_f64()
+                        ));
+                    }
+                    if let Err(v) = handled {
                         tracing::warn!(violation = %v, "coordinator message refused");
                         machine_progress(format!(
                             "{}: refused a coordinator message: {v}",
