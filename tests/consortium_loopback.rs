@@ -462,11 +462,43 @@ async fn hostile<S: RingScalar>(c: &Consortium, node: &str, addr: SocketAddr) {
             _ => {}
         }
     }
-    // More connections than the coordinator holds: enrolled nodes plus room for reconnections.
+    // A second connection of the same node replaces the first: the coordinator closes the older
+    // one, so one node holds one connection (and at most one upload in reception). First let
+    // the coordinator read what the first one sent.
+    let read = std::time::Instant::now();
+    while !c.log_contains("profile strict") {
+        assert!(
+            read.elapsed() < WAIT,
+            "the coordinator did not read mallory's messages"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let second = timeout(WAIT, connect(&endpoint, addr, &id("coordinator")))
+        .await
+        .expect("in time")
+        .expect("second connection");
+    frame::send(&second, &hello).await.expect("hello");
+    let closed = timeout(WAIT, conn.closed())
+        .await
+        .expect("the older connection is closed");
+    assert!(
+        matches!(&closed, quinn::ConnectionError::ApplicationClosed(c)
+            if c.error_code == quinn::VarInt::from_u32(fedbank_transport::CLOSE_REPLACED)),
+        "{closed:?}"
+    );
+    // More handshakes at once than the coordinator holds (enrolled nodes plus room for
+    // reconnections): the excess is refused before any handshake work.
+    let mut attempts = tokio::task::JoinSet::new();
+    for _ in 0..3 * (fedbank_transport::nodes::RECONNECT_ROOM + c.job.spec().participants.len()) {
+        let endpoint = endpoint.clone();
+        attempts.spawn(
+            async move { timeout(WAIT, connect(&endpoint, addr, &id("coordinator"))).await },
+        );
+    }
     let mut extra = Vec::new();
     let mut refused = 0;
-    for _ in 0..fedbank_transport::nodes::RECONNECT_ROOM + c.job.spec().participants.len() {
-        match timeout(WAIT, connect(&endpoint, addr, &id("coordinator"))).await {
+    while let Some(done) = attempts.join_next().await {
+        match done.expect("task") {
             Ok(Ok(conn)) => extra.push(conn),
             _ => refused += 1,
         }
@@ -476,6 +508,7 @@ async fn hostile<S: RingScalar>(c: &Consortium, node: &str, addr: SocketAddr) {
     for conn in extra {
         conn.close(quinn::VarInt::from_u32(0), b"done");
     }
+    second.close(quinn::VarInt::from_u32(0), b"done");
     conn.close(quinn::VarInt::from_u32(0), b"done");
     endpoint.close(quinn::VarInt::from_u32(0), b"done");
 }

@@ -42,6 +42,9 @@ pub const CLOSE_NOT_ENROLLED: u32 = 0x10;
 pub const CLOSE_PROTOCOL: u32 = 0x11;
 /// Application close code: the job is over.
 pub const CLOSE_DONE: u32 = 0x12;
+/// Application close code: the same node connected again; this older connection is closed, so
+/// that a node holds one connection (and at most one message being received) at a time.
+pub const CLOSE_REPLACED: u32 = 0x13;
 
 /// Why an incoming connection was not admitted.
 #[derive(Debug, thiserror::Error)]

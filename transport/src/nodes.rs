@@ -119,7 +119,16 @@ pub(crate) fn open_trail(
 /// An encoded message, shared by every recipient of a broadcast.
 type Encoded = Arc<Vec<u8>>;
 
-type Writers = Arc<Mutex<HashMap<NodeId, (usize, tokio_mpsc::UnboundedSender<Encoded>)>>>;
+/// A connected node's current connection: its serial number, the queue of what to send it, and
+/// the connection itself (closed when the node connects again or the machine disconnects it).
+#[derive(Clone)]
+struct Writer {
+    serial: usize,
+    messages: tokio_mpsc::UnboundedSender<Encoded>,
+    conn: quinn::Connection,
+}
+
+type Writers = Arc<Mutex<HashMap<NodeId, Writer>>>;
 
 /// Messages the coordinator writes at once across all connections: what QUIC holds unsent or
 /// unacknowledged stays a few messages, however many participants receive the model.
@@ -349,12 +358,12 @@ pub async fn run_coordinator<S: RingScalar>(
                                     shared
                                 }
                             };
-                            if let Some((_, w)) = machine_writers
+                            if let Some(w) = machine_writers
                                 .lock()
                                 .ok()
                                 .and_then(|m| m.get(&to).cloned())
                             {
-                                let _ = w.send(bytes);
+                                let _ = w.messages.send(bytes);
                             }
                         }
                         Err(e) => {
@@ -397,8 +406,15 @@ pub async fn run_coordinator<S: RingScalar>(
                     }
                     Output::Disconnect { node, reason } => {
                         tracing::info!(node = %node, reason, "disconnecting");
-                        if let Ok(mut m) = machine_writers.lock() {
-                            m.remove(&node);
+                        if let Some(w) = machine_writers
+                            .lock()
+                            .ok()
+                            .and_then(|mut m| m.remove(&node))
+                        {
+                            w.conn.close(
+                                quinn::VarInt::from_u32(crate::CLOSE_PROTOCOL),
+                                reason.as_bytes(),
+                            );
                         }
                     }
                 }
@@ -479,8 +495,22 @@ async fn serve_connection<S: RingScalar>(
     let span = tracing::info_span!("participant", node = %node);
     let _guard = span.enter();
     let (tx, mut rx) = tokio_mpsc::unbounded_channel::<Encoded>();
-    if let Ok(mut m) = writers.lock() {
-        m.insert(node.clone(), (serial, tx));
+    let current = Writer {
+        serial,
+        messages: tx,
+        conn: conn.clone(),
+    };
+    if let Some(older) = writers
+        .lock()
+        .ok()
+        .and_then(|mut m| m.insert(node.clone(), current))
+    {
+        // One connection per node: an insider cannot hold several stalled uploads (and with
+        // them every receive permit) through several connections of its own.
+        older.conn.close(
+            quinn::VarInt::from_u32(crate::CLOSE_REPLACED),
+            b"replaced by a newer connection of the same node",
+        );
     }
     let _ = events.send((Input::Connected(node.clone()), None));
     let writer_conn = conn.clone();
@@ -531,7 +561,7 @@ async fn serve_connection<S: RingScalar>(
     let current = writers
         .lock()
         .map(|mut m| {
-            if m.get(&node).is_some_and(|(s, _)| *s == serial) {
+            if m.get(&node).is_some_and(|w| w.serial == serial) {
                 m.remove(&node);
                 true
             } else {
