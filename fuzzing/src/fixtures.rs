@@ -208,10 +208,9 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
         seeds.push(("message", m.clone()));
     }
     seeds.push(("ciphertext", encoded(&f.ciphertext)));
-    let mut record = MemberRecord::default();
     let mut member = f.member(0);
     let _ = member.handle(&request);
-    record.clone_from(member.record());
+    let record: MemberRecord = member.record().clone();
     for (selector, bytes) in [
         (0u8, encoded(&f.setup)),
         (1, encoded(&f.public_shares[0])),
@@ -227,7 +226,7 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
         .unwrap_or_else(|e| panic!("fixture rates: {e}"));
     seeds.push(("alert_bytes", with_selector(0, keys.public_key_bytes())));
     seeds.push(("alert_bytes", with_selector(1, &rates)));
-    seeds.push(("trail", trail_seed(&f.scratch)));
+    seeds.push(("trail", trail_seed()));
     for text in JOB_FILES {
         seeds.push(("config", with_selector(0, text.as_bytes())));
     }
@@ -247,7 +246,7 @@ pub(crate) fn scratch_file(name: &str) -> PathBuf {
     fixtures().scratch.join(format!("{thread}-{name}"))
 }
 
-fn trail_seed(_scratch: &std::path::Path) -> Vec<u8> {
+fn trail_seed() -> Vec<u8> {
     let path = scratch_file("seed.trail");
     let _ = std::fs::remove_file(&path);
     let (identity, _) = SigningIdentity::generate().unwrap_or_else(|e| panic!("{e}"));
