@@ -8,6 +8,7 @@
 //! a tenth of the rows. Printed per run: rows, customers, file size, time to read the log,
 //! time per round (local computation and encryption), and peak resident memory.
 
+use crate::bench_load::WorkingDir;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use fedbank_common::ids::NodeId;
@@ -193,13 +194,8 @@ fn run_once(dir: &Path, rows: u64, customers: u64) -> Result<Run> {
 
 /// Runs the large-table benchmark and prints its figures.
 pub fn run(args: &LargeTableArgs) -> Result<()> {
-    let (base, _temp) = match &args.dir {
-        Some(d) => (d.clone(), None),
-        None => {
-            let t = tempfile_dir()?;
-            (t.clone(), Some(TempDir(t)))
-        }
-    };
+    let work = WorkingDir::new(args.dir.as_deref(), "large-table")?;
+    let base = work.path();
     let baseline_rows = (args.rows / 10).max(args.customers);
     let mut runs = Vec::new();
     for (name, rows) in [("baseline", baseline_rows), ("large", args.rows)] {
@@ -230,18 +226,4 @@ pub fn run(args: &LargeTableArgs) -> Result<()> {
         }
     }
     Ok(())
-}
-
-struct TempDir(PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn tempfile_dir() -> Result<PathBuf> {
-    let dir = std::env::temp_dir().join(format!("fedbank-large-table-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    Ok(dir)
 }

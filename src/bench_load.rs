@@ -239,7 +239,8 @@ fn run_job(kind: &'static str, args: &LoadArgs, n: usize, dir: &Path) -> Result<
 
 /// Runs the load benchmark and prints its table.
 pub fn run(args: &LoadArgs) -> Result<()> {
-    let temp = tempfile_dir(args.dir.as_deref())?;
+    let work = WorkingDir::new(args.dir.as_deref(), "load")?;
+    let temp = work.path();
     let mut runs = Vec::new();
     for (kind, n) in [
         ("stats", args.baseline),
@@ -247,7 +248,7 @@ pub fn run(args: &LoadArgs) -> Result<()> {
         ("segment", args.participants),
     ] {
         println!("running the {kind} job with {n} participants…");
-        runs.push(run_job(kind, args, n, &temp)?);
+        runs.push(run_job(kind, args, n, temp)?);
     }
     println!(
         "\nfedbank load run — profile {}, {} committee members, loopback on this machine (every participant in one process, the coordinator in its own)",
@@ -291,23 +292,38 @@ pub fn run(args: &LoadArgs) -> Result<()> {
             runs[1].participants as f64 / runs[0].participants as f64
         );
     }
-    if args.dir.is_none() {
-        let _ = std::fs::remove_dir_all(&temp);
-    }
     Ok(())
 }
 
-/// The working directory: the given one, or a temporary one (removed after the run).
-fn tempfile_dir(given: Option<&Path>) -> Result<PathBuf> {
-    match given {
-        Some(d) => {
-            std::fs::create_dir_all(d)?;
-            Ok(d.to_path_buf())
-        }
-        None => {
-            let d = std::env::temp_dir().join(format!("fedbank-load-{}", std::process::id()));
-            std::fs::create_dir_all(&d)?;
-            Ok(d)
+/// A benchmark's working directory: the given one (kept), or a temporary one named after the
+/// benchmark, removed when this is dropped.
+pub(crate) struct WorkingDir {
+    path: PathBuf,
+    temporary: bool,
+}
+
+impl WorkingDir {
+    pub(crate) fn new(given: Option<&Path>, bench: &str) -> Result<Self> {
+        let (path, temporary) = match given {
+            Some(d) => (d.to_path_buf(), false),
+            None => (
+                std::env::temp_dir().join(format!("fedbank-{bench}-{}", std::process::id())),
+                true,
+            ),
+        };
+        std::fs::create_dir_all(&path)?;
+        Ok(Self { path, temporary })
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for WorkingDir {
+    fn drop(&mut self) {
+        if self.temporary {
+            let _ = std::fs::remove_dir_all(&self.path);
         }
     }
 }
