@@ -3,6 +3,8 @@
 
 use anyhow::{ensure, Context, Result};
 use clap::Args;
+use fedbank_common::committee::{ContributionStatement, MASK_DIGEST_LABEL};
+use fedbank_common::digest::Digest;
 use fedbank_common::encoding::{EncodingPlan, QuantitySpec, QuantityValues};
 use fedbank_common::ids::{JobId, NodeId};
 use fedbank_common::secagg::{
@@ -10,7 +12,8 @@ use fedbank_common::secagg::{
 };
 use fedbank_common::wire;
 use fedbank_coordinator::RoundAggregate;
-use fedbank_participant::{CommitteeMember, Contributor};
+use fedbank_participant::{CommitteeMember, Contributor, MemberTerms};
+use fedbank_transport::dev_pki::DevConsortium;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
@@ -63,6 +66,10 @@ struct SecaggReport {
     aggregate_s_per_value: f64,
     aggregate_with_digest_s_per_value: f64,
     partial_decrypt_s_per_value: f64,
+    sign_statement_s_per_value: f64,
+    check_statements_s_per_value: f64,
+    member_verify_s_per_value: f64,
+    decryption_request_bytes_per_value: f64,
     combine_s_per_value: f64,
     bytes_per_value: f64,
     partial_decryption_bytes_per_value: f64,
@@ -73,6 +80,9 @@ struct SecaggReport {
     aggregate_total_s: f64,
     aggregate_with_digest_total_s: f64,
     partial_decrypt_total_s: f64,
+    sign_statement_total_s: f64,
+    check_statements_total_s: f64,
+    member_verify_total_s: f64,
     combine_total_s: f64,
     plaintext_sum_total_s: f64,
 }
@@ -138,10 +148,21 @@ fn run_one<S: RingScalar>(
             .map(|j| NodeId::new(format!("member-{j:02}")))
             .collect::<Result<_, _>>()?,
     };
+    let participants: Vec<NodeId> = (0..k)
+        .map(|j| NodeId::new(format!("participant-{j:03}")))
+        .collect::<Result<_, _>>()?;
+    let pki = DevConsortium::new(participants.iter())?;
+    let job_digest = Digest::of("bench", b"job");
+    let terms = MemberTerms {
+        min_participants: k,
+        participants: participants.clone(),
+        job_digest,
+        trust: pki.trust(),
+    };
     let mut members: Vec<CommitteeMember<S>> = setup
         .committee
         .iter()
-        .map(|id| CommitteeMember::generate(&setup, id, params.clone(), k))
+        .map(|id| CommitteeMember::generate(&setup, id, params.clone(), &terms))
         .collect::<Result<_, _>>()?;
     let shares: Vec<_> = members.iter().map(CommitteeMember::public_share).collect();
     let key = JointPublicKey::combine(&setup, &shares)?;
@@ -186,6 +207,41 @@ fn run_one<S: RingScalar>(
     let encrypt = start.elapsed() / k as u32;
     let bytes = wire::encode(&ciphertexts[0])?.len();
 
+    // participant: the signed statement of its contribution (mask and ciphertext digests and
+    // an Ed25519 signature), each contributor once.
+    let signers = participants
+        .iter()
+        .map(|p| pki.signer(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    let start = Instant::now();
+    let statements: Vec<_> = ciphertexts
+        .iter()
+        .zip(&signers)
+        .map(|(ct, signer)| {
+            signer.sign(ContributionStatement {
+                job: setup.job.clone(),
+                job_digest,
+                key_epoch: setup.key_epoch,
+                round: 1,
+                attempt: 0,
+                quantity: "bench".into(),
+                value_count: ct.value_count,
+                computation: Digest::of("bench computation", b"round 1"),
+                mask_digest: Digest::of_scalars(MASK_DIGEST_LABEL, &ct.masks),
+                ciphertext_digest: ct.digest(),
+            })
+        })
+        .collect();
+    let sign = start.elapsed() / k as u32;
+
+    // coordinator: the signature of every statement (its fields are checked while adding).
+    let trust = pki.trust();
+    let start = Instant::now();
+    for statement in &statements {
+        trust.verify(statement)?;
+    }
+    let check_statements = start.elapsed();
+
     // coordinator: the homomorphic sum alone ...
     let mut sum = ciphertexts[0].clone();
     let start = Instant::now();
@@ -198,13 +254,21 @@ fn run_one<S: RingScalar>(
     // ... and the whole contribution path: checks, SHA-256 digest for the manifest, sum.
     let mut aggregate = RoundAggregate::new(setup.clone(), 1, "bench", values as u64);
     let start = Instant::now();
-    for (j, ct) in ciphertexts.into_iter().enumerate() {
-        aggregate.add(NodeId::new(format!("participant-{j:03}"))?, ct)?;
+    for ((p, ct), statement) in participants.iter().zip(ciphertexts).zip(statements) {
+        aggregate.add(p.clone(), ct, statement)?;
     }
     let aggregate_time = start.elapsed();
     let request = aggregate.decryption_request(k)?;
+    let request_bytes = wire::encode(&request)?.len();
 
-    // committee: one partial decryption each (policy check included).
+    // committee: the evidence alone (k signatures, k mask digests, the member's own sum) …
+    let start = Instant::now();
+    for _ in 0..m {
+        std::hint::black_box(request.verify(&trust, &participants, job_digest)?);
+    }
+    let member_verify = start.elapsed() / m as u32;
+
+    // … and the whole answer: evidence, policy and one partial decryption each.
     let mut partials = Vec::with_capacity(m);
     let start = Instant::now();
     for member in &mut members {
@@ -234,6 +298,10 @@ fn run_one<S: RingScalar>(
         aggregate_s_per_value: secs(add_time) / (n * k as f64),
         aggregate_with_digest_s_per_value: secs(aggregate_time) / (n * k as f64),
         partial_decrypt_s_per_value: secs(partial) / n,
+        sign_statement_s_per_value: secs(sign) / n,
+        check_statements_s_per_value: secs(check_statements) / (n * k as f64),
+        member_verify_s_per_value: secs(member_verify) / n,
+        decryption_request_bytes_per_value: request_bytes as f64 / n,
         combine_s_per_value: secs(combine) / n,
         bytes_per_value: bytes as f64 / n,
         partial_decryption_bytes_per_value: partial_bytes as f64 / n,
@@ -244,6 +312,9 @@ fn run_one<S: RingScalar>(
         aggregate_total_s: secs(add_time),
         aggregate_with_digest_total_s: secs(aggregate_time),
         partial_decrypt_total_s: secs(partial),
+        sign_statement_total_s: secs(sign),
+        check_statements_total_s: secs(check_statements),
+        member_verify_total_s: secs(member_verify),
         combine_total_s: secs(combine),
         plaintext_sum_total_s: secs(plaintext_sum),
     })
@@ -321,6 +392,18 @@ fn print_table(r: &SecaggReport) {
         &format!("{:.2}", r.bytes_per_value),
     );
     row(
+        "    sign its statement (one participant)",
+        r.sign_statement_total_s,
+        r.sign_statement_s_per_value,
+        "",
+    );
+    row(
+        &format!("    check {} signatures (coordinator)", r.contributors),
+        r.check_statements_total_s,
+        r.check_statements_s_per_value,
+        "",
+    );
+    row(
         &format!("    add {} contributions (coordinator)", r.contributors),
         r.aggregate_total_s,
         r.aggregate_s_per_value,
@@ -333,7 +416,16 @@ fn print_table(r: &SecaggReport) {
         "",
     );
     row(
-        "    partial decrypt (one committee member)",
+        &format!(
+            "    verify {} signed masks, sum (one member)",
+            r.contributors
+        ),
+        r.member_verify_total_s,
+        r.member_verify_s_per_value,
+        &format!("{:.2}", r.decryption_request_bytes_per_value),
+    );
+    row(
+        "    … + policy + partial decrypt (one member)",
         r.partial_decrypt_total_s,
         r.partial_decrypt_s_per_value,
         &format!("{:.2}", r.partial_decryption_bytes_per_value),

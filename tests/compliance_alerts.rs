@@ -84,14 +84,19 @@ fn run_with(auditor_reconnects: bool) -> Run {
                 job.spec().max_rows,
             )
             .expect("log");
-            ParticipantMachine::with_data(id.clone(), job.clone(), LocalData::Contacts(log))
-                .expect("machine")
+            ParticipantMachine::with_data(
+                fedbank_transport::dev_pki::shared_credentials(&id.clone()).expect("credentials"),
+                job.clone(),
+                LocalData::Contacts(log),
+            )
+            .expect("machine")
         })
         .collect();
     let auditor_id = job.spec().auditor.clone().expect("auditor");
     let keys = Arc::new(AuditorKeys::generate().expect("keys"));
     let mut auditor = AuditorMachine::new(auditor_id.clone(), job.clone(), keys);
-    let mut coordinator = CoordinatorMachine::<S>::new(job.clone(), 7);
+    let mut coordinator =
+        CoordinatorMachine::<S>::new(job.clone(), 7, fedbank_transport::dev_pki::shared_trust());
 
     let mut received = Received::default();
     let mut aggregates = Vec::new();
@@ -291,7 +296,8 @@ fn each_role_receives_only_what_the_trust_model_allows() {
     let allowed: BTreeSet<&str> = [
         "Welcome",
         "KeySetup",
-        "JointPublicKey",
+        "CommitmentSet",
+        "KeyBundle",
         "RoundRequest",
         "DecryptionRequest",
         "AlertRequest",

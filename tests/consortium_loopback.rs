@@ -133,6 +133,51 @@ impl Consortium {
         NodeCredentials::load(&CredentialPaths::in_dir(&self.certs(), &id(node))).expect("creds")
     }
 
+    /// `node`'s contribution of `ciphertext` to round `r`, with the statement it signs.
+    fn contribution<S: RingScalar>(
+        &self,
+        node: &str,
+        r: &fedbank_common::protocol::RoundRequest,
+        round: u32,
+        ciphertext: fedbank_common::secagg::Ciphertext<S>,
+    ) -> Contribution<S> {
+        use fedbank_common::committee::{ContributionStatement, MASK_DIGEST_LABEL};
+        let signer = self.creds(node).signer(&id(node)).expect("signer");
+        let statement = signer.sign(ContributionStatement {
+            job: self.job.spec().job.clone(),
+            job_digest: self.job.digest(),
+            key_epoch: ciphertext.key_epoch,
+            round,
+            attempt: r.attempt,
+            quantity: r.kind.label().to_owned(),
+            value_count: ciphertext.value_count,
+            computation: fedbank_common::round_plan::computation_digest(
+                &self.job,
+                &r.kind,
+                r.reference_day,
+            ),
+            mask_digest: Digest::of_scalars(MASK_DIGEST_LABEL, &ciphertext.masks),
+            ciphertext_digest: ciphertext.digest(),
+        });
+        Contribution {
+            round,
+            attempt: r.attempt,
+            ciphertext,
+            statement,
+        }
+    }
+
+    /// The joint key a participant forms from a key bundle it checked.
+    fn verified_key<S: RingScalar>(
+        &self,
+        node: &str,
+        bundle: &fedbank_common::key_ceremony::KeyBundle<S>,
+    ) -> fedbank_common::secagg::JointPublicKey<S> {
+        bundle
+            .verify(&self.creds(node).trust().expect("trust"))
+            .expect("the key bundle verifies")
+    }
+
     fn trail(&self, node: &str) -> TrailSettings {
         let creds = self.creds(node);
         TrailSettings {
@@ -416,47 +461,23 @@ async fn hostile<S: RingScalar>(c: &Consortium, node: &str, addr: SocketAddr) {
             .expect("in time")
             .expect("frame");
         match Inbound::<S>::decode(&f.bytes).expect("decode") {
-            Inbound::JointKey(k) => key = Some(k),
+            Inbound::KeyBundle(b) => key = Some(c.verified_key(node, &b)),
             Inbound::Round(r) => {
                 let encryptor =
                     Encryptor::new(key.clone().expect("key first"), c.job.params().clone())
                         .expect("enc");
                 let slots = c.job.plan(&RoundKind::Moments).expect("plan").slot_count();
                 let ct = encryptor.encrypt(&vec![1; slots]).expect("encrypt");
-                frame::send(
-                    &conn,
-                    &Contribution {
-                        round: r.round + 5,
-                        attempt: r.attempt,
-                        ciphertext: ct,
-                    },
-                )
-                .await
-                .expect("send");
+                let early = c.contribution(node, &r, r.round + 5, ct);
+                frame::send(&conn, &early).await.expect("send");
                 let short = encryptor.encrypt(&[1, 2, 3]).expect("encrypt");
-                frame::send(
-                    &conn,
-                    &Contribution {
-                        round: r.round,
-                        attempt: r.attempt,
-                        ciphertext: short,
-                    },
-                )
-                .await
-                .expect("send");
+                let short = c.contribution(node, &r, r.round, short);
+                frame::send(&conn, &short).await.expect("send");
                 // The right length under another crypto profile.
                 let mut other_profile = encryptor.encrypt(&vec![1; slots]).expect("encrypt");
                 other_profile.profile = Profile::Strict;
-                frame::send(
-                    &conn,
-                    &Contribution {
-                        round: r.round,
-                        attempt: r.attempt,
-                        ciphertext: other_profile,
-                    },
-                )
-                .await
-                .expect("send");
+                let other_profile = c.contribution(node, &r, r.round, other_profile);
+                frame::send(&conn, &other_profile).await.expect("send");
                 break;
             }
             _ => {}
@@ -623,19 +644,15 @@ async fn stalled_upload<S: RingScalar>(c: &Consortium, node: &str, addr: SocketA
             .expect("in time")
             .expect("frame");
         match Inbound::<S>::decode(&f.bytes).expect("decode") {
-            Inbound::JointKey(k) => key = Some(k),
+            Inbound::KeyBundle(b) => key = Some(c.verified_key(node, &b)),
             Inbound::Round(r) => {
                 let encryptor =
                     Encryptor::new(key.clone().expect("key first"), c.job.params().clone())
                         .expect("enc");
                 let slots = c.job.plan(&r.kind).expect("plan").slot_count();
                 let ct = encryptor.encrypt(&vec![1; slots]).expect("encrypt");
-                let bytes = fedbank_common::wire::encode(&Contribution {
-                    round: r.round,
-                    attempt: r.attempt,
-                    ciphertext: ct,
-                })
-                .expect("encode");
+                let bytes = fedbank_common::wire::encode(&c.contribution(node, &r, r.round, ct))
+                    .expect("encode");
                 // The header and length, then half of the body, and nothing more.
                 let (header, body) = bytes.split_at(fedbank_common::wire::HEADER_LEN);
                 let mut stream = conn.open_uni().await.expect("stream");

@@ -123,11 +123,22 @@ impl Consortium {
         let mut nodes = BTreeMap::new();
         for (i, t) in tables.into_iter().enumerate() {
             let node = id(&format!("p{i:02}"));
-            nodes.insert(node.clone(), ParticipantMachine::new(node, job.clone(), t));
+            nodes.insert(
+                node.clone(),
+                ParticipantMachine::new(
+                    fedbank_transport::dev_pki::shared_credentials(&node).expect("credentials"),
+                    job.clone(),
+                    t,
+                ),
+            );
         }
         let mut c = Self {
             now: 0,
-            coordinator: CoordinatorMachine::new(job.clone(), 0xfeed),
+            coordinator: CoordinatorMachine::new(
+                job.clone(),
+                0xfeed,
+                fedbank_transport::dev_pki::shared_trust(),
+            ),
             nodes,
             to_coordinator: VecDeque::new(),
             to_nodes: VecDeque::new(),
@@ -404,7 +415,7 @@ fn a_silent_committee_member_stops_the_round_naming_it() {
         c.drain_coordinator();
         if let Some((to, bytes)) = c.to_nodes.pop_front() {
             let m = Inbound::<S>::decode(&bytes).expect("decode");
-            let joint_key = matches!(m, Inbound::JointKey(_));
+            let joint_key = matches!(m, Inbound::KeyBundle(_));
             c.nodes
                 .get_mut(&to)
                 .expect("node")
@@ -583,7 +594,8 @@ fn duplicate_and_foreign_messages_during_a_round_are_refused() {
 fn a_hello_from_another_protocol_version_is_refused_and_changes_nothing() {
     use fedbank_common::protocol::{Hello, PROTOCOL_VERSION};
     let job = job(3, 3, 3);
-    let mut coordinator = CoordinatorMachine::<u64>::new(job.clone(), 7);
+    let mut coordinator =
+        CoordinatorMachine::<u64>::new(job.clone(), 7, fedbank_transport::dev_pki::shared_trust());
     coordinator
         .handle(Input::Connected(id("p00")), 0)
         .expect("connect");
@@ -650,7 +662,12 @@ fn a_participant_restarted_mid_round_rejoins_and_is_never_counted_twice() {
     c.disconnect(&restarted);
     c.nodes.insert(
         restarted.clone(),
-        ParticipantMachine::new(restarted.clone(), job.clone(), tables[2].clone()),
+        ParticipantMachine::new(
+            fedbank_transport::dev_pki::shared_credentials(&restarted.clone())
+                .expect("credentials"),
+            job.clone(),
+            tables[2].clone(),
+        ),
     );
     held.extend(c.to_coordinator.drain(..));
     c.connect(&restarted);

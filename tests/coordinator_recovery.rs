@@ -24,7 +24,10 @@ fn participants(n: usize) -> Vec<ParticipantMachine<S>> {
         .enumerate()
         .map(|(i, r)| {
             ParticipantMachine::with_data(
-                NodeId::new(format!("p{i}")).expect("id"),
+                fedbank_transport::dev_pki::shared_credentials(
+                    &NodeId::new(format!("p{i}")).expect("id"),
+                )
+                .expect("credentials"),
                 job(n),
                 LocalData::Customers(r),
             )
@@ -85,7 +88,8 @@ fn run_until_crash(
 fn a_restarted_coordinator_resumes_and_ends_with_the_uninterrupted_result() {
     let n = 3;
     let uninterrupted = {
-        let mut coordinator = CoordinatorMachine::<S>::new(job(n), 11);
+        let mut coordinator =
+            CoordinatorMachine::<S>::new(job(n), 11, fedbank_transport::dev_pki::shared_trust());
         let mut nodes = participants(n);
         run_to_end(&mut coordinator, &mut nodes).0
     };
@@ -99,7 +103,8 @@ fn a_restarted_coordinator_resumes_and_ends_with_the_uninterrupted_result() {
 
     // Crash just after round 4 was asked for: rounds 1-3 completed, round 4's contributions
     // are lost.
-    let mut coordinator = CoordinatorMachine::<S>::new(job(n), 11);
+    let mut coordinator =
+        CoordinatorMachine::<S>::new(job(n), 11, fedbank_transport::dev_pki::shared_trust());
     let mut nodes = participants(n);
     let checkpoint = run_until_crash(&mut coordinator, &mut nodes, |c| {
         c.completed.len() == 3 && c.next_round == 5
@@ -114,7 +119,12 @@ fn a_restarted_coordinator_resumes_and_ends_with_the_uninterrupted_result() {
     let checkpoint: Checkpoint = serde_json::from_str(&text).expect("read back");
 
     // Restart with the same job; the participants reconnect and say Hello again.
-    let mut resumed = CoordinatorMachine::<S>::resume(job(n), &checkpoint).expect("resume");
+    let mut resumed = CoordinatorMachine::<S>::resume(
+        job(n),
+        &checkpoint,
+        fedbank_transport::dev_pki::shared_trust(),
+    )
+    .expect("resume");
     let (status, trail) = run_to_end(&mut resumed, &mut nodes);
     let Status::Finished(JobResult::Propensity(got)) = &status else {
         panic!("{status:?}");
@@ -146,25 +156,38 @@ fn a_restarted_coordinator_resumes_and_ends_with_the_uninterrupted_result() {
 
 #[test]
 fn a_checkpoint_of_another_job_or_a_damaged_one_is_refused() {
-    let mut coordinator = CoordinatorMachine::<S>::new(job(2), 11);
+    let mut coordinator =
+        CoordinatorMachine::<S>::new(job(2), 11, fedbank_transport::dev_pki::shared_trust());
     let mut nodes = participants(2);
     let checkpoint = run_until_crash(&mut coordinator, &mut nodes, |c| c.completed.len() == 1);
     assert!(matches!(
-        CoordinatorMachine::<S>::resume(job(3), &checkpoint),
+        CoordinatorMachine::<S>::resume(
+            job(3),
+            &checkpoint,
+            fedbank_transport::dev_pki::shared_trust()
+        ),
         Err(ResumeError::OtherJob { .. })
     ));
     let mut damaged = checkpoint.clone();
-    if let Some(key) = damaged.joint_key.as_mut() {
+    if let Some(key) = damaged.key_bundle.as_mut() {
         key.truncate(key.len() / 2);
     }
     assert!(matches!(
-        CoordinatorMachine::<S>::resume(job(2), &damaged),
-        Err(ResumeError::Corrupt("joint public key"))
+        CoordinatorMachine::<S>::resume(
+            job(2),
+            &damaged,
+            fedbank_transport::dev_pki::shared_trust()
+        ),
+        Err(ResumeError::Corrupt("key bundle"))
     ));
     let mut replayed = checkpoint.clone();
     replayed.completed[0].decoded.clear();
     assert!(matches!(
-        CoordinatorMachine::<S>::resume(job(2), &replayed),
+        CoordinatorMachine::<S>::resume(
+            job(2),
+            &replayed,
+            fedbank_transport::dev_pki::shared_trust()
+        ),
         Err(ResumeError::Replay { round: 1, .. })
     ));
 }

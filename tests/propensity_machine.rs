@@ -40,13 +40,15 @@ fn federated_with_nodes(
     job: &ValidJob,
     data: Vec<CustomerRecords>,
 ) -> (PropensityResult, Vec<Kept>) {
-    let mut coordinator = CoordinatorMachine::<S>::new(job.clone(), 11);
+    let mut coordinator =
+        CoordinatorMachine::<S>::new(job.clone(), 11, fedbank_transport::dev_pki::shared_trust());
     let mut nodes: Vec<ParticipantMachine<S>> = data
         .into_iter()
         .enumerate()
         .map(|(i, r)| {
             ParticipantMachine::with_data(
-                id(&format!("p{i}")),
+                fedbank_transport::dev_pki::shared_credentials(&id(&format!("p{i}")))
+                    .expect("credentials"),
                 job.clone(),
                 LocalData::Customers(r),
             )
@@ -234,7 +236,7 @@ fn one_class_participants_and_constant_columns_are_handled_and_reported() {
 
     // A released model that does not fit the job is refused and changes nothing.
     let mut node = ParticipantMachine::<S>::with_data(
-        id("p0"),
+        fedbank_transport::dev_pki::shared_credentials(&id("p0")).expect("credentials"),
         job.clone(),
         LocalData::Customers(data[0].clone()),
     )
@@ -255,7 +257,13 @@ fn one_class_participants_and_constant_columns_are_handled_and_reported() {
         ),
         "{refused:?}"
     );
-    assert!(node.poll_output().is_none(), "nothing kept, nothing sent");
+    // Only the refusal itself is written, to the node's own trail.
+    while let Some(out) = node.poll_output() {
+        assert!(
+            matches!(&out, NodeOutput::Audit { kind, .. } if kind.name() == "message.refused"),
+            "nothing kept, nothing sent: {out:?}"
+        );
+    }
 }
 
 #[test]

@@ -45,13 +45,17 @@ fn run(
     job: &ValidJob,
     data: &[CustomerRecords],
 ) -> (PropensityResult, Trail, Vec<Aggregate>, Vec<NodeTrail>) {
-    let mut coordinator = CoordinatorMachine::<S>::new(job.clone(), 5);
+    let mut coordinator =
+        CoordinatorMachine::<S>::new(job.clone(), 5, fedbank_transport::dev_pki::shared_trust());
     let mut nodes: Vec<ParticipantMachine<S>> = data
         .iter()
         .enumerate()
         .map(|(i, r)| {
             ParticipantMachine::with_data(
-                NodeId::new(format!("p{i}")).expect("id"),
+                fedbank_transport::dev_pki::shared_credentials(
+                    &NodeId::new(format!("p{i}")).expect("id"),
+                )
+                .expect("credentials"),
                 job.clone(),
                 LocalData::Customers(r.clone()),
             )

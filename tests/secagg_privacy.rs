@@ -1,8 +1,10 @@
-//! What each role can and cannot learn (DESIGN.md §2), and each refusal of the committee policy
+//! What each role can and cannot learn (docs/threat-model.md §2), and each refusal of the committee policy
 //! and of the coordinator's aggregation, shown on what the roles actually receive.
 
 mod fixture;
+use fixture::AddSigned;
 
+use fedbank_common::committee::EvidenceError;
 use fedbank_common::encoding::{EncodingPlan, QuantitySpec, QuantityValues};
 use fedbank_common::ids::{JobId, NodeId};
 use fedbank_common::policy::PolicyRefusal;
@@ -63,13 +65,24 @@ fn subset_of_committee_learns_nothing<S: RingScalar>(c: &Committee<S>) {
             sum.add_assign(ct).expect("sum");
         }
         aggregate
-            .add(node(&format!("p{k}")), ct.clone())
+            .add_signed(node(&format!("p{k}")), ct.clone())
             .expect("add");
     }
     let request = aggregate.decryption_request(3).expect("request");
-    // A member receives the summed masks and the manifest, nothing else.
-    assert_eq!(request.masks, sum.masks);
+    // A member receives the manifest and each contributor's signed statement and mask, never a
+    // body; the masks are the contributors' own and add up to the aggregate's.
     assert_eq!(request.manifest.contributors.len(), 3);
+    for (entry, ct) in request.contributions.iter().zip(&round.ciphertexts) {
+        assert_eq!(entry.masks, ct.masks);
+    }
+    let verified = request
+        .verify(
+            &fedbank_transport::dev_pki::shared_trust(),
+            &fixture::enrolled(),
+            fixture::job_digest(),
+        )
+        .expect("evidence");
+    assert_eq!(verified.summed_masks, sum.masks);
     let partials: Vec<_> = c
         .members(3)
         .iter_mut()
@@ -152,7 +165,7 @@ fn committee_member_refusals_change_nothing() {
     let mut aggregate = c.aggregate(slot_round, LEN as u64);
     for (k, ct) in round.ciphertexts.iter().take(2).enumerate() {
         aggregate
-            .add(node(&format!("p{k}")), ct.clone())
+            .add_signed(node(&format!("p{k}")), ct.clone())
             .expect("add");
     }
     let mut member = c.members(3).remove(0);
@@ -178,7 +191,7 @@ fn committee_member_refusals_change_nothing() {
 
     // Approve the slot with three contributors; the same manifest again gives the same answer.
     aggregate
-        .add(node("p2"), round.ciphertexts[2].clone())
+        .add_signed(node("p2"), round.ciphertexts[2].clone())
         .expect("add");
     let three = aggregate.decryption_request(3).expect("request");
     let first = member.handle(&three).expect("approved");
@@ -192,7 +205,7 @@ fn committee_member_refusals_change_nothing() {
     let mut other = c.aggregate(slot_round, LEN as u64);
     for (name, ct) in [("p0", 0), ("p1", 1), ("p9", 2)] {
         other
-            .add(node(name), round.ciphertexts[ct].clone())
+            .add_signed(node(name), round.ciphertexts[ct].clone())
             .expect("add");
     }
     let different = other.decryption_request(3).expect("request");
@@ -220,12 +233,12 @@ fn committee_member_refusals_change_nothing() {
             ..
         }
     ));
-    // A mask that is not the one the manifest names.
+    // A mask that is not the one its contributor signed.
     let mut swapped = three.clone();
-    swapped.masks = round.ciphertexts[0].masks.clone();
+    swapped.contributions[1].masks = round.ciphertexts[0].masks.clone();
     assert!(matches!(
-        refused(member.handle(&swapped)),
-        PolicyRefusal::MaskDigestMismatch { .. }
+        member.handle(&swapped),
+        Err(MemberError::Evidence(EvidenceError::MaskNotSigned { .. }))
     ));
     assert_eq!(member.record(), &record_before);
 }
@@ -243,7 +256,7 @@ fn a_restored_member_keeps_its_share_and_refuses_the_slots_it_decrypted() {
     let mut aggregate = c.aggregate(slot_round, LEN as u64);
     for (k, ct) in round.ciphertexts.iter().enumerate() {
         aggregate
-            .add(node(&format!("p{k}")), ct.clone())
+            .add_signed(node(&format!("p{k}")), ct.clone())
             .expect("add");
     }
     let request = aggregate.decryption_request(3).expect("request");
@@ -253,7 +266,7 @@ fn a_restored_member_keeps_its_share_and_refuses_the_slots_it_decrypted() {
     let dir = tempfile::tempdir().expect("dir");
     let files = MemberFiles::in_dir(dir.path(), &c.setup.job);
     let restore = |who: &NodeId| {
-        CommitteeMember::<u64>::restore(&files, (&c.setup.job, who), c.params.clone(), 3)
+        CommitteeMember::<u64>::restore(&files, (&c.setup.job, who), c.params.clone(), &c.terms(3))
     };
     assert!(restore(member.id()).expect("nothing saved").is_none());
     fedbank_common::storage::save(&files.share, &*member.secret_share(), true).expect("share");
@@ -266,7 +279,7 @@ fn a_restored_member_keeps_its_share_and_refuses_the_slots_it_decrypted() {
     let mut other = c.aggregate(slot_round, LEN as u64);
     for (name, ct) in [("p0", 0), ("p1", 1), ("p9", 2)] {
         other
-            .add(node(name), round.ciphertexts[ct].clone())
+            .add_signed(node(name), round.ciphertexts[ct].clone())
             .expect("add");
     }
     let different = other.decryption_request(3).expect("request");
@@ -297,26 +310,26 @@ fn coordinator_refuses_duplicates_and_misfits_without_changing_the_sum() {
     let round = encrypt_round(c, 2);
     let mut aggregate = c.aggregate(fixture::next_round(), LEN as u64);
     aggregate
-        .add(node("p0"), round.ciphertexts[0].clone())
+        .add_signed(node("p0"), round.ciphertexts[0].clone())
         .expect("add");
     aggregate
-        .add(node("p1"), round.ciphertexts[1].clone())
+        .add_signed(node("p1"), round.ciphertexts[1].clone())
         .expect("add");
     assert!(matches!(
-        aggregate.add(node("p1"), round.ciphertexts[1].clone()),
+        aggregate.add_signed(node("p1"), round.ciphertexts[1].clone()),
         Err(AggregationError::DuplicateContribution { .. })
     ));
     let mut short = round.ciphertexts[0].clone();
     short.bodies.pop();
     short.value_count -= 1;
     assert!(matches!(
-        aggregate.add(node("p2"), short),
+        aggregate.add_signed(node("p2"), short),
         Err(AggregationError::Misfit { .. })
     ));
     let mut truncated = round.ciphertexts[0].clone();
     truncated.masks.truncate(10);
     assert!(matches!(
-        aggregate.add(node("p3"), truncated),
+        aggregate.add_signed(node("p3"), truncated),
         Err(AggregationError::Misfit { .. })
     ));
     assert_eq!(aggregate.contributions().len(), 2);

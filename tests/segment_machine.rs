@@ -135,14 +135,22 @@ fn federated(job: &ValidJob, tables: Vec<LocalTable>) -> SegmentResult {
     let nodes = tables
         .into_iter()
         .enumerate()
-        .map(|(i, t)| ParticipantMachine::new(id(&format!("p{i}")), job.clone(), t))
+        .map(|(i, t)| {
+            ParticipantMachine::new(
+                fedbank_transport::dev_pki::shared_credentials(&id(&format!("p{i}")))
+                    .expect("credentials"),
+                job.clone(),
+                t,
+            )
+        })
         .collect();
     run(job, nodes).0
 }
 
 /// Runs the job with these participant machines; the result and the coordinator's trail.
 fn run(job: &ValidJob, mut nodes: Vec<ParticipantMachine<S>>) -> (SegmentResult, Trail) {
-    let mut coordinator = CoordinatorMachine::<S>::new(job.clone(), 7);
+    let mut coordinator =
+        CoordinatorMachine::<S>::new(job.clone(), 7, fedbank_transport::dev_pki::shared_trust());
     match run_to_end(&mut coordinator, &mut nodes) {
         (Status::Finished(JobResult::Segment(r)), trail) => (*r, trail),
         (other, _) => panic!("job ended without a segmentation: {other:?}"),
@@ -268,11 +276,19 @@ fn a_participant_dropping_out_mid_job_is_left_out_and_recorded() {
     // silent: the later rounds
     // close at their deadline with the others, the trail records the drop, the job finishes.
     let job = job(4, 1);
-    let mut coordinator = CoordinatorMachine::<S>::new(job.clone(), 7);
+    let mut coordinator =
+        CoordinatorMachine::<S>::new(job.clone(), 7, fedbank_transport::dev_pki::shared_trust());
     let mut nodes: Vec<ParticipantMachine<S>> = tables(4)
         .into_iter()
         .enumerate()
-        .map(|(i, t)| ParticipantMachine::new(id(&format!("p{i}")), job.clone(), t))
+        .map(|(i, t)| {
+            ParticipantMachine::new(
+                fedbank_transport::dev_pki::shared_credentials(&id(&format!("p{i}")))
+                    .expect("credentials"),
+                job.clone(),
+                t,
+            )
+        })
         .collect();
     for node in &mut nodes {
         coordinator
@@ -435,8 +451,13 @@ fn transaction_nodes(job: &ValidJob, logs: &[std::path::PathBuf]) -> Vec<Partici
         .enumerate()
         .map(|(i, path)| {
             let history = rfm::read_transactions(path, &columns).expect("log");
-            ParticipantMachine::from_transactions(id(&format!("p{i}")), job.clone(), history)
-                .expect("machine")
+            ParticipantMachine::from_transactions(
+                fedbank_transport::dev_pki::shared_credentials(&id(&format!("p{i}")))
+                    .expect("credentials"),
+                job.clone(),
+                history,
+            )
+            .expect("machine")
         })
         .collect()
 }
@@ -489,10 +510,14 @@ fn the_default_reference_date_is_the_day_after_the_consortiums_latest_purchase()
         .and_then(|s| s.transactions.clone())
         .expect("columns");
     let history = rfm::read_transactions(&logs[2], &columns).expect("log");
-    let message = ParticipantMachine::<S>::from_transactions(id("p2"), early, history)
-        .err()
-        .expect("refused")
-        .to_string();
+    let message = ParticipantMachine::<S>::from_transactions(
+        fedbank_transport::dev_pki::shared_credentials(&id("p2")).expect("credentials"),
+        early,
+        history,
+    )
+    .err()
+    .expect("refused")
+    .to_string();
     assert!(
         message.contains("p2.csv, line 56, column 'date': purchase on 1998-06-29"),
         "{message}"

@@ -2,6 +2,7 @@
 //! of corrupted, truncated, oversized or mislabelled input gives an error, never a panic.
 
 mod fixture;
+use fixture::AddSigned;
 
 use fedbank_common::committee::PartialDecryption;
 use fedbank_common::digest::Digest;
@@ -26,7 +27,7 @@ fn manifest() -> Manifest {
     let c = fixture::fast_committee(2);
     let mut aggregate = c.aggregate(fixture::next_round(), 40);
     aggregate
-        .add(fixture::node("p0"), ciphertext())
+        .add_signed(fixture::node("p0"), ciphertext())
         .expect("add");
     aggregate.decryption_request(1).expect("request").manifest
 }
@@ -173,7 +174,7 @@ fn secret_shares_are_stored_owner_only_and_refused_otherwise() {
         &c.setup,
         &c.setup.committee[0],
         c.params.clone(),
-        2,
+        &c.terms(2),
     )
     .expect("load");
     assert_eq!(loaded.public_share().member(), member.id());
@@ -183,7 +184,7 @@ fn secret_shares_are_stored_owner_only_and_refused_otherwise() {
         &c.setup,
         &c.setup.committee[1],
         c.params.clone(),
-        2
+        &c.terms(2)
     )
     .is_err());
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");

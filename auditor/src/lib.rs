@@ -1,6 +1,6 @@
 //! # fedbank-auditor
 //!
-//! The auditor's node in a compliance job (DESIGN.md §2 and §6). It holds tfhe keys and no data:
+//! The auditor's node in a compliance job (docs/threat-model.md §2 and §6). It holds tfhe keys and no data:
 //!
 //! ```text
 //!   start / reconnect ──▶ Hello{job digest}, AlertKeys{compact public key, server key}

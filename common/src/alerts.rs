@@ -1,4 +1,4 @@
-//! Private compliance alerts (DESIGN.md §6): where tfhe's programmable bootstrapping earns its
+//! Private compliance alerts (docs/threat-model.md §6): where tfhe's programmable bootstrapping earns its
 //! cost.
 //!
 //! ```text
@@ -16,7 +16,8 @@
 //! outside {0, 1}.
 //!
 //! What this does not do: it cannot prove that the ciphertext the auditor is asked to decrypt is
-//! the sum it claims to be (the coordinator is trusted to follow the protocol, DESIGN.md §2).
+//! the sum it claims to be (docs/threat-model.md §6: the alert step is not yet hardened against a
+//! malicious coordinator).
 //! The auditor therefore checks the manifest (contributors, their ciphertext digests, the rules
 //! and limits) and decrypts once per job; participants log the digest of what they sent, so the
 //! cross-check of the trails shows any substitution.

@@ -191,6 +191,21 @@ pub enum EncodingError {
         /// Slots given.
         got: usize,
     },
+    /// A decrypted slot is larger than the contributions summed into it can honestly produce:
+    /// some contributor encrypted a value outside its declared bound.
+    #[error("quantity '{quantity}' slot {index} decrypted to {value}, but {contributors} honest contributions stay within ±{limit}: a contributor sent values outside the declared bounds, and nothing is released")]
+    OutOfHonestRange {
+        /// Quantity.
+        quantity: String,
+        /// Slot index within the contribution.
+        index: usize,
+        /// The decrypted slot.
+        value: i128,
+        /// Contributors summed.
+        contributors: usize,
+        /// K × the largest honest slot.
+        limit: i128,
+    },
 }
 
 /// A quantity with its slot layout.
@@ -484,6 +499,52 @@ impl EncodingPlan {
     }
 
     /// Recombines decrypted slot sums into exact per-quantity sums.
+    /// Checks that every decrypted slot of an aggregate of `contributors` contributions is one
+    /// that honest contributions can produce: within ±K·max_abs for a one-limb value and
+    /// ±K·(2^L − 1) for each limb (presence slots are random ring elements and are not checked).
+    /// A dishonest contributor can still move a slot anywhere inside that range, no further.
+    pub fn check_honest_range(
+        &self,
+        slots: &[i128],
+        contributors: usize,
+    ) -> Result<(), EncodingError> {
+        if slots.len() != self.slot_count {
+            return Err(EncodingError::SlotCountMismatch {
+                expected: self.slot_count,
+                got: slots.len(),
+            });
+        }
+        let k = contributors as i128;
+        for q in self
+            .quantities
+            .iter()
+            .filter(|q| q.spec.combine != Combine::Presence)
+        {
+            let per_slot = if q.limbs == 1 {
+                q.max_abs
+            } else {
+                (1i128 << q.limb_bits) - 1
+            };
+            let limit = per_slot.saturating_mul(k);
+            let range = q.offset..q.offset + q.slot_count();
+            if let Some((i, &value)) = slots[range]
+                .iter()
+                .enumerate()
+                .find(|(_, v)| v.abs() > limit)
+            {
+                return Err(EncodingError::OutOfHonestRange {
+                    quantity: q.spec.name.clone(),
+                    index: q.offset + i,
+                    value,
+                    contributors,
+                    limit,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Decodes the summed slots into each quantity's values.
     pub fn decode(&self, slots: &[i128]) -> Result<Vec<DecodedQuantity>, EncodingError> {
         if slots.len() != self.slot_count {
             return Err(EncodingError::SlotCountMismatch {

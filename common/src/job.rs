@@ -1065,7 +1065,15 @@ impl ValidJob {
             .unwrap_or(0)
             .max(1);
         let masks = crate::secagg::chunk_count(slots, ring.polynomial_size) * ring.polynomial_size;
-        let secagg = (masks + slots) * width + 2 * ring.polynomial_size * width + (64 << 10);
+        // Room for a signed statement and the signer's certificate.
+        let signed = 4 << 10;
+        let contribution = (masks + slots) * width + signed + (64 << 10);
+        // A decryption request carries every contributor's mask and signed statement.
+        let decryption = self.spec.participants.len() * (masks * width + signed) + (64 << 10);
+        // The key bundle: every member's share, signed, twice the commitments.
+        let bundle =
+            self.spec.committee.len() * (ring.polynomial_size * width + 3 * signed) + (64 << 10);
+        let secagg = contribution.max(decryption).max(bundle);
         // The auditor's evaluation key is by far the largest message of a job with alerts.
         match self.alert_rules() {
             0 => secagg,

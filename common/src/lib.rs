@@ -9,7 +9,7 @@
 //!   encoding ◀──slots── secagg::combine ◀──PartialDecryption── policy::check + PartialDecryptor
 //! ```
 //!
-//! - [`secagg`]: threshold compact public-key encryption on tfhe's `core_crypto` (DESIGN.md §3),
+//! - [`secagg`]: threshold compact public-key encryption on tfhe's `core_crypto` (docs/threat-model.md §3),
 //!   with the `strict` and `fast` profiles and their noise budget.
 //! - [`encoding`]: bounds, fixed-point scale, counted clipping, limbs, overflow validation.
 //! - [`calendar`]: dates as day numbers, for recency and the reference-date rounds.
@@ -18,6 +18,9 @@
 //!   accounting converted to (ε, δ), the budget.
 //! - [`compliance`]: the compliance job's rules and column mappings; [`alerts`]: private
 //!   alerts on tfhe's high-level API (compact public-key encryption, programmable bootstrapping).
+//! - [`endorsement`]: statements signed by a node's certified key and checked against the
+//!   consortium CA; [`key_ceremony`]: commit-then-reveal of the members' signed key shares,
+//!   checked by every participant, which forms the joint key itself.
 //! - [`policy`]: the committee member's decision to decrypt, as a pure function.
 //! - [`committee`]: decryption requests and partial decryptions.
 //! - [`wire`]: versioned, size-limited bincode 2 encoding; [`storage`]: atomic, permission-aware
@@ -33,13 +36,16 @@ pub mod committee;
 pub mod compliance;
 pub mod digest;
 pub mod encoding;
+pub mod endorsement;
 pub mod ids;
 pub mod job;
+pub mod key_ceremony;
 pub mod logistic;
 pub mod model;
 pub mod policy;
 pub mod privacy;
 pub mod protocol;
+pub mod round_plan;
 pub mod secagg;
 pub mod storage;
 pub mod wire;

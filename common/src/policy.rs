@@ -1,4 +1,4 @@
-//! The committee member's decryption policy (DESIGN.md §2), as a pure function of the request
+//! The committee member's decryption policy (docs/threat-model.md §2), as a pure function of the request
 //! and the member's own record.
 //!
 //! A member releases a partial decryption for an aggregate only if
@@ -8,7 +8,17 @@
 //! 3. the slot (job, round, quantity) has not been decrypted before with a different manifest
 //!    (two sums over different contributor sets would reveal their difference); the very same
 //!    manifest may be served again, so that a retried request after a lost reply is harmless;
-//! 4. the summed mask it is asked to decrypt is the one the manifest names.
+//! 4. the summed mask is the member's own sum of masks that each listed contributor signed for
+//!    exactly this slot ([`crate::committee::DecryptionRequest::verify`] establishes this before
+//!    [`check`] runs);
+//! 5. no signed contribution listed was used in another decryption, ever;
+//! 6. no listed participant's computation (round kind and parameters) entered a decryption
+//!    over another contributor set: asking the same computation again under a new round number
+//!    and decrypting it over a different set would reveal one participant's values by
+//!    difference. The same set may be decrypted again (a round re-run after a member was lost
+//!    during decryption): its sum is the same and reveals nothing new.
+//!
+//! A retried request for the very same manifest is served again (the answer is the same).
 //!
 //! [`check`] decides; [`MemberRecord::record`] remembers an approval. Neither does any I/O.
 
@@ -44,12 +54,29 @@ pub struct Manifest {
 impl Manifest {
     /// Digest of the manifest's canonical encoding; names the manifest in records and trails.
     pub fn digest(&self) -> Digest {
-        // bincode cannot fail on this type (strings, integers, vectors, fixed arrays), so the
-        // empty fallback is never taken.
-        Digest::of(
-            "fedbank.manifest.v1",
-            &crate::wire::encode_body(self).unwrap_or_default(),
-        )
+        let mut b = Digest::builder("fedbank.manifest.v2")
+            .bytes(self.job.as_str().as_bytes())
+            .bytes(&self.key_epoch.to_le_bytes())
+            .bytes(self.profile.name().as_bytes())
+            .bytes(&self.round.to_le_bytes())
+            .bytes(self.quantity.as_bytes())
+            .bytes(&self.value_count.to_le_bytes())
+            .bytes(&(self.contributors.len() as u64).to_le_bytes());
+        for (c, d) in self.contributors.iter().zip(&self.ciphertext_digests) {
+            b = b.bytes(c.as_str().as_bytes()).bytes(&d.0);
+        }
+        b.bytes(&(self.ciphertext_digests.len() as u64).to_le_bytes())
+            .bytes(&self.aggregate_mask_digest.0)
+            .finish()
+    }
+
+    /// Digest of the contributor set alone.
+    pub fn contributor_set(&self) -> Digest {
+        let mut b = Digest::builder("fedbank.contributor-set.v1");
+        for c in &self.contributors {
+            b = b.bytes(c.as_str().as_bytes());
+        }
+        b.finish()
     }
 
     /// The slot this manifest asks to decrypt.
@@ -82,6 +109,10 @@ pub struct JobMandate {
     pub profile: Profile,
     /// Fewest distinct contributors an aggregate must have.
     pub min_participants: usize,
+    /// The job's enrolled participants: only their signed contributions count.
+    pub participants: Vec<NodeId>,
+    /// Digest of the job file the member agreed to; contributions must name the same.
+    pub job_digest: Digest,
 }
 
 /// A member's own record: the jobs it serves and the slots it has decrypted.
@@ -91,6 +122,12 @@ pub struct MemberRecord {
     pub mandates: BTreeMap<JobId, JobMandate>,
     /// Manifest digest approved for each decrypted slot.
     pub decrypted: BTreeMap<Slot, Digest>,
+    /// Manifest digest each signed contribution (by ciphertext digest) was decrypted under.
+    #[serde(default)]
+    pub contributions: BTreeMap<Digest, Digest>,
+    /// Contributor set (its digest) each participant's computation was decrypted over.
+    #[serde(default)]
+    pub computations: BTreeMap<(NodeId, Digest), Digest>,
 }
 
 /// A refused decryption request.
@@ -170,13 +207,27 @@ pub enum PolicyRefusal {
         /// Manifest now requested.
         requested: Digest,
     },
-    /// The mask sent is not the one the manifest names.
-    #[error("refused: the summed mask sent has digest {received}, the manifest names {declared}")]
-    MaskDigestMismatch {
-        /// Digest in the manifest.
-        declared: Digest,
-        /// Digest of the mask received.
-        received: Digest,
+    /// A signed contribution was already used in another decryption.
+    #[error("refused: the contribution of {contributor} to round {round} (ciphertext {ciphertext}) was already decrypted under manifest {previous}; each contribution enters one decryption only")]
+    ContributionReused {
+        /// Round of the request.
+        round: u32,
+        /// The contributor.
+        contributor: NodeId,
+        /// Its ciphertext digest.
+        ciphertext: Digest,
+        /// Manifest it was used under.
+        previous: Digest,
+    },
+    /// A participant's computation was already decrypted over another contributor set.
+    #[error("refused: {contributor}'s computation for round {round} ('{quantity}') was already decrypted over another contributor set; decrypting it over this one would reveal the difference of two sums")]
+    ComputationReused {
+        /// Round of the request.
+        round: u32,
+        /// Quantity.
+        quantity: String,
+        /// The contributor.
+        contributor: NodeId,
     },
 }
 
@@ -199,12 +250,17 @@ pub enum Approval {
     },
 }
 
+/// What a verified request contributes to a member's record: per contributor, (participant,
+/// ciphertext digest, computation digest).
+pub type Uses = [(NodeId, Digest, Digest)];
+
 /// Decides whether a member may partially decrypt the aggregate described by `manifest`, whose
-/// summed mask has digest `received_mask`. Pure: it reads the record and changes nothing.
+/// contributions' evidence was verified into `uses`. Pure: it reads the record and changes
+/// nothing.
 pub fn check(
     record: &MemberRecord,
     manifest: &Manifest,
-    received_mask: Digest,
+    uses: &Uses,
 ) -> Result<Approval, PolicyRefusal> {
     let mandate = record
         .mandates
@@ -250,38 +306,71 @@ pub fn check(
             required: mandate.min_participants,
         });
     }
-    if received_mask != manifest.aggregate_mask_digest {
-        return Err(PolicyRefusal::MaskDigestMismatch {
-            declared: manifest.aggregate_mask_digest,
-            received: received_mask,
-        });
-    }
     let slot = manifest.slot();
     let digest = manifest.digest();
-    match record.decrypted.get(&slot) {
-        None => Ok(Approval::First {
+    let set = manifest.contributor_set();
+    let approval = match record.decrypted.get(&slot) {
+        None => Approval::First {
             slot,
             manifest: digest,
-        }),
-        Some(previous) if *previous == digest => Ok(Approval::Repeat {
+        },
+        Some(previous) if *previous == digest => Approval::Repeat {
             slot,
             manifest: digest,
-        }),
-        Some(previous) => Err(PolicyRefusal::SlotAlreadyDecrypted {
-            job: manifest.job.clone(),
-            round: manifest.round,
-            quantity: manifest.quantity.clone(),
-            previous: *previous,
-            requested: digest,
-        }),
+        },
+        Some(previous) => {
+            return Err(PolicyRefusal::SlotAlreadyDecrypted {
+                job: manifest.job.clone(),
+                round: manifest.round,
+                quantity: manifest.quantity.clone(),
+                previous: *previous,
+                requested: digest,
+            })
+        }
+    };
+    for (contributor, ciphertext, computation) in uses {
+        if let Some(previous) = record
+            .contributions
+            .get(ciphertext)
+            .filter(|p| **p != digest)
+        {
+            return Err(PolicyRefusal::ContributionReused {
+                round: manifest.round,
+                contributor: contributor.clone(),
+                ciphertext: *ciphertext,
+                previous: *previous,
+            });
+        }
+        let earlier = record
+            .computations
+            .get(&(contributor.clone(), *computation));
+        if earlier.is_some_and(|p| *p != set) {
+            return Err(PolicyRefusal::ComputationReused {
+                round: manifest.round,
+                quantity: manifest.quantity.clone(),
+                contributor: contributor.clone(),
+            });
+        }
     }
+    Ok(approval)
 }
 
 impl MemberRecord {
-    /// Remembers an approval, so that the slot cannot be decrypted under another manifest.
-    pub fn record(&mut self, approval: &Approval) {
-        if let Approval::First { slot, manifest } = approval {
-            self.decrypted.insert(slot.clone(), *manifest);
+    /// Remembers an approval, so that neither the slot nor any of its contributions or
+    /// computations can be decrypted under another manifest.
+    pub fn record(&mut self, approval: &Approval, manifest: &Manifest, uses: &Uses) {
+        if let Approval::First {
+            slot,
+            manifest: digest,
+        } = approval
+        {
+            self.decrypted.insert(slot.clone(), *digest);
+            let set = manifest.contributor_set();
+            for (contributor, ciphertext, computation) in uses {
+                self.contributions.insert(*ciphertext, *digest);
+                self.computations
+                    .insert((contributor.clone(), *computation), set);
+            }
         }
     }
 }
@@ -294,7 +383,7 @@ mod tests {
         NodeId::new(s).unwrap()
     }
 
-    fn setup() -> (MemberRecord, Manifest) {
+    fn setup() -> (MemberRecord, Manifest, Vec<(NodeId, Digest, Digest)>) {
         let job = JobId::new("job-1").unwrap();
         let mut record = MemberRecord::default();
         record.mandates.insert(
@@ -303,6 +392,8 @@ mod tests {
                 key_epoch: 2,
                 profile: Profile::Strict,
                 min_participants: 3,
+                participants: vec![id("a"), id("b"), id("c"), id("d")],
+                job_digest: Digest::of("job", b"1"),
             },
         );
         let manifest = Manifest {
@@ -320,45 +411,81 @@ mod tests {
             ],
             aggregate_mask_digest: Digest::of("mask", b"m"),
         };
-        (record, manifest)
+        let uses = uses_of(&manifest, b"sums at beta 0");
+        (record, manifest, uses)
+    }
+
+    fn uses_of(manifest: &Manifest, computation: &[u8]) -> Vec<(NodeId, Digest, Digest)> {
+        manifest
+            .contributors
+            .iter()
+            .zip(&manifest.ciphertext_digests)
+            .map(|(c, d)| (c.clone(), *d, Digest::of("computation", computation)))
+            .collect()
     }
 
     #[test]
     fn approves_then_allows_only_the_same_manifest_again() {
-        let (mut record, manifest) = setup();
-        let mask = manifest.aggregate_mask_digest;
-        let approval = check(&record, &manifest, mask).unwrap();
+        let (mut record, manifest, uses) = setup();
+        let approval = check(&record, &manifest, &uses).unwrap();
         assert!(matches!(approval, Approval::First { .. }));
-        record.record(&approval);
+        record.record(&approval, &manifest, &uses);
         assert!(matches!(
-            check(&record, &manifest, mask),
+            check(&record, &manifest, &uses),
             Ok(Approval::Repeat { .. })
         ));
         let mut other = manifest.clone();
         other.contributors = vec![id("a"), id("b"), id("d")];
+        other.ciphertext_digests[2] = Digest::of("t", b"d");
+        let other_uses = uses_of(&other, b"next round");
         assert!(matches!(
-            check(&record, &other, mask),
+            check(&record, &other, &other_uses),
             Err(PolicyRefusal::SlotAlreadyDecrypted { round: 1, .. })
         ));
-        // Another round is another slot.
+        // Another round is another slot, but a and b's ciphertexts were used already.
         other.round = 2;
-        assert!(check(&record, &other, mask).is_ok());
+        assert!(matches!(
+            check(&record, &other, &other_uses),
+            Err(PolicyRefusal::ContributionReused { .. })
+        ));
+        // Fresh ciphertexts of the same computation are refused as well: a difference of two
+        // sums of one computation would single out d against c.
+        other.ciphertext_digests = vec![
+            Digest::of("t", b"a2"),
+            Digest::of("t", b"b2"),
+            Digest::of("t", b"d2"),
+        ];
+        let same_computation = uses_of(&other, b"sums at beta 0");
+        assert!(matches!(
+            check(&record, &other, &same_computation),
+            Err(PolicyRefusal::ComputationReused { .. })
+        ));
+        // Fresh ciphertexts of a new computation in a new slot are fine, and so is the same
+        // computation over the same set (a round re-run after a member was lost).
+        assert!(check(&record, &other, &uses_of(&other, b"sums at beta 1")).is_ok());
+        let mut rerun = manifest.clone();
+        rerun.round = 3;
+        rerun.ciphertext_digests = vec![
+            Digest::of("t", b"a3"),
+            Digest::of("t", b"b3"),
+            Digest::of("t", b"c3"),
+        ];
+        assert!(check(&record, &rerun, &uses_of(&rerun, b"sums at beta 0")).is_ok());
     }
 
     #[test]
     fn each_refusal() {
-        let (record, manifest) = setup();
-        let mask = manifest.aggregate_mask_digest;
+        let (record, manifest, uses) = setup();
         let mut m = manifest.clone();
         m.job = JobId::new("job-2").unwrap();
         assert!(matches!(
-            check(&record, &m, mask),
+            check(&record, &m, &uses),
             Err(PolicyRefusal::UnknownJob { .. })
         ));
         let mut m = manifest.clone();
         m.key_epoch = 1;
         assert!(matches!(
-            check(&record, &m, mask),
+            check(&record, &m, &uses),
             Err(PolicyRefusal::UnknownKeyEpoch {
                 requested: 1,
                 held: 2,
@@ -368,13 +495,13 @@ mod tests {
         let mut m = manifest.clone();
         m.profile = Profile::Fast;
         assert!(matches!(
-            check(&record, &m, mask),
+            check(&record, &m, &uses),
             Err(PolicyRefusal::ProfileMismatch { .. })
         ));
         let mut m = manifest.clone();
         m.contributors.pop();
         m.ciphertext_digests.pop();
-        let err = check(&record, &m, mask).unwrap_err();
+        let err = check(&record, &m, &uses).unwrap_err();
         assert!(matches!(
             err,
             PolicyRefusal::TooFewContributors {
@@ -387,18 +514,14 @@ mod tests {
         let mut m = manifest.clone();
         m.contributors = vec![id("a"), id("a"), id("b")];
         assert!(matches!(
-            check(&record, &m, mask),
+            check(&record, &m, &uses),
             Err(PolicyRefusal::ContributorsNotCanonical { .. })
         ));
         let mut m = manifest.clone();
         m.ciphertext_digests.pop();
         assert!(matches!(
-            check(&record, &m, mask),
+            check(&record, &m, &uses),
             Err(PolicyRefusal::DigestCountMismatch { .. })
-        ));
-        assert!(matches!(
-            check(&record, &manifest, Digest::of("mask", b"other")),
-            Err(PolicyRefusal::MaskDigestMismatch { .. })
         ));
     }
 }

@@ -12,7 +12,9 @@
 //! coefficients, sorted committees). Any failure is a [`WireError`]; none panics.
 
 use crate::committee::{DecryptionRequest, PartialDecryption};
+use crate::endorsement::Signed;
 use crate::ids::IdError;
+use crate::key_ceremony::{CommitmentSet, KeyBundle, RevealedShare, ShareCommitment};
 use crate::policy::{Manifest, MemberRecord};
 use crate::secagg::{
     Ciphertext, CryptoError, JointPublicKey, KeyError, KeySetup, PublicKeyShare, RingScalar,
@@ -27,6 +29,8 @@ pub const MAGIC: [u8; 4] = *b"FDBK";
 pub const HEADER_LEN: usize = 8;
 /// Most values one ciphertext, request or partial decryption may carry.
 pub const MAX_VALUES: usize = 1 << 24;
+/// Most contributors one decryption request may list.
+pub const MAX_CONTRIBUTORS: usize = 1 << 12;
 /// bincode's own ceiling on what one decode may claim to allocate.
 const BINCODE_LIMIT: usize = 1 << 31;
 /// Limit for small control objects (setups, manifests, records).
@@ -87,6 +91,14 @@ pub enum WireKind {
     AlertTally = 20,
     /// [`crate::protocol::AlertCounts`].
     AlertCounts = 21,
+    /// A member's signed [`crate::key_ceremony::ShareCommitment`].
+    ShareCommitment = 22,
+    /// [`crate::key_ceremony::CommitmentSet`].
+    CommitmentSet = 23,
+    /// [`crate::key_ceremony::RevealedShare`].
+    RevealedShare = 24,
+    /// [`crate::key_ceremony::KeyBundle`].
+    KeyBundle = 25,
 }
 
 impl WireKind {
@@ -115,6 +127,10 @@ impl WireKind {
             AlertContribution,
             AlertTally,
             AlertCounts,
+            ShareCommitment,
+            CommitmentSet,
+            RevealedShare,
+            KeyBundle,
         ]
         .into_iter()
         .find(|k| *k as u8 == b)
@@ -341,12 +357,57 @@ impl<S: RingScalar> WireMessage for Ciphertext<S> {
 impl<S: RingScalar> WireMessage for DecryptionRequest<S> {
     const KIND: WireKind = WireKind::DecryptionRequest;
     const TORUS_BITS: u8 = S::BITS as u8;
+    /// Version 2 carries each contributor's signed statement and mask instead of a sum.
+    const VERSION: u16 = 2;
     fn max_bytes() -> usize {
-        values_limit::<S>()
+        // One mask per contributor: the job's cap on message size is the real limit.
+        BINCODE_LIMIT
     }
     fn validate(&self) -> Result<(), ValidationError> {
         check_values(self.manifest.value_count as usize)?;
+        if self.contributions.len() > MAX_CONTRIBUTORS {
+            return Err(ValidationError::TooLong {
+                what: "contributors",
+                got: self.contributions.len(),
+                limit: MAX_CONTRIBUTORS,
+            });
+        }
         Ok(DecryptionRequest::validate(self)?)
+    }
+}
+
+impl WireMessage for Signed<ShareCommitment> {
+    const KIND: WireKind = WireKind::ShareCommitment;
+}
+
+impl WireMessage for CommitmentSet {
+    const KIND: WireKind = WireKind::CommitmentSet;
+    fn validate(&self) -> Result<(), ValidationError> {
+        Ok(self.setup.validate()?)
+    }
+}
+
+impl<S: RingScalar> WireMessage for RevealedShare<S> {
+    const KIND: WireKind = WireKind::RevealedShare;
+    const TORUS_BITS: u8 = S::BITS as u8;
+    fn validate(&self) -> Result<(), ValidationError> {
+        Ok(self.share.validate()?)
+    }
+}
+
+impl<S: RingScalar> WireMessage for KeyBundle<S> {
+    const KIND: WireKind = WireKind::KeyBundle;
+    const TORUS_BITS: u8 = S::BITS as u8;
+    fn max_bytes() -> usize {
+        // One share of at most 2^12 coefficients of 16 bytes per member, plus certificates.
+        crate::secagg::params::MAX_COMMITTEE * (70 << 10) + SMALL_LIMIT
+    }
+    fn validate(&self) -> Result<(), ValidationError> {
+        self.commitments.setup.validate()?;
+        for s in &self.shares {
+            s.share.validate()?;
+        }
+        Ok(())
     }
 }
 

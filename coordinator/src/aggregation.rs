@@ -1,7 +1,10 @@
 //! Summing the contributions of one slot and combining the committee's partial decryptions.
 
-use fedbank_common::committee::{DecryptionRequest, PartialDecryption, MASK_DIGEST_LABEL};
+use fedbank_common::committee::{
+    ContributedMask, ContributionStatement, DecryptionRequest, PartialDecryption, MASK_DIGEST_LABEL,
+};
 use fedbank_common::digest::Digest;
+use fedbank_common::endorsement::Signed;
 use fedbank_common::ids::{JobId, NodeId};
 use fedbank_common::policy::Manifest;
 use fedbank_common::secagg::{
@@ -42,6 +45,20 @@ pub enum AggregationError {
         /// What did not fit.
         #[source]
         source: CryptoError,
+    },
+    /// The contribution's signed statement does not describe it.
+    #[error("contribution from {participant} to job {job} round {round} quantity '{quantity}' rejected: its signed statement does not match ({field})")]
+    Statement {
+        /// Job.
+        job: JobId,
+        /// Round.
+        round: u32,
+        /// Quantity.
+        quantity: String,
+        /// The participant.
+        participant: NodeId,
+        /// Field that differs.
+        field: &'static str,
     },
     /// Too few contributors to ask for a decryption.
     #[error("job {job} round {round} quantity '{quantity}': {got} contributors, at least {required} are required before decryption")]
@@ -99,13 +116,15 @@ pub enum PartialProblem {
     },
 }
 
-/// The running sum of one slot's contributions.
+/// The running sum of one slot's contributions, and each contributor's signed statement and
+/// mask (the committee sums the masks itself before it decrypts; the bodies are not kept).
 pub struct RoundAggregate<S: RingScalar> {
     setup: KeySetup,
     round: u32,
     quantity: String,
     value_count: u64,
     contributions: BTreeMap<NodeId, Digest>,
+    evidence: BTreeMap<NodeId, ContributedMask<S>>,
     sum: Option<Ciphertext<S>>,
 }
 
@@ -118,8 +137,24 @@ impl<S: RingScalar> RoundAggregate<S> {
             quantity: quantity.into(),
             value_count,
             contributions: BTreeMap::new(),
+            evidence: BTreeMap::new(),
             sum: None,
         }
+    }
+
+    /// The key setup of the slot.
+    pub fn setup(&self) -> &KeySetup {
+        &self.setup
+    }
+
+    /// The slot's round.
+    pub fn round(&self) -> u32 {
+        self.round
+    }
+
+    /// The slot's quantity.
+    pub fn quantity(&self) -> &str {
+        &self.quantity
     }
 
     /// Contributors so far, with their ciphertext digests.
@@ -137,12 +172,15 @@ impl<S: RingScalar> RoundAggregate<S> {
         }
     }
 
-    /// Adds a participant's ciphertext. Refuses, without changing the sum, a second contribution
-    /// from the same participant and any ciphertext for another job, epoch, profile or length.
+    /// Adds a participant's ciphertext with its signed statement (whose signature the caller
+    /// has checked). Refuses, without changing the sum, a second contribution from the same
+    /// participant, any ciphertext for another job, epoch, profile or length, and a statement
+    /// that does not describe exactly this slot and this ciphertext.
     pub fn add(
         &mut self,
         participant: NodeId,
         ciphertext: Ciphertext<S>,
+        statement: Signed<ContributionStatement>,
     ) -> Result<Digest, AggregationError> {
         if let Some(previous) = self.contributions.get(&participant) {
             return Err(AggregationError::DuplicateContribution {
@@ -169,6 +207,33 @@ impl<S: RingScalar> RoundAggregate<S> {
             .validate()
             .map_err(|e| self.misfit(&participant, e))?;
         let digest = ciphertext.digest();
+        let s = &statement.statement;
+        let checks = [
+            (statement.signer == participant, "signer"),
+            (s.job == self.setup.job, "job"),
+            (s.key_epoch == self.setup.key_epoch, "key epoch"),
+            (s.round == self.round, "round"),
+            (s.quantity == self.quantity, "quantity"),
+            (s.value_count == self.value_count, "value count"),
+            (s.ciphertext_digest == digest, "ciphertext digest"),
+            (
+                s.mask_digest == Digest::of_scalars(MASK_DIGEST_LABEL, &ciphertext.masks),
+                "mask digest",
+            ),
+        ];
+        if let Some((_, field)) = checks.iter().find(|(ok, _)| !ok) {
+            return Err(AggregationError::Statement {
+                job: self.setup.job.clone(),
+                round: self.round,
+                quantity: self.quantity.clone(),
+                participant,
+                field,
+            });
+        }
+        let evidence = ContributedMask {
+            statement,
+            masks: ciphertext.masks.clone(),
+        };
         match &mut self.sum {
             None => self.sum = Some(ciphertext),
             Some(sum) => sum
@@ -179,12 +244,13 @@ impl<S: RingScalar> RoundAggregate<S> {
             job = %self.setup.job, round = self.round, quantity = %self.quantity,
             participant = %participant, ciphertext = %digest, "contribution added"
         );
+        self.evidence.insert(participant.clone(), evidence);
         self.contributions.insert(participant, digest);
         Ok(digest)
     }
 
-    /// The manifest and summed masks to send to every committee member; refused below
-    /// `min_participants` contributors.
+    /// The manifest with each contributor's signed statement and mask, to send to every
+    /// committee member; refused below `min_participants` contributors.
     pub fn decryption_request(
         &self,
         min_participants: usize,
@@ -214,7 +280,7 @@ impl<S: RingScalar> RoundAggregate<S> {
         };
         Ok(DecryptionRequest {
             manifest,
-            masks: sum.masks.clone(),
+            contributions: self.evidence.values().cloned().collect(),
         })
     }
 

@@ -3,10 +3,14 @@
 
 use fedbank_common::alerts::AuditorKeys;
 use fedbank_common::audit::{EventKind, SigningIdentity, TrailWriter};
-use fedbank_common::committee::DecryptionRequest;
+use fedbank_common::committee::{ContributionStatement, DecryptionRequest, MASK_DIGEST_LABEL};
 use fedbank_common::digest::Digest;
+use fedbank_common::endorsement::{ConsortiumTrust, Signed};
 use fedbank_common::ids::{JobId, NodeId};
 use fedbank_common::job::{JobSpec, RoundKind, ValidJob};
+use fedbank_common::key_ceremony::{
+    CommitmentSet, KeyBundle, RevealedShare, ShareCommitment, ShareReveal,
+};
 use fedbank_common::policy::MemberRecord;
 use fedbank_common::protocol::{Contribution, Hello, Notice, NoticeKind, RoundRequest};
 use fedbank_common::secagg::{
@@ -15,7 +19,8 @@ use fedbank_common::secagg::{
 };
 use fedbank_common::wire::{self, WireMessage};
 use fedbank_coordinator::{CoordinatorMachine, RoundAggregate};
-use fedbank_participant::CommitteeMember;
+use fedbank_participant::{CommitteeMember, MemberTerms};
+use fedbank_transport::dev_pki::DevConsortium;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::SystemTime;
@@ -41,6 +46,10 @@ pub(crate) struct Fixtures {
     pub shares: Vec<SecretKeyShare<u64>>,
     pub public_shares: Vec<PublicKeyShare<u64>>,
     pub joint: JointPublicKey<u64>,
+    /// The consortium PKI of the fixture's nodes (m0, m1, p0, p1).
+    pub pki: DevConsortium,
+    /// The key ceremony's commitments and the bundle participants verify.
+    pub bundle: KeyBundle<u64>,
     /// A valid contribution of `VALUES` values from `p0`.
     pub ciphertext: Ciphertext<u64>,
     /// The shipped jobs: stats, segment (transactions), propensity, compliance.
@@ -77,6 +86,38 @@ pub(crate) fn fixtures() -> &'static Fixtures {
         let public_shares: Vec<_> = shares.iter().map(|s| s.public_share()).collect();
         let joint =
             JointPublicKey::combine(&setup, &public_shares).unwrap_or_else(|e| panic!("{e}"));
+        let names = [id("m0"), id("m1"), id("p0"), id("p1")];
+        let pki = DevConsortium::new(names.iter()).unwrap_or_else(|e| panic!("fixture PKI: {e}"));
+        let signer = |n: &NodeId| pki.signer(n).unwrap_or_else(|e| panic!("{e}"));
+        let commitments = CommitmentSet {
+            setup: setup.clone(),
+            commitments: public_shares
+                .iter()
+                .map(|p| {
+                    signer(p.member()).sign(ShareCommitment {
+                        setup: setup.digest(),
+                        member: p.member().clone(),
+                        share: p.digest(),
+                    })
+                })
+                .collect(),
+        };
+        let set_digest = commitments.digest();
+        let bundle = KeyBundle {
+            shares: public_shares
+                .iter()
+                .map(|p| RevealedShare {
+                    share: p.clone(),
+                    reveal: signer(p.member()).sign(ShareReveal {
+                        setup: setup.digest(),
+                        member: p.member().clone(),
+                        share: p.digest(),
+                        commitments: set_digest,
+                    }),
+                })
+                .collect(),
+            commitments,
+        };
         let slots: Vec<i128> = (0..VALUES as i128).map(|v| v * 7 - 30).collect();
         let ciphertext = Encryptor::new(joint.clone(), params.clone())
             .and_then(|e| e.encrypt(&slots))
@@ -99,6 +140,8 @@ pub(crate) fn fixtures() -> &'static Fixtures {
             shares,
             public_shares,
             joint,
+            pki,
+            bundle,
             ciphertext,
             jobs,
             scratch,
@@ -112,31 +155,87 @@ pub(crate) fn auditor_keys() -> &'static AuditorKeys {
     KEYS.get_or_init(|| AuditorKeys::generate().unwrap_or_else(|e| panic!("auditor keys: {e}")))
 }
 
+/// Digest of the fixture's job file, as its members hold it.
+pub(crate) fn job_digest() -> Digest {
+    Digest::of("fuzz", b"job")
+}
+
 impl Fixtures {
+    /// The consortium CA of the fixture.
+    pub fn trust(&self) -> ConsortiumTrust {
+        self.pki.trust()
+    }
+
+    /// `participant`'s signed statement for `ciphertext` in the fixture's round.
+    pub fn statement(
+        &self,
+        participant: &str,
+        ciphertext: &Ciphertext<u64>,
+    ) -> Signed<ContributionStatement> {
+        let signer = self
+            .pki
+            .signer(&id(participant))
+            .unwrap_or_else(|e| panic!("{e}"));
+        signer.sign(ContributionStatement {
+            job: self.setup.job.clone(),
+            job_digest: job_digest(),
+            key_epoch: self.setup.key_epoch,
+            round: ROUND,
+            attempt: 0,
+            quantity: "fuzz".into(),
+            value_count: ciphertext.value_count,
+            computation: Digest::of("fuzz computation", participant.as_bytes()),
+            mask_digest: Digest::of_scalars(MASK_DIGEST_LABEL, &ciphertext.masks),
+            ciphertext_digest: ciphertext.digest(),
+        })
+    }
+
     /// An aggregate of the fixture's round holding the valid contribution of `p0`.
     pub fn aggregate(&self) -> RoundAggregate<u64> {
         let mut aggregate = RoundAggregate::new(self.setup.clone(), ROUND, "fuzz", VALUES);
         aggregate
-            .add(id("p0"), self.ciphertext.clone())
+            .add(
+                id("p0"),
+                self.ciphertext.clone(),
+                self.statement("p0", &self.ciphertext),
+            )
             .unwrap_or_else(|e| panic!("fixture contribution: {e}"));
         aggregate
     }
 
+    /// The terms the fixture's members serve under.
+    pub fn terms(&self) -> MemberTerms {
+        MemberTerms {
+            min_participants: MIN_PARTICIPANTS,
+            participants: vec![id("p0"), id("p1")],
+            job_digest: job_digest(),
+            trust: self.trust(),
+        }
+    }
+
     /// A fresh committee member `j` (an empty record).
     pub fn member(&self, j: usize) -> CommitteeMember<u64> {
-        CommitteeMember::from_share(
-            self.shares[j].clone(),
-            self.params.clone(),
-            MIN_PARTICIPANTS,
-        )
-        .unwrap_or_else(|e| panic!("fixture member: {e}"))
+        CommitteeMember::from_share(self.shares[j].clone(), self.params.clone(), &self.terms())
+            .unwrap_or_else(|e| panic!("fixture member: {e}"))
+    }
+
+    /// A second valid contribution, from `p1`.
+    pub fn second_ciphertext(&self) -> &'static Ciphertext<u64> {
+        static SECOND: OnceLock<Ciphertext<u64>> = OnceLock::new();
+        SECOND.get_or_init(|| {
+            let slots: Vec<i128> = (0..VALUES as i128).map(|v| 3 - v).collect();
+            Encryptor::new(self.joint.clone(), self.params.clone())
+                .and_then(|e| e.encrypt(&slots))
+                .unwrap_or_else(|e| panic!("{e}"))
+        })
     }
 
     /// A valid decryption request for the fixture's round with two contributors.
     pub fn request(&self) -> DecryptionRequest<u64> {
         let mut aggregate = self.aggregate();
+        let second = self.second_ciphertext();
         aggregate
-            .add(id("p1"), self.ciphertext.clone())
+            .add(id("p1"), second.clone(), self.statement("p1", second))
             .unwrap_or_else(|e| panic!("{e}"));
         aggregate
             .decryption_request(MIN_PARTICIPANTS)
@@ -179,8 +278,10 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
             job_digest: Digest::of("fuzz", b"job"),
         }),
         encoded(&f.setup),
-        encoded(&f.public_shares[1]),
-        encoded(&f.joint),
+        encoded(&f.bundle.commitments.commitments[0]),
+        encoded(&f.bundle.commitments),
+        encoded(&f.bundle.shares[1]),
+        encoded(&f.bundle),
         encoded(&RoundRequest {
             job: job.clone(),
             round: ROUND,
@@ -191,7 +292,8 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
         encoded(&Contribution {
             round: ROUND,
             attempt: 0,
-            ciphertext: f.ciphertext.clone(),
+            ciphertext: f.second_ciphertext().clone(),
+            statement: f.statement("p1", f.second_ciphertext()),
         }),
         encoded(&request),
         encoded(&partial),
@@ -230,7 +332,7 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     for text in JOB_FILES {
         seeds.push(("config", with_selector(0, text.as_bytes())));
     }
-    let checkpoint = CoordinatorMachine::<u64>::new(f.jobs[0].clone(), 7).checkpoint();
+    let checkpoint = CoordinatorMachine::<u64>::new(f.jobs[0].clone(), 7, f.trust()).checkpoint();
     let json = serde_json::to_vec(&checkpoint).unwrap_or_else(|e| panic!("{e}"));
     seeds.push(("config", with_selector(1, &json)));
     for (selector, text) in crate::targets::CSV_SEEDS {

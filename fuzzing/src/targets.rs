@@ -46,19 +46,27 @@ pub fn message(data: &[u8]) {
 fn receive(message: Inbound<u64>) {
     let f = fixtures();
     match message {
-        // The coordinator adds a contribution to the round's aggregate.
+        // The coordinator checks the statement and adds a contribution to the round's aggregate.
         Inbound::Contribution(c) => {
-            let _ = add_and_request(c.ciphertext);
-        }
-        // The coordinator checks a key share and combines it with the others.
-        Inbound::KeyShare(share) => {
-            if share.validate().is_ok() {
-                let _ = JointPublicKey::combine(&f.setup, &[f.public_shares[0].clone(), share]);
+            if f.trust().verify(&c.statement).is_ok() {
+                let _ = add_and_request(c.ciphertext, c.statement);
             }
         }
-        // A participant checks the joint key and encrypts under it.
-        Inbound::JointKey(key) => {
-            if key.validate().is_ok() {
+        // The coordinator checks a member's commitment; a member checks the commitment set.
+        Inbound::Commitment(c) => {
+            let _ = f.trust().verify(&c);
+        }
+        Inbound::Commitments(set) => {
+            let _ = set.verify(&f.trust());
+        }
+        // The coordinator checks a revealed key share against the commitments.
+        Inbound::KeyShare(share) => {
+            let set = &f.bundle.commitments;
+            let _ = share.verify(&f.trust(), set, set.digest());
+        }
+        // A participant checks the whole ceremony and encrypts under the key it formed.
+        Inbound::KeyBundle(bundle) => {
+            if let Ok(key) = bundle.verify(&f.trust()) {
                 let _ = Encryptor::new(key, f.params.clone()).and_then(|e| e.encrypt(&[1, -2, 3]));
             }
         }
@@ -85,7 +93,8 @@ fn two_contributor_aggregate() -> fedbank_coordinator::RoundAggregate<u64> {
     let f = fixtures();
     let mut aggregate = f.aggregate();
     if let Some(p1) = node("p1") {
-        let _ = aggregate.add(p1, f.ciphertext.clone());
+        let second = f.second_ciphertext();
+        let _ = aggregate.add(p1, second.clone(), f.statement("p1", second));
     }
     aggregate
 }
@@ -97,9 +106,14 @@ fn decrypt(request: &DecryptionRequest<u64>) {
 
 /// Adds `ciphertext` from `p1` to an aggregate already holding `p0`'s, asks for the decryption
 /// and has a member answer.
-fn add_and_request(ciphertext: Ciphertext<u64>) -> Option<()> {
+fn add_and_request(
+    ciphertext: Ciphertext<u64>,
+    statement: fedbank_common::endorsement::Signed<
+        fedbank_common::committee::ContributionStatement,
+    >,
+) -> Option<()> {
     let mut aggregate = fixtures().aggregate();
-    aggregate.add(node("p1")?, ciphertext).ok()?;
+    aggregate.add(node("p1")?, ciphertext, statement).ok()?;
     let request = aggregate.decryption_request(MIN_PARTICIPANTS).ok()?;
     decrypt(&request);
     Some(())
@@ -109,7 +123,10 @@ fn add_and_request(ciphertext: Ciphertext<u64>) -> Option<()> {
 pub fn ciphertext(data: &[u8]) {
     if let Ok(ciphertext) = wire::decode::<Ciphertext<u64>>(data) {
         let _ = ciphertext.validate();
-        let _ = add_and_request(ciphertext);
+        // Signed by p1 as an honest participant would sign it: the aggregate and the member
+        // then see the ciphertext itself.
+        let statement = fixtures().statement("p1", &ciphertext);
+        let _ = add_and_request(ciphertext, statement);
     }
 }
 
@@ -144,7 +161,7 @@ pub fn keys(data: &[u8]) {
             if let Ok(share) = wire::decode::<SecretKeyShare<u64>>(bytes) {
                 if share.validate().is_ok() {
                     if let Ok(mut member) =
-                        CommitteeMember::from_share(share, f.params.clone(), MIN_PARTICIPANTS)
+                        CommitteeMember::from_share(share, f.params.clone(), &f.terms())
                     {
                         let _ = member.handle(&f.request());
                     }
@@ -201,7 +218,11 @@ pub fn config(data: &[u8]) {
             }
         }
     } else if let Ok(checkpoint) = serde_json::from_slice::<Checkpoint>(bytes) {
-        let _ = CoordinatorMachine::<u64>::resume(fixtures().jobs[0].clone(), &checkpoint);
+        let _ = CoordinatorMachine::<u64>::resume(
+            fixtures().jobs[0].clone(),
+            &checkpoint,
+            fixtures().trust(),
+        );
     }
 }
 

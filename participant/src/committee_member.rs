@@ -7,7 +7,9 @@
 //! and the record before each partial decryption leaves (see `NodeOutput::SaveMember`), so what
 //! is on disk is never behind what the coordinator has seen.
 
-use fedbank_common::committee::{DecryptionRequest, PartialDecryption};
+use fedbank_common::committee::{DecryptionRequest, EvidenceError, PartialDecryption};
+use fedbank_common::digest::Digest;
+use fedbank_common::endorsement::ConsortiumTrust;
 use fedbank_common::ids::{JobId, NodeId};
 use fedbank_common::policy::{self, Approval, JobMandate, MemberRecord, PolicyRefusal};
 use fedbank_common::secagg::{
@@ -43,6 +45,9 @@ pub enum MemberError {
     /// The policy refused the request.
     #[error(transparent)]
     Refused(#[from] PolicyRefusal),
+    /// The request's evidence (signed statements, masks, their sum) did not check out.
+    #[error("refused: {0}")]
+    Evidence(#[from] EvidenceError),
     /// The request was malformed or did not fit the key.
     #[error("decryption request rejected")]
     Crypto(#[from] CryptoError),
@@ -76,11 +81,37 @@ pub enum MemberError {
     },
 }
 
+/// The terms of a job a member serves, from the job file it agreed to.
+#[derive(Clone, Debug)]
+pub struct MemberTerms {
+    /// Fewest distinct contributors an aggregate must have.
+    pub min_participants: usize,
+    /// The job's enrolled participants.
+    pub participants: Vec<NodeId>,
+    /// Digest of the job file.
+    pub job_digest: Digest,
+    /// The consortium CA, to check contributors' signed statements.
+    pub trust: ConsortiumTrust,
+}
+
+impl MemberTerms {
+    /// The terms of `job`, checked against `trust`.
+    pub fn of(job: &fedbank_common::job::ValidJob, trust: ConsortiumTrust) -> Self {
+        Self {
+            min_participants: job.spec().min_participants,
+            participants: job.spec().participants.clone(),
+            job_digest: job.digest(),
+            trust,
+        }
+    }
+}
+
 /// A committee member for one job and key epoch.
 pub struct CommitteeMember<S: RingScalar> {
     share: SecretKeyShare<S>,
     decryptor: PartialDecryptor<S>,
     record: MemberRecord,
+    trust: ConsortiumTrust,
 }
 
 impl<S: RingScalar> CommitteeMember<S> {
@@ -89,10 +120,10 @@ impl<S: RingScalar> CommitteeMember<S> {
         setup: &KeySetup,
         member: &NodeId,
         params: SchemeParameters,
-        min_participants: usize,
+        terms: &MemberTerms,
     ) -> Result<Self, MemberError> {
         let share = SecretKeyShare::generate(setup, member)?;
-        Self::from_share(share, params, min_participants)
+        Self::from_share(share, params, terms)
     }
 
     /// Loads a share saved with [`CommitteeMember::save_share`]; refuses a file others can read
@@ -102,7 +133,7 @@ impl<S: RingScalar> CommitteeMember<S> {
         setup: &KeySetup,
         member: &NodeId,
         params: SchemeParameters,
-        min_participants: usize,
+        terms: &MemberTerms,
     ) -> Result<Self, MemberError> {
         let share: SecretKeyShare<S> = storage::load(path, true)?;
         if share.setup() != setup || share.member() != member {
@@ -115,7 +146,7 @@ impl<S: RingScalar> CommitteeMember<S> {
                 found_member: share.member().clone(),
             });
         }
-        Self::from_share(share, params, min_participants)
+        Self::from_share(share, params, terms)
     }
 
     /// The member saved in `files` for `job`, if a share was saved: the share must be this
@@ -126,7 +157,7 @@ impl<S: RingScalar> CommitteeMember<S> {
         files: &MemberFiles,
         (job, member): (&JobId, &NodeId),
         params: SchemeParameters,
-        min_participants: usize,
+        terms: &MemberTerms,
     ) -> Result<Option<Self>, MemberError> {
         if !files.share.exists() {
             return Ok(None);
@@ -142,7 +173,7 @@ impl<S: RingScalar> CommitteeMember<S> {
                 found_member: share.member().clone(),
             });
         }
-        let mut restored = Self::from_share(share, params, min_participants)?;
+        let mut restored = Self::from_share(share, params, terms)?;
         if files.record.exists() {
             let record: MemberRecord = storage::load(&files.record, false)?;
             if record.mandates.get(job) != restored.record.mandates.get(job) {
@@ -151,6 +182,8 @@ impl<S: RingScalar> CommitteeMember<S> {
                 });
             }
             restored.record.decrypted = record.decrypted;
+            restored.record.contributions = record.contributions;
+            restored.record.computations = record.computations;
         }
         Ok(Some(restored))
     }
@@ -159,7 +192,7 @@ impl<S: RingScalar> CommitteeMember<S> {
     pub fn from_share(
         share: SecretKeyShare<S>,
         params: SchemeParameters,
-        min_participants: usize,
+        terms: &MemberTerms,
     ) -> Result<Self, MemberError> {
         let decryptor = PartialDecryptor::new(&share, params)?;
         let mut record = MemberRecord::default();
@@ -169,13 +202,16 @@ impl<S: RingScalar> CommitteeMember<S> {
             JobMandate {
                 key_epoch: setup.key_epoch,
                 profile: setup.profile,
-                min_participants,
+                min_participants: terms.min_participants,
+                participants: terms.participants.clone(),
+                job_digest: terms.job_digest,
             },
         );
         Ok(Self {
             share,
             decryptor,
             record,
+            trust: terms.trust.clone(),
         })
     }
 
@@ -204,23 +240,36 @@ impl<S: RingScalar> CommitteeMember<S> {
         &self.record
     }
 
-    /// Checks a request against the policy and, if allowed, returns the partial decryption and
-    /// records the slot. A refused or malformed request changes nothing.
+    /// Checks a request's evidence and the policy and, if allowed, returns the partial
+    /// decryption of the member's own sum of the signed masks and records the slot, the
+    /// contributions and the computations. A refused or malformed request changes nothing.
     pub fn handle(
         &mut self,
         request: &DecryptionRequest<S>,
     ) -> Result<PartialDecryption<S>, MemberError> {
         request.validate()?;
-        let approval = policy::check(&self.record, &request.manifest, request.mask_digest())?;
+        // The cheap checks first (mandate, contributor list, slot), then the evidence, then the
+        // policy with what the evidence says was used.
+        policy::check(&self.record, &request.manifest, &[])?;
+        let mandate = self
+            .record
+            .mandates
+            .get(&request.manifest.job)
+            .ok_or_else(|| PolicyRefusal::UnknownJob {
+                job: request.manifest.job.clone(),
+            })?;
+        let verified = request.verify(&self.trust, &mandate.participants, mandate.job_digest)?;
+        let approval = policy::check(&self.record, &request.manifest, &verified.uses)?;
         let manifest_digest = match &approval {
             Approval::First { manifest, .. } | Approval::Repeat { manifest, .. } => *manifest,
         };
         let values = self.decryptor.partial_decrypt(
-            &request.masks,
+            &verified.summed_masks,
             request.manifest.value_count as usize,
             &manifest_digest,
         )?;
-        self.record.record(&approval);
+        self.record
+            .record(&approval, &request.manifest, &verified.uses);
         tracing::info!(
             member = %self.id(),
             job = %request.manifest.job,

@@ -35,9 +35,9 @@ pub mod rfm;
 pub mod scoring;
 pub mod synthetic;
 
-pub use committee_member::{CommitteeMember, MemberError, MemberFiles};
+pub use committee_member::{CommitteeMember, MemberError, MemberFiles, MemberTerms};
 pub use contribution::{ContributionError, Contributor};
 pub use local_table::{LocalTable, TableError};
 pub use machine::{
-    LocalData, NodeOutbound, NodeOutput, NodeStatus, NodeViolation, ParticipantMachine,
+    Credentials, LocalData, NodeOutbound, NodeOutput, NodeStatus, NodeViolation, ParticipantMachine,
 };

@@ -4,10 +4,14 @@
 //! ```text
 //!   start / reconnect ──▶ Hello{job digest}
 //!   Welcome            ──▶ (nothing)
-//!   KeySetup           ──▶ (member) sample s_j, SaveMember, PublicKeyShare audit key.setup
-//!   JointPublicKey     ──▶ keep it for encryption
-//!   RoundRequest       ──▶ compute on the local table, encode, encrypt,
-//!                          Contribution                                   audit contribution.sent
+//!   KeySetup           ──▶ (member) sample s_j, SaveMember, signed commitment audit key.setup
+//!   CommitmentSet      ──▶ (member) check every member's signed commitment,
+//!                          RevealedShare (signed, bound to the set)      audit key.setup
+//!   KeyBundle          ──▶ check the whole ceremony against the CA, form the joint key
+//!                          itself; refuse any other key later            audit key.accepted
+//!   RoundRequest       ──▶ check it against the job's plan (kind, increasing number, budget),
+//!                          compute on the local table, encode, encrypt,
+//!                          Contribution + signed statement                audit contribution.sent
 //!                          or Notice(CannotContribute), nothing partial
 //!   DecryptionRequest  ──▶ (member) policy check, SaveMember (the record),
 //!                          PartialDecryption                              audit decryption.released
@@ -19,6 +23,10 @@
 //!                          AlertContribution                              audit alert.sent
 //!   Notice(Finished | Aborted) ──▶ stop
 //! ```
+//!
+//! Every coordinator message this node refuses is written to its own trail
+//! (`message.refused`), so that the refusal is evidence an auditor can hold against the
+//! coordinator's trail.
 
 use crate::committee_member::{CommitteeMember, MemberError};
 use crate::compliance::{ContactLog, RuleCounts};
@@ -31,19 +39,26 @@ use crate::propensity::LocalFigures;
 use crate::rfm::{CustomerHistory, TransactionError};
 use crate::Contributor;
 use fedbank_common::audit::EventKind;
-use fedbank_common::committee::{DecryptionRequest, PartialDecryption};
+use fedbank_common::committee::{
+    ContributionStatement, DecryptionRequest, PartialDecryption, MASK_DIGEST_LABEL,
+};
+use fedbank_common::digest::Digest;
 use fedbank_common::encoding::QuantityValues;
+pub use fedbank_common::endorsement::Credentials;
+use fedbank_common::endorsement::{ConsortiumTrust, NodeSigner, Signed};
 use fedbank_common::ids::NodeId;
 use fedbank_common::job::ValidJob;
+use fedbank_common::key_ceremony::{
+    CeremonyError, CommitmentSet, KeyBundle, RevealedShare, ShareCommitment, ShareReveal,
+};
 use fedbank_common::model::PropensityModel;
 use fedbank_common::policy::MemberRecord;
 use fedbank_common::protocol::{
     AlertContribution, AlertRequest, Contribution, Hello, Inbound, ModelReleased, Notice,
     NoticeKind, RoundRequest, SegmentsReleased, PROTOCOL_VERSION,
 };
-use fedbank_common::secagg::{
-    Encryptor, JointPublicKey, KeySetup, PublicKeyShare, RingScalar, SecretKeyShare,
-};
+use fedbank_common::round_plan::{PlanRefusal, RoundPlan};
+use fedbank_common::secagg::{Encryptor, JointPublicKey, KeySetup, RingScalar, SecretKeyShare};
 use serde_json::{json, Map, Value};
 use std::collections::VecDeque;
 
@@ -52,8 +67,10 @@ use std::collections::VecDeque;
 pub enum NodeOutbound<S: RingScalar> {
     /// [`Hello`].
     Hello(Hello),
-    /// [`PublicKeyShare`].
-    KeyShare(PublicKeyShare<S>),
+    /// A member's signed commitment to its key share.
+    Commitment(Signed<ShareCommitment>),
+    /// A member's revealed, signed key share.
+    KeyShare(RevealedShare<S>),
     /// [`Contribution`].
     Contribution(Contribution<S>),
     /// [`PartialDecryption`].
@@ -70,6 +87,7 @@ impl<S: RingScalar> NodeOutbound<S> {
         use fedbank_common::wire::encode;
         match self {
             NodeOutbound::Hello(m) => encode(m),
+            NodeOutbound::Commitment(m) => encode(m),
             NodeOutbound::KeyShare(m) => encode(m),
             NodeOutbound::Contribution(m) => encode(m),
             NodeOutbound::Partial(m) => encode(m),
@@ -163,6 +181,26 @@ pub enum NodeViolation {
     /// The member could not build its key share.
     #[error("committee member")]
     Member(#[from] MemberError),
+    /// A step of the key ceremony did not check out: the coordinator's key, a member's share or
+    /// a signature is not what the committee made.
+    #[error("key ceremony refused")]
+    Ceremony(#[from] CeremonyError),
+    /// A joint key other than the one this node accepted for the job.
+    #[error("the coordinator sent a joint key {got} for job {job}, but this node already encrypts under {accepted}; a key is never replaced")]
+    KeyReplaced {
+        /// Job.
+        job: String,
+        /// Digest of the key held.
+        accepted: Digest,
+        /// Digest of the key offered.
+        got: Digest,
+    },
+    /// A commitment set that does not hold this member's own commitment.
+    #[error("the commitment set does not hold this member's own commitment to its key share")]
+    NotMyCommitment,
+    /// A round request outside the job's plan.
+    #[error("round request refused")]
+    OutsidePlan(#[from] PlanRefusal),
 }
 
 /// Where a participant's rows come from.
@@ -186,6 +224,10 @@ pub enum LocalData {
 /// A participant's node for one job.
 pub struct ParticipantMachine<S: RingScalar> {
     id: NodeId,
+    signer: NodeSigner,
+    trust: ConsortiumTrust,
+    /// The rounds answered so far, checked against the job's plan.
+    plan: RoundPlan,
     job: ValidJob,
     table: LocalTable,
     member: Option<CommitteeMember<S>>,
@@ -215,14 +257,18 @@ fn fields(v: Value) -> Map<String, Value> {
 }
 
 impl<S: RingScalar> ParticipantMachine<S> {
-    /// A node `id` taking part in `job` with its local `table`.
-    pub fn new(id: NodeId, job: ValidJob, table: LocalTable) -> Self {
+    /// The node of `credentials` taking part in `job` with its local `table`. Its id is the one
+    /// its certificate names.
+    pub fn new(credentials: Credentials, job: ValidJob, table: LocalTable) -> Self {
         let privacy = job
             .privacy()
             .map(|plan| ParticipantPrivacy::new(plan, job.spec().min_participants));
         Self {
             privacy,
-            id,
+            id: credentials.signer.id().clone(),
+            signer: credentials.signer,
+            trust: credentials.trust,
+            plan: RoundPlan::default(),
             job,
             table,
             member: None,
@@ -238,24 +284,28 @@ impl<S: RingScalar> ParticipantMachine<S> {
         }
     }
 
-    /// A node `id` taking part in `job` with its local `data`.
-    pub fn with_data(id: NodeId, job: ValidJob, data: LocalData) -> Result<Self, TransactionError> {
+    /// The node of `credentials` taking part in `job` with its local `data`.
+    pub fn with_data(
+        credentials: Credentials,
+        job: ValidJob,
+        data: LocalData,
+    ) -> Result<Self, TransactionError> {
         match data {
             LocalData::Table { table, row_ids } => {
-                let mut machine = Self::new(id, job, table);
+                let mut machine = Self::new(credentials, job, table);
                 machine.row_ids = row_ids;
                 Ok(machine)
             }
-            LocalData::Transactions(history) => Self::from_transactions(id, job, history),
+            LocalData::Transactions(history) => Self::from_transactions(credentials, job, history),
             LocalData::Customers(records) => {
                 let table = records.numeric_table(&job.spec().features);
-                let mut machine = Self::new(id, job, table);
+                let mut machine = Self::new(credentials, job, table);
                 machine.row_ids = records.ids.clone();
                 machine.customers = Some(records);
                 Ok(machine)
             }
             LocalData::Contacts(log) => {
-                let mut machine = Self::new(id, job, LocalTable::default());
+                let mut machine = Self::new(credentials, job, LocalTable::default());
                 machine.contacts = Some(log);
                 Ok(machine)
             }
@@ -266,12 +316,12 @@ impl<S: RingScalar> ParticipantMachine<S> {
     /// `history`. If the job gives the reference date the RFM table is built now, so that a
     /// purchase after it stops the node before it connects.
     pub fn from_transactions(
-        id: NodeId,
+        credentials: Credentials,
         job: ValidJob,
         history: CustomerHistory,
     ) -> Result<Self, TransactionError> {
         let reference = job.segment().and_then(|s| s.reference_day());
-        let mut machine = Self::new(id, job, LocalTable::default());
+        let mut machine = Self::new(credentials, job, LocalTable::default());
         machine.row_ids = Some(history.ids().to_vec());
         if let Some(day) = reference {
             machine.table = history.rfm_table(day)?;
@@ -345,6 +395,26 @@ impl<S: RingScalar> ParticipantMachine<S> {
     /// Processes a message from the coordinator (heavy: encryption and partial decryption run
     /// here, so the shell calls it off the async executor).
     pub fn handle(&mut self, message: Inbound<S>) -> Result<(), NodeViolation> {
+        let name = message.name();
+        let outcome = self.dispatch(message);
+        if let Err(violation) = &outcome {
+            let mut reason = violation.to_string();
+            let mut source = std::error::Error::source(violation);
+            while let Some(cause) = source {
+                reason.push_str(&format!(": {cause}"));
+                source = cause.source();
+            }
+            self.audit(
+                EventKind::MessageRefused,
+                fields(
+                    json!({"job": self.job.spec().job.as_str(), "message": name, "reason": reason}),
+                ),
+            );
+        }
+        outcome
+    }
+
+    fn dispatch(&mut self, message: Inbound<S>) -> Result<(), NodeViolation> {
         match message {
             Inbound::Welcome(w) if w.job == self.job.spec().job => Ok(()),
             Inbound::Welcome(w) => Err(NodeViolation::WrongJob {
@@ -352,7 +422,8 @@ impl<S: RingScalar> ParticipantMachine<S> {
                 what: format!("job {}", w.job),
             }),
             Inbound::KeySetup(setup) => self.on_key_setup(setup),
-            Inbound::JointKey(key) => self.on_joint_key(key),
+            Inbound::Commitments(set) => self.on_commitments(set),
+            Inbound::KeyBundle(bundle) => self.on_key_bundle(bundle),
             Inbound::Round(request) => self.on_round(request),
             Inbound::Decrypt(request) => self.on_decrypt(request),
             Inbound::Segments(released) => self.on_segments(released),
@@ -392,7 +463,6 @@ impl<S: RingScalar> ParticipantMachine<S> {
         if !setup.committee.contains(&self.id) {
             return Err(NodeViolation::NotAMember("KeySetup"));
         }
-        let spec = self.job.spec();
         let member = match &self.member {
             // A repeated setup for the same epoch (after a reconnect) gets the same share.
             Some(m) if m.public_share().setup() == &setup => m,
@@ -401,7 +471,7 @@ impl<S: RingScalar> ParticipantMachine<S> {
                     &setup,
                     &self.id,
                     self.job.params().clone(),
-                    spec.min_participants,
+                    &crate::MemberTerms::of(&self.job, self.trust.clone()),
                 )?;
                 self.outputs.push_back(NodeOutput::SaveMember {
                     share: Some(m.secret_share()),
@@ -413,17 +483,92 @@ impl<S: RingScalar> ParticipantMachine<S> {
                     .ok_or(NodeViolation::NotAMember("KeySetup"))?
             }
         };
-        let share = member.public_share();
+        let share = member.public_share().digest();
+        let commitment = self.signer.sign(ShareCommitment {
+            setup: setup.digest(),
+            member: self.id.clone(),
+            share,
+        });
         self.audit(
             EventKind::KeySetup,
-            fields(json!({"job": setup.job.as_str(), "key_epoch": setup.key_epoch, "stage": "public-key share sent"})),
+            fields(
+                json!({"job": setup.job.as_str(), "key_epoch": setup.key_epoch,
+                "setup_digest": setup.digest().to_hex(), "share_digest": share.to_hex(),
+                "stage": "commitment to the public-key share sent"}),
+            ),
         );
-        self.send(NodeOutbound::KeyShare(share));
+        self.send(NodeOutbound::Commitment(commitment));
         Ok(())
     }
 
-    fn on_joint_key(&mut self, key: JointPublicKey<S>) -> Result<(), NodeViolation> {
-        self.expected_setup(key.setup())?;
+    /// A member reveals its share only once it holds every member's signed commitment, so no
+    /// member can choose its share after seeing another's (a rogue key).
+    fn on_commitments(&mut self, set: CommitmentSet) -> Result<(), NodeViolation> {
+        self.expected_setup(&set.setup)?;
+        let Some(member) = &self.member else {
+            return Err(NodeViolation::NotAMember("CommitmentSet"));
+        };
+        let public = member.public_share();
+        if public.setup() != &set.setup {
+            return Err(NodeViolation::WrongJob {
+                message: "CommitmentSet",
+                what: format!(
+                    "key epoch {} (this member's share is for another setup)",
+                    set.setup.key_epoch
+                ),
+            });
+        }
+        set.verify(&self.trust)?;
+        let share = public.digest();
+        if set.committed_share(&self.id) != Some(share) {
+            return Err(NodeViolation::NotMyCommitment);
+        }
+        let set_digest = set.digest();
+        let reveal = self.signer.sign(ShareReveal {
+            setup: set.setup.digest(),
+            member: self.id.clone(),
+            share,
+            commitments: set_digest,
+        });
+        self.audit(
+            EventKind::KeySetup,
+            fields(
+                json!({"job": set.setup.job.as_str(), "key_epoch": set.setup.key_epoch,
+                "commitments_digest": set_digest.to_hex(), "share_digest": share.to_hex(),
+                "stage": "public-key share revealed"}),
+            ),
+        );
+        self.send(NodeOutbound::KeyShare(RevealedShare {
+            share: public,
+            reveal,
+        }));
+        Ok(())
+    }
+
+    /// The joint key is formed here, from shares this node checked itself; the coordinator's
+    /// word counts for nothing. Once accepted, the key is never replaced.
+    fn on_key_bundle(&mut self, bundle: KeyBundle<S>) -> Result<(), NodeViolation> {
+        self.expected_setup(bundle.setup())?;
+        let key: JointPublicKey<S> = bundle.verify(&self.trust)?;
+        let digest = key.digest();
+        if let Some(held) = &self.key {
+            if held.digest() == digest {
+                return Ok(());
+            }
+            return Err(NodeViolation::KeyReplaced {
+                job: self.job.spec().job.to_string(),
+                accepted: held.digest(),
+                got: digest,
+            });
+        }
+        self.audit(
+            EventKind::KeyAccepted,
+            fields(json!({"job": bundle.setup().job.as_str(), "key_epoch": bundle.setup().key_epoch,
+                "setup_digest": bundle.setup().digest().to_hex(),
+                "commitments_digest": bundle.commitments.digest().to_hex(),
+                "shares": bundle.shares.iter().map(|s| json!({"member": s.share.member().as_str(), "digest": s.share.digest().to_hex()})).collect::<Vec<_>>(),
+                "joint_key_digest": digest.to_hex()})),
+        );
         self.key = Some(key);
         Ok(())
     }
@@ -449,6 +594,16 @@ impl<S: RingScalar> ParticipantMachine<S> {
                 });
             }
         }
+        let reference_day = request.reference_day.or(self.reference_day);
+        let computation =
+            fedbank_common::round_plan::computation_digest(&self.job, &request.kind, reference_day);
+        self.plan.admit(
+            &self.job,
+            request.round,
+            request.attempt,
+            &request.kind,
+            computation,
+        )?;
         let label = request.kind.label();
         let outcome = self
             .local_values(&request)
@@ -515,6 +670,18 @@ impl<S: RingScalar> ParticipantMachine<S> {
         match outcome {
             Ok((ciphertext, clipped)) => {
                 let digest = ciphertext.digest();
+                let statement = self.signer.sign(ContributionStatement {
+                    job: spec.job.clone(),
+                    job_digest: self.job.digest(),
+                    key_epoch: ciphertext.key_epoch,
+                    round: request.round,
+                    attempt: request.attempt,
+                    quantity: label.to_owned(),
+                    value_count: ciphertext.value_count,
+                    computation,
+                    mask_digest: Digest::of_scalars(MASK_DIGEST_LABEL, &ciphertext.masks),
+                    ciphertext_digest: digest,
+                });
                 self.audit(
                     EventKind::ContributionSent,
                     fields(json!({"job": spec.job.as_str(), "round": request.round, "attempt": request.attempt,
@@ -528,6 +695,7 @@ impl<S: RingScalar> ParticipantMachine<S> {
                     round: request.round,
                     attempt: request.attempt,
                     ciphertext,
+                    statement,
                 }));
             }
             Err(reason) => {

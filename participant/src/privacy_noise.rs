@@ -30,6 +30,15 @@ pub enum NoiseError {
         /// ε budget.
         budget: f64,
     },
+    /// The round releases something the accountant has no noise for (a round kind outside the
+    /// job's private plan): it is refused rather than sent without noise.
+    #[error("round {round} ('{label}') is not covered by this job's privacy accounting; nothing is released without noise")]
+    Uncovered {
+        /// Round.
+        round: u32,
+        /// Round label.
+        label: &'static str,
+    },
     /// The same round number was asked again for a different computation.
     #[error("round {0} was already asked for a different computation; the same noise cannot be used twice")]
     RoundReused(u32),
@@ -93,8 +102,12 @@ impl ParticipantPrivacy {
         names: &[&str],
         values: &mut [Vec<f64>],
     ) -> Result<Option<NoiseAdded>, NoiseError> {
+        // Fail closed: a round this job's accountant does not cover releases nothing.
         let Some(noise) = self.plan.round(kind) else {
-            return Ok(None);
+            return Err(NoiseError::Uncovered {
+                round,
+                label: kind.label(),
+            });
         };
         let what = Digest::of(
             "fedbank.dp.round.v1",

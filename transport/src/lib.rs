@@ -13,6 +13,7 @@
 //!   [`auditor_shell`]: the auditor's.
 
 pub mod auditor_shell;
+pub mod dev_pki;
 pub mod frame;
 pub mod identity;
 pub mod nodes;

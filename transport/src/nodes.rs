@@ -64,6 +64,10 @@ pub enum NodeError {
         /// Why, as reported by TLS or by the coordinator.
         reason: String,
     },
+    /// The node's configured id, its certificate and its key do not agree, or the CA
+    /// certificate is unusable; the node stops before it connects.
+    #[error("node identity")]
+    Identity(#[from] fedbank_common::endorsement::EndorsementError),
     /// The node's local data cannot be used for this job.
     #[error("local data: {0}")]
     LocalData(String),
@@ -196,10 +200,10 @@ fn coordinator_machine<S: RingScalar>(
     job: ValidJob,
     mask_seed: u128,
     state: Option<&Path>,
-    trail: &TrailWriter,
+    (trail, trust): (&TrailWriter, fedbank_common::endorsement::ConsortiumTrust),
 ) -> Result<CoordinatorMachine<S>, NodeError> {
     let Some(path) = state.filter(|p| p.exists()) else {
-        return Ok(CoordinatorMachine::new(job, mask_seed));
+        return Ok(CoordinatorMachine::new(job, mask_seed, trust));
     };
     let bad = |reason: String| NodeError::Checkpoint {
         path: path.to_path_buf(),
@@ -216,7 +220,7 @@ fn coordinator_machine<S: RingScalar>(
             trail.events()
         )));
     }
-    CoordinatorMachine::resume(job, &checkpoint).map_err(|e| bad(e.to_string()))
+    CoordinatorMachine::resume(job, &checkpoint, trust).map_err(|e| bad(e.to_string()))
 }
 
 /// Runs a coordinator until its job finishes or fails. `ready` receives the bound address;
@@ -235,6 +239,9 @@ pub async fn run_coordinator<S: RingScalar>(
         mask_seed,
         state,
     } = settings;
+    // The coordinator is a node like any other: its id must be its certificate's.
+    creds.signer(&id)?;
+    let trust = creds.trust()?;
     let endpoint =
         quinn::Endpoint::server(tls::server_config(&creds)?, listen).map_err(|source| {
             NodeError::Bind {
@@ -339,10 +346,11 @@ pub async fn run_coordinator<S: RingScalar>(
         let _span = job_span.enter();
         let start = Instant::now();
         let now = || start.elapsed().as_millis() as u64;
-        let mut machine = match coordinator_machine::<S>(job, mask_seed, state.as_deref(), &trail) {
-            Ok(m) => m,
-            Err(e) => return Ok(Err(e)),
-        };
+        let mut machine =
+            match coordinator_machine::<S>(job, mask_seed, state.as_deref(), (&trail, trust)) {
+                Ok(m) => m,
+                Err(e) => return Ok(Err(e)),
+            };
         // A broadcast (the same round request to every participant) is encoded once and shared.
         let mut last: Option<Encoded> = None;
         loop {
@@ -670,7 +678,9 @@ pub async fn run_participant<S: RingScalar>(
         connect_attempts,
         local,
     } = settings;
-    let mut machine = ParticipantMachine::<S>::with_data(id.clone(), job.clone(), data)
+    let credentials = creds.consortium(&id)?;
+    let trust = credentials.trust.clone();
+    let mut machine = ParticipantMachine::<S>::with_data(credentials, job.clone(), data)
         .map_err(|e| NodeError::LocalData(e.to_string()))?;
     let member_files = local
         .member_state
@@ -685,7 +695,7 @@ pub async fn run_participant<S: RingScalar>(
             files,
             (&job.spec().job, &id),
             job.params().clone(),
-            job.spec().min_participants,
+            &fedbank_participant::MemberTerms::of(&job, trust),
         )
         .map_err(state_error)?;
         if let Some(member) = restored {

@@ -7,6 +7,7 @@
 //!   <dir>/<id>.pem  <dir>/<id>.key        per node: certificate and PKCS#8 key
 //! ```
 
+use fedbank_common::endorsement::{ConsortiumTrust, Credentials, EndorsementError, NodeSigner};
 use fedbank_common::ids::NodeId;
 use fedbank_common::storage::{self, StorageError};
 use rcgen::{
@@ -224,5 +225,24 @@ impl NodeCredentials {
     /// The key's PKCS#8 bytes, for the audit-trail signing identity.
     pub fn pkcs8(&self) -> &[u8] {
         self.key.secret_pkcs8_der()
+    }
+
+    /// The node's statement signer: refuses a certificate that names another node than `id`
+    /// or a key that is not the certificate's, saying which is which.
+    pub fn signer(&self, id: &NodeId) -> Result<NodeSigner, EndorsementError> {
+        NodeSigner::new(id.clone(), self.pkcs8(), self.cert.to_vec())
+    }
+
+    /// The consortium CA, to check other nodes' signed statements.
+    pub fn trust(&self) -> Result<ConsortiumTrust, EndorsementError> {
+        ConsortiumTrust::from_ca_certificate(&self.ca)
+    }
+
+    /// Signer and trust together, as a participant machine takes them.
+    pub fn consortium(&self, id: &NodeId) -> Result<Credentials, EndorsementError> {
+        Ok(Credentials {
+            signer: self.signer(id)?,
+            trust: self.trust()?,
+        })
     }
 }

@@ -17,6 +17,10 @@ pub enum EventKind {
     JobResumed,
     /// Key setup published / joint key formed.
     KeySetup,
+    /// A participant checked the key ceremony and accepted the joint key (its digest).
+    KeyAccepted,
+    /// A node refused a message from the coordinator (the reason).
+    MessageRefused,
     /// A node joined.
     Joined,
     /// A node was refused.
@@ -78,6 +82,8 @@ impl EventKind {
             JobStarted => "job.started",
             JobResumed => "job.resumed",
             KeySetup => "key.setup",
+            KeyAccepted => "key.accepted",
+            MessageRefused => "message.refused",
             Joined => "node.joined",
             Refused => "node.refused",
             RoundStarted => "round.started",

@@ -1,4 +1,4 @@
-//! The audit trail (DESIGN.md §7): append-only JSON lines, one event per line, each carrying its
+//! The audit trail (docs/threat-model.md §7): append-only JSON lines, one event per line, each carrying its
 //! sequence number, time, writer, event type and fields, the previous event's hash, its own hash
 //! and the writer's Ed25519 signature over that hash.
 //!

@@ -1,4 +1,4 @@
-//! The messages of private compliance alerts (DESIGN.md §6).
+//! The messages of private compliance alerts (docs/threat-model.md §6).
 //!
 //! ```text
 //!   auditor      AlertKeys {compact public key, compressed server key} ──▶ coordinator

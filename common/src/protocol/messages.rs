@@ -1,19 +1,23 @@
 //! Protocol message types and the dispatch of a received frame.
 
 use super::alerts::{AlertContribution, AlertCounts, AlertKeys, AlertRequest, AlertTally};
-use crate::committee::{DecryptionRequest, PartialDecryption};
+use crate::committee::{ContributionStatement, DecryptionRequest, PartialDecryption};
 use crate::digest::Digest;
+use crate::endorsement::Signed;
 use crate::ids::JobId;
 use crate::job::RoundKind;
-use crate::secagg::{Ciphertext, JointPublicKey, KeySetup, Profile, PublicKeyShare, RingScalar};
+use crate::key_ceremony::{CommitmentSet, KeyBundle, RevealedShare, ShareCommitment};
+use crate::secagg::{Ciphertext, KeySetup, Profile, RingScalar};
 use crate::wire::{self, ValidationError, WireError, WireKind, WireMessage};
 use serde::{Deserialize, Serialize};
 
 /// Version of this protocol, negotiated by ALPN and checked in [`Hello`]. Version 2 added
 /// `ModelReleased` and the FedAvg round (which moved the wire index of later round kinds), so a
 /// version-1 node is refused at Hello rather than misreading a round. Version 3 added the
-/// compliance round and the alert messages.
-pub const PROTOCOL_VERSION: u16 = 3;
+/// compliance round and the alert messages. Version 4 replaced the joint key by the signed key
+/// ceremony (commitments, revealed shares, the key bundle that participants verify) and made
+/// every contribution carry its signed statement and every decryption request its evidence.
+pub const PROTOCOL_VERSION: u16 = 4;
 
 /// First message of a node: which job it has agreed to, by digest.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,6 +65,8 @@ pub struct Contribution<S: RingScalar> {
     pub attempt: u32,
     /// The encrypted statistics.
     pub ciphertext: Ciphertext<S>,
+    /// The participant's signed statement of what the ciphertext is.
+    pub statement: Signed<ContributionStatement>,
 }
 
 /// The released segments of a segment job, sent to participants at the end so that each can
@@ -132,6 +138,8 @@ small_message!(ModelReleased, WireKind::Model);
 
 impl<S: RingScalar> WireMessage for Contribution<S> {
     const KIND: WireKind = WireKind::Contribution;
+    /// Version 2 carries the signed statement.
+    const VERSION: u16 = 2;
     const TORUS_BITS: u8 = S::BITS as u8;
     fn max_bytes() -> usize {
         <Ciphertext<S> as WireMessage>::max_bytes()
@@ -150,10 +158,14 @@ pub enum Inbound<S: RingScalar> {
     Welcome(Welcome),
     /// [`KeySetup`].
     KeySetup(KeySetup),
-    /// [`PublicKeyShare`].
-    KeyShare(PublicKeyShare<S>),
-    /// [`JointPublicKey`].
-    JointKey(JointPublicKey<S>),
+    /// A member's signed [`ShareCommitment`].
+    Commitment(Signed<ShareCommitment>),
+    /// [`CommitmentSet`].
+    Commitments(CommitmentSet),
+    /// [`RevealedShare`].
+    KeyShare(RevealedShare<S>),
+    /// [`KeyBundle`].
+    KeyBundle(KeyBundle<S>),
     /// [`RoundRequest`].
     Round(RoundRequest),
     /// [`Contribution`].
@@ -187,8 +199,12 @@ impl<S: RingScalar> Inbound<S> {
             Some(WireKind::Contribution) => <Contribution<S> as WireMessage>::max_bytes(),
             Some(WireKind::DecryptionRequest) => <DecryptionRequest<S> as WireMessage>::max_bytes(),
             Some(WireKind::PartialDecryption) => <PartialDecryption<S> as WireMessage>::max_bytes(),
-            Some(WireKind::JointPublicKey) => <JointPublicKey<S> as WireMessage>::max_bytes(),
-            Some(WireKind::PublicKeyShare) => <PublicKeyShare<S> as WireMessage>::max_bytes(),
+            Some(WireKind::KeyBundle) => <KeyBundle<S> as WireMessage>::max_bytes(),
+            Some(WireKind::RevealedShare) => <RevealedShare<S> as WireMessage>::max_bytes(),
+            Some(WireKind::ShareCommitment) => {
+                <Signed<ShareCommitment> as WireMessage>::max_bytes()
+            }
+            Some(WireKind::CommitmentSet) => <CommitmentSet as WireMessage>::max_bytes(),
             Some(WireKind::AlertKeys) => <AlertKeys as WireMessage>::max_bytes(),
             Some(WireKind::AlertRequest) => <AlertRequest as WireMessage>::max_bytes(),
             Some(WireKind::AlertContribution) => <AlertContribution as WireMessage>::max_bytes(),
@@ -214,8 +230,10 @@ impl<S: RingScalar> Inbound<S> {
             Some(WireKind::Hello) => Inbound::Hello(wire::decode(bytes)?),
             Some(WireKind::Welcome) => Inbound::Welcome(wire::decode(bytes)?),
             Some(WireKind::KeySetup) => Inbound::KeySetup(wire::decode(bytes)?),
-            Some(WireKind::PublicKeyShare) => Inbound::KeyShare(wire::decode(bytes)?),
-            Some(WireKind::JointPublicKey) => Inbound::JointKey(wire::decode(bytes)?),
+            Some(WireKind::ShareCommitment) => Inbound::Commitment(wire::decode(bytes)?),
+            Some(WireKind::CommitmentSet) => Inbound::Commitments(wire::decode(bytes)?),
+            Some(WireKind::RevealedShare) => Inbound::KeyShare(wire::decode(bytes)?),
+            Some(WireKind::KeyBundle) => Inbound::KeyBundle(wire::decode(bytes)?),
             Some(WireKind::RoundRequest) => Inbound::Round(wire::decode(bytes)?),
             Some(WireKind::Contribution) => Inbound::Contribution(wire::decode(bytes)?),
             Some(WireKind::DecryptionRequest) => Inbound::Decrypt(wire::decode(bytes)?),
@@ -242,8 +260,10 @@ impl<S: RingScalar> Inbound<S> {
             Inbound::Hello(_) => "Hello",
             Inbound::Welcome(_) => "Welcome",
             Inbound::KeySetup(_) => "KeySetup",
-            Inbound::KeyShare(_) => "PublicKeyShare",
-            Inbound::JointKey(_) => "JointPublicKey",
+            Inbound::Commitment(_) => "ShareCommitment",
+            Inbound::Commitments(_) => "CommitmentSet",
+            Inbound::KeyShare(_) => "RevealedShare",
+            Inbound::KeyBundle(_) => "KeyBundle",
             Inbound::Round(_) => "RoundRequest",
             Inbound::Contribution(_) => "Contribution",
             Inbound::Decrypt(_) => "DecryptionRequest",

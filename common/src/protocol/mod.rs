@@ -5,11 +5,14 @@
 //!   Hello {protocol, job, job digest}  ───────▶  admits if enrolled and the digest matches
 //!                                      ◀───────  Welcome
 //!   (member) KeySetup                  ◀───────  KeySetup {seed, committee}
-//!   (member) PublicKeyShare            ───────▶
-//!                                      ◀───────  JointPublicKey
+//!   (member) signed ShareCommitment    ───────▶
+//!   (member) CommitmentSet             ◀───────  every member's signed commitment
+//!   (member) RevealedShare (signed)    ───────▶
+//!                                      ◀───────  KeyBundle (verified, joint key formed locally)
 //!   per round:                         ◀───────  RoundRequest {round, attempt, kind}
-//!   Contribution {round, attempt, ct}  ───────▶  sums until all arrived or the deadline
-//!   (member) DecryptionRequest         ◀───────  manifest + summed masks
+//!   Contribution {round, attempt, ct,  ───────▶  sums until all arrived or the deadline
+//!                 signed statement}
+//!   (member) DecryptionRequest         ◀───────  manifest + each signed statement and mask
 //!   (member) PartialDecryption         ───────▶  combine, decode, next round
 //!   (segment job) assign own customers ◀───────  SegmentsReleased {centroids, labels}
 //!   (propensity job) score own hold-out ◀───────  ModelReleased {model}

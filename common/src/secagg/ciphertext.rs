@@ -1,4 +1,4 @@
-//! Encryption of a vector under the joint key (DESIGN.md §3, step 2) and homomorphic aggregation
+//! Encryption of a vector under the joint key (docs/threat-model.md §3, step 2) and homomorphic aggregation
 //! (step 3).
 //!
 //! The layout is tfhe's `LweCompactCiphertextList`: the values are cut into chunks of n; each

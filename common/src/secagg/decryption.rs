@@ -1,5 +1,5 @@
 //! Partial decryption by each committee member and the coordinator's combination
-//! (DESIGN.md §3, step 4).
+//! (docs/threat-model.md §3, step 4).
 //!
 //! For an aggregate with summed mask polynomial c (per chunk), member j returns
 //! `P_j[i] = (c·rev(s_j))[n-1-i] + smudge_i`, which is tfhe's compact-list decryption term

@@ -1,4 +1,4 @@
-//! Committee key shares and the joint compact public key (DESIGN.md §3, step 1).
+//! Committee key shares and the joint compact public key (docs/threat-model.md §3, step 1).
 //!
 //! ```text
 //!   coordinator ── KeySetup { job, epoch, profile, mask seed, committee } ──▶ every member
@@ -9,9 +9,9 @@
 //!   coordinator: joint key (a, Σ_j b_j); its secret is s = Σ_j s_j, which nobody holds
 //! ```
 //!
-//! The threshold is n-of-n: every member's partial decryption is needed. A member could publish a
-//! rogue share (b_j chosen to cancel the others); members are consortium institutions bound by
-//! contract and their shares are logged, but this crate does not prove knowledge of s_j.
+//! The threshold is n-of-n: every member's partial decryption is needed. A rogue share (b_j
+//! chosen to cancel the others) is prevented by the commit-then-reveal ceremony of
+//! [`crate::key_ceremony`], which also signs every share; this module only does the arithmetic.
 
 use super::params::{ParameterError, Profile, MAX_COMMITTEE};
 use super::ring::RingScalar;
@@ -113,6 +113,19 @@ pub struct KeySetup {
 }
 
 impl KeySetup {
+    /// Digest of every field of the setup; names it in signed statements and trails.
+    pub fn digest(&self) -> crate::digest::Digest {
+        let mut b = crate::digest::Digest::builder("fedbank.key-setup.v1")
+            .bytes(self.job.as_str().as_bytes())
+            .bytes(&self.key_epoch.to_le_bytes())
+            .bytes(self.profile.name().as_bytes())
+            .bytes(&self.mask_seed.to_le_bytes());
+        for member in &self.committee {
+            b = b.bytes(member.as_str().as_bytes());
+        }
+        b.finish()
+    }
+
     /// Checks the committee list.
     pub fn validate(&self) -> Result<(), KeyError> {
         let ok = !self.committee.is_empty()
@@ -314,6 +327,15 @@ pub struct PublicKeyShare<S: RingScalar> {
 }
 
 impl<S: RingScalar> PublicKeyShare<S> {
+    /// Digest of the share (its setup, member and body), as committed to and signed.
+    pub fn digest(&self) -> crate::digest::Digest {
+        crate::digest::Digest::builder("fedbank.public-key-share.v1")
+            .bytes(&self.setup.digest().0)
+            .bytes(self.member.as_str().as_bytes())
+            .scalars(&self.body)
+            .finish()
+    }
+
     /// The member that made it.
     pub fn member(&self) -> &NodeId {
         &self.member
@@ -385,6 +407,15 @@ impl<S: RingScalar> JointPublicKey<S> {
             mask: mask.as_ref().to_vec(),
             body: body.as_ref().to_vec(),
         })
+    }
+
+    /// Digest of the joint key (setup, mask and body), recorded in every node's trail.
+    pub fn digest(&self) -> crate::digest::Digest {
+        crate::digest::Digest::builder("fedbank.joint-public-key.v1")
+            .bytes(&self.setup.digest().0)
+            .scalars(&self.mask)
+            .scalars(&self.body)
+            .finish()
     }
 
     /// Checks a joint key received from the network.

@@ -1,4 +1,4 @@
-//! The private alert step of a compliance job (DESIGN.md §6): the auditor's keys, each
+//! The private alert step of a compliance job (docs/threat-model.md §6): the auditor's keys, each
 //! contributor's encrypted rates compared with the limits under the auditor's server key, the
 //! sum of the bits per rule sent to the auditor, and its decrypted counts.
 //!

@@ -24,7 +24,8 @@ use fedbank_common::digest::Digest;
 use fedbank_common::encoding::DecodedQuantity;
 use fedbank_common::ids::{JobId, NodeId};
 use fedbank_common::job::{RoundKind, ValidJob};
-use fedbank_common::secagg::{JointPublicKey, KeySetup, RingScalar};
+use fedbank_common::key_ceremony::KeyBundle;
+use fedbank_common::secagg::{KeySetup, RingScalar};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -52,8 +53,9 @@ pub struct Checkpoint {
     pub mask_seed: String,
     /// The key setup (key epoch and committee), once made.
     pub setup: Option<KeySetup>,
-    /// The joint public key in its wire form, once formed.
-    pub joint_key: Option<Vec<u8>>,
+    /// The key ceremony's transcript (the key bundle participants verify) in its wire form, once
+    /// complete.
+    pub key_bundle: Option<Vec<u8>>,
     /// The number the next round will take.
     pub next_round: u32,
     /// Every completed round, in order.
@@ -108,8 +110,8 @@ impl<S: RingScalar> CoordinatorMachine<S> {
             job_digest: self.job.digest(),
             mask_seed: format!("{:032x}", self.mask_seed),
             setup: self.setup.clone(),
-            joint_key: self
-                .joint_key
+            key_bundle: self
+                .key_bundle
                 .as_ref()
                 .and_then(|k| fedbank_common::wire::encode(k).ok()),
             next_round: self.next_round,
@@ -127,7 +129,11 @@ impl<S: RingScalar> CoordinatorMachine<S> {
     /// A coordinator resuming `job` from `checkpoint`: the completed rounds are replayed into
     /// the job logic; once the committee (and, for alerts, the auditor's keys) is back, the job
     /// continues with the next round under a fresh number. The trail records the restart.
-    pub fn resume(job: ValidJob, checkpoint: &Checkpoint) -> Result<Self, ResumeError> {
+    pub fn resume(
+        job: ValidJob,
+        checkpoint: &Checkpoint,
+        trust: fedbank_common::endorsement::ConsortiumTrust,
+    ) -> Result<Self, ResumeError> {
         if checkpoint.job != job.spec().job || checkpoint.job_digest != job.digest() {
             return Err(ResumeError::OtherJob {
                 job: checkpoint.job.to_string(),
@@ -137,14 +143,18 @@ impl<S: RingScalar> CoordinatorMachine<S> {
         }
         let mask_seed = u128::from_str_radix(&checkpoint.mask_seed, 16)
             .map_err(|_| ResumeError::Corrupt("mask seed"))?;
-        let joint_key = match &checkpoint.joint_key {
-            Some(bytes) => Some(
-                fedbank_common::wire::decode::<JointPublicKey<S>>(bytes)
-                    .map_err(|_| ResumeError::Corrupt("joint public key"))?,
-            ),
+        let key_bundle = match &checkpoint.key_bundle {
+            Some(bytes) => {
+                let bundle = fedbank_common::wire::decode::<KeyBundle<S>>(bytes)
+                    .map_err(|_| ResumeError::Corrupt("key bundle"))?;
+                bundle
+                    .verify(&trust)
+                    .map_err(|_| ResumeError::Corrupt("key bundle (it does not verify)"))?;
+                Some(bundle)
+            }
             None => None,
         };
-        let mut machine = Self::blank(job, mask_seed);
+        let mut machine = Self::blank(job, mask_seed, trust);
         let mut next = Some(machine.logic.first_round());
         for round in &checkpoint.completed {
             next = machine
@@ -166,7 +176,7 @@ impl<S: RingScalar> CoordinatorMachine<S> {
             (None, _) => Pending::Finish,
         };
         machine.setup = checkpoint.setup.clone();
-        machine.joint_key = joint_key;
+        machine.key_bundle = key_bundle;
         machine.completed = checkpoint.completed.clone();
         machine.rounds_done = checkpoint.completed.len() as u32;
         machine.next_round = checkpoint.next_round.max(1);

@@ -5,11 +5,12 @@ use fedbank_common::committee::DecryptionRequest;
 use fedbank_common::encoding::DecodedQuantity;
 use fedbank_common::ids::NodeId;
 use fedbank_common::job::RoundKind;
+use fedbank_common::key_ceremony::{CeremonyError, CommitmentSet, KeyBundle};
 use fedbank_common::protocol::{
     AlertRequest, AlertTally, Inbound, ModelReleased, Notice, RoundRequest, SegmentsReleased,
     Welcome, PROTOCOL_VERSION,
 };
-use fedbank_common::secagg::{JointPublicKey, KeySetup, RingScalar};
+use fedbank_common::secagg::{KeySetup, RingScalar};
 use serde_json::{Map, Value};
 
 use crate::aggregation::AggregationError;
@@ -43,8 +44,10 @@ pub enum Outbound<S: RingScalar> {
     Welcome(Welcome),
     /// [`KeySetup`].
     KeySetup(KeySetup),
-    /// [`JointPublicKey`].
-    JointKey(JointPublicKey<S>),
+    /// [`CommitmentSet`] (to committee members).
+    Commitments(CommitmentSet),
+    /// [`KeyBundle`] (to participants).
+    KeyBundle(Box<KeyBundle<S>>),
     /// [`RoundRequest`].
     Round(RoundRequest),
     /// [`DecryptionRequest`].
@@ -68,7 +71,8 @@ impl<S: RingScalar> Outbound<S> {
         match self {
             Outbound::Welcome(m) => encode(m),
             Outbound::KeySetup(m) => encode(m),
-            Outbound::JointKey(m) => encode(m),
+            Outbound::Commitments(m) => encode(m),
+            Outbound::KeyBundle(m) => encode(m.as_ref()),
             Outbound::Round(m) => encode(m),
             Outbound::Decrypt(m) => encode(m),
             Outbound::Notice(m) => encode(m),
@@ -205,6 +209,23 @@ pub enum Violation {
         /// Why.
         #[source]
         source: fedbank_common::secagg::KeyError,
+    },
+    /// A commitment or revealed share of the key ceremony that does not check out.
+    #[error("key ceremony step from {from} refused")]
+    BadCeremony {
+        /// Sender.
+        from: NodeId,
+        /// Why.
+        #[source]
+        source: CeremonyError,
+    },
+    /// A contribution whose signed statement does not check out.
+    #[error("contribution from {from} refused: {reason}")]
+    BadStatement {
+        /// Sender.
+        from: NodeId,
+        /// Why.
+        reason: String,
     },
     /// An auditor-only message from another node.
     #[error("{from} sent {message} but is not the job's auditor")]

@@ -29,10 +29,12 @@ use crate::aggregation::RoundAggregate;
 use crate::job_logic::JobLogic;
 use fedbank_common::audit::EventKind;
 use fedbank_common::committee::{DecryptionRequest, PartialDecryption};
+use fedbank_common::endorsement::{ConsortiumTrust, Signed};
 use fedbank_common::ids::NodeId;
 use fedbank_common::job::{RoundKind, ValidJob};
+use fedbank_common::key_ceremony::{CommitmentSet, KeyBundle, RevealedShare, ShareCommitment};
 use fedbank_common::protocol::{Hello, Inbound, RoundRequest, Welcome, PROTOCOL_VERSION};
-use fedbank_common::secagg::{JointPublicKey, KeySetup, PublicKeyShare, RingScalar};
+use fedbank_common::secagg::{KeySetup, RingScalar};
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -40,7 +42,10 @@ enum Stage<S: RingScalar> {
     Joining,
     KeySetup {
         setup: KeySetup,
-        shares: BTreeMap<NodeId, PublicKeyShare<S>>,
+        commitments: BTreeMap<NodeId, Signed<ShareCommitment>>,
+        /// Once every member committed: the set every member reveals against.
+        set: Option<CommitmentSet>,
+        shares: BTreeMap<NodeId, RevealedShare<S>>,
         deadline: Millis,
     },
     Collecting(Box<Round<S>>),
@@ -75,7 +80,11 @@ pub struct CoordinatorMachine<S: RingScalar> {
     stage: Stage<S>,
     welcomed: BTreeSet<NodeId>,
     connected: BTreeSet<NodeId>,
-    joint_key: Option<JointPublicKey<S>>,
+    /// The key ceremony's transcript, once complete: what participants verify.
+    key_bundle: Option<KeyBundle<S>>,
+    /// The consortium CA: signed statements are checked here too, so that a bad one is named
+    /// at once (the members and participants check them again; this node is not trusted).
+    trust: ConsortiumTrust,
     logic: JobLogic,
     setup: Option<KeySetup>,
     outputs: VecDeque<Output<S>>,
@@ -102,14 +111,15 @@ fn fields(v: Value) -> Map<String, Value> {
 }
 
 impl<S: RingScalar> CoordinatorMachine<S> {
-    /// A coordinator for `job`; `mask_seed` is the public seed of the joint key's mask.
-    pub fn new(job: ValidJob, mask_seed: u128) -> Self {
-        let mut machine = Self::blank(job, mask_seed);
+    /// A coordinator for `job`; `mask_seed` is the public seed of the joint key's mask and
+    /// `trust` the consortium CA.
+    pub fn new(job: ValidJob, mask_seed: u128, trust: ConsortiumTrust) -> Self {
+        let mut machine = Self::blank(job, mask_seed, trust);
         machine.announce();
         machine
     }
 
-    fn blank(job: ValidJob, mask_seed: u128) -> Self {
+    fn blank(job: ValidJob, mask_seed: u128, trust: ConsortiumTrust) -> Self {
         let logic = JobLogic::new(&job);
         Self {
             job,
@@ -117,7 +127,8 @@ impl<S: RingScalar> CoordinatorMachine<S> {
             stage: Stage::Joining,
             welcomed: BTreeSet::new(),
             connected: BTreeSet::new(),
-            joint_key: None,
+            key_bundle: None,
+            trust,
             logic,
             setup: None,
             outputs: VecDeque::new(),
@@ -250,6 +261,7 @@ impl<S: RingScalar> CoordinatorMachine<S> {
             stage,
         };
         match message {
+            Inbound::Commitment(c) => self.on_commitment(from, c),
             Inbound::KeyShare(share) => self.on_key_share(from, share, now),
             Inbound::Contribution(c) => self.on_contribution(from, c, now),
             Inbound::Partial(p) => self.on_partial(from, p, now),
@@ -303,13 +315,16 @@ impl<S: RingScalar> CoordinatorMachine<S> {
         // Catch a (re)joining participant up with what it missed (the auditor has no use for
         // the joint key).
         let is_participant = self.job.spec().participants.contains(&from);
-        if let (Some(key), true) = (self.joint_key.clone(), is_participant) {
-            self.send(&from, Outbound::JointKey(key));
+        if let (Some(bundle), true) = (self.key_bundle.clone(), is_participant) {
+            self.send(&from, Outbound::KeyBundle(Box::new(bundle)));
         }
         match &mut self.stage {
-            Stage::KeySetup { setup, .. } if is_member => {
-                let setup = setup.clone();
+            Stage::KeySetup { setup, set, .. } if is_member => {
+                let (setup, set) = (setup.clone(), set.clone());
                 self.send(&from, Outbound::KeySetup(setup));
+                if let Some(set) = set {
+                    self.send(&from, Outbound::Commitments(set));
+                }
             }
             Stage::Collecting(round) => {
                 round.asked.insert(from.clone());
@@ -379,64 +394,164 @@ impl<S: RingScalar> CoordinatorMachine<S> {
         self.setup = Some(setup.clone());
         self.stage = Stage::KeySetup {
             setup,
+            commitments: BTreeMap::new(),
+            set: None,
             shares: BTreeMap::new(),
             deadline,
         };
     }
 
-    fn on_key_share(
+    fn on_commitment(
         &mut self,
         from: NodeId,
-        share: PublicKeyShare<S>,
-        now: Millis,
+        commitment: Signed<ShareCommitment>,
     ) -> Result<(), Violation> {
-        let Stage::KeySetup { setup, shares, .. } = &mut self.stage else {
+        let Stage::KeySetup {
+            setup,
+            commitments,
+            set,
+            ..
+        } = &mut self.stage
+        else {
             return Err(Violation::Unexpected {
                 from,
-                message: "PublicKeyShare",
+                message: "ShareCommitment",
                 stage: self.stage_name(),
             });
         };
         if !setup.committee.contains(&from) {
             return Err(Violation::NotAMember {
                 from,
-                message: "PublicKeyShare",
+                message: "ShareCommitment",
             });
         }
-        if share.member() != &from || share.setup() != setup {
+        let bad = |detail| Violation::BadCeremony {
+            from: from.clone(),
+            source: fedbank_common::key_ceremony::CeremonyError::Mismatch {
+                job: setup.job.to_string(),
+                what: "commitment",
+                member: from.clone(),
+                detail,
+            },
+        };
+        if commitment.signer != from || commitment.statement.member != from {
+            return Err(bad("signer or member is not the sender"));
+        }
+        if commitment.statement.setup != setup.digest() {
+            return Err(bad("key setup"));
+        }
+        self.trust
+            .verify(&commitment)
+            .map_err(|source| Violation::BadCeremony {
+                from: from.clone(),
+                source: fedbank_common::key_ceremony::CeremonyError::Endorsement {
+                    job: setup.job.to_string(),
+                    source,
+                },
+            })?;
+        match commitments.get(&from) {
+            // A member that reconnected commits again to the same share: harmless.
+            Some(previous) if previous.statement == commitment.statement => return Ok(()),
+            Some(_) => return Err(bad("a second, different commitment")),
+            None => {}
+        }
+        commitments.insert(from, commitment);
+        if commitments.len() < setup.committee.len() || set.is_some() {
+            return Ok(());
+        }
+        let formed = CommitmentSet {
+            setup: setup.clone(),
+            commitments: setup
+                .committee
+                .iter()
+                .filter_map(|m| commitments.get(m).cloned())
+                .collect(),
+        };
+        *set = Some(formed.clone());
+        self.audit(
+            EventKind::KeySetup,
+            fields(
+                json!({"job": formed.setup.job.as_str(), "key_epoch": formed.setup.key_epoch,
+                "stage": "every member committed", "commitments_digest": formed.digest().to_hex()}),
+            ),
+        );
+        for member in formed.setup.committee.clone() {
+            self.send(&member, Outbound::Commitments(formed.clone()));
+        }
+        Ok(())
+    }
+
+    fn on_key_share(
+        &mut self,
+        from: NodeId,
+        share: RevealedShare<S>,
+        now: Millis,
+    ) -> Result<(), Violation> {
+        let Stage::KeySetup {
+            setup, set, shares, ..
+        } = &mut self.stage
+        else {
+            return Err(Violation::Unexpected {
+                from,
+                message: "RevealedShare",
+                stage: self.stage_name(),
+            });
+        };
+        if !setup.committee.contains(&from) {
+            return Err(Violation::NotAMember {
+                from,
+                message: "RevealedShare",
+            });
+        }
+        let Some(set) = set.clone() else {
+            return Err(Violation::Unexpected {
+                from,
+                message: "RevealedShare",
+                stage:
+                    "collecting commitments (a share is revealed only after every member committed)",
+            });
+        };
+        if share.share.member() != &from {
             let source = fedbank_common::secagg::KeyError::SetupMismatch {
-                member: share.member().clone(),
+                member: share.share.member().clone(),
                 job: setup.job.clone(),
                 epoch: setup.key_epoch,
-                got_job: share.setup().job.clone(),
-                got_epoch: share.setup().key_epoch,
+                got_job: share.share.setup().job.clone(),
+                got_epoch: share.share.setup().key_epoch,
             };
             return Err(Violation::BadKeyShare { from, source });
         }
-        share.validate().map_err(|source| Violation::BadKeyShare {
-            from: from.clone(),
-            source,
-        })?;
+        share
+            .verify(&self.trust, &set, set.digest())
+            .map_err(|source| Violation::BadCeremony {
+                from: from.clone(),
+                source,
+            })?;
         if shares.contains_key(&from) {
-            return Err(Violation::Duplicate {
-                from,
-                message: "PublicKeyShare",
-            });
+            return Ok(());
         }
         shares.insert(from, share);
         if shares.len() < setup.committee.len() {
             return Ok(());
         }
-        let all: Vec<_> = shares.values().cloned().collect();
+        let bundle = KeyBundle {
+            commitments: set,
+            shares: setup
+                .committee
+                .iter()
+                .filter_map(|m| shares.get(m).cloned())
+                .collect(),
+        };
         let setup = setup.clone();
-        match JointPublicKey::combine(&setup, &all) {
+        match bundle.verify(&self.trust) {
             Ok(key) => {
                 self.audit(
                     EventKind::KeySetup,
                     fields(json!({"job": setup.job.as_str(), "key_epoch": setup.key_epoch, "stage": "joint key formed",
-                        "members": setup.committee.iter().map(|m| m.as_str()).collect::<Vec<_>>()})),
+                        "members": setup.committee.iter().map(|m| m.as_str()).collect::<Vec<_>>(),
+                        "joint_key_digest": key.digest().to_hex()})),
                 );
-                self.joint_key = Some(key.clone());
+                self.key_bundle = Some(bundle.clone());
                 let participants = &self.job.spec().participants;
                 let present: Vec<NodeId> = self
                     .present()
@@ -444,7 +559,7 @@ impl<S: RingScalar> CoordinatorMachine<S> {
                     .cloned()
                     .collect();
                 for node in present {
-                    self.send(&node, Outbound::JointKey(key.clone()));
+                    self.send(&node, Outbound::KeyBundle(Box::new(bundle.clone())));
                 }
                 let first = self.logic.first_round();
                 self.start_round(1, 0, first, now);

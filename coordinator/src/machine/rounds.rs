@@ -99,7 +99,23 @@ impl<S: RingScalar> CoordinatorMachine<S> {
                 stage: "collecting contributions (the sender is not a participant)",
             });
         }
-        let digest = round.aggregate.add(from.clone(), c.ciphertext)?;
+        // The signature is checked here, the statement's fields by the aggregate; members check
+        // both again, since this node is not trusted.
+        self.trust
+            .verify(&c.statement)
+            .map_err(|e| Violation::BadStatement {
+                from: from.clone(),
+                reason: e.to_string(),
+            })?;
+        if c.statement.statement.job_digest != self.job.digest() {
+            return Err(Violation::BadStatement {
+                from,
+                reason: "the statement names another job file digest".into(),
+            });
+        }
+        let digest = round
+            .aggregate
+            .add(from.clone(), c.ciphertext, c.statement)?;
         let (number, label) = (round.number, round.kind.label());
         // Everyone asked has answered: close now if that is enough to decrypt. If it is not, an
         // immediate retry would ask the same nodes again and burn the job's retries in
@@ -261,6 +277,9 @@ impl<S: RingScalar> CoordinatorMachine<S> {
                 let slots = round
                     .aggregate
                     .combine(self.job.params(), &request, &all)
+                    .map_err(|e| e.to_string())?;
+                // A dishonest participant's reach stops at what honest ones could produce.
+                plan.check_honest_range(&slots, request.manifest.contributors.len())
                     .map_err(|e| e.to_string())?;
                 plan.decode(&slots).map_err(|e| e.to_string())
             });
@@ -532,13 +551,19 @@ impl<S: RingScalar> CoordinatorMachine<S> {
         match &self.stage {
             Stage::KeySetup {
                 setup,
+                commitments,
+                set,
                 shares,
                 deadline,
             } if now >= *deadline => {
+                // Before the set is formed a member is missing its commitment, after it its share.
                 let missing = setup
                     .committee
                     .iter()
-                    .filter(|m| !shares.contains_key(*m))
+                    .filter(|m| match set {
+                        None => !commitments.contains_key(*m),
+                        Some(_) => !shares.contains_key(*m),
+                    })
                     .cloned()
                     .collect();
                 self.fail(JobFailure::KeySetupTimeout(missing));

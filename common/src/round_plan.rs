@@ -1,0 +1,199 @@
+//! What a participant agrees to compute for a job: which round kinds, how many rounds, and the
+//! digest that names each computation (docs/threat-model.md, "Participants answer only the
+//! job's plan").
+//!
+//! A coordinator that deviates could ask for round kinds of another job (a FedAvg round of a
+//! Newton job escapes the privacy accountant), for the same computation again under another
+//! round number (to decrypt it over a different contributor set), or for rounds without end.
+//! [`RoundPlan`] is the participant's own view of the job, built from the job file it agreed
+//! to, that refuses all three; the committee's record refuses the second as well, by the
+//! computation digest each participant signs.
+
+use crate::digest::Digest;
+use crate::job::{JobKind, Optimizer, RoundKind, ValidJob};
+
+/// Rounds of a job run again after a coordinator restart, on top of its plan.
+pub const RESTART_ALLOWANCE: u32 = 16;
+
+/// Why a participant refused a round request.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlanRefusal {
+    /// The round kind is not one this job computes.
+    #[error("round {round} asks for '{kind}', which a {job_kind} job never computes")]
+    ForeignKind {
+        /// Round.
+        round: u32,
+        /// Kind asked for.
+        kind: &'static str,
+        /// The job's kind.
+        job_kind: &'static str,
+    },
+    /// The round number does not increase.
+    #[error("round {round} comes after round {last}; round numbers only increase")]
+    NotIncreasing {
+        /// Round asked for.
+        round: u32,
+        /// Latest round answered.
+        last: u32,
+    },
+    /// A retry of a round asks for another computation than its first attempt.
+    #[error("round {round} attempt {attempt} asks for another computation than the round's earlier attempt")]
+    ChangedRetry {
+        /// Round.
+        round: u32,
+        /// Attempt.
+        attempt: u32,
+    },
+    /// The attempt number does not increase.
+    #[error("round {round} attempt {attempt} does not follow attempt {last}")]
+    OldAttempt {
+        /// Round.
+        round: u32,
+        /// Attempt asked.
+        attempt: u32,
+        /// Latest attempt answered.
+        last: u32,
+    },
+    /// More rounds than the job can need.
+    #[error("round {round} would be this participant's round number {count}, more than the {budget} that job {job} can need")]
+    OverBudget {
+        /// Job.
+        job: String,
+        /// Round.
+        round: u32,
+        /// Rounds it would have answered.
+        count: u32,
+        /// The budget.
+        budget: u32,
+    },
+}
+
+/// The rounds a participant has answered, checked against its job.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RoundPlan {
+    last: Option<(u32, u32, Digest)>,
+    answered: u32,
+}
+
+impl RoundPlan {
+    /// Checks a request for `round`/`attempt` computing `kind` with digest `computation`, and
+    /// remembers it if allowed. A refused request changes nothing.
+    pub fn admit(
+        &mut self,
+        job: &ValidJob,
+        round: u32,
+        attempt: u32,
+        kind: &RoundKind,
+        computation: Digest,
+    ) -> Result<(), PlanRefusal> {
+        if !allows(job, kind) {
+            return Err(PlanRefusal::ForeignKind {
+                round,
+                kind: kind.label(),
+                job_kind: job_kind_name(job.spec().kind),
+            });
+        }
+        let count = match self.last {
+            Some((last, last_attempt, digest)) if round == last => {
+                if digest != computation {
+                    return Err(PlanRefusal::ChangedRetry { round, attempt });
+                }
+                if attempt < last_attempt {
+                    return Err(PlanRefusal::OldAttempt {
+                        round,
+                        attempt,
+                        last: last_attempt,
+                    });
+                }
+                self.answered
+            }
+            Some((last, _, _)) if round < last => {
+                return Err(PlanRefusal::NotIncreasing { round, last });
+            }
+            _ => self.answered + 1,
+        };
+        let budget = budget(job);
+        if count > budget {
+            return Err(PlanRefusal::OverBudget {
+                job: job.spec().job.to_string(),
+                round,
+                count,
+                budget,
+            });
+        }
+        self.last = Some((round, attempt, computation));
+        self.answered = count;
+        Ok(())
+    }
+}
+
+/// The digest naming a computation: the job, the round kind with all its parameters, and the
+/// reference day recency is counted to.
+pub fn computation_digest(job: &ValidJob, kind: &RoundKind, reference_day: Option<i64>) -> Digest {
+    // A JSON rendering of the kind: serde_json writes every field (non-finite floats as null,
+    // which no valid request carries), and cannot fail on this type, which has no maps.
+    let rendered = serde_json::to_vec(kind).unwrap_or_else(|e| e.to_string().into_bytes());
+    Digest::builder("fedbank.computation.v1")
+        .bytes(job.spec().job.as_str().as_bytes())
+        .bytes(&job.digest().0)
+        .bytes(&rendered)
+        .bytes(&reference_day.unwrap_or(i64::MIN).to_le_bytes())
+        .finish()
+}
+
+/// Whether a job of this kind ever computes `kind`.
+pub fn allows(job: &ValidJob, kind: &RoundKind) -> bool {
+    match job.spec().kind {
+        JobKind::Stats => matches!(kind, RoundKind::Moments | RoundKind::Histogram { .. }),
+        JobKind::Segment => matches!(
+            kind,
+            RoundKind::LatestMonth
+                | RoundKind::LatestDay { .. }
+                | RoundKind::Moments
+                | RoundKind::Histogram { .. }
+                | RoundKind::KMeans { .. }
+                | RoundKind::Lifecycle
+                | RoundKind::Scores { .. }
+        ),
+        JobKind::Propensity => {
+            let optimizer = job.propensity().map(|p| p.optimizer);
+            match kind {
+                RoundKind::Moments | RoundKind::Classes | RoundKind::Evaluate { .. } => true,
+                RoundKind::Newton { .. } => optimizer == Some(Optimizer::Newton),
+                RoundKind::FedAvg { .. } => optimizer == Some(Optimizer::FedAvg),
+                _ => false,
+            }
+        }
+        JobKind::Compliance => matches!(kind, RoundKind::Compliance),
+    }
+}
+
+/// Most round numbers a participant answers in one job: the plan's rounds, each possibly run
+/// again after a lost decryption, plus [`RESTART_ALLOWANCE`].
+pub fn budget(job: &ValidJob) -> u32 {
+    let spec = job.spec();
+    let planned: u64 = match spec.kind {
+        JobKind::Stats => 2,
+        JobKind::Compliance => 1,
+        JobKind::Propensity => 3 + u64::from(job.propensity().map_or(0, |p| p.max_rounds)),
+        JobKind::Segment => {
+            let s = job.segment();
+            let iterations = u64::from(s.map_or(0, |s| s.max_iterations));
+            let ks = s.map_or(1, |s| s.max_k()) as u64;
+            // presence (2), moments, histogram, lifecycle, scores, and Lloyd rounds per k
+            6 + iterations * ks.max(1)
+        }
+    };
+    let total =
+        planned * (1 + u64::from(spec.max_decryption_retries)) + u64::from(RESTART_ALLOWANCE);
+    u32::try_from(total).unwrap_or(u32::MAX)
+}
+
+fn job_kind_name(kind: JobKind) -> &'static str {
+    match kind {
+        JobKind::Stats => "stats",
+        JobKind::Segment => "segment",
+        JobKind::Propensity => "propensity",
+        JobKind::Compliance => "compliance",
+    }
+}

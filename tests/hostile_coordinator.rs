@@ -1,0 +1,592 @@
+//! A coordinator that deviates, against honest participants and committee members driven in
+//! memory through the real codec (docs/threat-model.md §11). The test plays the coordinator by
+//! hand: it runs the honest key ceremony and rounds where it needs real material, and then
+//! tries each attack of the threat model. Every attack must be refused with nothing
+//! individual decrypted, and the honest node's own trail must record the refusal.
+
+use fedbank_common::committee::{ContributionStatement, DecryptionRequest, MASK_DIGEST_LABEL};
+use fedbank_common::digest::Digest;
+use fedbank_common::ids::{JobId, NodeId};
+use fedbank_common::job::{FeatureSpec, JobKind, JobSpec, RoundKind, ValidJob};
+use fedbank_common::key_ceremony::{CommitmentSet, KeyBundle, RevealedShare, ShareReveal};
+use fedbank_common::protocol::{Contribution, Inbound, RoundRequest};
+use fedbank_common::secagg::{
+    Ciphertext, Encryptor, JointPublicKey, KeySetup, PublicKeyShare, SecretKeyShare,
+};
+use fedbank_common::wire::{self, WireMessage};
+use fedbank_participant::{LocalTable, NodeOutput, ParticipantMachine};
+use fedbank_transport::dev_pki::shared_credentials;
+use std::collections::BTreeMap;
+
+type S = u64;
+
+fn id(s: &str) -> NodeId {
+    NodeId::new(s).expect("id")
+}
+
+fn job() -> ValidJob {
+    JobSpec {
+        job: JobId::new("hostile-test").expect("id"),
+        kind: JobKind::Stats,
+        profile: fedbank_common::secagg::Profile::Fast,
+        participants: (0..4).map(|i| id(&format!("h{i}"))).collect(),
+        committee: vec![id("h0"), id("h1")],
+        min_participants: 3,
+        max_rows: 10_000,
+        features: vec![FeatureSpec {
+            name: "balance".into(),
+            bound: 1000.0,
+            min: Some(0.0),
+            scale: 100.0,
+        }],
+        id_column: None,
+        histogram_bins: 4,
+        key_setup_timeout_ms: 1000,
+        round_timeout_ms: 1000,
+        decryption_timeout_ms: 1000,
+        max_round_retries: 0,
+        max_decryption_retries: 0,
+        start_quorum: None,
+        propensity: None,
+        compliance: None,
+        auditor: None,
+        segment: None,
+    }
+    .validate()
+    .expect("valid job")
+}
+
+/// Each institution's balances: distinct, so that one institution's sum is recognisable.
+fn table(i: usize) -> LocalTable {
+    let rows = 20 + i;
+    let balance = (0..rows)
+        .map(|r| Some(100.0 * (i + 1) as f64 + r as f64))
+        .collect();
+    LocalTable {
+        columns: [("balance".to_owned(), balance)].into_iter().collect(),
+        rows,
+    }
+}
+
+/// The honest nodes, what they sent and what they wrote in their trails.
+struct Honest {
+    job: ValidJob,
+    nodes: BTreeMap<NodeId, ParticipantMachine<S>>,
+    sent: BTreeMap<NodeId, Vec<Inbound<S>>>,
+    trails: BTreeMap<NodeId, Vec<(String, serde_json::Map<String, serde_json::Value>)>>,
+}
+
+impl Honest {
+    fn new() -> Self {
+        let job = job();
+        let nodes = job
+            .spec()
+            .participants
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                let credentials = shared_credentials(n).expect("credentials");
+                (
+                    n.clone(),
+                    ParticipantMachine::new(credentials, job.clone(), table(i)),
+                )
+            })
+            .collect();
+        Self {
+            job,
+            nodes,
+            sent: BTreeMap::new(),
+            trails: BTreeMap::new(),
+        }
+    }
+
+    /// Delivers `message` to `node` through its wire form; the node's answer (or refusal).
+    fn deliver<M: WireMessage>(&mut self, node: &str, message: &M) -> Result<(), String> {
+        let bytes = wire::encode(message).expect("encode");
+        let inbound = Inbound::<S>::decode(&bytes).expect("decode");
+        let machine = self.nodes.get_mut(&id(node)).expect("node");
+        let outcome = machine.handle(inbound).map_err(|e| {
+            let mut text = e.to_string();
+            let mut source = std::error::Error::source(&e);
+            while let Some(cause) = source {
+                text.push_str(&format!(": {cause}"));
+                source = cause.source();
+            }
+            text
+        });
+        while let Some(out) = machine.poll_output() {
+            match out {
+                NodeOutput::Send(m) => {
+                    let bytes = m.encode().expect("encode");
+                    let back = Inbound::<S>::decode(&bytes).expect("decode");
+                    self.sent.entry(id(node)).or_default().push(back);
+                }
+                NodeOutput::Audit { kind, fields } => self
+                    .trails
+                    .entry(id(node))
+                    .or_default()
+                    .push((kind.name().to_owned(), fields)),
+                _ => {}
+            }
+        }
+        outcome
+    }
+
+    fn take_sent(&mut self, node: &str) -> Vec<Inbound<S>> {
+        self.sent.remove(&id(node)).unwrap_or_default()
+    }
+
+    /// Whether `node`'s own trail records a refused message whose reason contains `needle`.
+    fn trail_refused(&self, node: &str, needle: &str) -> bool {
+        self.trails.get(&id(node)).is_some_and(|t| {
+            t.iter().any(|(event, f)| {
+                event == "message.refused"
+                    && f["reason"].as_str().is_some_and(|r| r.contains(needle))
+            })
+        })
+    }
+
+    fn setup(&self) -> KeySetup {
+        KeySetup {
+            job: self.job.spec().job.clone(),
+            key_epoch: 1,
+            profile: self.job.spec().profile,
+            mask_seed: 0xbad_c0de,
+            committee: self.job.spec().committee.clone(),
+        }
+    }
+
+    /// Runs the honest key ceremony with the members; the bundle the participants would get.
+    fn ceremony(&mut self) -> KeyBundle<S> {
+        let setup = self.setup();
+        let mut commitments = Vec::new();
+        for m in ["h0", "h1"] {
+            self.deliver(m, &setup).expect("key setup");
+            match self.take_sent(m).pop() {
+                Some(Inbound::Commitment(c)) => commitments.push(c),
+                other => panic!("{m} answered the key setup with {other:?}"),
+            }
+        }
+        let set = CommitmentSet { setup, commitments };
+        let mut shares = Vec::new();
+        for m in ["h0", "h1"] {
+            self.deliver(m, &set).expect("commitment set");
+            match self.take_sent(m).pop() {
+                Some(Inbound::KeyShare(s)) => shares.push(s),
+                other => panic!("{m} answered the commitments with {other:?}"),
+            }
+        }
+        KeyBundle {
+            commitments: set,
+            shares,
+        }
+    }
+
+    /// Every participant takes `bundle`.
+    fn distribute(&mut self, bundle: &KeyBundle<S>) {
+        for n in ["h0", "h1", "h2", "h3"] {
+            self.deliver(n, bundle).expect("key bundle accepted");
+        }
+    }
+
+    fn request(&self, round: u32, kind: RoundKind) -> RoundRequest {
+        RoundRequest {
+            job: self.job.spec().job.clone(),
+            round,
+            attempt: 0,
+            kind,
+            reference_day: None,
+        }
+    }
+
+    /// Asks `nodes` for `round`; their contributions.
+    fn collect(
+        &mut self,
+        nodes: &[&str],
+        request: &RoundRequest,
+    ) -> Vec<(NodeId, Contribution<S>)> {
+        let mut out = Vec::new();
+        for n in nodes {
+            self.deliver(n, request).expect("round request");
+            for m in self.take_sent(n) {
+                if let Inbound::Contribution(c) = m {
+                    out.push((id(n), c));
+                }
+            }
+        }
+        out
+    }
+}
+
+/// The decryption request an honest coordinator would build from `contributions`.
+fn honest_request(
+    job: &ValidJob,
+    round: u32,
+    quantity: &str,
+    contributions: &[(NodeId, Contribution<S>)],
+) -> DecryptionRequest<S> {
+    let setup = KeySetup {
+        job: job.spec().job.clone(),
+        key_epoch: 1,
+        profile: job.spec().profile,
+        mask_seed: 0,
+        committee: job.spec().committee.clone(),
+    };
+    let first = &contributions[0].1.ciphertext;
+    let mut aggregate =
+        fedbank_coordinator::RoundAggregate::<S>::new(setup, round, quantity, first.value_count);
+    for (n, c) in contributions {
+        aggregate
+            .add(n.clone(), c.ciphertext.clone(), c.statement.clone())
+            .expect("honest contribution");
+    }
+    aggregate.decryption_request(1).expect("request")
+}
+
+/// The members' answers to `request`: partial decryptions, or the refusal text.
+fn ask_members(h: &mut Honest, request: &DecryptionRequest<S>) -> Vec<Result<Vec<S>, String>> {
+    let mut answers = Vec::new();
+    for m in ["h0", "h1"] {
+        let outcome = h.deliver(m, request);
+        let sent = h.take_sent(m);
+        answers.push(match (outcome, sent.into_iter().next()) {
+            (Ok(()), Some(Inbound::Partial(p))) => Ok(p.values),
+            (Ok(()), Some(Inbound::Notice(n))) => Err(n.text),
+            (Err(e), _) => Err(e),
+            (Ok(()), other) => Err(format!("no answer: {other:?}")),
+        });
+    }
+    answers
+}
+
+fn refused(answers: &[Result<Vec<S>, String>], needle: &str) -> bool {
+    answers
+        .iter()
+        .all(|a| matches!(a, Err(text) if text.contains(needle)))
+}
+
+/// Attack 1: the coordinator hands participants a key of its own, or a member's share
+/// changed, or a second key later. Nobody encrypts under it.
+#[test]
+fn a_substituted_joint_key_is_refused_and_the_participants_encrypt_under_none() {
+    let mut h = Honest::new();
+    let honest = h.ceremony();
+    // The coordinator's own key: it makes two "member" shares it knows the secrets of and signs
+    // them with its own certificate (the only one it has).
+    let setup = h.setup();
+    let coordinator = shared_credentials(&id("coordinator")).expect("credentials");
+    let fake_shares: Vec<PublicKeyShare<S>> = setup
+        .committee
+        .iter()
+        .map(|m| {
+            SecretKeyShare::<S>::generate(&setup, m)
+                .expect("share")
+                .public_share()
+        })
+        .collect();
+    let mut own = honest.clone();
+    for (revealed, fake) in own.shares.iter_mut().zip(&fake_shares) {
+        revealed.share = fake.clone();
+        revealed.reveal = coordinator.signer.sign(ShareReveal {
+            commitments: honest.commitments.digest(),
+            ..revealed.reveal.statement.clone()
+        });
+        revealed.reveal.signer = fake.member().clone();
+    }
+    let err = h
+        .deliver("h2", &own)
+        .expect_err("a key signed by the coordinator");
+    assert!(err.contains("certificate names"), "{err}");
+    // A member's genuine reveal, with the share body swapped for the coordinator's.
+    let mut swapped = honest.clone();
+    swapped.shares[1].share = fake_shares[1].clone();
+    let err = h.deliver("h2", &swapped).expect_err("a swapped share");
+    assert!(err.contains("share reveal"), "{err}");
+    // A bundle that leaves a member out.
+    let mut short = honest.clone();
+    short.shares.pop();
+    let err = h.deliver("h3", &short).expect_err("a member left out");
+    assert!(err.contains("revealed shares came from"), "{err}");
+    assert!(h.trail_refused("h2", "share reveal") && h.trail_refused("h3", "revealed shares"));
+    // Without an accepted key a participant computes nothing.
+    let err = h
+        .deliver("h2", &h.request(1, RoundKind::Moments))
+        .expect_err("no key yet");
+    assert!(err.contains("before the joint key"), "{err}");
+    assert!(h
+        .take_sent("h2")
+        .iter()
+        .all(|m| !matches!(m, Inbound::Contribution(_))));
+
+    // The honest bundle is accepted, and then never replaced, not even by another genuine
+    // ceremony of the same committee under a new seed.
+    h.distribute(&honest);
+    let key: JointPublicKey<S> = honest
+        .verify(&fedbank_transport::dev_pki::shared_trust())
+        .expect("verifies");
+    let accepted = h.trails[&id("h2")]
+        .iter()
+        .find(|(e, _)| e == "key.accepted")
+        .expect("key.accepted in the trail");
+    assert_eq!(accepted.1["joint_key_digest"], key.digest().to_hex());
+    let mut again = Honest::new();
+    let other = again.ceremony();
+    let err = h.deliver("h2", &other).expect_err("a second key");
+    assert!(err.contains("never replaced"), "{err}");
+    assert!(h.trail_refused("h2", "never replaced"));
+}
+
+/// Rogue key: a member may not reveal before every member committed, and a reveal that is not
+/// the committed share is refused by the participants.
+#[test]
+fn a_member_reveals_only_against_the_full_commitment_set_and_rogue_shares_are_refused() {
+    let mut h = Honest::new();
+    let setup = h.setup();
+    h.deliver("h0", &setup).expect("setup");
+    let Some(Inbound::Commitment(c0)) = h.take_sent("h0").pop() else {
+        panic!("no commitment")
+    };
+    // Only h0's commitment: h0 must not reveal yet (else h1 could choose its share after it).
+    let partial = CommitmentSet {
+        setup: setup.clone(),
+        commitments: vec![c0.clone()],
+    };
+    let err = h.deliver("h0", &partial).expect_err("an incomplete set");
+    assert!(err.contains("commitments came from"), "{err}");
+    assert!(h.take_sent("h0").is_empty(), "nothing revealed");
+
+    // h1 turns rogue: it commits to one share, then reveals another (chosen after seeing h0's).
+    let honest = h.ceremony();
+    let mut rogue = honest.clone();
+    let rogue_share = SecretKeyShare::<S>::generate(&setup, &id("h1"))
+        .expect("share")
+        .public_share();
+    let h1 = shared_credentials(&id("h1")).expect("credentials");
+    rogue.shares[1] = RevealedShare {
+        reveal: h1.signer.sign(ShareReveal {
+            share: rogue_share.digest(),
+            ..honest.shares[1].reveal.statement.clone()
+        }),
+        share: rogue_share,
+    };
+    let err = h.deliver("h3", &rogue).expect_err("a rogue share");
+    assert!(err.contains("not the one committed to"), "{err}");
+}
+
+/// Attacks 2 and 3: the coordinator asks a member to decrypt a mask of its choosing, or one
+/// contribution under several names. The members sum only signed masks, once each.
+#[test]
+fn members_decrypt_only_the_sum_of_signed_masks_of_distinct_contributions() {
+    let mut h = Honest::new();
+    let bundle = h.ceremony();
+    h.distribute(&bundle);
+    let request = h.request(1, RoundKind::Moments);
+    let contributions = h.collect(&["h0", "h1", "h2", "h3"], &request);
+    assert_eq!(contributions.len(), 4);
+    let label = RoundKind::Moments.label();
+    let genuine = honest_request(&h.job, 1, label, &contributions[..3]);
+
+    // A chosen mask (a constant polynomial) in place of a contributor's signed one.
+    let mut chosen = genuine.clone();
+    for c in chosen.contributions[0].masks.iter_mut() {
+        *c = 1 << 40;
+    }
+    chosen.manifest.aggregate_mask_digest = Digest::of_scalars(
+        MASK_DIGEST_LABEL,
+        &chosen.contributions.iter().fold(
+            vec![0u64; chosen.contributions[0].masks.len()],
+            |mut acc, c| {
+                fedbank_common::secagg::add_assign(&mut acc, &c.masks);
+                acc
+            },
+        ),
+    );
+    assert!(refused(
+        &ask_members(&mut h, &chosen),
+        "is not the one it signed"
+    ));
+
+    // A contributor's statement re-signed by the coordinator: as the coordinator's, and under
+    // the contributor's name.
+    let coordinator = shared_credentials(&id("coordinator")).expect("credentials");
+    let mut forged = genuine.clone();
+    forged.contributions[0].statement = coordinator
+        .signer
+        .sign(forged.contributions[0].statement.statement.clone());
+    assert!(refused(&ask_members(&mut h, &forged), "(signer)"));
+    forged.contributions[0].statement.signer = genuine.manifest.contributors[0].clone();
+    let answers = ask_members(&mut h, &forged);
+    assert!(refused(&answers, "certificate names"), "{answers:?}");
+
+    // h0's contribution listed under three names (its statement re-labelled, and a copy).
+    let mut renamed = genuine.clone();
+    renamed.contributions[1] = renamed.contributions[0].clone();
+    renamed.manifest.ciphertext_digests[1] = renamed.manifest.ciphertext_digests[0];
+    let answers = ask_members(&mut h, &renamed);
+    assert!(
+        answers.iter().all(|a| a.is_err()),
+        "one update under two names must be refused: {answers:?}"
+    );
+
+    // A manifest of too few contributors, the remaining ones dropped.
+    let mut one = genuine.clone();
+    one.manifest.contributors.truncate(1);
+    one.manifest.ciphertext_digests.truncate(1);
+    one.contributions.truncate(1);
+    assert!(refused(&ask_members(&mut h, &one), "at least 3"));
+
+    // Nothing was decrypted so far; the genuine request is, once.
+    for m in ["h0", "h1"] {
+        assert!(h.trails[&id(m)]
+            .iter()
+            .all(|(e, _)| e != "decryption.released"));
+        assert!(
+            h.trail_refused(m, "refused")
+                || h.trails[&id(m)]
+                    .iter()
+                    .any(|(e, _)| e == "decryption.refused")
+        );
+    }
+    let answers = ask_members(&mut h, &genuine);
+    assert!(answers.iter().all(Result::is_ok), "{answers:?}");
+}
+
+/// Attack 4: differencing. The same computation asked again under a new round number and
+/// decrypted over a set without one participant; old round numbers; foreign round kinds.
+#[test]
+fn differencing_by_replay_is_refused_by_participants_and_members() {
+    let mut h = Honest::new();
+    let bundle = h.ceremony();
+    h.distribute(&bundle);
+    let label = RoundKind::Moments.label();
+    let first = h.collect(&["h0", "h1", "h2", "h3"], &h.request(1, RoundKind::Moments));
+    let all = honest_request(&h.job, 1, label, &first);
+    let answers = ask_members(&mut h, &all);
+    assert!(answers.iter().all(Result::is_ok), "{answers:?}");
+
+    // Round 2 asks for the same computation; participants answer (a re-run after a lost
+    // decryption is legitimate), but the members refuse it over a set without h3.
+    let again = h.collect(&["h0", "h1", "h2"], &h.request(2, RoundKind::Moments));
+    assert_eq!(again.len(), 3);
+    let without = honest_request(&h.job, 2, label, &again);
+    let answers = ask_members(&mut h, &without);
+    assert!(
+        refused(&answers, "already decrypted over another contributor set"),
+        "{answers:?}"
+    );
+    // The contributions of round 1 cannot be used in another decryption either.
+    let mut reused = honest_request(&h.job, 1, label, &first[..3]);
+    reused.manifest.round = 7;
+    let answers = ask_members(&mut h, &reused);
+    assert!(answers.iter().all(Result::is_err), "{answers:?}");
+
+    // An old round number, and a round kind a stats job never computes.
+    let err = h
+        .deliver("h2", &h.request(1, RoundKind::Moments))
+        .expect_err("old round");
+    assert!(err.contains("round numbers only increase"), "{err}");
+    let err = h
+        .deliver("h2", &h.request(9, RoundKind::Lifecycle))
+        .expect_err("foreign kind");
+    assert!(err.contains("never computes"), "{err}");
+    assert!(
+        h.trail_refused("h2", "round numbers only increase")
+            && h.trail_refused("h2", "never computes")
+    );
+}
+
+/// A participant answers no more rounds than its job can need.
+#[test]
+fn a_participant_answers_no_more_rounds_than_the_job_can_need() {
+    let mut h = Honest::new();
+    let bundle = h.ceremony();
+    h.distribute(&bundle);
+    let budget = fedbank_common::round_plan::budget(&h.job);
+    let mut answered = 0;
+    for round in 1..=budget + 5 {
+        let edges = vec![vec![
+            f64::from(round),
+            f64::from(round) + 1.0,
+            f64::from(round) + 2.0,
+        ]];
+        match h.deliver("h3", &h.request(round, RoundKind::Histogram { edges })) {
+            Ok(()) => answered += 1,
+            Err(e) => {
+                assert!(e.contains("more than the"), "{e}");
+                break;
+            }
+        }
+    }
+    assert_eq!(answered, budget);
+}
+
+/// A dishonest participant encrypts values far outside its declared bound: the aggregate is
+/// refused rather than released, and the limit it hit is what honest contributions allow.
+#[test]
+fn an_out_of_range_contribution_is_refused_at_decoding() {
+    let mut h = Honest::new();
+    let bundle = h.ceremony();
+    h.distribute(&bundle);
+    let trust = fedbank_transport::dev_pki::shared_trust();
+    let key = bundle.verify(&trust).expect("key");
+    let request = h.request(1, RoundKind::Moments);
+    let mut contributions = h.collect(&["h0", "h1", "h2"], &request);
+    let plan = h.job.plan(&RoundKind::Moments).expect("plan");
+    // h3 encrypts 2^30 in every slot and signs it as its own.
+    let encryptor = Encryptor::new(key, h.job.params().clone()).expect("encryptor");
+    let ct: Ciphertext<S> = encryptor
+        .encrypt(&vec![1 << 30; plan.slot_count()])
+        .expect("encrypt");
+    let h3 = shared_credentials(&id("h3")).expect("credentials");
+    let mut statement = contributions[0].1.statement.statement.clone();
+    statement.mask_digest = Digest::of_scalars(MASK_DIGEST_LABEL, &ct.masks);
+    statement.ciphertext_digest = ct.digest();
+    let statement = h3.signer.sign(ContributionStatement { ..statement });
+    contributions.push((
+        id("h3"),
+        Contribution {
+            round: 1,
+            attempt: 0,
+            ciphertext: ct,
+            statement,
+        },
+    ));
+    let label = RoundKind::Moments.label();
+    let setup = h.setup();
+    let mut aggregate = fedbank_coordinator::RoundAggregate::<S>::new(
+        KeySetup {
+            mask_seed: 0,
+            ..setup
+        },
+        1,
+        label,
+        plan.slot_count() as u64,
+    );
+    for (n, c) in &contributions {
+        aggregate
+            .add(n.clone(), c.ciphertext.clone(), c.statement.clone())
+            .expect("add");
+    }
+    let decryption = aggregate.decryption_request(3).expect("request");
+    let partials: Vec<_> = ask_members(&mut h, &decryption)
+        .into_iter()
+        .zip(["h0", "h1"])
+        .map(|(p, m)| fedbank_common::committee::PartialDecryption {
+            member: id(m),
+            manifest_digest: decryption.manifest.digest(),
+            values: p.expect("partial"),
+        })
+        .collect();
+    let slots = aggregate
+        .combine(h.job.params(), &decryption, &partials)
+        .expect("combine");
+    let err = plan
+        .check_honest_range(&slots, 4)
+        .expect_err("out of range");
+    assert!(err.to_string().contains("nothing is released"), "{err}");
+    // The same slots with h3's excess taken out are in range: the check refuses only what no
+    // honest set of four contributions can produce.
+    let within: Vec<i128> = slots.iter().map(|s| s - (1i128 << 30)).collect();
+    plan.check_honest_range(&within, 4)
+        .expect("the honest part of the sum is in range");
+}
