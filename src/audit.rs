@@ -15,6 +15,9 @@ use std::process::ExitCode;
 pub const EXIT_TAMPERED: u8 = 3;
 /// Exit status when trails disagree.
 pub const EXIT_DISAGREE: u8 = 4;
+/// Exit status of `audit report`: every trail verifies and agrees, but honest nodes refused
+/// messages of the coordinator (it deviated from the protocol; docs/threat-model.md §11).
+pub const EXIT_REFUSED: u8 = 5;
 
 /// Options of `fedbank audit verify`.
 #[derive(Args, Debug)]

@@ -7,9 +7,10 @@
 //! events (writer and seq) that show it. A run whose trails fail verification is reported as
 //! such, naming the event, and nothing else in it is vouched for.
 //!
-//! Exit status: 0 verified; 3 a trail fails verification; 4 the trails disagree; 1 unreadable.
+//! Exit status: 0 verified; 3 a trail fails verification; 4 the trails disagree; 5 honest nodes
+//! refused messages of the coordinator; 1 unreadable.
 
-use crate::audit::{EXIT_DISAGREE, EXIT_TAMPERED};
+use crate::audit::{EXIT_DISAGREE, EXIT_REFUSED, EXIT_TAMPERED};
 use anyhow::{Context, Result};
 use clap::Args;
 use fedbank_common::audit::{cross_check, verify, AuditEvent, TrailReport};
@@ -91,6 +92,26 @@ pub fn run(args: &ReportArgs) -> Result<ExitCode> {
         ),
         None => Vec::new(),
     };
+    // What honest nodes refused of the coordinator: evidence that it deviated.
+    let refusals: Vec<(String, String, String)> = verified
+        .iter()
+        .flat_map(|(_, r)| {
+            r.events
+                .iter()
+                .filter(|e| e.event == "message.refused" || e.event == "decryption.refused")
+                .map(move |e| {
+                    let what = if e.event == "message.refused" {
+                        s(e, "message")
+                    } else {
+                        format!("decryption of round {}", e.fields["round"])
+                    };
+                    (r.writer.clone(), what, s(e, "reason"))
+                })
+        })
+        .collect();
+    let coordinator_name = coordinator
+        .as_ref()
+        .map_or_else(|| "coordinator".to_owned(), |(_, c)| c.writer.clone());
     let result: Option<Value> = std::fs::read_to_string(args.run.join("result.json"))
         .ok()
         .and_then(|t| serde_json::from_str(&t).ok());
@@ -113,6 +134,11 @@ pub fn run(args: &ReportArgs) -> Result<ExitCode> {
         format!(
             "**TRAILS DISAGREE.** Every trail verifies, but the coordinator's records differ from the nodes' own in {} places.",
             findings.len()
+        )
+    } else if !refusals.is_empty() {
+        format!(
+            "**COORDINATOR DEVIATED.** Every trail verifies and agrees, but honest nodes refused {} messages of the coordinator `{coordinator_name}`; see \"Refused by honest nodes\".",
+            refusals.len()
         )
     } else {
         format!(
@@ -158,6 +184,15 @@ pub fn run(args: &ReportArgs) -> Result<ExitCode> {
             let _ = writeln!(md, "- DIFFERS: {f}");
         }
     }
+    if !refusals.is_empty() {
+        let _ = writeln!(md, "\n## Refused by honest nodes\n");
+        let _ = writeln!(md, "Each line is a message of the coordinator `{coordinator_name}` that a node refused and wrote to its own signed trail, with the reason it gave. An honest coordinator sends none of these (docs/threat-model.md §11).\n");
+        let _ = writeln!(md, "| node | refused | reason |");
+        let _ = writeln!(md, "|---|---|---|");
+        for (node, what, reason) in &refusals {
+            let _ = writeln!(md, "| {node} | {what} | {} |", reason.replace('|', "/"));
+        }
+    }
     if let (Some((_, c)), true) = (&coordinator, failures.is_empty()) {
         body(&mut md, c, &verified, result.as_ref());
     }
@@ -178,6 +213,8 @@ pub fn run(args: &ReportArgs) -> Result<ExitCode> {
         ExitCode::from(EXIT_TAMPERED)
     } else if !findings.is_empty() {
         ExitCode::from(EXIT_DISAGREE)
+    } else if !refusals.is_empty() {
+        ExitCode::from(EXIT_REFUSED)
     } else {
         ExitCode::SUCCESS
     })

@@ -397,6 +397,7 @@ fn fedavg_rounds_carry_d_values_not_a_hessian() {
         delta: 1e-6,
         noise_multiplier: None,
         clip_norm: 3.0,
+        colluding_participants: 0,
     });
     let err = spec.validate().expect_err("refused").to_string();
     assert!(err.contains("federated Newton only"), "{err}");

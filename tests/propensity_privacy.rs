@@ -32,14 +32,19 @@ fn private_job(n: usize, epsilon: f64, z: Option<f64>, max_rounds: u32) -> JobSp
         delta: 1e-6,
         noise_multiplier: z,
         clip_norm: 3.0,
+        colluding_participants: 0,
     });
     spec
 }
 
 /// A decrypted aggregate: round, kind, values.
 type Aggregate = (u32, RoundKind, Vec<DecodedQuantity>);
-/// Node id and its trail events (type, fields).
-type NodeTrail = (NodeId, Vec<(String, Value)>);
+/// Node id, its trail events (type, fields) and the last privacy state it saved.
+type NodeTrail = (
+    NodeId,
+    Vec<(String, Value)>,
+    Option<fedbank_participant::privacy_noise::PrivacyState>,
+);
 
 fn run(
     job: &ValidJob,
@@ -70,12 +75,19 @@ fn run(
         &mut coordinator,
         &mut nodes,
         |node, out| {
-            if let NodeOutput::Audit { kind, fields } = out {
-                match node_trails.iter_mut().find(|(n, _)| n == node) {
-                    Some((_, events)) => events.push((kind.name().to_owned(), fields.into())),
-                    None => node_trails
-                        .push((node.clone(), vec![(kind.name().to_owned(), fields.into())])),
+            if !node_trails.iter().any(|(n, _, _)| n == node) {
+                node_trails.push((node.clone(), Vec::new(), None));
+            }
+            let Some((_, events, saved)) = node_trails.iter_mut().find(|(n, _, _)| n == node)
+            else {
+                return;
+            };
+            match out {
+                NodeOutput::Audit { kind, fields } => {
+                    events.push((kind.name().to_owned(), fields.into()))
                 }
+                NodeOutput::SavePrivacy(state) => *saved = Some(*state),
+                _ => {}
             }
         },
         |round, kind, values| aggregates.push((round, kind.clone(), values.to_vec())),
@@ -202,7 +214,16 @@ fn the_noise_in_every_aggregate_matches_the_accountant_and_epsilon_stays_within_
 
     // Every participant's own trail shows the same spend, within the budget.
     assert_eq!(node_trails.len(), n);
-    for (node, events) in &node_trails {
+    for (node, events, saved) in &node_trails {
+        // What the node saved before its last noised contribution left restores its spend.
+        let state = saved.as_ref().expect("the node saved its privacy state");
+        let plan = job.privacy().expect("plan");
+        let restored = fedbank_participant::privacy_noise::ParticipantPrivacy::restore(
+            plan,
+            job.spec().min_participants,
+            state,
+        );
+        assert!((restored.epsilon_spent() - report.epsilon_spent).abs() < 1e-9);
         let own: Vec<f64> = events
             .iter()
             .filter(|(k, _)| k == "privacy.spent")

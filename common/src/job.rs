@@ -713,6 +713,20 @@ impl JobSpec {
                 participants: self.participants.len(),
             });
         }
+        let colluding = self
+            .propensity
+            .as_ref()
+            .and_then(|p| p.privacy.as_ref())
+            .map_or(0, |p| p.colluding_participants);
+        if colluding >= self.min_participants {
+            return Err(JobError::OutOfRange {
+                job: job.clone(),
+                field: "privacy.colluding_participants",
+                value: colluding.to_string(),
+                expected:
+                    "below min_participants (some contributors must be honest to carry the noise)",
+            });
+        }
         if let Some(q) = self.start_quorum {
             if q == 0 || q > self.participants.len() {
                 return Err(JobError::OutOfRange {
@@ -1283,8 +1297,10 @@ impl ValidJob {
             // A noised value needs room for its noise share and a grid finer than it.
             for spec in &mut specs {
                 if let Some(n) = noise.quantities.iter().find(|n| n.name == spec.name) {
-                    let share =
-                        crate::privacy::PrivacyPlan::share(n.sigma, self.spec.min_participants);
+                    let honest = self
+                        .privacy()
+                        .map_or(1, |p| p.honest_contributors(self.spec.min_participants));
+                    let share = crate::privacy::PrivacyPlan::share(n.sigma, honest);
                     spec.bound += 16.0 * share;
                     spec.scale = crate::privacy::PrivacyPlan::noised_scale(spec.scale, share);
                 }

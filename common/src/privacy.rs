@@ -56,6 +56,11 @@ pub struct PrivacySpec {
     /// down to this L2 norm before it enters the Newton sums.
     #[serde(default = "default_clip_norm")]
     pub clip_norm: f64,
+    /// Participants that may collude with the coordinator (adding no noise, or knowing and
+    /// subtracting their own): every other contributor adds σ/√(min_participants − this), so
+    /// that the honest ones alone carry the accounted σ. Must be below `min_participants`.
+    #[serde(default)]
+    pub colluding_participants: usize,
 }
 
 fn default_clip_norm() -> f64 {
@@ -132,7 +137,7 @@ pub fn rho_within(epsilon_budget: f64, delta: f64) -> f64 {
 }
 
 /// Gaussian noise on one released quantity.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct QuantityNoise {
     /// Quantity name.
     pub name: String,
@@ -143,7 +148,7 @@ pub struct QuantityNoise {
 }
 
 /// The noise of one round's aggregate and its cost.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RoundNoise {
     /// Per quantity.
     pub quantities: Vec<QuantityNoise>,
@@ -357,9 +362,17 @@ impl PrivacyPlan {
         })
     }
 
-    /// The noise each of at least `min_participants` contributors adds: σ/√m.
-    pub fn share(sigma: f64, min_participants: usize) -> f64 {
-        sigma / (min_participants.max(1) as f64).sqrt()
+    /// The noise each of at least `honest` contributors adds: σ/√honest.
+    pub fn share(sigma: f64, honest: usize) -> f64 {
+        sigma / (honest.max(1) as f64).sqrt()
+    }
+
+    /// Contributors whose noise a decryptable aggregate is sure to carry: `min_participants`
+    /// less the participants that may collude with the coordinator.
+    pub fn honest_contributors(&self, min_participants: usize) -> usize {
+        min_participants
+            .saturating_sub(self.spec.colluding_participants)
+            .max(1)
     }
 
     /// The fixed-point scale of a noised quantity: fine enough that the grid is at most 1/1000

@@ -197,3 +197,118 @@ fn job_kind_name(kind: JobKind) -> &'static str {
         JobKind::Compliance => "compliance",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::job::JobSpec;
+
+    #[derive(serde::Deserialize)]
+    struct JobFile {
+        job: JobSpec,
+    }
+
+    fn shipped(text: &str) -> ValidJob {
+        toml::from_str::<JobFile>(text)
+            .expect("job file")
+            .job
+            .validate()
+            .expect("valid")
+    }
+
+    fn newton() -> RoundKind {
+        RoundKind::Newton {
+            mean: vec![],
+            std: vec![],
+            beta: vec![0.0],
+            weights: [1.0, 1.0],
+        }
+    }
+
+    #[test]
+    fn a_newton_job_with_privacy_refuses_a_fedavg_round() {
+        let job = shipped(include_str!("../../configs/propensity-telco-dp.toml"));
+        let fedavg = RoundKind::FedAvg {
+            mean: vec![],
+            std: vec![],
+            beta: vec![0.0],
+            weights: [1.0, 1.0],
+            training_customers: 1.0,
+        };
+        let mut plan = RoundPlan::default();
+        let d = Digest::of("c", b"1");
+        assert!(matches!(
+            plan.admit(&job, 1, 0, &fedavg, d),
+            Err(PlanRefusal::ForeignKind { .. })
+        ));
+        assert!(matches!(
+            plan.admit(&job, 1, 0, &RoundKind::Compliance, d),
+            Err(PlanRefusal::ForeignKind { .. })
+        ));
+        assert!(plan.admit(&job, 1, 0, &newton(), d).is_ok());
+    }
+
+    #[test]
+    fn rounds_increase_and_a_retry_asks_for_the_same_computation() {
+        let job = shipped(include_str!("../../configs/simulate-stats.toml"));
+        let (a, b) = (Digest::of("c", b"a"), Digest::of("c", b"b"));
+        let mut plan = RoundPlan::default();
+        plan.admit(&job, 3, 0, &RoundKind::Moments, a)
+            .expect("first");
+        plan.admit(&job, 3, 1, &RoundKind::Moments, a)
+            .expect("a retry");
+        let before = plan.clone();
+        assert!(matches!(
+            plan.admit(&job, 3, 2, &RoundKind::Moments, b),
+            Err(PlanRefusal::ChangedRetry { .. })
+        ));
+        assert!(matches!(
+            plan.admit(&job, 3, 0, &RoundKind::Moments, a),
+            Err(PlanRefusal::OldAttempt { .. })
+        ));
+        assert!(matches!(
+            plan.admit(&job, 2, 0, &RoundKind::Moments, b),
+            Err(PlanRefusal::NotIncreasing { .. })
+        ));
+        assert_eq!(plan, before, "a refusal changes nothing");
+        plan.admit(&job, 4, 0, &RoundKind::Moments, a)
+            .expect("the same computation under a new number (a re-run); members guard it");
+    }
+
+    #[test]
+    fn computations_differ_by_every_parameter() {
+        let job = shipped(include_str!("../../configs/simulate-stats.toml"));
+        let one = computation_digest(&job, &newton(), None);
+        let mut other = newton();
+        if let RoundKind::Newton { beta, .. } = &mut other {
+            beta[0] = 1e-12;
+        }
+        assert_ne!(one, computation_digest(&job, &other, None));
+        assert_ne!(one, computation_digest(&job, &newton(), Some(3)));
+        assert_eq!(one, computation_digest(&job, &newton(), None));
+    }
+
+    #[test]
+    fn colluders_must_leave_honest_contributors() {
+        let text = include_str!("../../configs/propensity-telco-dp.toml");
+        let mut spec = toml::from_str::<JobFile>(text).expect("job file").job;
+        let min = spec.min_participants;
+        let privacy = spec
+            .propensity
+            .as_mut()
+            .and_then(|p| p.privacy.as_mut())
+            .expect("privacy");
+        privacy.colluding_participants = min;
+        let err = spec
+            .clone()
+            .validate()
+            .expect_err("no honest contributor left");
+        assert!(err.to_string().contains("colluding_participants"), "{err}");
+        if let Some(p) = spec.propensity.as_mut().and_then(|p| p.privacy.as_mut()) {
+            p.colluding_participants = 1;
+        }
+        let job = spec.validate().expect("one colluder of three");
+        let plan = job.privacy().expect("plan");
+        assert_eq!(plan.honest_contributors(job.spec().min_participants), 2);
+    }
+}

@@ -99,6 +99,8 @@ pub enum WireKind {
     RevealedShare = 24,
     /// [`crate::key_ceremony::KeyBundle`].
     KeyBundle = 25,
+    /// A participant's differential-privacy state (disk only).
+    PrivacyState = 26,
 }
 
 impl WireKind {
@@ -131,6 +133,7 @@ impl WireKind {
             CommitmentSet,
             RevealedShare,
             KeyBundle,
+            PrivacyState,
         ]
         .into_iter()
         .find(|k| *k as u8 == b)

@@ -122,6 +122,11 @@ pub enum NodeOutput<S: RingScalar> {
         /// Its figures, when it holds labeled customers.
         figures: Option<LocalFigures>,
     },
+    /// A participant's differential-privacy state, to be written durably (owner-only) before
+    /// the shell carries out any output after it: the noised contribution that follows must
+    /// never leave a node that would forget having spent it. A shell that cannot write it must
+    /// stop rather than go on.
+    SavePrivacy(Box<crate::privacy_noise::PrivacyState>),
     /// A compliance job's local report: per rule this participant's own counts and example
     /// customers. To be kept locally; it never leaves the participant.
     ComplianceReport(Value),
@@ -339,6 +344,19 @@ impl<S: RingScalar> ParticipantMachine<S> {
                 plan,
                 self.job.spec().min_participants,
                 secret,
+            ));
+        }
+        self
+    }
+
+    /// Takes back the differential-privacy state saved before a restart: the same noise secret,
+    /// the rounds answered and the budget spent.
+    pub fn with_privacy_state(mut self, state: &crate::privacy_noise::PrivacyState) -> Self {
+        if let Some(plan) = self.job.privacy() {
+            self.privacy = Some(ParticipantPrivacy::restore(
+                plan,
+                self.job.spec().min_participants,
+                state,
             ));
         }
         self
@@ -645,6 +663,10 @@ impl<S: RingScalar> ParticipantMachine<S> {
                 Ok((ciphertext, clipped, noise))
             });
         let outcome = outcome.map(|(ciphertext, clipped, noise)| {
+            if let (Some(_), Some(privacy)) = (&noise, &self.privacy) {
+                self.outputs
+                    .push_back(NodeOutput::SavePrivacy(Box::new(privacy.state())));
+            }
             if let Some(added) = noise {
                 let quantities: Vec<Value> = added
                     .noise

@@ -10,8 +10,41 @@
 use fedbank_common::digest::Digest;
 use fedbank_common::job::RoundKind;
 use fedbank_common::privacy::{Accountant, PrivacyPlan, RoundNoise};
+use fedbank_common::wire::{WireKind, WireMessage};
 use rand::{RngCore, SeedableRng};
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+
+/// What a participant keeps of its differential privacy across restarts.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+pub struct PrivacyState {
+    /// The noise secret.
+    secret: [u8; 32],
+    /// Round number → digest of what it asked for.
+    rounds: BTreeMap<u32, Digest>,
+    /// Every release accounted, in order: round label and its noise.
+    releases: Vec<(String, RoundNoise)>,
+}
+
+impl std::fmt::Debug for PrivacyState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PrivacyState")
+            .field("secret", &"<redacted>")
+            .field("rounds", &self.rounds.len())
+            .field("releases", &self.releases.len())
+            .finish()
+    }
+}
+
+impl Drop for PrivacyState {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.secret);
+    }
+}
+
+impl WireMessage for PrivacyState {
+    const KIND: WireKind = WireKind::PrivacyState;
+}
 
 /// Why a round's noise cannot be added.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -61,6 +94,8 @@ pub struct ParticipantPrivacy {
     accountant: Accountant,
     /// Round number → digest of what it asked for.
     rounds: BTreeMap<u32, Digest>,
+    /// Every release accounted, for [`PrivacyState`].
+    releases: Vec<(String, RoundNoise)>,
 }
 
 /// What was added to one contribution.
@@ -90,6 +125,28 @@ impl ParticipantPrivacy {
             min_participants,
             secret,
             rounds: BTreeMap::new(),
+            releases: Vec::new(),
+        }
+    }
+
+    /// A participant restored from its saved `state`: the same secret, the rounds it answered
+    /// and its accountant replayed from the releases.
+    pub fn restore(plan: PrivacyPlan, min_participants: usize, state: &PrivacyState) -> Self {
+        let mut restored = Self::with_secret(plan, min_participants, state.secret);
+        restored.rounds = state.rounds.clone();
+        for (label, noise) in &state.releases {
+            restored.accountant.record(label, noise.clone());
+        }
+        restored.releases = state.releases.clone();
+        restored
+    }
+
+    /// What to keep on disk so that a restart changes nothing.
+    pub fn state(&self) -> PrivacyState {
+        PrivacyState {
+            secret: self.secret,
+            rounds: self.rounds.clone(),
+            releases: self.releases.clone(),
         }
     }
 
@@ -152,7 +209,10 @@ impl ParticipantPrivacy {
         let mut rng = rand::rngs::StdRng::from_seed(self.seed(round));
         let mut shares = Vec::with_capacity(indices.len());
         for (q, &i) in noise.quantities.iter().zip(&indices) {
-            let share = PrivacyPlan::share(q.sigma, self.min_participants);
+            let share = PrivacyPlan::share(
+                q.sigma,
+                self.plan.honest_contributors(self.min_participants),
+            );
             for v in values[i].iter_mut() {
                 *v += share * standard_normal(&mut rng);
             }
@@ -161,6 +221,7 @@ impl ParticipantPrivacy {
         if let std::collections::btree_map::Entry::Vacant(first) = self.rounds.entry(round) {
             first.insert(what);
             self.accountant.record(kind.label(), noise.clone());
+            self.releases.push((kind.label().to_owned(), noise.clone()));
         }
         Ok(Some(NoiseAdded {
             noise,
@@ -221,6 +282,7 @@ mod tests {
                 delta: 1e-6,
                 noise_multiplier: z,
                 clip_norm: 3.0,
+                colluding_participants: 0,
             }),
             optimizer: Default::default(),
             local_epochs: 5,
@@ -353,5 +415,78 @@ mod tests {
             node.epsilon_spent() > 1.99,
             "the calibration uses the budget"
         );
+    }
+
+    /// A restarted participant takes back its state: the same noise for a round it answered,
+    /// the same spend, and a budget that does not start again.
+    #[test]
+    fn a_restored_participant_keeps_its_noise_and_its_spend() {
+        let plan = plan(2.0, None);
+        let mut node = ParticipantPrivacy::new(plan.clone(), 3);
+        let names = ["newton.gradient", "newton.hessian"];
+        let mut first = vec![vec![0.0; 2], vec![0.0; 3]];
+        node.add(1, &newton(0.0), &names, &mut first)
+            .expect("round 1");
+        let saved = node.state();
+        let bytes = fedbank_common::wire::encode(&saved).expect("encode");
+        let read: PrivacyState = fedbank_common::wire::decode(&bytes).expect("decode");
+        assert_eq!(read, saved);
+        assert!(format!("{read:?}").contains("<redacted>"));
+
+        let mut restored = ParticipantPrivacy::restore(plan.clone(), 3, &read);
+        assert_eq!(restored.epsilon_spent(), node.epsilon_spent());
+        // The same round again gets the same noise, not a fresh sample to average.
+        let mut again = vec![vec![0.0; 2], vec![0.0; 3]];
+        restored
+            .add(1, &newton(0.0), &names, &mut again)
+            .expect("repeat");
+        assert_eq!(again, first);
+        // The same round number for another computation stays refused.
+        let mut other = vec![vec![0.0; 2], vec![0.0; 3]];
+        assert!(matches!(
+            restored.add(1, &newton(1.0), &names, &mut other),
+            Err(NoiseError::RoundReused(1))
+        ));
+        // A fresh node (what a restart without the state would be) spends from zero.
+        assert!(ParticipantPrivacy::new(plan, 3).epsilon_spent() < restored.epsilon_spent());
+    }
+
+    /// A round the accountant does not cover is refused, not released without noise.
+    #[test]
+    fn an_uncovered_round_fails_closed() {
+        let mut node = ParticipantPrivacy::new(plan(2.0, None), 3);
+        let fedavg = RoundKind::FedAvg {
+            mean: vec![0.0],
+            std: vec![1.0],
+            beta: vec![0.0, 0.0],
+            weights: [1.0, 1.0],
+            training_customers: 10.0,
+        };
+        let mut values = vec![vec![1.0; 2]];
+        let before = values.clone();
+        assert!(matches!(
+            node.add(1, &fedavg, &["fedavg.models"], &mut values),
+            Err(NoiseError::Uncovered { round: 1, .. })
+        ));
+        assert_eq!(values, before);
+        assert_eq!(node.epsilon_spent(), 0.0);
+    }
+
+    /// With c participants that may collude, each honest one adds σ/√(m − c): the m − c honest
+    /// shares alone carry the accounted σ.
+    #[test]
+    fn noise_is_calibrated_to_the_stated_colluders() {
+        let mut with_colluders = plan(4.0, Some(7.0));
+        with_colluders.spec.colluding_participants = 2;
+        let sigma = with_colluders
+            .round(&newton(0.0))
+            .expect("noised")
+            .quantities[0]
+            .sigma;
+        let honest = with_colluders.honest_contributors(5);
+        assert_eq!(honest, 3);
+        let share = PrivacyPlan::share(sigma, honest);
+        assert!((share * (honest as f64).sqrt() - sigma).abs() < 1e-9);
+        assert!(share > PrivacyPlan::share(sigma, 5));
     }
 }

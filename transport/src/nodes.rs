@@ -707,6 +707,26 @@ pub async fn run_participant<S: RingScalar>(
             machine = machine.with_member(member);
         }
     }
+    // The differential-privacy state kept next to the member state: a restart neither resets
+    // the budget nor draws fresh noise for a round already answered.
+    let privacy_file = member_files
+        .as_ref()
+        .filter(|_| job.privacy().is_some())
+        .map(|(dir, _)| dir.join(format!("{}.privacy", job.spec().job)));
+    if let Some(path) = privacy_file.as_ref().filter(|p| p.exists()) {
+        let state: fedbank_participant::privacy_noise::PrivacyState =
+            fedbank_common::storage::load(path, true).map_err(|e| {
+                NodeError::LocalData(format!(
+                    "{}: the saved privacy state cannot be read: {e}",
+                    path.display()
+                ))
+            })?;
+        progress(format!(
+            "{id}: restored its privacy budget and noise secret from {}",
+            path.display()
+        ));
+        machine = machine.with_privacy_state(&state);
+    }
     let endpoint = client_endpoint(addr, &creds)?;
     let mut trail = open_trail(trail, &id, "participant")?;
     let cap = job.max_message_bytes();
@@ -818,6 +838,33 @@ pub async fn run_participant<S: RingScalar>(
                                 source,
                             }
                         })?;
+                    }
+                    NodeOutput::SavePrivacy(state) => {
+                        // Nothing after this output (the noised contribution) leaves unless the
+                        // spend is on disk.
+                        let Some(path) = &privacy_file else {
+                            tracing::warn!("privacy state not kept: no state directory configured");
+                            continue;
+                        };
+                        let saved = path
+                            .parent()
+                            .map_or(Ok(()), std::fs::create_dir_all)
+                            .map_err(|e| e.to_string())
+                            .and_then(|()| {
+                                fedbank_common::storage::save(path, &*state, true)
+                                    .map_err(|e| e.to_string())
+                            });
+                        if let Err(reason) = saved {
+                            machine_progress(format!(
+                                "{}: could not save its privacy state to {}; stopping",
+                                machine.id(),
+                                path.display()
+                            ));
+                            return Err(NodeError::LocalData(format!(
+                                "{}: privacy state not saved: {reason}",
+                                path.display()
+                            )));
+                        }
                     }
                     NodeOutput::ComplianceReport(report) => {
                         match (&local.compliance_report, serde_json::to_vec_pretty(&report)) {

@@ -319,12 +319,15 @@ impl<S: RingScalar> CoordinatorMachine<S> {
         ) {
             let contributors = request.manifest.contributors.len();
             let m = self.job.spec().min_participants;
+            // Contributors beyond the colluding ones each added σ/√honest.
+            let honest = self.job.privacy().map_or(m, |p| p.honest_contributors(m));
+            let carried = contributors.saturating_sub(m - honest);
             let quantities: Vec<serde_json::Value> = noise
                 .quantities
                 .iter()
                 .map(|q| {
                     json!({"name": q.name, "sensitivity": q.sensitivity, "sigma_accounted": q.sigma,
-                    "sigma_carried": q.sigma * (contributors as f64 / m as f64).sqrt()})
+                    "sigma_carried": q.sigma * (carried as f64 / honest as f64).sqrt()})
                 })
                 .collect();
             self.audit(
