@@ -93,3 +93,38 @@ fn a_report_names_the_coordinator_whose_messages_honest_nodes_refused() -> Resul
     );
     Ok(())
 }
+
+/// The joint key a participant accepted must be the one the coordinator recorded forming: a
+/// coordinator that handed a participant another key is caught by the cross-check.
+#[test]
+fn the_cross_check_compares_the_joint_key_each_participant_accepted() -> Result<()> {
+    for (accepted, expected_exit) in [("aa11", 0), ("bb22", 4)] {
+        let run = tempfile::tempdir()?;
+        let trails = run.path().join("trails");
+        std::fs::create_dir_all(&trails)?;
+        trail(
+            &trails,
+            "hub",
+            "coordinator",
+            &[(
+                EventKind::KeySetup,
+                json!({"job": "j", "key_epoch": 1, "stage": "joint key formed", "joint_key_digest": "aa11"}),
+            )],
+        )?;
+        trail(
+            &trails,
+            "bank",
+            "participant",
+            &[(
+                EventKind::KeyAccepted,
+                json!({"job": "j", "key_epoch": 1, "joint_key_digest": accepted}),
+            )],
+        )?;
+        let (code, stdout, _) = report(run.path())?;
+        assert_eq!(code, Some(expected_exit), "{stdout}");
+        if expected_exit == 4 {
+            assert!(stdout.contains("joint public key"), "{stdout}");
+        }
+    }
+    Ok(())
+}

@@ -501,5 +501,41 @@ pub fn cross_check(coordinator: &TrailReport, nodes: &[TrailReport]) -> Vec<Cros
             }
         }
     }
+    // The joint key each participant formed itself and accepted is the one the coordinator
+    // recorded forming for that key epoch.
+    let formed: BTreeMap<String, String> = coordinator
+        .events
+        .iter()
+        .filter(|e| {
+            e.event == EventKind::KeySetup.name() && field(e, "stage") == "joint key formed"
+        })
+        .map(|e| (field(e, "key_epoch"), field(e, "joint_key_digest")))
+        .collect();
+    for node in nodes {
+        for e in node
+            .events
+            .iter()
+            .filter(|e| e.event == EventKind::KeyAccepted.name())
+        {
+            let (epoch, digest) = (field(e, "key_epoch"), field(e, "joint_key_digest"));
+            let what = format!(
+                "joint public key of job {} key epoch {epoch}",
+                field(e, "job")
+            );
+            match formed.get(&epoch) {
+                None => findings.push(CrossCheckFinding::MissingAtCoordinator {
+                    node: node.writer.clone(),
+                    what,
+                }),
+                Some(c) if *c != digest => findings.push(CrossCheckFinding::DigestDiffers {
+                    node: node.writer.clone(),
+                    what,
+                    coordinator: c.clone(),
+                    node_digest: digest,
+                }),
+                Some(_) => {}
+            }
+        }
+    }
     findings
 }
