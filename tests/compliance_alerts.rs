@@ -94,7 +94,13 @@ fn run_with(auditor_reconnects: bool) -> Run {
         .collect();
     let auditor_id = job.spec().auditor.clone().expect("auditor");
     let keys = Arc::new(AuditorKeys::generate().expect("keys"));
-    let mut auditor = AuditorMachine::new(auditor_id.clone(), job.clone(), keys);
+    let mut auditor = AuditorMachine::new(
+        fedbank_transport::dev_pki::shared_credentials(&auditor_id)
+            .expect("credentials")
+            .signer,
+        job.clone(),
+        keys,
+    );
     let mut coordinator =
         CoordinatorMachine::<S>::new(job.clone(), 7, fedbank_transport::dev_pki::shared_trust());
 
@@ -281,6 +287,13 @@ fn each_role_receives_only_what_the_trust_model_allows() {
             .find(|r| r.rule == rule.name)
             .and_then(|r| r.institutions_over_limit);
         assert_eq!(got, Some(over), "rule {}", rule.name);
+        // The auditor's tally, from programmable bootstrapping, agrees with the verified count.
+        let auditor = result
+            .rules
+            .iter()
+            .find(|r| r.rule == rule.name)
+            .and_then(|r| r.auditor_count);
+        assert_eq!(auditor, Some(over), "rule {}", rule.name);
     }
 
     // The auditor: a welcome, exactly one tally of one count per rule over all four
@@ -482,5 +495,68 @@ mod hostile_bytes {
                 let _ = Inbound::<S>::decode(&framed);
             }
         }
+    }
+}
+
+/// A coordinator that substitutes its own key for the auditor's gets no rates: a participant
+/// encrypts only under a key the job's certified auditor signed for this job.
+#[test]
+fn a_participant_encrypts_rates_only_under_the_auditors_signed_key() {
+    use fedbank_common::protocol::{AlertKeyStatement, AlertRequest};
+    use fedbank_transport::dev_pki::shared_credentials;
+    let job = job();
+    let dir = tempfile::tempdir().expect("dir");
+    let ids: Vec<String> = (0..50).map(|c| format!("a-{c:05}")).collect();
+    let files = contacts::generate(dir.path(), &ids, 7).expect("generate");
+    let log = ContactLog::read(
+        &files.contacts,
+        &files.consent,
+        job.compliance().expect("compliance"),
+        job.spec().max_rows,
+    )
+    .expect("log");
+    let mut p = ParticipantMachine::<S>::with_data(
+        shared_credentials(&node("a")).expect("credentials"),
+        job.clone(),
+        LocalData::Contacts(log),
+    )
+    .expect("machine");
+    let key = b"the coordinator's own compact public key".to_vec();
+    let statement = AlertKeyStatement {
+        job: job.spec().job.clone(),
+        job_digest: job.digest(),
+        public_key: fedbank_common::alerts::digest(&key),
+    };
+    let request = |endorsement| AlertRequest {
+        job: job.spec().job.clone(),
+        round: 2,
+        public_key: key.clone(),
+        rules: job.alert_limits(),
+        endorsement,
+    };
+    let coordinator = shared_credentials(&node("coordinator")).expect("credentials");
+    let auditor = shared_credentials(job.spec().auditor.as_ref().expect("auditor")).expect("c");
+    // Signed by the coordinator; signed by the auditor for another key.
+    let by_coordinator = request(coordinator.signer.sign(statement.clone()));
+    let other_key = request(auditor.signer.sign(AlertKeyStatement {
+        public_key: fedbank_common::alerts::digest(b"the auditor's real key"),
+        ..statement
+    }));
+    for bad in [by_coordinator, other_key] {
+        let bytes = fedbank_common::wire::encode(&bad).expect("encode");
+        let message = Inbound::<S>::decode(&bytes).expect("decode");
+        let err = p.handle(message).expect_err("refused");
+        assert!(err.to_string().contains("AlertRequest"), "{err}");
+        let mut refused_in_trail = false;
+        while let Some(out) = p.poll_output() {
+            match out {
+                NodeOutput::Send(m) => panic!("nothing is sent: {m:?}"),
+                NodeOutput::Audit { kind, .. } => {
+                    refused_in_trail |= kind.name() == "message.refused"
+                }
+                _ => {}
+            }
+        }
+        assert!(refused_in_trail);
     }
 }

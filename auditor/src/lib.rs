@@ -134,6 +134,8 @@ pub enum TallyRefusal {
 /// The auditor of one job.
 pub struct AuditorMachine {
     id: NodeId,
+    /// Its signed statement of the alert public key, sent with the keys.
+    endorsement: fedbank_common::endorsement::Signed<fedbank_common::protocol::AlertKeyStatement>,
     job: ValidJob,
     keys: Arc<AuditorKeys>,
     public_digest: Digest,
@@ -152,10 +154,20 @@ fn fields(v: Value) -> Map<String, Value> {
 
 impl AuditorMachine {
     /// The auditor `id` of `job`, with its keys (generate them with [`AuditorKeys::generate`]).
-    pub fn new(id: NodeId, job: ValidJob, keys: Arc<AuditorKeys>) -> Self {
+    pub fn new(
+        signer: fedbank_common::endorsement::NodeSigner,
+        job: ValidJob,
+        keys: Arc<AuditorKeys>,
+    ) -> Self {
         let public_digest = alerts::digest(keys.public_key_bytes());
+        let endorsement = signer.sign(fedbank_common::protocol::AlertKeyStatement {
+            job: job.spec().job.clone(),
+            job_digest: job.digest(),
+            public_key: public_digest,
+        });
         Self {
-            id,
+            id: signer.id().clone(),
+            endorsement,
             job,
             keys,
             public_digest,
@@ -202,6 +214,7 @@ impl AuditorMachine {
             job: spec.job.clone(),
             public_key: self.keys.public_key_bytes().to_vec(),
             server_key: self.keys.server_key_bytes().to_vec(),
+            endorsement: self.endorsement.clone(),
         };
         if !self.keys_logged {
             self.keys_logged = true;

@@ -24,6 +24,8 @@ use std::collections::BTreeMap;
 
 /// Values per rule in the compliance round: violations, customers affected, contacts examined.
 pub const RULE_VALUES: usize = 3;
+/// The compliance round's quantity of over-limit bits, one per rule with a limit.
+pub const OVER_LIMIT: &str = "alert.over_limit";
 /// Rates are compared at this resolution: parts per 10,000 (basis points).
 pub const RATE_SCALE: f64 = 10_000.0;
 /// Longest rolling window of a frequency cap, in days.
@@ -214,9 +216,13 @@ impl ComplianceSpec {
     }
 
     /// The quantities of the compliance round: per rule, violations, customers affected and
-    /// contacts examined, each at most `max_rows` per participant.
+    /// contacts examined, each at most `max_rows` per participant; and, when rules have limits,
+    /// [`OVER_LIMIT`]: per such rule one bit per institution, set when its own rate is above
+    /// the limit. Summed through the verified secure aggregation, the bits give how many
+    /// institutions are over each limit without singling one out (docs/threat-model.md §6).
     pub fn quantities(&self, max_rows: u64) -> Vec<QuantitySpec> {
-        self.rules
+        let mut q: Vec<QuantitySpec> = self
+            .rules
             .iter()
             .map(|r| {
                 QuantitySpec::new(
@@ -226,7 +232,12 @@ impl ComplianceSpec {
                     1.0,
                 )
             })
-            .collect()
+            .collect();
+        let limited = self.alert_rules().len();
+        if limited > 0 {
+            q.push(QuantitySpec::new(OVER_LIMIT, limited, 1.0, 1.0));
+        }
+        q
     }
 
     pub(crate) fn check(&self, job: &JobId) -> Result<(), JobError> {

@@ -26,8 +26,12 @@ pub struct RuleResult {
     pub violation_rate: f64,
     /// The alert limit, if the rule has one.
     pub max_violation_rate: Option<f64>,
-    /// Institutions whose own rate is above the limit, as decrypted by the auditor.
+    /// Institutions whose own rate is above the limit: the sum of their over-limit bits through
+    /// the verified secure aggregation (at least `min_participants` signed contributions).
     pub institutions_over_limit: Option<u16>,
+    /// The same count as the auditor decrypted it from the programmable-bootstrapping tally,
+    /// when there was an alert step; it must agree with `institutions_over_limit`.
+    pub auditor_count: Option<u16>,
 }
 
 /// What the alert step cost on the coordinator.
@@ -94,6 +98,8 @@ impl ComplianceJob {
                 kind.label()
             )));
         }
+        let over = DecodedQuantity::find(decoded, fedbank_common::compliance::OVER_LIMIT);
+        let mut over = over.unwrap_or(&[]).iter();
         let mut rules = Vec::with_capacity(self.spec.rules.len());
         for rule in &self.spec.rules {
             let name = format!("rule.{}", rule.name);
@@ -115,7 +121,11 @@ impl ComplianceJob {
                     violations as f64 / contacts_examined as f64
                 },
                 max_violation_rate: rule.max_violation_rate,
-                institutions_over_limit: None,
+                institutions_over_limit: rule
+                    .limit_basis_points()
+                    .and_then(|_| over.next())
+                    .map(|v| v.round().clamp(0.0, f64::from(u16::MAX)) as u16),
+                auditor_count: None,
             });
         }
         self.result = Some(ComplianceResult {
@@ -126,8 +136,10 @@ impl ComplianceJob {
         Ok(None)
     }
 
-    /// Records the auditor's counts (in alert-rule order) and the alert step's cost.
-    pub fn set_alerts(&mut self, counts: &[u16], cost: AlertCost) {
+    /// Records the auditor's counts (in alert-rule order) and the alert step's cost. Returns
+    /// the rules whose auditor count differs from the verified count of over-limit bits.
+    pub fn set_alerts(&mut self, counts: &[u16], cost: AlertCost) -> Vec<String> {
+        let mut differ = Vec::new();
         if let Some(result) = &mut self.result {
             let mut counts = counts.iter();
             for rule in result
@@ -135,10 +147,14 @@ impl ComplianceJob {
                 .iter_mut()
                 .filter(|r| r.max_violation_rate.is_some())
             {
-                rule.institutions_over_limit = counts.next().copied();
+                rule.auditor_count = counts.next().copied();
+                if rule.auditor_count != rule.institutions_over_limit {
+                    differ.push(rule.rule.clone());
+                }
             }
             result.alerts = Some(cost);
         }
+        differ
     }
 
     /// The result, once the counts are in.

@@ -384,8 +384,8 @@ impl ContactLog {
 
 /// The values of the compliance round: per rule, violations, customers affected, contacts
 /// examined.
-pub fn round_values(counts: &[RuleCounts]) -> Vec<Vec<f64>> {
-    counts
+pub fn round_values(counts: &[RuleCounts], spec: &ComplianceSpec) -> Vec<Vec<f64>> {
+    let mut values: Vec<Vec<f64>> = counts
         .iter()
         .map(|c| {
             vec![
@@ -394,7 +394,24 @@ pub fn round_values(counts: &[RuleCounts]) -> Vec<Vec<f64>> {
                 c.contacts_examined as f64,
             ]
         })
-        .collect()
+        .collect();
+    let limited = spec.alert_rules();
+    if !limited.is_empty() {
+        // This institution's own bit per limited rule: its rate strictly above the limit.
+        values.push(
+            limited
+                .iter()
+                .map(|(rule, limit)| {
+                    let rate = counts
+                        .iter()
+                        .find(|c| c.rule == rule.name)
+                        .map_or(0, |c| c.rate_basis_points);
+                    f64::from(u8::from(rate > *limit))
+                })
+                .collect(),
+        );
+    }
+    values
 }
 
 #[cfg(test)]

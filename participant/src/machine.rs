@@ -748,7 +748,7 @@ impl<S: RingScalar> ParticipantMachine<S> {
                 ));
             }
             let counts = log.evaluate(compliance);
-            let values = crate::compliance::round_values(&counts);
+            let values = crate::compliance::round_values(&counts, compliance);
             let report = json!({
                 "job": self.job.spec().job.as_str(),
                 "contacts": log.contacts(),
@@ -980,6 +980,28 @@ impl<S: RingScalar> ParticipantMachine<S> {
                     request.job, request.rules
                 ),
             });
+        }
+        // Rates go only under a key the job's certified auditor signed.
+        let endorsed = self.trust.verify(&request.endorsement).map(|s| {
+            Some(&request.endorsement.signer) == self.job.spec().auditor.as_ref()
+                && s.job == job
+                && s.job_digest == self.job.digest()
+                && s.public_key == fedbank_common::alerts::digest(&request.public_key)
+        });
+        match endorsed {
+            Ok(true) => {}
+            Ok(false) => {
+                return Err(NodeViolation::WrongJob {
+                    message: "AlertRequest",
+                    what: "an alert key not signed by the job's auditor".to_owned(),
+                })
+            }
+            Err(e) => {
+                return Err(NodeViolation::WrongJob {
+                    message: "AlertRequest",
+                    what: format!("an alert key whose signature does not verify ({e})"),
+                })
+            }
         }
         let outcome = self
             .rule_counts

@@ -65,7 +65,7 @@ pub async fn run_auditor<S: RingScalar>(
     let endpoint = client_endpoint(addr, &creds)?;
     let mut trail = open_trail(trail, &id, "auditor")?;
     let cap = job.max_message_bytes();
-    let mut machine = AuditorMachine::new(id.clone(), job, keys);
+    let mut machine = AuditorMachine::new(creds.signer(&id)?, job, keys);
     let (to_machine, inbox) = mpsc::channel::<Option<Inbound<S>>>();
     let (out_tx, mut out_rx) = tokio_mpsc::unbounded_channel::<Vec<u8>>();
     let status = Arc::new(Mutex::new(AuditorStatus::Running));

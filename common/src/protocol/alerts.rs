@@ -1,8 +1,10 @@
 //! The messages of private compliance alerts (docs/threat-model.md §6).
 //!
 //! ```text
-//!   auditor      AlertKeys {compact public key, compressed server key} ──▶ coordinator
-//!   coordinator  AlertRequest {round, public key, rules and limits}    ──▶ each contributor
+//!   auditor      AlertKeys {compact public key, compressed server key,
+//!                           its signed statement of the public key}   ──▶ coordinator
+//!   coordinator  AlertRequest {round, public key, rules and limits,
+//!                              the auditor's signed statement}        ──▶ each contributor
 //!   participant  AlertContribution {round, packed encrypted rates}     ──▶ coordinator
 //!   coordinator  AlertTally {manifest, one encrypted count per rule}   ──▶ auditor
 //!   auditor      AlertCounts {manifest digest, counts}                 ──▶ coordinator
@@ -16,6 +18,7 @@ use crate::alerts::{
 };
 use crate::compliance::MAX_RULES;
 use crate::digest::Digest;
+use crate::endorsement::{Signed, Statement};
 use crate::ids::{JobId, NodeId};
 use crate::wire::{ValidationError, WireKind, WireMessage};
 use serde::{Deserialize, Serialize};
@@ -42,6 +45,31 @@ pub struct AlertKeys {
     pub public_key: Vec<u8>,
     /// tfhe `CompressedServerKey`.
     pub server_key: Vec<u8>,
+    /// The auditor's signed statement naming its public key.
+    pub endorsement: Signed<AlertKeyStatement>,
+}
+
+/// What the auditor signs about its alert key: participants encrypt their rates only under a
+/// key the job's certified auditor signed, never under one the coordinator chose.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlertKeyStatement {
+    /// Job.
+    pub job: JobId,
+    /// Digest of the job file.
+    pub job_digest: Digest,
+    /// Digest of the compact public key (see [`crate::alerts::digest`]).
+    pub public_key: Digest,
+}
+
+impl Statement for AlertKeyStatement {
+    const KIND: &'static str = "alert key";
+    fn digest(&self) -> Digest {
+        Digest::builder("fedbank.alert-key-statement.v1")
+            .bytes(self.job.as_str().as_bytes())
+            .bytes(&self.job_digest.0)
+            .bytes(&self.public_key.0)
+            .finish()
+    }
 }
 
 /// The coordinator's request for a contributor's encrypted rates.
@@ -55,6 +83,8 @@ pub struct AlertRequest {
     pub public_key: Vec<u8>,
     /// The rules, in order, with their limits.
     pub rules: Vec<AlertRule>,
+    /// The auditor's signed statement naming `public_key`.
+    pub endorsement: Signed<AlertKeyStatement>,
 }
 
 /// A participant's rates, one per alert rule, as one packed compact list under the auditor's
@@ -137,6 +167,8 @@ fn at_most(what: &'static str, got: usize, limit: usize) -> Result<(), Validatio
 
 impl WireMessage for AlertKeys {
     const KIND: WireKind = WireKind::AlertKeys;
+    /// Version 2 carries the auditor's signed statement.
+    const VERSION: u16 = 2;
     fn max_bytes() -> usize {
         MAX_AUDITOR_KEYS_BYTES + MAX_PUBLIC_KEY_BYTES + FIELDS
     }
@@ -156,6 +188,8 @@ impl WireMessage for AlertKeys {
 
 impl WireMessage for AlertRequest {
     const KIND: WireKind = WireKind::AlertRequest;
+    /// Version 2 carries the auditor's signed statement.
+    const VERSION: u16 = 2;
     fn max_bytes() -> usize {
         MAX_PUBLIC_KEY_BYTES + FIELDS
     }

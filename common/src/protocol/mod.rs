@@ -30,7 +30,8 @@ pub mod alerts;
 mod messages;
 
 pub use alerts::{
-    AlertContribution, AlertCounts, AlertKeys, AlertManifest, AlertRequest, AlertRule, AlertTally,
+    AlertContribution, AlertCounts, AlertKeyStatement, AlertKeys, AlertManifest, AlertRequest,
+    AlertRule, AlertTally,
 };
 pub use messages::{
     Contribution, Hello, Inbound, ModelReleased, Notice, NoticeKind, RoundRequest,

@@ -33,6 +33,8 @@ use std::time::Instant;
 /// The auditor's keys as the coordinator keeps them.
 pub(super) struct AuditorKeysHeld {
     public_key: Vec<u8>,
+    /// The auditor's signed statement of the public key, forwarded to every contributor.
+    endorsement: fedbank_common::endorsement::Signed<fedbank_common::protocol::AlertKeyStatement>,
     public_digest: Digest,
     evaluator: AlertEvaluator,
 }
@@ -89,6 +91,19 @@ impl<S: RingScalar> CoordinatorMachine<S> {
         if keys.job != self.job.spec().job {
             return Err(bad(format!("keys for job {}", keys.job)));
         }
+        let statement = self
+            .trust
+            .verify(&keys.endorsement)
+            .map_err(|e| bad(format!("the key's signed statement: {e}")))?;
+        let fits = keys.endorsement.signer == from
+            && statement.job == self.job.spec().job
+            && statement.job_digest == self.job.digest()
+            && statement.public_key == public_digest;
+        if !fits {
+            return Err(bad(
+                "the signed statement names another auditor, job or public key".to_owned(),
+            ));
+        }
         RatePublicKey::from_bytes(&keys.public_key).map_err(|e| bad(e.to_string()))?;
         let evaluator =
             AlertEvaluator::from_bytes(&keys.server_key).map_err(|e| bad(e.to_string()))?;
@@ -105,6 +120,7 @@ impl<S: RingScalar> CoordinatorMachine<S> {
             keys.server_key.len()
         ));
         self.auditor_keys = Some(AuditorKeysHeld {
+            endorsement: keys.endorsement,
             public_key: keys.public_key,
             public_digest,
             evaluator,
@@ -125,6 +141,7 @@ impl<S: RingScalar> CoordinatorMachine<S> {
             round: number,
             public_key: held.public_key.clone(),
             rules: self.job.alert_limits(),
+            endorsement: held.endorsement.clone(),
         };
         let asked: BTreeSet<NodeId> = self
             .present()
@@ -325,6 +342,7 @@ impl<S: RingScalar> CoordinatorMachine<S> {
                         round: step.round,
                         public_key: held.public_key.clone(),
                         rules: self.job.alert_limits(),
+                        endorsement: held.endorsement.clone(),
                     })
                 })
             }
@@ -395,14 +413,22 @@ impl<S: RingScalar> CoordinatorMachine<S> {
             .map(|(r, c)| (r.rule.clone(), json!(c)))
             .collect();
         let (round, digest) = (manifest.round, manifest.digest());
-        if let JobLogic::Compliance(job) = &mut self.logic {
-            job.set_alerts(&counts.counts, cost);
+        let differ = match &mut self.logic {
+            JobLogic::Compliance(job) => job.set_alerts(&counts.counts, cost),
+            _ => Vec::new(),
+        };
+        if !differ.is_empty() {
+            // The auditor's tally must be the count the verified aggregate released.
+            self.progress(format!(
+                "the auditor's alert counts differ from the verified counts for rules {differ:?}"
+            ));
         }
         self.audit(
             EventKind::AlertDecrypted,
             fields(
                 json!({"job": counts.job.as_str(), "round": round, "manifest": digest.to_hex(),
-                "auditor": from.as_str(), "institutions_over_limit": per_rule}),
+                "auditor": from.as_str(), "institutions_over_limit": per_rule,
+                "differs_from_verified_count": differ}),
             ),
         );
         self.rounds_done += 1;
