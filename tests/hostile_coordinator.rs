@@ -532,10 +532,11 @@ fn an_out_of_range_contribution_is_refused_at_decoding() {
     let request = h.request(1, RoundKind::Moments);
     let mut contributions = h.collect(&["h0", "h1", "h2"], &request);
     let plan = h.job.plan(&RoundKind::Moments).expect("plan");
-    // h3 encrypts 2^30 in every slot and signs it as its own.
+    // h3 encrypts a quarter of the message space in every slot and signs it as its own.
+    let big: i128 = 1 << (h.job.params().message_bits() - 2);
     let encryptor = Encryptor::new(key, h.job.params().clone()).expect("encryptor");
     let ct: Ciphertext<S> = encryptor
-        .encrypt(&vec![1 << 30; plan.slot_count()])
+        .encrypt(&vec![big; plan.slot_count()])
         .expect("encrypt");
     let h3 = shared_credentials(&id("h3")).expect("credentials");
     let mut statement = contributions[0].1.statement.statement.clone();
@@ -586,7 +587,7 @@ fn an_out_of_range_contribution_is_refused_at_decoding() {
     assert!(err.to_string().contains("nothing is released"), "{err}");
     // The same slots with h3's excess taken out are in range: the check refuses only what no
     // honest set of four contributions can produce.
-    let within: Vec<i128> = slots.iter().map(|s| s - (1i128 << 30)).collect();
+    let within: Vec<i128> = slots.iter().map(|s| s - big).collect();
     plan.check_honest_range(&within, 4)
         .expect("the honest part of the sum is in range");
 }

@@ -35,8 +35,10 @@
 //!    decrypted value hides the aggregate noise (which depends on every member's key share).
 //!    `strict`: TUniform(⌈log2 t⌉ + 40): the statistical distance to a distribution that does not
 //!    depend on the keys is at most t / 2^(⌈log2 t⌉+40) ≤ 2^-40 ([`STATISTICAL_SMUDGING_BITS`]).
-//!    `fast`: TUniform(27), a fixed heuristic amount of the same order as the aggregate noise, as
-//!    the design brief allows for the fast profile; it is **not** a statistical guarantee.
+//!    `fast`: TUniform(max(27, ⌈log2 t⌉ + 8)): the smudging always exceeds the aggregate noise
+//!    bound 2^8-fold, a statistical distance of at most 2^-8 per coefficient. The u64 torus has
+//!    no room for more; this is a heuristic, **not** a cryptographic guarantee, and `fast` is
+//!    for consortia where no committee member colludes with the coordinator.
 //! 6. **Scaling.** With t now including the rounding term, total noise ≤ t + M·2^smudge. Δ = 2^δ with δ = ⌈log2(total)⌉ + 1, so that the
 //!    noise stays below Δ/2 and rounding recovers the exact sum. A sum is decoded exactly while
 //!    |Σ m| < 2^(w−1−δ): that exponent is [`SchemeParameters::message_bits`].
@@ -44,7 +46,7 @@
 //! Worked examples (see the unit tests, which pin these numbers):
 //! `strict`, M = 3, K = 10: t ≈ 2^44, smudging TUniform(85), δ = 88, 39 message bits.
 //! `strict`, M = 7, K = 1000: t ≈ 2^51, smudging TUniform(92), δ = 96, 31 message bits.
-//! `fast`, M = 3, K = 10: t ≈ 2^30.5, smudging TUniform(27), δ = 32, 31 message bits.
+//! `fast`, M = 3, K = 10: t ≈ 2^30.5, smudging TUniform(39), δ = 42, 21 message bits.
 //! Quantities that need more bits are split into limbs by [`crate::encoding`].
 
 use serde::{Deserialize, Serialize};
@@ -60,8 +62,11 @@ use tfhe::shortint::parameters::NoiseSquashingParameters;
 pub const DECRYPTION_FAILURE_LOG2: f64 = -128.0;
 /// Statistical security of the `strict` profile's smudging, in bits.
 pub const STATISTICAL_SMUDGING_BITS: u32 = 40;
-/// Smudging noise exponent of the `fast` profile (heuristic, see the module docs).
+/// Smallest smudging noise exponent of the `fast` profile (heuristic, see the module docs).
 pub const FAST_SMUDGING_LOG2: u32 = 27;
+/// Bits by which the `fast` profile's smudging exceeds the aggregate-noise bound (heuristic:
+/// a statistical distance of at most 2^-8 per coefficient, not a cryptographic one).
+pub const FAST_SMUDGING_MARGIN_BITS: u32 = 8;
 /// Largest committee the noise budget is written for.
 pub const MAX_COMMITTEE: usize = 16;
 /// Largest number of contributors to one aggregate.
@@ -272,7 +277,8 @@ impl SchemeParameters {
         let aggregate_noise_log2 = ((0.5 * v_log2 + tail_log2).exp2() + rounding).log2();
         let smudging_log2 = match profile {
             Profile::Strict => aggregate_noise_log2.ceil() as u32 + STATISTICAL_SMUDGING_BITS,
-            Profile::Fast => FAST_SMUDGING_LOG2,
+            Profile::Fast => FAST_SMUDGING_LOG2
+                .max(aggregate_noise_log2.ceil() as u32 + FAST_SMUDGING_MARGIN_BITS),
         };
         let total = aggregate_noise_log2.exp2() + m * f64::from(smudging_log2).exp2();
         let delta_log2 = total.log2().ceil() as u32 + 1;
@@ -373,8 +379,13 @@ mod tests {
         let p = SchemeParameters::new(Profile::Fast, 3, 10).unwrap();
         assert_eq!(
             (p.smudging_log2(), p.delta_log2(), p.message_bits()),
-            (27, 32, 31)
+            (39, 42, 21)
         );
+        // The fast profile's smudging always exceeds the aggregate noise bound 2^8-fold.
+        for (m, k) in [(1, 2), (3, 10), (7, 1000)] {
+            let p = SchemeParameters::new(Profile::Fast, m, k).unwrap();
+            assert!(f64::from(p.smudging_log2()) >= p.aggregate_noise_log2() + 8.0);
+        }
     }
 
     #[test]
@@ -387,8 +398,14 @@ mod tests {
             SchemeParameters::new(Profile::Fast, 3, 0),
             Err(ParameterError::ContributorCount(0))
         );
-        // The largest setting is still usable, with few bits left: limbs carry the rest.
-        let widest = SchemeParameters::new(Profile::Fast, MAX_COMMITTEE, MAX_CONTRIBUTORS).unwrap();
-        assert_eq!(widest.message_bits(), 13);
+        // The largest setting is still usable under strict, with few bits left: limbs carry
+        // the rest. Under fast the smudging it needs leaves no message bits: refused.
+        let widest =
+            SchemeParameters::new(Profile::Strict, MAX_COMMITTEE, MAX_CONTRIBUTORS).unwrap();
+        assert!(widest.message_bits() >= MIN_MESSAGE_BITS);
+        assert!(matches!(
+            SchemeParameters::new(Profile::Fast, MAX_COMMITTEE, MAX_CONTRIBUTORS),
+            Err(ParameterError::TooNoisy { .. })
+        ));
     }
 }
