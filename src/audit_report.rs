@@ -130,15 +130,23 @@ pub fn run(args: &ReportArgs) -> Result<ExitCode> {
         )
     } else if coordinator.is_none() {
         "**FAILED VERIFICATION.** No coordinator trail was found in this run.".to_owned()
+    } else if !refusals.is_empty() {
+        format!(
+            "**COORDINATOR DEVIATED.** Every trail verifies, and honest nodes refused {} messages of the coordinator `{coordinator_name}`; see \"Refused by honest nodes\"{}.",
+            refusals.len(),
+            if findings.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    ". Its records also differ from the nodes' own in {} places",
+                    findings.len()
+                )
+            }
+        )
     } else if !findings.is_empty() {
         format!(
             "**TRAILS DISAGREE.** Every trail verifies, but the coordinator's records differ from the nodes' own in {} places.",
             findings.len()
-        )
-    } else if !refusals.is_empty() {
-        format!(
-            "**COORDINATOR DEVIATED.** Every trail verifies and agrees, but honest nodes refused {} messages of the coordinator `{coordinator_name}`; see \"Refused by honest nodes\".",
-            refusals.len()
         )
     } else {
         format!(
@@ -211,10 +219,10 @@ pub fn run(args: &ReportArgs) -> Result<ExitCode> {
     println!("report: {}", out.display());
     Ok(if !failures.is_empty() || coordinator.is_none() {
         ExitCode::from(EXIT_TAMPERED)
-    } else if !findings.is_empty() {
-        ExitCode::from(EXIT_DISAGREE)
     } else if !refusals.is_empty() {
         ExitCode::from(EXIT_REFUSED)
+    } else if !findings.is_empty() {
+        ExitCode::from(EXIT_DISAGREE)
     } else {
         ExitCode::SUCCESS
     })
