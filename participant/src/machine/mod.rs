@@ -28,6 +28,8 @@
 //! (`message.refused`), so that the refusal is evidence an auditor can hold against the
 //! coordinator's trail.
 
+mod keys;
+
 use crate::committee_member::{CommitteeMember, MemberError};
 use crate::compliance::{ContactLog, RuleCounts};
 use crate::customers::CustomerRecords;
@@ -48,9 +50,7 @@ pub use fedbank_common::endorsement::Credentials;
 use fedbank_common::endorsement::{ConsortiumTrust, NodeSigner, Signed};
 use fedbank_common::ids::NodeId;
 use fedbank_common::job::ValidJob;
-use fedbank_common::key_ceremony::{
-    CeremonyError, CommitmentSet, KeyBundle, RevealedShare, ShareCommitment, ShareReveal,
-};
+use fedbank_common::key_ceremony::{CeremonyError, RevealedShare, ShareCommitment};
 use fedbank_common::model::PropensityModel;
 use fedbank_common::policy::MemberRecord;
 use fedbank_common::protocol::{
@@ -58,7 +58,7 @@ use fedbank_common::protocol::{
     NoticeKind, RoundRequest, SegmentsReleased, PROTOCOL_VERSION,
 };
 use fedbank_common::round_plan::{PlanRefusal, RoundPlan};
-use fedbank_common::secagg::{Encryptor, JointPublicKey, KeySetup, RingScalar, SecretKeyShare};
+use fedbank_common::secagg::{Encryptor, JointPublicKey, RingScalar, SecretKeyShare};
 use serde_json::{json, Map, Value};
 use std::collections::VecDeque;
 
@@ -457,138 +457,6 @@ impl<S: RingScalar> ParticipantMachine<S> {
             }
             other => Err(NodeViolation::Unexpected(other.name())),
         }
-    }
-
-    fn expected_setup(&self, setup: &KeySetup) -> Result<(), NodeViolation> {
-        let spec = self.job.spec();
-        if setup.job != spec.job
-            || setup.profile != spec.profile
-            || setup.committee != spec.committee
-        {
-            return Err(NodeViolation::WrongJob {
-                message: "key setup",
-                what: format!(
-                    "job {} profile {} committee {:?}",
-                    setup.job, setup.profile, setup.committee
-                ),
-            });
-        }
-        Ok(())
-    }
-
-    fn on_key_setup(&mut self, setup: KeySetup) -> Result<(), NodeViolation> {
-        self.expected_setup(&setup)?;
-        if !setup.committee.contains(&self.id) {
-            return Err(NodeViolation::NotAMember("KeySetup"));
-        }
-        let member = match &self.member {
-            // A repeated setup for the same epoch (after a reconnect) gets the same share.
-            Some(m) if m.public_share().setup() == &setup => m,
-            _ => {
-                let m = CommitteeMember::generate(
-                    &setup,
-                    &self.id,
-                    self.job.params().clone(),
-                    &crate::MemberTerms::of(&self.job, self.trust.clone()),
-                )?;
-                self.outputs.push_back(NodeOutput::SaveMember {
-                    share: Some(m.secret_share()),
-                    record: m.record().clone(),
-                });
-                self.member = Some(m);
-                self.member
-                    .as_ref()
-                    .ok_or(NodeViolation::NotAMember("KeySetup"))?
-            }
-        };
-        let share = member.public_share().digest();
-        let commitment = self.signer.sign(ShareCommitment {
-            setup: setup.digest(),
-            member: self.id.clone(),
-            share,
-        });
-        self.audit(
-            EventKind::KeySetup,
-            fields(
-                json!({"job": setup.job.as_str(), "key_epoch": setup.key_epoch,
-                "setup_digest": setup.digest().to_hex(), "share_digest": share.to_hex(),
-                "stage": "commitment to the public-key share sent"}),
-            ),
-        );
-        self.send(NodeOutbound::Commitment(commitment));
-        Ok(())
-    }
-
-    /// A member reveals its share only once it holds every member's signed commitment, so no
-    /// member can choose its share after seeing another's (a rogue key).
-    fn on_commitments(&mut self, set: CommitmentSet) -> Result<(), NodeViolation> {
-        self.expected_setup(&set.setup)?;
-        let Some(member) = &self.member else {
-            return Err(NodeViolation::NotAMember("CommitmentSet"));
-        };
-        let public = member.public_share();
-        if public.setup() != &set.setup {
-            return Err(NodeViolation::WrongJob {
-                message: "CommitmentSet",
-                what: format!(
-                    "key epoch {} (this member's share is for another setup)",
-                    set.setup.key_epoch
-                ),
-            });
-        }
-        set.verify(&self.trust)?;
-        let share = public.digest();
-        if set.committed_share(&self.id) != Some(share) {
-            return Err(NodeViolation::NotMyCommitment);
-        }
-        let set_digest = set.digest();
-        let reveal = self.signer.sign(ShareReveal {
-            setup: set.setup.digest(),
-            member: self.id.clone(),
-            share,
-            commitments: set_digest,
-        });
-        self.audit(
-            EventKind::KeySetup,
-            fields(
-                json!({"job": set.setup.job.as_str(), "key_epoch": set.setup.key_epoch,
-                "commitments_digest": set_digest.to_hex(), "share_digest": share.to_hex(),
-                "stage": "public-key share revealed"}),
-            ),
-        );
-        self.send(NodeOutbound::KeyShare(RevealedShare {
-            share: public,
-            reveal,
-        }));
-        Ok(())
-    }
-
-    /// The joint key is formed here, from shares this node checked itself; the coordinator's
-    /// word counts for nothing. Once accepted, the key is never replaced.
-    fn on_key_bundle(&mut self, bundle: KeyBundle<S>) -> Result<(), NodeViolation> {
-        self.expected_setup(bundle.setup())?;
-        let key: JointPublicKey<S> = bundle.verify(&self.trust)?;
-        let digest = key.digest();
-        if let Some(held) = &self.key {
-            if held.digest() == digest {
-                return Ok(());
-            }
-            return Err(NodeViolation::KeyReplaced {
-                job: self.job.spec().job.to_string(),
-                accepted: held.digest(),
-                got: digest,
-            });
-        }
-        self.audit(
-            EventKind::KeyAccepted,
-            fields(json!({"job": bundle.setup().job.as_str(), "key_epoch": bundle.setup().key_epoch,
-                "setup_digest": bundle.setup().digest().to_hex(),
-                "commitments_digest": bundle.commitments.digest().to_hex(),
-                "shares": bundle.shares.iter().map(|s| json!({"member": s.share.member().as_str(), "digest": s.share.digest().to_hex()})).collect::<Vec<_>>(),
-                "joint_key_digest": digest.to_hex()})),
-        );
-        self.key = Some(key);
-        Ok(())
     }
 
     fn on_round(&mut self, request: RoundRequest) -> Result<(), NodeViolation> {
