@@ -266,26 +266,29 @@ impl ConsortiumTrust {
     }
 }
 
+/// The DNS subject-alternative names of a parsed certificate (a node certificate has exactly
+/// one: the node id); `None` when the extension cannot be read.
+pub fn dns_names(cert: &X509Certificate<'_>) -> Option<Vec<String>> {
+    let names = cert.subject_alternative_name().ok()?.map(|ext| {
+        ext.value
+            .general_names
+            .iter()
+            .filter_map(|n| match n {
+                GeneralName::DNSName(d) => Some((*d).to_owned()),
+                _ => None,
+            })
+            .collect()
+    });
+    Some(names.unwrap_or_default())
+}
+
 /// The DNS names and the Ed25519 public key of a certificate.
 fn read_certificate(signer: &str, der: &[u8]) -> Result<(Vec<String>, Vec<u8>), EndorsementError> {
     let unparsable = || EndorsementError::Unparsable {
         signer: signer.to_owned(),
     };
     let (_, cert) = X509Certificate::from_der(der).map_err(|_| unparsable())?;
-    let names = cert
-        .subject_alternative_name()
-        .map_err(|_| unparsable())?
-        .map(|ext| {
-            ext.value
-                .general_names
-                .iter()
-                .filter_map(|n| match n {
-                    GeneralName::DNSName(d) => Some((*d).to_owned()),
-                    _ => None,
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let names = dns_names(&cert).ok_or_else(unparsable)?;
     let spki = cert.public_key();
     if spki.algorithm.algorithm.to_id_string() != ED25519_OID {
         return Err(EndorsementError::NotEd25519 {

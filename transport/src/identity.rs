@@ -1,8 +1,8 @@
 //! The node id bound to a certificate: its single DNS subject-alternative name.
 
+use fedbank_common::endorsement::dns_names;
 use fedbank_common::ids::{IdError, NodeId};
 use rustls::pki_types::CertificateDer;
-use x509_parser::extensions::GeneralName;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 /// Why no node id could be read from a certificate.
@@ -26,20 +26,7 @@ pub enum IdentityError {
 pub fn node_id(cert: &CertificateDer<'_>) -> Result<NodeId, IdentityError> {
     let (_, parsed) =
         X509Certificate::from_der(cert.as_ref()).map_err(|_| IdentityError::Unparsable)?;
-    let names: Vec<String> = parsed
-        .subject_alternative_name()
-        .map_err(|_| IdentityError::Unparsable)?
-        .map(|ext| {
-            ext.value
-                .general_names
-                .iter()
-                .filter_map(|n| match n {
-                    GeneralName::DNSName(d) => Some((*d).to_owned()),
-                    _ => None,
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let names = dns_names(&parsed).ok_or(IdentityError::Unparsable)?;
     match names.as_slice() {
         [one] => Ok(NodeId::new(one.clone())?),
         other => Err(IdentityError::NotOneName(other.len())),
