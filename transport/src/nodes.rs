@@ -519,6 +519,10 @@ async fn serve_connection<S: RingScalar>(
             quinn::VarInt::from_u32(crate::CLOSE_REPLACED),
             b"replaced by a newer connection of the same node",
         );
+        // The older connection's Hello belonged to it: the machine hears it go before the newer
+        // one arrives, so that a restarted node's Hello is a first Hello again (its task, no
+        // longer the current writer, reports nothing when it ends).
+        let _ = events.send((Input::Disconnected(node.clone()), None));
     }
     let _ = events.send((Input::Connected(node.clone()), None));
     let writer_conn = conn.clone();
