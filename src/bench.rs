@@ -7,6 +7,7 @@ use fedbank_common::committee::{ContributionStatement, MASK_DIGEST_LABEL};
 use fedbank_common::digest::Digest;
 use fedbank_common::encoding::{EncodingPlan, QuantitySpec, QuantityValues};
 use fedbank_common::ids::{JobId, NodeId};
+use fedbank_common::roster::RevealStatement;
 use fedbank_common::secagg::{
     Encryptor, JointPublicKey, KeySetup, Profile, RingScalar, SchemeParameters,
 };
@@ -208,7 +209,7 @@ fn run_one<S: RingScalar>(
     let bytes = wire::encode(&ciphertexts[0])?.len();
 
     // participant: the signed statement of its contribution (mask and ciphertext digests and
-    // an Ed25519 signature), each contributor once.
+    // an Ed25519 signature) and, below, its signed reveal; each contributor once.
     let signers = participants
         .iter()
         .map(|p| pki.signer(p))
@@ -234,7 +235,8 @@ fn run_one<S: RingScalar>(
         .collect();
     let sign = start.elapsed() / k as u32;
 
-    // coordinator: the signature of every statement (its fields are checked while adding).
+    // coordinator: the signature of every statement and, below, of every reveal (their fields
+    // are checked while adding).
     let trust = pki.trust();
     let start = Instant::now();
     for statement in &statements {
@@ -252,12 +254,35 @@ fn run_one<S: RingScalar>(
     std::hint::black_box(&sum);
     drop(sum);
     // ... and the whole contribution path: checks, SHA-256 digest for the manifest, sum.
+    // Commitments first, then the roster, then the reveals (docs/threat-model.md §9).
     let mut aggregate = RoundAggregate::new(setup.clone(), 1, "bench", values as u64);
     let start = Instant::now();
-    for ((p, ct), statement) in participants.iter().zip(ciphertexts).zip(statements) {
-        aggregate.add(p.clone(), ct, statement)?;
+    for (p, statement) in participants.iter().zip(&statements) {
+        aggregate.commit(p.clone(), statement.clone())?;
     }
-    let aggregate_time = start.elapsed();
+    let roster = aggregate
+        .fix_roster()
+        .cloned()
+        .context("no commitment in the bench round")?;
+    let commit_time = start.elapsed();
+    // participant: its signed reveal against the roster; coordinator: its signature.
+    let start = Instant::now();
+    let reveals: Vec<_> = statements
+        .iter()
+        .zip(&signers)
+        .map(|(s, signer)| signer.sign(RevealStatement::of(&s.statement, &roster)))
+        .collect();
+    let sign = sign + start.elapsed() / k as u32;
+    let start = Instant::now();
+    for reveal in &reveals {
+        trust.verify(reveal)?;
+    }
+    let check_statements = check_statements + start.elapsed();
+    let start = Instant::now();
+    for ((p, ct), reveal) in participants.iter().zip(ciphertexts).zip(reveals) {
+        aggregate.add(p.clone(), ct, reveal)?;
+    }
+    let aggregate_time = commit_time + start.elapsed();
     let request = aggregate.decryption_request(k)?;
     let request_bytes = wire::encode(&request)?.len();
 

@@ -312,6 +312,7 @@ fn each_role_receives_only_what_the_trust_model_allows() {
         "CommitmentSet",
         "KeyBundle",
         "RoundRequest",
+        "RevealRequest",
         "DecryptionRequest",
         "AlertRequest",
         "Notice",

@@ -7,7 +7,9 @@ use fedbank_common::audit::{cross_check, verify, SigningIdentity};
 use fedbank_common::digest::Digest;
 use fedbank_common::ids::{JobId, NodeId};
 use fedbank_common::job::{FeatureSpec, JobKind, JobSpec, RoundKind, ValidJob};
-use fedbank_common::protocol::{Contribution, Hello, Inbound, PROTOCOL_VERSION};
+use fedbank_common::protocol::{
+    Contribution, ContributionCommitment, Hello, Inbound, PROTOCOL_VERSION,
+};
 use fedbank_common::secagg::{Encryptor, Profile, RingScalar};
 use fedbank_coordinator::stats::{mean_std, FeatureStats};
 use fedbank_coordinator::{JobResult, Status};
@@ -133,14 +135,14 @@ impl Consortium {
         NodeCredentials::load(&CredentialPaths::in_dir(&self.certs(), &id(node))).expect("creds")
     }
 
-    /// `node`'s contribution of `ciphertext` to round `r`, with the statement it signs.
-    fn contribution<S: RingScalar>(
+    /// `node`'s signed commitment to `ciphertext` for round `r` (numbered `round`).
+    fn commitment<S: RingScalar>(
         &self,
         node: &str,
         r: &fedbank_common::protocol::RoundRequest,
         round: u32,
-        ciphertext: fedbank_common::secagg::Ciphertext<S>,
-    ) -> Contribution<S> {
+        ciphertext: &fedbank_common::secagg::Ciphertext<S>,
+    ) -> ContributionCommitment {
         use fedbank_common::committee::{ContributionStatement, MASK_DIGEST_LABEL};
         let signer = self.creds(node).signer(&id(node)).expect("signer");
         let statement = signer.sign(ContributionStatement {
@@ -159,11 +161,30 @@ impl Consortium {
             mask_digest: Digest::of_scalars(MASK_DIGEST_LABEL, &ciphertext.masks),
             ciphertext_digest: ciphertext.digest(),
         });
-        Contribution {
+        ContributionCommitment {
             round,
             attempt: r.attempt,
-            ciphertext,
             statement,
+        }
+    }
+
+    /// `node`'s ciphertext of `commitment`, revealed against `roster`.
+    fn reveal<S: RingScalar>(
+        &self,
+        node: &str,
+        commitment: &ContributionCommitment,
+        ciphertext: fedbank_common::secagg::Ciphertext<S>,
+        roster: &fedbank_common::roster::Roster,
+    ) -> Contribution<S> {
+        let signer = self.creds(node).signer(&id(node)).expect("signer");
+        Contribution {
+            round: commitment.round,
+            attempt: commitment.attempt,
+            ciphertext,
+            reveal: signer.sign(fedbank_common::roster::RevealStatement::of(
+                &commitment.statement.statement,
+                roster,
+            )),
         }
     }
 
@@ -452,9 +473,10 @@ async fn hostile<S: RingScalar>(c: &Consortium, node: &str, addr: SocketAddr) {
     };
     frame::send(&conn, &hello).await.expect("send");
     frame::send(&conn, &hello).await.expect("send");
-    // Wait for the joint key and the first round, then send a contribution for another round and
-    // one of the wrong size for this round.
+    // Wait for the joint key and the first round, then commit to a contribution for another
+    // round and to one of the wrong size for this round, and reveal one under another profile.
     let mut key = None;
+    let mut pending = None;
     loop {
         let f = timeout(WAIT, frame::recv(&conn, Inbound::<S>::limit))
             .await
@@ -468,16 +490,22 @@ async fn hostile<S: RingScalar>(c: &Consortium, node: &str, addr: SocketAddr) {
                         .expect("enc");
                 let slots = c.job.plan(&RoundKind::Moments).expect("plan").slot_count();
                 let ct = encryptor.encrypt(&vec![1; slots]).expect("encrypt");
-                let early = c.contribution(node, &r, r.round + 5, ct);
+                let early = c.commitment(node, &r, r.round + 5, &ct);
                 frame::send(&conn, &early).await.expect("send");
                 let short = encryptor.encrypt(&[1, 2, 3]).expect("encrypt");
-                let short = c.contribution(node, &r, r.round, short);
+                let short = c.commitment(node, &r, r.round, &short);
                 frame::send(&conn, &short).await.expect("send");
-                // The right length under another crypto profile.
+                // The right length under another crypto profile: committed, then revealed.
                 let mut other_profile = encryptor.encrypt(&vec![1; slots]).expect("encrypt");
                 other_profile.profile = Profile::Strict;
-                let other_profile = c.contribution(node, &r, r.round, other_profile);
-                frame::send(&conn, &other_profile).await.expect("send");
+                let commitment = c.commitment(node, &r, r.round, &other_profile);
+                frame::send(&conn, &commitment).await.expect("send");
+                pending = Some((commitment, other_profile));
+            }
+            Inbound::RevealRequest(request) => {
+                let (commitment, ct) = pending.take().expect("a commitment first");
+                let revealed = c.reveal(node, &commitment, ct, &request.roster);
+                frame::send(&conn, &revealed).await.expect("send");
                 break;
             }
             _ => {}
@@ -551,9 +579,9 @@ async fn hostile_messages_are_refused_and_the_job_is_unchanged() {
         "mallory sent Notice before Hello",
         "mallory asked for job loopback-stats with digest",
         "mallory sent Hello twice",
-        "mallory sent Contribution for round 6",
+        "mallory sent ContributionCommitment for round 6",
         "contribution from mallory to job loopback-stats round 1",
-        "with 3 values",
+        "(value count)",
         "profile strict",
         "connections are open, the limit",
     ] {
@@ -637,6 +665,7 @@ async fn stalled_upload<S: RingScalar>(c: &Consortium, node: &str, addr: SocketA
     };
     frame::send(&conn, &hello).await.expect("send");
     let mut key = None;
+    let mut pending = None;
     let mut held = Vec::new();
     loop {
         let f = timeout(WAIT, frame::recv(&conn, Inbound::<S>::limit))
@@ -651,8 +680,16 @@ async fn stalled_upload<S: RingScalar>(c: &Consortium, node: &str, addr: SocketA
                         .expect("enc");
                 let slots = c.job.plan(&r.kind).expect("plan").slot_count();
                 let ct = encryptor.encrypt(&vec![1; slots]).expect("encrypt");
-                let bytes = fedbank_common::wire::encode(&c.contribution(node, &r, r.round, ct))
-                    .expect("encode");
+                let commitment = c.commitment(node, &r, r.round, &ct);
+                frame::send(&conn, &commitment).await.expect("send");
+                pending = Some((commitment, ct));
+            }
+            Inbound::RevealRequest(request) => {
+                let (commitment, ct) = pending.take().expect("a commitment first");
+                let round = commitment.round;
+                let bytes =
+                    fedbank_common::wire::encode(&c.reveal(node, &commitment, ct, &request.roster))
+                        .expect("encode");
                 // The header and length, then half of the body, and nothing more.
                 let (header, body) = bytes.split_at(fedbank_common::wire::HEADER_LEN);
                 let mut stream = conn.open_uni().await.expect("stream");
@@ -666,7 +703,7 @@ async fn stalled_upload<S: RingScalar>(c: &Consortium, node: &str, addr: SocketA
                     .await
                     .expect("write");
                 held.push(stream);
-                if r.round >= 2 {
+                if round >= 2 {
                     break;
                 }
             }

@@ -9,7 +9,9 @@ use fedbank_common::digest::Digest;
 use fedbank_common::ids::{JobId, NodeId};
 use fedbank_common::job::{FeatureSpec, JobKind, JobSpec, RoundKind, ValidJob};
 use fedbank_common::key_ceremony::{CommitmentSet, KeyBundle, RevealedShare, ShareReveal};
-use fedbank_common::protocol::{Contribution, Inbound, RoundRequest};
+use fedbank_common::endorsement::{Signed, Statement};
+use fedbank_common::protocol::{Contribution, Inbound, RevealRequest, RoundRequest};
+use fedbank_common::roster::{RevealStatement, Roster, RosterEntry};
 use fedbank_common::secagg::{
     Ciphertext, Encryptor, JointPublicKey, KeySetup, PublicKeyShare, SecretKeyShare,
 };
@@ -199,15 +201,32 @@ impl Honest {
         }
     }
 
-    /// Asks `nodes` for `round`; their contributions.
-    fn collect(
+    /// Asks `nodes` for a round; their signed commitments.
+    fn commitments(
         &mut self,
         nodes: &[&str],
         request: &RoundRequest,
-    ) -> Vec<(NodeId, Contribution<S>)> {
+    ) -> Vec<(NodeId, Signed<ContributionStatement>)> {
         let mut out = Vec::new();
         for n in nodes {
             self.deliver(n, request).expect("round request");
+            for m in self.take_sent(n) {
+                if let Inbound::ContributionCommitment(c) = m {
+                    out.push((id(n), c.statement));
+                }
+            }
+        }
+        out
+    }
+
+    /// Sends `roster` to `nodes`; the contributions they reveal against it.
+    fn reveals(&mut self, nodes: &[&str], roster: &Roster) -> Vec<(NodeId, Contribution<S>)> {
+        let mut out = Vec::new();
+        for n in nodes {
+            let request = RevealRequest {
+                roster: roster.clone(),
+            };
+            self.deliver(n, &request).expect("reveal request");
             for m in self.take_sent(n) {
                 if let Inbound::Contribution(c) = m {
                     out.push((id(n), c));
@@ -216,14 +235,60 @@ impl Honest {
         }
         out
     }
+
+    /// Asks `nodes` for a round as an honest coordinator does: commitments, the roster of
+    /// all of them, the reveals.
+    fn collect(&mut self, nodes: &[&str], request: &RoundRequest) -> Collected {
+        let statements = self.commitments(nodes, request);
+        let roster = roster_of(&self.job, request, &statements);
+        let contributions = self.reveals(nodes, &roster);
+        Collected {
+            statements,
+            roster,
+            contributions,
+        }
+    }
 }
 
-/// The decryption request an honest coordinator would build from `contributions`.
+/// What an honest coordinator collects in a round.
+struct Collected {
+    statements: Vec<(NodeId, Signed<ContributionStatement>)>,
+    roster: Roster,
+    contributions: Vec<(NodeId, Contribution<S>)>,
+}
+
+/// The roster an honest coordinator fixes for `statements`.
+fn roster_of(
+    job: &ValidJob,
+    request: &RoundRequest,
+    statements: &[(NodeId, Signed<ContributionStatement>)],
+) -> Roster {
+    let mut entries: Vec<RosterEntry> = statements
+        .iter()
+        .map(|(n, s)| RosterEntry {
+            participant: n.clone(),
+            statement: s.statement.digest(),
+        })
+        .collect();
+    entries.sort_by(|a, b| a.participant.cmp(&b.participant));
+    Roster {
+        job: job.spec().job.clone(),
+        key_epoch: 1,
+        round: request.round,
+        attempt: request.attempt,
+        quantity: request.kind.label().to_owned(),
+        entries,
+    }
+}
+
+/// The decryption request an honest coordinator would build from the first `take`
+/// contributions of `collected` (every statement committed, the same roster).
 fn honest_request(
     job: &ValidJob,
     round: u32,
     quantity: &str,
-    contributions: &[(NodeId, Contribution<S>)],
+    collected: &Collected,
+    take: usize,
 ) -> DecryptionRequest<S> {
     let setup = KeySetup {
         job: job.spec().job.clone(),
@@ -232,12 +297,18 @@ fn honest_request(
         mask_seed: 0,
         committee: job.spec().committee.clone(),
     };
-    let first = &contributions[0].1.ciphertext;
+    let first = &collected.contributions[0].1.ciphertext;
     let mut aggregate =
         fedbank_coordinator::RoundAggregate::<S>::new(setup, round, quantity, first.value_count);
-    for (n, c) in contributions {
+    for (n, statement) in &collected.statements {
         aggregate
-            .add(n.clone(), c.ciphertext.clone(), c.statement.clone())
+            .commit(n.clone(), statement.clone())
+            .expect("honest commitment");
+    }
+    assert_eq!(aggregate.fix_roster(), Some(&collected.roster));
+    for (n, c) in collected.contributions.iter().take(take) {
+        aggregate
+            .add(n.clone(), c.ciphertext.clone(), c.reveal.clone())
             .expect("honest contribution");
     }
     aggregate.decryption_request(1).expect("request")
@@ -381,10 +452,10 @@ fn members_decrypt_only_the_sum_of_signed_masks_of_distinct_contributions() {
     let bundle = h.ceremony();
     h.distribute(&bundle);
     let request = h.request(1, RoundKind::Moments);
-    let contributions = h.collect(&["h0", "h1", "h2", "h3"], &request);
-    assert_eq!(contributions.len(), 4);
+    let collected = h.collect(&["h0", "h1", "h2", "h3"], &request);
+    assert_eq!(collected.contributions.len(), 4);
     let label = RoundKind::Moments.label();
-    let genuine = honest_request(&h.job, 1, label, &contributions[..3]);
+    let genuine = honest_request(&h.job, 1, label, &collected, 3);
 
     // A chosen mask (a constant polynomial) in place of a contributor's signed one.
     let mut chosen = genuine.clone();
@@ -460,22 +531,22 @@ fn differencing_by_replay_is_refused_by_participants_and_members() {
     h.distribute(&bundle);
     let label = RoundKind::Moments.label();
     let first = h.collect(&["h0", "h1", "h2", "h3"], &h.request(1, RoundKind::Moments));
-    let all = honest_request(&h.job, 1, label, &first);
+    let all = honest_request(&h.job, 1, label, &first, 4);
     let answers = ask_members(&mut h, &all);
     assert!(answers.iter().all(Result::is_ok), "{answers:?}");
 
     // Round 2 asks for the same computation; participants answer (a re-run after a lost
     // decryption is legitimate), but the members refuse it over a set without h3.
     let again = h.collect(&["h0", "h1", "h2"], &h.request(2, RoundKind::Moments));
-    assert_eq!(again.len(), 3);
-    let without = honest_request(&h.job, 2, label, &again);
+    assert_eq!(again.contributions.len(), 3);
+    let without = honest_request(&h.job, 2, label, &again, 3);
     let answers = ask_members(&mut h, &without);
     assert!(
         refused(&answers, "already decrypted over another contributor set"),
         "{answers:?}"
     );
     // The contributions of round 1 cannot be used in another decryption either.
-    let mut reused = honest_request(&h.job, 1, label, &first[..3]);
+    let mut reused = honest_request(&h.job, 1, label, &first, 3);
     reused.manifest.round = 7;
     let answers = ask_members(&mut h, &reused);
     assert!(answers.iter().all(Result::is_err), "{answers:?}");
@@ -530,7 +601,7 @@ fn an_out_of_range_contribution_is_refused_at_decoding() {
     let trust = fedbank_transport::dev_pki::shared_trust();
     let key = bundle.verify(&trust).expect("key");
     let request = h.request(1, RoundKind::Moments);
-    let mut contributions = h.collect(&["h0", "h1", "h2"], &request);
+    let mut statements = h.commitments(&["h0", "h1", "h2"], &request);
     let plan = h.job.plan(&RoundKind::Moments).expect("plan");
     // h3 encrypts a quarter of the message space in every slot and signs it as its own.
     let big: i128 = 1 << (h.job.params().message_bits() - 2);
@@ -539,17 +610,22 @@ fn an_out_of_range_contribution_is_refused_at_decoding() {
         .encrypt(&vec![big; plan.slot_count()])
         .expect("encrypt");
     let h3 = shared_credentials(&id("h3")).expect("credentials");
-    let mut statement = contributions[0].1.statement.statement.clone();
+    let mut statement = statements[0].1.statement.clone();
     statement.mask_digest = Digest::of_scalars(MASK_DIGEST_LABEL, &ct.masks);
     statement.ciphertext_digest = ct.digest();
     let statement = h3.signer.sign(ContributionStatement { ..statement });
+    statements.push((id("h3"), statement.clone()));
+    let roster = roster_of(&h.job, &request, &statements);
+    let mut contributions = h.reveals(&["h0", "h1", "h2"], &roster);
     contributions.push((
         id("h3"),
         Contribution {
             round: 1,
             attempt: 0,
             ciphertext: ct,
-            statement,
+            reveal: h3
+                .signer
+                .sign(RevealStatement::of(&statement.statement, &roster)),
         },
     ));
     let label = RoundKind::Moments.label();
@@ -563,9 +639,15 @@ fn an_out_of_range_contribution_is_refused_at_decoding() {
         label,
         plan.slot_count() as u64,
     );
+    for (n, statement) in &statements {
+        aggregate
+            .commit(n.clone(), statement.clone())
+            .expect("commit");
+    }
+    aggregate.fix_roster();
     for (n, c) in &contributions {
         aggregate
-            .add(n.clone(), c.ciphertext.clone(), c.statement.clone())
+            .add(n.clone(), c.ciphertext.clone(), c.reveal.clone())
             .expect("add");
     }
     let decryption = aggregate.decryption_request(3).expect("request");
@@ -590,4 +672,177 @@ fn an_out_of_range_contribution_is_refused_at_decoding() {
     let within: Vec<i128> = slots.iter().map(|s| s - big).collect();
     plan.check_honest_range(&within, 4)
         .expect("the honest part of the sum is in range");
+}
+
+/// A decryption request as a deviating coordinator builds it: `roster`, and per contributor its
+/// signed statement, its signed reveal and its masks (in contributor order).
+fn forged_request(
+    job: &ValidJob,
+    roster: &Roster,
+    entries: Vec<(
+        NodeId,
+        Signed<ContributionStatement>,
+        Signed<RevealStatement>,
+        Vec<S>,
+    )>,
+) -> DecryptionRequest<S> {
+    let mut sum = vec![0 as S; entries[0].3.len()];
+    for (_, _, _, masks) in &entries {
+        fedbank_common::secagg::add_assign(&mut sum, masks);
+    }
+    let manifest = fedbank_common::policy::Manifest {
+        job: job.spec().job.clone(),
+        key_epoch: 1,
+        profile: job.spec().profile,
+        round: roster.round,
+        quantity: roster.quantity.clone(),
+        value_count: entries[0].1.statement.value_count,
+        contributors: entries.iter().map(|e| e.0.clone()).collect(),
+        ciphertext_digests: entries
+            .iter()
+            .map(|e| e.1.statement.ciphertext_digest)
+            .collect(),
+        aggregate_mask_digest: Digest::of_scalars(MASK_DIGEST_LABEL, &sum),
+    };
+    DecryptionRequest {
+        manifest,
+        roster: roster.clone(),
+        contributions: entries
+            .into_iter()
+            .map(
+                |(_, statement, reveal, masks)| fedbank_common::committee::ContributedMask {
+                    statement,
+                    reveal,
+                    masks,
+                },
+            )
+            .collect(),
+    }
+}
+
+/// Attack 6, second half: a participant colluding with the coordinator chooses its mask after
+/// seeing the honest ones, so that the summed mask is a constant polynomial — whose partial
+/// decryption would be a member's key share times a constant. Commit-then-reveal leaves it no
+/// such choice: the honest masks are revealed only against a roster fixed before, and a member
+/// decrypts only contributions revealed against the same roster that lists each of them.
+#[test]
+fn a_mask_chosen_after_the_honest_ones_is_never_decrypted() {
+    let mut h = Honest::new();
+    let bundle = h.ceremony();
+    h.distribute(&bundle);
+    let key = bundle
+        .verify(&fedbank_transport::dev_pki::shared_trust())
+        .expect("key");
+    let request = h.request(1, RoundKind::Moments);
+    // The honest three commit; the coordinator fixes their roster and sees their masks.
+    let statements = h.commitments(&["h0", "h1", "h2"], &request);
+    let first = roster_of(&h.job, &request, &statements);
+    let honest = h.reveals(&["h0", "h1", "h2"], &first);
+    assert_eq!(honest.len(), 3);
+
+    // h3, colluding, now makes a mask that brings the sum to the constant polynomial 2^40.
+    let slots = h.job.plan(&RoundKind::Moments).expect("plan").slot_count();
+    let encryptor = Encryptor::new(key, h.job.params().clone()).expect("encryptor");
+    let mut adaptive: Ciphertext<S> = encryptor.encrypt(&vec![0; slots]).expect("encrypt");
+    let n = h.job.params().ring().polynomial_size;
+    let mut target = vec![0 as S; adaptive.masks.len()];
+    for chunk in target.chunks_mut(n) {
+        chunk[0] = 1 << 40;
+    }
+    adaptive.masks = target.clone();
+    for (_, c) in &honest {
+        for (m, h) in adaptive.masks.iter_mut().zip(&c.ciphertext.masks) {
+            *m = m.wrapping_sub(*h);
+        }
+    }
+    let h3 = shared_credentials(&id("h3")).expect("credentials");
+    let mut statement = statements[0].1.statement.clone();
+    statement.mask_digest = Digest::of_scalars(MASK_DIGEST_LABEL, &adaptive.masks);
+    statement.ciphertext_digest = adaptive.digest();
+    let h3_statement = h3.signer.sign(statement);
+    let mut all = statements.clone();
+    all.push((id("h3"), h3_statement.clone()));
+    let second = roster_of(&h.job, &request, &all);
+    let entries = |roster: &Roster| {
+        let mut e: Vec<_> = statements
+            .iter()
+            .zip(&honest)
+            .map(|((n, s), (_, c))| {
+                (
+                    n.clone(),
+                    s.clone(),
+                    c.reveal.clone(),
+                    c.ciphertext.masks.clone(),
+                )
+            })
+            .collect();
+        e.push((
+            id("h3"),
+            h3_statement.clone(),
+            h3.signer
+                .sign(RevealStatement::of(&h3_statement.statement, roster)),
+            adaptive.masks.clone(),
+        ));
+        e
+    };
+
+    // (a) Under the roster that lists h3's late commitment: the honest reveals bind the first.
+    let late = forged_request(&h.job, &second, entries(&second));
+    let answers = ask_members(&mut h, &late);
+    assert!(
+        refused(&answers, "did not reveal this contribution against this roster"),
+        "{answers:?}"
+    );
+    // (b) Under the first roster, which does not list it.
+    let unlisted = forged_request(&h.job, &first, entries(&first));
+    let answers = ask_members(&mut h, &unlisted);
+    assert!(
+        refused(&answers, "is not committed in the round's roster"),
+        "{answers:?}"
+    );
+    // (c) The second roster sent to an honest participant that revealed against the first:
+    // it reveals nothing more, and says so in its trail.
+    let err = h
+        .deliver(
+            "h1",
+            &RevealRequest {
+                roster: second.clone(),
+            },
+        )
+        .expect_err("a second roster");
+    assert!(err.contains("revealed against one roster only"), "{err}");
+    assert!(h.take_sent("h1").is_empty());
+    assert!(h.trail_refused("h1", "revealed against one roster only"));
+    // (d) A roster that does not list a participant's own commitment gets nothing from it.
+    let request2 = h.request(2, RoundKind::Moments);
+    let mine = h.commitments(&["h2"], &request2);
+    let mut not_mine = roster_of(&h.job, &request2, &mine);
+    not_mine.entries[0].statement = Digest::of("another commitment", b"");
+    let err = h
+        .deliver("h2", &RevealRequest { roster: not_mine })
+        .expect_err("not listed");
+    assert!(err.contains("does not list this node's own commitment"), "{err}");
+    assert!(h
+        .take_sent("h2")
+        .iter()
+        .all(|m| matches!(m, Inbound::Notice(_))));
+
+    // Nothing was decrypted; the honest sum of the first roster is, and the summed mask there
+    // is not the one h3 aimed at.
+    for m in ["h0", "h1"] {
+        assert!(h.trails[&id(m)]
+            .iter()
+            .all(|(e, _)| e != "decryption.released"));
+    }
+    let genuine = forged_request(
+        &h.job,
+        &first,
+        entries(&first).into_iter().take(3).collect(),
+    );
+    assert_ne!(
+        genuine.manifest.aggregate_mask_digest,
+        Digest::of_scalars(MASK_DIGEST_LABEL, &target)
+    );
+    let answers = ask_members(&mut h, &genuine);
+    assert!(answers.iter().all(Result::is_ok), "{answers:?}");
 }

@@ -1,7 +1,7 @@
 //! A deviating coordinator over real QUIC with mutual TLS on loopback, against two real
-//! participant nodes (`run_participant`, one of them the committee): three attacks of
-//! docs/threat-model.md §11 — a substituted joint key, a round kind the job never computes and a
-//! decryption of a mask the coordinator chose. Each is refused by the honest node, lands in its
+//! participant nodes (`run_participant`, one of them the committee): four attacks of
+//! docs/threat-model.md §11 — a substituted joint key, a round kind the job never computes, a
+//! decryption of a mask the coordinator chose, and a second roster after the masks were seen. Each is refused by the honest node, lands in its
 //! own signed trail, and `fedbank audit report` names the coordinator (exit status 5).
 
 use fedbank_common::audit::{verify, EventKind, SigningIdentity, TrailWriter};
@@ -11,7 +11,7 @@ use fedbank_common::ids::{JobId, NodeId};
 use fedbank_common::job::{FeatureSpec, JobKind, JobSpec, RoundKind, ValidJob};
 use fedbank_common::key_ceremony::{CommitmentSet, KeyBundle};
 use fedbank_common::protocol::{
-    Inbound, Notice, NoticeKind, RoundRequest, Welcome, PROTOCOL_VERSION,
+    Inbound, Notice, NoticeKind, RevealRequest, RoundRequest, Welcome, PROTOCOL_VERSION,
 };
 use fedbank_common::secagg::{KeySetup, Profile};
 use fedbank_common::wire::WireMessage;
@@ -212,24 +212,41 @@ async fn three_attacks_over_quic_are_refused_recorded_and_reported() {
     // listed under the insurer's genuine statement.
     send(bank, &request(2, RoundKind::Moments)).await;
     send(insurer, &request(2, RoundKind::Moments)).await;
-    let mut contributions = Vec::new();
-    for (who, conn) in [(id("bank"), bank), (id("insurer"), insurer)] {
-        match next(conn).await {
-            Inbound::Contribution(c) => contributions.push((who, c)),
-            other => panic!("{who} sent {}", other.name()),
-        }
-    }
     let mut aggregate = fedbank_coordinator::RoundAggregate::<S>::new(
         setup.clone(),
         2,
         RoundKind::Moments.label(),
-        contributions[0].1.ciphertext.value_count,
+        job.plan(&RoundKind::Moments).expect("plan").slot_count() as u64,
     );
-    for (who, c) in &contributions {
-        aggregate
-            .add(who.clone(), c.ciphertext.clone(), c.statement.clone())
-            .expect("add");
+    for (who, conn) in [(id("bank"), bank), (id("insurer"), insurer)] {
+        match next(conn).await {
+            Inbound::ContributionCommitment(c) => {
+                aggregate.commit(who, c.statement).expect("commit");
+            }
+            other => panic!("{who} sent {}", other.name()),
+        }
     }
+    let roster = aggregate.fix_roster().cloned().expect("roster");
+    for (who, conn) in [(id("bank"), bank), (id("insurer"), insurer)] {
+        send(
+            conn,
+            &RevealRequest {
+                roster: roster.clone(),
+            },
+        )
+        .await;
+        match next(conn).await {
+            Inbound::Contribution(c) => {
+                aggregate.add(who, c.ciphertext, c.reveal).expect("add");
+            }
+            other => panic!("{who} sent {}", other.name()),
+        }
+    }
+    // Attack 4: with the masks seen, a second roster in which the bank's commitment is
+    // replaced (by one a colluder would choose now); the insurer reveals against one only.
+    let mut second = roster.clone();
+    second.entries[0].statement = Digest::of("a mask chosen after the others", b"");
+    send(insurer, &RevealRequest { roster: second }).await;
     let mut chosen = aggregate.decryption_request(2).expect("request");
     for c in chosen.contributions[1].masks.iter_mut() {
         *c = 1 << 40;
@@ -291,6 +308,12 @@ async fn three_attacks_over_quic_are_refused_recorded_and_reported() {
     );
     assert!(
         insurer_refused.iter().any(|r| r.contains("never computes")),
+        "{insurer_refused:?}"
+    );
+    assert!(
+        insurer_refused
+            .iter()
+            .any(|r| r.contains("revealed against one roster only")),
         "{insurer_refused:?}"
     );
     let bank_refused = refused("bank");

@@ -4,7 +4,7 @@
 mod fixture;
 use fixture::AddSigned;
 
-use fedbank_common::committee::EvidenceError;
+use fedbank_common::committee::{DecryptionRequest, EvidenceError};
 use fedbank_common::encoding::{EncodingPlan, QuantitySpec, QuantityValues};
 use fedbank_common::ids::{JobId, NodeId};
 use fedbank_common::policy::PolicyRefusal;
@@ -56,18 +56,43 @@ fn encrypt_round<S: RingScalar>(c: &Committee<S>, contributors: i64) -> Round<S>
     Round { ciphertexts, truth }
 }
 
+/// The request for the same slot with p2's contribution listed as p9's: another contributor
+/// set.
+fn with_another_contributor(
+    c: &Committee<u64>,
+    slot_round: u32,
+    round: &Round<u64>,
+) -> DecryptionRequest<u64> {
+    let mut other = c.aggregate(slot_round, LEN as u64);
+    other
+        .add_signed(
+            [("p0", 0), ("p1", 1), ("p9", 2)]
+                .into_iter()
+                .map(|(name, ct)| (node(name), round.ciphertexts[ct].clone()))
+                .collect(),
+        )
+        .expect("add");
+    other.decryption_request(3).expect("request")
+}
+
+/// The round's ciphertexts as contributions of p0, p1, …
+fn contributions<S: RingScalar>(round: &Round<S>) -> Vec<(NodeId, Ciphertext<S>)> {
+    round
+        .ciphertexts
+        .iter()
+        .enumerate()
+        .map(|(k, ct)| (node(&format!("p{k}")), ct.clone()))
+        .collect()
+}
+
 fn subset_of_committee_learns_nothing<S: RingScalar>(c: &Committee<S>) {
     let round = encrypt_round(c, 3);
     let mut aggregate = c.aggregate(fixture::next_round(), LEN as u64);
     let mut sum = round.ciphertexts[0].clone();
-    for (k, ct) in round.ciphertexts.iter().enumerate() {
-        if k > 0 {
-            sum.add_assign(ct).expect("sum");
-        }
-        aggregate
-            .add_signed(node(&format!("p{k}")), ct.clone())
-            .expect("add");
+    for ct in &round.ciphertexts[1..] {
+        sum.add_assign(ct).expect("sum");
     }
+    aggregate.add_signed(contributions(&round)).expect("add");
     let request = aggregate.decryption_request(3).expect("request");
     // A member receives the manifest and each contributor's signed statement and mask, never a
     // body; the masks are the contributors' own and add up to the aggregate's.
@@ -163,10 +188,11 @@ fn committee_member_refusals_change_nothing() {
     let round = encrypt_round(c, 3);
     let slot_round = fixture::next_round();
     let mut aggregate = c.aggregate(slot_round, LEN as u64);
-    for (k, ct) in round.ciphertexts.iter().take(2).enumerate() {
-        aggregate
-            .add_signed(node(&format!("p{k}")), ct.clone())
-            .expect("add");
+    for (p, ct) in contributions(&round) {
+        aggregate.commit_signed(&p, &ct).expect("commit");
+    }
+    for (p, ct) in contributions(&round).into_iter().take(2) {
+        aggregate.reveal_signed(p, ct).expect("reveal");
     }
     let mut member = c.members(3).remove(0);
 
@@ -191,8 +217,8 @@ fn committee_member_refusals_change_nothing() {
 
     // Approve the slot with three contributors; the same manifest again gives the same answer.
     aggregate
-        .add_signed(node("p2"), round.ciphertexts[2].clone())
-        .expect("add");
+        .reveal_signed(node("p2"), round.ciphertexts[2].clone())
+        .expect("reveal");
     let three = aggregate.decryption_request(3).expect("request");
     let first = member.handle(&three).expect("approved");
     let again = member.handle(&three).expect("repeat of the same manifest");
@@ -202,13 +228,7 @@ fn committee_member_refusals_change_nothing() {
     );
 
     // The same slot with a different contributor set is refused.
-    let mut other = c.aggregate(slot_round, LEN as u64);
-    for (name, ct) in [("p0", 0), ("p1", 1), ("p9", 2)] {
-        other
-            .add_signed(node(name), round.ciphertexts[ct].clone())
-            .expect("add");
-    }
-    let different = other.decryption_request(3).expect("request");
+    let different = with_another_contributor(c, slot_round, &round);
     let record_before = member.record().clone();
     assert!(matches!(
         refused(member.handle(&different)),
@@ -254,11 +274,7 @@ fn a_restored_member_keeps_its_share_and_refuses_the_slots_it_decrypted() {
     let round = encrypt_round(c, 3);
     let slot_round = fixture::next_round();
     let mut aggregate = c.aggregate(slot_round, LEN as u64);
-    for (k, ct) in round.ciphertexts.iter().enumerate() {
-        aggregate
-            .add_signed(node(&format!("p{k}")), ct.clone())
-            .expect("add");
-    }
+    aggregate.add_signed(contributions(&round)).expect("add");
     let request = aggregate.decryption_request(3).expect("request");
     let mut member = c.members(3).remove(0);
     let first = member.handle(&request).expect("approved");
@@ -276,13 +292,7 @@ fn a_restored_member_keeps_its_share_and_refuses_the_slots_it_decrypted() {
     assert_eq!(restored.record(), member.record());
     assert_eq!(restored.public_share(), member.public_share());
     assert_eq!(restored.handle(&request).expect("repeat"), first);
-    let mut other = c.aggregate(slot_round, LEN as u64);
-    for (name, ct) in [("p0", 0), ("p1", 1), ("p9", 2)] {
-        other
-            .add_signed(node(name), round.ciphertexts[ct].clone())
-            .expect("add");
-    }
-    let different = other.decryption_request(3).expect("request");
+    let different = with_another_contributor(c, slot_round, &round);
     assert!(matches!(
         refused(restored.handle(&different)),
         PolicyRefusal::SlotAlreadyDecrypted { .. }
@@ -309,28 +319,55 @@ fn coordinator_refuses_duplicates_and_misfits_without_changing_the_sum() {
     let c = fixture::fast_committee(2);
     let round = encrypt_round(c, 2);
     let mut aggregate = c.aggregate(fixture::next_round(), LEN as u64);
-    aggregate
-        .add_signed(node("p0"), round.ciphertexts[0].clone())
-        .expect("add");
-    aggregate
-        .add_signed(node("p1"), round.ciphertexts[1].clone())
-        .expect("add");
+    let [first, second] = [0, 1].map(|k| round.ciphertexts[k].clone());
+    aggregate.commit_signed(&node("p0"), &first).expect("commit");
+    aggregate.commit_signed(&node("p1"), &second).expect("commit");
     assert!(matches!(
-        aggregate.add_signed(node("p1"), round.ciphertexts[1].clone()),
+        aggregate.commit_signed(&node("p1"), &second),
         Err(AggregationError::DuplicateContribution { .. })
     ));
-    let mut short = round.ciphertexts[0].clone();
+    // A commitment for a shorter ciphertext than the slot holds.
+    let mut short = first.clone();
     short.bodies.pop();
     short.value_count -= 1;
     assert!(matches!(
-        aggregate.add_signed(node("p2"), short),
+        aggregate.commit_signed(&node("p2"), &short),
+        Err(AggregationError::Statement {
+            field: "value count",
+            ..
+        })
+    ));
+    // Committed with the right length, revealed truncated.
+    let mut truncated = first.clone();
+    truncated.masks.truncate(10);
+    aggregate
+        .commit_signed(&node("p3"), &truncated)
+        .expect("commit");
+    assert!(matches!(
+        aggregate.reveal_signed(node("p3"), truncated),
         Err(AggregationError::Misfit { .. })
     ));
-    let mut truncated = round.ciphertexts[0].clone();
-    truncated.masks.truncate(10);
+    // Once the roster is fixed: no commitment, and no reveal without one or of another
+    // ciphertext than the committed one.
     assert!(matches!(
-        aggregate.add_signed(node("p3"), truncated),
-        Err(AggregationError::Misfit { .. })
+        aggregate.commit_signed(&node("p4"), &first),
+        Err(AggregationError::Roster { .. })
+    ));
+    assert!(matches!(
+        aggregate.reveal_signed(node("p4"), first.clone()),
+        Err(AggregationError::Roster { .. })
+    ));
+    assert!(matches!(
+        aggregate.reveal_signed(node("p1"), first.clone()),
+        Err(AggregationError::Statement { .. })
+    ));
+    aggregate.reveal_signed(node("p0"), first).expect("reveal");
+    aggregate
+        .reveal_signed(node("p1"), second.clone())
+        .expect("reveal");
+    assert!(matches!(
+        aggregate.reveal_signed(node("p1"), second),
+        Err(AggregationError::DuplicateContribution { .. })
     ));
     assert_eq!(aggregate.contributions().len(), 2);
     let request = aggregate.decryption_request(2).expect("request");

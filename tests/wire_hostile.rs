@@ -27,7 +27,7 @@ fn manifest() -> Manifest {
     let c = fixture::fast_committee(2);
     let mut aggregate = c.aggregate(fixture::next_round(), 40);
     aggregate
-        .add_signed(fixture::node("p0"), ciphertext())
+        .add_signed(vec![(fixture::node("p0"), ciphertext())])
         .expect("add");
     aggregate.decryption_request(1).expect("request").manifest
 }

@@ -6,12 +6,15 @@
 //! contributor's signed [`ContributionStatement`] against the consortium CA and the manifest,
 //! checks each mask against its statement, and sums the masks itself (see
 //! [`DecryptionRequest::verify`]). A mask the coordinator chose, or one contribution listed
-//! under many names, is therefore refused before any key share touches it.
+//! under many names, is therefore refused before any key share touches it. Every contribution
+//! must also have been revealed against the request's [`Roster`], fixed before any mask was
+//! seen, so that no listed mask was chosen after another (see [`crate::roster`]).
 
 use crate::digest::Digest;
 use crate::endorsement::{ConsortiumTrust, EndorsementError, Signed, Statement};
 use crate::ids::{JobId, NodeId};
 use crate::policy::Manifest;
+use crate::roster::{RevealStatement, Roster, RosterError};
 use crate::secagg::{chunk_count, CryptoError, RingScalar};
 use serde::{Deserialize, Serialize};
 
@@ -63,23 +66,28 @@ impl Statement for ContributionStatement {
     }
 }
 
-/// One contributor's part of a decryption request: its signed statement and its masks.
+/// One contributor's part of a decryption request: its signed statement, its signed reveal
+/// against the request's roster, and its masks.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(bound = "")]
 pub struct ContributedMask<S: RingScalar> {
-    /// The participant's signed statement.
+    /// The participant's signed statement (its commitment).
     pub statement: Signed<ContributionStatement>,
+    /// The participant's signed reveal: this statement, against this roster.
+    pub reveal: Signed<RevealStatement>,
     /// The mask polynomials of its ciphertext.
     pub masks: Vec<S>,
 }
 
-/// What the coordinator sends a member: the manifest and, per listed contributor, its signed
-/// statement and masks.
+/// What the coordinator sends a member: the manifest, the round's roster and, per listed
+/// contributor, its signed statement, reveal and masks.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(bound = "")]
 pub struct DecryptionRequest<S: RingScalar> {
     /// What the aggregate is and who contributed.
     pub manifest: Manifest,
+    /// The contributions committed in the round before any was revealed.
+    pub roster: Roster,
     /// One entry per contributor, in manifest order.
     pub contributions: Vec<ContributedMask<S>>,
 }
@@ -144,6 +152,36 @@ pub enum EvidenceError {
         /// Digest in the manifest.
         declared: Digest,
     },
+    /// The roster is malformed.
+    #[error(transparent)]
+    Roster(#[from] RosterError),
+    /// The roster is for another slot than the manifest.
+    #[error("round {round}: the roster is for another slot than the manifest ({field})")]
+    RosterMismatch {
+        /// Round.
+        round: u32,
+        /// Field that differs.
+        field: &'static str,
+    },
+    /// A contribution that the roster does not list as committed (a mask possibly chosen
+    /// after the others were seen).
+    #[error("round {round}: the contribution of {contributor} is not committed in the round's roster")]
+    NotInRoster {
+        /// Round.
+        round: u32,
+        /// Contributor.
+        contributor: NodeId,
+    },
+    /// A contribution not revealed against this roster.
+    #[error("round {round}: {contributor} did not reveal this contribution against this roster ({field})")]
+    NotRevealed {
+        /// Round.
+        round: u32,
+        /// Contributor.
+        contributor: NodeId,
+        /// What differs.
+        field: &'static str,
+    },
     /// Lengths do not fit the manifest.
     #[error(transparent)]
     Shape(#[from] CryptoError),
@@ -200,6 +238,21 @@ impl<S: RingScalar> DecryptionRequest<S> {
     ) -> Result<VerifiedRequest<S>, EvidenceError> {
         self.validate()?;
         let m = &self.manifest;
+        let roster = &self.roster;
+        roster.validate()?;
+        let roster_checks = [
+            (roster.job == m.job, "job"),
+            (roster.key_epoch == m.key_epoch, "key epoch"),
+            (roster.round == m.round, "round"),
+            (roster.quantity == m.quantity, "quantity"),
+        ];
+        if let Some((_, field)) = roster_checks.iter().find(|(ok, _)| !ok) {
+            return Err(EvidenceError::RosterMismatch {
+                round: m.round,
+                field,
+            });
+        }
+        let roster_digest = roster.digest();
         let mut uses: Vec<(NodeId, Digest, Digest)> = Vec::with_capacity(self.contributions.len());
         let mut summed: Option<Vec<S>> = None;
         for ((contributor, listed_digest), c) in m
@@ -235,12 +288,45 @@ impl<S: RingScalar> DecryptionRequest<S> {
                 (s.job_digest == job_digest, "job file digest"),
                 (s.key_epoch == m.key_epoch, "key epoch"),
                 (s.round == m.round, "round"),
+                (s.attempt == roster.attempt, "attempt"),
                 (s.quantity == m.quantity, "quantity"),
                 (s.value_count == m.value_count, "value count"),
                 (&s.ciphertext_digest == listed_digest, "ciphertext digest"),
             ];
             if let Some((_, field)) = checks.iter().find(|(ok, _)| !ok) {
                 return Err(mismatch(field));
+            }
+            let statement_digest = s.digest();
+            if roster.statement_of(contributor) != Some(statement_digest) {
+                return Err(EvidenceError::NotInRoster {
+                    round: m.round,
+                    contributor: contributor.clone(),
+                });
+            }
+            let not_revealed = |field| EvidenceError::NotRevealed {
+                round: m.round,
+                contributor: contributor.clone(),
+                field,
+            };
+            if &c.reveal.signer != contributor {
+                return Err(not_revealed("signer"));
+            }
+            let r = trust
+                .verify(&c.reveal)
+                .map_err(|source| EvidenceError::Endorsement {
+                    round: m.round,
+                    contributor: contributor.clone(),
+                    source,
+                })?;
+            let reveal_checks = [
+                (r.job == m.job, "job"),
+                (r.round == m.round, "round"),
+                (r.attempt == roster.attempt, "attempt"),
+                (r.contribution == statement_digest, "statement"),
+                (r.roster == roster_digest, "roster"),
+            ];
+            if let Some((_, field)) = reveal_checks.iter().find(|(ok, _)| !ok) {
+                return Err(not_revealed(field));
             }
             if uses.iter().any(|(_, d, _)| d == listed_digest) {
                 return Err(EvidenceError::RepeatedCiphertext {

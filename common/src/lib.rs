@@ -22,7 +22,8 @@
 //!   consortium CA; [`key_ceremony`]: commit-then-reveal of the members' signed key shares,
 //!   checked by every participant, which forms the joint key itself.
 //! - [`policy`]: the committee member's decision to decrypt, as a pure function.
-//! - [`committee`]: decryption requests and partial decryptions.
+//! - [`roster`]: a round's contributions committed before any is revealed, so that no mask is
+//!   chosen after the honest ones; [`committee`]: decryption requests and partial decryptions.
 //! - [`wire`]: versioned, size-limited bincode 2 encoding; [`storage`]: atomic, permission-aware
 //!   files.
 //!
@@ -45,6 +46,7 @@ pub mod model;
 pub mod policy;
 pub mod privacy;
 pub mod protocol;
+pub mod roster;
 pub mod round_plan;
 pub mod secagg;
 pub mod storage;

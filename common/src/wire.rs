@@ -101,6 +101,10 @@ pub enum WireKind {
     KeyBundle = 25,
     /// A participant's differential-privacy state (disk only).
     PrivacyState = 26,
+    /// [`crate::protocol::ContributionCommitment`].
+    ContributionCommitment = 27,
+    /// [`crate::protocol::RevealRequest`].
+    RevealRequest = 28,
 }
 
 impl WireKind {
@@ -134,6 +138,8 @@ impl WireKind {
             RevealedShare,
             KeyBundle,
             PrivacyState,
+            ContributionCommitment,
+            RevealRequest,
         ]
         .into_iter()
         .find(|k| *k as u8 == b)
@@ -360,8 +366,9 @@ impl<S: RingScalar> WireMessage for Ciphertext<S> {
 impl<S: RingScalar> WireMessage for DecryptionRequest<S> {
     const KIND: WireKind = WireKind::DecryptionRequest;
     const TORUS_BITS: u8 = S::BITS as u8;
-    /// Version 2 carries each contributor's signed statement and mask instead of a sum.
-    const VERSION: u16 = 2;
+    /// Version 2 carries each contributor's signed statement and mask instead of a sum;
+    /// version 3 the round's roster and each contributor's signed reveal against it.
+    const VERSION: u16 = 3;
     fn max_bytes() -> usize {
         // One mask per contributor: the job's cap on message size is the real limit.
         BINCODE_LIMIT

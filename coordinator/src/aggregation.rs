@@ -1,4 +1,9 @@
 //! Summing the contributions of one slot and combining the committee's partial decryptions.
+//!
+//! A slot fills in two steps (docs/threat-model.md §9): participants commit (a signed statement
+//! naming ciphertext and mask by digest), the roster of commitments is fixed, and only then are
+//! ciphertexts revealed against it. A ciphertext without a commitment in the roster, or one
+//! that is not the committed one, is refused.
 
 use fedbank_common::committee::{
     ContributedMask, ContributionStatement, DecryptionRequest, PartialDecryption, MASK_DIGEST_LABEL,
@@ -7,6 +12,7 @@ use fedbank_common::digest::Digest;
 use fedbank_common::endorsement::Signed;
 use fedbank_common::ids::{JobId, NodeId};
 use fedbank_common::policy::Manifest;
+use fedbank_common::roster::{RevealStatement, Roster, RosterEntry};
 use fedbank_common::secagg::{
     combine, Ciphertext, CryptoError, KeySetup, RingScalar, SchemeParameters,
 };
@@ -59,6 +65,21 @@ pub enum AggregationError {
         participant: NodeId,
         /// Field that differs.
         field: &'static str,
+    },
+    /// A ciphertext whose participant has no commitment in the fixed roster, or a commitment
+    /// that came after the roster was fixed.
+    #[error("job {job} round {round} quantity '{quantity}': {participant} {problem}")]
+    Roster {
+        /// Job.
+        job: JobId,
+        /// Round.
+        round: u32,
+        /// Quantity.
+        quantity: String,
+        /// The participant.
+        participant: NodeId,
+        /// What was wrong.
+        problem: &'static str,
     },
     /// Too few contributors to ask for a decryption.
     #[error("job {job} round {round} quantity '{quantity}': {got} contributors, at least {required} are required before decryption")]
@@ -121,8 +142,12 @@ pub enum PartialProblem {
 pub struct RoundAggregate<S: RingScalar> {
     setup: KeySetup,
     round: u32,
+    attempt: u32,
     quantity: String,
     value_count: u64,
+    /// Signed statements committed before the roster was fixed.
+    committed: BTreeMap<NodeId, Signed<ContributionStatement>>,
+    roster: Option<Roster>,
     contributions: BTreeMap<NodeId, Digest>,
     evidence: BTreeMap<NodeId, ContributedMask<S>>,
     sum: Option<Ciphertext<S>>,
@@ -134,12 +159,21 @@ impl<S: RingScalar> RoundAggregate<S> {
         Self {
             setup,
             round,
+            attempt: 0,
             quantity: quantity.into(),
             value_count,
+            committed: BTreeMap::new(),
+            roster: None,
             contributions: BTreeMap::new(),
             evidence: BTreeMap::new(),
             sum: None,
         }
+    }
+
+    /// The same slot for attempt `attempt` of its round (0 by default).
+    pub fn with_attempt(mut self, attempt: u32) -> Self {
+        self.attempt = attempt;
+        self
     }
 
     /// The key setup of the slot.
@@ -157,9 +191,116 @@ impl<S: RingScalar> RoundAggregate<S> {
         &self.quantity
     }
 
-    /// Contributors so far, with their ciphertext digests.
+    /// The slot's round attempt.
+    pub fn attempt(&self) -> u32 {
+        self.attempt
+    }
+
+    /// Contributors whose ciphertext was revealed so far, with their ciphertext digests.
     pub fn contributions(&self) -> &BTreeMap<NodeId, Digest> {
         &self.contributions
+    }
+
+    /// Participants that committed so far, with their signed statements.
+    pub fn committed(&self) -> &BTreeMap<NodeId, Signed<ContributionStatement>> {
+        &self.committed
+    }
+
+    /// The roster, once fixed.
+    pub fn roster(&self) -> Option<&Roster> {
+        self.roster.as_ref()
+    }
+
+    fn roster_error(&self, participant: NodeId, problem: &'static str) -> AggregationError {
+        AggregationError::Roster {
+            job: self.setup.job.clone(),
+            round: self.round,
+            quantity: self.quantity.clone(),
+            participant,
+            problem,
+        }
+    }
+
+    fn statement_error(&self, participant: NodeId, field: &'static str) -> AggregationError {
+        AggregationError::Statement {
+            job: self.setup.job.clone(),
+            round: self.round,
+            quantity: self.quantity.clone(),
+            participant,
+            field,
+        }
+    }
+
+    /// Takes a participant's commitment: its signed statement (whose signature the caller has
+    /// checked) for exactly this slot. Refuses a second one from the same participant and any
+    /// after the roster is fixed. Returns the statement's digest.
+    pub fn commit(
+        &mut self,
+        participant: NodeId,
+        statement: Signed<ContributionStatement>,
+    ) -> Result<Digest, AggregationError> {
+        if self.roster.is_some() {
+            return Err(self.roster_error(
+                participant,
+                "committed after the round's roster was fixed; the commitment is ignored",
+            ));
+        }
+        if let Some(previous) = self.committed.get(&participant) {
+            return Err(AggregationError::DuplicateContribution {
+                job: self.setup.job.clone(),
+                round: self.round,
+                quantity: self.quantity.clone(),
+                participant,
+                previous: previous.statement.ciphertext_digest,
+            });
+        }
+        let s = &statement.statement;
+        let checks = [
+            (statement.signer == participant, "signer"),
+            (s.job == self.setup.job, "job"),
+            (s.key_epoch == self.setup.key_epoch, "key epoch"),
+            (s.round == self.round, "round"),
+            (s.attempt == self.attempt, "attempt"),
+            (s.quantity == self.quantity, "quantity"),
+            (s.value_count == self.value_count, "value count"),
+        ];
+        if let Some((_, field)) = checks.iter().find(|(ok, _)| !ok) {
+            return Err(self.statement_error(participant, field));
+        }
+        let digest = fedbank_common::endorsement::Statement::digest(s);
+        self.committed.insert(participant, statement);
+        Ok(digest)
+    }
+
+    /// Withdraws `participant`'s commitment while the roster is not fixed (its node
+    /// reconnected); whether there was one to withdraw.
+    pub fn withdraw(&mut self, participant: &NodeId) -> bool {
+        self.roster.is_none() && self.committed.remove(participant).is_some()
+    }
+
+    /// Fixes the roster of the commitments taken so far (once; later calls return the same
+    /// roster). `None` while nothing was committed.
+    pub fn fix_roster(&mut self) -> Option<&Roster> {
+        if self.roster.is_none() && !self.committed.is_empty() {
+            self.roster = Some(Roster {
+                job: self.setup.job.clone(),
+                key_epoch: self.setup.key_epoch,
+                round: self.round,
+                attempt: self.attempt,
+                quantity: self.quantity.clone(),
+                entries: self
+                    .committed
+                    .iter()
+                    .map(|(participant, signed)| RosterEntry {
+                        participant: participant.clone(),
+                        statement: fedbank_common::endorsement::Statement::digest(
+                            &signed.statement,
+                        ),
+                    })
+                    .collect(),
+            });
+        }
+        self.roster.as_ref()
     }
 
     fn misfit(&self, participant: &NodeId, source: CryptoError) -> AggregationError {
@@ -172,16 +313,30 @@ impl<S: RingScalar> RoundAggregate<S> {
         }
     }
 
-    /// Adds a participant's ciphertext with its signed statement (whose signature the caller
-    /// has checked). Refuses, without changing the sum, a second contribution from the same
-    /// participant, any ciphertext for another job, epoch, profile or length, and a statement
-    /// that does not describe exactly this slot and this ciphertext.
+    /// Adds a participant's revealed ciphertext with its signed reveal (whose signature the
+    /// caller has checked). Refuses, without changing the sum, a participant without a
+    /// commitment in the fixed roster, a second contribution from the same participant, any
+    /// ciphertext for another job, epoch, profile or length, a ciphertext that is not the
+    /// committed one, and a reveal that does not name the committed statement and the roster.
     pub fn add(
         &mut self,
         participant: NodeId,
         ciphertext: Ciphertext<S>,
-        statement: Signed<ContributionStatement>,
+        reveal: Signed<RevealStatement>,
     ) -> Result<Digest, AggregationError> {
+        let Some(roster) = &self.roster else {
+            return Err(self.roster_error(
+                participant,
+                "revealed a ciphertext before the round's roster was fixed",
+            ));
+        };
+        let roster_digest = roster.digest();
+        let Some(statement) = self.committed.get(&participant).cloned() else {
+            return Err(self.roster_error(
+                participant,
+                "revealed a ciphertext without a commitment in the round's roster",
+            ));
+        };
         if let Some(previous) = self.contributions.get(&participant) {
             return Err(AggregationError::DuplicateContribution {
                 job: self.setup.job.clone(),
@@ -208,30 +363,29 @@ impl<S: RingScalar> RoundAggregate<S> {
             .map_err(|e| self.misfit(&participant, e))?;
         let digest = ciphertext.digest();
         let s = &statement.statement;
+        let r = &reveal.statement;
         let checks = [
-            (statement.signer == participant, "signer"),
-            (s.job == self.setup.job, "job"),
-            (s.key_epoch == self.setup.key_epoch, "key epoch"),
-            (s.round == self.round, "round"),
-            (s.quantity == self.quantity, "quantity"),
-            (s.value_count == self.value_count, "value count"),
             (s.ciphertext_digest == digest, "ciphertext digest"),
             (
                 s.mask_digest == Digest::of_scalars(MASK_DIGEST_LABEL, &ciphertext.masks),
                 "mask digest",
             ),
+            (reveal.signer == participant, "reveal signer"),
+            (r.job == self.setup.job, "reveal job"),
+            (r.round == self.round, "reveal round"),
+            (r.attempt == self.attempt, "reveal attempt"),
+            (
+                r.contribution == fedbank_common::endorsement::Statement::digest(s),
+                "revealed statement",
+            ),
+            (r.roster == roster_digest, "reveal roster"),
         ];
         if let Some((_, field)) = checks.iter().find(|(ok, _)| !ok) {
-            return Err(AggregationError::Statement {
-                job: self.setup.job.clone(),
-                round: self.round,
-                quantity: self.quantity.clone(),
-                participant,
-                field,
-            });
+            return Err(self.statement_error(participant, field));
         }
         let evidence = ContributedMask {
             statement,
+            reveal,
             masks: ciphertext.masks.clone(),
         };
         match &mut self.sum {
@@ -249,14 +403,43 @@ impl<S: RingScalar> RoundAggregate<S> {
         Ok(digest)
     }
 
+    /// Runs both steps for contributors that all act at once — each `(participant, ciphertext,
+    /// signed statement)` committed, the roster fixed, each revealed with the reveal `sign`
+    /// makes for it — as in simulations, benchmarks and tests, which hold every participant's
+    /// signer. Stops at the first refusal.
+    pub fn commit_and_reveal(
+        &mut self,
+        contributions: Vec<(NodeId, Ciphertext<S>, Signed<ContributionStatement>)>,
+        sign: impl Fn(&NodeId, RevealStatement) -> Signed<RevealStatement>,
+    ) -> Result<Vec<Digest>, AggregationError> {
+        let mut revealed = Vec::with_capacity(contributions.len());
+        for (participant, ciphertext, statement) in contributions {
+            let reveal = statement.statement.clone();
+            self.commit(participant.clone(), statement)?;
+            revealed.push((participant, ciphertext, reveal));
+        }
+        let Some(roster) = self.fix_roster().cloned() else {
+            return Ok(Vec::new());
+        };
+        revealed
+            .into_iter()
+            .map(|(participant, ciphertext, statement)| {
+                let reveal = sign(&participant, RevealStatement::of(&statement, &roster));
+                self.add(participant, ciphertext, reveal)
+            })
+            .collect()
+    }
+
     /// The manifest with each contributor's signed statement and mask, to send to every
     /// committee member; refused below `min_participants` contributors.
     pub fn decryption_request(
         &self,
         min_participants: usize,
     ) -> Result<DecryptionRequest<S>, AggregationError> {
-        let sum = match &self.sum {
-            Some(sum) if self.contributions.len() >= min_participants => sum,
+        let (sum, roster) = match (&self.sum, &self.roster) {
+            (Some(sum), Some(roster)) if self.contributions.len() >= min_participants => {
+                (sum, roster)
+            }
             _ => {
                 return Err(AggregationError::TooFewContributors {
                     job: self.setup.job.clone(),
@@ -280,6 +463,7 @@ impl<S: RingScalar> RoundAggregate<S> {
         };
         Ok(DecryptionRequest {
             manifest,
+            roster: roster.clone(),
             contributions: self.evidence.values().cloned().collect(),
         })
     }

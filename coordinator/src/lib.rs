@@ -14,8 +14,12 @@
 //! decrypted aggregate, never an individual update. It does not open sockets or read clocks.
 //!
 //! ```text
-//!   RoundAggregate::add(participant, ciphertext)   × K   (duplicates and misfits refused)
-//!   RoundAggregate::decryption_request()                 (manifest + summed masks, no bodies)
+//!   RoundAggregate::commit(participant, signed statement)    × K   (digests only)
+//!   RoundAggregate::fix_roster()                                   (before any ciphertext)
+//!   RoundAggregate::add(participant, ciphertext, signed reveal) × K (not committed, not the
+//!                                                    committed one, duplicates, misfits refused)
+//!   RoundAggregate::decryption_request()   (manifest, roster, each signed statement, reveal and
+//!                                           mask; no bodies)
 //!   RoundAggregate::combine(request, partials)           (every member exactly once) → slots
 //! ```
 

@@ -12,7 +12,10 @@ use fedbank_common::key_ceremony::{
     CommitmentSet, KeyBundle, RevealedShare, ShareCommitment, ShareReveal,
 };
 use fedbank_common::policy::MemberRecord;
-use fedbank_common::protocol::{Contribution, Hello, Notice, NoticeKind, RoundRequest};
+use fedbank_common::protocol::{
+    Contribution, ContributionCommitment, Hello, Notice, NoticeKind, RevealRequest, RoundRequest,
+};
+use fedbank_common::roster::{RevealStatement, Roster};
 use fedbank_common::secagg::{
     Ciphertext, Encryptor, JointPublicKey, KeySetup, Profile, PublicKeyShare, SchemeParameters,
     SecretKeyShare,
@@ -190,17 +193,55 @@ impl Fixtures {
         })
     }
 
-    /// An aggregate of the fixture's round holding the valid contribution of `p0`.
+    /// `participant`'s signed reveal of its statement for `ciphertext` against `roster`.
+    pub fn reveal(
+        &self,
+        participant: &str,
+        ciphertext: &Ciphertext<u64>,
+        roster: &Roster,
+    ) -> Signed<RevealStatement> {
+        let statement = self.statement(participant, ciphertext).statement;
+        self.sign_reveal(&id(participant), RevealStatement::of(&statement, roster))
+    }
+
+    /// `reveal` signed by `participant`.
+    pub fn sign_reveal(
+        &self,
+        participant: &NodeId,
+        reveal: RevealStatement,
+    ) -> Signed<RevealStatement> {
+        self.pki
+            .signer(participant)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .sign(reveal)
+    }
+
+    /// An aggregate of the fixture's round: `p0` and `p1` committed, the roster fixed, and the
+    /// valid contribution of `p0` revealed (`p1`'s is [`Self::second_ciphertext`]).
     pub fn aggregate(&self) -> RoundAggregate<u64> {
         let mut aggregate = RoundAggregate::new(self.setup.clone(), ROUND, "fuzz", VALUES);
+        for (p, ct) in [("p0", &self.ciphertext), ("p1", self.second_ciphertext())] {
+            aggregate
+                .commit(id(p), self.statement(p, ct))
+                .unwrap_or_else(|e| panic!("fixture commitment: {e}"));
+        }
+        let roster = self.roster(&mut aggregate);
         aggregate
             .add(
                 id("p0"),
                 self.ciphertext.clone(),
-                self.statement("p0", &self.ciphertext),
+                self.reveal("p0", &self.ciphertext, &roster),
             )
             .unwrap_or_else(|e| panic!("fixture contribution: {e}"));
         aggregate
+    }
+
+    /// The roster of `aggregate`, fixed now if it was not.
+    pub fn roster(&self, aggregate: &mut RoundAggregate<u64>) -> Roster {
+        aggregate
+            .fix_roster()
+            .cloned()
+            .unwrap_or_else(|| panic!("fixture roster: nothing committed"))
     }
 
     /// The terms the fixture's members serve under.
@@ -234,8 +275,9 @@ impl Fixtures {
     pub fn request(&self) -> DecryptionRequest<u64> {
         let mut aggregate = self.aggregate();
         let second = self.second_ciphertext();
+        let roster = self.roster(&mut aggregate);
         aggregate
-            .add(id("p1"), second.clone(), self.statement("p1", second))
+            .add(id("p1"), second.clone(), self.reveal("p1", second, &roster))
             .unwrap_or_else(|e| panic!("{e}"));
         aggregate
             .decryption_request(MIN_PARTICIPANTS)
@@ -289,11 +331,19 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
             kind: RoundKind::Moments,
             reference_day: None,
         }),
+        encoded(&ContributionCommitment {
+            round: ROUND,
+            attempt: 0,
+            statement: f.statement("p1", f.second_ciphertext()),
+        }),
+        encoded(&RevealRequest {
+            roster: request.roster.clone(),
+        }),
         encoded(&Contribution {
             round: ROUND,
             attempt: 0,
             ciphertext: f.second_ciphertext().clone(),
-            statement: f.statement("p1", f.second_ciphertext()),
+            reveal: f.reveal("p1", f.second_ciphertext(), &request.roster),
         }),
         encoded(&request),
         encoded(&partial),

@@ -48,8 +48,29 @@ fn receive(message: Inbound<u64>) {
     match message {
         // The coordinator checks the statement and adds a contribution to the round's aggregate.
         Inbound::Contribution(c) => {
+            if f.trust().verify(&c.reveal).is_ok() {
+                let _ = add_and_request(c.ciphertext, c.reveal);
+            }
+        }
+        // The coordinator checks a commitment and takes it into a round's aggregate.
+        Inbound::ContributionCommitment(c) => {
             if f.trust().verify(&c.statement).is_ok() {
-                let _ = add_and_request(c.ciphertext, c.statement);
+                let mut aggregate = fedbank_coordinator::RoundAggregate::<u64>::new(
+                    f.setup.clone(),
+                    c.round,
+                    "fuzz",
+                    c.statement.statement.value_count,
+                );
+                if let Some(p1) = node("p1") {
+                    let _ = aggregate.commit(p1, c.statement);
+                    let _ = aggregate.fix_roster().map(|r| r.digest());
+                }
+            }
+        }
+        // A participant checks a roster's form before looking for its own commitment.
+        Inbound::RevealRequest(r) => {
+            if let (Ok(()), Some(p1)) = (r.roster.validate(), node("p1")) {
+                let _ = (r.roster.statement_of(&p1), r.roster.digest());
             }
         }
         // The coordinator checks a member's commitment; a member checks the commitment set.
@@ -94,7 +115,8 @@ fn two_contributor_aggregate() -> fedbank_coordinator::RoundAggregate<u64> {
     let mut aggregate = f.aggregate();
     if let Some(p1) = node("p1") {
         let second = f.second_ciphertext();
-        let _ = aggregate.add(p1, second.clone(), f.statement("p1", second));
+        let roster = f.roster(&mut aggregate);
+        let _ = aggregate.add(p1, second.clone(), f.reveal("p1", second, &roster));
     }
     aggregate
 }
@@ -108,12 +130,34 @@ fn decrypt(request: &DecryptionRequest<u64>) {
 /// and has a member answer.
 fn add_and_request(
     ciphertext: Ciphertext<u64>,
-    statement: fedbank_common::endorsement::Signed<
-        fedbank_common::committee::ContributionStatement,
-    >,
+    reveal: fedbank_common::endorsement::Signed<fedbank_common::roster::RevealStatement>,
 ) -> Option<()> {
     let mut aggregate = fixtures().aggregate();
-    aggregate.add(node("p1")?, ciphertext, statement).ok()?;
+    aggregate.add(node("p1")?, ciphertext, reveal).ok()?;
+    let request = aggregate.decryption_request(MIN_PARTICIPANTS).ok()?;
+    decrypt(&request);
+    Some(())
+}
+
+/// A round where `p0` contributes the fixture's ciphertext and `p1` commits to and reveals
+/// `ciphertext`; then the decryption request and a member's answer.
+fn commit_reveal_and_request(ciphertext: Ciphertext<u64>) -> Option<()> {
+    let f = fixtures();
+    let mut aggregate = fedbank_coordinator::RoundAggregate::<u64>::new(
+        f.setup.clone(),
+        crate::fixtures::ROUND,
+        "fuzz",
+        ciphertext.value_count,
+    );
+    aggregate
+        .commit_and_reveal(
+            vec![
+                (node("p0")?, f.ciphertext.clone(), f.statement("p0", &f.ciphertext)),
+                (node("p1")?, ciphertext.clone(), f.statement("p1", &ciphertext)),
+            ],
+            |p, reveal| f.sign_reveal(p, reveal),
+        )
+        .ok()?;
     let request = aggregate.decryption_request(MIN_PARTICIPANTS).ok()?;
     decrypt(&request);
     Some(())
@@ -123,10 +167,9 @@ fn add_and_request(
 pub fn ciphertext(data: &[u8]) {
     if let Ok(ciphertext) = wire::decode::<Ciphertext<u64>>(data) {
         let _ = ciphertext.validate();
-        // Signed by p1 as an honest participant would sign it: the aggregate and the member
-        // then see the ciphertext itself.
-        let statement = fixtures().statement("p1", &ciphertext);
-        let _ = add_and_request(ciphertext, statement);
+        // Committed and revealed by p1 as an honest participant would: the aggregate and the
+        // member then see the ciphertext itself.
+        let _ = commit_reveal_and_request(ciphertext);
     }
 }
 

@@ -27,6 +27,8 @@ pub enum EventKind {
     Refused,
     /// A round started.
     RoundStarted,
+    /// The coordinator fixed a round's roster of committed contributions.
+    RosterFixed,
     /// The coordinator received a contribution.
     ContributionReceived,
     /// A participant sent a contribution.
@@ -87,6 +89,7 @@ impl EventKind {
             Joined => "node.joined",
             Refused => "node.refused",
             RoundStarted => "round.started",
+            RosterFixed => "roster.fixed",
             ContributionReceived => "contribution.received",
             ContributionSent => "contribution.sent",
             ParticipantDropped => "participant.dropped",

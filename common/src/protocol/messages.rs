@@ -7,6 +7,7 @@ use crate::endorsement::Signed;
 use crate::ids::JobId;
 use crate::job::RoundKind;
 use crate::key_ceremony::{CommitmentSet, KeyBundle, RevealedShare, ShareCommitment};
+use crate::roster::{RevealStatement, Roster};
 use crate::secagg::{Ciphertext, KeySetup, Profile, RingScalar};
 use crate::wire::{self, ValidationError, WireError, WireKind, WireMessage};
 use serde::{Deserialize, Serialize};
@@ -17,7 +18,9 @@ use serde::{Deserialize, Serialize};
 /// compliance round and the alert messages. Version 4 replaced the joint key by the signed key
 /// ceremony (commitments, revealed shares, the key bundle that participants verify) and made
 /// every contribution carry its signed statement and every decryption request its evidence.
-pub const PROTOCOL_VERSION: u16 = 4;
+/// Version 5 split a contribution into a signed commitment, the coordinator's roster and the
+/// reveal against it, so that no mask is chosen after the honest ones.
+pub const PROTOCOL_VERSION: u16 = 5;
 
 /// First message of a node: which job it has agreed to, by digest.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -55,7 +58,27 @@ pub struct RoundRequest {
     pub reference_day: Option<i64>,
 }
 
-/// A participant's encrypted contribution to a round.
+/// A participant's commitment to its contribution to a round: the signed statement naming the
+/// ciphertext and mask by digest. The ciphertext follows only against a [`Roster`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContributionCommitment {
+    /// Round.
+    pub round: u32,
+    /// Attempt.
+    pub attempt: u32,
+    /// The participant's signed statement of what its ciphertext is.
+    pub statement: Signed<ContributionStatement>,
+}
+
+/// The coordinator's roster of a round attempt's commitments, against which participants
+/// reveal their ciphertexts (see [`crate::roster`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevealRequest {
+    /// The roster.
+    pub roster: Roster,
+}
+
+/// A participant's encrypted contribution to a round, revealed against the round's roster.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(bound = "")]
 pub struct Contribution<S: RingScalar> {
@@ -65,8 +88,8 @@ pub struct Contribution<S: RingScalar> {
     pub attempt: u32,
     /// The encrypted statistics.
     pub ciphertext: Ciphertext<S>,
-    /// The participant's signed statement of what the ciphertext is.
-    pub statement: Signed<ContributionStatement>,
+    /// The participant's signed reveal: its committed statement, against the roster.
+    pub reveal: Signed<RevealStatement>,
 }
 
 /// The released segments of a segment job, sent to participants at the end so that each can
@@ -135,11 +158,27 @@ small_message!(RoundRequest, WireKind::RoundRequest);
 small_message!(Notice, WireKind::Notice);
 small_message!(SegmentsReleased, WireKind::Segments);
 small_message!(ModelReleased, WireKind::Model);
+small_message!(ContributionCommitment, WireKind::ContributionCommitment);
+
+impl WireMessage for RevealRequest {
+    const KIND: WireKind = WireKind::RevealRequest;
+    fn validate(&self) -> Result<(), ValidationError> {
+        if self.roster.entries.len() > wire::MAX_CONTRIBUTORS {
+            return Err(ValidationError::TooLong {
+                what: "roster entries",
+                got: self.roster.entries.len(),
+                limit: wire::MAX_CONTRIBUTORS,
+            });
+        }
+        Ok(())
+    }
+}
 
 impl<S: RingScalar> WireMessage for Contribution<S> {
     const KIND: WireKind = WireKind::Contribution;
-    /// Version 2 carries the signed statement.
-    const VERSION: u16 = 2;
+    /// Version 2 carries the signed statement; version 3 only the reveal (the statement went
+    /// ahead as a [`ContributionCommitment`]).
+    const VERSION: u16 = 3;
     const TORUS_BITS: u8 = S::BITS as u8;
     fn max_bytes() -> usize {
         <Ciphertext<S> as WireMessage>::max_bytes()
@@ -168,6 +207,10 @@ pub enum Inbound<S: RingScalar> {
     KeyBundle(KeyBundle<S>),
     /// [`RoundRequest`].
     Round(RoundRequest),
+    /// [`ContributionCommitment`].
+    ContributionCommitment(ContributionCommitment),
+    /// [`RevealRequest`].
+    RevealRequest(RevealRequest),
     /// [`Contribution`].
     Contribution(Contribution<S>),
     /// [`DecryptionRequest`].
@@ -206,6 +249,7 @@ impl<S: RingScalar> Inbound<S> {
             }
             Some(WireKind::CommitmentSet) => <CommitmentSet as WireMessage>::max_bytes(),
             Some(WireKind::AlertKeys) => <AlertKeys as WireMessage>::max_bytes(),
+            Some(WireKind::RevealRequest) => <RevealRequest as WireMessage>::max_bytes(),
             Some(WireKind::AlertRequest) => <AlertRequest as WireMessage>::max_bytes(),
             Some(WireKind::AlertContribution) => <AlertContribution as WireMessage>::max_bytes(),
             Some(WireKind::AlertTally) => <AlertTally as WireMessage>::max_bytes(),
@@ -214,6 +258,7 @@ impl<S: RingScalar> Inbound<S> {
                 WireKind::Hello
                 | WireKind::Welcome
                 | WireKind::RoundRequest
+                | WireKind::ContributionCommitment
                 | WireKind::Notice
                 | WireKind::Segments
                 | WireKind::Model
@@ -235,6 +280,10 @@ impl<S: RingScalar> Inbound<S> {
             Some(WireKind::RevealedShare) => Inbound::KeyShare(wire::decode(bytes)?),
             Some(WireKind::KeyBundle) => Inbound::KeyBundle(wire::decode(bytes)?),
             Some(WireKind::RoundRequest) => Inbound::Round(wire::decode(bytes)?),
+            Some(WireKind::ContributionCommitment) => {
+                Inbound::ContributionCommitment(wire::decode(bytes)?)
+            }
+            Some(WireKind::RevealRequest) => Inbound::RevealRequest(wire::decode(bytes)?),
             Some(WireKind::Contribution) => Inbound::Contribution(wire::decode(bytes)?),
             Some(WireKind::DecryptionRequest) => Inbound::Decrypt(wire::decode(bytes)?),
             Some(WireKind::PartialDecryption) => Inbound::Partial(wire::decode(bytes)?),
@@ -265,6 +314,8 @@ impl<S: RingScalar> Inbound<S> {
             Inbound::KeyShare(_) => "RevealedShare",
             Inbound::KeyBundle(_) => "KeyBundle",
             Inbound::Round(_) => "RoundRequest",
+            Inbound::ContributionCommitment(_) => "ContributionCommitment",
+            Inbound::RevealRequest(_) => "RevealRequest",
             Inbound::Contribution(_) => "Contribution",
             Inbound::Decrypt(_) => "DecryptionRequest",
             Inbound::Partial(_) => "PartialDecryption",

@@ -10,8 +10,11 @@
 //!   (member) RevealedShare (signed)    ───────▶
 //!                                      ◀───────  KeyBundle (verified, joint key formed locally)
 //!   per round:                         ◀───────  RoundRequest {round, attempt, kind}
-//!   Contribution {round, attempt, ct,  ───────▶  sums until all arrived or the deadline
-//!                 signed statement}
+//!   ContributionCommitment (signed     ───────▶  until all asked committed or the deadline
+//!     statement: digests only)
+//!                                      ◀───────  RevealRequest {roster of the commitments}
+//!   Contribution {ct, signed reveal    ───────▶  sums until every listed one arrived or the
+//!     against the roster}                         deadline (see [`crate::roster`])
 //!   (member) DecryptionRequest         ◀───────  manifest + each signed statement and mask
 //!   (member) PartialDecryption         ───────▶  combine, decode, next round
 //!   (segment job) assign own customers ◀───────  SegmentsReleased {centroids, labels}
@@ -34,6 +37,6 @@ pub use alerts::{
     AlertRule, AlertTally,
 };
 pub use messages::{
-    Contribution, Hello, Inbound, ModelReleased, Notice, NoticeKind, RoundRequest,
-    SegmentsReleased, Welcome, PROTOCOL_VERSION,
+    Contribution, ContributionCommitment, Hello, Inbound, ModelReleased, Notice, NoticeKind, RoundRequest,
+    RevealRequest, SegmentsReleased, Welcome, PROTOCOL_VERSION,
 };

@@ -7,8 +7,8 @@ use fedbank_common::ids::NodeId;
 use fedbank_common::job::RoundKind;
 use fedbank_common::key_ceremony::{CeremonyError, CommitmentSet, KeyBundle};
 use fedbank_common::protocol::{
-    AlertRequest, AlertTally, Inbound, ModelReleased, Notice, RoundRequest, SegmentsReleased,
-    Welcome, PROTOCOL_VERSION,
+    AlertRequest, AlertTally, Inbound, ModelReleased, Notice, RevealRequest, RoundRequest,
+    SegmentsReleased, Welcome, PROTOCOL_VERSION,
 };
 use fedbank_common::secagg::{KeySetup, RingScalar};
 use serde_json::{Map, Value};
@@ -50,6 +50,8 @@ pub enum Outbound<S: RingScalar> {
     KeyBundle(Box<KeyBundle<S>>),
     /// [`RoundRequest`].
     Round(RoundRequest),
+    /// [`RevealRequest`]: the round's roster, to each participant listed.
+    Reveal(RevealRequest),
     /// [`DecryptionRequest`].
     Decrypt(DecryptionRequest<S>),
     /// [`Notice`].
@@ -74,6 +76,7 @@ impl<S: RingScalar> Outbound<S> {
             Outbound::Commitments(m) => encode(m),
             Outbound::KeyBundle(m) => encode(m.as_ref()),
             Outbound::Round(m) => encode(m),
+            Outbound::Reveal(m) => encode(m),
             Outbound::Decrypt(m) => encode(m),
             Outbound::Notice(m) => encode(m),
             Outbound::Segments(m) => encode(m),

@@ -4,7 +4,8 @@
 //!
 //! ```text
 //!  Joining ──all committee members said Hello──▶ KeySetup ──every share──▶ Collecting(round 1)
-//!  Collecting ──all asked contributed, or deadline──▶ ≥ min_participants? ──yes──▶ Decrypting
+//!  Collecting ──all asked committed, or deadline, ≥ min_participants──▶ roster fixed, RevealRequest
+//!  Collecting(roster) ──all listed revealed, or deadline──▶ ≥ min_participants? ──yes──▶ Decrypting
 //!       ▲                                              │ no: retry (attempt+1) up to max, else Failed
 //!       └──────── next round ◀── combine + decode ◀── every member's partial decryption
 //!  Decrypting ──member refuses or misses the deadline──▶ Failed (names the member)
@@ -263,6 +264,7 @@ impl<S: RingScalar> CoordinatorMachine<S> {
         match message {
             Inbound::Commitment(c) => self.on_commitment(from, c),
             Inbound::KeyShare(share) => self.on_key_share(from, share, now),
+            Inbound::ContributionCommitment(c) => self.on_contribution_commitment(from, c, now),
             Inbound::Contribution(c) => self.on_contribution(from, c, now),
             Inbound::Partial(p) => self.on_partial(from, p, now),
             Inbound::Notice(n) => self.on_notice(from, n, now),
@@ -326,7 +328,28 @@ impl<S: RingScalar> CoordinatorMachine<S> {
                     self.send(&from, Outbound::Commitments(set));
                 }
             }
+            Stage::Collecting(round) if round.aggregate.roster().is_some() => {
+                // Too late to commit to this attempt; a listed participant that reconnected
+                // may still hold its committed contribution and reveal it.
+                let listed = round
+                    .aggregate
+                    .roster()
+                    .filter(|r| r.statement_of(&from).is_some())
+                    .cloned();
+                if let Some(roster) = listed {
+                    if !round.aggregate.contributions().contains_key(&from) {
+                        round.asked.insert(from.clone());
+                        self.send(
+                            &from,
+                            Outbound::Reveal(fedbank_common::protocol::RevealRequest { roster }),
+                        );
+                    }
+                }
+            }
             Stage::Collecting(round) => {
+                // Before the roster, a commitment from an earlier connection is withdrawn: a
+                // restarted node no longer holds its ciphertext, and commits anew.
+                round.aggregate.withdraw(&from);
                 round.asked.insert(from.clone());
                 let request = RoundRequest {
                     job: self.job.spec().job.clone(),

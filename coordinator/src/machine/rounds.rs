@@ -10,7 +10,8 @@ use fedbank_common::committee::PartialDecryption;
 use fedbank_common::ids::NodeId;
 use fedbank_common::job::RoundKind;
 use fedbank_common::protocol::{
-    Contribution, ModelReleased, Notice, NoticeKind, RoundRequest, SegmentsReleased,
+    Contribution, ContributionCommitment, ModelReleased, Notice, NoticeKind, RevealRequest,
+    RoundRequest, SegmentsReleased,
 };
 use fedbank_common::secagg::RingScalar;
 use serde_json::json;
@@ -62,43 +63,22 @@ impl<S: RingScalar> CoordinatorMachine<S> {
         self.stage = Stage::Collecting(Box::new(Round {
             number,
             attempt,
-            aggregate: RoundAggregate::new(setup, number, kind.label(), plan.slot_count() as u64),
+            aggregate: RoundAggregate::new(setup, number, kind.label(), plan.slot_count() as u64)
+                .with_attempt(attempt),
             kind,
             asked,
             deadline: now + self.job.spec().round_timeout_ms,
         }));
     }
 
-    pub(super) fn on_contribution(
+    /// A participant's commitment: its signed statement, ahead of its ciphertext.
+    pub(super) fn on_contribution_commitment(
         &mut self,
         from: NodeId,
-        c: Contribution<S>,
+        c: ContributionCommitment,
         now: Millis,
     ) -> Result<(), Violation> {
-        let Stage::Collecting(round) = &mut self.stage else {
-            return Err(Violation::Unexpected {
-                from,
-                message: "Contribution",
-                stage: self.stage_name(),
-            });
-        };
-        if c.round != round.number || c.attempt != round.attempt {
-            return Err(Violation::OutOfRound {
-                from,
-                message: "Contribution",
-                round: c.round,
-                attempt: c.attempt,
-                current_round: round.number,
-                current_attempt: round.attempt,
-            });
-        }
-        if !self.job.spec().participants.contains(&from) {
-            return Err(Violation::Unexpected {
-                from,
-                message: "Contribution",
-                stage: "collecting contributions (the sender is not a participant)",
-            });
-        }
+        self.collecting(&from, "ContributionCommitment", c.round, c.attempt)?;
         // The signature is checked here, the statement's fields by the aggregate; members check
         // both again, since this node is not trusted.
         self.trust
@@ -113,19 +93,33 @@ impl<S: RingScalar> CoordinatorMachine<S> {
                 reason: "the statement names another job file digest".into(),
             });
         }
-        let digest = round
-            .aggregate
-            .add(from.clone(), c.ciphertext, c.statement)?;
+        if let Stage::Collecting(round) = &mut self.stage {
+            round.aggregate.commit(from.clone(), c.statement)?;
+        }
+        self.progress(format!("round {}: commitment from {from}", c.round));
+        self.advance_round(now);
+        Ok(())
+    }
+
+    /// A participant's ciphertext, revealed against the round's roster.
+    pub(super) fn on_contribution(
+        &mut self,
+        from: NodeId,
+        c: Contribution<S>,
+        now: Millis,
+    ) -> Result<(), Violation> {
+        self.collecting(&from, "Contribution", c.round, c.attempt)?;
+        self.trust
+            .verify(&c.reveal)
+            .map_err(|e| Violation::BadStatement {
+                from: from.clone(),
+                reason: e.to_string(),
+            })?;
+        let Stage::Collecting(round) = &mut self.stage else {
+            return Ok(());
+        };
+        let digest = round.aggregate.add(from.clone(), c.ciphertext, c.reveal)?;
         let (number, label) = (round.number, round.kind.label());
-        // Everyone asked has answered: close now if that is enough to decrypt. If it is not, an
-        // immediate retry would ask the same nodes again and burn the job's retries in
-        // milliseconds; the round waits for its deadline instead, so that late joiners (a
-        // participant still reading a large table, one reconnecting) are in the next attempt.
-        let done = round
-            .asked
-            .iter()
-            .all(|n| round.aggregate.contributions().contains_key(n))
-            && round.aggregate.contributions().len() >= self.job.spec().min_participants;
         self.audit(
             EventKind::ContributionReceived,
             fields(
@@ -134,10 +128,133 @@ impl<S: RingScalar> CoordinatorMachine<S> {
             ),
         );
         self.progress(format!("round {number}: contribution from {from}"));
-        if done {
-            self.close_round(now);
-        }
+        self.advance_round(now);
         Ok(())
+    }
+
+    /// Checks that a round message from `from` belongs to the round being collected.
+    fn collecting(
+        &self,
+        from: &NodeId,
+        message: &'static str,
+        number: u32,
+        attempt: u32,
+    ) -> Result<&Round<S>, Violation> {
+        let Stage::Collecting(round) = &self.stage else {
+            return Err(Violation::Unexpected {
+                from: from.clone(),
+                message,
+                stage: self.stage_name(),
+            });
+        };
+        if number != round.number || attempt != round.attempt {
+            return Err(Violation::OutOfRound {
+                from: from.clone(),
+                message,
+                round: number,
+                attempt,
+                current_round: round.number,
+                current_attempt: round.attempt,
+            });
+        }
+        if !self.job.spec().participants.contains(from) {
+            return Err(Violation::Unexpected {
+                from: from.clone(),
+                message,
+                stage: "collecting contributions (the sender is not a participant)",
+            });
+        }
+        Ok(round)
+    }
+
+    /// Moves the round on once everyone still asked has answered its current step, and what is
+    /// there can be decrypted: fixes the roster after the commitments, closes the round after
+    /// the reveals. If it cannot be decrypted, an immediate retry would ask the same nodes
+    /// again and burn the job's retries in milliseconds; the round waits for its deadline
+    /// instead, so that late joiners (a participant still reading a large table, one
+    /// reconnecting) are in the next attempt.
+    pub(super) fn advance_round(&mut self, now: Millis) {
+        let min = self.job.spec().min_participants;
+        let Stage::Collecting(round) = &self.stage else {
+            return;
+        };
+        let a = &round.aggregate;
+        match a.roster() {
+            None => {
+                if round.asked.iter().all(|n| a.committed().contains_key(n))
+                    && a.committed().len() >= min
+                {
+                    self.fix_roster(now);
+                }
+            }
+            Some(_) => {
+                if round.asked.iter().all(|n| a.contributions().contains_key(n))
+                    && a.contributions().len() >= min
+                {
+                    self.close_round(now);
+                }
+            }
+        }
+    }
+
+    /// Fixes the round's roster of commitments and asks each listed participant to reveal
+    /// against it; the round waits for the reveals until a fresh deadline.
+    fn fix_roster(&mut self, now: Millis) {
+        let timeout = self.job.spec().round_timeout_ms;
+        let job = self.job.spec().job.clone();
+        let Stage::Collecting(round) = &mut self.stage else {
+            return;
+        };
+        let Some(roster) = round.aggregate.fix_roster().cloned() else {
+            return;
+        };
+        let listed: BTreeSet<NodeId> = roster.participants().cloned().collect();
+        let unlisted: Vec<NodeId> = round
+            .asked
+            .iter()
+            .filter(|n| !listed.contains(*n))
+            .cloned()
+            .collect();
+        round.asked.retain(|n| listed.contains(n));
+        round.deadline = now + timeout;
+        let (number, attempt, label) = (round.number, round.attempt, round.kind.label());
+        for node in &unlisted {
+            self.audit(
+                EventKind::ParticipantDropped,
+                fields(json!({"job": job.as_str(), "round": number, "attempt": attempt,
+                    "node": node.as_str(), "reason": "no commitment before the roster was fixed"})),
+            );
+        }
+        for node in &listed {
+            self.send(
+                node,
+                Outbound::Reveal(RevealRequest {
+                    roster: roster.clone(),
+                }),
+            );
+        }
+        self.audit(
+            EventKind::RosterFixed,
+            fields(json!({"job": job.as_str(), "round": number, "attempt": attempt, "quantity": label,
+                "roster": roster.digest().to_hex(),
+                "participants": listed.iter().map(|n| n.as_str()).collect::<Vec<_>>()})),
+        );
+        self.progress(format!(
+            "round {number}: {} commitments, roster fixed, asking for the ciphertexts",
+            listed.len()
+        ));
+    }
+
+    /// The round's deadline passed: fix the roster if enough committed, else close the round
+    /// (decrypt what was revealed, retry or fail).
+    pub(super) fn on_round_deadline(&mut self, now: Millis) {
+        let min = self.job.spec().min_participants;
+        if let Stage::Collecting(round) = &self.stage {
+            if round.aggregate.roster().is_none() && round.aggregate.committed().len() >= min {
+                return self.fix_roster(now);
+            }
+        }
+        self.close_round(now);
     }
 
     pub(super) fn close_round(&mut self, now: Millis) {
@@ -146,16 +263,21 @@ impl<S: RingScalar> CoordinatorMachine<S> {
         };
         let spec = self.job.spec().clone();
         let (min, retries) = (spec.min_participants, spec.max_round_retries);
-        let got = round.aggregate.contributions().len();
-        for missing in round
-            .asked
-            .iter()
-            .filter(|n| !round.aggregate.contributions().contains_key(*n))
-        {
+        // Before the roster, what counts is who committed; after it, who revealed.
+        let a = &round.aggregate;
+        let (got, reason) = match a.roster() {
+            None => (a.committed().len(), "no commitment before the round closed"),
+            Some(_) => (a.contributions().len(), "no contribution before the round closed"),
+        };
+        let answered = |n: &NodeId| match a.roster() {
+            None => a.committed().contains_key(n),
+            Some(_) => a.contributions().contains_key(n),
+        };
+        for missing in round.asked.iter().filter(|n| !answered(n)) {
             self.outputs.push_back(Output::Audit {
                 kind: EventKind::ParticipantDropped,
                 fields: fields(json!({"job": spec.job.as_str(), "round": round.number, "attempt": round.attempt,
-                    "node": missing.as_str(), "reason": "no contribution before the round closed"})),
+                    "node": missing.as_str(), "reason": reason})),
             });
         }
         match round.aggregate.decryption_request(min) {
@@ -468,6 +590,7 @@ impl<S: RingScalar> CoordinatorMachine<S> {
                     "round {number}: {from} cannot contribute: {}",
                     n.text
                 ));
+                self.advance_round(now);
                 Ok(())
             }
             _ => Err(Violation::Unexpected {
@@ -487,16 +610,9 @@ impl<S: RingScalar> CoordinatorMachine<S> {
                 return self.retry_decryption(vec![node], now);
             }
         }
-        let min = self.job.spec().min_participants;
         if let Stage::Collecting(round) = &mut self.stage {
             if round.asked.remove(&node) && !round.aggregate.contributions().contains_key(&node) {
                 let (number, attempt) = (round.number, round.attempt);
-                // As for a contribution: close early only if what is there can be decrypted.
-                let done = round
-                    .asked
-                    .iter()
-                    .all(|n| round.aggregate.contributions().contains_key(n))
-                    && round.aggregate.contributions().len() >= min;
                 let job = self.job.spec().job.clone();
                 self.audit(
                     EventKind::ParticipantDropped,
@@ -508,9 +624,8 @@ impl<S: RingScalar> CoordinatorMachine<S> {
                 self.progress(format!(
                     "round {number}: {node} disconnected before contributing"
                 ));
-                if done {
-                    self.close_round(now);
-                }
+                // As for a contribution: move on early only if what is there can be decrypted.
+                self.advance_round(now);
             }
         }
     }
@@ -571,7 +686,7 @@ impl<S: RingScalar> CoordinatorMachine<S> {
                     .collect();
                 self.fail(JobFailure::KeySetupTimeout(missing));
             }
-            Stage::Collecting(round) if now >= round.deadline => self.close_round(now),
+            Stage::Collecting(round) if now >= round.deadline => self.on_round_deadline(now),
             Stage::Alerting(step) if now >= step.deadline => self.close_alerts(now),
             Stage::AwaitingAuditor { deadline, .. } if now >= *deadline => {
                 let auditor = self.job.spec().auditor.clone();

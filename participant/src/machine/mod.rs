@@ -10,9 +10,11 @@
 //!   KeyBundle          ──▶ check the whole ceremony against the CA, form the joint key
 //!                          itself; refuse any other key later            audit key.accepted
 //!   RoundRequest       ──▶ check it against the job's plan (kind, increasing number, budget),
-//!                          compute on the local table, encode, encrypt,
-//!                          Contribution + signed statement                audit contribution.sent
+//!                          compute on the local table, encode, encrypt, keep the ciphertext,
+//!                          ContributionCommitment (signed statement)
 //!                          or Notice(CannotContribute), nothing partial
+//!   RevealRequest      ──▶ the roster lists this commitment, first roster for it (reveal.rs):
+//!                          Contribution + signed reveal                   audit contribution.sent
 //!   DecryptionRequest  ──▶ (member) policy check, SaveMember (the record),
 //!                          PartialDecryption                              audit decryption.released
 //!                          or Notice(Refused)                             audit decryption.refused
@@ -29,6 +31,9 @@
 //! coordinator's trail.
 
 mod keys;
+mod reveal;
+
+pub use reveal::RevealRefusal;
 
 use crate::committee_member::{CommitteeMember, MemberError};
 use crate::compliance::{ContactLog, RuleCounts};
@@ -54,8 +59,8 @@ use fedbank_common::key_ceremony::{CeremonyError, RevealedShare, ShareCommitment
 use fedbank_common::model::PropensityModel;
 use fedbank_common::policy::MemberRecord;
 use fedbank_common::protocol::{
-    AlertContribution, AlertRequest, Contribution, Hello, Inbound, ModelReleased, Notice,
-    NoticeKind, RoundRequest, SegmentsReleased, PROTOCOL_VERSION,
+    AlertContribution, AlertRequest, Contribution, ContributionCommitment, Hello, Inbound,
+    ModelReleased, Notice, NoticeKind, RoundRequest, SegmentsReleased, PROTOCOL_VERSION,
 };
 use fedbank_common::round_plan::{PlanRefusal, RoundPlan};
 use fedbank_common::secagg::{Encryptor, JointPublicKey, RingScalar, SecretKeyShare};
@@ -71,6 +76,8 @@ pub enum NodeOutbound<S: RingScalar> {
     Commitment(Signed<ShareCommitment>),
     /// A member's revealed, signed key share.
     KeyShare(RevealedShare<S>),
+    /// [`ContributionCommitment`]: the signed statement ahead of the ciphertext.
+    ContributionCommitment(ContributionCommitment),
     /// [`Contribution`].
     Contribution(Contribution<S>),
     /// [`PartialDecryption`].
@@ -89,6 +96,7 @@ impl<S: RingScalar> NodeOutbound<S> {
             NodeOutbound::Hello(m) => encode(m),
             NodeOutbound::Commitment(m) => encode(m),
             NodeOutbound::KeyShare(m) => encode(m),
+            NodeOutbound::ContributionCommitment(m) => encode(m),
             NodeOutbound::Contribution(m) => encode(m),
             NodeOutbound::Partial(m) => encode(m),
             NodeOutbound::Notice(m) => encode(m),
@@ -206,6 +214,9 @@ pub enum NodeViolation {
     /// A round request outside the job's plan.
     #[error("round request refused")]
     OutsidePlan(#[from] PlanRefusal),
+    /// A roster this node does not reveal its contribution against.
+    #[error("reveal refused")]
+    Reveal(#[from] RevealRefusal),
 }
 
 /// Where a participant's rows come from.
@@ -252,6 +263,8 @@ pub struct ParticipantMachine<S: RingScalar> {
     contacts: Option<ContactLog>,
     /// Its rule counts, once evaluated (the alert step encrypts their rates).
     rule_counts: Option<Vec<RuleCounts>>,
+    /// The latest round's contribution, committed and kept until revealed against a roster.
+    pending: Option<reveal::PendingContribution<S>>,
 }
 
 fn fields(v: Value) -> Map<String, Value> {
@@ -286,6 +299,7 @@ impl<S: RingScalar> ParticipantMachine<S> {
             customers: None,
             contacts: None,
             rule_counts: None,
+            pending: None,
         }
     }
 
@@ -443,6 +457,7 @@ impl<S: RingScalar> ParticipantMachine<S> {
             Inbound::Commitments(set) => self.on_commitments(set),
             Inbound::KeyBundle(bundle) => self.on_key_bundle(bundle),
             Inbound::Round(request) => self.on_round(request),
+            Inbound::RevealRequest(request) => self.on_reveal(request),
             Inbound::Decrypt(request) => self.on_decrypt(request),
             Inbound::Segments(released) => self.on_segments(released),
             Inbound::Model(released) => self.on_model(released),
@@ -490,6 +505,12 @@ impl<S: RingScalar> ParticipantMachine<S> {
             &request.kind,
             computation,
         )?;
+        // Asked again for the commitment it holds (after a reconnect): the same one again.
+        if self.recommit(request.round, request.attempt, computation) {
+            return Ok(());
+        }
+        // A contribution of an earlier round is never revealed now.
+        self.pending = None;
         let label = request.kind.label();
         let outcome = self
             .local_values(&request)
@@ -572,21 +593,7 @@ impl<S: RingScalar> ParticipantMachine<S> {
                     mask_digest: Digest::of_scalars(MASK_DIGEST_LABEL, &ciphertext.masks),
                     ciphertext_digest: digest,
                 });
-                self.audit(
-                    EventKind::ContributionSent,
-                    fields(json!({"job": spec.job.as_str(), "round": request.round, "attempt": request.attempt,
-                        "quantity": label, "digest": digest.to_hex(), "clipped_values": clipped})),
-                );
-                self.outputs.push_back(NodeOutput::Progress(format!(
-                    "{}: round {} ({label}) contribution sent",
-                    self.id, request.round
-                )));
-                self.send(NodeOutbound::Contribution(Contribution {
-                    round: request.round,
-                    attempt: request.attempt,
-                    ciphertext,
-                    statement,
-                }));
+                self.commit(statement, ciphertext, clipped);
             }
             Err(reason) => {
                 self.outputs.push_back(NodeOutput::Progress(format!(
