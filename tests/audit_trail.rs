@@ -3,7 +3,8 @@
 //! decryptions that the coordinator and a node record differently.
 
 use fedbank_common::audit::{
-    cross_check, verify, CrossCheckFinding, EventKind, SigningIdentity, TrailWriter, VerifyError,
+    cross_check, verify, CrossCheckFinding, EventKind, SigningIdentity, TrailReport, TrailWriter,
+    VerifyError,
 };
 use fedbank_common::ids::NodeId;
 use proptest::prelude::*;
@@ -222,6 +223,56 @@ fn cross_check_finds_what_the_two_sides_record_differently() {
         matches!(&findings[0], CrossCheckFinding::DigestDiffers { node, .. } if node == "bank-a")
     );
     assert!(findings[0].to_string().contains("round 2"));
+}
+
+/// One writer's verified trail of `events`.
+fn trail_of(dir: &Path, writer: &str, role: &str, events: &[(EventKind, Value)]) -> TrailReport {
+    let path = dir.join(format!("{writer}.trail"));
+    let (key, _) = SigningIdentity::generate().expect("key");
+    let mut t = TrailWriter::create(&path, &NodeId::new(writer).expect("id"), role, key, at(0))
+        .expect("create");
+    for (i, (kind, f)) in events.iter().enumerate() {
+        t.append(*kind, fields(f.clone()), at(1 + i as u64))
+            .expect("append");
+    }
+    verify(&path, None).expect("verifies")
+}
+
+#[test]
+fn cross_check_finds_a_contribution_revealed_against_a_roster_the_coordinator_did_not_record() {
+    let dir = tempfile::tempdir().expect("dir");
+    let coordinator = trail_of(
+        dir.path(),
+        "coordinator",
+        "coordinator",
+        &[
+            (
+                EventKind::RosterFixed,
+                json!({"job": "j", "round": 1, "attempt": 0, "quantity": "moments", "roster": "r1"}),
+            ),
+            (
+                EventKind::ContributionReceived,
+                json!({"job": "j", "round": 1, "quantity": "moments", "node": "bank-a", "digest": "d1"}),
+            ),
+        ],
+    );
+    let sent = |roster: &str| {
+        [(
+            EventKind::ContributionSent,
+            json!({"job": "j", "round": 1, "attempt": 0, "quantity": "moments", "digest": "d1", "roster": roster}),
+        )]
+    };
+    let agreeing = trail_of(dir.path(), "bank-a", "participant", &sent("r1"));
+    assert!(cross_check(&coordinator, &[agreeing]).is_empty());
+    let other = tempfile::tempdir().expect("dir");
+    let shown_another = trail_of(other.path(), "bank-a", "participant", &sent("r2"));
+    let findings = cross_check(&coordinator, &[shown_another]);
+    assert_eq!(findings.len(), 1, "{findings:?}");
+    assert!(
+        matches!(&findings[0], CrossCheckFinding::DigestDiffers { node, what, .. }
+            if node == "bank-a" && what.contains("roster of job j round 1")),
+        "{findings:?}"
+    );
 }
 
 #[test]

@@ -417,6 +417,28 @@ fn collect(
         .collect()
 }
 
+/// What a node recorded (`digest` of `what`) against what the coordinator recorded for it.
+fn compare(
+    node: &str,
+    what: String,
+    coordinator: Option<&String>,
+    digest: String,
+) -> Option<CrossCheckFinding> {
+    match coordinator {
+        None => Some(CrossCheckFinding::MissingAtCoordinator {
+            node: node.to_owned(),
+            what,
+        }),
+        Some(c) if *c != digest => Some(CrossCheckFinding::DigestDiffers {
+            node: node.to_owned(),
+            what,
+            coordinator: c.clone(),
+            node_digest: digest,
+        }),
+        Some(_) => None,
+    }
+}
+
 /// Compares the coordinator's trail with nodes' own trails: every contribution a participant
 /// sent against what the coordinator received, and every partial decryption a member released
 /// against what the coordinator recorded.
@@ -522,19 +544,33 @@ pub fn cross_check(coordinator: &TrailReport, nodes: &[TrailReport]) -> Vec<Cros
                 "joint public key of job {} key epoch {epoch}",
                 field(e, "job")
             );
-            match formed.get(&epoch) {
-                None => findings.push(CrossCheckFinding::MissingAtCoordinator {
-                    node: node.writer.clone(),
-                    what,
-                }),
-                Some(c) if *c != digest => findings.push(CrossCheckFinding::DigestDiffers {
-                    node: node.writer.clone(),
-                    what,
-                    coordinator: c.clone(),
-                    node_digest: digest,
-                }),
-                Some(_) => {}
-            }
+            findings.extend(compare(&node.writer, what, formed.get(&epoch), digest));
+        }
+    }
+    // Every contribution a participant revealed was revealed against the roster the
+    // coordinator recorded fixing for that round attempt (docs/threat-model.md §9).
+    let rosters: BTreeMap<(String, String, String), String> = coordinator
+        .events
+        .iter()
+        .filter(|e| e.event == EventKind::RosterFixed.name())
+        .map(|e| {
+            (
+                (field(e, "job"), field(e, "round"), field(e, "attempt")),
+                field(e, "roster"),
+            )
+        })
+        .collect();
+    for node in nodes {
+        for e in node.events.iter().filter(|e| {
+            e.event == EventKind::ContributionSent.name() && e.fields.contains_key("roster")
+        }) {
+            let key = (field(e, "job"), field(e, "round"), field(e, "attempt"));
+            let what = format!(
+                "roster of job {} round {} attempt {}",
+                key.0, key.1, key.2
+            );
+            let digest = field(e, "roster");
+            findings.extend(compare(&node.writer, what, rosters.get(&key), digest));
         }
     }
     findings
