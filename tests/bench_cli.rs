@@ -67,6 +67,39 @@ fn bench_json_has_every_field_and_a_correct_sum() {
     }
 }
 
+/// Ten contributors leave the fast profile too few message bits for one limb per value: the
+/// aggregate holds two slots per value, and the bench still checks its sum.
+#[test]
+fn bench_with_two_limbs_per_value_is_correct() {
+    let out = Command::new(env!("CARGO_BIN_EXE_fedbank"))
+        .args([
+            "bench",
+            "secagg",
+            "--values",
+            "2000",
+            "--contributors",
+            "10",
+            "--committee",
+            "2",
+            "--tfhe-sample",
+            "1",
+            "--json",
+        ])
+        .output()
+        .expect("run fedbank");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).expect("utf-8");
+    for line in stdout.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).expect("json");
+        assert_eq!(v["correct"], true, "{line}");
+    }
+    assert_eq!(stdout.lines().count(), 2, "{stdout}");
+}
+
 #[test]
 fn bench_refuses_a_bad_profile_clearly() {
     let out = Command::new(env!("CARGO_BIN_EXE_fedbank"))

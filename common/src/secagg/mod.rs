@@ -8,7 +8,9 @@
 //!  ◀────────────── every signed b_j                                  crate::key_ceremony)
 //!  joint key (a, Σ b_j), formed and checked locally
 //!  Encryptor::encrypt(m_k)
-//!   ────── Ciphertext_k ──▶ Σ_k masks, Σ_k bodies
+//!   ── signed digests ─────▶ roster of commitments (crate::roster)
+//!   ◀───────────── roster
+//!   ── Ciphertext_k + reveal ▶ Σ_k masks, Σ_k bodies
 //!                          each signed mask + manifest ──────────▶ evidence + policy, own sum
 //!                          Σ P_j ◀──────────────────────────────── PartialDecryptor: P_j
 //!                          combine: round((Σ bodies − Σ_j P_j)/Δ) = Σ_k m_k
