@@ -107,14 +107,31 @@ Columns are the segment's typical customer: days since the last purchase, distin
             md,
             "\nnew: first purchase within 90 days; active / loyal: last purchase within 90 days, \
              fewer than / at least 5 purchase days; at risk: last purchase 91–365 days ago; churned: \
-             more than a year ago."
+             more than a year ago. Stages count customers one by one by these rules; the segments \
+             above group customers around centroids, so a segment and a stage of the same name \
+             (\"at risk\", say) hold different customers and different counts."
         );
     }
     if let Some(selection) = &r.k_selection {
+        let stopped: Vec<String> = selection
+            .candidates
+            .iter()
+            .filter(|c| !c.converged)
+            .map(|c| c.k.to_string())
+            .collect();
+        let runs = if stopped.is_empty() {
+            "Every k was run to convergence".to_owned()
+        } else {
+            format!(
+                "Every k was run to convergence or to its own max_iterations; k = {} stopped there \
+                 before converging",
+                stopped.join(", ")
+            )
+        };
         let _ = writeln!(
             md,
-            "\n## How many segments\n\nEvery k was run to convergence; k = {} has the {}.\n\n\
-             | k | inertia | mean silhouette |\n|---:|---:|---:|",
+            "\n## How many segments\n\n{runs}; k = {} has the {}.\n\n\
+             | k | Lloyd iterations | converged | inertia | mean silhouette |\n|---:|---:|:---:|---:|---:|",
             selection.chosen,
             match selection.criterion {
                 fedbank_common::job::KCriterion::Silhouette =>
@@ -124,7 +141,15 @@ Columns are the segment's typical customer: days since the last purchase, distin
             }
         );
         for c in &selection.candidates {
-            let _ = writeln!(md, "| {} | {:.1} | {:.3} |", c.k, c.inertia, c.silhouette);
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {:.1} | {:.3} |",
+                c.k,
+                c.iterations,
+                if c.converged { "yes" } else { "no" },
+                c.inertia,
+                c.silhouette
+            );
         }
     }
     if !r.merged_for_k_anonymity.is_empty() {

@@ -591,6 +591,34 @@ fn splitting_from_aggregates_and_choosing_k_find_separated_groups() {
     }
 }
 
+/// Every k tried has its own `max_iterations`: a k that comes after others is not cut short by
+/// the iterations they used (they once shared one counter, so later k ran a single iteration).
+#[test]
+fn each_k_has_its_own_iteration_budget() {
+    let (tables, _) = blobs();
+    let mut spec = choose_k_job(KCriterion::Silhouette).spec().clone();
+    let segment = spec.segment.as_mut().expect("segment");
+    segment.max_iterations = 3;
+    segment.tolerance = 1e-12;
+    let job = spec.validate().expect("valid job");
+    let result = federated(&job, tables);
+    let selection = result.k_selection.as_ref().expect("k was chosen");
+    assert_eq!(selection.candidates.len(), 6);
+    for c in &selection.candidates {
+        assert!(
+            c.converged || c.iterations == 3,
+            "k = {} stopped after {} iterations without converging",
+            c.k,
+            c.iterations
+        );
+        assert!((1..=3).contains(&c.iterations), "{c:?}");
+    }
+    assert!(
+        selection.candidates.iter().any(|c| c.iterations > 1),
+        "{selection:?}"
+    );
+}
+
 #[test]
 fn segment_tables_that_do_not_make_a_job_are_refused_with_the_reason() {
     type Edit = fn(&mut JobSpec);

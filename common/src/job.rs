@@ -117,7 +117,8 @@ pub struct SegmentSpec {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChooseK {
-    /// Largest k tried; every k from 1 to this is run to convergence.
+    /// Largest k tried; every k from 1 to this is run to convergence or to its own
+    /// `max_iterations`.
     pub max_k: usize,
     /// How the candidates are compared.
     pub criterion: KCriterion,

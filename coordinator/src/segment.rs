@@ -61,10 +61,14 @@ pub struct Segment {
 pub struct KCandidate {
     /// Segments.
     pub k: usize,
-    /// Inertia at convergence (standardized units).
+    /// Inertia at the end of its Lloyd run (standardized units).
     pub inertia: f64,
-    /// Mean simplified silhouette at convergence (0 for k = 1).
+    /// Mean simplified silhouette at the end of its Lloyd run (0 for k = 1).
     pub silhouette: f64,
+    /// Lloyd iterations this k ran (each k has its own `max_iterations`).
+    pub iterations: u32,
+    /// Whether its centroids moved less than `tolerance` before `max_iterations`.
+    pub converged: bool,
 }
 
 /// How k was chosen.
@@ -145,7 +149,13 @@ pub struct SegmentJob {
     target_k: usize,
     candidates: Vec<(KCandidate, Vec<Vec<f64>>)>,
     k_selection: Option<KSelection>,
+    /// Lloyd iterations of the whole job.
     iterations: u32,
+    /// Lloyd iterations of the current set of centroids (reset when it changes: a split, a
+    /// return to a chosen k, a merge), bounded by `max_iterations`.
+    lloyd_iterations: u32,
+    /// Whether the current Lloyd run stopped because it converged.
+    converged: bool,
     inertia: Vec<f64>,
     merged: Vec<String>,
     bins: usize,
@@ -187,6 +197,8 @@ impl SegmentJob {
             candidates: Vec::new(),
             k_selection: None,
             iterations: 0,
+            lloyd_iterations: 0,
+            converged: false,
             inertia: Vec::new(),
             merged: Vec::new(),
             bins,
@@ -216,6 +228,12 @@ impl SegmentJob {
         self.reference_day
     }
 
+    /// The first round of a Lloyd run over a new set of centroids.
+    fn new_lloyd_run(&mut self) -> RoundKind {
+        self.lloyd_iterations = 0;
+        self.kmeans_round()
+    }
+
     fn kmeans_round(&self) -> RoundKind {
         RoundKind::KMeans {
             mean: self.mean.clone(),
@@ -228,7 +246,7 @@ impl SegmentJob {
         if self.centroids.is_empty() {
             self.centroids = vec![vec![0.0; self.features.len()]];
         }
-        self.kmeans_round()
+        self.new_lloyd_run()
     }
 
     /// Takes a round's decrypted aggregate; returns the next round, or `None` when done.
@@ -308,11 +326,11 @@ impl SegmentJob {
                     .flat_map(|(a, b)| a.iter().zip(b).map(|(x, y)| (x - y).abs()))
                     .fold(0.0, f64::max);
                 self.iterations += 1;
+                self.lloyd_iterations += 1;
                 self.inertia.push(round.inertia);
                 self.centroids = updated;
-                let converged =
-                    shift <= self.spec.tolerance || self.iterations >= self.spec.max_iterations;
-                if !converged {
+                self.converged = shift <= self.spec.tolerance;
+                if !self.converged && self.lloyd_iterations < self.spec.max_iterations {
                     return Ok(Some(self.kmeans_round()));
                 }
                 self.on_converged(&round)
@@ -387,12 +405,14 @@ impl SegmentJob {
                 } else {
                     0.0
                 },
+                iterations: self.lloyd_iterations,
+                converged: self.converged,
             };
             self.candidates.push((candidate, self.centroids.clone()));
             if self.centroids.len() < self.target_k {
                 if let Some(split) = split_widest(&self.centroids, round) {
                     self.centroids = split;
-                    return Ok(Some(self.kmeans_round()));
+                    return Ok(Some(self.new_lloyd_run()));
                 }
             }
             self.growing = false;
@@ -412,7 +432,7 @@ impl SegmentJob {
                         self.candidates.iter().find(|(c, _)| c.k == chosen)
                     {
                         self.centroids = centroids.clone();
-                        return Ok(Some(self.kmeans_round()));
+                        return Ok(Some(self.new_lloyd_run()));
                     }
                 }
             }
@@ -438,7 +458,7 @@ impl SegmentJob {
             count[c], self.spec.k_anonymity, self.iterations
         ));
         self.centroids.remove(c);
-        Ok(Some(self.kmeans_round()))
+        Ok(Some(self.new_lloyd_run()))
     }
 
     fn finish(&self, count: &[f64]) -> SegmentResult {
@@ -478,7 +498,7 @@ impl SegmentJob {
                 }
             })
             .collect();
-        unique_labels(&mut segments);
+        unique_labels(&mut segments, &self.features);
         SegmentResult {
             k: segments.len(),
             iterations: self.iterations,
@@ -586,16 +606,61 @@ pub fn choose_k(criterion: KCriterion, candidates: &[KCandidate]) -> usize {
     }
 }
 
-/// Makes labels unique by numbering repeats, keeping the first as is.
-fn unique_labels(segments: &mut [Segment]) {
+/// Makes labels unique. Segments that share a label are told apart by the feature on which each
+/// differs most from the others of its label ("champions, higher spend" and "champions, lower
+/// spend"); only what that leaves equal is numbered.
+fn unique_labels(segments: &mut [Segment], features: &[FeatureSpec]) {
+    let labels: Vec<String> = segments.iter().map(|s| s.label.clone()).collect();
+    for i in 0..segments.len() {
+        let group: Vec<usize> = (0..labels.len()).filter(|&j| labels[j] == labels[i]).collect();
+        if group.len() < 2 {
+            continue;
+        }
+        let z = |g: usize, j: usize| {
+            segments[g]
+                .centroid_standardized
+                .get(j)
+                .copied()
+                .unwrap_or(0.0)
+        };
+        let distinctive = (0..features.len())
+            .map(|j| {
+                let others = group.iter().filter(|&&g| g != i).map(|&g| z(g, j));
+                let mean = others.sum::<f64>() / (group.len() - 1) as f64;
+                (j, z(i, j) - mean)
+            })
+            .max_by(|a, b| a.1.abs().total_cmp(&b.1.abs()));
+        if let Some((j, difference)) = distinctive.filter(|(_, d)| d.abs() > 0.0) {
+            segments[i].label = format!(
+                "{}, {}",
+                labels[i],
+                difference_words(&features[j].name, difference > 0.0)
+            );
+        }
+    }
+    // Whatever is still the same (equal centroids) is numbered.
     for i in 0..segments.len() {
         let same = segments[..i]
             .iter()
-            .filter(|s| s.label.starts_with(&segments[i].label))
+            .filter(|s| s.label == segments[i].label)
             .count();
         if same > 0 {
             segments[i].label = format!("{} ({})", segments[i].label, same + 1);
         }
+    }
+}
+
+/// How a segment stands out on `feature`, in a marketer's words for the RFM features.
+fn difference_words(feature: &str, higher: bool) -> String {
+    match (feature.trim_start_matches("log_"), higher) {
+        ("recency", true) => "longer since the last purchase".to_owned(),
+        ("recency", false) => "more recent".to_owned(),
+        ("frequency", true) => "more frequent".to_owned(),
+        ("frequency", false) => "less frequent".to_owned(),
+        ("monetary", true) => "higher spend".to_owned(),
+        ("monetary", false) => "lower spend".to_owned(),
+        (name, true) => format!("higher {name}"),
+        (name, false) => format!("lower {name}"),
     }
 }
 
@@ -665,7 +730,51 @@ mod tests {
             k,
             inertia,
             silhouette,
+            iterations: 1,
+            converged: true,
         }
+    }
+
+    fn segment(label: &str, z: [f64; 3]) -> Segment {
+        Segment {
+            label: label.into(),
+            size: 100.0,
+            centroid_standardized: z.to_vec(),
+            centroid_original: z.to_vec(),
+            rfm_scores: None,
+        }
+    }
+
+    #[test]
+    fn segments_sharing_a_label_are_told_apart_by_what_differs_most() {
+        let features: Vec<FeatureSpec> = RFM_FEATURES
+            .iter()
+            .map(|name| FeatureSpec {
+                name: (*name).into(),
+                bound: 10.0,
+                min: None,
+                scale: 1e6,
+            })
+            .collect();
+        let mut segments = vec![
+            segment("champions", [-1.0, 0.8, 2.5]),
+            segment("champions", [-1.0, 2.0, 0.9]),
+            segment("lost", [2.0, -1.0, -1.0]),
+            segment("at risk", [0.5, 0.6, 0.6]),
+            segment("at risk", [0.5, 0.6, 0.6]),
+        ];
+        unique_labels(&mut segments, &features);
+        let labels: Vec<&str> = segments.iter().map(|s| s.label.as_str()).collect();
+        assert_eq!(
+            labels,
+            [
+                "champions, higher spend",
+                "champions, lower spend",
+                "lost",
+                "at risk",
+                "at risk (2)"
+            ]
+        );
     }
 
     #[test]
