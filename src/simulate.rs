@@ -523,7 +523,7 @@ fn synthetic_data(
                 job_file.display()
             )
         })?;
-        let kind = InstitutionKind::nth(i);
+        let kind = InstitutionKind::for_name(node.as_str(), i);
         let files = synthetic::generate(
             &out.join("data").join(node.as_str()),
             &node.as_str().to_uppercase(),

@@ -36,6 +36,25 @@ impl InstitutionKind {
         ][i % 4]
     }
 
+    /// The kind a node's name says it is ("retail-bank", "life-insurer", "broker",
+    /// "payments", "card-issuer", …), else the i-th kind. Node names are sorted in a job, so the
+    /// position alone would call "retail-bank" a payment firm.
+    pub fn for_name(name: &str, i: usize) -> Self {
+        let name = name.to_ascii_lowercase();
+        let says = |words: &[&str]| words.iter().any(|w| name.contains(w));
+        if says(&["insur"]) {
+            Self::Insurer
+        } else if says(&["broker", "wealth", "invest", "asset"]) {
+            Self::Broker
+        } else if says(&["pay", "card", "wallet", "fintech"]) {
+            Self::PaymentFirm
+        } else if says(&["bank", "savings", "credit-union"]) {
+            Self::RetailBank
+        } else {
+            Self::nth(i)
+        }
+    }
+
     /// (age mean, age sd, log-income mean, balance scale, transactions per year, base response)
     fn profile(self) -> (f64, f64, f64, f64, f64, f64) {
         match self {
@@ -185,6 +204,24 @@ pub fn generate(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_node_is_the_kind_its_name_says() {
+        use InstitutionKind::*;
+        for (name, kind) in [
+            ("retail-bank", RetailBank),
+            ("savings-bank", RetailBank),
+            ("insurer", Insurer),
+            ("life-insurer", Insurer),
+            ("broker", Broker),
+            ("wealth-manager", Broker),
+            ("payments", PaymentFirm),
+            ("card-issuer", PaymentFirm),
+        ] {
+            assert_eq!(InstitutionKind::for_name(name, 0), kind, "{name}");
+        }
+        assert_eq!(InstitutionKind::for_name("branch-7", 2), Broker);
+    }
 
     #[test]
     fn same_seed_same_data_and_institutions_differ() {
