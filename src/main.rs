@@ -100,9 +100,24 @@ enum BenchCommand {
     LargeTable(bench_large_table::LargeTableArgs),
 }
 
-fn main() -> Result<ExitCode> {
+/// Runs the command; an error is printed once, as one line with its causes, and exits 1 (the
+/// audit commands have their own documented exit codes).
+fn main() -> ExitCode {
+    match run() {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<ExitCode> {
+    use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        // Colour only on a terminal: a log file gets plain text.
+        .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),

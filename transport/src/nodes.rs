@@ -1000,7 +1000,8 @@ pub(crate) async fn talk_to_coordinator<S: RingScalar>(
                 failures += 1;
                 if let ConnectError::Connection(c) = &e {
                     if let Some(reason) = permanent_refusal(c) {
-                        tracing::error!(%reason, "the coordinator connection was refused");
+                        // Returned, and printed once by the binary: not logged as well.
+                        tracing::debug!(%reason, "the coordinator connection was refused");
                         return Err(SessionEnd::Refused(reason));
                     }
                 }
@@ -1043,7 +1044,7 @@ pub(crate) async fn talk_to_coordinator<S: RingScalar>(
                     },
                     Err(frame::FrameError::Connection(e)) => {
                         if let Some(reason) = permanent_refusal(&e) {
-                            tracing::error!(%reason, "the coordinator refused this node");
+                            tracing::debug!(%reason, "the coordinator refused this node");
                             refused = Some(reason);
                         } else {
                             tracing::info!(error = %e, "connection to the coordinator ended");
