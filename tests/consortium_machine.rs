@@ -691,5 +691,9 @@ fn a_participant_restarted_mid_round_rejoins_and_is_never_counted_twice() {
             .count()
     };
     assert_eq!(p02_in(1), 1, "counted once");
-    assert_eq!(p02_in(2), 1, "the restarted node contributes to the next round");
+    assert_eq!(
+        p02_in(2),
+        1,
+        "the restarted node contributes to the next round"
+    );
 }

@@ -6,10 +6,10 @@
 
 use fedbank_common::committee::{ContributionStatement, DecryptionRequest, MASK_DIGEST_LABEL};
 use fedbank_common::digest::Digest;
+use fedbank_common::endorsement::{Signed, Statement};
 use fedbank_common::ids::{JobId, NodeId};
 use fedbank_common::job::{FeatureSpec, JobKind, JobSpec, RoundKind, ValidJob};
 use fedbank_common::key_ceremony::{CommitmentSet, KeyBundle, RevealedShare, ShareReveal};
-use fedbank_common::endorsement::{Signed, Statement};
 use fedbank_common::protocol::{Contribution, Inbound, RevealRequest, RoundRequest};
 use fedbank_common::roster::{RevealStatement, Roster, RosterEntry};
 use fedbank_common::secagg::{
@@ -790,7 +790,10 @@ fn a_mask_chosen_after_the_honest_ones_is_never_decrypted() {
     let late = forged_request(&h.job, &second, entries(&second));
     let answers = ask_members(&mut h, &late);
     assert!(
-        refused(&answers, "did not reveal this contribution against this roster"),
+        refused(
+            &answers,
+            "did not reveal this contribution against this roster"
+        ),
         "{answers:?}"
     );
     // (b) Under the first roster, which does not list it.
@@ -821,7 +824,10 @@ fn a_mask_chosen_after_the_honest_ones_is_never_decrypted() {
     let err = h
         .deliver("h2", &RevealRequest { roster: not_mine })
         .expect_err("not listed");
-    assert!(err.contains("does not list this node's own commitment"), "{err}");
+    assert!(
+        err.contains("does not list this node's own commitment"),
+        "{err}"
+    );
     assert!(h
         .take_sent("h2")
         .iter()

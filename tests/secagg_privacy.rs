@@ -320,8 +320,12 @@ fn coordinator_refuses_duplicates_and_misfits_without_changing_the_sum() {
     let round = encrypt_round(c, 2);
     let mut aggregate = c.aggregate(fixture::next_round(), LEN as u64);
     let [first, second] = [0, 1].map(|k| round.ciphertexts[k].clone());
-    aggregate.commit_signed(&node("p0"), &first).expect("commit");
-    aggregate.commit_signed(&node("p1"), &second).expect("commit");
+    aggregate
+        .commit_signed(&node("p0"), &first)
+        .expect("commit");
+    aggregate
+        .commit_signed(&node("p1"), &second)
+        .expect("commit");
     assert!(matches!(
         aggregate.commit_signed(&node("p1"), &second),
         Err(AggregationError::DuplicateContribution { .. })

@@ -165,7 +165,9 @@ pub enum EvidenceError {
     },
     /// A contribution that the roster does not list as committed (a mask possibly chosen
     /// after the others were seen).
-    #[error("round {round}: the contribution of {contributor} is not committed in the round's roster")]
+    #[error(
+        "round {round}: the contribution of {contributor} is not committed in the round's roster"
+    )]
     NotInRoster {
         /// Round.
         round: u32,

@@ -4,6 +4,16 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 use std::fmt;
 
+/// An object that could not be encoded, so it has no digest.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("cannot encode the object to digest ({label}): {reason}")]
+pub struct EncodingFailed {
+    /// The digest's label.
+    pub label: String,
+    /// The encoder's error.
+    pub reason: String,
+}
+
 /// A SHA-256 digest.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Digest(pub [u8; 32]);
@@ -17,6 +27,27 @@ impl Digest {
         hasher.update(label.as_bytes());
         hasher.update(bytes);
         Self(hasher.finalize().into())
+    }
+
+    /// Digest of `value`'s canonical (bincode) encoding. An encoding that fails is an error,
+    /// never an empty string that two different objects would share a digest over.
+    pub fn of_encoded<T: Serialize>(label: &str, value: &T) -> Result<Self, EncodingFailed> {
+        crate::wire::encode_body(value)
+            .map(|bytes| Self::of(label, &bytes))
+            .map_err(|e| EncodingFailed {
+                label: label.to_owned(),
+                reason: e.to_string(),
+            })
+    }
+
+    /// Digest of `value`'s JSON encoding (for objects written as JSON, such as result files).
+    pub fn of_json<T: Serialize>(label: &str, value: &T) -> Result<Self, EncodingFailed> {
+        serde_json::to_vec(value)
+            .map(|bytes| Self::of(label, &bytes))
+            .map_err(|e| EncodingFailed {
+                label: label.to_owned(),
+                reason: e.to_string(),
+            })
     }
 
     /// Digest of a slice of ring elements, as little-endian bytes.

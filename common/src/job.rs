@@ -546,6 +546,15 @@ fn default_retries() -> u32 {
 /// A job file that does not make a valid job.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum JobError {
+    /// The job could not be encoded, so it has no digest to be agreed on.
+    #[error("job {job}")]
+    Unencodable {
+        /// Job.
+        job: JobId,
+        /// The encoder's error.
+        #[source]
+        source: crate::digest::EncodingFailed,
+    },
     /// A list field is empty.
     #[error("job {job}: '{field}' must not be empty")]
     Empty {
@@ -813,10 +822,12 @@ impl JobSpec {
                     job: job.clone(),
                     source,
                 })?;
-        let digest = Digest::of(
-            "fedbank.job.v1",
-            &crate::wire::encode_body(&self).unwrap_or_default(),
-        );
+        let digest = Digest::of_encoded("fedbank.job.v1", &self).map_err(|source| {
+            JobError::Unencodable {
+                job: job.clone(),
+                source,
+            }
+        })?;
         let valid = ValidJob {
             spec: self,
             params,

@@ -86,7 +86,9 @@ impl Roster {
             .bytes(self.quantity.as_bytes())
             .bytes(&(self.entries.len() as u64).to_le_bytes());
         for e in &self.entries {
-            b = b.bytes(e.participant.as_str().as_bytes()).bytes(&e.statement.0);
+            b = b
+                .bytes(e.participant.as_str().as_bytes())
+                .bytes(&e.statement.0);
         }
         b.finish()
     }

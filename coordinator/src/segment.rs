@@ -612,7 +612,9 @@ pub fn choose_k(criterion: KCriterion, candidates: &[KCandidate]) -> usize {
 fn unique_labels(segments: &mut [Segment], features: &[FeatureSpec]) {
     let labels: Vec<String> = segments.iter().map(|s| s.label.clone()).collect();
     for i in 0..segments.len() {
-        let group: Vec<usize> = (0..labels.len()).filter(|&j| labels[j] == labels[i]).collect();
+        let group: Vec<usize> = (0..labels.len())
+            .filter(|&j| labels[j] == labels[i])
+            .collect();
         if group.len() < 2 {
             continue;
         }

@@ -152,8 +152,16 @@ fn commit_reveal_and_request(ciphertext: Ciphertext<u64>) -> Option<()> {
     aggregate
         .commit_and_reveal(
             vec![
-                (node("p0")?, f.ciphertext.clone(), f.statement("p0", &f.ciphertext)),
-                (node("p1")?, ciphertext.clone(), f.statement("p1", &ciphertext)),
+                (
+                    node("p0")?,
+                    f.ciphertext.clone(),
+                    f.statement("p0", &f.ciphertext),
+                ),
+                (
+                    node("p1")?,
+                    ciphertext.clone(),
+                    f.statement("p1", &ciphertext),
+                ),
             ],
             |p, reveal| f.sign_reveal(p, reveal),
         )

@@ -49,6 +49,9 @@ impl WireMessage for PrivacyState {
 /// Why a round's noise cannot be added.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum NoiseError {
+    /// The round could not be encoded to name it in the accountant.
+    #[error(transparent)]
+    Unencodable(#[from] fedbank_common::digest::EncodingFailed),
     /// The round would spend more than the job's budget.
     #[error(
         "the privacy budget does not allow round {round} ({label}): ε would reach {would_be:.4} (with the evaluation kept in reserve) of the budget {budget}"
@@ -166,10 +169,7 @@ impl ParticipantPrivacy {
                 label: kind.label(),
             });
         };
-        let what = Digest::of(
-            "fedbank.dp.round.v1",
-            &fedbank_common::wire::encode_body(kind).unwrap_or_default(),
-        );
+        let what = Digest::of_encoded("fedbank.dp.round.v1", kind)?;
         match self.rounds.get(&round) {
             Some(d) if *d != what => return Err(NoiseError::RoundReused(round)),
             Some(_) => {}

@@ -151,7 +151,7 @@ struct Unsigned<'a> {
 impl AuditEvent {
     /// The hash this event should carry: SHA-256 over the canonical JSON of its content
     /// (serde_json writes struct fields in order and object keys sorted).
-    pub fn compute_hash(&self) -> String {
+    pub fn compute_hash(&self) -> Result<String, crate::digest::EncodingFailed> {
         let unsigned = Unsigned {
             seq: self.seq,
             time: &self.time,
@@ -160,7 +160,6 @@ impl AuditEvent {
             fields: &self.fields,
             prev: &self.prev,
         };
-        let bytes = serde_json::to_vec(&unsigned).unwrap_or_default();
-        crate::digest::Digest::of("fedbank.audit-event.v1", &bytes).to_hex()
+        crate::digest::Digest::of_json("fedbank.audit-event.v1", &unsigned).map(|d| d.to_hex())
     }
 }

@@ -269,7 +269,7 @@ pub fn verify_reader(
                 seq: event.seq,
             });
         }
-        if event.compute_hash() != event.hash {
+        if event.compute_hash().ok().as_ref() != Some(&event.hash) {
             return Err(VerifyError::Changed {
                 line,
                 seq: event.seq,
@@ -565,10 +565,7 @@ pub fn cross_check(coordinator: &TrailReport, nodes: &[TrailReport]) -> Vec<Cros
             e.event == EventKind::ContributionSent.name() && e.fields.contains_key("roster")
         }) {
             let key = (field(e, "job"), field(e, "round"), field(e, "attempt"));
-            let what = format!(
-                "roster of job {} round {} attempt {}",
-                key.0, key.1, key.2
-            );
+            let what = format!("roster of job {} round {} attempt {}", key.0, key.1, key.2);
             let digest = field(e, "roster");
             findings.extend(compare(&node.writer, what, rosters.get(&key), digest));
         }

@@ -206,7 +206,10 @@ impl TrailWriter {
             hash: String::new(),
             signature: String::new(),
         };
-        event.hash = event.compute_hash();
+        event.hash = event.compute_hash().map_err(|e| TrailError::Io {
+            path: self.path.clone(),
+            source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+        })?;
         event.signature = self.identity.sign_hex(event.hash.as_bytes());
         let mut line = serde_json::to_string(&event).map_err(|e| TrailError::Io {
             path: self.path.clone(),

@@ -37,6 +37,6 @@ pub use alerts::{
     AlertRule, AlertTally,
 };
 pub use messages::{
-    Contribution, ContributionCommitment, Hello, Inbound, ModelReleased, Notice, NoticeKind, RoundRequest,
-    RevealRequest, SegmentsReleased, Welcome, PROTOCOL_VERSION,
+    Contribution, ContributionCommitment, Hello, Inbound, ModelReleased, Notice, NoticeKind,
+    RevealRequest, RoundRequest, SegmentsReleased, Welcome, PROTOCOL_VERSION,
 };

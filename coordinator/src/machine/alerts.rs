@@ -28,7 +28,6 @@ use fedbank_common::protocol::{
 use fedbank_common::secagg::RingScalar;
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Instant;
 
 /// The auditor's keys as the coordinator keeps them.
 pub(super) struct AuditorKeysHeld {
@@ -221,7 +220,7 @@ impl<S: RingScalar> CoordinatorMachine<S> {
                 message: "AlertContribution",
             });
         }
-        let clock = Instant::now();
+        let started = (self.stopwatch)();
         let bits =
             held.evaluator
                 .over_limit(&c.rates, &limits)
@@ -229,7 +228,7 @@ impl<S: RingScalar> CoordinatorMachine<S> {
                     from: from.clone(),
                     reason: e.to_string(),
                 })?;
-        let seconds = clock.elapsed().as_secs_f64();
+        let seconds = ((self.stopwatch)() - started).as_secs_f64();
         step.compare_seconds += seconds;
         let digest = alerts::digest(&c.rates);
         step.received.insert(from.clone(), (digest, bits));
@@ -238,7 +237,7 @@ impl<S: RingScalar> CoordinatorMachine<S> {
             EventKind::AlertReceived,
             fields(
                 json!({"job": job.as_str(), "round": round, "node": from.as_str(),
-                "digest": digest.to_hex(), "comparisons": limits.len(), "seconds": seconds}),
+                "digest": digest.to_hex(), "comparisons": limits.len()}),
             ),
         );
         self.progress(format!(
@@ -288,13 +287,13 @@ impl<S: RingScalar> CoordinatorMachine<S> {
             )));
         }
         let rules = self.job.alert_limits();
-        let clock = Instant::now();
+        let started = (self.stopwatch)();
         let bits: Vec<&OverLimitBits> = step.received.values().map(|(_, b)| b).collect();
         let counts = match held.evaluator.tally(&bits, rules.len()) {
             Ok(c) => c,
             Err(e) => return self.fail(JobFailure::Alerts(e.to_string())),
         };
-        step.tally_seconds = clock.elapsed().as_secs_f64();
+        step.tally_seconds = ((self.stopwatch)() - started).as_secs_f64();
         let manifest = AlertManifest {
             job: self.job.spec().job.clone(),
             round: step.round,

@@ -102,6 +102,9 @@ pub struct CoordinatorMachine<S: RingScalar> {
     waiting_until: Option<Millis>,
     /// Rounds run again because a member went away during decryption.
     decryption_retries: u32,
+    /// Monotonic time for measuring the alert step's work, given by the shell; the machine
+    /// never reads a clock itself (zero unless [`CoordinatorMachine::with_stopwatch`]).
+    stopwatch: fn() -> std::time::Duration,
 }
 
 fn fields(v: Value) -> Map<String, Value> {
@@ -141,7 +144,15 @@ impl<S: RingScalar> CoordinatorMachine<S> {
             pending: None,
             waiting_until: None,
             decryption_retries: 0,
+            stopwatch: || std::time::Duration::ZERO,
         }
+    }
+
+    /// Measures the alert step's homomorphic work with `stopwatch` (a monotonic clock the shell
+    /// owns), for the result's timings and the progress lines. Timings never enter the trail.
+    pub fn with_stopwatch(mut self, stopwatch: fn() -> std::time::Duration) -> Self {
+        self.stopwatch = stopwatch;
+        self
     }
 
     fn announce(&mut self) {

@@ -188,7 +188,10 @@ impl<S: RingScalar> CoordinatorMachine<S> {
                 }
             }
             Some(_) => {
-                if round.asked.iter().all(|n| a.contributions().contains_key(n))
+                if round
+                    .asked
+                    .iter()
+                    .all(|n| a.contributions().contains_key(n))
                     && a.contributions().len() >= min
                 {
                     self.close_round(now);
@@ -221,8 +224,10 @@ impl<S: RingScalar> CoordinatorMachine<S> {
         for node in &unlisted {
             self.audit(
                 EventKind::ParticipantDropped,
-                fields(json!({"job": job.as_str(), "round": number, "attempt": attempt,
-                    "node": node.as_str(), "reason": "no commitment before the roster was fixed"})),
+                fields(
+                    json!({"job": job.as_str(), "round": number, "attempt": attempt,
+                    "node": node.as_str(), "reason": "no commitment before the roster was fixed"}),
+                ),
             );
         }
         for node in &listed {
@@ -235,9 +240,11 @@ impl<S: RingScalar> CoordinatorMachine<S> {
         }
         self.audit(
             EventKind::RosterFixed,
-            fields(json!({"job": job.as_str(), "round": number, "attempt": attempt, "quantity": label,
+            fields(
+                json!({"job": job.as_str(), "round": number, "attempt": attempt, "quantity": label,
                 "roster": roster.digest().to_hex(),
-                "participants": listed.iter().map(|n| n.as_str()).collect::<Vec<_>>()})),
+                "participants": listed.iter().map(|n| n.as_str()).collect::<Vec<_>>()}),
+            ),
         );
         self.progress(format!(
             "round {number}: {} commitments, roster fixed, asking for the ciphertexts",
@@ -267,7 +274,10 @@ impl<S: RingScalar> CoordinatorMachine<S> {
         let a = &round.aggregate;
         let (got, reason) = match a.roster() {
             None => (a.committed().len(), "no commitment before the round closed"),
-            Some(_) => (a.contributions().len(), "no contribution before the round closed"),
+            Some(_) => (
+                a.contributions().len(),
+                "no contribution before the round closed",
+            ),
         };
         let answered = |n: &NodeId| match a.roster() {
             None => a.committed().contains_key(n),
@@ -480,11 +490,19 @@ impl<S: RingScalar> CoordinatorMachine<S> {
             return;
         };
         let job = self.job.spec().job.clone();
+        let digest = match fedbank_common::digest::Digest::of_json("fedbank.result.v1", &result) {
+            Ok(digest) => digest,
+            Err(e) => {
+                return self.fail(JobFailure::Decode {
+                    round: self.rounds_done,
+                    reason: e.to_string(),
+                })
+            }
+        };
         self.audit(
             EventKind::JobCompleted,
             fields(json!({"job": job.as_str(), "rounds": self.rounds_done,
-                "result_digest": fedbank_common::digest::Digest::of("fedbank.result.v1",
-                    serde_json::to_string(&result).unwrap_or_default().as_bytes()).to_hex()})),
+                "result_digest": digest.to_hex()})),
         );
         if let JobResult::Segment(r) = &result {
             let released = SegmentsReleased {

@@ -97,11 +97,13 @@ impl<S: RingScalar> ParticipantMachine<S> {
             "{}: round {round} ({}) contribution committed",
             self.id, statement.statement.quantity
         )));
-        self.send(NodeOutbound::ContributionCommitment(ContributionCommitment {
-            round,
-            attempt,
-            statement: statement.clone(),
-        }));
+        self.send(NodeOutbound::ContributionCommitment(
+            ContributionCommitment {
+                round,
+                attempt,
+                statement: statement.clone(),
+            },
+        ));
         self.pending = Some(PendingContribution {
             statement,
             ciphertext,

@@ -1,0 +1,221 @@
+//! A round request as a participant answers it: checked against the job's plan, computed on
+//! the local data (table, transaction history, labeled customers or contact log), noised where
+//! the job has differential privacy, encoded, encrypted and committed (docs/threat-model.md §8).
+
+use super::{fields, NodeOutbound, NodeOutput, NodeViolation, ParticipantMachine};
+use crate::local_stats;
+use crate::Contributor;
+use fedbank_common::audit::EventKind;
+use fedbank_common::committee::{ContributionStatement, MASK_DIGEST_LABEL};
+use fedbank_common::digest::Digest;
+use fedbank_common::encoding::QuantityValues;
+use fedbank_common::protocol::{Notice, NoticeKind, RoundRequest};
+use fedbank_common::secagg::{Encryptor, RingScalar};
+use serde_json::{json, Value};
+
+impl<S: RingScalar> ParticipantMachine<S> {
+    pub(super) fn on_round(&mut self, request: RoundRequest) -> Result<(), NodeViolation> {
+        let spec = self.job.spec().clone();
+        if request.job != spec.job {
+            return Err(NodeViolation::WrongJob {
+                message: "RoundRequest",
+                what: format!("job {}", request.job),
+            });
+        }
+        let key = self
+            .key
+            .clone()
+            .ok_or(NodeViolation::NoKey(request.round))?;
+        if let (Some(got), Some(agreed)) = (request.reference_day, self.reference_day) {
+            if got != agreed {
+                return Err(NodeViolation::ReferenceChanged {
+                    round: request.round,
+                    agreed,
+                    got,
+                });
+            }
+        }
+        let reference_day = request.reference_day.or(self.reference_day);
+        let computation =
+            fedbank_common::round_plan::computation_digest(&self.job, &request.kind, reference_day);
+        self.plan.admit(
+            &self.job,
+            request.round,
+            request.attempt,
+            &request.kind,
+            computation,
+        )?;
+        // Asked again for the commitment it holds (after a reconnect): the same one again.
+        if self.recommit(request.round, request.attempt, computation) {
+            return Ok(());
+        }
+        // A contribution of an earlier round is never revealed now.
+        self.pending = None;
+        let label = request.kind.label();
+        let outcome = self
+            .local_values(&request)
+            .and_then(|(values, clipped)| {
+                let plan = self.job.plan(&request.kind).map_err(|e| e.to_string())?;
+                Ok((values, clipped, plan))
+            })
+            .and_then(|(mut values, clipped, plan)| {
+                let noise = match &mut self.privacy {
+                    Some(privacy) => {
+                        let names: Vec<&str> = plan
+                            .quantities()
+                            .iter()
+                            .map(|q| q.spec.name.as_str())
+                            .collect();
+                        privacy
+                            .add(request.round, &request.kind, &names, &mut values)
+                            .map_err(|e| e.to_string())?
+                    }
+                    None => None,
+                };
+                Ok((values, clipped, plan, noise))
+            })
+            .and_then(|(values, clipped, plan, noise)| {
+                let encryptor =
+                    Encryptor::new(key, self.job.params().clone()).map_err(|e| e.to_string())?;
+                let values: Vec<QuantityValues<'_>> =
+                    values.iter().map(|v| QuantityValues::F64(v)).collect();
+                let (ciphertext, _) = Contributor::new(plan, encryptor)
+                    .contribute(&values)
+                    .map_err(|e| {
+                        format!(
+                            "{e}: {}",
+                            std::error::Error::source(&e)
+                                .map(|s| s.to_string())
+                                .unwrap_or_default()
+                        )
+                    })?;
+                Ok((ciphertext, clipped, noise))
+            });
+        let outcome = outcome.map(|(ciphertext, clipped, noise)| {
+            if let (Some(_), Some(privacy)) = (&noise, &self.privacy) {
+                self.outputs
+                    .push_back(NodeOutput::SavePrivacy(Box::new(privacy.state())));
+            }
+            if let Some(added) = noise {
+                let quantities: Vec<Value> = added
+                    .noise
+                    .quantities
+                    .iter()
+                    .zip(&added.shares)
+                    .map(|(q, share)| {
+                        json!({"name": q.name, "sensitivity": q.sensitivity,
+                        "sigma": q.sigma, "share_added": share})
+                    })
+                    .collect();
+                self.audit(
+                    EventKind::PrivacySpent,
+                    fields(
+                        json!({"job": spec.job.as_str(), "round": request.round, "quantity": label,
+                        "rho": added.noise.rho, "noise": quantities,
+                        "epsilon_spent": added.epsilon_spent}),
+                    ),
+                );
+            }
+            (ciphertext, clipped)
+        });
+        match outcome {
+            Ok((ciphertext, clipped)) => {
+                let digest = ciphertext.digest();
+                let statement = self.signer.sign(ContributionStatement {
+                    job: spec.job.clone(),
+                    job_digest: self.job.digest(),
+                    key_epoch: ciphertext.key_epoch,
+                    round: request.round,
+                    attempt: request.attempt,
+                    quantity: label.to_owned(),
+                    value_count: ciphertext.value_count,
+                    computation,
+                    mask_digest: Digest::of_scalars(MASK_DIGEST_LABEL, &ciphertext.masks),
+                    ciphertext_digest: digest,
+                });
+                self.commit(statement, ciphertext, clipped);
+            }
+            Err(reason) => {
+                self.outputs.push_back(NodeOutput::Progress(format!(
+                    "{}: cannot contribute to round {}: {reason}",
+                    self.id, request.round
+                )));
+                self.send(NodeOutbound::Notice(Notice {
+                    job: spec.job.clone(),
+                    round: Some(request.round),
+                    kind: NoticeKind::CannotContribute,
+                    text: reason,
+                }));
+            }
+        }
+        Ok(())
+    }
+
+    /// This node's values for a round: presence indicators from its transaction history for the
+    /// reference-date rounds, otherwise statistics of its table (built from the history once the
+    /// reference day is known).
+    fn local_values(&mut self, request: &RoundRequest) -> Result<(Vec<Vec<f64>>, u64), String> {
+        if let (Some(log), Some(compliance)) = (&self.contacts, self.job.compliance()) {
+            if request.kind != fedbank_common::job::RoundKind::Compliance {
+                return Err(format!(
+                    "a compliance participant computes only the compliance round, not '{}'",
+                    request.kind.label()
+                ));
+            }
+            let counts = log.evaluate(compliance);
+            let values = crate::compliance::round_values(&counts, compliance);
+            let report = json!({
+                "job": self.job.spec().job.as_str(),
+                "contacts": log.contacts(),
+                "contacts_on_unlisted_channels": log.unknown_channels(),
+                "rules": compliance.rules.iter().zip(&counts).map(|(r, c)| json!({
+                    "rule": r.name, "description": r.describe(), "counts": c,
+                })).collect::<Vec<_>>(),
+                "note": "kept by this institution; never sent",
+            });
+            self.audit(
+                EventKind::RulesEvaluated,
+                fields(
+                    json!({"job": self.job.spec().job.as_str(), "round": request.round,
+                    "rules": compliance.rules.iter().map(|r| r.name.as_str()).collect::<Vec<_>>()}),
+                ),
+            );
+            self.outputs.push_back(NodeOutput::ComplianceReport(report));
+            self.rule_counts = Some(counts);
+            return Ok((values, 0));
+        }
+        let spec = self.job.spec();
+        if let (Some(records), Some(propensity)) = (&self.customers, self.job.propensity()) {
+            if !matches!(request.kind, fedbank_common::job::RoundKind::Moments) {
+                return crate::propensity::compute(
+                    records,
+                    &spec.features,
+                    propensity,
+                    &request.kind,
+                )
+                .map(|values| (values, 0))
+                .map_err(|e| e.to_string());
+            }
+        }
+        if let Some(history) = &self.history {
+            if let Some(indicators) =
+                crate::rfm::latest_purchase_presence(history.latest_day(), &request.kind)
+            {
+                return indicators.map(|v| (vec![v], 0));
+            }
+            if self.reference_day.is_none() {
+                let day = request.reference_day.ok_or_else(|| {
+                    format!(
+                        "round '{}' needs the reference date, and none is known yet",
+                        request.kind.label()
+                    )
+                })?;
+                self.table = history.rfm_table(day).map_err(|e| e.to_string())?;
+                self.reference_day = Some(day);
+            }
+        }
+        local_stats::compute(&self.table, &spec.features, spec.max_rows, &request.kind)
+            .map(|local| (local.values, local.clipped))
+            .map_err(|e| e.to_string())
+    }
+}
