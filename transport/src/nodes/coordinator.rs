@@ -1,0 +1,492 @@
+//! The coordinator's shell: QUIC connections in, the machine on its own thread, frames out.
+
+use super::{open_trail, NodeError, TrailSettings};
+use crate::frame::{self, RawFrame};
+use crate::pki::NodeCredentials;
+use crate::{admit, tls, AdmitError, CLOSE_DONE};
+use fedbank_common::audit::{TrailError, TrailWriter};
+use fedbank_common::ids::NodeId;
+use fedbank_common::job::ValidJob;
+use fedbank_common::protocol::Inbound;
+use fedbank_common::secagg::RingScalar;
+use fedbank_coordinator::{Checkpoint, CoordinatorMachine, Input, Output, Status};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+use tokio::sync::mpsc as tokio_mpsc;
+
+/// An encoded message, shared by every recipient of a broadcast.
+type Encoded = Arc<Vec<u8>>;
+
+/// A connected node's current connection: its serial number, the queue of what to send it, and
+/// the connection itself (closed when the node connects again or the machine disconnects it).
+#[derive(Clone)]
+struct Writer {
+    serial: usize,
+    messages: tokio_mpsc::UnboundedSender<Encoded>,
+    conn: quinn::Connection,
+}
+
+type Writers = Arc<Mutex<HashMap<NodeId, Writer>>>;
+
+/// Messages the coordinator writes at once across all connections: what QUIC holds unsent or
+/// unacknowledged stays a few messages, however many participants receive the model.
+pub const MESSAGES_BEING_SENT: usize = 4;
+
+/// Everything a coordinator node needs.
+pub struct CoordinatorSettings {
+    /// The job.
+    pub job: ValidJob,
+    /// This node's id.
+    pub id: NodeId,
+    /// Its credentials.
+    pub creds: NodeCredentials,
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Its audit trail.
+    pub trail: TrailSettings,
+    /// Public seed of the joint key's mask.
+    pub mask_seed: u128,
+    /// The job's checkpoint file: written atomically after every round; if it exists at start,
+    /// the job resumes from it.
+    pub state: Option<PathBuf>,
+}
+
+/// An input for the coordinator's machine, with the permit its message holds (released once
+/// the machine has handled it).
+type Event<S> = (Input<S>, Option<tokio::sync::OwnedSemaphorePermit>);
+
+/// Messages the coordinator holds at once, read but not yet handled: what it buffers does not
+/// grow with the number of participants.
+pub const MESSAGES_IN_FLIGHT: usize = 2;
+
+/// Longest wait, at the end of a job, for the last messages to reach the nodes.
+pub const FINAL_FLUSH: Duration = Duration::from_secs(3);
+
+/// How long a started message may take to arrive before it is abandoned as a stalled upload.
+pub const UPLOAD_PATIENCE: Duration = Duration::from_secs(60);
+
+/// Connections the coordinator accepts beyond one per enrolled node (a reconnecting node's old
+/// connection may linger until its idle timeout).
+pub const RECONNECT_ROOM: usize = 4;
+
+/// One open connection, counted while it lives.
+struct ConnectionSlot(Arc<std::sync::atomic::AtomicUsize>);
+
+impl ConnectionSlot {
+    fn take(active: &Arc<std::sync::atomic::AtomicUsize>) -> Self {
+        active.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Self(active.clone())
+    }
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Largest checkpoint read back.
+const MAX_CHECKPOINT_BYTES: usize = 1 << 30;
+
+/// The coordinator's machine: resumed from the checkpoint at `state` if there is one (checked
+/// against the job and the trail), new otherwise.
+fn coordinator_machine<S: RingScalar>(
+    job: ValidJob,
+    mask_seed: u128,
+    state: Option<&Path>,
+    (trail, trust): (&TrailWriter, fedbank_common::endorsement::ConsortiumTrust),
+) -> Result<CoordinatorMachine<S>, NodeError> {
+    let Some(path) = state.filter(|p| p.exists()) else {
+        return Ok(CoordinatorMachine::new(job, mask_seed, trust).with_stopwatch(monotonic));
+    };
+    let bad = |reason: String| NodeError::Checkpoint {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let bytes = fedbank_common::storage::read_limited(path, MAX_CHECKPOINT_BYTES)
+        .map_err(|e| bad(e.to_string()))?;
+    let checkpoint: Checkpoint =
+        serde_json::from_slice(&bytes).map_err(|e| bad(format!("not a checkpoint: {e}")))?;
+    if checkpoint.trail_events > trail.events() {
+        return Err(bad(format!(
+            "it was written when the trail had {} events, the trail now has {} (shortened?)",
+            checkpoint.trail_events,
+            trail.events()
+        )));
+    }
+    CoordinatorMachine::resume(job, &checkpoint, trust)
+        .map(|m| m.with_stopwatch(monotonic))
+        .map_err(|e| bad(e.to_string()))
+}
+
+/// Time since this process first asked: the coordinator machine's stopwatch.
+fn monotonic() -> Duration {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    START.get_or_init(Instant::now).elapsed()
+}
+
+/// Runs a coordinator until its job finishes or fails. `ready` receives the bound address;
+/// `progress` receives one line per notable step.
+pub async fn run_coordinator<S: RingScalar>(
+    settings: CoordinatorSettings,
+    ready: Option<tokio::sync::oneshot::Sender<SocketAddr>>,
+    progress: Arc<dyn Fn(String) + Send + Sync>,
+) -> Result<Status, NodeError> {
+    let CoordinatorSettings {
+        job,
+        id,
+        creds,
+        listen,
+        trail,
+        mask_seed,
+        state,
+    } = settings;
+    // The coordinator is a node like any other: its id must be its certificate's.
+    creds.signer(&id)?;
+    let trust = creds.trust()?;
+    let endpoint =
+        quinn::Endpoint::server(tls::server_config(&creds)?, listen).map_err(|source| {
+            NodeError::Bind {
+                addr: listen,
+                source,
+            }
+        })?;
+    let addr = endpoint.local_addr().map_err(|source| NodeError::Bind {
+        addr: listen,
+        source,
+    })?;
+    if let Some(ready) = ready {
+        let _ = ready.send(addr);
+    }
+    let mut trail = open_trail(trail, &id, "coordinator")?;
+    let (events, inbox) = mpsc::channel::<Event<S>>();
+    // Messages read and not yet handled by the machine: at most this many at once.
+    let gate = Arc::new(tokio::sync::Semaphore::new(MESSAGES_IN_FLIGHT));
+    let sending = Arc::new(tokio::sync::Semaphore::new(MESSAGES_BEING_SENT));
+    let writers: Writers = Arc::new(Mutex::new(HashMap::new()));
+    // Participants and, for a compliance job with alerts, the auditor.
+    let enrolled: Arc<Vec<NodeId>> = Arc::new(
+        job.spec()
+            .participants
+            .iter()
+            .chain(job.spec().auditor.as_ref())
+            .cloned()
+            .collect(),
+    );
+    let cap = job.max_message_bytes();
+    let max_connections = enrolled.len() + RECONNECT_ROOM;
+
+    // Accept loop: admit by certificate, then one reader task per connection.
+    let accept = {
+        let endpoint = endpoint.clone();
+        let writers = writers.clone();
+        let events = events.clone();
+        let progress = progress.clone();
+        let (gate, sending) = (gate.clone(), sending.clone());
+        tokio::spawn(async move {
+            let mut next_connection = 0usize;
+            let active = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+            while let Some(incoming) = endpoint.accept().await {
+                // Connections beyond every enrolled node (plus room for reconnections) are refused
+                // before the handshake: a peer cannot make the coordinator hold more.
+                if active.load(std::sync::atomic::Ordering::SeqCst) >= max_connections {
+                    let remote = incoming.remote_address();
+                    incoming.refuse();
+                    tracing::warn!(%remote, max_connections, "connection refused: connection limit");
+                    progress(format!(
+                        "refused a connection from {remote}: {max_connections} connections are open, the limit"
+                    ));
+                    continue;
+                }
+                let slot = ConnectionSlot::take(&active);
+                next_connection += 1;
+                let serial = next_connection;
+                let (gate, sending) = (gate.clone(), sending.clone());
+                let (writers, events, enrolled, progress) = (
+                    writers.clone(),
+                    events.clone(),
+                    enrolled.clone(),
+                    progress.clone(),
+                );
+                tokio::spawn(async move {
+                    let _slot = slot;
+                    match admit(incoming, |n| enrolled.contains(n)).await {
+                        Ok((node, conn)) => {
+                            serve_connection::<S>(
+                                node,
+                                serial,
+                                conn,
+                                writers,
+                                events,
+                                progress,
+                                (cap, gate, sending),
+                            )
+                            .await
+                        }
+                        Err(e @ AdmitError::NotEnrolled { .. }) => {
+                            tracing::warn!(error = %e, "connection refused");
+                            progress(format!("refused: {e}"));
+                        }
+                        Err(e) => {
+                            let detail = std::error::Error::source(&e)
+                                .map(|s| s.to_string())
+                                .unwrap_or_default();
+                            tracing::warn!(error = %e, detail, "connection refused");
+                            progress(format!("refused: {e}: {detail}"));
+                        }
+                    }
+                });
+            }
+        })
+    };
+
+    // The machine, on its own thread.
+    let machine_writers = writers.clone();
+    let machine_progress = progress.clone();
+    let job_span = tracing::info_span!("job", job = %job.spec().job);
+    let machine = std::thread::spawn(move || -> Result<Result<Status, NodeError>, TrailError> {
+        let _span = job_span.enter();
+        let start = Instant::now();
+        let now = || start.elapsed().as_millis() as u64;
+        let mut machine =
+            match coordinator_machine::<S>(job, mask_seed, state.as_deref(), (&trail, trust)) {
+                Ok(m) => m,
+                Err(e) => return Ok(Err(e)),
+            };
+        // A broadcast (the same round request to every participant) is encoded once and shared.
+        let mut last: Option<Encoded> = None;
+        loop {
+            while let Some(output) = machine.poll_output() {
+                match output {
+                    Output::Send { to, message } => match message.encode() {
+                        Ok(bytes) => {
+                            let bytes = match &last {
+                                Some(previous) if **previous == bytes => previous.clone(),
+                                _ => {
+                                    let shared = Arc::new(bytes);
+                                    last = Some(shared.clone());
+                                    shared
+                                }
+                            };
+                            if let Some(w) = machine_writers
+                                .lock()
+                                .ok()
+                                .and_then(|m| m.get(&to).cloned())
+                            {
+                                let _ = w.messages.send(bytes);
+                            }
+                        }
+                        Err(e) => {
+                            tracing::error!(node = %to, error = %e, "could not encode a message")
+                        }
+                    },
+                    Output::Audit { kind, fields } => {
+                        trail.append(kind, fields, SystemTime::now())?;
+                    }
+                    Output::Progress(line) => machine_progress(line),
+                    Output::Checkpoint(mut checkpoint) => {
+                        checkpoint.trail_events = trail.events();
+                        if let Some(path) = &state {
+                            let written = serde_json::to_vec(&checkpoint)
+                                .map_err(|e| e.to_string())
+                                .and_then(|bytes| {
+                                    fedbank_common::storage::write_atomic(path, &bytes, false)
+                                        .map_err(|e| e.to_string())
+                                });
+                            if let Err(e) = written {
+                                tracing::error!(error = %e, "could not write the checkpoint");
+                                machine_progress(format!(
+                                    "could not write the checkpoint {}: {e}",
+                                    path.display()
+                                ));
+                            }
+                        }
+                    }
+                    Output::Aggregate {
+                        round,
+                        kind,
+                        values,
+                    } => {
+                        tracing::debug!(
+                            round,
+                            quantity = kind.label(),
+                            quantities = values.len(),
+                            "aggregate decrypted"
+                        );
+                    }
+                    Output::Disconnect { node, reason } => {
+                        tracing::info!(node = %node, reason, "disconnecting");
+                        if let Some(w) = machine_writers
+                            .lock()
+                            .ok()
+                            .and_then(|mut m| m.remove(&node))
+                        {
+                            w.conn.close(
+                                quinn::VarInt::from_u32(crate::CLOSE_PROTOCOL),
+                                reason.as_bytes(),
+                            );
+                        }
+                    }
+                }
+            }
+            if *machine.status() != Status::Running {
+                return Ok(Ok(machine.status().clone()));
+            }
+            let input = match machine.poll_timeout() {
+                Some(deadline) => {
+                    let wait = deadline.saturating_sub(now());
+                    match inbox.recv_timeout(Duration::from_millis(wait)) {
+                        Ok(event) => event,
+                        Err(mpsc::RecvTimeoutError::Timeout) => (Input::Tick, None),
+                        Err(mpsc::RecvTimeoutError::Disconnected) => (Input::Tick, None),
+                    }
+                }
+                None => match inbox.recv() {
+                    Ok(event) => event,
+                    Err(_) => return Ok(Ok(machine.status().clone())),
+                },
+            };
+            let (input, permit) = input;
+            if let Err(violation) = machine.handle(input, now()) {
+                // The whole chain: "contribution … rejected: expected … got …".
+                let mut text = violation.to_string();
+                let mut source = std::error::Error::source(&violation);
+                while let Some(cause) = source {
+                    text.push_str(&format!(": {cause}"));
+                    source = cause.source();
+                }
+                tracing::warn!(violation = %text, "message refused");
+                machine_progress(format!("refused a message: {text}"));
+            }
+            // The message is handled: the next one may be read.
+            drop(permit);
+        }
+    });
+    drop(events);
+    let status = tokio::task::spawn_blocking(move || machine.join())
+        .await
+        .map_err(|_| NodeError::MachineStopped)?
+        .map_err(|_| NodeError::MachineStopped)??;
+    let status = match status {
+        Ok(status) => status,
+        Err(e) => {
+            endpoint.close(quinn::VarInt::from_u32(CLOSE_DONE), b"cannot resume");
+            accept.abort();
+            return Err(e);
+        }
+    };
+    // Let the final notices (and released segments or models) reach the nodes, then close.
+    // Every node hangs up once it has the job's end; wait for that, within FINAL_FLUSH.
+    let flushing = Instant::now();
+    let connected = || writers.lock().map(|m| !m.is_empty()).unwrap_or(false);
+    while connected() && flushing.elapsed() < FINAL_FLUSH {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    endpoint.close(quinn::VarInt::from_u32(CLOSE_DONE), b"job over");
+    accept.abort();
+    let _ = tokio::time::timeout(Duration::from_secs(2), endpoint.wait_idle()).await;
+    Ok(status)
+}
+
+async fn serve_connection<S: RingScalar>(
+    node: NodeId,
+    serial: usize,
+    conn: quinn::Connection,
+    writers: Writers,
+    events: mpsc::Sender<Event<S>>,
+    progress: Arc<dyn Fn(String) + Send + Sync>,
+    (cap, gate, sending): (
+        usize,
+        Arc<tokio::sync::Semaphore>,
+        Arc<tokio::sync::Semaphore>,
+    ),
+) {
+    let span = tracing::info_span!("participant", node = %node);
+    let _guard = span.enter();
+    let (tx, mut rx) = tokio_mpsc::unbounded_channel::<Encoded>();
+    let current = Writer {
+        serial,
+        messages: tx,
+        conn: conn.clone(),
+    };
+    if let Some(older) = writers
+        .lock()
+        .ok()
+        .and_then(|mut m| m.insert(node.clone(), current))
+    {
+        // One connection per node: an insider cannot hold several stalled uploads (and with
+        // them every receive permit) through several connections of its own.
+        older.conn.close(
+            quinn::VarInt::from_u32(crate::CLOSE_REPLACED),
+            b"replaced by a newer connection of the same node",
+        );
+        // The older connection's Hello belonged to it: the machine hears it go before the newer
+        // one arrives, so that a restarted node's Hello is a first Hello again (its task, no
+        // longer the current writer, reports nothing when it ends).
+        let _ = events.send((Input::Disconnected(node.clone()), None));
+    }
+    let _ = events.send((Input::Connected(node.clone()), None));
+    let writer_conn = conn.clone();
+    let writer = tokio::spawn(async move {
+        while let Some(bytes) = rx.recv().await {
+            let delivered = match sending.clone().acquire_owned().await {
+                Ok(_permit) => frame::send_raw_delivered(&writer_conn, &bytes).await,
+                Err(_) => Ok(()),
+            };
+            if let Err(e) = delivered {
+                tracing::warn!(error = %e, "sending failed");
+                break;
+            }
+        }
+    });
+    loop {
+        let limit = |kind| Inbound::<S>::limit(kind).min(cap);
+        match frame::recv_gated(&conn, limit, &gate, UPLOAD_PATIENCE).await {
+            Ok((RawFrame { bytes, .. }, permit)) => match Inbound::<S>::decode(&bytes) {
+                Ok(message) => {
+                    drop(bytes);
+                    let input = Input::Message {
+                        from: node.clone(),
+                        message,
+                    };
+                    if events.send((input, Some(permit))).is_err() {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    let detail = std::error::Error::source(&e)
+                        .map(|s| s.to_string())
+                        .unwrap_or_default();
+                    tracing::warn!(node = %node, error = %e, detail, "malformed message refused");
+                    progress(format!(
+                        "refused a malformed message from {node}: {e}: {detail}"
+                    ));
+                }
+            },
+            Err(frame::FrameError::Connection(_)) => break,
+            Err(e) => {
+                tracing::warn!(node = %node, error = %e, "frame refused");
+                progress(format!("refused a frame from {node}: {e}"));
+            }
+        }
+    }
+    writer.abort();
+    let current = writers
+        .lock()
+        .map(|mut m| {
+            if m.get(&node).is_some_and(|w| w.serial == serial) {
+                m.remove(&node);
+                true
+            } else {
+                false
+            }
+        })
+        .unwrap_or(false);
+    if current {
+        let _ = events.send((Input::Disconnected(node), None));
+    }
+}

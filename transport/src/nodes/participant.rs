@@ -1,0 +1,538 @@
+//! A participant's shell: one connection to the coordinator with reconnection, the machine on
+//! its own thread, local files and the member state on disk.
+
+use super::{open_trail, NodeError, TrailSettings};
+use crate::frame::{self, RawFrame};
+use crate::pki::NodeCredentials;
+use crate::{connect, permanent_refusal, tls, ConnectError, CLOSE_DONE};
+use fedbank_common::ids::NodeId;
+use fedbank_common::job::ValidJob;
+use fedbank_common::policy::MemberRecord;
+use fedbank_common::protocol::Inbound;
+use fedbank_common::secagg::{RingScalar, SecretKeyShare};
+use fedbank_common::storage::{self, StorageError};
+use fedbank_participant::propensity::LocalFigures;
+use fedbank_participant::{
+    CommitteeMember, LocalData, MemberError, MemberFiles, NodeOutput, NodeStatus,
+    ParticipantMachine,
+};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+use tokio::sync::mpsc as tokio_mpsc;
+
+/// Everything a participant node needs.
+pub struct ParticipantSettings {
+    /// This node.
+    pub id: NodeId,
+    /// The job it agreed to.
+    pub job: ValidJob,
+    /// Its local data.
+    pub data: LocalData,
+    /// Its credentials.
+    pub creds: NodeCredentials,
+    /// The coordinator's address and id.
+    pub coordinator: (SocketAddr, NodeId),
+    /// Its own audit trail.
+    pub trail: TrailSettings,
+    /// Connection attempts before giving up (with backoff).
+    pub connect_attempts: u32,
+    /// Files the participant writes for itself (owner-only; never sent).
+    pub local: LocalOutputs,
+}
+
+/// Files a participant writes for itself. None of them leaves the institution.
+#[derive(Debug, Clone, Default)]
+pub struct LocalOutputs {
+    /// The customer-to-segment assignment of a segment job (CSV).
+    pub assignments: Option<PathBuf>,
+    /// The released propensity model (`model.json` format), for `fedbank score`.
+    pub model: Option<PathBuf>,
+    /// This participant's own figures on its hold-out customers (JSON).
+    pub figures: Option<PathBuf>,
+    /// A compliance job's local report: its own counts per rule and example customers (JSON).
+    pub compliance_report: Option<PathBuf>,
+    /// A committee member's state directory: its secret key share and its record of decrypted
+    /// slots, so that a member restarted after a crash can serve the job again (see
+    /// [`fedbank_participant::MemberFiles`]). Without it a restarted member cannot decrypt.
+    pub member_state: Option<PathBuf>,
+}
+
+/// How a participant's part of the job went.
+#[derive(Debug, Clone)]
+pub struct ParticipantOutcome {
+    /// How it ended.
+    pub status: NodeStatus,
+    /// Messages it sent to the coordinator.
+    pub messages_sent: u64,
+    /// Their bytes as framed by fedbank (header, length and body).
+    pub bytes_sent: u64,
+    /// UDP payload bytes its QUIC connections sent (fedbank frames plus QUIC and TLS overhead,
+    /// handshakes and retransmissions).
+    pub udp_bytes_sent: u64,
+    /// Its own figures on its hold-out customers (propensity jobs).
+    pub figures: Option<LocalFigures>,
+}
+
+fn write_local(path: &Path, bytes: &[u8], what: &str, progress: &(dyn Fn(String) + Send + Sync)) {
+    if let Err(e) = fedbank_common::storage::write_atomic(path, bytes, true) {
+        tracing::error!(error = %e, "could not write the local {what}");
+        progress(format!("could not write {} ({what}): {e}", path.display()));
+    }
+}
+
+/// Writes a member's state durably: the share (owner-only) when new, then the record.
+fn save_member<S: RingScalar>(
+    dir: &Path,
+    files: &MemberFiles,
+    share: Option<&SecretKeyShare<S>>,
+    record: &MemberRecord,
+) -> Result<(), MemberError> {
+    std::fs::create_dir_all(dir).map_err(|source| {
+        MemberError::Storage(StorageError::Io {
+            action: "creating",
+            path: dir.to_path_buf(),
+            source,
+        })
+    })?;
+    if let Some(share) = share {
+        storage::save(&files.share, share, true)?;
+    }
+    storage::save(&files.record, record, false)?;
+    Ok(())
+}
+
+/// Runs a participant until the coordinator reports the job finished or aborted.
+pub async fn run_participant<S: RingScalar>(
+    settings: ParticipantSettings,
+    progress: Arc<dyn Fn(String) + Send + Sync>,
+) -> Result<ParticipantOutcome, NodeError> {
+    let ParticipantSettings {
+        id,
+        job,
+        data,
+        creds,
+        coordinator: (addr, coordinator),
+        trail,
+        connect_attempts,
+        local,
+    } = settings;
+    let credentials = creds.consortium(&id)?;
+    let trust = credentials.trust.clone();
+    let mut machine = ParticipantMachine::<S>::with_data(credentials, job.clone(), data)
+        .map_err(|e| NodeError::LocalData(e.to_string()))?;
+    let member_files = local
+        .member_state
+        .as_ref()
+        .map(|dir| (dir.clone(), MemberFiles::in_dir(dir, &job.spec().job)));
+    if let Some((dir, files)) = &member_files {
+        let state_error = |source| NodeError::MemberState {
+            dir: dir.clone(),
+            source,
+        };
+        let restored = CommitteeMember::<S>::restore(
+            files,
+            (&job.spec().job, &id),
+            job.params().clone(),
+            &fedbank_participant::MemberTerms::of(&job, trust),
+        )
+        .map_err(state_error)?;
+        if let Some(member) = restored {
+            progress(format!(
+                "{id}: restored its committee key share and {} decrypted slots from {}",
+                member.record().decrypted.len(),
+                dir.display()
+            ));
+            machine = machine.with_member(member);
+        }
+    }
+    // The differential-privacy state kept next to the member state: a restart neither resets
+    // the budget nor draws fresh noise for a round already answered.
+    let privacy_file = member_files
+        .as_ref()
+        .filter(|_| job.privacy().is_some())
+        .map(|(dir, _)| dir.join(format!("{}.privacy", job.spec().job)));
+    if let Some(path) = privacy_file.as_ref().filter(|p| p.exists()) {
+        let state: fedbank_participant::privacy_noise::PrivacyState =
+            fedbank_common::storage::load(path, true).map_err(|e| {
+                NodeError::LocalData(format!(
+                    "{}: the saved privacy state cannot be read: {e}",
+                    path.display()
+                ))
+            })?;
+        progress(format!(
+            "{id}: restored its privacy budget and noise secret from {}",
+            path.display()
+        ));
+        machine = machine.with_privacy_state(&state);
+    }
+    let endpoint = client_endpoint(addr, &creds)?;
+    let mut trail = open_trail(trail, &id, "participant")?;
+    let cap = job.max_message_bytes();
+
+    // The machine on its own thread: messages in, frames and audit events out.
+    let (to_machine, inbox) = mpsc::channel::<Option<Inbound<S>>>();
+    let (out_tx, mut out_rx) = tokio_mpsc::unbounded_channel::<Vec<u8>>();
+    let status = Arc::new(Mutex::new(NodeStatus::Running));
+    let machine_status = status.clone();
+    let machine_progress = progress.clone();
+    let figures: Arc<Mutex<Option<LocalFigures>>> = Arc::new(Mutex::new(None));
+    let machine_figures = figures.clone();
+    let span = tracing::info_span!("participant", node = %id);
+    let machine = std::thread::spawn(move || -> Result<(), NodeError> {
+        let _span = span.enter();
+        // `None` means "connected": say Hello.
+        while let Ok(message) = inbox.recv() {
+            match message {
+                None => machine.on_connected(),
+                Some(message) => {
+                    // A round's local computation and encryption, timed for the node's log.
+                    let round = match &message {
+                        Inbound::Round(r) => Some((r.round, r.kind.label(), Instant::now())),
+                        _ => None,
+                    };
+                    let handled = machine.handle(message);
+                    if let Some((number, label, started)) = round {
+                        machine_progress(format!(
+                            "{}: round {number} ({label}) computed and encrypted in {:.2} s",
+                            machine.id(),
+                            started.elapsed().as_secs_f64()
+                        ));
+                    }
+                    if let Err(v) = handled {
+                        tracing::warn!(violation = %v, "coordinator message refused");
+                        machine_progress(format!(
+                            "{}: refused a coordinator message: {v}",
+                            machine.id()
+                        ));
+                    }
+                }
+            }
+            while let Some(output) = machine.poll_output() {
+                match output {
+                    NodeOutput::Send(message) => match message.encode() {
+                        Ok(bytes) => {
+                            let _ = out_tx.send(bytes);
+                        }
+                        Err(e) => tracing::error!(error = %e, "could not encode a message"),
+                    },
+                    NodeOutput::Audit { kind, fields } => {
+                        trail.append(kind, fields, SystemTime::now())?;
+                    }
+                    NodeOutput::Progress(line) => machine_progress(line),
+                    NodeOutput::Assignments(rows) => match &local.assignments {
+                        Some(path) => {
+                            let mut csv = String::from("customer_id,segment\n");
+                            for (customer, segment) in rows {
+                                csv.push_str(&format!("{customer},{segment}\n"));
+                            }
+                            write_local(
+                                path,
+                                csv.as_bytes(),
+                                "segment assignment",
+                                &*machine_progress,
+                            );
+                        }
+                        None => tracing::info!("segment assignment computed; no file configured"),
+                    },
+                    NodeOutput::Model { model, figures } => {
+                        for (path, value, what) in [
+                            (&local.model, serde_json::to_vec_pretty(&model), "model"),
+                            (
+                                &local.figures,
+                                serde_json::to_vec_pretty(&figures),
+                                "local figures",
+                            ),
+                        ] {
+                            match (path, value) {
+                                (Some(path), Ok(bytes)) => {
+                                    write_local(path, &bytes, what, &*machine_progress)
+                                }
+                                (None, _) => tracing::info!("{what} received; no file configured"),
+                                (_, Err(e)) => {
+                                    tracing::error!(error = %e, "could not encode the {what}")
+                                }
+                            }
+                        }
+                        if let Ok(mut f) = machine_figures.lock() {
+                            *f = figures;
+                        }
+                    }
+                    NodeOutput::SaveMember { share, record } => {
+                        // Nothing after this output is carried out unless it is on disk.
+                        let Some((dir, files)) = &member_files else {
+                            tracing::warn!(
+                                "committee member state not kept: no directory configured"
+                            );
+                            continue;
+                        };
+                        save_member(dir, files, share.as_deref(), &record).map_err(|source| {
+                            machine_progress(format!(
+                                "{}: could not save its committee member state in {}; stopping",
+                                machine.id(),
+                                dir.display()
+                            ));
+                            NodeError::MemberState {
+                                dir: dir.clone(),
+                                source,
+                            }
+                        })?;
+                    }
+                    NodeOutput::SavePrivacy(state) => {
+                        // Nothing after this output (the noised contribution) leaves unless the
+                        // spend is on disk.
+                        let Some(path) = &privacy_file else {
+                            tracing::warn!("privacy state not kept: no state directory configured");
+                            continue;
+                        };
+                        let saved = path
+                            .parent()
+                            .map_or(Ok(()), std::fs::create_dir_all)
+                            .map_err(|e| e.to_string())
+                            .and_then(|()| {
+                                fedbank_common::storage::save(path, &*state, true)
+                                    .map_err(|e| e.to_string())
+                            });
+                        if let Err(reason) = saved {
+                            machine_progress(format!(
+                                "{}: could not save its privacy state to {}; stopping",
+                                machine.id(),
+                                path.display()
+                            ));
+                            return Err(NodeError::LocalData(format!(
+                                "{}: privacy state not saved: {reason}",
+                                path.display()
+                            )));
+                        }
+                    }
+                    NodeOutput::ComplianceReport(report) => {
+                        match (&local.compliance_report, serde_json::to_vec_pretty(&report)) {
+                            (Some(path), Ok(bytes)) => {
+                                write_local(path, &bytes, "compliance report", &*machine_progress)
+                            }
+                            (None, _) => {
+                                tracing::info!("compliance report computed; no file configured")
+                            }
+                            (_, Err(e)) => {
+                                tracing::error!(error = %e, "could not encode the report")
+                            }
+                        }
+                    }
+                }
+            }
+            if *machine.status() != NodeStatus::Running {
+                if let Ok(mut s) = machine_status.lock() {
+                    *s = machine.status().clone();
+                }
+                break;
+            }
+        }
+        Ok(())
+    });
+
+    let done = || {
+        status
+            .lock()
+            .map(|s| *s != NodeStatus::Running)
+            .unwrap_or(true)
+    };
+    let session = talk_to_coordinator(
+        &endpoint,
+        (addr, &coordinator),
+        connect_attempts,
+        &to_machine,
+        &mut out_rx,
+        &done,
+        cap,
+    )
+    .await;
+    drop(to_machine);
+    let (sent, refused) = match session {
+        Ok(sent) => (sent, None),
+        Err(SessionEnd::Refused(reason)) => (SentCounter::default(), Some(reason)),
+        Err(SessionEnd::Unreachable(attempts)) => {
+            let _ = tokio::task::spawn_blocking(move || machine.join()).await;
+            return Err(NodeError::Unreachable {
+                coordinator,
+                addr,
+                attempts,
+            });
+        }
+    };
+    if let Some(reason) = refused {
+        let _ = tokio::task::spawn_blocking(move || machine.join()).await;
+        return Err(NodeError::Refused {
+            coordinator,
+            reason,
+        });
+    }
+    tokio::task::spawn_blocking(move || machine.join())
+        .await
+        .map_err(|_| NodeError::MachineStopped)?
+        .map_err(|_| NodeError::MachineStopped)??;
+    let _ = tokio::time::timeout(Duration::from_secs(1), endpoint.wait_idle()).await;
+    let final_status = status
+        .lock()
+        .map(|s| s.clone())
+        .unwrap_or(NodeStatus::Running);
+    let figures = figures.lock().map(|mut f| f.take()).unwrap_or(None);
+    Ok(ParticipantOutcome {
+        status: final_status,
+        messages_sent: sent.messages,
+        bytes_sent: sent.bytes,
+        udp_bytes_sent: sent.udp_bytes,
+        figures,
+    })
+}
+
+/// A client endpoint for reaching the coordinator at `addr`: bound to the unspecified address of
+/// the same family (so that it can reach another machine, not only this one), with this node's
+/// certificate.
+pub(crate) fn client_endpoint(
+    addr: SocketAddr,
+    creds: &NodeCredentials,
+) -> Result<quinn::Endpoint, NodeError> {
+    let any: SocketAddr = if addr.is_ipv6() {
+        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+    } else {
+        (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+    };
+    let mut endpoint =
+        quinn::Endpoint::client(any).map_err(|source| NodeError::Bind { addr: any, source })?;
+    endpoint.set_default_client_config(tls::client_config(creds)?);
+    Ok(endpoint)
+}
+
+/// How a session with the coordinator ended early.
+pub(crate) enum SessionEnd {
+    /// The coordinator refused this node (or this node the coordinator) for good.
+    Refused(String),
+    /// The coordinator could not be reached after this many attempts.
+    Unreachable(u32),
+}
+
+/// Connects to the coordinator (with backoff, reconnecting after a dropped connection), tells
+/// the machine of each connection (`None`), forwards the coordinator's messages to it and sends
+/// what it produces, until `done` says the node's part is over.
+pub(crate) async fn talk_to_coordinator<S: RingScalar>(
+    endpoint: &quinn::Endpoint,
+    (addr, coordinator): (SocketAddr, &NodeId),
+    connect_attempts: u32,
+    to_machine: &mpsc::Sender<Option<Inbound<S>>>,
+    out_rx: &mut tokio_mpsc::UnboundedReceiver<Vec<u8>>,
+    done: &(dyn Fn() -> bool + Sync),
+    cap: usize,
+) -> Result<SentCounter, SessionEnd> {
+    let mut failures = 0u32;
+    let mut sent = SentCounter::default();
+    while !done() {
+        let conn = match connect(endpoint, addr, coordinator).await {
+            Ok(conn) => {
+                failures = 0;
+                conn
+            }
+            Err(e) => {
+                failures += 1;
+                if let ConnectError::Connection(c) = &e {
+                    if let Some(reason) = permanent_refusal(c) {
+                        // Returned, and printed once by the binary: not logged as well.
+                        tracing::debug!(%reason, "the coordinator connection was refused");
+                        return Err(SessionEnd::Refused(reason));
+                    }
+                }
+                tracing::info!(error = %e, attempt = failures, "coordinator not reachable yet");
+                if failures >= connect_attempts {
+                    return Err(SessionEnd::Unreachable(failures));
+                }
+                tokio::time::sleep(Duration::from_millis(100 * u64::from(failures.min(20)))).await;
+                continue;
+            }
+        };
+        if to_machine.send(None).is_err() {
+            break;
+        }
+        let mut refused = None;
+        // Frames are read by their own task, so that sending or looking at the machine's status
+        // never interrupts a message half received.
+        let (frames_tx, mut frames) = tokio_mpsc::channel::<Result<RawFrame, frame::FrameError>>(4);
+        let reader_conn = conn.clone();
+        let reader = tokio::spawn(async move {
+            loop {
+                let frame =
+                    frame::recv(&reader_conn, |kind| Inbound::<S>::limit(kind).min(cap)).await;
+                let end = matches!(frame, Err(frame::FrameError::Connection(_)));
+                if frames_tx.send(frame).await.is_err() || end {
+                    break;
+                }
+            }
+        });
+        loop {
+            tokio::select! {
+                Some(frame) = frames.recv() => match frame {
+                    Ok(RawFrame { bytes, .. }) => match Inbound::<S>::decode(&bytes) {
+                        Ok(message) => {
+                            if to_machine.send(Some(message)).is_err() {
+                                break;
+                            }
+                        }
+                        Err(e) => tracing::warn!(error = %e, "malformed message from the coordinator"),
+                    },
+                    Err(frame::FrameError::Connection(e)) => {
+                        if let Some(reason) = permanent_refusal(&e) {
+                            tracing::debug!(%reason, "the coordinator refused this node");
+                            refused = Some(reason);
+                        } else {
+                            tracing::info!(error = %e, "connection to the coordinator ended");
+                        }
+                        break;
+                    }
+                    Err(e) => tracing::warn!(error = %e, "frame refused"),
+                },
+                Some(bytes) = out_rx.recv() => {
+                    if let Err(e) = frame::send_raw(&conn, &bytes).await {
+                        tracing::warn!(error = %e, "sending failed");
+                        break;
+                    }
+                    sent.count(&bytes);
+                }
+                // The machine may have seen the job's end: look again shortly, and hang up.
+                _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+            }
+            if done() {
+                break;
+            }
+        }
+        reader.abort();
+        // Flush what the machine produced last (e.g. a final contribution) before leaving.
+        while let Ok(bytes) = out_rx.try_recv() {
+            if frame::send_raw(&conn, &bytes).await.is_ok() {
+                sent.count(&bytes);
+            }
+        }
+        if done() {
+            conn.close(quinn::VarInt::from_u32(CLOSE_DONE), b"done");
+        }
+        sent.udp_bytes += conn.stats().udp_tx.bytes;
+        if let Some(reason) = refused {
+            return Err(SessionEnd::Refused(reason));
+        }
+    }
+    Ok(sent)
+}
+
+/// What a participant's shell put on its connections.
+#[derive(Default)]
+pub(crate) struct SentCounter {
+    pub(crate) messages: u64,
+    pub(crate) bytes: u64,
+    pub(crate) udp_bytes: u64,
+}
+
+impl SentCounter {
+    fn count(&mut self, message: &[u8]) {
+        self.messages += 1;
+        // The frame: the message (wire header and body) after an 8-byte length.
+        self.bytes += message.len() as u64 + 8;
+    }
+}
