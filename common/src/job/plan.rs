@@ -1,0 +1,353 @@
+//! What a [`ValidJob`] computes: its round kinds' quantities and encoding plans, and the
+//! largest message it can need.
+
+use super::{
+    JobSpec, PropensitySpec, RoundKind, SegmentSpec, ValidJob, FEDAVG_COEFFICIENT_BOUND,
+    LATEST_DAY, LATEST_MONTH, LIFECYCLE_STAGES, LOGISTIC_SCALE, MAX_CLASS_WEIGHT, Z_BOUND, Z_SCALE,
+};
+use crate::compliance::ComplianceSpec;
+use crate::digest::Digest;
+use crate::encoding::{EncodingError, EncodingPlan, QuantitySpec};
+use crate::secagg::SchemeParameters;
+
+impl ValidJob {
+    /// The specification (committee and participants sorted).
+    pub fn spec(&self) -> &JobSpec {
+        &self.spec
+    }
+    /// The crypto parameters.
+    pub fn params(&self) -> &SchemeParameters {
+        &self.params
+    }
+    /// Digest of the specification; participants check it before contributing.
+    pub fn digest(&self) -> Digest {
+        self.digest
+    }
+
+    /// Quantities of the moments round: per feature count, missing, sum and sum of squares.
+    pub fn moments_quantities(&self) -> Vec<QuantitySpec> {
+        let rows = self.spec.max_rows as f64;
+        self.spec
+            .features
+            .iter()
+            .flat_map(|f| {
+                [
+                    QuantitySpec::new(format!("{}.count", f.name), 1, rows, 1.0),
+                    QuantitySpec::new(format!("{}.missing", f.name), 1, rows, 1.0),
+                    QuantitySpec::new(format!("{}.sum", f.name), 1, rows * f.bound, f.scale),
+                    QuantitySpec::new(
+                        format!("{}.sumsq", f.name),
+                        1,
+                        rows * f.bound * f.bound,
+                        f.scale,
+                    ),
+                ]
+            })
+            .collect()
+    }
+
+    /// Quantities of the histogram round: per feature, counts in bins+2 bins.
+    pub fn histogram_quantities(&self) -> Vec<QuantitySpec> {
+        let rows = self.spec.max_rows as f64;
+        self.spec
+            .features
+            .iter()
+            .map(|f| {
+                QuantitySpec::new(
+                    format!("{}.hist", f.name),
+                    self.spec.histogram_bins + 2,
+                    rows,
+                    1.0,
+                )
+            })
+            .collect()
+    }
+
+    /// The largest message this job can need, in bytes: a ciphertext, decryption request or
+    /// partial decryption for its widest round, or a public key; the network caps every frame
+    /// at this.
+    pub fn max_message_bytes(&self) -> usize {
+        let ring = self.params.ring();
+        let width = ring.torus_bits as usize / 8;
+        let k = self.spec.segment.as_ref().map_or(1, SegmentSpec::max_k);
+        let fixed = [
+            self.moments_quantities(),
+            self.histogram_quantities(),
+            self.kmeans_quantities(k),
+            vec![QuantitySpec::presence(
+                LATEST_MONTH,
+                crate::calendar::MONTHS,
+            )],
+            self.spec
+                .compliance
+                .as_ref()
+                .map(|c| c.quantities(self.spec.max_rows))
+                .unwrap_or_default(),
+        ]
+        .into_iter()
+        .filter_map(|q| EncodingPlan::new(&q, &self.params).ok());
+        // Propensity rounds as planned (with any privacy noise room), at the largest weights.
+        let none = Vec::new;
+        let weights = [MAX_CLASS_WEIGHT; 2];
+        let propensity = [
+            RoundKind::Moments,
+            RoundKind::Classes,
+            RoundKind::Newton {
+                mean: none(),
+                std: none(),
+                beta: none(),
+                weights,
+            },
+            RoundKind::FedAvg {
+                mean: none(),
+                std: none(),
+                beta: none(),
+                weights,
+                training_customers: 0.0,
+            },
+            RoundKind::Evaluate {
+                mean: none(),
+                std: none(),
+                beta: none(),
+            },
+        ]
+        .into_iter()
+        .filter(|_| self.propensity().is_some())
+        .filter_map(|round| self.plan(&round).ok());
+        let slots = fixed
+            .chain(propensity)
+            .map(|p| p.slot_count())
+            .max()
+            .unwrap_or(0)
+            .max(1);
+        let masks = crate::secagg::chunk_count(slots, ring.polynomial_size) * ring.polynomial_size;
+        // Room for a signed statement and the signer's certificate.
+        let signed = 4 << 10;
+        let contribution = (masks + slots) * width + signed + (64 << 10);
+        // A decryption request carries every contributor's mask and signed statement.
+        let decryption = self.spec.participants.len() * (masks * width + signed) + (64 << 10);
+        // The key bundle: every member's share, signed, twice the commitments.
+        let bundle =
+            self.spec.committee.len() * (ring.polynomial_size * width + 3 * signed) + (64 << 10);
+        let secagg = contribution.max(decryption).max(bundle);
+        // The auditor's evaluation key is by far the largest message of a job with alerts.
+        match self.alert_rules() {
+            0 => secagg,
+            _ => secagg.max(crate::alerts::MAX_AUDITOR_KEYS_BYTES),
+        }
+    }
+
+    /// Quantities of a Lloyd iteration with `k` centroids: count per segment, sum and sum of
+    /// squares of each standardized feature per segment (the squares let the coordinator split
+    /// the widest segment), the total inertia, and the sum of the customers' simplified
+    /// silhouettes.
+    pub fn kmeans_quantities(&self, k: usize) -> Vec<QuantitySpec> {
+        let rows = self.spec.max_rows as f64;
+        let d = self.spec.features.len() as f64;
+        let mut q = vec![QuantitySpec::new("kmeans.count", k, rows, 1.0)];
+        for f in &self.spec.features {
+            q.push(QuantitySpec::new(
+                format!("kmeans.sum.{}", f.name),
+                k,
+                rows * Z_BOUND,
+                Z_SCALE,
+            ));
+        }
+        for f in &self.spec.features {
+            q.push(QuantitySpec::new(
+                format!("kmeans.sumsq.{}", f.name),
+                k,
+                rows * Z_BOUND * Z_BOUND,
+                Z_SCALE,
+            ));
+        }
+
+        q.push(QuantitySpec::new(
+            "kmeans.inertia",
+            1,
+            rows * d * 4.0 * Z_BOUND * Z_BOUND,
+            Z_SCALE,
+        ));
+        q.push(QuantitySpec::new("kmeans.silhouette", 1, rows, 1e9));
+        q
+    }
+
+    /// The propensity table of a propensity job.
+    pub fn propensity(&self) -> Option<&PropensitySpec> {
+        self.spec.propensity.as_ref()
+    }
+
+    /// Coefficients of a propensity job's model (0 for other jobs).
+    pub fn coefficients(&self) -> usize {
+        self.propensity()
+            .map_or(0, |p| p.design_names(&self.spec.features).len())
+    }
+
+    fn propensity_quantities(&self, round: &RoundKind) -> Vec<QuantitySpec> {
+        let rows = self.spec.max_rows as f64;
+        let d = self.coefficients();
+        let w = MAX_CLASS_WEIGHT;
+        match round {
+            RoundKind::Classes => vec![QuantitySpec::new("classes", 4, rows, 1.0)],
+            RoundKind::Newton { .. } => {
+                let mut q = vec![
+                    QuantitySpec::new("newton.gradient", d, rows * w * Z_BOUND, LOGISTIC_SCALE),
+                    QuantitySpec::new(
+                        "newton.hessian",
+                        crate::logistic::packed_len(d),
+                        rows * w * Z_BOUND * Z_BOUND / 4.0,
+                        LOGISTIC_SCALE,
+                    ),
+                ];
+                // Under differential privacy losses are not released (unbounded sensitivity
+                // for little use).
+                if !self.private() {
+                    q.push(QuantitySpec::new(
+                        "newton.loss",
+                        1,
+                        rows * w * crate::logistic::MAX_ROW_LOSS,
+                        LOGISTIC_SCALE,
+                    ));
+                }
+                q
+            }
+            RoundKind::FedAvg { .. } => vec![
+                QuantitySpec::new(
+                    "fedavg.weighted_beta",
+                    d,
+                    rows * FEDAVG_COEFFICIENT_BOUND,
+                    LOGISTIC_SCALE,
+                ),
+                QuantitySpec::new("fedavg.customers", 1, rows, 1.0),
+                QuantitySpec::new(
+                    "fedavg.loss",
+                    1,
+                    rows * w * crate::logistic::MAX_ROW_LOSS,
+                    LOGISTIC_SCALE,
+                ),
+            ],
+            RoundKind::Evaluate { .. } => {
+                let bins = self.propensity().map_or(1, |p| p.score_bins);
+                let mut q = vec![
+                    QuantitySpec::new("eval.positives", bins, rows, 1.0),
+                    QuantitySpec::new("eval.negatives", bins, rows, 1.0),
+                ];
+                // Under differential privacy log-loss and accuracy are read off the noisy
+                // histograms instead of being released (and paid for) separately.
+                if !self.private() {
+                    q.push(QuantitySpec::new(
+                        "eval.loss",
+                        1,
+                        rows * crate::logistic::MAX_ROW_LOSS,
+                        LOGISTIC_SCALE,
+                    ));
+                    q.push(QuantitySpec::new("eval.correct", 1, rows, 1.0));
+                }
+                q
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// The job's differential-privacy plan, if it asks for one.
+    pub fn privacy(&self) -> Option<crate::privacy::PrivacyPlan> {
+        let p = self.propensity()?;
+        crate::privacy::PrivacyPlan::of(&self.spec.features, p)
+    }
+
+    fn private(&self) -> bool {
+        self.propensity().is_some_and(|p| p.privacy.is_some())
+    }
+
+    /// The compliance table of a compliance job.
+    pub fn compliance(&self) -> Option<&ComplianceSpec> {
+        self.spec.compliance.as_ref()
+    }
+
+    /// How many rules raise private alerts (0 for jobs other than compliance).
+    pub fn alert_rules(&self) -> usize {
+        self.compliance().map_or(0, |c| c.alert_rules().len())
+    }
+
+    /// The rules that raise private alerts, in order, with their limits: what every role
+    /// expects an alert request, tally or manifest to list.
+    pub fn alert_limits(&self) -> Vec<crate::protocol::AlertRule> {
+        self.compliance()
+            .map(|c| {
+                c.alert_rules()
+                    .into_iter()
+                    .map(|(r, limit)| crate::protocol::AlertRule {
+                        rule: r.name.clone(),
+                        limit_basis_points: limit,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The segment table of a segment job.
+    pub fn segment(&self) -> Option<&SegmentSpec> {
+        self.spec.segment.as_ref()
+    }
+
+    /// The encoding plan of a round.
+    pub fn plan(&self, round: &RoundKind) -> Result<EncodingPlan, EncodingError> {
+        let specs = match round {
+            RoundKind::Moments => self.moments_quantities(),
+            RoundKind::Histogram { .. } => self.histogram_quantities(),
+            RoundKind::KMeans { centroids, .. } => self.kmeans_quantities(centroids.len()),
+            RoundKind::Scores { centroids, .. } => self
+                .spec
+                .features
+                .iter()
+                .map(|f| {
+                    QuantitySpec::new(
+                        format!("scores.{}", f.name),
+                        centroids.len(),
+                        self.spec.max_rows as f64 * 5.0,
+                        1.0,
+                    )
+                })
+                .collect(),
+            RoundKind::Classes
+            | RoundKind::Newton { .. }
+            | RoundKind::FedAvg { .. }
+            | RoundKind::Evaluate { .. } => self.propensity_quantities(round),
+            RoundKind::LatestMonth => vec![QuantitySpec::presence(
+                LATEST_MONTH,
+                crate::calendar::MONTHS,
+            )],
+            RoundKind::LatestDay { .. } => vec![QuantitySpec::presence(
+                LATEST_DAY,
+                crate::calendar::MONTH_DAYS,
+            )],
+            RoundKind::Compliance => self
+                .spec
+                .compliance
+                .as_ref()
+                .map(|c| c.quantities(self.spec.max_rows))
+                .unwrap_or_default(),
+            RoundKind::Lifecycle => vec![QuantitySpec::new(
+                "lifecycle.count",
+                LIFECYCLE_STAGES.len(),
+                self.spec.max_rows as f64,
+                1.0,
+            )],
+        };
+        let mut specs = specs;
+        if let Some(noise) = self.privacy().and_then(|p| p.round(round)) {
+            // A noised value needs room for its noise share and a grid finer than it.
+            for spec in &mut specs {
+                if let Some(n) = noise.quantities.iter().find(|n| n.name == spec.name) {
+                    let honest = self
+                        .privacy()
+                        .map_or(1, |p| p.honest_contributors(self.spec.min_participants));
+                    let share = crate::privacy::PrivacyPlan::share(n.sigma, honest);
+                    spec.bound += 16.0 * share;
+                    spec.scale = crate::privacy::PrivacyPlan::noised_scale(spec.scale, share);
+                }
+            }
+        }
+        EncodingPlan::new(&specs, &self.params)
+    }
+}

@@ -1,0 +1,220 @@
+//! Checking a [`JobSpec`] into a [`ValidJob`]: every field, each job kind's own section, and the
+//! digest every node agrees on.
+
+use super::{JobError, JobKind, JobSpec, ValidJob, COMPLIANCE, HISTOGRAM, MOMENTS};
+use crate::digest::Digest;
+use crate::encoding::EncodingPlan;
+use crate::secagg::SchemeParameters;
+
+impl JobSpec {
+    /// Checks every field and that every round can be encoded under the profile.
+    pub fn validate(mut self) -> Result<ValidJob, JobError> {
+        let job = self.job.clone();
+        for (field, list) in [
+            ("participants", &self.participants),
+            ("committee", &self.committee),
+        ] {
+            if list.is_empty() {
+                return Err(JobError::Empty { job, field });
+            }
+            let mut sorted = list.clone();
+            sorted.sort();
+            if let Some(w) = sorted.windows(2).find(|w| w[0] == w[1]) {
+                return Err(JobError::Duplicate {
+                    job,
+                    field,
+                    node: w[0].to_string(),
+                });
+            }
+        }
+        self.committee.sort();
+        self.participants.sort();
+        if let Some(m) = self
+            .committee
+            .iter()
+            .find(|m| !self.participants.contains(m))
+        {
+            return Err(JobError::MemberNotParticipant {
+                job,
+                node: m.clone(),
+            });
+        }
+        if self.min_participants == 0 || self.min_participants > self.participants.len() {
+            return Err(JobError::MinParticipants {
+                job,
+                got: self.min_participants,
+                participants: self.participants.len(),
+            });
+        }
+        let colluding = self
+            .propensity
+            .as_ref()
+            .and_then(|p| p.privacy.as_ref())
+            .map_or(0, |p| p.colluding_participants);
+        if colluding >= self.min_participants {
+            return Err(JobError::OutOfRange {
+                job: job.clone(),
+                field: "privacy.colluding_participants",
+                value: colluding.to_string(),
+                expected:
+                    "below min_participants (some contributors must be honest to carry the noise)",
+            });
+        }
+        if let Some(q) = self.start_quorum {
+            if q == 0 || q > self.participants.len() {
+                return Err(JobError::OutOfRange {
+                    job,
+                    field: "start_quorum",
+                    value: q.to_string(),
+                    expected: "1 to the number of participants",
+                });
+            }
+        }
+        if self.features.is_empty() && self.kind != JobKind::Compliance {
+            return Err(JobError::Empty {
+                job,
+                field: "features",
+            });
+        }
+        for f in &self.features {
+            if f.min
+                .is_some_and(|m| !m.is_finite() || m < -f.bound || m >= f.bound)
+            {
+                return Err(JobError::OutOfRange {
+                    job,
+                    field: "features.min",
+                    value: format!("{} (feature {})", f.lower(), f.name),
+                    expected: "finite, at least -bound and below bound",
+                });
+            }
+        }
+        let range = |field, value: String, expected| JobError::OutOfRange {
+            job: self.job.clone(),
+            field,
+            value,
+            expected,
+        };
+        if self.max_rows == 0 || self.max_rows > 1 << 40 {
+            return Err(range("max_rows", self.max_rows.to_string(), "1 to 2^40"));
+        }
+        if !(1..=1000).contains(&self.histogram_bins) {
+            return Err(range(
+                "histogram_bins",
+                self.histogram_bins.to_string(),
+                "1 to 1000",
+            ));
+        }
+        for (field, ms) in [
+            ("key_setup_timeout_ms", self.key_setup_timeout_ms),
+            ("round_timeout_ms", self.round_timeout_ms),
+            ("decryption_timeout_ms", self.decryption_timeout_ms),
+        ] {
+            if !(10..=86_400_000).contains(&ms) {
+                return Err(range(field, ms.to_string(), "10 ms to 24 h"));
+            }
+        }
+        if let Some(segment) = &self.segment {
+            segment.check(&job, &self.features)?;
+        } else if self.kind == JobKind::Segment {
+            return Err(JobError::Segment {
+                job,
+                problem: "a segment job needs a [job.segment] table".to_owned(),
+            });
+        }
+        match (&self.propensity, self.kind) {
+            (Some(p), JobKind::Propensity) => p.check(&job, &self.features)?,
+            (None, JobKind::Propensity) => {
+                return Err(JobError::Propensity {
+                    job,
+                    problem: "a propensity job needs a [job.propensity] table".to_owned(),
+                })
+            }
+            (Some(_), _) => {
+                return Err(JobError::Propensity {
+                    job,
+                    problem: "only a job of kind \"propensity\" takes a [job.propensity] table"
+                        .to_owned(),
+                })
+            }
+            (None, _) => {}
+        }
+        self.check_compliance()?;
+        let params =
+            SchemeParameters::new(self.profile, self.committee.len(), self.participants.len())
+                .map_err(|source| JobError::Parameters {
+                    job: job.clone(),
+                    source,
+                })?;
+        let digest = Digest::of_encoded("fedbank.job.v1", &self).map_err(|source| {
+            JobError::Unencodable {
+                job: job.clone(),
+                source,
+            }
+        })?;
+        let valid = ValidJob {
+            spec: self,
+            params,
+            digest,
+        };
+        let rounds = match &valid.spec.compliance {
+            Some(c) => vec![(COMPLIANCE, c.quantities(valid.spec.max_rows))],
+            None => vec![
+                (MOMENTS, valid.moments_quantities()),
+                (HISTOGRAM, valid.histogram_quantities()),
+            ],
+        };
+        for (round, specs) in rounds {
+            EncodingPlan::new(&specs, &valid.params).map_err(|source| JobError::Encoding {
+                job: job.clone(),
+                round,
+                source,
+            })?;
+        }
+        Ok(valid)
+    }
+}
+
+impl JobSpec {
+    fn check_compliance(&self) -> Result<(), JobError> {
+        let job = self.job.clone();
+        let bad = |problem: &str| JobError::Compliance {
+            job: self.job.clone(),
+            problem: problem.to_owned(),
+        };
+        match (&self.compliance, self.kind) {
+            (Some(c), JobKind::Compliance) => {
+                c.check(&job)?;
+                if !self.features.is_empty() {
+                    return Err(bad("a compliance job declares rules, not features"));
+                }
+                match (&self.auditor, c.alert_rules().is_empty()) {
+                    (None, false) => {
+                        return Err(bad(
+                            "rules with max_violation_rate raise private alerts and need an 'auditor' node",
+                        ))
+                    }
+                    (Some(a), _) if self.participants.contains(a) => {
+                        return Err(JobError::Compliance {
+                            job,
+                            problem: format!(
+                                "the auditor {a} must not be a participant: it holds the alert key and no data"
+                            ),
+                        })
+                    }
+                    _ => {}
+                }
+                Ok(())
+            }
+            (None, JobKind::Compliance) => {
+                Err(bad("a compliance job needs a [job.compliance] table"))
+            }
+            (Some(_), _) => Err(bad(
+                "only a job of kind \"compliance\" takes a [job.compliance] table",
+            )),
+            (None, _) if self.auditor.is_some() => Err(bad(
+                "only a compliance job with alert limits takes an 'auditor'",
+            )),
+            (None, _) => Ok(()),
+        }
+    }
+}
