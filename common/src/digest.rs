@@ -32,7 +32,7 @@ impl Digest {
     /// Digest of `value`'s canonical (bincode) encoding. An encoding that fails is an error,
     /// never an empty string that two different objects would share a digest over.
     pub fn of_encoded<T: Serialize>(label: &str, value: &T) -> Result<Self, EncodingFailed> {
-        crate::wire::encode_body(value)
+        crate::canonical::encode_body(value)
             .map(|bytes| Self::of(label, &bytes))
             .map_err(|e| EncodingFailed {
                 label: label.to_owned(),

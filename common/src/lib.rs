@@ -33,6 +33,7 @@
 pub mod alerts;
 pub mod audit;
 pub mod calendar;
+pub mod canonical;
 pub mod committee;
 pub mod compliance;
 pub mod digest;

@@ -11,6 +11,8 @@
 //! that no bytes trail the body, and finally the object's own invariants (lengths, binary key
 //! coefficients, sorted committees). Any failure is a [`WireError`]; none panics.
 
+pub use crate::canonical::encode_body;
+use crate::canonical::{config, BINCODE_LIMIT};
 use crate::committee::{DecryptionRequest, PartialDecryption};
 use crate::endorsement::Signed;
 use crate::ids::IdError;
@@ -20,7 +22,6 @@ use crate::secagg::{
     Ciphertext, CryptoError, JointPublicKey, KeyError, KeySetup, PublicKeyShare, RingScalar,
     SecretKeyShare,
 };
-use bincode::config::{Configuration, Fixint, Limit, LittleEndian};
 use serde::{de::DeserializeOwned, Serialize};
 
 /// Header magic.
@@ -31,19 +32,8 @@ pub const HEADER_LEN: usize = 8;
 pub const MAX_VALUES: usize = 1 << 24;
 /// Most contributors one decryption request may list.
 pub const MAX_CONTRIBUTORS: usize = 1 << 12;
-/// bincode's own ceiling on what one decode may claim to allocate.
-const BINCODE_LIMIT: usize = 1 << 31;
 /// Limit for small control objects (setups, manifests, records).
 const SMALL_LIMIT: usize = 4 << 20;
-
-type WireConfig = Configuration<LittleEndian, Fixint, Limit<BINCODE_LIMIT>>;
-
-fn config() -> WireConfig {
-    bincode::config::standard()
-        .with_little_endian()
-        .with_fixed_int_encoding()
-        .with_limit::<BINCODE_LIMIT>()
-}
 
 /// The kinds of object on the wire.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -430,11 +420,6 @@ impl<S: RingScalar> WireMessage for PartialDecryption<S> {
     fn validate(&self) -> Result<(), ValidationError> {
         check_values(self.values.len())
     }
-}
-
-/// Encodes only the bincode body (no header); used for digests of canonical encodings.
-pub fn encode_body<T: Serialize>(value: &T) -> Result<Vec<u8>, bincode::error::EncodeError> {
-    bincode::serde::encode_to_vec(value, config())
 }
 
 /// Encodes an object with its header.

@@ -18,6 +18,7 @@
 //! expected public key (from its certificate) also detects a trail rewritten under a new key.
 
 mod event;
+mod hex;
 mod verify;
 mod writer;
 

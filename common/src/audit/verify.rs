@@ -1,7 +1,7 @@
 //! Verifying a trail, and cross-checking the coordinator's trail against the nodes' own.
 
 use super::event::{AuditEvent, EventKind, GENESIS_PREV};
-use super::writer::unhex;
+use super::hex::unhex;
 use ring::signature::{UnparsedPublicKey, ED25519};
 use std::collections::BTreeMap;
 use std::fmt;

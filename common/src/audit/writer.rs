@@ -1,6 +1,7 @@
 //! Appending signed events to a trail file.
 
 use super::event::{AuditEvent, EventKind, GENESIS_PREV};
+use super::hex::hex;
 use super::verify::{verify, VerifyError};
 use crate::ids::NodeId;
 use ring::rand::SystemRandom;
@@ -69,22 +70,6 @@ impl SigningIdentity {
     fn sign_hex(&self, message: &[u8]) -> String {
         hex(self.key.sign(message).as_ref())
     }
-}
-
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Decodes lower-case hex only: the writer never produces anything else, and accepting upper
-/// case would let a byte of a trail change (`a` → `A`) without changing what it decodes to.
-pub(crate) fn unhex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) || !s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
 }
 
 fn rfc3339(now: SystemTime) -> String {
