@@ -3,16 +3,17 @@
 
 use std::process::Command;
 
-#[test]
-fn bench_json_has_every_field_and_a_correct_sum() {
+/// `fedbank bench secagg --json` over `values` values from `contributors` contributors and a
+/// committee of two (one tfhe sample); its standard output.
+fn bench_json(values: &str, contributors: &str) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_fedbank"))
         .args([
             "bench",
             "secagg",
             "--values",
-            "5000",
+            values,
             "--contributors",
-            "3",
+            contributors,
             "--committee",
             "2",
             "--tfhe-sample",
@@ -26,7 +27,12 @@ fn bench_json_has_every_field_and_a_correct_sum() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let stdout = String::from_utf8(out.stdout).expect("utf-8");
+    String::from_utf8(out.stdout).expect("utf-8")
+}
+
+#[test]
+fn bench_json_has_every_field_and_a_correct_sum() {
+    let stdout = bench_json("5000", "3");
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len(), 2, "one JSON object per profile: {stdout}");
     for (line, profile) in lines.iter().zip(["strict", "fast"]) {
@@ -71,28 +77,7 @@ fn bench_json_has_every_field_and_a_correct_sum() {
 /// aggregate holds two slots per value, and the bench still checks its sum.
 #[test]
 fn bench_with_two_limbs_per_value_is_correct() {
-    let out = Command::new(env!("CARGO_BIN_EXE_fedbank"))
-        .args([
-            "bench",
-            "secagg",
-            "--values",
-            "2000",
-            "--contributors",
-            "10",
-            "--committee",
-            "2",
-            "--tfhe-sample",
-            "1",
-            "--json",
-        ])
-        .output()
-        .expect("run fedbank");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8(out.stdout).expect("utf-8");
+    let stdout = bench_json("2000", "10");
     for line in stdout.lines() {
         let v: serde_json::Value = serde_json::from_str(line).expect("json");
         assert_eq!(v["correct"], true, "{line}");
