@@ -211,6 +211,23 @@ impl<S: RingScalar> RoundAggregate<S> {
         self.roster.as_ref()
     }
 
+    /// Whether `participant` has done the slot's current step: committed while the roster is
+    /// open, revealed once it is fixed.
+    pub fn answered(&self, participant: &NodeId) -> bool {
+        match self.roster {
+            None => self.committed.contains_key(participant),
+            Some(_) => self.contributions.contains_key(participant),
+        }
+    }
+
+    /// How many participants have done the slot's current step.
+    pub fn answered_count(&self) -> usize {
+        match self.roster {
+            None => self.committed.len(),
+            Some(_) => self.contributions.len(),
+        }
+    }
+
     fn roster_error(&self, participant: NodeId, problem: &'static str) -> AggregationError {
         AggregationError::Roster {
             job: self.setup.job.clone(),

@@ -179,24 +179,12 @@ impl<S: RingScalar> CoordinatorMachine<S> {
             return;
         };
         let a = &round.aggregate;
+        if !round.asked.iter().all(|n| a.answered(n)) || a.answered_count() < min {
+            return;
+        }
         match a.roster() {
-            None => {
-                if round.asked.iter().all(|n| a.committed().contains_key(n))
-                    && a.committed().len() >= min
-                {
-                    self.fix_roster(now);
-                }
-            }
-            Some(_) => {
-                if round
-                    .asked
-                    .iter()
-                    .all(|n| a.contributions().contains_key(n))
-                    && a.contributions().len() >= min
-                {
-                    self.close_round(now);
-                }
-            }
+            None => self.fix_roster(now),
+            Some(_) => self.close_round(now),
         }
     }
 
@@ -272,18 +260,12 @@ impl<S: RingScalar> CoordinatorMachine<S> {
         let (min, retries) = (spec.min_participants, spec.max_round_retries);
         // Before the roster, what counts is who committed; after it, who revealed.
         let a = &round.aggregate;
-        let (got, reason) = match a.roster() {
-            None => (a.committed().len(), "no commitment before the round closed"),
-            Some(_) => (
-                a.contributions().len(),
-                "no contribution before the round closed",
-            ),
+        let got = a.answered_count();
+        let reason = match a.roster() {
+            None => "no commitment before the round closed",
+            Some(_) => "no contribution before the round closed",
         };
-        let answered = |n: &NodeId| match a.roster() {
-            None => a.committed().contains_key(n),
-            Some(_) => a.contributions().contains_key(n),
-        };
-        for missing in round.asked.iter().filter(|n| !answered(n)) {
+        for missing in round.asked.iter().filter(|n| !a.answered(n)) {
             self.outputs.push_back(Output::Audit {
                 kind: EventKind::ParticipantDropped,
                 fields: fields(json!({"job": spec.job.as_str(), "round": round.number, "attempt": round.attempt,
