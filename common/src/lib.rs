@@ -9,9 +9,10 @@
 //!   encoding ◀──slots── secagg::combine ◀──PartialDecryption── policy::check + PartialDecryptor
 //! ```
 //!
-//! - [`secagg`]: threshold compact public-key encryption on tfhe's `core_crypto` (docs/threat-model.md §3),
-//!   with the `strict` and `fast` profiles and their noise budget.
-//! - [`encoding`]: bounds, fixed-point scale, counted clipping, limbs, overflow validation.
+//! - [`secagg`] (the `fedbank-secagg` crate, re-exported with its [`encoding`], [`digest`],
+//!   [`canonical`] and [`ids`] modules): threshold compact public-key encryption on tfhe's
+//!   `core_crypto` (docs/threat-model.md §3), the fixed-point encoding into slots, digests. It
+//!   has no fedbank dependency, so that it can be reviewed and fuzzed alone.
 //! - [`calendar`]: dates as day numbers, for recency and the reference-date rounds.
 //! - [`logistic`] and [`model`]: logistic-regression arithmetic and the exported model format.
 //! - [`privacy`]: differential privacy of propensity jobs: noise per released aggregate, zCDP
@@ -30,16 +31,15 @@
 //! It does not open sockets, read clocks, spawn tasks or log secrets: the coordinator and
 //! participant crates drive it, and the network code only moves its bytes.
 
+pub use fedbank_secagg as secagg;
+pub use fedbank_secagg::{canonical, digest, encoding, ids};
+
 pub mod alerts;
 pub mod audit;
 pub mod calendar;
-pub mod canonical;
 pub mod committee;
 pub mod compliance;
-pub mod digest;
-pub mod encoding;
 pub mod endorsement;
-pub mod ids;
 pub mod job;
 pub mod key_ceremony;
 pub mod logistic;
@@ -49,6 +49,5 @@ pub mod privacy;
 pub mod protocol;
 pub mod roster;
 pub mod round_plan;
-pub mod secagg;
 pub mod storage;
 pub mod wire;

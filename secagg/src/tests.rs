@@ -179,6 +179,11 @@ fn a_public_share_is_the_same_every_time_it_is_asked_for() {
     let first = shares[0].public_share();
     assert_eq!(shares[0].public_share(), first);
     let restored: SecretKeyShare<u64> =
-        crate::wire::decode(&crate::wire::encode(&shares[0]).unwrap()).unwrap();
+        bincode::serde::decode_from_slice(
+            &crate::canonical::encode_body(&shares[0]).unwrap(),
+            crate::canonical::config(),
+        )
+        .unwrap()
+        .0;
     assert_eq!(restored.public_share(), first);
 }

@@ -20,10 +20,10 @@
 //! It is wrong only when two or more set indicators sum to exactly 0, with probability
 //! 2^−(message_bits+1) per slot.
 
-use crate::secagg::SchemeParameters;
+use crate::SchemeParameters;
 use serde::{Deserialize, Serialize};
 
-/// Largest |bound·scale| accepted: keeps sums over [`crate::secagg::params::MAX_CONTRIBUTORS`]
+/// Largest |bound·scale| accepted: keeps sums over [`crate::params::MAX_CONTRIBUTORS`]
 /// contributors exact in i128 and well inside f64's range.
 pub const MAX_ENCODED_MAGNITUDE_LOG2: u32 = 100;
 /// Default limit on limbs per value.
@@ -591,8 +591,8 @@ impl EncodingPlan {
 /// A uniformly random non-zero element of Z_(2^(bits+1)), as a signed value of magnitude below
 /// 2^bits (the one element −2^bits is left out so that it passes the encryptor's range check).
 fn random_ring_element(bits: u32) -> Result<i128, EncodingError> {
-    use ring::rand::SecureRandom;
-    let rng = ring::rand::SystemRandom::new();
+    use ::ring::rand::SecureRandom;
+    let rng = ::ring::rand::SystemRandom::new();
     let half = 1i128 << bits;
     loop {
         let mut bytes = [0u8; 16];
@@ -623,7 +623,7 @@ fn write_limbs(slots: &mut [i128], q: &PlannedQuantity, j: usize, x: i128) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::secagg::{Profile, SchemeParameters};
+    use crate::{Profile, SchemeParameters};
 
     fn fast(k: usize) -> SchemeParameters {
         SchemeParameters::new(Profile::Fast, 3, k).unwrap()

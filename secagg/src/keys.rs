@@ -11,7 +11,7 @@
 //!
 //! The threshold is n-of-n: every member's partial decryption is needed. A rogue share (b_j
 //! chosen to cancel the others) is prevented by the commit-then-reveal ceremony of
-//! [`crate::key_ceremony`], which also signs every share; this module only does the arithmetic.
+//! `fedbank_common::key_ceremony`, which also signs every share; this module only does the arithmetic.
 
 use super::params::{ParameterError, Profile, MAX_COMMITTEE};
 use super::ring::RingScalar;

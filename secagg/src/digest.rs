@@ -51,7 +51,7 @@ impl Digest {
     }
 
     /// Digest of a slice of ring elements, as little-endian bytes.
-    pub fn of_scalars<S: crate::secagg::RingScalar>(label: &str, scalars: &[S]) -> Self {
+    pub fn of_scalars<S: crate::RingScalar>(label: &str, scalars: &[S]) -> Self {
         Self::builder(label).scalars(scalars).finish()
     }
 
@@ -95,7 +95,7 @@ impl DigestBuilder {
     }
 
     /// Adds ring elements as little-endian bytes.
-    pub fn scalars<S: crate::secagg::RingScalar>(mut self, scalars: &[S]) -> Self {
+    pub fn scalars<S: crate::RingScalar>(mut self, scalars: &[S]) -> Self {
         self.hasher.update((scalars.len() as u64).to_le_bytes());
         if cfg!(target_endian = "little") {
             // In memory the scalars already are their little-endian bytes.

@@ -1,18 +1,18 @@
 //! The canonical encoding of fedbank objects: bincode 2 with little-endian fixed-width integers.
-//! The wire format ([`crate::wire`]) puts a header in front of it; digests
-//! ([`crate::digest::Digest::of_encoded`]) hash it. It depends on no other fedbank module, so that
-//! both can use it without a cycle.
+//! The wire format (`fedbank_common::wire`) puts a header in front of it; digests
+//! ([`crate::digest::Digest::of_encoded`]) hash it.
 
 use bincode::config::{Configuration, Fixint, Limit, LittleEndian};
 use serde::Serialize;
 
 /// bincode's own ceiling on what one decode may claim to allocate.
-pub(crate) const BINCODE_LIMIT: usize = 1 << 31;
+pub const BINCODE_LIMIT: usize = 1 << 31;
 
-pub(crate) type CanonicalConfig = Configuration<LittleEndian, Fixint, Limit<BINCODE_LIMIT>>;
+/// The bincode configuration type of [`config`].
+pub type CanonicalConfig = Configuration<LittleEndian, Fixint, Limit<BINCODE_LIMIT>>;
 
 /// The configuration of every fedbank encoding.
-pub(crate) fn config() -> CanonicalConfig {
+pub fn config() -> CanonicalConfig {
     bincode::config::standard()
         .with_little_endian()
         .with_fixed_int_encoding()

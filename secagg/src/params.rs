@@ -356,11 +356,11 @@ mod tests {
         assert_eq!(Profile::Fast.ring().torus_bits, 64);
         assert_eq!(
             Profile::Strict.ring().body_drop_bits,
-            <u128 as crate::secagg::RingScalar>::BODY_DROP_BITS
+            <u128 as crate::RingScalar>::BODY_DROP_BITS
         );
         assert_eq!(
             Profile::Fast.ring().body_drop_bits,
-            <u64 as crate::secagg::RingScalar>::BODY_DROP_BITS
+            <u64 as crate::RingScalar>::BODY_DROP_BITS
         );
     }
 
