@@ -19,8 +19,10 @@ use serde::{Deserialize, Serialize};
 /// ceremony (commitments, revealed shares, the key bundle that participants verify) and made
 /// every contribution carry its signed statement and every decryption request its evidence.
 /// Version 5 split a contribution into a signed commitment, the coordinator's roster and the
-/// reveal against it, so that no mask is chosen after the honest ones.
-pub const PROTOCOL_VERSION: u16 = 5;
+/// reveal against it, so that no mask is chosen after the honest ones. Version 6 encodes a round
+/// kind by its explicit tag ([`crate::job::RoundTag`]) instead of its position in the enum, so
+/// that a new round kind never again moves another's encoding.
+pub const PROTOCOL_VERSION: u16 = 6;
 
 /// First message of a node: which job it has agreed to, by digest.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,6 +1,11 @@
 //! What a round asks participants to compute ([`RoundKind`]) and the labels of its quantities.
+//!
+//! On the wire and in computation digests a round kind is a pair `(tag, parameters)` with an
+//! explicit [`RoundTag`] per kind (`round_codec`), never the position of a variant in the enum:
+//! a new kind takes a new tag and shifts no other kind's encoding.
 
-use serde::{Deserialize, Serialize};
+mod round_codec;
+pub use round_codec::RoundTag;
 
 /// Round label of the moments round of the stats job.
 pub const MOMENTS: &str = "moments";
@@ -26,8 +31,9 @@ pub const LIFECYCLE: &str = "lifecycle";
 /// `at risk` (last purchase 91 to 365 days ago), `churned` (more than 365 days ago).
 pub const LIFECYCLE_STAGES: [&str; 5] = ["new", "active", "loyal", "at risk", "churned"];
 
-/// What a round asks participants to compute.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// What a round asks participants to compute. Encoded as `(tag, parameters)`: see
+/// [`RoundKind::tag`].
+#[derive(Clone, Debug, PartialEq)]
 pub enum RoundKind {
     /// Count, missing count, sum and sum of squares per feature.
     Moments,

@@ -1,0 +1,397 @@
+//! The wire form of a [`RoundKind`]: an explicit tag, then that kind's parameters.
+//!
+//! Tags are grouped by the job that introduced the round: `0x00__` rounds over a participant's
+//! table that several jobs share, `0x02__` segment, `0x03__` propensity, `0x04__` compliance
+//! (`0x01__` is kept for stats-only rounds). A tag is never reused or renumbered; an unknown tag
+//! is a decoding error that names it.
+
+use super::RoundKind;
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
+use serde::ser::{SerializeTuple, Serializer};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// The explicit wire tag of a round kind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct RoundTag(pub u16);
+
+impl RoundTag {
+    /// [`RoundKind::Moments`].
+    pub const MOMENTS: RoundTag = RoundTag(0x0001);
+    /// [`RoundKind::Histogram`].
+    pub const HISTOGRAM: RoundTag = RoundTag(0x0002);
+    /// [`RoundKind::LatestMonth`].
+    pub const LATEST_MONTH: RoundTag = RoundTag(0x0201);
+    /// [`RoundKind::LatestDay`].
+    pub const LATEST_DAY: RoundTag = RoundTag(0x0202);
+    /// [`RoundKind::KMeans`].
+    pub const KMEANS: RoundTag = RoundTag(0x0203);
+    /// [`RoundKind::Lifecycle`].
+    pub const LIFECYCLE: RoundTag = RoundTag(0x0204);
+    /// [`RoundKind::Scores`].
+    pub const SCORES: RoundTag = RoundTag(0x0205);
+    /// [`RoundKind::Classes`].
+    pub const CLASSES: RoundTag = RoundTag(0x0301);
+    /// [`RoundKind::Newton`].
+    pub const NEWTON: RoundTag = RoundTag(0x0302);
+    /// [`RoundKind::FedAvg`].
+    pub const FEDAVG: RoundTag = RoundTag(0x0303);
+    /// [`RoundKind::Evaluate`].
+    pub const EVALUATE: RoundTag = RoundTag(0x0304);
+    /// [`RoundKind::Compliance`].
+    pub const COMPLIANCE: RoundTag = RoundTag(0x0401);
+}
+
+impl fmt::Display for RoundTag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:#06x}", self.0)
+    }
+}
+
+impl RoundKind {
+    /// This kind's wire tag.
+    pub fn tag(&self) -> RoundTag {
+        match self {
+            RoundKind::Moments => RoundTag::MOMENTS,
+            RoundKind::Histogram { .. } => RoundTag::HISTOGRAM,
+            RoundKind::LatestMonth => RoundTag::LATEST_MONTH,
+            RoundKind::LatestDay { .. } => RoundTag::LATEST_DAY,
+            RoundKind::KMeans { .. } => RoundTag::KMEANS,
+            RoundKind::Lifecycle => RoundTag::LIFECYCLE,
+            RoundKind::Scores { .. } => RoundTag::SCORES,
+            RoundKind::Classes => RoundTag::CLASSES,
+            RoundKind::Newton { .. } => RoundTag::NEWTON,
+            RoundKind::FedAvg { .. } => RoundTag::FEDAVG,
+            RoundKind::Evaluate { .. } => RoundTag::EVALUATE,
+            RoundKind::Compliance => RoundTag::COMPLIANCE,
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct LatestDay {
+    month: i64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct KMeans {
+    mean: Vec<f64>,
+    std: Vec<f64>,
+    centroids: Vec<Vec<f64>>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Scores {
+    mean: Vec<f64>,
+    std: Vec<f64>,
+    centroids: Vec<Vec<f64>>,
+    quintiles: Vec<Vec<f64>>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Newton {
+    mean: Vec<f64>,
+    std: Vec<f64>,
+    beta: Vec<f64>,
+    weights: [f64; 2],
+}
+
+#[derive(Serialize, Deserialize)]
+struct FedAvg {
+    mean: Vec<f64>,
+    std: Vec<f64>,
+    beta: Vec<f64>,
+    weights: [f64; 2],
+    training_customers: f64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Evaluate {
+    mean: Vec<f64>,
+    std: Vec<f64>,
+    beta: Vec<f64>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Histogram {
+    edges: Vec<Vec<f64>>,
+}
+
+impl Serialize for RoundKind {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut t = serializer.serialize_tuple(2)?;
+        t.serialize_element(&self.tag())?;
+        // Parameters are cloned into their own record: round requests are small next to the
+        // ciphertexts they ask for, and the clone keeps one definition of each record.
+        match self.clone() {
+            RoundKind::Moments
+            | RoundKind::LatestMonth
+            | RoundKind::Lifecycle
+            | RoundKind::Classes
+            | RoundKind::Compliance => t.serialize_element(&())?,
+            RoundKind::LatestDay { month } => t.serialize_element(&LatestDay { month })?,
+            RoundKind::KMeans {
+                mean,
+                std,
+                centroids,
+            } => t.serialize_element(&KMeans {
+                mean,
+                std,
+                centroids,
+            })?,
+            RoundKind::Scores {
+                mean,
+                std,
+                centroids,
+                quintiles,
+            } => t.serialize_element(&Scores {
+                mean,
+                std,
+                centroids,
+                quintiles,
+            })?,
+            RoundKind::Newton {
+                mean,
+                std,
+                beta,
+                weights,
+            } => t.serialize_element(&Newton {
+                mean,
+                std,
+                beta,
+                weights,
+            })?,
+            RoundKind::FedAvg {
+                mean,
+                std,
+                beta,
+                weights,
+                training_customers,
+            } => t.serialize_element(&FedAvg {
+                mean,
+                std,
+                beta,
+                weights,
+                training_customers,
+            })?,
+            RoundKind::Evaluate { mean, std, beta } => {
+                t.serialize_element(&Evaluate { mean, std, beta })?
+            }
+            RoundKind::Histogram { edges } => t.serialize_element(&Histogram { edges })?,
+        }
+        t.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for RoundKind {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_tuple(2, TaggedRound)
+    }
+}
+
+struct TaggedRound;
+
+fn parameters<'de, A: SeqAccess<'de>, T: Deserialize<'de>>(
+    seq: &mut A,
+    tag: RoundTag,
+) -> Result<T, A::Error> {
+    seq.next_element()?
+        .ok_or_else(|| de::Error::custom(format!("round tag {tag} without its parameters")))
+}
+
+impl<'de> Visitor<'de> for TaggedRound {
+    type Value = RoundKind;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a round kind as (tag, parameters)")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<RoundKind, A::Error> {
+        let tag: RoundTag = seq
+            .next_element()?
+            .ok_or_else(|| de::Error::custom("a round kind without its tag"))?;
+        let kind = match tag {
+            RoundTag::MOMENTS => parameters::<_, ()>(&mut seq, tag).map(|()| RoundKind::Moments)?,
+            RoundTag::LATEST_MONTH => {
+                parameters::<_, ()>(&mut seq, tag).map(|()| RoundKind::LatestMonth)?
+            }
+            RoundTag::LIFECYCLE => {
+                parameters::<_, ()>(&mut seq, tag).map(|()| RoundKind::Lifecycle)?
+            }
+            RoundTag::CLASSES => parameters::<_, ()>(&mut seq, tag).map(|()| RoundKind::Classes)?,
+            RoundTag::COMPLIANCE => {
+                parameters::<_, ()>(&mut seq, tag).map(|()| RoundKind::Compliance)?
+            }
+            RoundTag::LATEST_DAY => {
+                let LatestDay { month } = parameters(&mut seq, tag)?;
+                RoundKind::LatestDay { month }
+            }
+            RoundTag::KMEANS => {
+                let KMeans {
+                    mean,
+                    std,
+                    centroids,
+                } = parameters(&mut seq, tag)?;
+                RoundKind::KMeans {
+                    mean,
+                    std,
+                    centroids,
+                }
+            }
+            RoundTag::SCORES => {
+                let Scores {
+                    mean,
+                    std,
+                    centroids,
+                    quintiles,
+                } = parameters(&mut seq, tag)?;
+                RoundKind::Scores {
+                    mean,
+                    std,
+                    centroids,
+                    quintiles,
+                }
+            }
+            RoundTag::NEWTON => {
+                let Newton {
+                    mean,
+                    std,
+                    beta,
+                    weights,
+                } = parameters(&mut seq, tag)?;
+                RoundKind::Newton {
+                    mean,
+                    std,
+                    beta,
+                    weights,
+                }
+            }
+            RoundTag::FEDAVG => {
+                let FedAvg {
+                    mean,
+                    std,
+                    beta,
+                    weights,
+                    training_customers,
+                } = parameters(&mut seq, tag)?;
+                RoundKind::FedAvg {
+                    mean,
+                    std,
+                    beta,
+                    weights,
+                    training_customers,
+                }
+            }
+            RoundTag::EVALUATE => {
+                let Evaluate { mean, std, beta } = parameters(&mut seq, tag)?;
+                RoundKind::Evaluate { mean, std, beta }
+            }
+            RoundTag::HISTOGRAM => {
+                let Histogram { edges } = parameters(&mut seq, tag)?;
+                RoundKind::Histogram { edges }
+            }
+            unknown => {
+                return Err(de::Error::custom(format!(
+                    "unknown round tag {unknown}: a round kind of a newer protocol or another job"
+                )))
+            }
+        };
+        Ok(kind)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::canonical::{config, encode_body};
+
+    fn every_kind() -> Vec<RoundKind> {
+        let v = || vec![0.5, -1.25];
+        vec![
+            RoundKind::Moments,
+            RoundKind::LatestMonth,
+            RoundKind::LatestDay { month: 671 },
+            RoundKind::KMeans {
+                mean: v(),
+                std: v(),
+                centroids: vec![v(), v()],
+            },
+            RoundKind::Lifecycle,
+            RoundKind::Scores {
+                mean: v(),
+                std: v(),
+                centroids: vec![v()],
+                quintiles: vec![v(), v()],
+            },
+            RoundKind::Classes,
+            RoundKind::Newton {
+                mean: v(),
+                std: v(),
+                beta: v(),
+                weights: [1.0, 3.5],
+            },
+            RoundKind::FedAvg {
+                mean: v(),
+                std: v(),
+                beta: v(),
+                weights: [1.0, 3.5],
+                training_customers: 4200.0,
+            },
+            RoundKind::Evaluate {
+                mean: v(),
+                std: v(),
+                beta: v(),
+            },
+            RoundKind::Histogram {
+                edges: vec![v(), v()],
+            },
+            RoundKind::Compliance,
+        ]
+    }
+
+    fn decode(bytes: &[u8]) -> Result<RoundKind, bincode::error::DecodeError> {
+        bincode::serde::decode_from_slice(bytes, config()).map(|(k, _)| k)
+    }
+
+    #[test]
+    fn every_kind_round_trips_in_bincode_and_json_and_tags_are_distinct() {
+        let kinds = every_kind();
+        for kind in &kinds {
+            let bytes = encode_body(kind).expect("encodes");
+            assert_eq!(bytes[..2], kind.tag().0.to_le_bytes(), "{kind:?}");
+            assert_eq!(&decode(&bytes).expect("decodes"), kind);
+            let json = serde_json::to_string(kind).expect("json");
+            assert_eq!(
+                &serde_json::from_str::<RoundKind>(&json).expect("json"),
+                kind
+            );
+        }
+        let mut tags: Vec<RoundTag> = kinds.iter().map(RoundKind::tag).collect();
+        tags.sort();
+        tags.dedup();
+        assert_eq!(tags.len(), kinds.len());
+    }
+
+    /// The pinned tags: changing one would silently change what an older node reads.
+    #[test]
+    fn tags_are_the_documented_numbers() {
+        let pinned: Vec<u16> = every_kind().iter().map(|k| k.tag().0).collect();
+        assert_eq!(
+            pinned,
+            [
+                0x0001, 0x0201, 0x0202, 0x0203, 0x0204, 0x0205, 0x0301, 0x0302, 0x0303, 0x0304,
+                0x0002, 0x0401
+            ]
+        );
+    }
+
+    #[test]
+    fn an_unknown_tag_or_missing_parameters_are_named_errors() {
+        let unknown = decode(&0x0777u16.to_le_bytes()).expect_err("unknown tag");
+        assert!(unknown.to_string().contains("0x0777"), "{unknown}");
+        let json = serde_json::from_str::<RoundKind>("[515]").expect_err("no parameters");
+        assert!(json.to_string().contains("0x0203"), "{json}");
+        let truncated = decode(&RoundTag::KMEANS.0.to_le_bytes()).expect_err("truncated");
+        assert!(!truncated.to_string().is_empty());
+    }
+}
