@@ -47,11 +47,11 @@ mod keys;
 pub mod params;
 mod ring;
 
+pub use self::ring::{add_assign, Ring, RingScalar};
 pub use ciphertext::{chunk_count, Ciphertext, CryptoError, Encryptor};
 pub use decryption::{combine, round_messages, PartialDecryptor};
 pub use keys::{JointPublicKey, KeyError, KeySetup, PublicKeyShare, SecretKeyShare};
 pub use params::{ParameterError, Profile, RingParameters, SchemeParameters};
-pub use self::ring::{add_assign, Ring, RingScalar};
 
 #[cfg(test)]
 mod tests;

@@ -178,12 +178,11 @@ fn a_public_share_is_the_same_every_time_it_is_asked_for() {
     let (_, shares) = committee::<u64>(Profile::Fast, 2);
     let first = shares[0].public_share();
     assert_eq!(shares[0].public_share(), first);
-    let restored: SecretKeyShare<u64> =
-        bincode::serde::decode_from_slice(
-            &crate::canonical::encode_body(&shares[0]).unwrap(),
-            crate::canonical::config(),
-        )
-        .unwrap()
-        .0;
+    let restored: SecretKeyShare<u64> = bincode::serde::decode_from_slice(
+        &crate::canonical::encode_body(&shares[0]).unwrap(),
+        crate::canonical::config(),
+    )
+    .unwrap()
+    .0;
     assert_eq!(restored.public_share(), first);
 }
