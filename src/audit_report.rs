@@ -13,7 +13,11 @@
 use crate::audit::{EXIT_DISAGREE, EXIT_REFUSED, EXIT_TAMPERED};
 use anyhow::{Context, Result};
 use clap::Args;
+use fedbank_common::audit::events::{
+    self as trail, check_fields, AlertDecrypted, PrivacySpent, TrailEvent,
+};
 use fedbank_common::audit::{cross_check, verify, AuditEvent, TrailReport};
+use fedbank_common::ids::NodeId;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -31,24 +35,24 @@ pub struct ReportArgs {
     out: Option<PathBuf>,
 }
 
-fn s(e: &AuditEvent, name: &str) -> String {
-    match e.fields.get(name) {
-        Some(Value::String(v)) => v.clone(),
-        Some(Value::Null) | None => String::new(),
-        Some(v) => v.to_string(),
-    }
+/// The events of `E`'s kind in `events` that decode, each with its trail line.
+fn typed<E: TrailEvent>(events: &[AuditEvent]) -> Vec<(&AuditEvent, E)> {
+    events
+        .iter()
+        .filter_map(|e| Some((e, e.read::<E>()?.ok()?)))
+        .collect()
 }
 
-fn list(e: &AuditEvent, name: &str) -> Vec<String> {
-    e.fields
-        .get(name)
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default()
+fn lines<'a, E>(events: &[(&'a AuditEvent, E)]) -> Vec<&'a AuditEvent> {
+    events.iter().map(|(e, _)| *e).collect()
+}
+
+fn names(nodes: &[NodeId]) -> String {
+    nodes
+        .iter()
+        .map(NodeId::as_str)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn refs(events: &[&AuditEvent], writer: &str) -> String {
@@ -77,7 +81,12 @@ pub fn run(args: &ReportArgs) -> Result<ExitCode> {
     let mut failures: Vec<(PathBuf, String)> = Vec::new();
     for path in &paths {
         match verify(path, None) {
-            Ok(r) => verified.push((path.clone(), r)),
+            // A signed event whose fields are not those of its kind is read by nothing below:
+            // the trail fails rather than lose a cross-check silently.
+            Ok(r) => match r.events.iter().find_map(|e| check_fields(e).err()) {
+                Some(unreadable) => failures.push((path.clone(), unreadable.to_string())),
+                None => verified.push((path.clone(), r)),
+            },
             Err(e) => failures.push((path.clone(), e.to_string())),
         }
     }
@@ -96,17 +105,16 @@ pub fn run(args: &ReportArgs) -> Result<ExitCode> {
     let refusals: Vec<(String, String, String)> = verified
         .iter()
         .flat_map(|(_, r)| {
-            r.events
-                .iter()
-                .filter(|e| e.event == "message.refused" || e.event == "decryption.refused")
-                .map(move |e| {
-                    let what = if e.event == "message.refused" {
-                        s(e, "message")
-                    } else {
-                        format!("decryption of round {}", e.fields["round"])
-                    };
-                    (r.writer.clone(), what, s(e, "reason"))
-                })
+            let messages = typed::<trail::MessageRefused>(&r.events)
+                .into_iter()
+                .map(|(_, e)| (r.writer.clone(), e.message, e.reason));
+            let decryptions = typed::<trail::DecryptionRefused>(&r.events)
+                .into_iter()
+                .map(|(_, e)| {
+                    let what = format!("decryption of round {}", e.round);
+                    (r.writer.clone(), what, e.reason)
+                });
+            messages.chain(decryptions).collect::<Vec<_>>()
         })
         .collect();
     let coordinator_name = coordinator
@@ -235,53 +243,56 @@ fn body(
     result: Option<&Value>,
 ) {
     let w = c.writer.as_str();
-    let of =
-        |kind: &str| -> Vec<&AuditEvent> { c.events.iter().filter(|e| e.event == kind).collect() };
-    let started = of("job.started");
-    let job = started.first().copied();
+    let started = typed::<trail::JobStarted>(&c.events);
+    let job = started.first().map(|(_, j)| j);
     let _ = writeln!(md, "\n## The job\n");
-    if let Some(j) = job {
+    if let Some((line, j)) = started.first() {
         let _ = writeln!(
             md,
             "- job **{}**, kind **{}**, started {} ({})",
-            s(j, "job"),
-            s(j, "kind"),
-            j.time,
-            refs(&[j], w)
+            j.job,
+            j.kind,
+            line.time,
+            refs(&[line], w)
         );
-        let _ = writeln!(md, "- configuration digest `{}`: every participant's Hello carried the same digest, or it was refused", s(j, "config_digest"));
-        let _ = writeln!(md, "- participants: {}", list(j, "participants").join(", "));
+        let _ = writeln!(md, "- configuration digest `{}`: every participant's Hello carried the same digest, or it was refused", j.config_digest);
+        let _ = writeln!(md, "- participants: {}", names(&j.participants));
         let _ = writeln!(
             md,
             "- key committee: {} (each holds one share of the decryption key; all are needed)",
-            list(j, "committee").join(", ")
+            names(&j.committee)
         );
         let _ = writeln!(
             md,
             "- crypto profile **{}**: {}",
-            s(j, "profile"),
-            profile_text(&s(j, "profile"))
+            j.profile,
+            profile_text(&j.profile)
         );
-        if !s(j, "auditor").is_empty() {
+        if let Some(auditor) = &j.auditor {
             let _ = writeln!(
                 md,
-                "- auditor: {} (holds the private-alert key; no data)",
-                s(j, "auditor")
+                "- auditor: {auditor} (holds the private-alert key; no data)"
             );
         }
     }
-    for e in of("job.completed").into_iter().chain(of("job.failed")) {
+    for (e, done) in typed::<trail::JobCompleted>(&c.events) {
         let _ = writeln!(
             md,
-            "- {} at {} ({}){}",
+            "- {} at {} ({}); result digest `{}`",
             e.event,
             e.time,
             refs(&[e], w),
-            if e.event == "job.completed" {
-                format!("; result digest `{}`", s(e, "result_digest"))
-            } else {
-                format!(": {}", s(e, "reason"))
-            }
+            done.result_digest
+        );
+    }
+    for (e, failed) in typed::<trail::JobFailed>(&c.events) {
+        let _ = writeln!(
+            md,
+            "- {} at {} ({}): {}",
+            e.event,
+            e.time,
+            refs(&[e], w),
+            failed.reason
         );
     }
 
@@ -291,46 +302,52 @@ fn body(
         "| round | computed | asked | contributed | dropped | events |"
     );
     let _ = writeln!(md, "|---|---|---|---|---|---|");
-    let mut rounds: BTreeMap<u64, Vec<&AuditEvent>> = BTreeMap::new();
-    for e in &c.events {
-        if let Some(r) = e.fields.get("round").and_then(Value::as_u64) {
-            rounds.entry(r).or_default().push(e);
-        }
+    #[derive(Default)]
+    struct RoundRow<'a> {
+        quantity: String,
+        asked: std::collections::BTreeSet<String>,
+        got: Vec<String>,
+        dropped: Vec<String>,
+        events: Vec<&'a AuditEvent>,
     }
-    for (round, events) in &rounds {
-        let quantity = events
-            .iter()
-            .find(|e| e.event == "round.started")
-            .map(|e| s(e, "quantity"))
-            .unwrap_or_default();
-        let asked: Vec<String> = events
-            .iter()
-            .filter(|e| e.event == "round.started")
-            .flat_map(|e| list(e, "asked"))
-            .collect::<std::collections::BTreeSet<_>>()
-            .into_iter()
-            .collect();
-        let got: Vec<String> = events
-            .iter()
-            .filter(|e| matches!(e.event.as_str(), "contribution.received" | "alert.received"))
-            .map(|e| s(e, "node"))
-            .collect();
-        let dropped: Vec<String> = events
-            .iter()
-            .filter(|e| e.event == "participant.dropped")
-            .map(|e| format!("{} ({})", s(e, "node"), s(e, "reason")))
-            .collect();
+    let mut rounds: BTreeMap<u32, RoundRow> = BTreeMap::new();
+    for (e, r) in typed::<trail::RoundStarted>(&c.events) {
+        let row = rounds.entry(r.round).or_default();
+        if row.quantity.is_empty() {
+            row.quantity = r.quantity;
+        }
+        row.asked.extend(r.asked.iter().map(|n| n.to_string()));
+        row.events.push(e);
+    }
+    for (e, r) in typed::<trail::ContributionReceived>(&c.events) {
+        let row = rounds.entry(r.round).or_default();
+        row.got.push(r.node.to_string());
+        row.events.push(e);
+    }
+    for (e, r) in typed::<trail::AlertReceived>(&c.events) {
+        let row = rounds.entry(r.round).or_default();
+        row.got.push(r.node.to_string());
+        row.events.push(e);
+    }
+    for (e, r) in typed::<trail::ParticipantDropped>(&c.events) {
+        let row = rounds.entry(r.round).or_default();
+        row.dropped.push(format!("{} ({})", r.node, r.reason));
+        row.events.push(e);
+    }
+    for (round, row) in &mut rounds {
+        row.events.sort_by_key(|e| e.seq);
         let _ = writeln!(
             md,
-            "| {round} | {quantity} | {} | {} | {} | {} |",
-            asked.len(),
-            got.join(", "),
-            if dropped.is_empty() {
+            "| {round} | {} | {} | {} | {} | {} |",
+            row.quantity,
+            row.asked.len(),
+            row.got.join(", "),
+            if row.dropped.is_empty() {
                 "none".to_owned()
             } else {
-                dropped.join("; ")
+                row.dropped.join("; ")
             },
-            refs(events, w)
+            refs(&row.events, w)
         );
     }
 
@@ -341,34 +358,33 @@ fn body(
     );
     let _ = writeln!(md, "|---|---|---|---|---|---|");
     let mut smallest = usize::MAX;
-    let mut slots: BTreeMap<(String, String), usize> = BTreeMap::new();
-    for req in of("decryption.requested") {
-        let (round, quantity, manifest) = (s(req, "round"), s(req, "quantity"), s(req, "manifest"));
-        let approvals: Vec<&AuditEvent> = c
-            .events
+    let mut slots: BTreeMap<(u32, String), usize> = BTreeMap::new();
+    let approvals = typed::<trail::DecryptionApproved>(&c.events);
+    let decrypts = typed::<trail::AggregateDecrypted>(&c.events);
+    for (_, req) in typed::<trail::DecryptionRequested>(&c.events) {
+        let approved: Vec<&str> = approvals
             .iter()
-            .filter(|e| e.event == "decryption.approved" && s(e, "manifest") == manifest)
+            .filter(|(_, a)| a.manifest == req.manifest)
+            .map(|(_, a)| a.node.as_str())
             .collect();
-        let decrypted: Vec<&AuditEvent> = c
-            .events
+        let decrypted: Vec<&AuditEvent> = decrypts
             .iter()
-            .filter(|e| e.event == "aggregate.decrypted" && s(e, "manifest") == manifest)
+            .filter(|(_, d)| d.manifest == req.manifest)
+            .map(|(e, _)| *e)
             .collect();
-        let n = list(req, "contributors").len();
+        let n = req.contributors.len();
         if !decrypted.is_empty() {
             smallest = smallest.min(n);
-            *slots.entry((round.clone(), quantity.clone())).or_default() += 1;
+            *slots.entry((req.round, req.quantity.clone())).or_default() += 1;
         }
         let _ = writeln!(
             md,
-            "| {round} | {quantity} | `{}…` | {n}: {} | {} | {} |",
-            short(&manifest),
-            list(req, "contributors").join(", "),
-            approvals
-                .iter()
-                .map(|e| s(e, "node"))
-                .collect::<Vec<_>>()
-                .join(", "),
+            "| {} | {} | `{}…` | {n}: {} | {} | {} |",
+            req.round,
+            req.quantity,
+            short(&req.manifest),
+            names(&req.contributors),
+            approved.join(", "),
             if decrypted.is_empty() {
                 "no".to_owned()
             } else {
@@ -376,49 +392,46 @@ fn body(
             }
         );
     }
-    let tallies = of("alert.tally_requested");
-    for t in &tallies {
-        let decided: Vec<&AuditEvent> = c
-            .events
+    let tallies = typed::<trail::AlertTallyRequested>(&c.events);
+    let received: Vec<(&AuditEvent, trail::TallyReceived)> = typed::<AlertDecrypted>(&c.events)
+        .into_iter()
+        .filter_map(|(e, d)| match d {
+            AlertDecrypted::AtCoordinator(d) => Some((e, d)),
+            AlertDecrypted::ByAuditor(_) => None,
+        })
+        .collect();
+    for (_, t) in &tallies {
+        let decided: Vec<&(&AuditEvent, trail::TallyReceived)> = received
             .iter()
-            .filter(|e| e.event == "alert.decrypted" && s(e, "manifest") == s(t, "manifest"))
+            .filter(|(_, d)| d.manifest == t.manifest)
             .collect();
-        let n = list(t, "contributors").len();
+        let n = t.contributors.len();
         smallest = smallest.min(n);
         let _ = writeln!(
             md,
             "| {} | alert counts | `{}…` | {n}: {} | auditor {} | {} |",
-            s(t, "round"),
-            short(&s(t, "manifest")),
-            list(t, "contributors").join(", "),
-            s(t, "auditor"),
-            if decided.is_empty() {
-                "no".to_owned()
-            } else {
-                format!(
+            t.round,
+            short(&t.manifest),
+            names(&t.contributors),
+            t.auditor,
+            match decided.first() {
+                None => "no".to_owned(),
+                Some((_, d)) => format!(
                     "{} → {}",
-                    refs(&decided, w),
-                    decided[0]
-                        .fields
-                        .get("institutions_over_limit")
-                        .map(|v| v.to_string())
-                        .unwrap_or_default()
-                )
+                    refs(&decided.iter().map(|(e, _)| *e).collect::<Vec<_>>(), w),
+                    serde_json::to_string(&d.institutions_over_limit).unwrap_or_default()
+                ),
             }
         );
     }
 
     let _ = writeln!(md, "\n## Privacy guarantees that held\n");
-    let min: usize = job
-        .and_then(|j| j.fields.get("min_participants"))
-        .and_then(Value::as_u64)
-        .unwrap_or(0) as usize;
-    let decrypts = of("aggregate.decrypted");
+    let min = job.map_or(0, |j| j.min_participants);
     if smallest == usize::MAX {
         let _ = writeln!(md, "- No aggregate was decrypted.");
     } else {
         let _ = writeln!(md, "- **Minimum contributors per aggregate: {} {} {min}** (`min_participants`). Every decryption above lists its contributors; each committee member checked the count itself before releasing its share ({}).",
-            smallest, if smallest >= min { "≥" } else { "< — VIOLATED:" }, refs(&decrypts, w));
+            smallest, if smallest >= min { "≥" } else { "< — VIOLATED:" }, refs(&lines(&decrypts), w));
     }
     let twice: Vec<String> = slots
         .iter()
@@ -434,10 +447,7 @@ fn body(
             format!("VIOLATED: {}", twice.join(", "))
         }
     );
-    match job
-        .and_then(|j| j.fields.get("k_anonymity"))
-        .and_then(Value::as_u64)
-    {
+    match job.and_then(|j| j.k_anonymity) {
         Some(k) => {
             let _ = writeln!(md, "- **k-anonymity:** segments with fewer than {k} customers are not released (merged or withheld, see the results).");
         }
@@ -445,15 +455,22 @@ fn body(
             let _ = writeln!(md, "- **k-anonymity:** not applicable to this job kind (it releases no per-segment figures).");
         }
     }
-    match of("privacy.spent").last() {
-        Some(p) => {
+    let spent: Vec<(&AuditEvent, trail::PrivacyReleased)> = typed::<PrivacySpent>(&c.events)
+        .into_iter()
+        .filter_map(|(e, p)| match p {
+            PrivacySpent::Released(p) => Some((e, p)),
+            PrivacySpent::Added(_) => None,
+        })
+        .collect();
+    match spent.last() {
+        Some((_, p)) => {
             let _ = writeln!(
                 md,
                 "- **Differential privacy:** ε = {} spent of a budget of {} (δ = {}), {}.",
-                s(p, "epsilon_spent"),
-                s(p, "epsilon_budget"),
-                s(p, "delta"),
-                refs(&of("privacy.spent"), w)
+                p.epsilon_spent,
+                p.epsilon_budget,
+                p.delta,
+                refs(&lines(&spent), w)
             );
         }
         None => {
@@ -464,8 +481,8 @@ fn body(
         let _ = writeln!(
             md,
             "- **Crypto profile:** {} ({}).",
-            s(j, "profile"),
-            profile_text(&s(j, "profile"))
+            j.profile,
+            profile_text(&j.profile)
         );
     }
 
@@ -513,23 +530,18 @@ fn body(
     let _ = writeln!(md, "\n## What no party saw, and how that is enforced\n");
     let sent: usize = nodes
         .iter()
-        .map(|(_, r)| {
-            r.events
-                .iter()
-                .filter(|e| e.event == "contribution.sent")
-                .count()
-        })
+        .map(|(_, r)| typed::<trail::ContributionSent>(&r.events).len())
         .sum();
     let alerts_sent: usize = nodes
         .iter()
-        .map(|(_, r)| r.events.iter().filter(|e| e.event == "alert.sent").count())
+        .map(|(_, r)| typed::<trail::AlertSent>(&r.events).len())
         .sum();
     let _ = writeln!(md, "- **No raw row and no per-customer value left any institution.** Participants only ever sent encrypted contributions ({sent} `contribution.sent` events in their own trails, each matched above by the coordinator's `contribution.received` with the same digest){}. Local results (segment assignments, model figures, compliance reports) were written at each institution and never sent.",
         if alerts_sent > 0 { format!(" and rates encrypted under the auditor's key ({alerts_sent} `alert.sent`)") } else { String::new() });
-    let _ = writeln!(md, "- **No individual update was decrypted, by anyone.** The coordinator holds no key share: the joint key was formed from the committee's public shares ({}). It can only ask for the decryption of a *sum*, and every member refuses a manifest with fewer than {min} contributors or a second manifest for the same slot; each decryption above shows its contributors and every member's approval, and the members' own trails agree.", refs(&of("key.setup"), w));
+    let _ = writeln!(md, "- **No individual update was decrypted, by anyone.** The coordinator holds no key share: the joint key was formed from the committee's public shares ({}). It can only ask for the decryption of a *sum*, and every member refuses a manifest with fewer than {min} contributors or a second manifest for the same slot; each decryption above shows its contributors and every member's approval, and the members' own trails agree.", refs(&lines(&typed::<trail::KeySetup>(&c.events)), w));
     if !tallies.is_empty() {
         let _ = writeln!(md, "- **No institution's violation rate was decrypted.** Rates were encrypted under the auditor's compact public key ({}); the coordinator, holding only the matching server key, compared them with the limits by programmable bootstrapping and added the bits ({}); the auditor decrypted only the per-rule counts, once, over {} institutions ({}), and its own trail records the same manifest.",
-            refs(&of("alert.keys"), w), refs(&of("alert.received"), w), tallies.first().map_or(0, |t| list(t, "contributors").len()), refs(&of("alert.decrypted"), w));
+            refs(&lines(&typed::<trail::AlertKeys>(&c.events)), w), refs(&lines(&typed::<trail::AlertReceived>(&c.events)), w), tallies.first().map_or(0, |(_, t)| t.contributors.len()), refs(&lines(&received), w));
     }
     let _ = writeln!(md, "- **The auditor** (who reads this report) sees the trails, the results and the alert counts: no row, no update, no single institution's figure.");
 }

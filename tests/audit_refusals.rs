@@ -2,21 +2,14 @@
 //! refusals of its messages (docs/threat-model.md §11), and says so in its exit status.
 
 use anyhow::Result;
-use fedbank_common::audit::{EventKind, SigningIdentity, TrailWriter};
-use fedbank_common::ids::NodeId;
-use serde_json::{json, Map, Value};
+use fedbank_common::audit::events::{self as trail, TrailEntry};
+use fedbank_common::audit::{SigningIdentity, TrailWriter};
+use fedbank_common::ids::{JobId, NodeId};
 use std::path::Path;
 use std::process::Command;
 use std::time::SystemTime;
 
-fn fields(v: Value) -> Map<String, Value> {
-    match v {
-        Value::Object(m) => m,
-        _ => Map::new(),
-    }
-}
-
-fn trail(dir: &Path, node: &str, role: &str, events: &[(EventKind, Value)]) -> Result<()> {
+fn trail(dir: &Path, node: &str, role: &str, events: &[TrailEntry]) -> Result<()> {
     let (identity, _) = SigningIdentity::generate()?;
     let mut writer = TrailWriter::create(
         &dir.join(format!("{node}.trail")),
@@ -25,8 +18,8 @@ fn trail(dir: &Path, node: &str, role: &str, events: &[(EventKind, Value)]) -> R
         identity,
         SystemTime::now(),
     )?;
-    for (kind, f) in events {
-        writer.append(*kind, fields(f.clone()), SystemTime::now())?;
+    for e in events {
+        writer.append(e.kind, e.fields.clone(), SystemTime::now())?;
     }
     Ok(())
 }
@@ -49,19 +42,19 @@ fn a_report_names_the_coordinator_whose_messages_honest_nodes_refused() -> Resul
     let run = tempfile::tempdir()?;
     let trails = run.path().join("trails");
     std::fs::create_dir_all(&trails)?;
-    let job = json!({"job": "hostile", "config_digest": "00"});
-    trail(
-        &trails,
-        "hub",
-        "coordinator",
-        &[(EventKind::JobStarted, job.clone())],
-    )?;
-    trail(
-        &trails,
-        "bank",
-        "participant",
-        &[(EventKind::JobStarted, job.clone())],
-    )?;
+    let job = TrailEntry::of(&trail::JobStarted {
+        job: JobId::new("hostile")?,
+        kind: "stats".into(),
+        config_digest: "00".into(),
+        profile: "strict".into(),
+        participants: vec![NodeId::new("bank")?],
+        committee: vec![NodeId::new("bank")?],
+        min_participants: 1,
+        k_anonymity: None,
+        auditor: None,
+    });
+    trail(&trails, "hub", "coordinator", std::slice::from_ref(&job))?;
+    trail(&trails, "bank", "participant", &[])?;
     // Without refusals the run verifies.
     let (code, stdout, _) = report(run.path())?;
     assert_eq!(code, Some(0), "{stdout}");
@@ -71,14 +64,12 @@ fn a_report_names_the_coordinator_whose_messages_honest_nodes_refused() -> Resul
         &trails,
         "bank",
         "participant",
-        &[
-            (EventKind::JobStarted, job),
-            (
-                EventKind::MessageRefused,
-                json!({"job": "hostile", "message": "KeyBundle",
-                    "reason": "key ceremony refused: the share reveal signed by insurer does not match"}),
-            ),
-        ],
+        &[TrailEntry::of(&trail::MessageRefused {
+            job: JobId::new("hostile")?,
+            message: "KeyBundle".into(),
+            reason: "key ceremony refused: the share reveal signed by insurer does not match"
+                .into(),
+        })],
     )?;
     let (code, stdout, md) = report(run.path())?;
     assert_eq!(code, Some(5), "{stdout}");
@@ -106,19 +97,25 @@ fn the_cross_check_compares_the_joint_key_each_participant_accepted() -> Result<
             &trails,
             "hub",
             "coordinator",
-            &[(
-                EventKind::KeySetup,
-                json!({"job": "j", "key_epoch": 1, "stage": "joint key formed", "joint_key_digest": "aa11"}),
-            )],
+            &[TrailEntry::of(&trail::KeySetup::JointKeyFormed {
+                job: JobId::new("j")?,
+                key_epoch: 1,
+                members: vec![NodeId::new("bank")?],
+                joint_key_digest: "aa11".into(),
+            })],
         )?;
         trail(
             &trails,
             "bank",
             "participant",
-            &[(
-                EventKind::KeyAccepted,
-                json!({"job": "j", "key_epoch": 1, "joint_key_digest": accepted}),
-            )],
+            &[TrailEntry::of(&trail::KeyAccepted {
+                job: JobId::new("j")?,
+                key_epoch: 1,
+                setup_digest: "01".into(),
+                commitments_digest: "02".into(),
+                shares: vec![],
+                joint_key_digest: accepted.into(),
+            })],
         )?;
         let (code, stdout, _) = report(run.path())?;
         assert_eq!(code, Some(expected_exit), "{stdout}");

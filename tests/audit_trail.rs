@@ -61,6 +61,15 @@ fn write_trails(dir: &Path, participant_digest_round2: &str) -> (PathBuf, PathBu
         )
         .expect("append");
         c.append(
+            EventKind::RosterFixed,
+            fields(
+                json!({"job": "stats-1", "round": round, "attempt": 0, "quantity": "moments",
+                "roster": format!("r{round}"), "participants": ["bank-a"]}),
+            ),
+            at(3),
+        )
+        .expect("append");
+        c.append(
             EventKind::ContributionReceived,
             fields(json!({"job": "stats-1", "round": round, "quantity": "moments", "node": "bank-a", "digest": digest})),
             at(3),
@@ -74,7 +83,8 @@ fn write_trails(dir: &Path, participant_digest_round2: &str) -> (PathBuf, PathBu
         p.append(
             EventKind::ContributionSent,
             fields(
-                json!({"job": "stats-1", "round": round, "quantity": "moments", "digest": sent}),
+                json!({"job": "stats-1", "round": round, "attempt": 0, "quantity": "moments",
+                    "digest": sent, "roster": format!("r{round}"), "clipped_values": 0}),
             ),
             at(3),
         )
@@ -108,7 +118,7 @@ fn an_untouched_trail_verifies_and_can_be_continued() {
     let dir = tempfile::tempdir().expect("dir");
     let (coordinator, _, key) = write_trails(dir.path(), "d2");
     let report = verify(&coordinator, Some(&key)).expect("verifies");
-    assert_eq!(report.events.len(), 7);
+    assert_eq!(report.events.len(), 9);
     assert_eq!(report.role, "coordinator");
     assert!(matches!(
         verify(&coordinator, Some("00")),
@@ -167,7 +177,7 @@ fn removed_reordered_inserted_and_truncated_events_are_named() {
     std::fs::write(&tampered, &text[..text.len() - 10]).expect("write");
     assert!(matches!(
         verify(&tampered, None),
-        Err(VerifyError::Truncated { line: 7 })
+        Err(VerifyError::Truncated { line: 9 })
     ));
 }
 
@@ -248,7 +258,7 @@ fn cross_check_finds_a_contribution_revealed_against_a_roster_the_coordinator_di
         &[
             (
                 EventKind::RosterFixed,
-                json!({"job": "j", "round": 1, "attempt": 0, "quantity": "moments", "roster": "r1"}),
+                json!({"job": "j", "round": 1, "attempt": 0, "quantity": "moments", "roster": "r1", "participants": ["bank-a"]}),
             ),
             (
                 EventKind::ContributionReceived,
@@ -259,7 +269,7 @@ fn cross_check_finds_a_contribution_revealed_against_a_roster_the_coordinator_di
     let sent = |roster: &str| {
         [(
             EventKind::ContributionSent,
-            json!({"job": "j", "round": 1, "attempt": 0, "quantity": "moments", "digest": "d1", "roster": roster}),
+            json!({"job": "j", "round": 1, "attempt": 0, "quantity": "moments", "digest": "d1", "roster": roster, "clipped_values": 0}),
         )]
     };
     let agreeing = trail_of(dir.path(), "bank-a", "participant", &sent("r1"));

@@ -4,7 +4,7 @@
 //! decryption of a mask the coordinator chose, and a second roster after the masks were seen. Each is refused by the honest node, lands in its
 //! own signed trail, and `fedbank audit report` names the coordinator (exit status 5).
 
-use fedbank_common::audit::{verify, EventKind, SigningIdentity, TrailWriter};
+use fedbank_common::audit::{verify, SigningIdentity, TrailWriter};
 use fedbank_common::committee::MASK_DIGEST_LABEL;
 use fedbank_common::digest::Digest;
 use fedbank_common::ids::{JobId, NodeId};
@@ -333,10 +333,20 @@ async fn three_attacks_over_quic_are_refused_recorded_and_reported() {
         SystemTime::now(),
     )
     .expect("trail");
-    let mut f = serde_json::Map::new();
-    f.insert("job".into(), job.spec().job.as_str().into());
+    let spec = job.spec();
+    let started = fedbank_common::audit::events::JobStarted {
+        job: spec.job.clone(),
+        kind: spec.kind.name().to_owned(),
+        config_digest: job.digest().to_hex(),
+        profile: spec.profile.name().to_owned(),
+        participants: spec.participants.clone(),
+        committee: spec.committee.clone(),
+        min_participants: spec.min_participants,
+        k_anonymity: None,
+        auditor: None,
+    };
     coordinator_trail
-        .append(EventKind::JobStarted, f, SystemTime::now())
+        .record(&started, SystemTime::now())
         .expect("append");
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_fedbank"))
         .args(["audit", "report"])

@@ -24,6 +24,7 @@
 //! It does not talk to the network; the shell in `fedbank-transport` carries its messages.
 
 use fedbank_common::alerts::{self, AuditorKeys};
+use fedbank_common::audit::events::{self as trail, TrailEvent};
 use fedbank_common::audit::EventKind;
 use fedbank_common::digest::Digest;
 use fedbank_common::ids::NodeId;
@@ -32,7 +33,7 @@ use fedbank_common::protocol::{
     AlertCounts, AlertKeys, AlertTally, Hello, Inbound, Notice, NoticeKind, PROTOCOL_VERSION,
 };
 use fedbank_common::secagg::RingScalar;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 use std::collections::VecDeque;
 use std::sync::Arc;
 
@@ -145,13 +146,6 @@ pub struct AuditorMachine {
     keys_logged: bool,
 }
 
-fn fields(v: Value) -> Map<String, Value> {
-    match v {
-        Value::Object(m) => m,
-        _ => Map::new(),
-    }
-}
-
 impl AuditorMachine {
     /// The auditor `id` of `job`, with its keys (generate them with [`AuditorKeys::generate`]).
     pub fn new(
@@ -193,9 +187,11 @@ impl AuditorMachine {
         &self.id
     }
 
-    fn audit(&mut self, kind: EventKind, fields: Map<String, Value>) {
-        self.outputs
-            .push_back(AuditorOutput::Audit { kind, fields });
+    fn audit<E: TrailEvent>(&mut self, event: E) {
+        self.outputs.push_back(AuditorOutput::Audit {
+            kind: E::KIND,
+            fields: event.fields(),
+        });
     }
 
     fn send(&mut self, message: AuditorOutbound) {
@@ -218,14 +214,12 @@ impl AuditorMachine {
         };
         if !self.keys_logged {
             self.keys_logged = true;
-            self.audit(
-                EventKind::AlertKeys,
-                fields(
-                    json!({"job": spec.job.as_str(), "auditor": self.id.as_str(),
-                    "public_key": self.public_digest.to_hex(),
-                    "server_key": alerts::digest(self.keys.server_key_bytes()).to_hex()}),
-                ),
-            );
+            self.audit(trail::AlertKeys {
+                job: spec.job.clone(),
+                auditor: self.id.clone(),
+                public_key: self.public_digest.to_hex(),
+                server_key: alerts::digest(self.keys.server_key_bytes()).to_hex(),
+            });
         }
         self.send(AuditorOutbound::Hello(hello));
         self.send(AuditorOutbound::Keys(keys));
@@ -350,14 +344,14 @@ impl AuditorMachine {
                     .zip(counts.iter().copied())
                     .collect();
                 if self.decided.is_none() {
-                    self.audit(
-                        EventKind::AlertDecrypted,
-                        fields(json!({"job": job.as_str(), "round": tally.manifest.round,
-                            "manifest": digest.to_hex(),
-                            "contributors": tally.manifest.contributors.iter().map(|c| c.as_str()).collect::<Vec<_>>(),
-                            "digests": tally.manifest.digests.iter().map(|d| d.to_hex()).collect::<Vec<_>>(),
-                            "institutions_over_limit": per_rule.iter().map(|(r, c)| (r.clone(), json!(c))).collect::<Map<_, _>>()})),
-                    );
+                    self.audit(trail::AlertDecrypted::ByAuditor(trail::TallyDecrypted {
+                        job: job.clone(),
+                        round: tally.manifest.round,
+                        manifest: digest.to_hex(),
+                        contributors: tally.manifest.contributors.clone(),
+                        digests: tally.manifest.digests.iter().map(|d| d.to_hex()).collect(),
+                        institutions_over_limit: per_rule.iter().cloned().collect(),
+                    }));
                     self.outputs.push_back(AuditorOutput::Progress(format!(
                         "{}: decrypted {} alert counts over {} institutions: {per_rule:?}",
                         self.id,
@@ -376,11 +370,12 @@ impl AuditorMachine {
             }
             Err(refusal) => {
                 let reason = refusal.to_string();
-                self.audit(
-                    EventKind::AlertRefused,
-                    fields(json!({"job": job.as_str(), "round": tally.manifest.round,
-                        "manifest": digest.to_hex(), "reason": reason})),
-                );
+                self.audit(trail::AlertRefused {
+                    job: job.clone(),
+                    round: tally.manifest.round,
+                    manifest: digest.to_hex(),
+                    reason: reason.clone(),
+                });
                 self.send(AuditorOutbound::Notice(Notice {
                     job,
                     round: Some(tally.manifest.round),

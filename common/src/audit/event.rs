@@ -23,8 +23,6 @@ pub enum EventKind {
     MessageRefused,
     /// A node joined.
     Joined,
-    /// A node was refused.
-    Refused,
     /// A round started.
     RoundStarted,
     /// The coordinator fixed a round's roster of committed contributions.
@@ -76,6 +74,49 @@ pub enum EventKind {
 }
 
 impl EventKind {
+    /// Every kind, in the order above.
+    pub const ALL: [EventKind; 31] = {
+        use EventKind::*;
+        [
+            TrailOpened,
+            JobStarted,
+            JobResumed,
+            KeySetup,
+            KeyAccepted,
+            MessageRefused,
+            Joined,
+            RoundStarted,
+            RosterFixed,
+            ContributionReceived,
+            ContributionSent,
+            ParticipantDropped,
+            DecryptionRequested,
+            DecryptionReleased,
+            DecryptionRefused,
+            DecryptionRetried,
+            DecryptionApproved,
+            AggregateDecrypted,
+            RoundCompleted,
+            SegmentsAssigned,
+            ModelReceived,
+            PrivacySpent,
+            RulesEvaluated,
+            AlertKeys,
+            AlertSent,
+            AlertReceived,
+            AlertTallyRequested,
+            AlertDecrypted,
+            AlertRefused,
+            JobCompleted,
+            JobFailed,
+        ]
+    };
+
+    /// The kind stored as `name`, if this build knows it.
+    pub fn from_name(name: &str) -> Option<EventKind> {
+        Self::ALL.into_iter().find(|k| k.name() == name)
+    }
+
     /// The dotted name stored in the trail.
     pub const fn name(self) -> &'static str {
         use EventKind::*;
@@ -87,7 +128,6 @@ impl EventKind {
             KeyAccepted => "key.accepted",
             MessageRefused => "message.refused",
             Joined => "node.joined",
-            Refused => "node.refused",
             RoundStarted => "round.started",
             RosterFixed => "roster.fixed",
             ContributionReceived => "contribution.received",

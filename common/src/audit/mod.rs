@@ -14,10 +14,13 @@
 //!   or inserted (or whose signature fails); [`cross_check`] compares what a coordinator
 //!   recorded with what participants and committee members recorded themselves.
 //!
+//! - [`events`]: one type per event kind, used by every writer and reader of a trail.
+//!
 //! The trail's signing key is named in its first event. A verifier that is given the writer's
 //! expected public key (from its certificate) also detects a trail rewritten under a new key.
 
 mod event;
+pub mod events;
 mod hex;
 mod verify;
 mod writer;

@@ -1,6 +1,11 @@
 //! Verifying a trail, and cross-checking the coordinator's trail against the nodes' own.
 
 use super::event::{AuditEvent, EventKind, GENESIS_PREV};
+use super::events::{
+    events_of, AlertDecrypted, AlertKeys, AlertReceived, AlertSent, AlertTallyRequested,
+    ContributionReceived, ContributionSent, DecryptionApproved, DecryptionReleased, KeyAccepted,
+    KeySetup, RosterFixed, TrailEvent,
+};
 use super::hex::unhex;
 use ring::signature::{UnparsedPublicKey, ED25519};
 use std::collections::BTreeMap;
@@ -383,39 +388,159 @@ impl fmt::Display for CrossCheckFinding {
     }
 }
 
-fn field(e: &AuditEvent, name: &str) -> String {
-    match e.fields.get(name) {
-        Some(serde_json::Value::String(s)) => s.clone(),
-        Some(other) => other.to_string(),
-        None => String::new(),
-    }
+/// (node, job, round, quantity) of an item both sides record.
+type ItemKey = (String, String, String, String);
+/// The digest recorded per item.
+type Items = BTreeMap<ItemKey, String>;
+
+/// The items of `E` events among `events`, keyed and with their digest by `item`.
+fn items<E: TrailEvent>(events: &[AuditEvent], item: impl Fn(E) -> (ItemKey, String)) -> Items {
+    events_of::<E>(events).map(item).collect()
 }
 
-/// (what, digest) per item, keyed by (node, job, round, quantity).
-type Items = BTreeMap<(String, String, String, String), String>;
-
-fn collect(
-    events: &[AuditEvent],
-    kind: EventKind,
-    node_of: impl Fn(&AuditEvent) -> String,
-    digest_field: &str,
-) -> Items {
-    events
-        .iter()
-        .filter(|e| e.event == kind.name())
-        .map(|e| {
-            (
-                (
-                    node_of(e),
-                    field(e, "job"),
-                    field(e, "round"),
-                    field(e, "quantity"),
-                ),
-                field(e, digest_field),
-            )
-        })
-        .collect()
+/// One pair of events that the coordinator and a node both record.
+struct Pair {
+    /// What the item is, for findings.
+    label: &'static str,
+    /// The coordinator's record, keyed by the node it names.
+    coordinator: fn(&[AuditEvent]) -> Items,
+    /// The node's own record, keyed by its own name (the trail's writer).
+    node: fn(&[AuditEvent], &str) -> Items,
 }
+
+const PAIRS: [Pair; 5] = [
+    Pair {
+        label: "contribution",
+        coordinator: |events| {
+            items(events, |e: ContributionReceived| {
+                let key = (
+                    e.node.to_string(),
+                    e.job.to_string(),
+                    e.round.to_string(),
+                    e.quantity,
+                );
+                (key, e.digest)
+            })
+        },
+        node: |events, writer| {
+            items(events, |e: ContributionSent| {
+                let key = (
+                    writer.to_owned(),
+                    e.job.to_string(),
+                    e.round.to_string(),
+                    e.quantity,
+                );
+                (key, e.digest)
+            })
+        },
+    },
+    Pair {
+        label: "partial decryption",
+        coordinator: |events| {
+            items(events, |e: DecryptionApproved| {
+                let key = (
+                    e.node.to_string(),
+                    e.job.to_string(),
+                    e.round.to_string(),
+                    e.quantity,
+                );
+                (key, e.manifest)
+            })
+        },
+        node: |events, writer| {
+            items(events, |e: DecryptionReleased| {
+                let key = (
+                    writer.to_owned(),
+                    e.job.to_string(),
+                    e.round.to_string(),
+                    e.quantity,
+                );
+                (key, e.manifest)
+            })
+        },
+    },
+    Pair {
+        label: "encrypted alert rates",
+        coordinator: |events| {
+            items(events, |e: AlertReceived| {
+                let key = (
+                    e.node.to_string(),
+                    e.job.to_string(),
+                    e.round.to_string(),
+                    String::new(),
+                );
+                (key, e.digest)
+            })
+        },
+        node: |events, writer| {
+            items(events, |e: AlertSent| {
+                let key = (
+                    writer.to_owned(),
+                    e.job.to_string(),
+                    e.round.to_string(),
+                    String::new(),
+                );
+                (key, e.digest)
+            })
+        },
+    },
+    Pair {
+        label: "alert public key",
+        coordinator: |events| {
+            items(events, |e: AlertKeys| {
+                let key = (
+                    e.auditor.to_string(),
+                    e.job.to_string(),
+                    String::new(),
+                    String::new(),
+                );
+                (key, e.public_key)
+            })
+        },
+        node: |events, writer| {
+            items(events, |e: AlertKeys| {
+                let key = (
+                    writer.to_owned(),
+                    e.job.to_string(),
+                    String::new(),
+                    String::new(),
+                );
+                (key, e.public_key)
+            })
+        },
+    },
+    Pair {
+        label: "alert decryption",
+        coordinator: |events| {
+            items(events, |e: AlertTallyRequested| {
+                let key = (
+                    e.auditor.to_string(),
+                    e.job.to_string(),
+                    e.round.to_string(),
+                    String::new(),
+                );
+                (key, e.manifest)
+            })
+        },
+        node: |events, writer| {
+            events_of::<AlertDecrypted>(events)
+                .filter_map(|e| match e {
+                    AlertDecrypted::ByAuditor(e) => Some(e),
+                    AlertDecrypted::AtCoordinator(_) => None,
+                })
+                .map(|e| {
+                    let key = (
+                        writer.to_owned(),
+                        e.job.to_string(),
+                        e.round.to_string(),
+                        String::new(),
+                    );
+                    (key, e.manifest)
+                })
+                .collect()
+        },
+    },
+];
 
 /// What a node recorded (`digest` of `what`) against what the coordinator recorded for it.
 fn compare(
@@ -441,79 +566,29 @@ fn compare(
 
 /// Compares the coordinator's trail with nodes' own trails: every contribution a participant
 /// sent against what the coordinator received, and every partial decryption a member released
-/// against what the coordinator recorded.
+/// against what the coordinator recorded. Both sides are read as their typed events
+/// ([`super::events`]), so a writer and this check cannot disagree on a field's name.
 pub fn cross_check(coordinator: &TrailReport, nodes: &[TrailReport]) -> Vec<CrossCheckFinding> {
     let mut findings = Vec::new();
-    // (coordinator's event, the field naming the node in it, the node's event, the digest
-    // field both record, what it is)
-    let pairs = [
-        (
-            EventKind::ContributionReceived,
-            "node",
-            EventKind::ContributionSent,
-            "digest",
-            "contribution",
-        ),
-        (
-            EventKind::DecryptionApproved,
-            "node",
-            EventKind::DecryptionReleased,
-            "manifest",
-            "partial decryption",
-        ),
-        (
-            EventKind::AlertReceived,
-            "node",
-            EventKind::AlertSent,
-            "digest",
-            "encrypted alert rates",
-        ),
-        (
-            EventKind::AlertKeys,
-            "auditor",
-            EventKind::AlertKeys,
-            "public_key",
-            "alert public key",
-        ),
-        (
-            EventKind::AlertTallyRequested,
-            "auditor",
-            EventKind::AlertDecrypted,
-            "manifest",
-            "alert decryption",
-        ),
-    ];
-    for (at_coordinator, who, at_node, digest, label) in pairs {
-        let theirs = collect(
-            &coordinator.events,
-            at_coordinator,
-            |e| field(e, who),
-            digest,
-        );
+    for pair in &PAIRS {
+        let theirs = (pair.coordinator)(&coordinator.events);
         for node in nodes {
-            let mine = collect(&node.events, at_node, |_| node.writer.clone(), digest);
+            let mine = (pair.node)(&node.events, &node.writer);
             let theirs_for_node: Items = theirs
                 .iter()
                 .filter(|((n, ..), _)| *n == node.writer)
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect();
-            let describe = |(_, job, round, quantity): &(String, String, String, String)| {
-                format!("{label} job {job} round {round} quantity {quantity}")
+            let describe = |(_, job, round, quantity): &ItemKey| {
+                format!("{} job {job} round {round} quantity {quantity}", pair.label)
             };
             for (key, digest) in &mine {
-                match theirs_for_node.get(key) {
-                    None => findings.push(CrossCheckFinding::MissingAtCoordinator {
-                        node: node.writer.clone(),
-                        what: describe(key),
-                    }),
-                    Some(c) if c != digest => findings.push(CrossCheckFinding::DigestDiffers {
-                        node: node.writer.clone(),
-                        what: describe(key),
-                        coordinator: c.clone(),
-                        node_digest: digest.clone(),
-                    }),
-                    Some(_) => {}
-                }
+                findings.extend(compare(
+                    &node.writer,
+                    describe(key),
+                    theirs_for_node.get(key),
+                    digest.clone(),
+                ));
             }
             for key in theirs_for_node.keys().filter(|k| !mine.contains_key(*k)) {
                 findings.push(CrossCheckFinding::MissingAtNode {
@@ -525,49 +600,41 @@ pub fn cross_check(coordinator: &TrailReport, nodes: &[TrailReport]) -> Vec<Cros
     }
     // The joint key each participant formed itself and accepted is the one the coordinator
     // recorded forming for that key epoch.
-    let formed: BTreeMap<String, String> = coordinator
-        .events
-        .iter()
-        .filter(|e| {
-            e.event == EventKind::KeySetup.name() && field(e, "stage") == "joint key formed"
+    let formed: BTreeMap<u32, String> = events_of::<KeySetup>(&coordinator.events)
+        .filter_map(|e| match e {
+            KeySetup::JointKeyFormed {
+                key_epoch,
+                joint_key_digest,
+                ..
+            } => Some((key_epoch, joint_key_digest)),
+            _ => None,
         })
-        .map(|e| (field(e, "key_epoch"), field(e, "joint_key_digest")))
         .collect();
     for node in nodes {
-        for e in node
-            .events
-            .iter()
-            .filter(|e| e.event == EventKind::KeyAccepted.name())
-        {
-            let (epoch, digest) = (field(e, "key_epoch"), field(e, "joint_key_digest"));
+        for e in events_of::<KeyAccepted>(&node.events) {
             let what = format!(
-                "joint public key of job {} key epoch {epoch}",
-                field(e, "job")
+                "joint public key of job {} key epoch {}",
+                e.job, e.key_epoch
             );
-            findings.extend(compare(&node.writer, what, formed.get(&epoch), digest));
+            findings.extend(compare(
+                &node.writer,
+                what,
+                formed.get(&e.key_epoch),
+                e.joint_key_digest,
+            ));
         }
     }
     // Every contribution a participant revealed was revealed against the roster the
     // coordinator recorded fixing for that round attempt (docs/threat-model.md §9).
-    let rosters: BTreeMap<(String, String, String), String> = coordinator
-        .events
-        .iter()
-        .filter(|e| e.event == EventKind::RosterFixed.name())
-        .map(|e| {
-            (
-                (field(e, "job"), field(e, "round"), field(e, "attempt")),
-                field(e, "roster"),
-            )
-        })
-        .collect();
+    let rosters: BTreeMap<(String, u32, u32), String> =
+        events_of::<RosterFixed>(&coordinator.events)
+            .map(|e| ((e.job.to_string(), e.round, e.attempt), e.roster))
+            .collect();
     for node in nodes {
-        for e in node.events.iter().filter(|e| {
-            e.event == EventKind::ContributionSent.name() && e.fields.contains_key("roster")
-        }) {
-            let key = (field(e, "job"), field(e, "round"), field(e, "attempt"));
+        for e in events_of::<ContributionSent>(&node.events) {
+            let key = (e.job.to_string(), e.round, e.attempt);
             let what = format!("roster of job {} round {} attempt {}", key.0, key.1, key.2);
-            let digest = field(e, "roster");
-            findings.extend(compare(&node.writer, what, rosters.get(&key), digest));
+            findings.extend(compare(&node.writer, what, rosters.get(&key), e.roster));
         }
     }
     findings

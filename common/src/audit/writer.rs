@@ -1,6 +1,7 @@
 //! Appending signed events to a trail file.
 
 use super::event::{AuditEvent, EventKind, GENESIS_PREV};
+use super::events::{TrailEvent, TrailOpened};
 use super::hex::hex;
 use super::verify::{verify, VerifyError};
 use crate::ids::NodeId;
@@ -132,13 +133,11 @@ impl TrailWriter {
             next_seq: 0,
             prev: GENESIS_PREV.to_owned(),
         };
-        let mut fields = Map::new();
-        fields.insert("role".into(), Value::from(role));
-        fields.insert(
-            "public_key".into(),
-            Value::from(trail.identity.public_key_hex()),
-        );
-        trail.append(EventKind::TrailOpened, fields, now)?;
+        let opened = TrailOpened {
+            role: role.to_owned(),
+            public_key: trail.identity.public_key_hex(),
+        };
+        trail.append(TrailOpened::KIND, opened.fields(), now)?;
         Ok(trail)
     }
 
@@ -172,6 +171,15 @@ impl TrailWriter {
             next_seq,
             prev,
         })
+    }
+
+    /// Appends `event` (see [`Self::append`]).
+    pub fn record<E: TrailEvent>(
+        &mut self,
+        event: &E,
+        now: SystemTime,
+    ) -> Result<AuditEvent, TrailError> {
+        self.append(E::KIND, event.fields(), now)
     }
 
     /// Appends one event and syncs it to disk.

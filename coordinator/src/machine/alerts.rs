@@ -15,18 +15,17 @@
 //! sends the auditor anything but the per-rule sums.
 
 use super::events::{JobFailure, Millis, Outbound, Violation};
-use super::{fields, CoordinatorMachine, Stage};
+use super::{CoordinatorMachine, Stage};
 use crate::compliance::AlertCost;
 use crate::job_logic::JobLogic;
 use fedbank_common::alerts::{self, AlertEvaluator, OverLimitBits, RatePublicKey};
-use fedbank_common::audit::EventKind;
+use fedbank_common::audit::events as trail;
 use fedbank_common::digest::Digest;
 use fedbank_common::ids::NodeId;
 use fedbank_common::protocol::{
     AlertContribution, AlertCounts, AlertKeys, AlertManifest, AlertRequest, AlertTally,
 };
 use fedbank_common::secagg::RingScalar;
-use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// The auditor's keys as the coordinator keeps them.
@@ -106,14 +105,12 @@ impl<S: RingScalar> CoordinatorMachine<S> {
         RatePublicKey::from_bytes(&keys.public_key).map_err(|e| bad(e.to_string()))?;
         let evaluator =
             AlertEvaluator::from_bytes(&keys.server_key).map_err(|e| bad(e.to_string()))?;
-        self.audit(
-            EventKind::AlertKeys,
-            fields(
-                json!({"job": self.job.spec().job.as_str(), "auditor": from.as_str(),
-                "public_key": public_digest.to_hex(),
-                "server_key": alerts::digest(&keys.server_key).to_hex()}),
-            ),
-        );
+        self.audit(trail::AlertKeys {
+            job: self.job.spec().job.clone(),
+            auditor: from.clone(),
+            public_key: public_digest.to_hex(),
+            server_key: alerts::digest(&keys.server_key).to_hex(),
+        });
         self.progress(format!(
             "auditor {from}: alert keys accepted ({} bytes of server key)",
             keys.server_key.len()
@@ -152,11 +149,13 @@ impl<S: RingScalar> CoordinatorMachine<S> {
         for node in &asked {
             self.send(node, Outbound::AlertRequest(request.clone()));
         }
-        self.audit(
-            EventKind::RoundStarted,
-            fields(json!({"job": request.job.as_str(), "round": number, "attempt": 0,
-                "quantity": "alerts", "asked": asked.iter().map(|n| n.as_str()).collect::<Vec<_>>()})),
-        );
+        self.audit(trail::RoundStarted {
+            job: request.job.clone(),
+            round: number,
+            attempt: 0,
+            quantity: "alerts".into(),
+            asked: asked.iter().cloned().collect(),
+        });
         self.progress(format!(
             "round {number} (alerts): asked {} contributors for their rates under the auditor's key",
             asked.len()
@@ -233,13 +232,13 @@ impl<S: RingScalar> CoordinatorMachine<S> {
         let digest = alerts::digest(&c.rates);
         step.received.insert(from.clone(), (digest, bits));
         let (round, complete) = (step.round, step.complete());
-        self.audit(
-            EventKind::AlertReceived,
-            fields(
-                json!({"job": job.as_str(), "round": round, "node": from.as_str(),
-                "digest": digest.to_hex(), "comparisons": limits.len()}),
-            ),
-        );
+        self.audit(trail::AlertReceived {
+            job: job.clone(),
+            round,
+            node: from.clone(),
+            digest: digest.to_hex(),
+            comparisons: limits.len(),
+        });
         self.progress(format!(
             "round {round}: rates from {from} compared with {} limits in {seconds:.2} s",
             limits.len()
@@ -259,11 +258,13 @@ impl<S: RingScalar> CoordinatorMachine<S> {
             return false;
         }
         let (round, complete) = (step.round, step.complete());
-        self.audit(
-            EventKind::ParticipantDropped,
-            fields(json!({"job": self.job.spec().job.as_str(), "round": round,
-                "node": node.as_str(), "reason": reason})),
-        );
+        self.audit(trail::ParticipantDropped {
+            job: self.job.spec().job.clone(),
+            round,
+            attempt: None,
+            node: node.clone(),
+            reason: reason.to_string(),
+        });
         self.progress(format!("round {round}: {node} {reason}"));
         if complete {
             self.close_alerts(now);
@@ -302,14 +303,22 @@ impl<S: RingScalar> CoordinatorMachine<S> {
             digests: step.received.values().map(|(d, _)| *d).collect(),
             public_key: held.public_digest,
         };
-        self.audit(
-            EventKind::AlertTallyRequested,
-            fields(json!({"job": manifest.job.as_str(), "round": manifest.round,
-                "manifest": manifest.digest().to_hex(), "auditor": auditor.as_str(),
-                "contributors": manifest.contributors.iter().map(|c| c.as_str()).collect::<Vec<_>>(),
-                "rules": manifest.rules.iter().map(|r| json!({"rule": r.rule, "limit_basis_points": r.limit_basis_points})).collect::<Vec<_>>(),
-                "min_participants": min})),
-        );
+        self.audit(trail::AlertTallyRequested {
+            job: manifest.job.clone(),
+            round: manifest.round,
+            manifest: manifest.digest().to_hex(),
+            auditor: auditor.clone(),
+            contributors: manifest.contributors.clone(),
+            rules: manifest
+                .rules
+                .iter()
+                .map(|r| trail::RuleLimit {
+                    rule: r.rule.clone(),
+                    limit_basis_points: r.limit_basis_points,
+                })
+                .collect(),
+            min_participants: min,
+        });
         self.progress(format!(
             "round {}: {} over-limit bits per rule added in {:.2} s; asking the auditor to decrypt {} counts",
             step.round,
@@ -405,11 +414,11 @@ impl<S: RingScalar> CoordinatorMachine<S> {
             seconds_per_comparison: step.compare_seconds / comparisons.max(1) as f64,
             tally_seconds: step.tally_seconds,
         };
-        let per_rule: serde_json::Map<String, serde_json::Value> = manifest
+        let per_rule = manifest
             .rules
             .iter()
             .zip(&counts.counts)
-            .map(|(r, c)| (r.rule.clone(), json!(c)))
+            .map(|(r, c)| (r.rule.clone(), *c))
             .collect();
         let (round, digest) = (manifest.round, manifest.digest());
         let differ = match &mut self.logic {
@@ -422,19 +431,19 @@ impl<S: RingScalar> CoordinatorMachine<S> {
                 "the auditor's alert counts differ from the verified counts for rules {differ:?}"
             ));
         }
-        self.audit(
-            EventKind::AlertDecrypted,
-            fields(
-                json!({"job": counts.job.as_str(), "round": round, "manifest": digest.to_hex(),
-                "auditor": from.as_str(), "institutions_over_limit": per_rule,
-                "differs_from_verified_count": differ}),
-            ),
-        );
+        self.audit(trail::AlertDecrypted::AtCoordinator(trail::TallyReceived {
+            job: counts.job.clone(),
+            round,
+            manifest: digest.to_hex(),
+            auditor: from.clone(),
+            institutions_over_limit: per_rule,
+            differs_from_verified_count: differ,
+        }));
         self.rounds_done += 1;
-        self.audit(
-            EventKind::RoundCompleted,
-            fields(json!({"job": counts.job.as_str(), "round": round})),
-        );
+        self.audit(trail::RoundCompleted {
+            job: counts.job.clone(),
+            round,
+        });
         self.finish();
         Ok(())
     }

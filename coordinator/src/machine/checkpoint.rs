@@ -17,9 +17,9 @@
 //! records how many trail events existed, so that a resume over a shortened trail is refused.
 
 use super::events::{Millis, Output};
-use super::{fields, CoordinatorMachine, Stage};
+use super::{CoordinatorMachine, Stage};
 use crate::job_logic::JobLogic;
-use fedbank_common::audit::EventKind;
+use fedbank_common::audit::events as trail;
 use fedbank_common::digest::Digest;
 use fedbank_common::encoding::DecodedQuantity;
 use fedbank_common::ids::{JobId, NodeId};
@@ -27,7 +27,6 @@ use fedbank_common::job::{RoundKind, ValidJob};
 use fedbank_common::key_ceremony::KeyBundle;
 use fedbank_common::secagg::{KeySetup, RingScalar};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 
 /// One completed round as the coordinator learned it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -182,15 +181,15 @@ impl<S: RingScalar> CoordinatorMachine<S> {
         machine.next_round = checkpoint.next_round.max(1);
         machine.pending = Some(pending);
         let spec = machine.job.spec().clone();
-        let resumed = fields(json!({
-            "job": spec.job.as_str(),
-            "config_digest": machine.job.digest().to_hex(),
-            "completed_rounds": checkpoint.completed.iter().map(|r| r.round).collect::<Vec<_>>(),
-            "next_round": machine.next_round,
-            "key_epoch": checkpoint.setup.as_ref().map(|s| s.key_epoch),
-            "trail_events_at_checkpoint": checkpoint.trail_events,
-        }));
-        machine.audit(EventKind::JobResumed, resumed);
+        let resumed = trail::JobResumed {
+            job: spec.job.clone(),
+            config_digest: machine.job.digest().to_hex(),
+            completed_rounds: checkpoint.completed.iter().map(|r| r.round).collect(),
+            next_round: machine.next_round,
+            key_epoch: checkpoint.setup.as_ref().map(|s| s.key_epoch),
+            trail_events_at_checkpoint: checkpoint.trail_events,
+        };
+        machine.audit(resumed);
         machine.progress(format!(
             "resumed job {} after {} completed rounds; next round {}",
             spec.job,

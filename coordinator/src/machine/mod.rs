@@ -28,7 +28,7 @@ pub use events::{Input, JobFailure, Millis, Outbound, Output, Status, Violation}
 
 use crate::aggregation::RoundAggregate;
 use crate::job_logic::JobLogic;
-use fedbank_common::audit::EventKind;
+use fedbank_common::audit::events::{self as trail, TrailEvent};
 use fedbank_common::committee::{DecryptionRequest, PartialDecryption};
 use fedbank_common::endorsement::{ConsortiumTrust, Signed};
 use fedbank_common::ids::NodeId;
@@ -36,7 +36,6 @@ use fedbank_common::job::{RoundKind, ValidJob};
 use fedbank_common::key_ceremony::{CommitmentSet, KeyBundle, RevealedShare, ShareCommitment};
 use fedbank_common::protocol::{Hello, Inbound, RoundRequest, Welcome, PROTOCOL_VERSION};
 use fedbank_common::secagg::{KeySetup, RingScalar};
-use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 enum Stage<S: RingScalar> {
@@ -107,10 +106,11 @@ pub struct CoordinatorMachine<S: RingScalar> {
     stopwatch: fn() -> std::time::Duration,
 }
 
-fn fields(v: Value) -> Map<String, Value> {
-    match v {
-        Value::Object(m) => m,
-        _ => Map::new(),
+/// The output recording `event` in the coordinator's trail.
+fn audit_output<S: RingScalar, E: TrailEvent>(event: E) -> Output<S> {
+    Output::Audit {
+        kind: E::KIND,
+        fields: event.fields(),
     }
 }
 
@@ -158,18 +158,18 @@ impl<S: RingScalar> CoordinatorMachine<S> {
     fn announce(&mut self) {
         let machine = self;
         let spec = machine.job.spec();
-        let started = fields(json!({
-            "job": spec.job.as_str(),
-            "kind": spec.kind.name(),
-            "config_digest": machine.job.digest().to_hex(),
-            "profile": spec.profile.name(),
-            "participants": spec.participants.iter().map(|p| p.as_str()).collect::<Vec<_>>(),
-            "committee": spec.committee.iter().map(|p| p.as_str()).collect::<Vec<_>>(),
-            "min_participants": spec.min_participants,
-            "k_anonymity": machine.job.segment().map(|s| s.k_anonymity),
-            "auditor": spec.auditor.as_ref().map(|a| a.as_str()),
-        }));
-        machine.audit(EventKind::JobStarted, started);
+        let started = trail::JobStarted {
+            job: spec.job.clone(),
+            kind: spec.kind.name().to_owned(),
+            config_digest: machine.job.digest().to_hex(),
+            profile: spec.profile.name().to_owned(),
+            participants: spec.participants.clone(),
+            committee: spec.committee.clone(),
+            min_participants: spec.min_participants,
+            k_anonymity: machine.job.segment().map(|s| s.k_anonymity),
+            auditor: spec.auditor.clone(),
+        };
+        machine.audit(started);
     }
 
     /// The job's status.
@@ -201,8 +201,8 @@ impl<S: RingScalar> CoordinatorMachine<S> {
         }
     }
 
-    fn audit(&mut self, kind: EventKind, fields: Map<String, Value>) {
-        self.outputs.push_back(Output::Audit { kind, fields });
+    fn audit<E: TrailEvent>(&mut self, event: E) {
+        self.outputs.push_back(audit_output(event));
     }
 
     fn progress(&mut self, line: String) {
@@ -317,10 +317,11 @@ impl<S: RingScalar> CoordinatorMachine<S> {
         };
         let is_member = spec.committee.contains(&from);
         self.send(&from, Outbound::Welcome(welcome));
-        self.audit(
-            EventKind::Joined,
-            fields(json!({"job": self.job.spec().job.as_str(), "node": from.as_str(), "committee": is_member})),
-        );
+        self.audit(trail::Joined {
+            job: self.job.spec().job.clone(),
+            node: from.clone(),
+            committee: is_member,
+        });
         self.progress(format!(
             "{from} joined{}",
             if is_member { " (committee)" } else { "" }
@@ -408,15 +409,12 @@ impl<S: RingScalar> CoordinatorMachine<S> {
         for member in spec.committee.clone() {
             self.send(&member, Outbound::KeySetup(setup.clone()));
         }
-        self.audit(
-            EventKind::KeySetup,
-            fields(json!({
-                "job": setup.job.as_str(), "key_epoch": setup.key_epoch,
-                "mask_seed": format!("{:032x}", setup.mask_seed),
-                "committee": setup.committee.iter().map(|m| m.as_str()).collect::<Vec<_>>(),
-                "stage": "requested",
-            })),
-        );
+        self.audit(trail::KeySetup::Requested {
+            job: setup.job.clone(),
+            key_epoch: setup.key_epoch,
+            mask_seed: format!("{:032x}", setup.mask_seed),
+            committee: setup.committee.clone(),
+        });
         self.progress(format!(
             "key setup with committee {:?}",
             setup
@@ -502,13 +500,11 @@ impl<S: RingScalar> CoordinatorMachine<S> {
                 .collect(),
         };
         *set = Some(formed.clone());
-        self.audit(
-            EventKind::KeySetup,
-            fields(
-                json!({"job": formed.setup.job.as_str(), "key_epoch": formed.setup.key_epoch,
-                "stage": "every member committed", "commitments_digest": formed.digest().to_hex()}),
-            ),
-        );
+        self.audit(trail::KeySetup::EveryMemberCommitted {
+            job: formed.setup.job.clone(),
+            key_epoch: formed.setup.key_epoch,
+            commitments_digest: formed.digest().to_hex(),
+        });
         for member in formed.setup.committee.clone() {
             self.send(&member, Outbound::Commitments(formed.clone()));
         }
@@ -579,12 +575,12 @@ impl<S: RingScalar> CoordinatorMachine<S> {
         let setup = setup.clone();
         match bundle.verify(&self.trust) {
             Ok(key) => {
-                self.audit(
-                    EventKind::KeySetup,
-                    fields(json!({"job": setup.job.as_str(), "key_epoch": setup.key_epoch, "stage": "joint key formed",
-                        "members": setup.committee.iter().map(|m| m.as_str()).collect::<Vec<_>>(),
-                        "joint_key_digest": key.digest().to_hex()})),
-                );
+                self.audit(trail::KeySetup::JointKeyFormed {
+                    job: setup.job.clone(),
+                    key_epoch: setup.key_epoch,
+                    members: setup.committee.clone(),
+                    joint_key_digest: key.digest().to_hex(),
+                });
                 self.key_bundle = Some(bundle.clone());
                 let participants = &self.job.spec().participants;
                 let present: Vec<NodeId> = self

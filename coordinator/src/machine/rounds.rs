@@ -2,10 +2,10 @@
 //! retry or fail), combining the committee's partial decryptions, finishing, and deadlines.
 
 use super::events::{JobFailure, Millis, Outbound, Status, Violation};
-use super::{fields, CoordinatorMachine, Output, Round, Stage};
+use super::{audit_output, CoordinatorMachine, Output, Round, Stage};
 use crate::aggregation::RoundAggregate;
 use crate::job_logic::JobResult;
-use fedbank_common::audit::EventKind;
+use fedbank_common::audit::events as trail;
 use fedbank_common::committee::PartialDecryption;
 use fedbank_common::ids::NodeId;
 use fedbank_common::job::RoundKind;
@@ -14,7 +14,6 @@ use fedbank_common::protocol::{
     RoundRequest, SegmentsReleased,
 };
 use fedbank_common::secagg::RingScalar;
-use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};
 
 impl<S: RingScalar> CoordinatorMachine<S> {
@@ -50,11 +49,13 @@ impl<S: RingScalar> CoordinatorMachine<S> {
         for node in &asked {
             self.send(node, Outbound::Round(request.clone()));
         }
-        self.audit(
-            EventKind::RoundStarted,
-            fields(json!({"job": request.job.as_str(), "round": number, "attempt": attempt, "quantity": kind.label(),
-                "asked": asked.iter().map(|n| n.as_str()).collect::<Vec<_>>()})),
-        );
+        self.audit(trail::RoundStarted {
+            job: request.job.clone(),
+            round: number,
+            attempt,
+            quantity: kind.label().to_owned(),
+            asked: asked.iter().cloned().collect(),
+        });
         self.progress(format!(
             "round {number} ({}) attempt {attempt}: asked {} participants",
             kind.label(),
@@ -120,13 +121,13 @@ impl<S: RingScalar> CoordinatorMachine<S> {
         };
         let digest = round.aggregate.add(from.clone(), c.ciphertext, c.reveal)?;
         let (number, label) = (round.number, round.kind.label());
-        self.audit(
-            EventKind::ContributionReceived,
-            fields(
-                json!({"job": self.job.spec().job.as_str(), "round": number, "quantity": label,
-                "node": from.as_str(), "digest": digest.to_hex()}),
-            ),
-        );
+        self.audit(trail::ContributionReceived {
+            job: self.job.spec().job.clone(),
+            round: number,
+            quantity: label.to_owned(),
+            node: from.clone(),
+            digest: digest.to_hex(),
+        });
         self.progress(format!("round {number}: contribution from {from}"));
         self.advance_round(now);
         Ok(())
@@ -210,13 +211,13 @@ impl<S: RingScalar> CoordinatorMachine<S> {
         round.deadline = now + timeout;
         let (number, attempt, label) = (round.number, round.attempt, round.kind.label());
         for node in &unlisted {
-            self.audit(
-                EventKind::ParticipantDropped,
-                fields(
-                    json!({"job": job.as_str(), "round": number, "attempt": attempt,
-                    "node": node.as_str(), "reason": "no commitment before the roster was fixed"}),
-                ),
-            );
+            self.audit(trail::ParticipantDropped {
+                job: job.clone(),
+                round: number,
+                attempt: Some(attempt),
+                node: node.clone(),
+                reason: "no commitment before the roster was fixed".into(),
+            });
         }
         for node in &listed {
             self.send(
@@ -226,14 +227,14 @@ impl<S: RingScalar> CoordinatorMachine<S> {
                 }),
             );
         }
-        self.audit(
-            EventKind::RosterFixed,
-            fields(
-                json!({"job": job.as_str(), "round": number, "attempt": attempt, "quantity": label,
-                "roster": roster.digest().to_hex(),
-                "participants": listed.iter().map(|n| n.as_str()).collect::<Vec<_>>()}),
-            ),
-        );
+        self.audit(trail::RosterFixed {
+            job: job.clone(),
+            round: number,
+            attempt,
+            quantity: label.to_owned(),
+            roster: roster.digest().to_hex(),
+            participants: listed.iter().cloned().collect(),
+        });
         self.progress(format!(
             "round {number}: {} commitments, roster fixed, asking for the ciphertexts",
             listed.len()
@@ -266,11 +267,14 @@ impl<S: RingScalar> CoordinatorMachine<S> {
             Some(_) => "no contribution before the round closed",
         };
         for missing in round.asked.iter().filter(|n| !a.answered(n)) {
-            self.outputs.push_back(Output::Audit {
-                kind: EventKind::ParticipantDropped,
-                fields: fields(json!({"job": spec.job.as_str(), "round": round.number, "attempt": round.attempt,
-                    "node": missing.as_str(), "reason": reason})),
-            });
+            self.outputs
+                .push_back(audit_output(trail::ParticipantDropped {
+                    job: spec.job.clone(),
+                    round: round.number,
+                    attempt: Some(round.attempt),
+                    node: missing.clone(),
+                    reason: reason.into(),
+                }));
         }
         match round.aggregate.decryption_request(min) {
             Ok(request) => {
@@ -278,13 +282,14 @@ impl<S: RingScalar> CoordinatorMachine<S> {
                 for member in &members {
                     self.send(member, Outbound::Decrypt(request.clone()));
                 }
-                self.audit(
-                    EventKind::DecryptionRequested,
-                    fields(json!({"job": spec.job.as_str(), "round": round.number, "quantity": round.kind.label(),
-                        "manifest": request.manifest.digest().to_hex(),
-                        "contributors": request.manifest.contributors.iter().map(|c| c.as_str()).collect::<Vec<_>>(),
-                        "min_participants": min})),
-                );
+                self.audit(trail::DecryptionRequested {
+                    job: spec.job.clone(),
+                    round: round.number,
+                    quantity: round.kind.label().to_owned(),
+                    manifest: request.manifest.digest().to_hex(),
+                    contributors: request.manifest.contributors.clone(),
+                    min_participants: min,
+                });
                 self.progress(format!(
                     "round {}: {got} contributions, asking the committee to decrypt",
                     round.number
@@ -359,13 +364,13 @@ impl<S: RingScalar> CoordinatorMachine<S> {
         partials.insert(from.clone(), p);
         let (number, label) = (round.number, round.kind.label());
         let complete = partials.len() == self.job.spec().committee.len();
-        self.audit(
-            EventKind::DecryptionApproved,
-            fields(
-                json!({"job": self.job.spec().job.as_str(), "round": number, "quantity": label,
-                "node": from.as_str(), "manifest": manifest.to_hex()}),
-            ),
-        );
+        self.audit(trail::DecryptionApproved {
+            job: self.job.spec().job.clone(),
+            round: number,
+            quantity: label.to_owned(),
+            node: from.clone(),
+            manifest: manifest.to_hex(),
+        });
         if complete {
             self.finish_round(now);
         }
@@ -407,16 +412,19 @@ impl<S: RingScalar> CoordinatorMachine<S> {
             }
         };
         let spec = self.job.spec();
-        self.outputs.push_back(Output::Audit {
-            kind: EventKind::AggregateDecrypted,
-            fields: fields(json!({"job": spec.job.as_str(), "round": round.number, "quantity": round.kind.label(),
-                "manifest": request.manifest.digest().to_hex(), "contributors": request.manifest.contributors.len()})),
-        });
+        self.outputs
+            .push_back(audit_output(trail::AggregateDecrypted {
+                job: spec.job.clone(),
+                round: round.number,
+                quantity: round.kind.label().to_owned(),
+                manifest: request.manifest.digest().to_hex(),
+                contributors: request.manifest.contributors.len(),
+            }));
         self.rounds_done += 1;
-        self.outputs.push_back(Output::Audit {
-            kind: EventKind::RoundCompleted,
-            fields: fields(json!({"job": spec.job.as_str(), "round": round.number})),
-        });
+        self.outputs.push_back(audit_output(trail::RoundCompleted {
+            job: spec.job.clone(),
+            round: round.number,
+        }));
         let contributors = request.manifest.contributors.clone();
         let applied = self.logic.apply(&round.kind, &decoded, contributors.len());
         if applied.is_ok() {
@@ -436,23 +444,30 @@ impl<S: RingScalar> CoordinatorMachine<S> {
             // Contributors beyond the colluding ones each added σ/√honest.
             let honest = self.job.privacy().map_or(m, |p| p.honest_contributors(m));
             let carried = contributors.saturating_sub(m - honest);
-            let quantities: Vec<serde_json::Value> = noise
+            let quantities = noise
                 .quantities
                 .iter()
-                .map(|q| {
-                    json!({"name": q.name, "sensitivity": q.sensitivity, "sigma_accounted": q.sigma,
-                    "sigma_carried": q.sigma * (carried as f64 / honest as f64).sqrt()})
+                .map(|q| trail::ReleasedNoise {
+                    name: q.name.clone(),
+                    sensitivity: q.sensitivity,
+                    sigma_accounted: q.sigma,
+                    sigma_carried: q.sigma * (carried as f64 / honest as f64).sqrt(),
                 })
                 .collect();
-            self.audit(
-                EventKind::PrivacySpent,
-                fields(json!({"job": self.job.spec().job.as_str(), "round": round.number,
-                    "quantity": round.kind.label(), "contributors": contributors, "min_participants": m,
-                    "noise": quantities, "rho": noise.rho, "rho_spent": report.rho_spent,
-                    "epsilon_spent": report.epsilon_spent, "delta": report.delta,
-                    "epsilon_budget": report.epsilon_budget,
-                    "stopped_by_budget": report.stopped_by_budget})),
-            );
+            self.audit(trail::PrivacySpent::Released(trail::PrivacyReleased {
+                job: self.job.spec().job.clone(),
+                round: round.number,
+                quantity: round.kind.label().to_owned(),
+                contributors,
+                min_participants: m,
+                noise: quantities,
+                rho: noise.rho,
+                rho_spent: report.rho_spent,
+                epsilon_spent: report.epsilon_spent,
+                delta: report.delta,
+                epsilon_budget: report.epsilon_budget,
+                stopped_by_budget: report.stopped_by_budget,
+            }));
         }
         match applied {
             Ok(Some(next)) => self.start_round(round.number + 1, 0, next, now),
@@ -481,11 +496,11 @@ impl<S: RingScalar> CoordinatorMachine<S> {
                 })
             }
         };
-        self.audit(
-            EventKind::JobCompleted,
-            fields(json!({"job": job.as_str(), "rounds": self.rounds_done,
-                "result_digest": digest.to_hex()})),
-        );
+        self.audit(trail::JobCompleted {
+            job: job.clone(),
+            rounds: self.rounds_done,
+            result_digest: digest.to_hex(),
+        });
         if let JobResult::Segment(r) = &result {
             let released = SegmentsReleased {
                 job: job.clone(),
@@ -527,10 +542,10 @@ impl<S: RingScalar> CoordinatorMachine<S> {
 
     pub(super) fn fail(&mut self, failure: JobFailure) {
         let job = self.job.spec().job.clone();
-        self.audit(
-            EventKind::JobFailed,
-            fields(json!({"job": job.as_str(), "reason": failure.to_string()})),
-        );
+        self.audit(trail::JobFailed {
+            job: job.clone(),
+            reason: failure.to_string(),
+        });
         let notice = Notice {
             job,
             round: None,
@@ -581,11 +596,13 @@ impl<S: RingScalar> CoordinatorMachine<S> {
                 if let Stage::Collecting(round) = &mut self.stage {
                     round.asked.remove(&from);
                 }
-                self.audit(
-                    EventKind::ParticipantDropped,
-                    fields(json!({"job": self.job.spec().job.as_str(), "round": number, "node": from.as_str(),
-                        "reason": format!("cannot contribute: {}", n.text)})),
-                );
+                self.audit(trail::ParticipantDropped {
+                    job: self.job.spec().job.clone(),
+                    round: number,
+                    attempt: None,
+                    node: from.clone(),
+                    reason: format!("cannot contribute: {}", n.text),
+                });
                 self.progress(format!(
                     "round {number}: {from} cannot contribute: {}",
                     n.text
@@ -614,13 +631,13 @@ impl<S: RingScalar> CoordinatorMachine<S> {
             if round.asked.remove(&node) && !round.aggregate.contributions().contains_key(&node) {
                 let (number, attempt) = (round.number, round.attempt);
                 let job = self.job.spec().job.clone();
-                self.audit(
-                    EventKind::ParticipantDropped,
-                    fields(
-                        json!({"job": job.as_str(), "round": number, "attempt": attempt,
-                        "node": node.as_str(), "reason": "disconnected before contributing"}),
-                    ),
-                );
+                self.audit(trail::ParticipantDropped {
+                    job: job.clone(),
+                    round: number,
+                    attempt: Some(attempt),
+                    node: node.clone(),
+                    reason: "disconnected before contributing".into(),
+                });
                 self.progress(format!(
                     "round {number}: {node} disconnected before contributing"
                 ));
@@ -647,14 +664,16 @@ impl<S: RingScalar> CoordinatorMachine<S> {
             });
         }
         self.decryption_retries += 1;
-        self.audit(
-            EventKind::DecryptionRetried,
-            fields(json!({"job": spec.job.as_str(), "round": round.number, "quantity": round.kind.label(),
-                "missing_members": members.iter().map(|m| m.as_str()).collect::<Vec<_>>(),
-                "retry": self.decryption_retries, "max_retries": spec.max_decryption_retries,
-                "next_round": self.next_round,
-                "released": "nothing: the aggregate needs every member's partial decryption"})),
-        );
+        self.audit(trail::DecryptionRetried {
+            job: spec.job.clone(),
+            round: round.number,
+            quantity: round.kind.label().to_owned(),
+            missing_members: members.iter().cloned().collect(),
+            retry: self.decryption_retries,
+            max_retries: spec.max_decryption_retries,
+            next_round: self.next_round,
+            released: "nothing: the aggregate needs every member's partial decryption".into(),
+        });
         self.progress(format!(
             "round {}: committee member(s) {members:?} went away during decryption; nothing released; \
              the round runs again as round {} once the committee is back (retry {} of {})",

@@ -3,14 +3,13 @@
 //! holding every member's signed commitment, and every participant forms the joint key itself
 //! from a transcript it checked, and never replaces it.
 
-use super::{fields, NodeOutbound, NodeOutput, NodeViolation, ParticipantMachine};
+use super::{NodeOutbound, NodeOutput, NodeViolation, ParticipantMachine};
 use crate::committee_member::CommitteeMember;
-use fedbank_common::audit::EventKind;
+use fedbank_common::audit::events as trail;
 use fedbank_common::key_ceremony::{
     CommitmentSet, KeyBundle, RevealedShare, ShareCommitment, ShareReveal,
 };
 use fedbank_common::secagg::{JointPublicKey, KeySetup, RingScalar};
-use serde_json::json;
 
 impl<S: RingScalar> ParticipantMachine<S> {
     fn expected_setup(&self, setup: &KeySetup) -> Result<(), NodeViolation> {
@@ -61,14 +60,12 @@ impl<S: RingScalar> ParticipantMachine<S> {
             member: self.id.clone(),
             share,
         });
-        self.audit(
-            EventKind::KeySetup,
-            fields(
-                json!({"job": setup.job.as_str(), "key_epoch": setup.key_epoch,
-                "setup_digest": setup.digest().to_hex(), "share_digest": share.to_hex(),
-                "stage": "commitment to the public-key share sent"}),
-            ),
-        );
+        self.audit(trail::KeySetup::CommitmentSent {
+            job: setup.job.clone(),
+            key_epoch: setup.key_epoch,
+            setup_digest: setup.digest().to_hex(),
+            share_digest: share.to_hex(),
+        });
         self.send(NodeOutbound::Commitment(commitment));
         Ok(())
     }
@@ -102,14 +99,12 @@ impl<S: RingScalar> ParticipantMachine<S> {
             share,
             commitments: set_digest,
         });
-        self.audit(
-            EventKind::KeySetup,
-            fields(
-                json!({"job": set.setup.job.as_str(), "key_epoch": set.setup.key_epoch,
-                "commitments_digest": set_digest.to_hex(), "share_digest": share.to_hex(),
-                "stage": "public-key share revealed"}),
-            ),
-        );
+        self.audit(trail::KeySetup::ShareRevealed {
+            job: set.setup.job.clone(),
+            key_epoch: set.setup.key_epoch,
+            commitments_digest: set_digest.to_hex(),
+            share_digest: share.to_hex(),
+        });
         self.send(NodeOutbound::KeyShare(RevealedShare {
             share: public,
             reveal,
@@ -133,14 +128,21 @@ impl<S: RingScalar> ParticipantMachine<S> {
                 got: digest,
             });
         }
-        self.audit(
-            EventKind::KeyAccepted,
-            fields(json!({"job": bundle.setup().job.as_str(), "key_epoch": bundle.setup().key_epoch,
-                "setup_digest": bundle.setup().digest().to_hex(),
-                "commitments_digest": bundle.commitments.digest().to_hex(),
-                "shares": bundle.shares.iter().map(|s| json!({"member": s.share.member().as_str(), "digest": s.share.digest().to_hex()})).collect::<Vec<_>>(),
-                "joint_key_digest": digest.to_hex()})),
-        );
+        self.audit(trail::KeyAccepted {
+            job: bundle.setup().job.clone(),
+            key_epoch: bundle.setup().key_epoch,
+            setup_digest: bundle.setup().digest().to_hex(),
+            commitments_digest: bundle.commitments.digest().to_hex(),
+            shares: bundle
+                .shares
+                .iter()
+                .map(|s| trail::ShareDigest {
+                    member: s.share.member().clone(),
+                    digest: s.share.digest().to_hex(),
+                })
+                .collect(),
+            joint_key_digest: digest.to_hex(),
+        });
         self.key = Some(key);
         Ok(())
     }

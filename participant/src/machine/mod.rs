@@ -45,6 +45,7 @@ use crate::local_table::LocalTable;
 use crate::privacy_noise::ParticipantPrivacy;
 use crate::propensity::LocalFigures;
 use crate::rfm::{CustomerHistory, TransactionError};
+use fedbank_common::audit::events::{self as trail, TrailEvent};
 use fedbank_common::audit::EventKind;
 use fedbank_common::committee::{DecryptionRequest, PartialDecryption};
 use fedbank_common::digest::Digest;
@@ -61,7 +62,7 @@ use fedbank_common::protocol::{
 };
 use fedbank_common::round_plan::{PlanRefusal, RoundPlan};
 use fedbank_common::secagg::{JointPublicKey, RingScalar, SecretKeyShare};
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 use std::collections::VecDeque;
 
 /// A message to the coordinator.
@@ -264,13 +265,6 @@ pub struct ParticipantMachine<S: RingScalar> {
     pending: Option<reveal::PendingContribution<S>>,
 }
 
-fn fields(v: Value) -> Map<String, Value> {
-    match v {
-        Value::Object(m) => m,
-        _ => Map::new(),
-    }
-}
-
 impl<S: RingScalar> ParticipantMachine<S> {
     /// The node of `credentials` taking part in `job` with its local `table`. Its id is the one
     /// its certificate names.
@@ -413,8 +407,11 @@ impl<S: RingScalar> ParticipantMachine<S> {
         &self.id
     }
 
-    fn audit(&mut self, kind: EventKind, fields: Map<String, Value>) {
-        self.outputs.push_back(NodeOutput::Audit { kind, fields });
+    fn audit<E: TrailEvent>(&mut self, event: E) {
+        self.outputs.push_back(NodeOutput::Audit {
+            kind: E::KIND,
+            fields: event.fields(),
+        });
     }
 
     fn send(&mut self, message: NodeOutbound<S>) {
@@ -433,12 +430,11 @@ impl<S: RingScalar> ParticipantMachine<S> {
                 reason.push_str(&format!(": {cause}"));
                 source = cause.source();
             }
-            self.audit(
-                EventKind::MessageRefused,
-                fields(
-                    json!({"job": self.job.spec().job.as_str(), "message": name, "reason": reason}),
-                ),
-            );
+            self.audit(trail::MessageRefused {
+                job: self.job.spec().job.clone(),
+                message: name.to_owned(),
+                reason,
+            });
         }
         outcome
     }
@@ -486,20 +482,23 @@ impl<S: RingScalar> ParticipantMachine<S> {
                     record,
                 });
                 let manifest_digest = partial.manifest_digest;
-                self.audit(
-                    EventKind::DecryptionReleased,
-                    fields(json!({"job": job.as_str(), "round": round, "quantity": quantity,
-                        "manifest": manifest_digest.to_hex(),
-                        "contributors": request.manifest.contributors.iter().map(|c| c.as_str()).collect::<Vec<_>>()})),
-                );
+                self.audit(trail::DecryptionReleased {
+                    job: job.clone(),
+                    round,
+                    quantity: quantity.clone(),
+                    manifest: manifest_digest.to_hex(),
+                    contributors: request.manifest.contributors.clone(),
+                });
                 self.send(NodeOutbound::Partial(partial));
             }
             Err(e) => {
                 let reason = e.to_string();
-                self.audit(
-                    EventKind::DecryptionRefused,
-                    fields(json!({"job": job.as_str(), "round": round, "quantity": quantity, "reason": reason})),
-                );
+                self.audit(trail::DecryptionRefused {
+                    job: job.clone(),
+                    round,
+                    quantity: quantity.clone(),
+                    reason: reason.clone(),
+                });
                 self.send(NodeOutbound::Notice(Notice {
                     job,
                     round: Some(round),
@@ -557,10 +556,11 @@ impl<S: RingScalar> ParticipantMachine<S> {
             };
             assignments.push((id, label));
         }
-        self.audit(
-            EventKind::SegmentsAssigned,
-            fields(json!({"job": spec.job.as_str(), "segments": released.labels.len(), "customers": assignments.len()})),
-        );
+        self.audit(trail::SegmentsAssigned {
+            job: spec.job.clone(),
+            segments: released.labels.len(),
+            customers: assignments.len(),
+        });
         self.outputs.push_back(NodeOutput::Progress(format!(
             "{}: assigned its {} customers to the {} released segments (kept locally)",
             self.id,
@@ -612,13 +612,12 @@ impl<S: RingScalar> ParticipantMachine<S> {
                 .unwrap_or_default()
                 .as_bytes(),
         );
-        self.audit(
-            EventKind::ModelReceived,
-            fields(
-                json!({"job": spec.job.as_str(), "model_digest": digest.to_hex(),
-                "coefficients": names.len(), "local_figures": figures.is_some()}),
-            ),
-        );
+        self.audit(trail::ModelReceived {
+            job: spec.job.clone(),
+            model_digest: digest.to_hex(),
+            coefficients: names.len(),
+            local_figures: figures.is_some(),
+        });
         if let Some(f) = &figures {
             let show = |a: Option<f64>| a.map_or("n/a".to_owned(), |a| format!("{a:.4}"));
             self.outputs.push_back(NodeOutput::Progress(format!(
@@ -690,13 +689,13 @@ impl<S: RingScalar> ParticipantMachine<S> {
             });
         match outcome {
             Ok(rates) => {
-                self.audit(
-                    EventKind::AlertSent,
-                    fields(json!({"job": job.as_str(), "round": request.round,
-                        "public_key": fedbank_common::alerts::digest(&request.public_key).to_hex(),
-                        "digest": fedbank_common::alerts::digest(&rates).to_hex(),
-                        "rules": expected.iter().map(|r| r.rule.as_str()).collect::<Vec<_>>()})),
-                );
+                self.audit(trail::AlertSent {
+                    job: job.clone(),
+                    round: request.round,
+                    public_key: fedbank_common::alerts::digest(&request.public_key).to_hex(),
+                    digest: fedbank_common::alerts::digest(&rates).to_hex(),
+                    rules: expected.iter().map(|r| r.rule.clone()).collect(),
+                });
                 self.outputs.push_back(NodeOutput::Progress(format!(
                     "{}: its rates for {} alert rules sent under the auditor's key",
                     self.id,

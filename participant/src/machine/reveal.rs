@@ -10,8 +10,8 @@
 //!                     the same roster again ──▶ the same Contribution again (a reconnect)
 //! ```
 
-use super::{fields, NodeOutbound, NodeOutput, NodeViolation, ParticipantMachine};
-use fedbank_common::audit::EventKind;
+use super::{NodeOutbound, NodeOutput, NodeViolation, ParticipantMachine};
+use fedbank_common::audit::events as trail;
 use fedbank_common::committee::ContributionStatement;
 use fedbank_common::digest::Digest;
 use fedbank_common::endorsement::{Signed, Statement};
@@ -21,7 +21,6 @@ use fedbank_common::protocol::{
 };
 use fedbank_common::roster::{RevealStatement, Roster, RosterError};
 use fedbank_common::secagg::{Ciphertext, RingScalar};
-use serde_json::json;
 
 /// A contribution committed and not yet (or already) revealed.
 #[derive(Debug, Clone)]
@@ -181,14 +180,20 @@ impl<S: RingScalar> ParticipantMachine<S> {
             reveal,
         };
         pending.revealed = Some((digest, contribution.clone()));
-        let event = json!({"job": s.job.as_str(), "round": s.round, "attempt": s.attempt,
-            "quantity": s.quantity, "digest": s.ciphertext_digest.to_hex(),
-            "roster": digest.to_hex(), "clipped_values": pending.clipped});
+        let event = trail::ContributionSent {
+            job: s.job.clone(),
+            round: s.round,
+            attempt: s.attempt,
+            quantity: s.quantity.clone(),
+            digest: s.ciphertext_digest.to_hex(),
+            roster: digest.to_hex(),
+            clipped_values: pending.clipped,
+        };
         let line = format!(
             "{}: round {} ({}) contribution sent",
             self.id, s.round, s.quantity
         );
-        self.audit(EventKind::ContributionSent, fields(event));
+        self.audit(event);
         self.outputs.push_back(NodeOutput::Progress(line));
         self.send(NodeOutbound::Contribution(contribution));
         Ok(())

@@ -2,16 +2,16 @@
 //! the local data (table, transaction history, labeled customers or contact log), noised where
 //! the job has differential privacy, encoded, encrypted and committed (docs/threat-model.md §8).
 
-use super::{fields, NodeOutbound, NodeOutput, NodeViolation, ParticipantMachine};
+use super::{NodeOutbound, NodeOutput, NodeViolation, ParticipantMachine};
 use crate::local_stats;
 use crate::Contributor;
-use fedbank_common::audit::EventKind;
+use fedbank_common::audit::events as trail;
 use fedbank_common::committee::{ContributionStatement, MASK_DIGEST_LABEL};
 use fedbank_common::digest::Digest;
 use fedbank_common::encoding::QuantityValues;
 use fedbank_common::protocol::{Notice, NoticeKind, RoundRequest};
 use fedbank_common::secagg::{Encryptor, RingScalar};
-use serde_json::{json, Value};
+use serde_json::json;
 
 impl<S: RingScalar> ParticipantMachine<S> {
     pub(super) fn on_round(&mut self, request: RoundRequest) -> Result<(), NodeViolation> {
@@ -97,24 +97,26 @@ impl<S: RingScalar> ParticipantMachine<S> {
                     .push_back(NodeOutput::SavePrivacy(Box::new(privacy.state())));
             }
             if let Some(added) = noise {
-                let quantities: Vec<Value> = added
+                let noise = added
                     .noise
                     .quantities
                     .iter()
                     .zip(&added.shares)
-                    .map(|(q, share)| {
-                        json!({"name": q.name, "sensitivity": q.sensitivity,
-                        "sigma": q.sigma, "share_added": share})
+                    .map(|(q, share)| trail::AddedNoise {
+                        name: q.name.clone(),
+                        sensitivity: q.sensitivity,
+                        sigma: q.sigma,
+                        share_added: *share,
                     })
                     .collect();
-                self.audit(
-                    EventKind::PrivacySpent,
-                    fields(
-                        json!({"job": spec.job.as_str(), "round": request.round, "quantity": label,
-                        "rho": added.noise.rho, "noise": quantities,
-                        "epsilon_spent": added.epsilon_spent}),
-                    ),
-                );
+                self.audit(trail::PrivacySpent::Added(trail::NoiseAdded {
+                    job: spec.job.clone(),
+                    round: request.round,
+                    quantity: label.to_owned(),
+                    rho: added.noise.rho,
+                    noise,
+                    epsilon_spent: added.epsilon_spent,
+                }));
             }
             (ciphertext, clipped)
         });
@@ -173,13 +175,11 @@ impl<S: RingScalar> ParticipantMachine<S> {
                 })).collect::<Vec<_>>(),
                 "note": "kept by this institution; never sent",
             });
-            self.audit(
-                EventKind::RulesEvaluated,
-                fields(
-                    json!({"job": self.job.spec().job.as_str(), "round": request.round,
-                    "rules": compliance.rules.iter().map(|r| r.name.as_str()).collect::<Vec<_>>()}),
-                ),
-            );
+            self.audit(trail::RulesEvaluated {
+                job: self.job.spec().job.clone(),
+                round: request.round,
+                rules: compliance.rules.iter().map(|r| r.name.clone()).collect(),
+            });
             self.outputs.push_back(NodeOutput::ComplianceReport(report));
             self.rule_counts = Some(counts);
             return Ok((values, 0));

@@ -1,0 +1,113 @@
+//! The trail, the job and the nodes.
+
+use super::trail_events;
+use crate::ids::{JobId, NodeId};
+use serde::{Deserialize, Serialize};
+
+/// `trail.opened`: the first event, naming the writer's role and public key.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrailOpened {
+    /// coordinator, participant or auditor.
+    pub role: String,
+    /// The writer's Ed25519 public key (hex).
+    pub public_key: String,
+}
+
+/// `job.started` (coordinator): the job as agreed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobStarted {
+    /// Job.
+    pub job: JobId,
+    /// Job kind name.
+    pub kind: String,
+    /// Digest of the job file (hex).
+    pub config_digest: String,
+    /// Crypto profile.
+    pub profile: String,
+    /// Participants enrolled.
+    pub participants: Vec<NodeId>,
+    /// Key committee.
+    pub committee: Vec<NodeId>,
+    /// Fewest contributors per decryption.
+    pub min_participants: usize,
+    /// Smallest released segment (segment jobs).
+    pub k_anonymity: Option<u64>,
+    /// The auditor (compliance jobs with alerts).
+    pub auditor: Option<NodeId>,
+}
+
+/// `job.resumed` (coordinator): restarted from its checkpoint.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobResumed {
+    /// Job.
+    pub job: JobId,
+    /// Digest of the job file (hex).
+    pub config_digest: String,
+    /// Rounds completed before the restart.
+    pub completed_rounds: Vec<u32>,
+    /// The round number the job goes on with.
+    pub next_round: u32,
+    /// Key epoch of the checkpoint's key setup.
+    pub key_epoch: Option<u32>,
+    /// Events in the trail when the checkpoint was written.
+    pub trail_events_at_checkpoint: u64,
+}
+
+/// `node.joined` (coordinator).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Joined {
+    /// Job.
+    pub job: JobId,
+    /// The node.
+    pub node: NodeId,
+    /// Whether it sits on the committee.
+    pub committee: bool,
+}
+
+/// `message.refused` (participant): a coordinator message it refused, and why.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MessageRefused {
+    /// Job.
+    pub job: JobId,
+    /// The message's name.
+    pub message: String,
+    /// Why, with its causes.
+    pub reason: String,
+}
+
+/// `job.completed` (coordinator).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobCompleted {
+    /// Job.
+    pub job: JobId,
+    /// Rounds run.
+    pub rounds: u32,
+    /// Digest of the result (hex).
+    pub result_digest: String,
+}
+
+/// `job.failed` (coordinator).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobFailed {
+    /// Job.
+    pub job: JobId,
+    /// Why.
+    pub reason: String,
+}
+
+trail_events! {
+    TrailOpened => TrailOpened,
+    JobStarted => JobStarted,
+    JobResumed => JobResumed,
+    Joined => Joined,
+    MessageRefused => MessageRefused,
+    JobCompleted => JobCompleted,
+    JobFailed => JobFailed,
+}
