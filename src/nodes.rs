@@ -9,7 +9,7 @@ use fedbank_common::audit::SigningIdentity;
 use fedbank_common::ids::NodeId;
 use fedbank_common::job::ValidJob;
 use fedbank_common::secagg::Profile;
-use fedbank_coordinator::{JobResult, Status};
+use fedbank_coordinator::{JobResult, ResultFile, Status};
 use fedbank_participant::{LocalData, LocalTable, NodeStatus};
 use fedbank_transport::auditor_shell::{self, AuditorOutcome, AuditorSettings};
 use fedbank_transport::nodes::{
@@ -141,54 +141,20 @@ pub fn write_result(out: &Path, job: &ValidJob, status: &Status) -> Result<PathB
         Status::Failed(failure) => anyhow::bail!("job {} failed: {failure}", job.spec().job),
         Status::Running => anyhow::bail!("job {} did not finish", job.spec().job),
     };
-    let spec = job.spec();
-    let mut result = serde_json::json!({
-        "job": spec.job.as_str(),
-        "kind": spec.kind.name(),
-        "profile": spec.profile.name(),
-        "config_digest": job.digest().to_hex(),
-        "participants": spec.participants.iter().map(|p| p.as_str()).collect::<Vec<_>>(),
-        "committee": spec.committee.iter().map(|p| p.as_str()).collect::<Vec<_>>(),
-        "min_participants": spec.min_participants,
-    });
     match outcome {
-        JobResult::Stats(features) => {
-            result["features"] = features
-                .iter()
-                .map(|f| (f.name.clone(), serde_json::to_value(f).unwrap_or_default()))
-                .collect::<serde_json::Map<_, _>>()
-                .into();
-        }
         JobResult::Propensity(p) => {
             let model_path = out.join("model.json");
             std::fs::write(&model_path, serde_json::to_string_pretty(&p.model)?)
                 .with_context(|| format!("writing {}", model_path.display()))?;
             crate::propensity_report::write(out, job, p)?;
-            if let (Some(obj), serde_json::Value::Object(extra)) =
-                (result.as_object_mut(), serde_json::to_value(p)?)
-            {
-                obj.extend(extra);
-            }
-        }
-        JobResult::Compliance(c) => {
-            if let (Some(obj), serde_json::Value::Object(extra)) =
-                (result.as_object_mut(), serde_json::to_value(c)?)
-            {
-                obj.extend(extra);
-            }
-            result["auditor"] = spec.auditor.as_ref().map(|a| a.as_str()).into();
         }
         JobResult::Segment(segments) => {
             crate::report::write_segment_report(out, job, segments)?;
-            if let (Some(obj), serde_json::Value::Object(extra)) =
-                (result.as_object_mut(), serde_json::to_value(segments)?)
-            {
-                obj.extend(extra);
-            }
         }
+        JobResult::Stats(_) | JobResult::Compliance(_) => {}
     }
     let path = out.join("result.json");
-    std::fs::write(&path, serde_json::to_string_pretty(&result)?)
+    std::fs::write(&path, ResultFile::new(job, outcome).to_json()?)
         .with_context(|| format!("writing {}", path.display()))?;
     Ok(path)
 }

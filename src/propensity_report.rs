@@ -3,7 +3,7 @@
 //! `training.svg` (objective per training round) and `lift.svg` (lift by score decile).
 
 use anyhow::{Context, Result};
-use fedbank_common::job::ValidJob;
+use fedbank_common::job::{Optimizer, ValidJob};
 use fedbank_coordinator::propensity::PropensityResult;
 use std::fmt::Write as _;
 use std::path::Path;
@@ -155,7 +155,7 @@ pub fn write(out: &Path, job: &ValidJob, r: &PropensityResult) -> Result<()> {
         p.label,
         p.positive,
         spec.participants.len(),
-        if r.optimizer == "fedavg" {
+        if r.optimizer == Optimizer::FedAvg {
             "federated averaging (FedAvg, local mini-batch gradient descent)"
         } else {
             "federated Newton"
@@ -169,7 +169,7 @@ pub fn write(out: &Path, job: &ValidJob, r: &PropensityResult) -> Result<()> {
             "stopped at max_rounds"
         },
         p.l2,
-        if r.optimizer == "fedavg" {
+        if r.optimizer == Optimizer::FedAvg {
             "customer-weighted local models"
         } else {
             "gradients, Hessians"

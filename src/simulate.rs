@@ -9,7 +9,8 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use fedbank_common::audit::{cross_check, verify};
 use fedbank_common::ids::NodeId;
-use fedbank_coordinator::{JobResult, Status};
+use fedbank_common::job::Optimizer;
+use fedbank_coordinator::{JobResult, ResultFile, Status};
 use fedbank_participant::synthetic::{self, InstitutionKind};
 use fedbank_participant::NodeStatus;
 use fedbank_transport::auditor_shell::AuditorSettings;
@@ -401,7 +402,7 @@ pub fn run(args: &SimulateArgs) -> Result<()> {
         }
         // Each institution's own figures, as its node computed them from the released model on
         // its own hold-out customers (and kept in its own local-figures.json).
-        let mut figures = serde_json::Map::new();
+        let mut figures = std::collections::BTreeMap::new();
         for (node, outcome) in &node_results {
             let Ok(outcome) = outcome else { continue };
             let mut entry = serde_json::json!({
@@ -424,13 +425,17 @@ pub fn run(args: &SimulateArgs) -> Result<()> {
                     e.extend(more);
                 }
             }
-            figures.insert(node.to_string(), entry);
+            if let serde_json::Value::Object(entry) = entry {
+                figures.insert(node.to_string(), entry.into_iter().collect());
+            }
         }
         let path = out.join("result.json");
         if let Ok(text) = std::fs::read_to_string(&path) {
-            let mut value: serde_json::Value = serde_json::from_str(&text)?;
-            value["per_participant"] = figures.into();
-            std::fs::write(&path, serde_json::to_string_pretty(&value)?)?;
+            let mut file = ResultFile::from_json(&text)
+                .with_context(|| format!("reading {}", path.display()))?;
+            file.per_participant = Some(figures);
+            std::fs::write(&path, file.to_json()?)
+                .with_context(|| format!("writing {}", path.display()))?;
         }
     }
     if let Status::Finished(JobResult::Compliance(c)) = &status {
@@ -443,10 +448,10 @@ pub fn run(args: &SimulateArgs) -> Result<()> {
 }
 
 /// How the summary names a training round of `optimizer`.
-fn optimizer_name(optimizer: &str) -> &'static str {
+fn optimizer_name(optimizer: Optimizer) -> &'static str {
     match optimizer {
-        "fedavg" => "FedAvg",
-        _ => "Newton",
+        Optimizer::FedAvg => "FedAvg",
+        Optimizer::Newton => "Newton",
     }
 }
 

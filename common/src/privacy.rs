@@ -384,7 +384,7 @@ impl PrivacyPlan {
 }
 
 /// The spend so far, as the coordinator reports it.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PrivacyReport {
     /// ε budget.
     pub epsilon_budget: f64,
@@ -405,7 +405,7 @@ pub struct PrivacyReport {
 }
 
 /// One noised release.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Release {
     /// Round label.
     pub round: String,

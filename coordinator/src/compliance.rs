@@ -4,10 +4,10 @@
 use fedbank_common::compliance::{ComplianceSpec, RuleKind};
 use fedbank_common::encoding::DecodedQuantity;
 use fedbank_common::job::RoundKind;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Consortium totals of one rule.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RuleResult {
     /// Rule name.
     pub rule: String,
@@ -35,7 +35,7 @@ pub struct RuleResult {
 }
 
 /// What the alert step cost on the coordinator.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AlertCost {
     /// Institutions whose rates were compared.
     pub institutions: usize,
@@ -52,7 +52,7 @@ pub struct AlertCost {
 }
 
 /// The result of a compliance job.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ComplianceResult {
     /// Per rule, in declaration order.
     pub rules: Vec<RuleResult>,

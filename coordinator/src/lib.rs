@@ -28,6 +28,7 @@ pub mod compliance;
 mod job_logic;
 mod machine;
 pub mod propensity;
+mod result_file;
 pub mod segment;
 pub mod stats;
 
@@ -37,3 +38,4 @@ pub use machine::{
     Checkpoint, CompletedRound, CoordinatorMachine, Input, JobFailure, Millis, Outbound, Output,
     ResumeError, Status, Violation,
 };
+pub use result_file::{Released, ResultFile, ResultFileError, RESULT_SCHEMA};

@@ -25,10 +25,10 @@ use fedbank_common::job::{FeatureSpec, Optimizer, PropensitySpec, RoundKind};
 use fedbank_common::logistic::{self, Decile, NewtonSums};
 use fedbank_common::model::{Coefficient, PropensityModel, MODEL_FORMAT};
 use fedbank_common::privacy::{Accountant, PrivacyPlan, PrivacyReport};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// One coefficient with its odds ratio.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CoefficientRow {
     /// Name.
     pub name: String,
@@ -40,10 +40,10 @@ pub struct CoefficientRow {
 }
 
 /// The propensity result.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PropensityResult {
-    /// How it was trained: "newton" or "fedavg".
-    pub optimizer: &'static str,
+    /// How it was trained.
+    pub optimizer: Optimizer,
     /// Training rounds run (Newton or FedAvg).
     pub rounds: u32,
     /// Whether the step fell below the tolerance (else max_rounds stopped it).
@@ -385,10 +385,7 @@ impl PropensityJob {
     fn finish(&self, pos: &[f64], neg: &[f64], log_loss: f64, accuracy: f64) -> PropensityResult {
         let model = self.model();
         PropensityResult {
-            optimizer: match self.spec.optimizer {
-                Optimizer::Newton => "newton",
-                Optimizer::FedAvg => "fedavg",
-            },
+            optimizer: self.spec.optimizer,
             rounds: self.rounds,
             converged: self.converged,
             objective_per_round: self.objective.clone(),

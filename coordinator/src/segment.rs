@@ -38,10 +38,10 @@ use fedbank_common::job::{
     FeatureSpec, KCriterion, RoundKind, SegmentSpec, LATEST_DAY, LATEST_MONTH, LIFECYCLE_STAGES,
     RFM_FEATURES,
 };
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// One released segment.
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Segment {
     /// Human label from its RFM profile (or "segment N").
     pub label: String,
@@ -57,7 +57,7 @@ pub struct Segment {
 }
 
 /// One number of segments tried by `choose_k`.
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct KCandidate {
     /// Segments.
     pub k: usize,
@@ -72,7 +72,7 @@ pub struct KCandidate {
 }
 
 /// How k was chosen.
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct KSelection {
     /// The criterion.
     pub criterion: KCriterion,
@@ -83,7 +83,7 @@ pub struct KSelection {
 }
 
 /// The segmentation result.
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct SegmentResult {
     /// Segments released.
     pub k: usize,

@@ -4,7 +4,7 @@
 
 use fedbank_common::encoding::DecodedQuantity;
 use fedbank_common::job::{FeatureSpec, RoundKind};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// Histogram edges span mean ± this many standard deviations (clipped to the declared bound).
@@ -19,7 +19,7 @@ pub const QUANTILES: [(&str, f64); 5] = [
 ];
 
 /// Consortium statistics of one feature.
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct FeatureStats {
     /// Feature name.
     pub name: String,

@@ -1,0 +1,197 @@
+//! `result.json`: a finished job's released figures as one typed, versioned record
+//! ([`ResultFile`], schema [`RESULT_SCHEMA`], documented in `docs/results.md`).
+//!
+//! The coordinator writes it once. A simulation, which alone holds every institution's local
+//! figures, adds them as [`ResultFile::per_participant`] through the same type.
+
+use crate::compliance::ComplianceResult;
+use crate::job_logic::JobResult;
+use crate::propensity::PropensityResult;
+use crate::segment::SegmentResult;
+use crate::stats::FeatureStats;
+use fedbank_common::ids::{JobId, NodeId};
+use fedbank_common::job::ValidJob;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+/// The schema named in every result file this version writes.
+pub const RESULT_SCHEMA: &str = "fedbank.result.v1";
+
+/// A result file.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ResultFile {
+    /// [`RESULT_SCHEMA`].
+    pub schema: String,
+    /// Job.
+    pub job: JobId,
+    /// Crypto profile.
+    pub profile: String,
+    /// Digest of the job file (hex), as in every trail's `job.started`.
+    pub config_digest: String,
+    /// Participants enrolled.
+    pub participants: Vec<NodeId>,
+    /// Key committee.
+    pub committee: Vec<NodeId>,
+    /// Fewest contributors per decryption.
+    pub min_participants: usize,
+    /// The auditor (compliance jobs with alerts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auditor: Option<NodeId>,
+    /// What the job released, tagged by `kind`.
+    #[serde(flatten)]
+    pub released: Released,
+    /// Each institution's own figures (simulations only: no single node holds them in a real
+    /// consortium), by node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_participant: Option<BTreeMap<String, BTreeMap<String, Value>>>,
+}
+
+/// What a job released, by job kind (the `kind` field).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Released {
+    /// Per-feature statistics.
+    Stats {
+        /// By feature name.
+        features: BTreeMap<String, FeatureStats>,
+    },
+    /// Segments.
+    Segment(Box<SegmentResult>),
+    /// A propensity model and its evaluation.
+    Propensity(Box<PropensityResult>),
+    /// Per-rule compliance totals and alert counts.
+    Compliance(Box<ComplianceResult>),
+}
+
+/// A result file that cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ResultFileError {
+    /// Not JSON of this schema.
+    #[error("not a {RESULT_SCHEMA} result file")]
+    Decode(#[source] serde_json::Error),
+    /// Another schema.
+    #[error("result file of schema '{0}'; this version reads {RESULT_SCHEMA}")]
+    Schema(String),
+}
+
+impl ResultFile {
+    /// The result file of `job` that released `result`.
+    pub fn new(job: &ValidJob, result: &JobResult) -> Self {
+        let spec = job.spec();
+        let released = match result.clone() {
+            JobResult::Stats(features) => Released::Stats {
+                features: features.into_iter().map(|f| (f.name.clone(), f)).collect(),
+            },
+            JobResult::Segment(r) => Released::Segment(r),
+            JobResult::Propensity(r) => Released::Propensity(r),
+            JobResult::Compliance(r) => Released::Compliance(r),
+        };
+        ResultFile {
+            schema: RESULT_SCHEMA.to_owned(),
+            job: spec.job.clone(),
+            profile: spec.profile.name().to_owned(),
+            config_digest: job.digest().to_hex(),
+            participants: spec.participants.clone(),
+            committee: spec.committee.clone(),
+            min_participants: spec.min_participants,
+            auditor: spec.auditor.clone(),
+            released,
+            per_participant: None,
+        }
+    }
+
+    /// Reads a result file, checking its schema.
+    pub fn from_json(text: &str) -> Result<Self, ResultFileError> {
+        #[derive(Deserialize)]
+        struct Header {
+            schema: Option<String>,
+        }
+        let header: Header = serde_json::from_str(text).map_err(ResultFileError::Decode)?;
+        match header.schema.as_deref() {
+            Some(RESULT_SCHEMA) => serde_json::from_str(text).map_err(ResultFileError::Decode),
+            other => Err(ResultFileError::Schema(
+                other.unwrap_or("(none)").to_owned(),
+            )),
+        }
+    }
+
+    /// The file's text.
+    pub fn to_json(&self) -> Result<String, serde_json::Error> {
+        serde_json::to_string_pretty(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fedbank_common::job::JobSpec;
+
+    fn job() -> ValidJob {
+        #[derive(Deserialize)]
+        struct File {
+            job: JobSpec,
+        }
+        let file: File =
+            toml::from_str(include_str!("../../configs/simulate-stats.toml")).expect("job file");
+        file.job.validate().expect("valid")
+    }
+
+    fn stats() -> JobResult {
+        JobResult::Stats(vec![FeatureStats {
+            name: "balance".into(),
+            count: 10.0,
+            missing: 1.0,
+            missing_rate: 1.0 / 11.0,
+            mean: 2.5,
+            std: 0.5,
+            quantiles: [("p50".to_owned(), 2.0)].into_iter().collect(),
+            edges: vec![0.0, 5.0],
+            histogram: vec![0.0, 10.0, 0.0],
+        }])
+    }
+
+    #[test]
+    fn a_result_file_reads_back_as_written_with_its_kind_and_schema() {
+        let job = job();
+        let mut file = ResultFile::new(&job, &stats());
+        file.per_participant = Some(
+            [(
+                "bank".to_owned(),
+                [("bytes_sent".to_owned(), Value::from(12))]
+                    .into_iter()
+                    .collect(),
+            )]
+            .into_iter()
+            .collect(),
+        );
+        let text = file.to_json().expect("encodes");
+        let value: Value = serde_json::from_str(&text).expect("json");
+        assert_eq!(value["schema"], RESULT_SCHEMA);
+        assert_eq!(value["kind"], "stats");
+        assert_eq!(value["features"]["balance"]["mean"], 2.5);
+        assert_eq!(value["config_digest"], job.digest().to_hex());
+        assert_eq!(ResultFile::from_json(&text).expect("reads"), file);
+    }
+
+    #[test]
+    fn another_schema_or_a_changed_field_type_is_refused_by_name() {
+        let text = ResultFile::new(&job(), &stats())
+            .to_json()
+            .expect("encodes");
+        let older = text.replace(RESULT_SCHEMA, "fedbank.result.v0");
+        let err = ResultFile::from_json(&older).expect_err("another schema");
+        assert!(err.to_string().contains("fedbank.result.v0"), "{err}");
+        let unschemed = text.replace(&format!("\"schema\": \"{RESULT_SCHEMA}\","), "");
+        assert!(matches!(
+            ResultFile::from_json(&unschemed),
+            Err(ResultFileError::Schema(_))
+        ));
+        let mangled = text.replace("\"mean\": 2.5", "\"mean\": \"high\"");
+        assert_ne!(mangled, text);
+        assert!(matches!(
+            ResultFile::from_json(&mangled),
+            Err(ResultFileError::Decode(_))
+        ));
+    }
+}
