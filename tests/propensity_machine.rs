@@ -392,7 +392,7 @@ fn fedavg_rounds_carry_d_values_not_a_hessian() {
     let mut spec = fixture::customers::job_spec(3);
     let p = spec.propensity.as_mut().expect("p");
     p.optimizer = Optimizer::FedAvg;
-    p.privacy = Some(fedbank_common::privacy::PrivacySpec {
+    p.privacy = Some(fedbank_common::job::privacy::PrivacySpec {
         epsilon: 4.0,
         delta: 1e-6,
         noise_multiplier: None,

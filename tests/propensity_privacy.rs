@@ -8,8 +8,8 @@ mod fixture;
 
 use fedbank_common::encoding::DecodedQuantity;
 use fedbank_common::ids::NodeId;
+use fedbank_common::job::privacy::{self, newton_kappa, PrivacySpec};
 use fedbank_common::job::{JobSpec, RoundKind, ValidJob};
-use fedbank_common::privacy::{self, newton_kappa, PrivacySpec};
 use fedbank_coordinator::propensity::PropensityResult;
 use fedbank_coordinator::{CoordinatorMachine, JobResult, Status};
 use fedbank_participant::customers::CustomerRecords;

@@ -18,53 +18,7 @@ use crate::roster::{RevealStatement, Roster, RosterError};
 use crate::secagg::{chunk_count, CryptoError, RingScalar};
 use serde::{Deserialize, Serialize};
 
-/// Label under which masks are digested (one contributor's, or the sum).
-pub const MASK_DIGEST_LABEL: &str = "fedbank.aggregate-mask.v1";
-
-/// What a participant signs with each contribution: exactly which slot it is for and which
-/// ciphertext (and mask) it sent, and which computation produced it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ContributionStatement {
-    /// Job.
-    pub job: JobId,
-    /// Digest of the job file the participant runs.
-    pub job_digest: Digest,
-    /// Key epoch of the ciphertext.
-    pub key_epoch: u32,
-    /// Round.
-    pub round: u32,
-    /// Attempt of the round.
-    pub attempt: u32,
-    /// Quantity (the round kind's label).
-    pub quantity: String,
-    /// Number of encrypted values.
-    pub value_count: u64,
-    /// Digest of what was computed (round kind and its parameters): a participant's computation
-    /// enters at most one decryption, whatever round number it is asked under.
-    pub computation: Digest,
-    /// Digest of the ciphertext's masks.
-    pub mask_digest: Digest,
-    /// Digest of the whole ciphertext.
-    pub ciphertext_digest: Digest,
-}
-
-impl Statement for ContributionStatement {
-    const KIND: &'static str = "contribution";
-    fn digest(&self) -> Digest {
-        Digest::builder("fedbank.contribution-statement.v1")
-            .bytes(self.job.as_str().as_bytes())
-            .bytes(&self.job_digest.0)
-            .bytes(&self.key_epoch.to_le_bytes())
-            .bytes(&self.round.to_le_bytes())
-            .bytes(&self.attempt.to_le_bytes())
-            .bytes(self.quantity.as_bytes())
-            .bytes(&self.value_count.to_le_bytes())
-            .bytes(&self.computation.0)
-            .bytes(&self.mask_digest.0)
-            .bytes(&self.ciphertext_digest.0)
-            .finish()
-    }
-}
+pub use crate::roster::{ContributionStatement, MASK_DIGEST_LABEL};
 
 /// One contributor's part of a decryption request: its signed statement, its signed reveal
 /// against the request's roster, and its masks.

@@ -17,8 +17,6 @@
 //! is decrypted.
 
 use crate::encoding::QuantitySpec;
-use crate::ids::JobId;
-use crate::job::JobError;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -32,6 +30,21 @@ pub const RATE_SCALE: f64 = 10_000.0;
 pub const MAX_WINDOW_DAYS: u32 = 366;
 /// Most rules in one job.
 pub const MAX_RULES: usize = 64;
+
+/// What is wrong with a job's compliance section, in words (the job file's validation names the
+/// job around it).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct RulesProblem(pub String);
+
+/// A rule with an alert limit, as alert requests, tallies and manifests list it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlertRule {
+    /// Rule name.
+    pub rule: String,
+    /// Limit in basis points: an institution is over it when its rate is strictly above.
+    pub limit_basis_points: u16,
+}
 
 /// Columns of the marketing-contact log.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -240,11 +253,9 @@ impl ComplianceSpec {
         q
     }
 
-    pub(crate) fn check(&self, job: &JobId) -> Result<(), JobError> {
-        let bad = |problem: String| JobError::Compliance {
-            job: job.clone(),
-            problem,
-        };
+    /// Checks the rules and consent mapping; what is wrong, in words.
+    pub fn check(&self) -> Result<(), RulesProblem> {
+        let bad = RulesProblem;
         if self.rules.is_empty() || self.rules.len() > MAX_RULES {
             return Err(bad(format!(
                 "declare between 1 and {MAX_RULES} [[job.compliance.rules]], not {}",

@@ -15,7 +15,7 @@
 //!   has no fedbank dependency, so that it can be reviewed and fuzzed alone.
 //! - [`calendar`]: dates as day numbers, for recency and the reference-date rounds.
 //! - [`logistic`] and [`model`]: logistic-regression arithmetic and the exported model format.
-//! - [`privacy`]: differential privacy of propensity jobs: noise per released aggregate, zCDP
+//! - [`job::privacy`]: differential privacy of propensity jobs: noise per released aggregate, zCDP
 //!   accounting converted to (ε, δ), the budget.
 //! - [`compliance`]: the compliance job's rules and column mappings; [`alerts`]: private
 //!   alerts on tfhe's high-level API (compact public-key encryption, programmable bootstrapping).
@@ -45,7 +45,7 @@ pub mod key_ceremony;
 pub mod logistic;
 pub mod model;
 pub mod policy;
-pub mod privacy;
+
 pub mod protocol;
 pub mod roster;
 pub mod round_plan;

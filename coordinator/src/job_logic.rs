@@ -100,7 +100,7 @@ impl JobLogic {
     }
 
     /// The differential-privacy spend so far, for jobs that have a budget.
-    pub fn privacy(&self) -> Option<fedbank_common::privacy::PrivacyReport> {
+    pub fn privacy(&self) -> Option<fedbank_common::job::privacy::PrivacyReport> {
         match self {
             JobLogic::Propensity(j) => j.privacy(),
             _ => None,

@@ -13,7 +13,7 @@
 //! heterogeneous institutions local steps drift towards local optima.
 //!
 //! With `[job.propensity.privacy]` every aggregate carries Gaussian noise (added by the
-//! participants, see `fedbank_common::privacy`); this side accounts for it, stops training when
+//! participants, see `fedbank_common::job::privacy`); this side accounts for it, stops training when
 //! one more Newton round and the evaluation would overspend the budget, and post-processes the
 //! noisy aggregates (counts rounded and kept non-negative, variances kept non-negative, a ridge
 //! added when the noisy Hessian is not positive definite, log-loss and accuracy read off the
@@ -21,10 +21,10 @@
 
 use crate::stats::mean_std;
 use fedbank_common::encoding::DecodedQuantity;
+use fedbank_common::job::privacy::{Accountant, PrivacyPlan, PrivacyReport};
 use fedbank_common::job::{FeatureSpec, Optimizer, PropensitySpec, RoundKind};
 use fedbank_common::logistic::{self, Decile, NewtonSums};
 use fedbank_common::model::{Coefficient, PropensityModel, MODEL_FORMAT};
-use fedbank_common::privacy::{Accountant, PrivacyPlan, PrivacyReport};
 use serde::{Deserialize, Serialize};
 
 /// One coefficient with its odds ratio.

@@ -1,4 +1,4 @@
-//! A participant's side of differential privacy (see `fedbank_common::privacy`): it adds its
+//! A participant's side of differential privacy (see `fedbank_common::job::privacy`): it adds its
 //! share of each released quantity's Gaussian noise before encryption, and keeps its own
 //! accountant so that a coordinator that ignores the budget gets nothing more.
 //!
@@ -8,8 +8,8 @@
 //! since the same noise on two different sums would cancel in their difference.
 
 use fedbank_common::digest::Digest;
+use fedbank_common::job::privacy::{Accountant, PrivacyPlan, RoundNoise};
 use fedbank_common::job::RoundKind;
-use fedbank_common::privacy::{Accountant, PrivacyPlan, RoundNoise};
 use fedbank_common::wire::{WireKind, WireMessage};
 use rand::{RngCore, SeedableRng};
 use serde::{Deserialize, Serialize};
@@ -185,7 +185,7 @@ impl ParticipantPrivacy {
                     return Err(NoiseError::Budget {
                         round,
                         label: kind.label(),
-                        would_be: fedbank_common::privacy::epsilon(
+                        would_be: fedbank_common::job::privacy::epsilon(
                             self.accountant.rho() + noise.rho + reserve,
                             self.plan.spec.delta,
                         ),
@@ -254,8 +254,8 @@ pub fn standard_normal(rng: &mut impl RngCore) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use fedbank_common::job::privacy::PrivacySpec;
     use fedbank_common::job::{FeatureSpec, PropensitySpec};
-    use fedbank_common::privacy::PrivacySpec;
 
     fn plan(epsilon: f64, z: Option<f64>) -> PrivacyPlan {
         let features = vec![FeatureSpec {

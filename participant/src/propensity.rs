@@ -5,10 +5,10 @@
 //! it keeps.
 
 use crate::customers::CustomerRecords;
+use fedbank_common::job::privacy;
 use fedbank_common::job::{FeatureSpec, PropensitySpec, RoundKind, FEDAVG_COEFFICIENT_BOUND};
 use fedbank_common::logistic::{self, NewtonSums};
 use fedbank_common::model::{design_row, CategoricalEncoding, NumericEncoding, PropensityModel};
-use fedbank_common::privacy;
 use serde::Serialize;
 
 /// Why a round cannot be computed.

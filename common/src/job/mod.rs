@@ -18,6 +18,7 @@ use crate::secagg::{ParameterError, Profile, SchemeParameters};
 use serde::{Deserialize, Serialize};
 
 mod plan;
+pub mod privacy;
 mod propensity;
 mod rounds;
 mod segment;

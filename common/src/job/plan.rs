@@ -250,9 +250,9 @@ impl ValidJob {
     }
 
     /// The job's differential-privacy plan, if it asks for one.
-    pub fn privacy(&self) -> Option<crate::privacy::PrivacyPlan> {
+    pub fn privacy(&self) -> Option<crate::job::privacy::PrivacyPlan> {
         let p = self.propensity()?;
-        crate::privacy::PrivacyPlan::of(&self.spec.features, p)
+        crate::job::privacy::PrivacyPlan::of(&self.spec.features, p)
     }
 
     fn private(&self) -> bool {
@@ -271,12 +271,12 @@ impl ValidJob {
 
     /// The rules that raise private alerts, in order, with their limits: what every role
     /// expects an alert request, tally or manifest to list.
-    pub fn alert_limits(&self) -> Vec<crate::protocol::AlertRule> {
+    pub fn alert_limits(&self) -> Vec<crate::compliance::AlertRule> {
         self.compliance()
             .map(|c| {
                 c.alert_rules()
                     .into_iter()
-                    .map(|(r, limit)| crate::protocol::AlertRule {
+                    .map(|(r, limit)| crate::compliance::AlertRule {
                         rule: r.name.clone(),
                         limit_basis_points: limit,
                     })
@@ -342,9 +342,9 @@ impl ValidJob {
                     let honest = self
                         .privacy()
                         .map_or(1, |p| p.honest_contributors(self.spec.min_participants));
-                    let share = crate::privacy::PrivacyPlan::share(n.sigma, honest);
+                    let share = crate::job::privacy::PrivacyPlan::share(n.sigma, honest);
                     spec.bound += 16.0 * share;
-                    spec.scale = crate::privacy::PrivacyPlan::noised_scale(spec.scale, share);
+                    spec.scale = crate::job::privacy::PrivacyPlan::noised_scale(spec.scale, share);
                 }
             }
         }

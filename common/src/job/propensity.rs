@@ -82,9 +82,9 @@ pub struct PropensitySpec {
     /// Bins of the score histograms the evaluation aggregates (the AUC's resolution).
     #[serde(default = "default_score_bins")]
     pub score_bins: usize,
-    /// Differential privacy (off when absent): see [`crate::privacy`].
+    /// Differential privacy (off when absent): see [`crate::job::privacy`].
     #[serde(default)]
-    pub privacy: Option<crate::privacy::PrivacySpec>,
+    pub privacy: Option<crate::job::privacy::PrivacySpec>,
     /// How the model is trained.
     #[serde(default)]
     pub optimizer: Optimizer,
@@ -272,7 +272,7 @@ impl PropensitySpec {
                 self.score_bins
             )));
         }
-        if let Some(plan) = crate::privacy::PrivacyPlan::of(features, self) {
+        if let Some(plan) = crate::job::privacy::PrivacyPlan::of(features, self) {
             plan.check().map_err(|e| bad(format!("privacy: {e}")))?;
             if !self.score_bins.is_multiple_of(2) {
                 return Err(bad(format!(

@@ -183,7 +183,10 @@ impl JobSpec {
         };
         match (&self.compliance, self.kind) {
             (Some(c), JobKind::Compliance) => {
-                c.check(&job)?;
+                c.check().map_err(|problem| JobError::Compliance {
+                    job: job.clone(),
+                    problem: problem.0,
+                })?;
                 if !self.features.is_empty() {
                     return Err(bad("a compliance job declares rules, not features"));
                 }

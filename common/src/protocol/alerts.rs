@@ -26,14 +26,7 @@ use serde::{Deserialize, Serialize};
 /// Room for a message's small fields next to its tfhe bytes.
 const FIELDS: usize = 1 << 20;
 
-/// A rule with an alert limit.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AlertRule {
-    /// Rule name.
-    pub rule: String,
-    /// Limit in basis points: an institution is over it when its rate is strictly above.
-    pub limit_basis_points: u16,
-}
+pub use crate::compliance::AlertRule;
 
 /// The auditor's keys: participants encrypt under the public key, the coordinator computes with
 /// the server key; the client key stays with the auditor.
