@@ -125,3 +125,33 @@ fn the_cross_check_compares_the_joint_key_each_participant_accepted() -> Result<
     }
     Ok(())
 }
+
+/// A signed event whose fields are not those of its kind (here a contribution without the
+/// roster it was revealed against) would drop out of the typed cross-check; the report fails
+/// the trail instead and names the event.
+#[test]
+fn a_signed_event_without_its_kinds_fields_fails_the_report() -> Result<()> {
+    let run = tempfile::tempdir()?;
+    let trails = run.path().join("trails");
+    std::fs::create_dir_all(&trails)?;
+    trail(&trails, "hub", "coordinator", &[])?;
+    let mut sent = TrailEntry::of(&trail::ContributionSent {
+        job: JobId::new("j")?,
+        round: 1,
+        attempt: 0,
+        quantity: "moments".into(),
+        digest: "d1".into(),
+        roster: "r1".into(),
+        clipped_values: 0,
+    });
+    sent.fields.remove("roster");
+    trail(&trails, "bank", "participant", &[sent])?;
+    let (code, stdout, _) = report(run.path())?;
+    assert_eq!(code, Some(3), "{stdout}");
+    assert!(stdout.contains("FAILED VERIFICATION"), "{stdout}");
+    assert!(
+        stdout.contains("event 1 (contribution.sent) of bank"),
+        "the event is named: {stdout}"
+    );
+    Ok(())
+}
