@@ -7,7 +7,7 @@
 //! Jobs: a stats job whose histogram round carries features × (bins + 2) values per
 //! contribution (10^5 by default), and a segmentation (k-means) job.
 
-use crate::nodes::{self, credentials, Progress};
+use crate::node_commands::{self, credentials, Progress};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use fedbank_common::ids::NodeId;
@@ -173,7 +173,10 @@ fn run_job(kind: &'static str, args: &LoadArgs, n: usize, dir: &Path) -> Result<
                 connect_attempts: 200,
                 local: LocalOutputs::default(),
             };
-            handles.push(tokio::spawn(nodes::participant(settings, quiet.clone())));
+            handles.push(tokio::spawn(node_commands::participant(
+                settings,
+                quiet.clone(),
+            )));
         }
         let mut outcomes = Vec::new();
         for h in handles {

@@ -15,7 +15,7 @@ mod centralized;
 mod certs;
 mod compliance_summary;
 mod config;
-mod nodes;
+mod node_commands;
 mod propensity_report;
 mod report;
 mod score;
@@ -151,15 +151,15 @@ fn run() -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Coordinator { config } => {
-            nodes::run_coordinator_command(&config)?;
+            node_commands::run_coordinator_command(&config)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Auditor { config } => {
-            nodes::run_auditor_command(&config)?;
+            node_commands::run_auditor_command(&config)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Participant { config } => {
-            nodes::run_participant_command(&config)?;
+            node_commands::run_participant_command(&config)?;
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -1,4 +1,5 @@
-//! `fedbank coordinator` and `fedbank participant`: one node each, for a real multi-machine
+//! The node commands `fedbank coordinator`, `fedbank participant` and `fedbank auditor`: one
+//! node each (the shells themselves are `fedbank_transport::nodes`), for a real multi-machine
 //! consortium; and the pieces `fedbank simulate` shares with them (profile dispatch, results).
 
 use crate::config::{load_auditor, load_coordinator, load_job, load_participant};
@@ -89,7 +90,7 @@ pub fn load_data(job: &ValidJob, path: &Path, consent: Option<&Path>) -> Result<
         let consent = consent.context(
             "a compliance job needs the consent table ('consent' in the participant configuration)",
         )?;
-        let log = fedbank_participant::compliance::ContactLog::read(
+        let log = fedbank_participant::contact_log::ContactLog::read(
             path,
             consent,
             compliance,

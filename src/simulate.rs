@@ -4,7 +4,7 @@
 //! result, every node's audit trail, their verification and cross-check, and a summary.
 
 use crate::config::load_job;
-use crate::nodes::{self, credentials, load_data, write_result, Progress};
+use crate::node_commands::{self, credentials, load_data, write_result, Progress};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use fedbank_common::audit::{cross_check, verify};
@@ -117,7 +117,7 @@ pub fn run(args: &SimulateArgs) -> Result<()> {
     let (status, node_results, pooled, auditor) = runtime.block_on(async {
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
         let (creds, identity) = credentials(&certs, &sim.coordinator)?;
-        let settings = nodes::coordinator_settings(
+        let settings = node_commands::coordinator_settings(
             job.clone(),
             sim.coordinator.clone(),
             creds,
@@ -128,7 +128,7 @@ pub fn run(args: &SimulateArgs) -> Result<()> {
                 out.join(format!("{}.checkpoint.json", sim.coordinator)),
             ),
         );
-        let coordinator = tokio::spawn(nodes::coordinator(
+        let coordinator = tokio::spawn(node_commands::coordinator(
             settings,
             Some(ready_tx),
             progress.clone(),
@@ -142,7 +142,7 @@ pub fn run(args: &SimulateArgs) -> Result<()> {
             Some(id) => {
                 let (creds, identity) = credentials(&certs, id)?;
                 let clock = Instant::now();
-                let keys = nodes::auditor_keys().await?;
+                let keys = node_commands::auditor_keys().await?;
                 progress(format!(
                     "auditor {id}: alert keys generated in {:.2} s",
                     clock.elapsed().as_secs_f64()
@@ -159,7 +159,10 @@ pub fn run(args: &SimulateArgs) -> Result<()> {
                     },
                     connect_attempts: 50,
                 };
-                Some(tokio::spawn(nodes::auditor(settings, progress.clone())))
+                Some(tokio::spawn(node_commands::auditor(
+                    settings,
+                    progress.clone(),
+                )))
             }
             None => None,
         };
@@ -190,7 +193,7 @@ pub fn run(args: &SimulateArgs) -> Result<()> {
             };
             participants.push((
                 node.clone(),
-                tokio::spawn(nodes::participant(settings, progress.clone())),
+                tokio::spawn(node_commands::participant(settings, progress.clone())),
             ));
         }
         let status = coordinator.await.context("coordinator task")??;

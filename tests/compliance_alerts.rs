@@ -5,14 +5,16 @@
 
 use fedbank_auditor::{AuditorMachine, AuditorOutput, TallyRefusal};
 use fedbank_common::alerts::AuditorKeys;
-use fedbank_common::compliance::rate_basis_points;
+use fedbank_common::compliance_rules::rate_basis_points;
 use fedbank_common::ids::NodeId;
 use fedbank_common::job::{JobSpec, RoundKind, ValidJob};
 use fedbank_common::protocol::{AlertContribution, AlertTally, Inbound};
-use fedbank_coordinator::{CoordinatorMachine, Input, JobResult, Output, Status, Violation};
-use fedbank_participant::compliance::ContactLog;
+use fedbank_coordinator::{
+    CoordinatorMachine, CoordinatorOutput, Input, JobResult, Status, Violation,
+};
+use fedbank_participant::contact_log::ContactLog;
 use fedbank_participant::synthetic::contacts;
-use fedbank_participant::{LocalData, NodeOutput, ParticipantMachine};
+use fedbank_participant::{LocalData, ParticipantMachine, ParticipantOutput};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
@@ -128,10 +130,10 @@ fn run_with(auditor_reconnects: bool) -> Run {
         for p in &mut participants {
             while let Some(out) = p.poll_output() {
                 match out {
-                    NodeOutput::Send(m) => {
+                    ParticipantOutput::Send(m) => {
                         to_coordinator.push_back((p.id().clone(), m.encode().expect("encode")))
                     }
-                    NodeOutput::ComplianceReport(r) => {
+                    ParticipantOutput::ComplianceReport(r) => {
                         reports.insert(p.id().clone(), r);
                     }
                     _ => {}
@@ -183,7 +185,7 @@ fn run_with(auditor_reconnects: bool) -> Run {
         }
         while let Some(out) = coordinator.poll_output() {
             match out {
-                Output::Send { to, message } => {
+                CoordinatorOutput::Send { to, message } => {
                     let m =
                         Inbound::<S>::decode(&message.encode().expect("encode")).expect("decode");
                     if to == auditor_id && matches!(m, Inbound::AlertTally(_)) && !dropped_tally {
@@ -214,7 +216,7 @@ fn run_with(auditor_reconnects: bool) -> Run {
                     }
                     progressed = true;
                 }
-                Output::Aggregate { kind, .. } => aggregates.push(kind),
+                CoordinatorOutput::Aggregate { kind, .. } => aggregates.push(kind),
                 _ => {}
             }
         }
@@ -551,8 +553,8 @@ fn a_participant_encrypts_rates_only_under_the_auditors_signed_key() {
         let mut refused_in_trail = false;
         while let Some(out) = p.poll_output() {
             match out {
-                NodeOutput::Send(m) => panic!("nothing is sent: {m:?}"),
-                NodeOutput::Audit { kind, .. } => {
+                ParticipantOutput::Send(m) => panic!("nothing is sent: {m:?}"),
+                ParticipantOutput::Audit { kind, .. } => {
                     refused_in_trail |= kind.name() == "message.refused"
                 }
                 _ => {}

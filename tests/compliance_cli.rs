@@ -4,7 +4,7 @@
 //! limit; `fedbank audit report` verifies the run, and reports edited trails as failed, naming
 //! the event.
 
-use fedbank_common::compliance::rate_basis_points;
+use fedbank_common::compliance_rules::rate_basis_points;
 use fedbank_participant::synthetic::contacts::read_truth;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -6,9 +6,9 @@ use fedbank_common::job::{FeatureSpec, JobKind, JobSpec, ValidJob};
 use fedbank_common::protocol::Inbound;
 use fedbank_coordinator::stats::{mean_std, FeatureStats};
 use fedbank_coordinator::{
-    CoordinatorMachine, Input, JobFailure, JobResult, Output, Status, Violation,
+    CoordinatorMachine, CoordinatorOutput, Input, JobFailure, JobResult, Status, Violation,
 };
-use fedbank_participant::{LocalTable, NodeOutput, NodeStatus, ParticipantMachine};
+use fedbank_participant::{LocalTable, NodeStatus, ParticipantMachine, ParticipantOutput};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 type S = u64;
@@ -175,7 +175,7 @@ impl Consortium {
             return;
         };
         while let Some(out) = m.poll_output() {
-            if let NodeOutput::Send(msg) = out {
+            if let ParticipantOutput::Send(msg) = out {
                 let bytes = msg.encode().expect("encode");
                 assert!(
                     bytes.len() <= self.cap,
@@ -185,8 +185,8 @@ impl Consortium {
                 );
                 if matches!(
                     msg,
-                    fedbank_participant::NodeOutbound::Contribution(_)
-                        | fedbank_participant::NodeOutbound::ContributionCommitment(_)
+                    fedbank_participant::ParticipantOutbound::Contribution(_)
+                        | fedbank_participant::ParticipantOutbound::ContributionCommitment(_)
                 ) {
                     self.sent.push((node.clone(), bytes.clone()));
                 }
@@ -200,16 +200,18 @@ impl Consortium {
     fn drain_coordinator(&mut self) {
         while let Some(out) = self.coordinator.poll_output() {
             match out {
-                Output::Send { to, message } => {
+                CoordinatorOutput::Send { to, message } => {
                     let bytes = message.encode().expect("encode");
                     assert!(bytes.len() <= self.cap, "coordinator message over the cap");
                     self.to_nodes.push_back((to, bytes));
                 }
-                Output::Audit { kind, fields } => self.trail.push((kind.name().to_owned(), fields)),
-                Output::Disconnect { .. }
-                | Output::Progress(_)
-                | Output::Aggregate { .. }
-                | Output::Checkpoint(_) => {}
+                CoordinatorOutput::Audit { kind, fields } => {
+                    self.trail.push((kind.name().to_owned(), fields))
+                }
+                CoordinatorOutput::Disconnect { .. }
+                | CoordinatorOutput::Progress(_)
+                | CoordinatorOutput::Aggregate { .. }
+                | CoordinatorOutput::Checkpoint(_) => {}
             }
         }
     }

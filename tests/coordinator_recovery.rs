@@ -9,9 +9,9 @@ mod fixture;
 use fedbank_common::ids::NodeId;
 use fedbank_common::protocol::Inbound;
 use fedbank_coordinator::{
-    Checkpoint, CoordinatorMachine, Input, JobResult, Output, ResumeError, Status,
+    Checkpoint, CoordinatorMachine, CoordinatorOutput, Input, JobResult, ResumeError, Status,
 };
-use fedbank_participant::{LocalData, NodeOutput, ParticipantMachine};
+use fedbank_participant::{LocalData, ParticipantMachine, ParticipantOutput};
 use fixture::customers::{job, records};
 use fixture::drive::run_to_end;
 use std::collections::VecDeque;
@@ -53,7 +53,7 @@ fn run_until_crash(
     loop {
         for node in nodes.iter_mut() {
             while let Some(out) = node.poll_output() {
-                if let NodeOutput::Send(m) = out {
+                if let ParticipantOutput::Send(m) = out {
                     to_coordinator.push_back((node.id().clone(), m.encode().expect("encode")));
                 }
             }
@@ -66,8 +66,8 @@ fn run_until_crash(
         }
         while let Some(out) = coordinator.poll_output() {
             match out {
-                Output::Checkpoint(c) if crash_at(&c) => return *c,
-                Output::Send { to, message } => {
+                CoordinatorOutput::Checkpoint(c) if crash_at(&c) => return *c,
+                CoordinatorOutput::Send { to, message } => {
                     let m =
                         Inbound::<S>::decode(&message.encode().expect("encode")).expect("decode");
                     let node = nodes.iter_mut().find(|n| *n.id() == to).expect("node");

@@ -16,7 +16,7 @@ use fedbank_common::secagg::{
     Ciphertext, Encryptor, JointPublicKey, KeySetup, PublicKeyShare, SecretKeyShare,
 };
 use fedbank_common::wire::{self, WireMessage};
-use fedbank_participant::{LocalTable, NodeOutput, ParticipantMachine};
+use fedbank_participant::{LocalTable, ParticipantMachine, ParticipantOutput};
 use fedbank_transport::dev_pki::shared_credentials;
 use std::collections::BTreeMap;
 
@@ -118,12 +118,12 @@ impl Honest {
         });
         while let Some(out) = machine.poll_output() {
             match out {
-                NodeOutput::Send(m) => {
+                ParticipantOutput::Send(m) => {
                     let bytes = m.encode().expect("encode");
                     let back = Inbound::<S>::decode(&bytes).expect("decode");
                     self.sent.entry(id(node)).or_default().push(back);
                 }
-                NodeOutput::Audit { kind, fields } => self
+                ParticipantOutput::Audit { kind, fields } => self
                     .trails
                     .entry(id(node))
                     .or_default()

@@ -19,7 +19,7 @@ use fedbank_coordinator::stats::mean_std;
 use fedbank_coordinator::{CoordinatorMachine, JobResult, Status};
 use fedbank_participant::customers::CustomerRecords;
 use fedbank_participant::propensity::LocalFigures;
-use fedbank_participant::{LocalData, NodeOutput, NodeViolation, ParticipantMachine};
+use fedbank_participant::{LocalData, NodeViolation, ParticipantMachine, ParticipantOutput};
 use fixture::customers::{job, records, NUMERIC};
 use fixture::drive::run_to_end_with;
 
@@ -57,7 +57,7 @@ fn federated_with_nodes(
         .collect();
     let mut kept = Vec::new();
     let outcome = run_to_end_with(&mut coordinator, &mut nodes, |node, output| {
-        if let NodeOutput::Model { model, figures } = output {
+        if let ParticipantOutput::Model { model, figures } = output {
             kept.push((node.clone(), *model, figures));
         }
     });
@@ -260,7 +260,7 @@ fn one_class_participants_and_constant_columns_are_handled_and_reported() {
     // Only the refusal itself is written, to the node's own trail.
     while let Some(out) = node.poll_output() {
         assert!(
-            matches!(&out, NodeOutput::Audit { kind, .. } if kind.name() == "message.refused"),
+            matches!(&out, ParticipantOutput::Audit { kind, .. } if kind.name() == "message.refused"),
             "nothing kept, nothing sent: {out:?}"
         );
     }

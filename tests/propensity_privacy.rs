@@ -13,7 +13,7 @@ use fedbank_common::job::{JobSpec, RoundKind, ValidJob};
 use fedbank_coordinator::propensity::PropensityResult;
 use fedbank_coordinator::{CoordinatorMachine, JobResult, Status};
 use fedbank_participant::customers::CustomerRecords;
-use fedbank_participant::{local_stats, LocalData, NodeOutput, ParticipantMachine};
+use fedbank_participant::{local_stats, LocalData, ParticipantMachine, ParticipantOutput};
 use fixture::customers::{job_spec, records};
 use fixture::drive::{run_to_end_observed, Trail};
 use serde_json::Value;
@@ -83,10 +83,10 @@ fn run(
                 return;
             };
             match out {
-                NodeOutput::Audit { kind, fields } => {
+                ParticipantOutput::Audit { kind, fields } => {
                     events.push((kind.name().to_owned(), fields.into()))
                 }
-                NodeOutput::SavePrivacy(state) => *saved = Some(*state),
+                ParticipantOutput::SavePrivacy(state) => *saved = Some(*state),
                 _ => {}
             }
         },

@@ -15,9 +15,9 @@ use fedbank_common::job::{
 use fedbank_common::protocol::Inbound;
 use fedbank_coordinator::segment::SegmentResult;
 use fedbank_coordinator::stats::mean_std;
-use fedbank_coordinator::{CoordinatorMachine, Input, JobResult, Output, Status};
+use fedbank_coordinator::{CoordinatorMachine, CoordinatorOutput, Input, JobResult, Status};
 use fedbank_participant::local_stats::{self, nearest, standardize};
-use fedbank_participant::{rfm, LocalTable, NodeOutput, ParticipantMachine};
+use fedbank_participant::{rfm, LocalTable, ParticipantMachine, ParticipantOutput};
 use fixture::drive::{run_to_end, Trail};
 
 type S = u128;
@@ -301,9 +301,9 @@ fn a_participant_dropping_out_mid_job_is_left_out_and_recorded() {
         let mut inbox = Vec::new();
         for node in &mut nodes {
             while let Some(out) = node.poll_output() {
-                if let NodeOutput::Send(m) = out {
+                if let ParticipantOutput::Send(m) = out {
                     let silent = *node.id() == id("p3") && contributions_from_p3 >= 2;
-                    if matches!(m, fedbank_participant::NodeOutbound::Contribution(_))
+                    if matches!(m, fedbank_participant::ParticipantOutbound::Contribution(_))
                         && *node.id() == id("p3")
                     {
                         contributions_from_p3 += 1;
@@ -321,14 +321,14 @@ fn a_participant_dropping_out_mid_job_is_left_out_and_recorded() {
         let mut delivered = false;
         while let Some(out) = coordinator.poll_output() {
             match out {
-                Output::Send { to, message } => {
+                CoordinatorOutput::Send { to, message } => {
                     let m =
                         Inbound::<S>::decode(&message.encode().expect("encode")).expect("decode");
                     let node = nodes.iter_mut().find(|n| *n.id() == to).expect("node");
                     node.handle(m).expect("handles");
                     delivered = true;
                 }
-                Output::Audit { kind, fields } => trail.push((kind.name(), fields)),
+                CoordinatorOutput::Audit { kind, fields } => trail.push((kind.name(), fields)),
                 _ => {}
             }
         }

@@ -17,7 +17,7 @@
 //! - [`logistic`] and [`model`]: logistic-regression arithmetic and the exported model format.
 //! - [`job::privacy`]: differential privacy of propensity jobs: noise per released aggregate, zCDP
 //!   accounting converted to (ε, δ), the budget.
-//! - [`compliance`]: the compliance job's rules and column mappings; [`alerts`]: private
+//! - [`compliance_rules`]: the compliance job's rules and column mappings; [`alerts`]: private
 //!   alerts on tfhe's high-level API (compact public-key encryption, programmable bootstrapping).
 //! - [`endorsement`]: statements signed by a node's certified key and checked against the
 //!   consortium CA; [`key_ceremony`]: commit-then-reveal of the members' signed key shares,
@@ -38,7 +38,7 @@ pub mod alerts;
 pub mod audit;
 pub mod calendar;
 pub mod committee;
-pub mod compliance;
+pub mod compliance_rules;
 pub mod endorsement;
 pub mod job;
 pub mod key_ceremony;

@@ -1,7 +1,7 @@
 //! The coordinator's side of a compliance job: one round of per-rule counts, then (for rules
 //! with a limit) the private alert step, whose counts the auditor decrypts.
 
-use fedbank_common::compliance::{ComplianceSpec, RuleKind};
+use fedbank_common::compliance_rules::{ComplianceSpec, RuleKind};
 use fedbank_common::encoding::DecodedQuantity;
 use fedbank_common::job::RoundKind;
 use serde::{Deserialize, Serialize};
@@ -98,7 +98,7 @@ impl ComplianceJob {
                 kind.label()
             )));
         }
-        let over = DecodedQuantity::find(decoded, fedbank_common::compliance::OVER_LIMIT);
+        let over = DecodedQuantity::find(decoded, fedbank_common::compliance_rules::OVER_LIMIT);
         let mut over = over.unwrap_or(&[]).iter();
         let mut rules = Vec::with_capacity(self.spec.rules.len());
         for rule in &self.spec.rules {

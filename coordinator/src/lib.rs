@@ -35,7 +35,7 @@ pub mod stats;
 pub use aggregation::{AggregationError, PartialProblem, RoundAggregate};
 pub use job_logic::{JobLogic, JobResult};
 pub use machine::{
-    Checkpoint, CompletedRound, CoordinatorMachine, Input, JobFailure, Millis, Outbound, Output,
-    ResumeError, Status, Violation,
+    Checkpoint, CompletedRound, CoordinatorMachine, CoordinatorOutbound, CoordinatorOutput, Input,
+    JobFailure, Millis, ResumeError, Status, Violation,
 };
 pub use result_file::{Released, ResultFile, ResultFileError, RESULT_SCHEMA};

@@ -12,7 +12,7 @@ use fedbank_common::secagg::{
 };
 use fedbank_common::wire;
 use fedbank_coordinator::{Checkpoint, CoordinatorMachine};
-use fedbank_participant::compliance::ContactLog;
+use fedbank_participant::contact_log::ContactLog;
 use fedbank_participant::customers::CustomerRecords;
 use fedbank_participant::rfm::read_transactions;
 use fedbank_participant::{CommitteeMember, LocalTable};

@@ -4,7 +4,7 @@
 //! talked into decrypting a slot twice under different manifests because it forgot the first.
 //! [`MemberFiles`] is where a member keeps both across restarts: its secret share (owner-only)
 //! and its record of decrypted slots. The node writes the share before its public share leaves
-//! and the record before each partial decryption leaves (see `NodeOutput::SaveMember`), so what
+//! and the record before each partial decryption leaves (see `ParticipantOutput::SaveMember`), so what
 //! is on disk is never behind what the coordinator has seen.
 
 use fedbank_common::committee::{DecryptionRequest, EvidenceError, PartialDecryption};

@@ -1,5 +1,5 @@
 //! The local side of a compliance job: a participant's marketing-contact log and consent table,
-//! and the declared rules evaluated over them (see [`fedbank_common::compliance`] for what each
+//! and the declared rules evaluated over them (see [`fedbank_common::compliance_rules`] for what each
 //! rule counts).
 //!
 //! Nothing here is sent. The per-rule counts become one encrypted contribution; the rates become
@@ -13,7 +13,7 @@
 
 use crate::customers::{bad_cell, CustomerError};
 use crate::local_table::{CsvFile, TableError};
-use fedbank_common::compliance::{timestamp_seconds, ComplianceSpec, RuleKind, RuleSpec};
+use fedbank_common::compliance_rules::{timestamp_seconds, ComplianceSpec, RuleKind, RuleSpec};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -369,7 +369,7 @@ impl ContactLog {
             violations,
             customers_affected: affected.len() as u64,
             contacts_examined,
-            rate_basis_points: fedbank_common::compliance::rate_basis_points(
+            rate_basis_points: fedbank_common::compliance_rules::rate_basis_points(
                 violations,
                 contacts_examined,
             ),

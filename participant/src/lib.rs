@@ -15,7 +15,7 @@
 //!
 //! - [`customers`] and [`propensity`]: a labeled customer table and the local side of a
 //!   propensity job (class counts, Newton sums, hold-out score histograms, its own figures).
-//! - [`compliance`]: a marketing-contact log and consent table, and the declared rules
+//! - [`contact_log`]: a marketing-contact log and consent table, and the declared rules
 //!   evaluated over them (counts and rates; the local report stays at the institution).
 //! - [`privacy_noise`]: its share of the Gaussian noise of a job with differential privacy, and
 //!   its own accountant, which refuses rounds beyond the budget.
@@ -23,7 +23,7 @@
 //! It does not talk to the network; the shell in the `fedbank` binary carries its messages.
 
 mod committee_member;
-pub mod compliance;
+pub mod contact_log;
 mod contribution;
 pub mod customers;
 pub mod local_stats;
@@ -39,5 +39,6 @@ pub use committee_member::{CommitteeMember, MemberError, MemberFiles, MemberTerm
 pub use contribution::{ContributionError, Contributor};
 pub use local_table::{LocalTable, TableError};
 pub use machine::{
-    Credentials, LocalData, NodeOutbound, NodeOutput, NodeStatus, NodeViolation, ParticipantMachine,
+    Credentials, LocalData, NodeStatus, NodeViolation, ParticipantMachine, ParticipantOutbound,
+    ParticipantOutput,
 };

@@ -10,7 +10,7 @@
 //! What it does not do yet: hold each job kind behind one trait in one folder (issue 14); the
 //! round kinds of all jobs are still one enum whose variant order is the wire format.
 
-use crate::compliance::ComplianceSpec;
+use crate::compliance_rules::ComplianceSpec;
 use crate::digest::Digest;
 use crate::encoding::EncodingError;
 use crate::ids::{JobId, NodeId};

@@ -5,7 +5,7 @@ use super::{
     JobSpec, PropensitySpec, RoundKind, SegmentSpec, ValidJob, FEDAVG_COEFFICIENT_BOUND,
     LATEST_DAY, LATEST_MONTH, LIFECYCLE_STAGES, LOGISTIC_SCALE, MAX_CLASS_WEIGHT, Z_BOUND, Z_SCALE,
 };
-use crate::compliance::ComplianceSpec;
+use crate::compliance_rules::ComplianceSpec;
 use crate::digest::Digest;
 use crate::encoding::{EncodingError, EncodingPlan, QuantitySpec};
 use crate::secagg::SchemeParameters;
@@ -271,12 +271,12 @@ impl ValidJob {
 
     /// The rules that raise private alerts, in order, with their limits: what every role
     /// expects an alert request, tally or manifest to list.
-    pub fn alert_limits(&self) -> Vec<crate::compliance::AlertRule> {
+    pub fn alert_limits(&self) -> Vec<crate::compliance_rules::AlertRule> {
         self.compliance()
             .map(|c| {
                 c.alert_rules()
                     .into_iter()
-                    .map(|(r, limit)| crate::compliance::AlertRule {
+                    .map(|(r, limit)| crate::compliance_rules::AlertRule {
                         rule: r.name.clone(),
                         limit_basis_points: limit,
                     })

@@ -16,7 +16,7 @@
 use crate::alerts::{
     MAX_AUDITOR_KEYS_BYTES, MAX_COUNT_BYTES, MAX_PUBLIC_KEY_BYTES, MAX_RATES_BYTES,
 };
-use crate::compliance::MAX_RULES;
+use crate::compliance_rules::MAX_RULES;
 use crate::digest::Digest;
 use crate::endorsement::{Signed, Statement};
 use crate::ids::{JobId, NodeId};
@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 /// Room for a message's small fields next to its tfhe bytes.
 const FIELDS: usize = 1 << 20;
 
-pub use crate::compliance::AlertRule;
+pub use crate::compliance_rules::AlertRule;
 
 /// The auditor's keys: participants encrypt under the public key, the coordinator computes with
 /// the server key; the client key stays with the auditor.

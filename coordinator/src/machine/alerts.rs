@@ -14,7 +14,7 @@
 //! The coordinator holds the server key only: it can compare and add, never decrypt. It never
 //! sends the auditor anything but the per-rule sums.
 
-use super::events::{JobFailure, Millis, Outbound, Violation};
+use super::events::{CoordinatorOutbound, JobFailure, Millis, Violation};
 use super::{CoordinatorMachine, Stage};
 use crate::compliance::AlertCost;
 use crate::job_logic::JobLogic;
@@ -147,7 +147,7 @@ impl<S: RingScalar> CoordinatorMachine<S> {
         self.next_round = self.next_round.max(number + 1);
         self.emit_checkpoint();
         for node in &asked {
-            self.send(node, Outbound::AlertRequest(request.clone()));
+            self.send(node, CoordinatorOutbound::AlertRequest(request.clone()));
         }
         self.audit(trail::RoundStarted {
             job: request.job.clone(),
@@ -327,7 +327,7 @@ impl<S: RingScalar> CoordinatorMachine<S> {
             manifest.rules.len()
         ));
         let tally = AlertTally { manifest, counts };
-        self.send(&auditor, Outbound::AlertTally(tally.clone()));
+        self.send(&auditor, CoordinatorOutbound::AlertTally(tally.clone()));
         let deadline = now + self.job.spec().decryption_timeout_ms;
         self.stage = Stage::AwaitingAuditor {
             step,
@@ -345,7 +345,7 @@ impl<S: RingScalar> CoordinatorMachine<S> {
                 if step.asked.contains(node) && !step.received.contains_key(node) =>
             {
                 self.auditor_keys.as_ref().map(|held| {
-                    Outbound::AlertRequest(AlertRequest {
+                    CoordinatorOutbound::AlertRequest(AlertRequest {
                         job: self.job.spec().job.clone(),
                         round: step.round,
                         public_key: held.public_key.clone(),
@@ -355,7 +355,7 @@ impl<S: RingScalar> CoordinatorMachine<S> {
                 })
             }
             Stage::AwaitingAuditor { tally, .. } if self.is_auditor(node) => {
-                Some(Outbound::AlertTally((**tally).clone()))
+                Some(CoordinatorOutbound::AlertTally((**tally).clone()))
             }
             _ => None,
         };

@@ -16,7 +16,7 @@
 //! The shell writes the checkpoint atomically (write to a temporary file, fsync, rename) and
 //! records how many trail events existed, so that a resume over a shortened trail is refused.
 
-use super::events::{Millis, Output};
+use super::events::{CoordinatorOutput, Millis};
 use super::{CoordinatorMachine, Stage};
 use crate::job_logic::JobLogic;
 use fedbank_common::audit::events as trail;
@@ -122,7 +122,7 @@ impl<S: RingScalar> CoordinatorMachine<S> {
     pub(super) fn emit_checkpoint(&mut self) {
         let checkpoint = self.checkpoint();
         self.outputs
-            .push_back(Output::Checkpoint(Box::new(checkpoint)));
+            .push_back(CoordinatorOutput::Checkpoint(Box::new(checkpoint)));
     }
 
     /// A coordinator resuming `job` from `checkpoint`: the completed rounds are replayed into

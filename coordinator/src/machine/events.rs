@@ -39,7 +39,7 @@ pub enum Input<S: RingScalar> {
 
 /// A message to a node.
 #[derive(Debug, Clone)]
-pub enum Outbound<S: RingScalar> {
+pub enum CoordinatorOutbound<S: RingScalar> {
     /// [`Welcome`].
     Welcome(Welcome),
     /// [`KeySetup`].
@@ -66,36 +66,36 @@ pub enum Outbound<S: RingScalar> {
     AlertTally(AlertTally),
 }
 
-impl<S: RingScalar> Outbound<S> {
+impl<S: RingScalar> CoordinatorOutbound<S> {
     /// The message in its wire form.
     pub fn encode(&self) -> Result<Vec<u8>, fedbank_common::wire::WireError> {
         use fedbank_common::wire::encode;
         match self {
-            Outbound::Welcome(m) => encode(m),
-            Outbound::KeySetup(m) => encode(m),
-            Outbound::Commitments(m) => encode(m),
-            Outbound::KeyBundle(m) => encode(m.as_ref()),
-            Outbound::Round(m) => encode(m),
-            Outbound::Reveal(m) => encode(m),
-            Outbound::Decrypt(m) => encode(m),
-            Outbound::Notice(m) => encode(m),
-            Outbound::Segments(m) => encode(m),
-            Outbound::Model(m) => encode(m),
-            Outbound::AlertRequest(m) => encode(m),
-            Outbound::AlertTally(m) => encode(m),
+            CoordinatorOutbound::Welcome(m) => encode(m),
+            CoordinatorOutbound::KeySetup(m) => encode(m),
+            CoordinatorOutbound::Commitments(m) => encode(m),
+            CoordinatorOutbound::KeyBundle(m) => encode(m.as_ref()),
+            CoordinatorOutbound::Round(m) => encode(m),
+            CoordinatorOutbound::Reveal(m) => encode(m),
+            CoordinatorOutbound::Decrypt(m) => encode(m),
+            CoordinatorOutbound::Notice(m) => encode(m),
+            CoordinatorOutbound::Segments(m) => encode(m),
+            CoordinatorOutbound::Model(m) => encode(m),
+            CoordinatorOutbound::AlertRequest(m) => encode(m),
+            CoordinatorOutbound::AlertTally(m) => encode(m),
         }
     }
 }
 
 /// Something for the shell to do.
 #[derive(Debug)]
-pub enum Output<S: RingScalar> {
+pub enum CoordinatorOutput<S: RingScalar> {
     /// Send a message to a node.
     Send {
         /// The node.
         to: NodeId,
         /// The message.
-        message: Outbound<S>,
+        message: CoordinatorOutbound<S>,
     },
     /// Close a node's connection.
     Disconnect {

@@ -24,7 +24,9 @@ mod events;
 mod rounds;
 
 pub use checkpoint::{Checkpoint, CompletedRound, ResumeError};
-pub use events::{Input, JobFailure, Millis, Outbound, Output, Status, Violation};
+pub use events::{
+    CoordinatorOutbound, CoordinatorOutput, Input, JobFailure, Millis, Status, Violation,
+};
 
 use crate::aggregation::RoundAggregate;
 use crate::job_logic::JobLogic;
@@ -87,7 +89,7 @@ pub struct CoordinatorMachine<S: RingScalar> {
     trust: ConsortiumTrust,
     logic: JobLogic,
     setup: Option<KeySetup>,
-    outputs: VecDeque<Output<S>>,
+    outputs: VecDeque<CoordinatorOutput<S>>,
     status: Status,
     rounds_done: u32,
     auditor_keys: Option<alerts::AuditorKeysHeld>,
@@ -107,8 +109,8 @@ pub struct CoordinatorMachine<S: RingScalar> {
 }
 
 /// The output recording `event` in the coordinator's trail.
-fn audit_output<S: RingScalar, E: TrailEvent>(event: E) -> Output<S> {
-    Output::Audit {
+fn audit_output<S: RingScalar, E: TrailEvent>(event: E) -> CoordinatorOutput<S> {
+    CoordinatorOutput::Audit {
         kind: E::KIND,
         fields: event.fields(),
     }
@@ -183,7 +185,7 @@ impl<S: RingScalar> CoordinatorMachine<S> {
     }
 
     /// The next thing for the shell to do.
-    pub fn poll_output(&mut self) -> Option<Output<S>> {
+    pub fn poll_output(&mut self) -> Option<CoordinatorOutput<S>> {
         self.outputs.pop_front()
     }
 
@@ -206,11 +208,11 @@ impl<S: RingScalar> CoordinatorMachine<S> {
     }
 
     fn progress(&mut self, line: String) {
-        self.outputs.push_back(Output::Progress(line));
+        self.outputs.push_back(CoordinatorOutput::Progress(line));
     }
 
-    fn send(&mut self, to: &NodeId, message: Outbound<S>) {
-        self.outputs.push_back(Output::Send {
+    fn send(&mut self, to: &NodeId, message: CoordinatorOutbound<S>) {
+        self.outputs.push_back(CoordinatorOutput::Send {
             to: to.clone(),
             message,
         });
@@ -316,7 +318,7 @@ impl<S: RingScalar> CoordinatorMachine<S> {
             profile: spec.profile,
         };
         let is_member = spec.committee.contains(&from);
-        self.send(&from, Outbound::Welcome(welcome));
+        self.send(&from, CoordinatorOutbound::Welcome(welcome));
         self.audit(trail::Joined {
             job: self.job.spec().job.clone(),
             node: from.clone(),
@@ -330,14 +332,14 @@ impl<S: RingScalar> CoordinatorMachine<S> {
         // the joint key).
         let is_participant = self.job.spec().participants.contains(&from);
         if let (Some(bundle), true) = (self.key_bundle.clone(), is_participant) {
-            self.send(&from, Outbound::KeyBundle(Box::new(bundle)));
+            self.send(&from, CoordinatorOutbound::KeyBundle(Box::new(bundle)));
         }
         match &mut self.stage {
             Stage::KeySetup { setup, set, .. } if is_member => {
                 let (setup, set) = (setup.clone(), set.clone());
-                self.send(&from, Outbound::KeySetup(setup));
+                self.send(&from, CoordinatorOutbound::KeySetup(setup));
                 if let Some(set) = set {
-                    self.send(&from, Outbound::Commitments(set));
+                    self.send(&from, CoordinatorOutbound::Commitments(set));
                 }
             }
             Stage::Collecting(round) if round.aggregate.roster().is_some() => {
@@ -353,7 +355,9 @@ impl<S: RingScalar> CoordinatorMachine<S> {
                         round.asked.insert(from.clone());
                         self.send(
                             &from,
-                            Outbound::Reveal(fedbank_common::protocol::RevealRequest { roster }),
+                            CoordinatorOutbound::Reveal(fedbank_common::protocol::RevealRequest {
+                                roster,
+                            }),
                         );
                     }
                 }
@@ -370,7 +374,7 @@ impl<S: RingScalar> CoordinatorMachine<S> {
                     kind: round.kind.clone(),
                     reference_day: self.logic.reference_day(),
                 };
-                self.send(&from, Outbound::Round(request));
+                self.send(&from, CoordinatorOutbound::Round(request));
             }
             Stage::Alerting(_) | Stage::AwaitingAuditor { .. } => self.catch_up_alerts(&from),
             _ => {}
@@ -407,7 +411,7 @@ impl<S: RingScalar> CoordinatorMachine<S> {
         };
         let deadline = now + spec.key_setup_timeout_ms;
         for member in spec.committee.clone() {
-            self.send(&member, Outbound::KeySetup(setup.clone()));
+            self.send(&member, CoordinatorOutbound::KeySetup(setup.clone()));
         }
         self.audit(trail::KeySetup::Requested {
             job: setup.job.clone(),
@@ -506,7 +510,7 @@ impl<S: RingScalar> CoordinatorMachine<S> {
             commitments_digest: formed.digest().to_hex(),
         });
         for member in formed.setup.committee.clone() {
-            self.send(&member, Outbound::Commitments(formed.clone()));
+            self.send(&member, CoordinatorOutbound::Commitments(formed.clone()));
         }
         Ok(())
     }
@@ -589,7 +593,10 @@ impl<S: RingScalar> CoordinatorMachine<S> {
                     .cloned()
                     .collect();
                 for node in present {
-                    self.send(&node, Outbound::KeyBundle(Box::new(bundle.clone())));
+                    self.send(
+                        &node,
+                        CoordinatorOutbound::KeyBundle(Box::new(bundle.clone())),
+                    );
                 }
                 let first = self.logic.first_round();
                 self.start_round(1, 0, first, now);

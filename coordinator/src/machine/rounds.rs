@@ -1,8 +1,8 @@
 //! The round phase of the coordinator: asking for contributions, closing a round (decrypt,
 //! retry or fail), combining the committee's partial decryptions, finishing, and deadlines.
 
-use super::events::{JobFailure, Millis, Outbound, Status, Violation};
-use super::{audit_output, CoordinatorMachine, Output, Round, Stage};
+use super::events::{CoordinatorOutbound, JobFailure, Millis, Status, Violation};
+use super::{audit_output, CoordinatorMachine, CoordinatorOutput, Round, Stage};
 use crate::aggregation::RoundAggregate;
 use crate::job_logic::JobResult;
 use fedbank_common::audit::events as trail;
@@ -47,7 +47,7 @@ impl<S: RingScalar> CoordinatorMachine<S> {
         self.next_round = self.next_round.max(number + 1);
         self.emit_checkpoint();
         for node in &asked {
-            self.send(node, Outbound::Round(request.clone()));
+            self.send(node, CoordinatorOutbound::Round(request.clone()));
         }
         self.audit(trail::RoundStarted {
             job: request.job.clone(),
@@ -222,7 +222,7 @@ impl<S: RingScalar> CoordinatorMachine<S> {
         for node in &listed {
             self.send(
                 node,
-                Outbound::Reveal(RevealRequest {
+                CoordinatorOutbound::Reveal(RevealRequest {
                     roster: roster.clone(),
                 }),
             );
@@ -280,7 +280,7 @@ impl<S: RingScalar> CoordinatorMachine<S> {
             Ok(request) => {
                 let members = spec.committee.clone();
                 for member in &members {
-                    self.send(member, Outbound::Decrypt(request.clone()));
+                    self.send(member, CoordinatorOutbound::Decrypt(request.clone()));
                 }
                 self.audit(trail::DecryptionRequested {
                     job: spec.job.clone(),
@@ -430,7 +430,7 @@ impl<S: RingScalar> CoordinatorMachine<S> {
         if applied.is_ok() {
             self.journal(round.number, &round.kind, &contributors, &decoded);
         }
-        self.outputs.push_back(Output::Aggregate {
+        self.outputs.push_back(CoordinatorOutput::Aggregate {
             round: round.number,
             kind: round.kind.clone(),
             values: decoded,
@@ -514,7 +514,7 @@ impl<S: RingScalar> CoordinatorMachine<S> {
                 labels: r.segments.iter().map(|s| s.label.clone()).collect(),
             };
             for node in self.present().cloned().collect::<Vec<_>>() {
-                self.send(&node, Outbound::Segments(released.clone()));
+                self.send(&node, CoordinatorOutbound::Segments(released.clone()));
             }
         }
         if let JobResult::Propensity(r) = &result {
@@ -523,7 +523,7 @@ impl<S: RingScalar> CoordinatorMachine<S> {
                 model: Box::new(r.model.clone()),
             };
             for node in self.present().cloned().collect::<Vec<_>>() {
-                self.send(&node, Outbound::Model(released.clone()));
+                self.send(&node, CoordinatorOutbound::Model(released.clone()));
             }
         }
         let notice = Notice {
@@ -533,7 +533,7 @@ impl<S: RingScalar> CoordinatorMachine<S> {
             text: "job finished".into(),
         };
         for node in self.present().cloned().collect::<Vec<_>>() {
-            self.send(&node, Outbound::Notice(notice.clone()));
+            self.send(&node, CoordinatorOutbound::Notice(notice.clone()));
         }
         self.progress("job finished".into());
         self.stage = Stage::Done;
@@ -553,7 +553,7 @@ impl<S: RingScalar> CoordinatorMachine<S> {
             text: failure.to_string(),
         };
         for node in self.present().cloned().collect::<Vec<_>>() {
-            self.send(&node, Outbound::Notice(notice.clone()));
+            self.send(&node, CoordinatorOutbound::Notice(notice.clone()));
         }
         self.progress(format!("job failed: {failure}"));
         self.stage = Stage::Done;

@@ -3,7 +3,7 @@
 //! holding every member's signed commitment, and every participant forms the joint key itself
 //! from a transcript it checked, and never replaces it.
 
-use super::{NodeOutbound, NodeOutput, NodeViolation, ParticipantMachine};
+use super::{NodeViolation, ParticipantMachine, ParticipantOutbound, ParticipantOutput};
 use crate::committee_member::CommitteeMember;
 use fedbank_common::audit::events as trail;
 use fedbank_common::key_ceremony::{
@@ -44,7 +44,7 @@ impl<S: RingScalar> ParticipantMachine<S> {
                     self.job.params().clone(),
                     &crate::MemberTerms::of(&self.job, self.trust.clone()),
                 )?;
-                self.outputs.push_back(NodeOutput::SaveMember {
+                self.outputs.push_back(ParticipantOutput::SaveMember {
                     share: Some(m.secret_share()),
                     record: m.record().clone(),
                 });
@@ -66,7 +66,7 @@ impl<S: RingScalar> ParticipantMachine<S> {
             setup_digest: setup.digest().to_hex(),
             share_digest: share.to_hex(),
         });
-        self.send(NodeOutbound::Commitment(commitment));
+        self.send(ParticipantOutbound::Commitment(commitment));
         Ok(())
     }
 
@@ -105,7 +105,7 @@ impl<S: RingScalar> ParticipantMachine<S> {
             commitments_digest: set_digest.to_hex(),
             share_digest: share.to_hex(),
         });
-        self.send(NodeOutbound::KeyShare(RevealedShare {
+        self.send(ParticipantOutbound::KeyShare(RevealedShare {
             share: public,
             reveal,
         }));

@@ -37,7 +37,7 @@ mod round;
 pub use reveal::RevealRefusal;
 
 use crate::committee_member::{CommitteeMember, MemberError};
-use crate::compliance::{ContactLog, RuleCounts};
+use crate::contact_log::{ContactLog, RuleCounts};
 use crate::customers::CustomerRecords;
 use crate::local_stats::{self, LocalStatsError};
 use crate::local_stats::{nearest, standardize};
@@ -67,7 +67,7 @@ use std::collections::VecDeque;
 
 /// A message to the coordinator.
 #[derive(Debug, Clone)]
-pub enum NodeOutbound<S: RingScalar> {
+pub enum ParticipantOutbound<S: RingScalar> {
     /// [`Hello`].
     Hello(Hello),
     /// A member's signed commitment to its key share.
@@ -86,28 +86,28 @@ pub enum NodeOutbound<S: RingScalar> {
     Alert(AlertContribution),
 }
 
-impl<S: RingScalar> NodeOutbound<S> {
+impl<S: RingScalar> ParticipantOutbound<S> {
     /// The message in its wire form.
     pub fn encode(&self) -> Result<Vec<u8>, fedbank_common::wire::WireError> {
         use fedbank_common::wire::encode;
         match self {
-            NodeOutbound::Hello(m) => encode(m),
-            NodeOutbound::Commitment(m) => encode(m),
-            NodeOutbound::KeyShare(m) => encode(m),
-            NodeOutbound::ContributionCommitment(m) => encode(m),
-            NodeOutbound::Contribution(m) => encode(m),
-            NodeOutbound::Partial(m) => encode(m),
-            NodeOutbound::Notice(m) => encode(m),
-            NodeOutbound::Alert(m) => encode(m),
+            ParticipantOutbound::Hello(m) => encode(m),
+            ParticipantOutbound::Commitment(m) => encode(m),
+            ParticipantOutbound::KeyShare(m) => encode(m),
+            ParticipantOutbound::ContributionCommitment(m) => encode(m),
+            ParticipantOutbound::Contribution(m) => encode(m),
+            ParticipantOutbound::Partial(m) => encode(m),
+            ParticipantOutbound::Notice(m) => encode(m),
+            ParticipantOutbound::Alert(m) => encode(m),
         }
     }
 }
 
 /// Something for the node's shell to do.
 #[derive(Debug)]
-pub enum NodeOutput<S: RingScalar> {
+pub enum ParticipantOutput<S: RingScalar> {
     /// Send to the coordinator.
-    Send(NodeOutbound<S>),
+    Send(ParticipantOutbound<S>),
     /// Write an audit event in the node's own trail.
     Audit {
         /// Event type.
@@ -246,7 +246,7 @@ pub struct ParticipantMachine<S: RingScalar> {
     table: LocalTable,
     member: Option<CommitteeMember<S>>,
     key: Option<JointPublicKey<S>>,
-    outputs: VecDeque<NodeOutput<S>>,
+    outputs: VecDeque<ParticipantOutput<S>>,
     status: NodeStatus,
     row_ids: Option<Vec<String>>,
     /// The transaction history the table is built from (segment jobs over transaction logs).
@@ -389,11 +389,11 @@ impl<S: RingScalar> ParticipantMachine<S> {
             job_digest: self.job.digest(),
         };
         self.outputs
-            .push_back(NodeOutput::Send(NodeOutbound::Hello(hello)));
+            .push_back(ParticipantOutput::Send(ParticipantOutbound::Hello(hello)));
     }
 
     /// The next thing for the shell to do.
-    pub fn poll_output(&mut self) -> Option<NodeOutput<S>> {
+    pub fn poll_output(&mut self) -> Option<ParticipantOutput<S>> {
         self.outputs.pop_front()
     }
 
@@ -408,14 +408,14 @@ impl<S: RingScalar> ParticipantMachine<S> {
     }
 
     fn audit<E: TrailEvent>(&mut self, event: E) {
-        self.outputs.push_back(NodeOutput::Audit {
+        self.outputs.push_back(ParticipantOutput::Audit {
             kind: E::KIND,
             fields: event.fields(),
         });
     }
 
-    fn send(&mut self, message: NodeOutbound<S>) {
-        self.outputs.push_back(NodeOutput::Send(message));
+    fn send(&mut self, message: ParticipantOutbound<S>) {
+        self.outputs.push_back(ParticipantOutput::Send(message));
     }
 
     /// Processes a message from the coordinator (heavy: encryption and partial decryption run
@@ -477,7 +477,7 @@ impl<S: RingScalar> ParticipantMachine<S> {
         match member.handle(&request) {
             Ok(partial) => {
                 let record = member.record().clone();
-                self.outputs.push_back(NodeOutput::SaveMember {
+                self.outputs.push_back(ParticipantOutput::SaveMember {
                     share: None,
                     record,
                 });
@@ -489,7 +489,7 @@ impl<S: RingScalar> ParticipantMachine<S> {
                     manifest: manifest_digest.to_hex(),
                     contributors: request.manifest.contributors.clone(),
                 });
-                self.send(NodeOutbound::Partial(partial));
+                self.send(ParticipantOutbound::Partial(partial));
             }
             Err(e) => {
                 let reason = e.to_string();
@@ -499,7 +499,7 @@ impl<S: RingScalar> ParticipantMachine<S> {
                     quantity: quantity.clone(),
                     reason: reason.clone(),
                 });
-                self.send(NodeOutbound::Notice(Notice {
+                self.send(ParticipantOutbound::Notice(Notice {
                     job,
                     round: Some(round),
                     kind: NoticeKind::Refused,
@@ -561,13 +561,14 @@ impl<S: RingScalar> ParticipantMachine<S> {
             segments: released.labels.len(),
             customers: assignments.len(),
         });
-        self.outputs.push_back(NodeOutput::Progress(format!(
+        self.outputs.push_back(ParticipantOutput::Progress(format!(
             "{}: assigned its {} customers to the {} released segments (kept locally)",
             self.id,
             assignments.len(),
             released.labels.len()
         )));
-        self.outputs.push_back(NodeOutput::Assignments(assignments));
+        self.outputs
+            .push_back(ParticipantOutput::Assignments(assignments));
         Ok(())
     }
 
@@ -620,7 +621,7 @@ impl<S: RingScalar> ParticipantMachine<S> {
         });
         if let Some(f) = &figures {
             let show = |a: Option<f64>| a.map_or("n/a".to_owned(), |a| format!("{a:.4}"));
-            self.outputs.push_back(NodeOutput::Progress(format!(
+            self.outputs.push_back(ParticipantOutput::Progress(format!(
                 "{}: on its {} hold-out customers the federated model has AUC {}, a model of its own data alone {} (kept locally)",
                 self.id,
                 f.holdout_customers,
@@ -628,7 +629,7 @@ impl<S: RingScalar> ParticipantMachine<S> {
                 show(f.local_only_auc)
             )));
         }
-        self.outputs.push_back(NodeOutput::Model {
+        self.outputs.push_back(ParticipantOutput::Model {
             model: released.model,
             figures,
         });
@@ -696,19 +697,19 @@ impl<S: RingScalar> ParticipantMachine<S> {
                     digest: fedbank_common::alerts::digest(&rates).to_hex(),
                     rules: expected.iter().map(|r| r.rule.clone()).collect(),
                 });
-                self.outputs.push_back(NodeOutput::Progress(format!(
+                self.outputs.push_back(ParticipantOutput::Progress(format!(
                     "{}: its rates for {} alert rules sent under the auditor's key",
                     self.id,
                     expected.len()
                 )));
-                self.send(NodeOutbound::Alert(AlertContribution {
+                self.send(ParticipantOutbound::Alert(AlertContribution {
                     job,
                     round: request.round,
                     rates,
                 }));
             }
             Err(reason) => {
-                self.send(NodeOutbound::Notice(Notice {
+                self.send(ParticipantOutbound::Notice(Notice {
                     job,
                     round: Some(request.round),
                     kind: NoticeKind::CannotContribute,

@@ -10,7 +10,7 @@
 //!                     the same roster again ──▶ the same Contribution again (a reconnect)
 //! ```
 
-use super::{NodeOutbound, NodeOutput, NodeViolation, ParticipantMachine};
+use super::{NodeViolation, ParticipantMachine, ParticipantOutbound, ParticipantOutput};
 use fedbank_common::audit::events as trail;
 use fedbank_common::committee::ContributionStatement;
 use fedbank_common::digest::Digest;
@@ -92,11 +92,11 @@ impl<S: RingScalar> ParticipantMachine<S> {
         clipped: u64,
     ) {
         let (round, attempt) = (statement.statement.round, statement.statement.attempt);
-        self.outputs.push_back(NodeOutput::Progress(format!(
+        self.outputs.push_back(ParticipantOutput::Progress(format!(
             "{}: round {round} ({}) contribution committed",
             self.id, statement.statement.quantity
         )));
-        self.send(NodeOutbound::ContributionCommitment(
+        self.send(ParticipantOutbound::ContributionCommitment(
             ContributionCommitment {
                 round,
                 attempt,
@@ -125,7 +125,7 @@ impl<S: RingScalar> ParticipantMachine<S> {
             attempt,
             statement: pending.statement.clone(),
         };
-        self.send(NodeOutbound::ContributionCommitment(again));
+        self.send(ParticipantOutbound::ContributionCommitment(again));
         true
     }
 
@@ -140,7 +140,7 @@ impl<S: RingScalar> ParticipantMachine<S> {
                     refusal,
                     RevealRefusal::NothingCommitted { .. } | RevealRefusal::NotListed { .. }
                 ) {
-                    self.send(NodeOutbound::Notice(Notice {
+                    self.send(ParticipantOutbound::Notice(Notice {
                         job: self.job.spec().job.clone(),
                         round: Some(roster.round),
                         kind: NoticeKind::CannotContribute,
@@ -168,7 +168,7 @@ impl<S: RingScalar> ParticipantMachine<S> {
                 .into());
             }
             let again = sent.clone();
-            self.send(NodeOutbound::Contribution(again));
+            self.send(ParticipantOutbound::Contribution(again));
             return Ok(());
         }
         let s = &pending.statement.statement;
@@ -194,8 +194,8 @@ impl<S: RingScalar> ParticipantMachine<S> {
             self.id, s.round, s.quantity
         );
         self.audit(event);
-        self.outputs.push_back(NodeOutput::Progress(line));
-        self.send(NodeOutbound::Contribution(contribution));
+        self.outputs.push_back(ParticipantOutput::Progress(line));
+        self.send(ParticipantOutbound::Contribution(contribution));
         Ok(())
     }
 

@@ -2,7 +2,7 @@
 //! the local data (table, transaction history, labeled customers or contact log), noised where
 //! the job has differential privacy, encoded, encrypted and committed (docs/threat-model.md §8).
 
-use super::{NodeOutbound, NodeOutput, NodeViolation, ParticipantMachine};
+use super::{NodeViolation, ParticipantMachine, ParticipantOutbound, ParticipantOutput};
 use crate::local_stats;
 use crate::Contributor;
 use fedbank_common::audit::events as trail;
@@ -94,7 +94,7 @@ impl<S: RingScalar> ParticipantMachine<S> {
         let outcome = outcome.map(|(ciphertext, clipped, noise)| {
             if let (Some(_), Some(privacy)) = (&noise, &self.privacy) {
                 self.outputs
-                    .push_back(NodeOutput::SavePrivacy(Box::new(privacy.state())));
+                    .push_back(ParticipantOutput::SavePrivacy(Box::new(privacy.state())));
             }
             if let Some(added) = noise {
                 let noise = added
@@ -138,11 +138,11 @@ impl<S: RingScalar> ParticipantMachine<S> {
                 self.commit(statement, ciphertext, clipped);
             }
             Err(reason) => {
-                self.outputs.push_back(NodeOutput::Progress(format!(
+                self.outputs.push_back(ParticipantOutput::Progress(format!(
                     "{}: cannot contribute to round {}: {reason}",
                     self.id, request.round
                 )));
-                self.send(NodeOutbound::Notice(Notice {
+                self.send(ParticipantOutbound::Notice(Notice {
                     job: spec.job.clone(),
                     round: Some(request.round),
                     kind: NoticeKind::CannotContribute,
@@ -165,7 +165,7 @@ impl<S: RingScalar> ParticipantMachine<S> {
                 ));
             }
             let counts = log.evaluate(compliance);
-            let values = crate::compliance::round_values(&counts, compliance);
+            let values = crate::contact_log::round_values(&counts, compliance);
             let report = json!({
                 "job": self.job.spec().job.as_str(),
                 "contacts": log.contacts(),
@@ -180,7 +180,8 @@ impl<S: RingScalar> ParticipantMachine<S> {
                 round: request.round,
                 rules: compliance.rules.iter().map(|r| r.name.clone()).collect(),
             });
-            self.outputs.push_back(NodeOutput::ComplianceReport(report));
+            self.outputs
+                .push_back(ParticipantOutput::ComplianceReport(report));
             self.rule_counts = Some(counts);
             return Ok((values, 0));
         }

@@ -232,8 +232,8 @@ pub fn read_truth(path: &Path) -> std::io::Result<BTreeMap<String, RuleTruth>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::compliance::ContactLog;
-    use fedbank_common::compliance::ComplianceSpec;
+    use crate::contact_log::ContactLog;
+    use fedbank_common::compliance_rules::ComplianceSpec;
 
     /// The rules of the shipped job file.
     fn shipped_rules() -> ComplianceSpec {

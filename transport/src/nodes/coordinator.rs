@@ -9,7 +9,7 @@ use fedbank_common::ids::NodeId;
 use fedbank_common::job::ValidJob;
 use fedbank_common::protocol::Inbound;
 use fedbank_common::secagg::RingScalar;
-use fedbank_coordinator::{Checkpoint, CoordinatorMachine, Input, Output, Status};
+use fedbank_coordinator::{Checkpoint, CoordinatorMachine, CoordinatorOutput, Input, Status};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -261,7 +261,7 @@ pub async fn run_coordinator<S: RingScalar>(
         loop {
             while let Some(output) = machine.poll_output() {
                 match output {
-                    Output::Send { to, message } => match message.encode() {
+                    CoordinatorOutput::Send { to, message } => match message.encode() {
                         Ok(bytes) => {
                             let bytes = match &last {
                                 Some(previous) if **previous == bytes => previous.clone(),
@@ -283,11 +283,11 @@ pub async fn run_coordinator<S: RingScalar>(
                             tracing::error!(node = %to, error = %e, "could not encode a message")
                         }
                     },
-                    Output::Audit { kind, fields } => {
+                    CoordinatorOutput::Audit { kind, fields } => {
                         trail.append(kind, fields, SystemTime::now())?;
                     }
-                    Output::Progress(line) => machine_progress(line),
-                    Output::Checkpoint(mut checkpoint) => {
+                    CoordinatorOutput::Progress(line) => machine_progress(line),
+                    CoordinatorOutput::Checkpoint(mut checkpoint) => {
                         checkpoint.trail_events = trail.events();
                         if let Some(path) = &state {
                             let written = serde_json::to_vec(&checkpoint)
@@ -305,7 +305,7 @@ pub async fn run_coordinator<S: RingScalar>(
                             }
                         }
                     }
-                    Output::Aggregate {
+                    CoordinatorOutput::Aggregate {
                         round,
                         kind,
                         values,
@@ -317,7 +317,7 @@ pub async fn run_coordinator<S: RingScalar>(
                             "aggregate decrypted"
                         );
                     }
-                    Output::Disconnect { node, reason } => {
+                    CoordinatorOutput::Disconnect { node, reason } => {
                         tracing::info!(node = %node, reason, "disconnecting");
                         if let Some(w) = machine_writers
                             .lock()

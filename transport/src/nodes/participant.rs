@@ -13,8 +13,8 @@ use fedbank_common::secagg::{RingScalar, SecretKeyShare};
 use fedbank_common::storage::{self, StorageError};
 use fedbank_participant::propensity::LocalFigures;
 use fedbank_participant::{
-    CommitteeMember, LocalData, MemberError, MemberFiles, NodeOutput, NodeStatus,
-    ParticipantMachine,
+    CommitteeMember, LocalData, MemberError, MemberFiles, NodeStatus, ParticipantMachine,
+    ParticipantOutput,
 };
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -211,17 +211,17 @@ pub async fn run_participant<S: RingScalar>(
             }
             while let Some(output) = machine.poll_output() {
                 match output {
-                    NodeOutput::Send(message) => match message.encode() {
+                    ParticipantOutput::Send(message) => match message.encode() {
                         Ok(bytes) => {
                             let _ = out_tx.send(bytes);
                         }
                         Err(e) => tracing::error!(error = %e, "could not encode a message"),
                     },
-                    NodeOutput::Audit { kind, fields } => {
+                    ParticipantOutput::Audit { kind, fields } => {
                         trail.append(kind, fields, SystemTime::now())?;
                     }
-                    NodeOutput::Progress(line) => machine_progress(line),
-                    NodeOutput::Assignments(rows) => match &local.assignments {
+                    ParticipantOutput::Progress(line) => machine_progress(line),
+                    ParticipantOutput::Assignments(rows) => match &local.assignments {
                         Some(path) => {
                             let mut csv = String::from("customer_id,segment\n");
                             for (customer, segment) in rows {
@@ -236,7 +236,7 @@ pub async fn run_participant<S: RingScalar>(
                         }
                         None => tracing::info!("segment assignment computed; no file configured"),
                     },
-                    NodeOutput::Model { model, figures } => {
+                    ParticipantOutput::Model { model, figures } => {
                         for (path, value, what) in [
                             (&local.model, serde_json::to_vec_pretty(&model), "model"),
                             (
@@ -259,7 +259,7 @@ pub async fn run_participant<S: RingScalar>(
                             *f = figures;
                         }
                     }
-                    NodeOutput::SaveMember { share, record } => {
+                    ParticipantOutput::SaveMember { share, record } => {
                         // Nothing after this output is carried out unless it is on disk.
                         let Some((dir, files)) = &member_files else {
                             tracing::warn!(
@@ -279,7 +279,7 @@ pub async fn run_participant<S: RingScalar>(
                             }
                         })?;
                     }
-                    NodeOutput::SavePrivacy(state) => {
+                    ParticipantOutput::SavePrivacy(state) => {
                         // Nothing after this output (the noised contribution) leaves unless the
                         // spend is on disk.
                         let Some(path) = &privacy_file else {
@@ -306,7 +306,7 @@ pub async fn run_participant<S: RingScalar>(
                             )));
                         }
                     }
-                    NodeOutput::ComplianceReport(report) => {
+                    ParticipantOutput::ComplianceReport(report) => {
                         match (&local.compliance_report, serde_json::to_vec_pretty(&report)) {
                             (Some(path), Ok(bytes)) => {
                                 write_local(path, &bytes, "compliance report", &*machine_progress)
