@@ -319,6 +319,12 @@ fn body(
         row.asked.extend(r.asked.iter().map(|n| n.to_string()));
         row.events.push(e);
     }
+    for (e, r) in typed::<trail::RosterFixed>(&c.events) {
+        rounds.entry(r.round).or_default().events.push(e);
+    }
+    for (e, r) in typed::<trail::AggregateDecrypted>(&c.events) {
+        rounds.entry(r.round).or_default().events.push(e);
+    }
     for (e, r) in typed::<trail::ContributionReceived>(&c.events) {
         let row = rounds.entry(r.round).or_default();
         row.got.push(r.node.to_string());
