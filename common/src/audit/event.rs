@@ -6,153 +6,99 @@ use serde_json::{Map, Value};
 /// `prev` of the first event.
 pub const GENESIS_PREV: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
-/// Event types a trail records. Stored as dotted strings so that auditors can read them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum EventKind {
+/// Declares [`EventKind`] from one list: each kind, its documentation and the dotted name
+/// stored in the trail, so that [`EventKind::ALL`] and [`EventKind::name`] cannot miss one.
+macro_rules! event_kinds {
+    ($($(#[$doc:meta])* $kind:ident => $name:literal,)*) => {
+        /// Event types a trail records. Stored as dotted strings so that auditors can read them.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub enum EventKind {
+            $($(#[$doc])* $kind,)*
+        }
+
+        impl EventKind {
+            /// Every kind, in declaration order.
+            pub const ALL: &'static [EventKind] = &[$(EventKind::$kind),*];
+
+            /// The dotted name stored in the trail.
+            pub const fn name(self) -> &'static str {
+                match self {
+                    $(EventKind::$kind => $name,)*
+                }
+            }
+        }
+    };
+}
+
+event_kinds! {
     /// First event: the writer, its role and public key.
-    TrailOpened,
+    TrailOpened => "trail.opened",
     /// Job start with the configuration digest.
-    JobStarted,
+    JobStarted => "job.started",
     /// A restarted coordinator resumed the job from its checkpoint.
-    JobResumed,
+    JobResumed => "job.resumed",
     /// Key setup published / joint key formed.
-    KeySetup,
+    KeySetup => "key.setup",
     /// A participant checked the key ceremony and accepted the joint key (its digest).
-    KeyAccepted,
+    KeyAccepted => "key.accepted",
     /// A node refused a message from the coordinator (the reason).
-    MessageRefused,
+    MessageRefused => "message.refused",
     /// A node joined.
-    Joined,
+    Joined => "node.joined",
     /// A round started.
-    RoundStarted,
+    RoundStarted => "round.started",
     /// The coordinator fixed a round's roster of committed contributions.
-    RosterFixed,
+    RosterFixed => "roster.fixed",
     /// The coordinator received a contribution.
-    ContributionReceived,
+    ContributionReceived => "contribution.received",
     /// A participant sent a contribution.
-    ContributionSent,
+    ContributionSent => "contribution.sent",
     /// A participant was left out of a round.
-    ParticipantDropped,
+    ParticipantDropped => "participant.dropped",
     /// The coordinator asked the committee to decrypt.
-    DecryptionRequested,
+    DecryptionRequested => "decryption.requested",
     /// A member approved and released a partial decryption.
-    DecryptionReleased,
+    DecryptionReleased => "decryption.released",
     /// A member refused a decryption.
-    DecryptionRefused,
+    DecryptionRefused => "decryption.refused",
     /// A member went away during a decryption; the round is run again.
-    DecryptionRetried,
+    DecryptionRetried => "decryption.retried",
     /// The coordinator received a member's partial decryption.
-    DecryptionApproved,
+    DecryptionApproved => "decryption.approved",
     /// An aggregate was decrypted.
-    AggregateDecrypted,
+    AggregateDecrypted => "aggregate.decrypted",
     /// A round ended.
-    RoundCompleted,
+    RoundCompleted => "round.completed",
     /// A participant assigned its own customers to the released segments (locally).
-    SegmentsAssigned,
+    SegmentsAssigned => "segments.assigned",
     /// A participant received the released model (and computed its own figures locally).
-    ModelReceived,
+    ModelReceived => "model.received",
     /// Differential privacy: the noise a round's aggregate carries and the budget spent so far.
-    PrivacySpent,
+    PrivacySpent => "privacy.spent",
     /// Compliance: a participant evaluated the rules over its own contact log (counts only).
-    RulesEvaluated,
+    RulesEvaluated => "rules.evaluated",
     /// The auditor published its alert keys / the coordinator accepted them.
-    AlertKeys,
+    AlertKeys => "alert.keys",
     /// A participant sent its encrypted rates.
-    AlertSent,
+    AlertSent => "alert.sent",
     /// The coordinator received a participant's encrypted rates and compared them.
-    AlertReceived,
+    AlertReceived => "alert.received",
     /// The coordinator asked the auditor to decrypt the per-rule counts.
-    AlertTallyRequested,
+    AlertTallyRequested => "alert.tally_requested",
     /// The auditor decrypted the per-rule counts (auditor), or the coordinator received them.
-    AlertDecrypted,
+    AlertDecrypted => "alert.decrypted",
     /// The auditor refused to decrypt a tally.
-    AlertRefused,
+    AlertRefused => "alert.refused",
     /// Results were written.
-    JobCompleted,
+    JobCompleted => "job.completed",
     /// The job failed.
-    JobFailed,
+    JobFailed => "job.failed",
 }
 
 impl EventKind {
-    /// Every kind, in the order above.
-    pub const ALL: [EventKind; 31] = {
-        use EventKind::*;
-        [
-            TrailOpened,
-            JobStarted,
-            JobResumed,
-            KeySetup,
-            KeyAccepted,
-            MessageRefused,
-            Joined,
-            RoundStarted,
-            RosterFixed,
-            ContributionReceived,
-            ContributionSent,
-            ParticipantDropped,
-            DecryptionRequested,
-            DecryptionReleased,
-            DecryptionRefused,
-            DecryptionRetried,
-            DecryptionApproved,
-            AggregateDecrypted,
-            RoundCompleted,
-            SegmentsAssigned,
-            ModelReceived,
-            PrivacySpent,
-            RulesEvaluated,
-            AlertKeys,
-            AlertSent,
-            AlertReceived,
-            AlertTallyRequested,
-            AlertDecrypted,
-            AlertRefused,
-            JobCompleted,
-            JobFailed,
-        ]
-    };
-
     /// The kind stored as `name`, if this build knows it.
     pub fn from_name(name: &str) -> Option<EventKind> {
-        Self::ALL.into_iter().find(|k| k.name() == name)
-    }
-
-    /// The dotted name stored in the trail.
-    pub const fn name(self) -> &'static str {
-        use EventKind::*;
-        match self {
-            TrailOpened => "trail.opened",
-            JobStarted => "job.started",
-            JobResumed => "job.resumed",
-            KeySetup => "key.setup",
-            KeyAccepted => "key.accepted",
-            MessageRefused => "message.refused",
-            Joined => "node.joined",
-            RoundStarted => "round.started",
-            RosterFixed => "roster.fixed",
-            ContributionReceived => "contribution.received",
-            ContributionSent => "contribution.sent",
-            ParticipantDropped => "participant.dropped",
-            DecryptionRequested => "decryption.requested",
-            DecryptionReleased => "decryption.released",
-            DecryptionRefused => "decryption.refused",
-            DecryptionRetried => "decryption.retried",
-            DecryptionApproved => "decryption.approved",
-            AggregateDecrypted => "aggregate.decrypted",
-            RoundCompleted => "round.completed",
-            SegmentsAssigned => "segments.assigned",
-            ModelReceived => "model.received",
-            PrivacySpent => "privacy.spent",
-            RulesEvaluated => "rules.evaluated",
-            AlertKeys => "alert.keys",
-            AlertSent => "alert.sent",
-            AlertReceived => "alert.received",
-            AlertTallyRequested => "alert.tally_requested",
-            AlertDecrypted => "alert.decrypted",
-            AlertRefused => "alert.refused",
-            JobCompleted => "job.completed",
-            JobFailed => "job.failed",
-        }
+        Self::ALL.iter().copied().find(|k| k.name() == name)
     }
 }
 

@@ -131,7 +131,7 @@ fn a_misspelt_missing_or_extra_field_is_a_named_error() {
 #[test]
 fn every_kind_has_one_name_and_is_found_by_it() {
     let mut names: Vec<&str> = EventKind::ALL.iter().map(|k| k.name()).collect();
-    for kind in EventKind::ALL {
+    for &kind in EventKind::ALL {
         assert_eq!(EventKind::from_name(kind.name()), Some(kind));
     }
     names.sort_unstable();
