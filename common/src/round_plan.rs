@@ -90,7 +90,7 @@ impl RoundPlan {
             return Err(PlanRefusal::ForeignKind {
                 round,
                 kind: kind.label(),
-                job_kind: job_kind_name(job.spec().kind),
+                job_kind: job.spec().kind.name(),
             });
         }
         let count = match self.last {
@@ -165,7 +165,17 @@ pub fn allows(job: &ValidJob, kind: &RoundKind) -> bool {
             }
         }
         JobKind::Compliance => matches!(kind, RoundKind::Compliance),
+        JobKind::Registered(_) => match (spec_job(job), kind) {
+            (Some(registered), RoundKind::Registered(round)) => {
+                registered.rounds().iter().any(|d| d.tag == round.tag)
+            }
+            _ => false,
+        },
     }
+}
+
+fn spec_job(job: &ValidJob) -> Option<&'static dyn crate::job::Job> {
+    job.spec().kind.registered()
 }
 
 /// Most round numbers a participant answers in one job: the plan's rounds, each possibly run
@@ -183,19 +193,11 @@ pub fn budget(job: &ValidJob) -> u32 {
             // presence (2), moments, histogram, lifecycle, scores, and Lloyd rounds per k
             6 + iterations * ks.max(1)
         }
+        JobKind::Registered(_) => spec_job(job).map_or(0, |j| u64::from(j.planned_rounds(job))),
     };
     let total =
         planned * (1 + u64::from(spec.max_decryption_retries)) + u64::from(RESTART_ALLOWANCE);
     u32::try_from(total).unwrap_or(u32::MAX)
-}
-
-fn job_kind_name(kind: JobKind) -> &'static str {
-    match kind {
-        JobKind::Stats => "stats",
-        JobKind::Segment => "segment",
-        JobKind::Propensity => "propensity",
-        JobKind::Compliance => "compliance",
-    }
 }
 
 #[cfg(test)]

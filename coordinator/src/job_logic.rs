@@ -1,11 +1,12 @@
-//! What the coordinator computes between rounds, per job kind.
+//! What the coordinator computes between rounds, per job kind: the built-in kinds' own steps,
+//! and a registered kind's [`CoordinatorStep`].
 
 use crate::compliance::{ComplianceJob, ComplianceResult};
 use crate::propensity::{PropensityJob, PropensityResult};
 use crate::segment::{SegmentJob, SegmentResult};
 use crate::stats::{FeatureStats, StatsJob};
 use fedbank_common::encoding::DecodedQuantity;
-use fedbank_common::job::{JobKind, RoundKind, ValidJob};
+use fedbank_common::job::{CoordinatorStep, JobKind, RoundKind, ValidJob};
 use serde::Serialize;
 
 /// A finished job's result.
@@ -20,6 +21,13 @@ pub enum JobResult {
     Propensity(Box<PropensityResult>),
     /// Per-rule compliance totals and alert counts.
     Compliance(Box<ComplianceResult>),
+    /// What a registered job kind released.
+    Registered {
+        /// The kind.
+        kind: &'static str,
+        /// Its own result record.
+        released: serde_json::Value,
+    },
 }
 
 /// The job-kind-specific logic.
@@ -33,12 +41,25 @@ pub enum JobLogic {
     Propensity(Box<PropensityJob>),
     /// The compliance job.
     Compliance(Box<ComplianceJob>),
+    /// A job kind registered from its own folder, through its step.
+    Registered {
+        /// The kind.
+        kind: &'static str,
+        /// Its step.
+        step: Box<dyn CoordinatorStep>,
+    },
 }
 
 impl JobLogic {
     /// The logic for `job`.
     pub fn new(job: &ValidJob) -> Self {
         let spec = job.spec();
+        if let Some(registered) = spec.kind.registered() {
+            return JobLogic::Registered {
+                kind: registered.kind(),
+                step: registered.coordinator(job),
+            };
+        }
         if let Some(c) = job.compliance() {
             return JobLogic::Compliance(Box::new(ComplianceJob::new(c.clone())));
         }
@@ -60,14 +81,15 @@ impl JobLogic {
         }
     }
 
-    /// The job's first round.
-    pub fn first_round(&self) -> RoundKind {
-        match self {
+    /// The job's first round, or why there is none.
+    pub fn first_round(&self) -> Result<RoundKind, String> {
+        Ok(match self {
             JobLogic::Stats(j) => j.first_round(),
             JobLogic::Segment(j) => j.first_round(),
             JobLogic::Propensity(j) => j.first_round(),
             JobLogic::Compliance(j) => j.first_round(),
-        }
+            JobLogic::Registered { step, .. } => RoundKind::Registered(step.first_round()?),
+        })
     }
 
     /// Takes a round's aggregate (summed over `contributors`); the next round, `None` when
@@ -79,6 +101,15 @@ impl JobLogic {
         contributors: usize,
     ) -> Result<Option<RoundKind>, String> {
         match self {
+            JobLogic::Registered { kind: name, step } => match kind {
+                RoundKind::Registered(round) => step
+                    .apply(round, decoded, contributors)
+                    .map(|next| next.map(RoundKind::Registered)),
+                other => Err(format!(
+                    "round '{}' is not a round of a {name} job",
+                    other.label()
+                )),
+            },
             JobLogic::Compliance(j) => j
                 .apply(kind, decoded, contributors)
                 .map_err(|e| e.to_string()),
@@ -94,7 +125,10 @@ impl JobLogic {
     /// The reference day participants count recency to, once the job has one.
     pub fn reference_day(&self) -> Option<i64> {
         match self {
-            JobLogic::Stats(_) | JobLogic::Propensity(_) | JobLogic::Compliance(_) => None,
+            JobLogic::Stats(_)
+            | JobLogic::Propensity(_)
+            | JobLogic::Compliance(_)
+            | JobLogic::Registered { .. } => None,
             JobLogic::Segment(j) => j.reference_day(),
         }
     }
@@ -120,6 +154,9 @@ impl JobLogic {
                 .result()
                 .cloned()
                 .map(|r| JobResult::Compliance(Box::new(r))),
+            JobLogic::Registered { kind, step } => step
+                .result()
+                .map(|released| JobResult::Registered { kind, released }),
         }
     }
 }

@@ -62,6 +62,18 @@ pub enum Released {
     Propensity(Box<PropensityResult>),
     /// Per-rule compliance totals and alert counts.
     Compliance(Box<ComplianceResult>),
+    /// What a registered job kind released (its own typed record).
+    #[serde(untagged)]
+    Registered(RegisteredRelease),
+}
+
+/// What a job kind registered from its own folder released.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RegisteredRelease {
+    /// The kind's name.
+    pub kind: String,
+    /// The job's own result record.
+    pub released: Value,
 }
 
 /// A result file that cannot be read.
@@ -86,6 +98,10 @@ impl ResultFile {
             JobResult::Segment(r) => Released::Segment(r),
             JobResult::Propensity(r) => Released::Propensity(r),
             JobResult::Compliance(r) => Released::Compliance(r),
+            JobResult::Registered { kind, released } => Released::Registered(RegisteredRelease {
+                kind: kind.to_owned(),
+                released,
+            }),
         };
         ResultFile {
             schema: RESULT_SCHEMA.to_owned(),

@@ -358,7 +358,8 @@ impl SegmentJob {
             | RoundKind::Newton { .. }
             | RoundKind::FedAvg { .. }
             | RoundKind::Compliance
-            | RoundKind::Evaluate { .. } => Err(SegmentError::NotSegment(kind.label())),
+            | RoundKind::Evaluate { .. }
+            | RoundKind::Registered(_) => Err(SegmentError::NotSegment(kind.label())),
             RoundKind::Scores { .. } => {
                 let sums: Vec<&[f64]> = self
                     .features

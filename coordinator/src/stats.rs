@@ -112,16 +112,6 @@ impl StatsJob {
                     .collect();
                 Ok(Some(RoundKind::Histogram { edges }))
             }
-            RoundKind::KMeans { .. }
-            | RoundKind::Lifecycle
-            | RoundKind::Scores { .. }
-            | RoundKind::LatestMonth
-            | RoundKind::LatestDay { .. }
-            | RoundKind::Classes
-            | RoundKind::Newton { .. }
-            | RoundKind::FedAvg { .. }
-            | RoundKind::Compliance
-            | RoundKind::Evaluate { .. } => Err(StatsError::UnexpectedRound(kind.label())),
             RoundKind::Histogram { edges } => {
                 let mut out = Vec::with_capacity(self.features.len());
                 for ((f, &(n, missing, sum, sumsq)), edges) in
@@ -150,6 +140,7 @@ impl StatsJob {
                 self.result = Some(out);
                 Ok(None)
             }
+            other => Err(StatsError::UnexpectedRound(other.label())),
         }
     }
 

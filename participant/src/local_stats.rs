@@ -171,7 +171,8 @@ pub fn compute(
         | RoundKind::Newton { .. }
         | RoundKind::FedAvg { .. }
         | RoundKind::Evaluate { .. }
-        | RoundKind::Compliance => return Err(LocalStatsError::NotATableRound(round.label())),
+        | RoundKind::Compliance
+        | RoundKind::Registered(_) => return Err(LocalStatsError::NotATableRound(round.label())),
         RoundKind::Lifecycle => {
             let stages = table
                 .columns

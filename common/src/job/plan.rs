@@ -114,8 +114,17 @@ impl ValidJob {
         .into_iter()
         .filter(|_| self.propensity().is_some())
         .filter_map(|round| self.plan(&round).ok());
+        let registered = self
+            .spec
+            .kind
+            .registered()
+            .map(|job| job.widest_rounds(self))
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|round| self.plan(&RoundKind::Registered(round)).ok());
         let slots = fixed
             .chain(propensity)
+            .chain(registered)
             .map(|p| p.slot_count())
             .max()
             .unwrap_or(0)
@@ -291,8 +300,23 @@ impl ValidJob {
     }
 
     /// The encoding plan of a round.
-    pub fn plan(&self, round: &RoundKind) -> Result<EncodingPlan, EncodingError> {
+    pub fn plan(&self, round: &RoundKind) -> Result<EncodingPlan, RoundPlanError> {
         let specs = match round {
+            RoundKind::Registered(r) => {
+                let job = self
+                    .spec
+                    .kind
+                    .registered()
+                    .ok_or_else(|| RoundPlanError::Foreign {
+                        round: round.label(),
+                        kind: self.spec.kind.name(),
+                    })?;
+                job.quantities(self, r)
+                    .map_err(|problem| RoundPlanError::Parameters {
+                        round: round.label(),
+                        problem,
+                    })?
+            }
             RoundKind::Moments => self.moments_quantities(),
             RoundKind::Histogram { .. } => self.histogram_quantities(),
             RoundKind::KMeans { centroids, .. } => self.kmeans_quantities(centroids.len()),
@@ -348,6 +372,30 @@ impl ValidJob {
                 }
             }
         }
-        EncodingPlan::new(&specs, &self.params)
+        Ok(EncodingPlan::new(&specs, &self.params)?)
     }
+}
+
+/// Why a round of a job has no encoding plan.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum RoundPlanError {
+    /// The quantities cannot be encoded under the job's profile.
+    #[error(transparent)]
+    Encoding(#[from] EncodingError),
+    /// A registered job's round whose job is not this one.
+    #[error("round '{round}' is not a round of a {kind} job")]
+    Foreign {
+        /// Round label.
+        round: &'static str,
+        /// The job's kind.
+        kind: &'static str,
+    },
+    /// A registered job could not read its round's parameters.
+    #[error("round '{round}': {problem}")]
+    Parameters {
+        /// Round label.
+        round: &'static str,
+        /// What is wrong.
+        problem: String,
+    },
 }

@@ -139,13 +139,27 @@ impl JobSpec {
             (None, _) => {}
         }
         self.check_compliance()?;
+        if let JobKind::Registered(kind) = self.kind {
+            let registered = JobKind::Registered(kind).registered();
+            let problem = match registered {
+                None => Err(format!("no job kind '{kind}' is registered in this build")),
+                Some(registered) => {
+                    super::check_registry(&super::JOBS).and_then(|()| registered.validate(&self))
+                }
+            };
+            problem.map_err(|problem| JobError::Registered {
+                job: job.clone(),
+                kind,
+                problem,
+            })?;
+        }
         let params =
             SchemeParameters::new(self.profile, self.committee.len(), self.participants.len())
                 .map_err(|source| JobError::Parameters {
                     job: job.clone(),
                     source,
                 })?;
-        let digest = Digest::of_encoded("fedbank.job.v1", &self).map_err(|source| {
+        let digest = Digest::of_encoded("fedbank.job.v2", &self).map_err(|source| {
             JobError::Unencodable {
                 job: job.clone(),
                 source,
@@ -156,9 +170,26 @@ impl JobSpec {
             params,
             digest,
         };
-        let rounds = match &valid.spec.compliance {
-            Some(c) => vec![(COMPLIANCE, c.quantities(valid.spec.max_rows))],
-            None => vec![
+        let rounds = match (&valid.spec.compliance, valid.spec.kind.registered()) {
+            (Some(c), _) => vec![(COMPLIANCE, c.quantities(valid.spec.max_rows))],
+            (None, Some(registered)) => {
+                let mut rounds = Vec::new();
+                for round in registered.widest_rounds(&valid) {
+                    let kind = super::RoundKind::Registered(round);
+                    let label = kind.label();
+                    let Some(r) = kind.registered() else { continue };
+                    let quantities = registered.quantities(&valid, r).map_err(|problem| {
+                        JobError::Registered {
+                            job: job.clone(),
+                            kind: valid.spec.kind.name(),
+                            problem: format!("round '{label}': {problem}"),
+                        }
+                    })?;
+                    rounds.push((label, quantities));
+                }
+                rounds
+            }
+            (None, None) => vec![
                 (MOMENTS, valid.moments_quantities()),
                 (HISTOGRAM, valid.histogram_quantities()),
             ],

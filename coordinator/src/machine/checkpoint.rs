@@ -154,7 +154,12 @@ impl<S: RingScalar> CoordinatorMachine<S> {
             None => None,
         };
         let mut machine = Self::blank(job, mask_seed, trust);
-        let mut next = Some(machine.logic.first_round());
+        let mut next = Some(
+            machine
+                .logic
+                .first_round()
+                .map_err(|reason| ResumeError::Replay { round: 1, reason })?,
+        );
         for round in &checkpoint.completed {
             next = machine
                 .logic

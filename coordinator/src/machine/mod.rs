@@ -598,8 +598,10 @@ impl<S: RingScalar> CoordinatorMachine<S> {
                         CoordinatorOutbound::KeyBundle(Box::new(bundle.clone())),
                     );
                 }
-                let first = self.logic.first_round();
-                self.start_round(1, 0, first, now);
+                match self.logic.first_round() {
+                    Ok(first) => self.start_round(1, 0, first, now),
+                    Err(reason) => self.fail(JobFailure::Decode { round: 1, reason }),
+                }
             }
             Err(e) => self.fail(JobFailure::JointKey(e.to_string())),
         }

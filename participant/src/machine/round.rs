@@ -157,6 +157,22 @@ impl<S: RingScalar> ParticipantMachine<S> {
     /// reference-date rounds, otherwise statistics of its table (built from the history once the
     /// reference day is known).
     fn local_values(&mut self, request: &RoundRequest) -> Result<(Vec<Vec<f64>>, u64), String> {
+        if let Some(registered) = self.job.spec().kind.registered() {
+            let round = request.kind.registered().ok_or_else(|| {
+                format!(
+                    "a {} job computes only its own rounds, not '{}'",
+                    registered.kind(),
+                    request.kind.label()
+                )
+            })?;
+            let columns = fedbank_common::job::LocalColumns {
+                rows: self.table.rows,
+                columns: &self.table.columns,
+            };
+            return registered
+                .local_round(&self.job, columns, round)
+                .map(|local| (local.values, local.clipped));
+        }
         if let (Some(log), Some(compliance)) = (&self.contacts, self.job.compliance()) {
             if request.kind != fedbank_common::job::RoundKind::Compliance {
                 return Err(format!(

@@ -117,6 +117,9 @@ pub enum RoundKind {
     },
     /// Per compliance rule: violating contacts, customers affected and contacts examined.
     Compliance,
+    /// A round of a job kind registered from its own folder (`super::registered`): its tag (from
+    /// [`super::FIRST_REGISTERED_TAG`] up) and the job's own parameter record.
+    Registered(super::JobRound),
 }
 
 impl RoundKind {
@@ -135,6 +138,9 @@ impl RoundKind {
             RoundKind::LatestDay { .. } => LATEST_DAY,
             RoundKind::Scores { .. } => SCORES,
             RoundKind::Compliance => COMPLIANCE,
+            RoundKind::Registered(round) => {
+                super::registered_round(round.tag).map_or("unregistered", |d| d.label)
+            }
         }
     }
 }

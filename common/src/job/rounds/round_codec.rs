@@ -3,7 +3,9 @@
 //! Tags are grouped by the job that introduced the round: `0x00__` rounds over a participant's
 //! table that several jobs share, `0x02__` segment, `0x03__` propensity, `0x04__` compliance
 //! (`0x01__` is kept for stats-only rounds). A tag is never reused or renumbered; an unknown tag
-//! is a decoding error that names it.
+//! below `0x1000` is a decoding error that names it. Tags from `0x1000` up are the rounds of
+//! registered jobs (`job::registered`): their parameters travel as the job's own bytes, and the
+//! participant's round plan refuses a tag its job does not declare.
 
 use super::RoundKind;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
@@ -64,6 +66,7 @@ impl RoundKind {
             RoundKind::FedAvg { .. } => RoundTag::FEDAVG,
             RoundKind::Evaluate { .. } => RoundTag::EVALUATE,
             RoundKind::Compliance => RoundTag::COMPLIANCE,
+            RoundKind::Registered(round) => round.tag,
         }
     }
 }
@@ -178,6 +181,7 @@ impl Serialize for RoundKind {
                 t.serialize_element(&Evaluate { mean, std, beta })?
             }
             RoundKind::Histogram { edges } => t.serialize_element(&Histogram { edges })?,
+            RoundKind::Registered(round) => t.serialize_element(&round.parameters)?,
         }
         t.end()
     }
@@ -290,6 +294,13 @@ impl<'de> Visitor<'de> for TaggedRound {
                 let Histogram { edges } = parameters(&mut seq, tag)?;
                 RoundKind::Histogram { edges }
             }
+            registered if registered.0 >= super::super::FIRST_REGISTERED_TAG => {
+                let parameters: Vec<u8> = parameters(&mut seq, tag)?;
+                RoundKind::Registered(super::super::JobRound {
+                    tag: registered,
+                    parameters,
+                })
+            }
             unknown => {
                 return Err(de::Error::custom(format!(
                     "unknown round tag {unknown}: a round kind of a newer protocol or another job"
@@ -393,5 +404,25 @@ mod tests {
         assert!(json.to_string().contains("0x0203"), "{json}");
         let truncated = decode(&RoundTag::KMEANS.0.to_le_bytes()).expect_err("truncated");
         assert!(!truncated.to_string().is_empty());
+    }
+
+    #[test]
+    fn a_registered_round_travels_as_its_tag_and_the_jobs_bytes() {
+        let round = RoundKind::Registered(crate::job::JobRound {
+            tag: RoundTag(0x1234),
+            parameters: vec![7, 0, 9],
+        });
+        let bytes = encode_body(&round).expect("encodes");
+        assert_eq!(bytes[..2], 0x1234u16.to_le_bytes());
+        assert_eq!(decode(&bytes).expect("decodes"), round);
+        let json = serde_json::to_string(&round).expect("json");
+        assert_eq!(
+            serde_json::from_str::<RoundKind>(&json).expect("json"),
+            round
+        );
+        // Below the registered range an unknown tag stays an error, bytes or not.
+        let mut low = bytes.clone();
+        low[..2].copy_from_slice(&0x0fffu16.to_le_bytes());
+        assert!(decode(&low).is_err());
     }
 }

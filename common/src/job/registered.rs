@@ -1,0 +1,388 @@
+//! Job kinds that register themselves from their own folder: the [`Job`] trait, the static
+//! registry [`JOBS`] and the round type [`JobRound`] they speak.
+//!
+//! A registered job is one folder holding everything that is particular to it — the checks of
+//! its spec, its rounds with their wire tags, the quantities each round encodes, the
+//! participant's local step, the coordinator's step between rounds and its released result —
+//! and one line, [`register_job!`], that adds it to [`JOBS`]. The node machines, the network
+//! shell, the protocol, the round plan and the audit code reach it only through this trait:
+//! adding a job edits none of them.
+//!
+//! Its rounds travel as `(tag, parameters)` like every round ([`RoundKind::Registered`]):
+//! tags from [`FIRST_REGISTERED_TAG`] up belong to registered jobs, each tag to one job, and the
+//! parameters are the job's own record in the canonical encoding. A tag no job declares is still
+//! refused by the participant's round plan.
+//!
+//! What it does not do yet: the four built-in jobs (stats, segment, propensity, compliance) are
+//! still reached through their own arms (`RoundKind`'s variants, the coordinator's `JobLogic`, the
+//! participant's local step) rather than through this trait; docs/architecture.md lists them.
+
+use super::{JobSpec, RoundKind, RoundTag, ValidJob};
+use crate::canonical::{config, encode_body};
+use crate::encoding::{DecodedQuantity, QuantitySpec};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+
+pub use linkme;
+
+/// The smallest wire tag a registered job's round may take; smaller tags belong to the
+/// built-in jobs (`round_codec`).
+pub const FIRST_REGISTERED_TAG: u16 = 0x1000;
+
+/// Largest parameter record of one registered round, in bytes.
+pub const MAX_ROUND_PARAMETERS: usize = 1 << 20;
+
+/// Every registered job kind. Add one with [`register_job!`].
+#[linkme::distributed_slice]
+pub static JOBS: [&'static dyn Job];
+
+/// Registers a job kind: `register_job!(TOY_JOB, &ToyJob);` in the job's own folder.
+#[macro_export]
+macro_rules! register_job {
+    ($name:ident, $job:expr) => {
+        #[$crate::job::linkme::distributed_slice($crate::job::JOBS)]
+        #[linkme(crate = $crate::job::linkme)]
+        static $name: &'static dyn $crate::job::Job = $job;
+    };
+}
+
+/// One round a registered job declares: its wire tag and the label of its quantities (the
+/// decryption slot's name in the committee's records and the trails).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RoundDecl {
+    /// Wire tag, at least [`FIRST_REGISTERED_TAG`], unique in the registry.
+    pub tag: RoundTag,
+    /// Label.
+    pub label: &'static str,
+}
+
+/// A round of a registered job: its tag and its parameters in the canonical encoding.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobRound {
+    /// The round's tag (one of the job's [`RoundDecl`]s).
+    pub tag: RoundTag,
+    /// The job's own parameter record.
+    pub parameters: Vec<u8>,
+}
+
+/// Why a registered round's parameters could not be written or read.
+#[derive(Debug, thiserror::Error)]
+pub enum RoundParameterError {
+    /// The record could not be encoded.
+    #[error("round {tag}: parameters cannot be encoded")]
+    Encode {
+        /// Round tag.
+        tag: RoundTag,
+        /// Encoder's error.
+        #[source]
+        source: bincode::error::EncodeError,
+    },
+    /// The bytes are not this round's record.
+    #[error("round {tag}: parameters do not decode")]
+    Decode {
+        /// Round tag.
+        tag: RoundTag,
+        /// Decoder's error.
+        #[source]
+        source: bincode::error::DecodeError,
+    },
+    /// Bytes were left after the record, or the record is larger than allowed.
+    #[error("round {tag}: {what}")]
+    Shape {
+        /// Round tag.
+        tag: RoundTag,
+        /// What is wrong.
+        what: String,
+    },
+}
+
+impl JobRound {
+    /// A round with tag `tag` and parameters `parameters`.
+    pub fn new<P: Serialize>(tag: RoundTag, parameters: &P) -> Result<Self, RoundParameterError> {
+        let parameters = encode_body(parameters)
+            .map_err(|source| RoundParameterError::Encode { tag, source })?;
+        if parameters.len() > MAX_ROUND_PARAMETERS {
+            return Err(RoundParameterError::Shape {
+                tag,
+                what: format!(
+                    "{} bytes of parameters, more than {MAX_ROUND_PARAMETERS}",
+                    parameters.len()
+                ),
+            });
+        }
+        Ok(JobRound { tag, parameters })
+    }
+
+    /// The parameters as the job's record `P`; every byte must belong to it.
+    pub fn parameters<P: DeserializeOwned>(&self) -> Result<P, RoundParameterError> {
+        let tag = self.tag;
+        if self.parameters.len() > MAX_ROUND_PARAMETERS {
+            return Err(RoundParameterError::Shape {
+                tag,
+                what: format!("{} bytes of parameters", self.parameters.len()),
+            });
+        }
+        let (value, read): (P, usize) = bincode::serde::decode_from_slice(
+            &self.parameters,
+            config().with_limit::<MAX_ROUND_PARAMETERS>(),
+        )
+        .map_err(|source| RoundParameterError::Decode { tag, source })?;
+        if read != self.parameters.len() {
+            return Err(RoundParameterError::Shape {
+                tag,
+                what: format!(
+                    "{} bytes after the parameters",
+                    self.parameters.len() - read
+                ),
+            });
+        }
+        Ok(value)
+    }
+}
+
+/// A participant's table as a registered job's local step reads it: rows and columns of
+/// optional numbers (a missing cell is `None`).
+#[derive(Clone, Copy, Debug)]
+pub struct LocalColumns<'a> {
+    /// Rows.
+    pub rows: usize,
+    /// Columns by name.
+    pub columns: &'a BTreeMap<String, Vec<Option<f64>>>,
+}
+
+impl<'a> LocalColumns<'a> {
+    /// The column `name`, or a message saying it is missing.
+    pub fn column(&self, name: &str) -> Result<&'a [Option<f64>], String> {
+        self.columns
+            .get(name)
+            .map(Vec::as_slice)
+            .ok_or_else(|| format!("the local table has no column '{name}'"))
+    }
+}
+
+/// One round's local values: one vector per quantity, in the order of the round's quantities,
+/// and how many values were clipped to their declared bound.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LocalValues {
+    /// Values per quantity.
+    pub values: Vec<Vec<f64>>,
+    /// Values clipped.
+    pub clipped: u64,
+}
+
+/// A registered job kind. Implementations are stateless; the coordinator's state between rounds
+/// lives in the [`CoordinatorStep`] it makes.
+pub trait Job: Sync {
+    /// The name in job files (`kind = "…"`) and results.
+    fn kind(&self) -> &'static str;
+    /// Every round it may ask for.
+    fn rounds(&self) -> &'static [RoundDecl];
+    /// Checks what is particular to this kind in `spec` (the shared fields are checked before);
+    /// the problem in the job file's words otherwise.
+    fn validate(&self, spec: &JobSpec) -> Result<(), String>;
+    /// The quantities `round` encodes, in the order the local step gives their values.
+    fn quantities(&self, job: &ValidJob, round: &JobRound) -> Result<Vec<QuantitySpec>, String>;
+    /// A round of each tag at its widest (for the job's message limit and the check that every
+    /// round can be encoded under the profile).
+    fn widest_rounds(&self, job: &ValidJob) -> Vec<JobRound>;
+    /// Most rounds one run asks for, before retries.
+    fn planned_rounds(&self, job: &ValidJob) -> u32;
+    /// The coordinator's step, fresh for a run.
+    fn coordinator(&self, job: &ValidJob) -> Box<dyn CoordinatorStep>;
+    /// A participant's values for `round` over its own table.
+    fn local_round(
+        &self,
+        job: &ValidJob,
+        table: LocalColumns<'_>,
+        round: &JobRound,
+    ) -> Result<LocalValues, String>;
+}
+
+/// What the coordinator computes between a registered job's rounds.
+pub trait CoordinatorStep: Send + fmt::Debug {
+    /// The first round.
+    fn first_round(&self) -> Result<JobRound, String>;
+    /// Takes `round`'s aggregate over `contributors`; the next round, `None` when done, or why
+    /// the job cannot go on.
+    fn apply(
+        &mut self,
+        round: &JobRound,
+        decoded: &[DecodedQuantity],
+        contributors: usize,
+    ) -> Result<Option<JobRound>, String>;
+    /// The released result once done: the job's own typed record, as JSON.
+    fn result(&self) -> Option<serde_json::Value>;
+    /// A copy (the coordinator keeps one per checkpoint replay).
+    fn boxed_clone(&self) -> Box<dyn CoordinatorStep>;
+}
+
+impl Clone for Box<dyn CoordinatorStep> {
+    fn clone(&self) -> Self {
+        self.boxed_clone()
+    }
+}
+
+/// The registered job called `kind`.
+pub fn registered(kind: &str) -> Option<&'static dyn Job> {
+    JOBS.iter().copied().find(|j| j.kind() == kind)
+}
+
+/// The registered round with tag `tag`.
+pub fn registered_round(tag: RoundTag) -> Option<RoundDecl> {
+    JOBS.iter()
+        .flat_map(|j| j.rounds())
+        .copied()
+        .find(|d| d.tag == tag)
+}
+
+/// Names of the registered job kinds.
+pub fn registered_kinds() -> Vec<&'static str> {
+    JOBS.iter().map(|j| j.kind()).collect()
+}
+
+/// Checks a registry: names unique and not a built-in kind's, tags at least
+/// [`FIRST_REGISTERED_TAG`] and each declared once. The problem otherwise.
+pub fn check_registry(jobs: &[&dyn Job]) -> Result<(), String> {
+    let mut names = BTreeMap::new();
+    let mut tags = BTreeMap::new();
+    for job in jobs {
+        let name = job.kind();
+        if super::JobKind::builtin(name).is_some() {
+            return Err(format!("job kind '{name}' is a built-in kind's name"));
+        }
+        if names.insert(name, ()).is_some() {
+            return Err(format!("job kind '{name}' is registered twice"));
+        }
+        for round in job.rounds() {
+            if round.tag.0 < FIRST_REGISTERED_TAG {
+                return Err(format!(
+                    "job kind '{name}': round '{}' has tag {}, below the registered range from {:#06x}",
+                    round.label, round.tag, FIRST_REGISTERED_TAG
+                ));
+            }
+            if let Some(other) = tags.insert(round.tag, name) {
+                return Err(format!(
+                    "round tag {} is declared by '{other}' and '{name}'",
+                    round.tag
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+impl RoundKind {
+    /// This round as a registered job's round, if it is one.
+    pub fn registered(&self) -> Option<&JobRound> {
+        match self {
+            RoundKind::Registered(round) => Some(round),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for JobRound {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match registered_round(self.tag) {
+            Some(decl) => write!(f, "{} ({})", decl.label, self.tag),
+            None => write!(f, "unregistered round {}", self.tag),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Serialize, Deserialize, Debug, PartialEq)]
+    struct Threshold {
+        at: Vec<f64>,
+    }
+
+    #[test]
+    fn parameters_round_trip_and_refuse_trailing_bytes() {
+        let tag = RoundTag(0x1234);
+        let round = JobRound::new(
+            tag,
+            &Threshold {
+                at: vec![1.5, -2.0],
+            },
+        )
+        .expect("encode");
+        assert_eq!(
+            round.parameters::<Threshold>().expect("decode"),
+            Threshold {
+                at: vec![1.5, -2.0]
+            }
+        );
+        let mut longer = round.clone();
+        longer.parameters.push(0);
+        let err = longer.parameters::<Threshold>().expect_err("trailing byte");
+        assert!(err.to_string().contains("1 bytes after"), "{err}");
+        let mut shorter = round;
+        shorter.parameters.pop();
+        assert!(shorter.parameters::<Threshold>().is_err());
+    }
+
+    struct Named(&'static str, &'static [RoundDecl]);
+    impl Job for Named {
+        fn kind(&self) -> &'static str {
+            self.0
+        }
+        fn rounds(&self) -> &'static [RoundDecl] {
+            self.1
+        }
+        fn validate(&self, _: &JobSpec) -> Result<(), String> {
+            Ok(())
+        }
+        fn quantities(&self, _: &ValidJob, _: &JobRound) -> Result<Vec<QuantitySpec>, String> {
+            Ok(vec![])
+        }
+        fn widest_rounds(&self, _: &ValidJob) -> Vec<JobRound> {
+            vec![]
+        }
+        fn planned_rounds(&self, _: &ValidJob) -> u32 {
+            1
+        }
+        fn coordinator(&self, _: &ValidJob) -> Box<dyn CoordinatorStep> {
+            unreachable!("not run")
+        }
+        fn local_round(
+            &self,
+            _: &ValidJob,
+            _: LocalColumns<'_>,
+            _: &JobRound,
+        ) -> Result<LocalValues, String> {
+            Ok(LocalValues::default())
+        }
+    }
+
+    const A: &[RoundDecl] = &[RoundDecl {
+        tag: RoundTag(0x1001),
+        label: "a",
+    }];
+    const LOW: &[RoundDecl] = &[RoundDecl {
+        tag: RoundTag(0x0001),
+        label: "low",
+    }];
+
+    #[test]
+    fn a_registry_refuses_shared_tags_names_and_the_built_in_range() {
+        assert!(check_registry(&[&Named("one", A)]).is_ok());
+        let shared = check_registry(&[&Named("one", A), &Named("two", A)]).expect_err("tag");
+        assert!(shared.contains("declared by 'one' and 'two'"), "{shared}");
+        let twice = check_registry(&[&Named("one", &[]), &Named("one", &[])]).expect_err("name");
+        assert!(twice.contains("registered twice"), "{twice}");
+        let low = check_registry(&[&Named("one", LOW)]).expect_err("range");
+        assert!(low.contains("below the registered range"), "{low}");
+        let builtin = check_registry(&[&Named("stats", &[])]).expect_err("built-in");
+        assert!(builtin.contains("built-in"), "{builtin}");
+    }
+
+    #[test]
+    fn the_linked_registry_is_consistent() {
+        check_registry(&JOBS).expect("the registry of this binary");
+    }
+}
