@@ -221,14 +221,16 @@ fn run_job(kind: &'static str, args: &LoadArgs, n: usize, dir: &Path) -> Result<
             _ => {}
         }
     }
-    let values = job
-        .plan(&if kind == "stats" {
-            fedbank_common::job::RoundKind::Histogram { edges: Vec::new() }
-        } else {
-            fedbank_common::job::RoundKind::Moments
-        })
-        .map(|p| p.slot_count())
-        .unwrap_or(0);
+    let widest = if kind == "stats" {
+        let spec = job.spec();
+        fedbank_common::job::stats::histogram_round(vec![
+            vec![0.0; spec.histogram_bins + 1];
+            spec.features.len()
+        ])?
+    } else {
+        fedbank_common::job::RoundKind::Moments
+    };
+    let values = job.plan(&widest).map(|p| p.slot_count()).unwrap_or(0);
     Ok(Run {
         participants: n,
         job: kind,

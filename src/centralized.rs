@@ -80,7 +80,7 @@ pub fn propensity(job: &ValidJob, data: &[LocalData]) -> Result<(u32, Option<f64
     let (mean, std): (Vec<f64>, Vec<f64>) = moments
         .values
         .chunks(4)
-        .map(|q| fedbank_coordinator::stats::mean_std(q[0][0], q[2][0], q[3][0]))
+        .map(|q| fedbank_common::job::stats::mean_std(q[0][0], q[2][0], q[3][0]))
         .unzip();
     let (numeric, categorical) =
         PropensityModel::encodings(&spec.features, &mean, &std, &p.categorical, p.other_level);

@@ -152,7 +152,7 @@ pub fn write_result(out: &Path, job: &ValidJob, status: &Status) -> Result<PathB
         JobResult::Segment(segments) => {
             crate::report::write_segment_report(out, job, segments)?;
         }
-        JobResult::Stats(_) | JobResult::Compliance(_) | JobResult::Registered { .. } => {}
+        JobResult::Compliance(_) | JobResult::Registered { .. } => {}
     }
     let path = out.join("result.json");
     std::fs::write(&path, ResultFile::new(job, outcome).to_json()?)

@@ -9,6 +9,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use fedbank_common::audit::{cross_check, verify};
 use fedbank_common::ids::NodeId;
+use fedbank_common::job::stats::{self, StatsResult};
 use fedbank_common::job::Optimizer;
 use fedbank_coordinator::{JobResult, ResultFile, Status};
 use fedbank_participant::synthetic::{self, InstitutionKind};
@@ -259,12 +260,22 @@ pub fn run(args: &SimulateArgs) -> Result<()> {
     let coordinator_trail = trails.join(format!("{}.trail", sim.coordinator));
     let verification = verify_trails(&coordinator_trail, &trails);
     let _ = writeln!(summary, "audit: {verification}");
-    if let Status::Finished(JobResult::Stats(features)) = &status {
+    let stats = match &status {
+        Status::Finished(result) => result.released::<StatsResult>(stats::KIND),
+        _ => None,
+    };
+    if let Some(stats) = stats {
         let _ = writeln!(
             summary,
             "{:<18} {:>10} {:>8} {:>14} {:>14} {:>12} {:>12} {:>12}",
             "feature", "count", "missing", "mean", "std", "p25", "p50", "p75"
         );
+        // In the job file's feature order.
+        let features = job
+            .spec()
+            .features
+            .iter()
+            .filter_map(|f| stats.features.get(&f.name));
         for f in features {
             let _ = writeln!(
                 summary,

@@ -6,13 +6,13 @@
 use fedbank_common::audit::{cross_check, verify, SigningIdentity};
 use fedbank_common::digest::Digest;
 use fedbank_common::ids::{JobId, NodeId};
-use fedbank_common::job::{FeatureSpec, JobKind, JobSpec, RoundKind, ValidJob};
+use fedbank_common::job::stats::{self, mean_std, FeatureStats, StatsResult};
+use fedbank_common::job::{FeatureSpec, JobKind, JobSpec, ValidJob};
 use fedbank_common::protocol::{
     Contribution, ContributionCommitment, Hello, Inbound, PROTOCOL_VERSION,
 };
 use fedbank_common::secagg::{Encryptor, Profile, RingScalar};
-use fedbank_coordinator::stats::{mean_std, FeatureStats};
-use fedbank_coordinator::{JobResult, Status};
+use fedbank_coordinator::Status;
 use fedbank_participant::synthetic::{self, InstitutionKind};
 use fedbank_participant::{LocalData, LocalTable, NodeStatus};
 use fedbank_transport::nodes::{
@@ -78,7 +78,7 @@ impl Consortium {
         let dir = tempfile::tempdir().expect("dir");
         let job = JobSpec {
             job: JobId::new("loopback-stats").expect("id"),
-            kind: JobKind::Stats,
+            kind: JobKind::STATS,
             profile,
             participants: participants.iter().map(|p| id(p)).collect(),
             committee: committee.iter().map(|p| id(p)).collect(),
@@ -289,7 +289,7 @@ impl Consortium {
             .expect("in time")
             .expect("task")
             .expect("coordinator");
-        let Status::Finished(JobResult::Stats(result)) = status else {
+        let Some(result) = stats_of(&status, &features()) else {
             panic!("{status:?}\n{}", self.log())
         };
         for node in honest {
@@ -488,7 +488,11 @@ async fn hostile<S: RingScalar>(c: &Consortium, node: &str, addr: SocketAddr) {
                 let encryptor =
                     Encryptor::new(key.clone().expect("key first"), c.job.params().clone())
                         .expect("enc");
-                let slots = c.job.plan(&RoundKind::Moments).expect("plan").slot_count();
+                let slots = c
+                    .job
+                    .plan(&stats::moments_round())
+                    .expect("plan")
+                    .slot_count();
                 let ct = encryptor.encrypt(&vec![1; slots]).expect("encrypt");
                 let early = c.commitment(node, &r, r.round + 5, &ct);
                 frame::send(&conn, &early).await.expect("send");
@@ -739,4 +743,14 @@ async fn a_stalled_upload_does_not_hold_the_round_past_its_deadline_nor_touch_th
         "{}",
         c.log()
     );
+}
+
+/// The stats job's released figures in the job file's feature order, if the job finished.
+fn stats_of(status: &Status, features: &[FeatureSpec]) -> Option<Vec<FeatureStats>> {
+    match status {
+        Status::Finished(result) => result
+            .released::<StatsResult>(stats::KIND)
+            .map(|r| r.in_feature_order(features)),
+        _ => None,
+    }
 }

@@ -2,11 +2,11 @@
 //! their state machines, every message going through its wire encoding, on a simulated clock.
 
 use fedbank_common::ids::{JobId, NodeId};
+use fedbank_common::job::stats::{self, mean_std, FeatureStats, StatsResult};
 use fedbank_common::job::{FeatureSpec, JobKind, JobSpec, ValidJob};
 use fedbank_common::protocol::Inbound;
-use fedbank_coordinator::stats::{mean_std, FeatureStats};
 use fedbank_coordinator::{
-    CoordinatorMachine, CoordinatorOutput, Input, JobFailure, JobResult, Status, Violation,
+    CoordinatorMachine, CoordinatorOutput, Input, JobFailure, Status, Violation,
 };
 use fedbank_participant::{LocalTable, NodeStatus, ParticipantMachine, ParticipantOutput};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -20,7 +20,7 @@ fn id(s: &str) -> NodeId {
 fn job(n: usize, committee: usize, min: usize) -> ValidJob {
     JobSpec {
         job: JobId::new("stats-test").expect("id"),
-        kind: JobKind::Stats,
+        kind: JobKind::STATS,
         profile: fedbank_common::secagg::Profile::Fast,
         participants: (0..n).map(|i| id(&format!("p{i:02}"))).collect(),
         committee: (0..committee).map(|i| id(&format!("p{i:02}"))).collect(),
@@ -298,7 +298,7 @@ fn eight_participants_compute_the_pooled_statistics() {
     let job = job(8, 3, 3);
     let tables: Vec<LocalTable> = (0..8).map(table).collect();
     let mut c = Consortium::new(&job, tables.clone());
-    let Status::Finished(JobResult::Stats(result)) = c.run() else {
+    let Some(result) = stats_of(&c.run(), &job.spec().features) else {
         panic!("job failed: {:?}", c.coordinator.status())
     };
     assert_matches_pooled(&result, &tables);
@@ -322,7 +322,7 @@ fn a_silent_participant_is_left_out_and_the_job_finishes() {
     let tables: Vec<LocalTable> = (0..6).map(table).collect();
     let mut c = Consortium::new(&job, tables.clone());
     c.silent.insert(id("p05"));
-    let Status::Finished(JobResult::Stats(result)) = c.run() else {
+    let Some(result) = stats_of(&c.run(), &job.spec().features) else {
         panic!("job failed: {:?}", c.coordinator.status())
     };
     assert_matches_pooled(&result, &tables[..5]);
@@ -483,9 +483,10 @@ fn a_member_that_goes_away_during_decryption_and_returns_costs_a_retry_not_the_j
     // It comes back (with its key share) and says Hello; the round runs again as round 2.
     c.connect(&id("p01"));
     let status = c.run();
-    let (Status::Finished(JobResult::Stats(got)), Status::Finished(JobResult::Stats(want))) =
-        (&status, &uninterrupted)
-    else {
+    let (Some(got), Some(want)) = (
+        stats_of(&status, &job.spec().features),
+        stats_of(&uninterrupted, &job.spec().features),
+    ) else {
         panic!("{status:?} / {uninterrupted:?}");
     };
     assert_eq!(got, want);
@@ -515,7 +516,7 @@ fn late_duplicate_and_replayed_messages_are_refused_and_change_nothing() {
     let tables: Vec<LocalTable> = (0..3).map(table).collect();
     let mut c = Consortium::new(&job, tables.clone());
     let status = c.run();
-    let Status::Finished(JobResult::Stats(result)) = status else {
+    let Some(result) = stats_of(&status, &job.spec().features) else {
         panic!("{status:?}")
     };
     // Replay every recorded contribution after the fact: late and out of round.
@@ -531,8 +532,8 @@ fn late_duplicate_and_replayed_messages_are_refused_and_change_nothing() {
         c.violations
     );
     assert_eq!(
-        *c.coordinator.status(),
-        Status::Finished(JobResult::Stats(result))
+        stats_of(c.coordinator.status(), &job.spec().features),
+        Some(result)
     );
 }
 
@@ -591,7 +592,7 @@ fn duplicate_and_foreign_messages_during_a_round_are_refused() {
     c.silent.remove(&id("p02"));
     c.disconnect(&id("p02"));
     c.connect(&id("p02"));
-    let Status::Finished(JobResult::Stats(result)) = c.run() else {
+    let Some(result) = stats_of(&c.run(), &job.spec().features) else {
         panic!("{:?}", c.coordinator.status())
     };
     assert_matches_pooled(&result, &tables);
@@ -698,4 +699,14 @@ fn a_participant_restarted_mid_round_rejoins_and_is_never_counted_twice() {
         1,
         "the restarted node contributes to the next round"
     );
+}
+
+/// The stats job's released figures in the job file's feature order, if the job finished.
+fn stats_of(status: &Status, features: &[FeatureSpec]) -> Option<Vec<FeatureStats>> {
+    match status {
+        Status::Finished(result) => result
+            .released::<StatsResult>(stats::KIND)
+            .map(|r| r.in_feature_order(features)),
+        _ => None,
+    }
 }

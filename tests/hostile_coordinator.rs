@@ -8,7 +8,7 @@ use fedbank_common::committee::{ContributionStatement, DecryptionRequest, MASK_D
 use fedbank_common::digest::Digest;
 use fedbank_common::endorsement::{Signed, Statement};
 use fedbank_common::ids::{JobId, NodeId};
-use fedbank_common::job::{FeatureSpec, JobKind, JobSpec, RoundKind, ValidJob};
+use fedbank_common::job::{stats, FeatureSpec, JobKind, JobSpec, RoundKind, ValidJob};
 use fedbank_common::key_ceremony::{CommitmentSet, KeyBundle, RevealedShare, ShareReveal};
 use fedbank_common::protocol::{Contribution, Inbound, RevealRequest, RoundRequest};
 use fedbank_common::roster::{RevealStatement, Roster, RosterEntry};
@@ -29,7 +29,7 @@ fn id(s: &str) -> NodeId {
 fn job() -> ValidJob {
     JobSpec {
         job: JobId::new("hostile-test").expect("id"),
-        kind: JobKind::Stats,
+        kind: JobKind::STATS,
         profile: fedbank_common::secagg::Profile::Fast,
         participants: (0..4).map(|i| id(&format!("h{i}"))).collect(),
         committee: vec![id("h0"), id("h1")],
@@ -381,7 +381,7 @@ fn a_substituted_joint_key_is_refused_and_the_participants_encrypt_under_none() 
     assert!(h.trail_refused("h2", "share reveal") && h.trail_refused("h3", "revealed shares"));
     // Without an accepted key a participant computes nothing.
     let err = h
-        .deliver("h2", &h.request(1, RoundKind::Moments))
+        .deliver("h2", &h.request(1, stats::moments_round()))
         .expect_err("no key yet");
     assert!(err.contains("before the joint key"), "{err}");
     assert!(h
@@ -451,10 +451,10 @@ fn members_decrypt_only_the_sum_of_signed_masks_of_distinct_contributions() {
     let mut h = Honest::new();
     let bundle = h.ceremony();
     h.distribute(&bundle);
-    let request = h.request(1, RoundKind::Moments);
+    let request = h.request(1, stats::moments_round());
     let collected = h.collect(&["h0", "h1", "h2", "h3"], &request);
     assert_eq!(collected.contributions.len(), 4);
-    let label = RoundKind::Moments.label();
+    let label = stats::moments_round().label();
     let genuine = honest_request(&h.job, 1, label, &collected, 3);
 
     // A chosen mask (a constant polynomial) in place of a contributor's signed one.
@@ -529,15 +529,18 @@ fn differencing_by_replay_is_refused_by_participants_and_members() {
     let mut h = Honest::new();
     let bundle = h.ceremony();
     h.distribute(&bundle);
-    let label = RoundKind::Moments.label();
-    let first = h.collect(&["h0", "h1", "h2", "h3"], &h.request(1, RoundKind::Moments));
+    let label = stats::moments_round().label();
+    let first = h.collect(
+        &["h0", "h1", "h2", "h3"],
+        &h.request(1, stats::moments_round()),
+    );
     let all = honest_request(&h.job, 1, label, &first, 4);
     let answers = ask_members(&mut h, &all);
     assert!(answers.iter().all(Result::is_ok), "{answers:?}");
 
     // Round 2 asks for the same computation; participants answer (a re-run after a lost
     // decryption is legitimate), but the members refuse it over a set without h3.
-    let again = h.collect(&["h0", "h1", "h2"], &h.request(2, RoundKind::Moments));
+    let again = h.collect(&["h0", "h1", "h2"], &h.request(2, stats::moments_round()));
     assert_eq!(again.contributions.len(), 3);
     let without = honest_request(&h.job, 2, label, &again, 3);
     let answers = ask_members(&mut h, &without);
@@ -553,7 +556,7 @@ fn differencing_by_replay_is_refused_by_participants_and_members() {
 
     // An old round number, and a round kind a stats job never computes.
     let err = h
-        .deliver("h2", &h.request(1, RoundKind::Moments))
+        .deliver("h2", &h.request(1, stats::moments_round()))
         .expect_err("old round");
     assert!(err.contains("round numbers only increase"), "{err}");
     let err = h
@@ -580,7 +583,10 @@ fn a_participant_answers_no_more_rounds_than_the_job_can_need() {
             f64::from(round) + 1.0,
             f64::from(round) + 2.0,
         ]];
-        match h.deliver("h3", &h.request(round, RoundKind::Histogram { edges })) {
+        match h.deliver(
+            "h3",
+            &h.request(round, stats::histogram_round(edges).expect("round")),
+        ) {
             Ok(()) => answered += 1,
             Err(e) => {
                 assert!(e.contains("more than the"), "{e}");
@@ -600,9 +606,9 @@ fn an_out_of_range_contribution_is_refused_at_decoding() {
     h.distribute(&bundle);
     let trust = fedbank_transport::dev_pki::shared_trust();
     let key = bundle.verify(&trust).expect("key");
-    let request = h.request(1, RoundKind::Moments);
+    let request = h.request(1, stats::moments_round());
     let mut statements = h.commitments(&["h0", "h1", "h2"], &request);
-    let plan = h.job.plan(&RoundKind::Moments).expect("plan");
+    let plan = h.job.plan(&stats::moments_round()).expect("plan");
     // h3 encrypts a quarter of the message space in every slot and signs it as its own.
     let big: i128 = 1 << (h.job.params().message_bits() - 2);
     let encryptor = Encryptor::new(key, h.job.params().clone()).expect("encryptor");
@@ -628,7 +634,7 @@ fn an_out_of_range_contribution_is_refused_at_decoding() {
                 .sign(RevealStatement::of(&statement.statement, &roster)),
         },
     ));
-    let label = RoundKind::Moments.label();
+    let label = stats::moments_round().label();
     let setup = h.setup();
     let mut aggregate = fedbank_coordinator::RoundAggregate::<S>::new(
         KeySetup {
@@ -733,7 +739,7 @@ fn a_mask_chosen_after_the_honest_ones_is_never_decrypted() {
     let key = bundle
         .verify(&fedbank_transport::dev_pki::shared_trust())
         .expect("key");
-    let request = h.request(1, RoundKind::Moments);
+    let request = h.request(1, stats::moments_round());
     // The honest three commit; the coordinator fixes their roster and sees their masks.
     let statements = h.commitments(&["h0", "h1", "h2"], &request);
     let first = roster_of(&h.job, &request, &statements);
@@ -741,7 +747,11 @@ fn a_mask_chosen_after_the_honest_ones_is_never_decrypted() {
     assert_eq!(honest.len(), 3);
 
     // h3, colluding, now makes a mask that brings the sum to the constant polynomial 2^40.
-    let slots = h.job.plan(&RoundKind::Moments).expect("plan").slot_count();
+    let slots = h
+        .job
+        .plan(&stats::moments_round())
+        .expect("plan")
+        .slot_count();
     let encryptor = Encryptor::new(key, h.job.params().clone()).expect("encryptor");
     let mut adaptive: Ciphertext<S> = encryptor.encrypt(&vec![0; slots]).expect("encrypt");
     let n = h.job.params().ring().polynomial_size;
@@ -817,7 +827,7 @@ fn a_mask_chosen_after_the_honest_ones_is_never_decrypted() {
     assert!(h.take_sent("h1").is_empty());
     assert!(h.trail_refused("h1", "revealed against one roster only"));
     // (d) A roster that does not list a participant's own commitment gets nothing from it.
-    let request2 = h.request(2, RoundKind::Moments);
+    let request2 = h.request(2, stats::moments_round());
     let mine = h.commitments(&["h2"], &request2);
     let mut not_mine = roster_of(&h.job, &request2, &mine);
     not_mine.entries[0].statement = Digest::of("another commitment", b"");

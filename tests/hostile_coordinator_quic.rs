@@ -8,7 +8,7 @@ use fedbank_common::audit::{verify, SigningIdentity, TrailWriter};
 use fedbank_common::committee::MASK_DIGEST_LABEL;
 use fedbank_common::digest::Digest;
 use fedbank_common::ids::{JobId, NodeId};
-use fedbank_common::job::{FeatureSpec, JobKind, JobSpec, RoundKind, ValidJob};
+use fedbank_common::job::{stats, FeatureSpec, JobKind, JobSpec, RoundKind, ValidJob};
 use fedbank_common::key_ceremony::{CommitmentSet, KeyBundle};
 use fedbank_common::protocol::{
     Inbound, Notice, NoticeKind, RevealRequest, RoundRequest, Welcome, PROTOCOL_VERSION,
@@ -36,7 +36,7 @@ fn id(s: &str) -> NodeId {
 fn job() -> ValidJob {
     JobSpec {
         job: JobId::new("hostile-quic").expect("id"),
-        kind: JobKind::Stats,
+        kind: JobKind::STATS,
         profile: Profile::Fast,
         participants: vec![id("bank"), id("insurer")],
         committee: vec![id("bank")],
@@ -210,13 +210,15 @@ async fn three_attacks_over_quic_are_refused_recorded_and_reported() {
 
     // Attack 3: the bank (the committee) is asked to decrypt a mask of the coordinator's choice
     // listed under the insurer's genuine statement.
-    send(bank, &request(2, RoundKind::Moments)).await;
-    send(insurer, &request(2, RoundKind::Moments)).await;
+    send(bank, &request(2, stats::moments_round())).await;
+    send(insurer, &request(2, stats::moments_round())).await;
     let mut aggregate = fedbank_coordinator::RoundAggregate::<S>::new(
         setup.clone(),
         2,
-        RoundKind::Moments.label(),
-        job.plan(&RoundKind::Moments).expect("plan").slot_count() as u64,
+        stats::moments_round().label(),
+        job.plan(&stats::moments_round())
+            .expect("plan")
+            .slot_count() as u64,
     );
     for (who, conn) in [(id("bank"), bank), (id("insurer"), insurer)] {
         match next(conn).await {

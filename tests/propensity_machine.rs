@@ -9,13 +9,13 @@
 mod fixture;
 
 use fedbank_common::ids::NodeId;
+use fedbank_common::job::stats::mean_std;
 use fedbank_common::job::{Optimizer, ValidJob};
 use fedbank_common::logistic::{self, exact_auc, sigmoid};
 use fedbank_common::model::design_row;
 use fedbank_common::model::PropensityModel;
 use fedbank_common::protocol::{Inbound, ModelReleased};
 use fedbank_coordinator::propensity::PropensityResult;
-use fedbank_coordinator::stats::mean_std;
 use fedbank_coordinator::{CoordinatorMachine, JobResult, Status};
 use fedbank_participant::customers::CustomerRecords;
 use fedbank_participant::propensity::LocalFigures;

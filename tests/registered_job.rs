@@ -179,7 +179,8 @@ fn a_registered_job_runs_through_the_machines_and_equals_the_pooled_figures() {
     };
     assert_eq!(release.kind, KIND);
     assert_eq!(
-        serde_json::from_value::<AboveMeanResult>(release.released).expect("record"),
+        serde_json::from_value::<AboveMeanResult>(serde_json::Value::Object(release.released))
+            .expect("record"),
         result
     );
 }

@@ -8,13 +8,13 @@ mod fixture;
 
 use fedbank_common::encoding::Combine;
 use fedbank_common::ids::{JobId, NodeId};
+use fedbank_common::job::stats::mean_std;
 use fedbank_common::job::{
     ChooseK, FeatureSpec, JobKind, JobSpec, KCriterion, RoundKind, SegmentSpec, TransactionColumns,
     ValidJob, LATEST_DAY, LATEST_MONTH,
 };
 use fedbank_common::protocol::Inbound;
 use fedbank_coordinator::segment::SegmentResult;
-use fedbank_coordinator::stats::mean_std;
 use fedbank_coordinator::{CoordinatorMachine, CoordinatorOutput, Input, JobResult, Status};
 use fedbank_participant::local_stats::{self, nearest, standardize};
 use fedbank_participant::{rfm, LocalTable, ParticipantMachine, ParticipantOutput};

@@ -144,7 +144,6 @@ pub fn computation_digest(job: &ValidJob, kind: &RoundKind, reference_day: Optio
 /// Whether a job of this kind ever computes `kind`.
 pub fn allows(job: &ValidJob, kind: &RoundKind) -> bool {
     match job.spec().kind {
-        JobKind::Stats => matches!(kind, RoundKind::Moments | RoundKind::Histogram { .. }),
         JobKind::Segment => matches!(
             kind,
             RoundKind::LatestMonth
@@ -183,7 +182,6 @@ fn spec_job(job: &ValidJob) -> Option<&'static dyn crate::job::Job> {
 pub fn budget(job: &ValidJob) -> u32 {
     let spec = job.spec();
     let planned: u64 = match spec.kind {
-        JobKind::Stats => 2,
         JobKind::Compliance => 1,
         JobKind::Propensity => 3 + u64::from(job.propensity().map_or(0, |p| p.max_rounds)),
         JobKind::Segment => {
@@ -254,26 +252,25 @@ mod tests {
     fn rounds_increase_and_a_retry_asks_for_the_same_computation() {
         let job = shipped(include_str!("../../configs/simulate-stats.toml"));
         let (a, b) = (Digest::of("c", b"a"), Digest::of("c", b"b"));
+        let moments = crate::job::stats::moments_round();
         let mut plan = RoundPlan::default();
-        plan.admit(&job, 3, 0, &RoundKind::Moments, a)
-            .expect("first");
-        plan.admit(&job, 3, 1, &RoundKind::Moments, a)
-            .expect("a retry");
+        plan.admit(&job, 3, 0, &moments, a).expect("first");
+        plan.admit(&job, 3, 1, &moments, a).expect("a retry");
         let before = plan.clone();
         assert!(matches!(
-            plan.admit(&job, 3, 2, &RoundKind::Moments, b),
+            plan.admit(&job, 3, 2, &moments, b),
             Err(PlanRefusal::ChangedRetry { .. })
         ));
         assert!(matches!(
-            plan.admit(&job, 3, 0, &RoundKind::Moments, a),
+            plan.admit(&job, 3, 0, &moments, a),
             Err(PlanRefusal::OldAttempt { .. })
         ));
         assert!(matches!(
-            plan.admit(&job, 2, 0, &RoundKind::Moments, b),
+            plan.admit(&job, 2, 0, &moments, b),
             Err(PlanRefusal::NotIncreasing { .. })
         ));
         assert_eq!(plan, before, "a refusal changes nothing");
-        plan.admit(&job, 4, 0, &RoundKind::Moments, a)
+        plan.admit(&job, 4, 0, &moments, a)
             .expect("the same computation under a new number (a re-run); members guard it");
     }
 

@@ -4,17 +4,14 @@
 use crate::compliance::{ComplianceJob, ComplianceResult};
 use crate::propensity::{PropensityJob, PropensityResult};
 use crate::segment::{SegmentJob, SegmentResult};
-use crate::stats::{FeatureStats, StatsJob};
 use fedbank_common::encoding::DecodedQuantity;
-use fedbank_common::job::{CoordinatorStep, JobKind, RoundKind, ValidJob};
+use fedbank_common::job::{stats, CoordinatorStep, Job, JobKind, RoundKind, ValidJob};
 use serde::Serialize;
 
 /// A finished job's result.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum JobResult {
-    /// Per-feature statistics.
-    Stats(Vec<FeatureStats>),
     /// Segments.
     Segment(Box<SegmentResult>),
     /// A propensity model and its evaluation.
@@ -30,11 +27,22 @@ pub enum JobResult {
     },
 }
 
+impl JobResult {
+    /// A registered kind's released record as its type `T`, if this is a result of kind `kind`.
+    pub fn released<T: serde::de::DeserializeOwned>(&self, kind: &str) -> Option<T> {
+        match self {
+            JobResult::Registered {
+                kind: name,
+                released,
+            } if *name == kind => serde_json::from_value(released.clone()).ok(),
+            _ => None,
+        }
+    }
+}
+
 /// The job-kind-specific logic.
 #[derive(Debug, Clone)]
 pub enum JobLogic {
-    /// The stats job.
-    Stats(StatsJob),
     /// The segment job.
     Segment(Box<SegmentJob>),
     /// The propensity job.
@@ -77,14 +85,18 @@ impl JobLogic {
                 segment.clone(),
                 spec.histogram_bins,
             ))),
-            _ => JobLogic::Stats(StatsJob::new(spec.features.clone(), spec.histogram_bins)),
+            // Validation gives every kind its section, so no valid job gets here; were one to,
+            // it would compute only the statistics of its features.
+            _ => JobLogic::Registered {
+                kind: stats::KIND,
+                step: stats::Stats.coordinator(job),
+            },
         }
     }
 
     /// The job's first round, or why there is none.
     pub fn first_round(&self) -> Result<RoundKind, String> {
         Ok(match self {
-            JobLogic::Stats(j) => j.first_round(),
             JobLogic::Segment(j) => j.first_round(),
             JobLogic::Propensity(j) => j.first_round(),
             JobLogic::Compliance(j) => j.first_round(),
@@ -113,7 +125,6 @@ impl JobLogic {
             JobLogic::Compliance(j) => j
                 .apply(kind, decoded, contributors)
                 .map_err(|e| e.to_string()),
-            JobLogic::Stats(j) => j.apply(kind, decoded).map_err(|e| e.to_string()),
             JobLogic::Segment(j) => j.apply(kind, decoded).map_err(|e| e.to_string()),
             JobLogic::Propensity(j) => j.apply(kind, decoded).map_err(|e| {
                 let source = std::error::Error::source(&e).map(|s| format!(": {s}"));
@@ -125,10 +136,7 @@ impl JobLogic {
     /// The reference day participants count recency to, once the job has one.
     pub fn reference_day(&self) -> Option<i64> {
         match self {
-            JobLogic::Stats(_)
-            | JobLogic::Propensity(_)
-            | JobLogic::Compliance(_)
-            | JobLogic::Registered { .. } => None,
+            JobLogic::Propensity(_) | JobLogic::Compliance(_) | JobLogic::Registered { .. } => None,
             JobLogic::Segment(j) => j.reference_day(),
         }
     }
@@ -144,7 +152,6 @@ impl JobLogic {
     /// The result, once done.
     pub fn result(&self) -> Option<JobResult> {
         match self {
-            JobLogic::Stats(j) => j.result().map(|r| JobResult::Stats(r.to_vec())),
             JobLogic::Segment(j) => j.result().cloned().map(|r| JobResult::Segment(Box::new(r))),
             JobLogic::Propensity(j) => j
                 .result()

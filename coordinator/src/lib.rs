@@ -30,7 +30,6 @@ mod machine;
 pub mod propensity;
 mod result_file;
 pub mod segment;
-pub mod stats;
 
 pub use aggregation::{AggregationError, PartialProblem, RoundAggregate};
 pub use job_logic::{JobLogic, JobResult};

@@ -19,9 +19,9 @@
 //! added when the noisy Hessian is not positive definite, log-loss and accuracy read off the
 //! noisy histograms). Post-processing never costs privacy.
 
-use crate::stats::mean_std;
 use fedbank_common::encoding::DecodedQuantity;
 use fedbank_common::job::privacy::{Accountant, PrivacyPlan, PrivacyReport};
+use fedbank_common::job::stats::mean_std;
 use fedbank_common::job::{FeatureSpec, Optimizer, PropensitySpec, RoundKind};
 use fedbank_common::logistic::{self, Decile, NewtonSums};
 use fedbank_common::model::{Coefficient, PropensityModel, MODEL_FORMAT};

@@ -8,7 +8,6 @@ use crate::compliance::ComplianceResult;
 use crate::job_logic::JobResult;
 use crate::propensity::PropensityResult;
 use crate::segment::SegmentResult;
-use crate::stats::FeatureStats;
 use fedbank_common::ids::{JobId, NodeId};
 use fedbank_common::job::ValidJob;
 use serde::{Deserialize, Serialize};
@@ -51,29 +50,26 @@ pub struct ResultFile {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum Released {
-    /// Per-feature statistics.
-    Stats {
-        /// By feature name.
-        features: BTreeMap<String, FeatureStats>,
-    },
     /// Segments.
     Segment(Box<SegmentResult>),
     /// A propensity model and its evaluation.
     Propensity(Box<PropensityResult>),
     /// Per-rule compliance totals and alert counts.
     Compliance(Box<ComplianceResult>),
-    /// What a registered job kind released (its own typed record).
+    /// What a job kind behind the `Job` trait released: its own typed record's fields.
     #[serde(untagged)]
     Registered(RegisteredRelease),
 }
 
-/// What a job kind registered from its own folder released.
+/// What a job kind behind the `Job` trait released (`stats`, or a kind registered from its own
+/// folder): its name and its own result record's fields, beside the shared ones.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RegisteredRelease {
     /// The kind's name.
     pub kind: String,
     /// The job's own result record.
-    pub released: Value,
+    #[serde(flatten)]
+    pub released: serde_json::Map<String, Value>,
 }
 
 /// A result file that cannot be read.
@@ -82,6 +78,14 @@ pub enum ResultFileError {
     /// Not JSON of this schema.
     #[error("not a {RESULT_SCHEMA} result file")]
     Decode(#[source] serde_json::Error),
+    /// A job kind's own record is not what that kind releases.
+    #[error("the {kind} result in this file: {problem}")]
+    Released {
+        /// The kind.
+        kind: String,
+        /// What is wrong.
+        problem: String,
+    },
     /// Another schema.
     #[error("result file of schema '{0}'; this version reads {RESULT_SCHEMA}")]
     Schema(String),
@@ -92,15 +96,15 @@ impl ResultFile {
     pub fn new(job: &ValidJob, result: &JobResult) -> Self {
         let spec = job.spec();
         let released = match result.clone() {
-            JobResult::Stats(features) => Released::Stats {
-                features: features.into_iter().map(|f| (f.name.clone(), f)).collect(),
-            },
             JobResult::Segment(r) => Released::Segment(r),
             JobResult::Propensity(r) => Released::Propensity(r),
             JobResult::Compliance(r) => Released::Compliance(r),
             JobResult::Registered { kind, released } => Released::Registered(RegisteredRelease {
                 kind: kind.to_owned(),
-                released,
+                released: match released {
+                    Value::Object(fields) => fields,
+                    other => [("released".to_owned(), other)].into_iter().collect(),
+                },
             }),
         };
         ResultFile {
@@ -125,7 +129,21 @@ impl ResultFile {
         }
         let header: Header = serde_json::from_str(text).map_err(ResultFileError::Decode)?;
         match header.schema.as_deref() {
-            Some(RESULT_SCHEMA) => serde_json::from_str(text).map_err(ResultFileError::Decode),
+            Some(RESULT_SCHEMA) => {
+                let file: ResultFile =
+                    serde_json::from_str(text).map_err(ResultFileError::Decode)?;
+                if let Released::Registered(release) = &file.released {
+                    // A kind this build knows checks its own record; another is read as it is.
+                    if let Some(job) = fedbank_common::job::registered(&release.kind) {
+                        job.check_result(&Value::Object(release.released.clone()))
+                            .map_err(|problem| ResultFileError::Released {
+                                kind: release.kind.clone(),
+                                problem,
+                            })?;
+                    }
+                }
+                Ok(file)
+            }
             other => Err(ResultFileError::Schema(
                 other.unwrap_or("(none)").to_owned(),
             )),
@@ -141,6 +159,7 @@ impl ResultFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use fedbank_common::job::stats::{self, FeatureStats, StatsResult};
     use fedbank_common::job::JobSpec;
 
     fn job() -> ValidJob {
@@ -154,7 +173,7 @@ mod tests {
     }
 
     fn stats() -> JobResult {
-        JobResult::Stats(vec![FeatureStats {
+        let balance = FeatureStats {
             name: "balance".into(),
             count: 10.0,
             missing: 1.0,
@@ -164,7 +183,14 @@ mod tests {
             quantiles: [("p50".to_owned(), 2.0)].into_iter().collect(),
             edges: vec![0.0, 5.0],
             histogram: vec![0.0, 10.0, 0.0],
-        }])
+        };
+        let result = StatsResult {
+            features: [("balance".to_owned(), balance)].into_iter().collect(),
+        };
+        JobResult::Registered {
+            kind: stats::KIND,
+            released: serde_json::to_value(result).expect("json"),
+        }
     }
 
     #[test]
@@ -205,9 +231,10 @@ mod tests {
         ));
         let mangled = text.replace("\"mean\": 2.5", "\"mean\": \"high\"");
         assert_ne!(mangled, text);
-        assert!(matches!(
-            ResultFile::from_json(&mangled),
-            Err(ResultFileError::Decode(_))
-        ));
+        let err = ResultFile::from_json(&mangled).expect_err("a mean that is not a number");
+        assert!(
+            matches!(&err, ResultFileError::Released { kind, .. } if kind == "stats"),
+            "{err}"
+        );
     }
 }

@@ -1,9 +1,11 @@
-//! The statistics a participant computes on its own table for each round of the stats job.
+//! The statistics a participant computes on its own table for the rounds of the segment and
+//! propensity jobs over a table (moments and histogram come from the stats job's folder,
+//! `common::job::stats`).
 //! Values are clipped to the feature's declared range (and counted) before they are summed, so
 //! that each sum respects the bound the encoding was validated for.
 
 use crate::local_table::LocalTable;
-use fedbank_common::job::{FeatureSpec, RoundKind, Z_BOUND};
+use fedbank_common::job::{stats, FeatureSpec, LocalColumns, RoundKind, Z_BOUND};
 
 /// Why a round cannot be computed locally.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -33,6 +35,26 @@ pub enum LocalStatsError {
     },
 }
 
+impl From<stats::TableRoundError> for LocalStatsError {
+    fn from(e: stats::TableRoundError) -> Self {
+        match e {
+            stats::TableRoundError::MissingColumn(c) => LocalStatsError::MissingColumn(c),
+            stats::TableRoundError::EdgeCount { expected, got } => {
+                LocalStatsError::EdgeCount { expected, got }
+            }
+        }
+    }
+}
+
+impl From<fedbank_common::job::LocalValues> for LocalRound {
+    fn from(local: fedbank_common::job::LocalValues) -> Self {
+        LocalRound {
+            values: local.values,
+            clipped: local.clipped,
+        }
+    }
+}
+
 /// One round's local values, in the order of the job's quantities, plus how many values were
 /// clipped to their bound.
 #[derive(Debug, Clone, PartialEq)]
@@ -43,7 +65,7 @@ pub struct LocalRound {
     pub clipped: u64,
 }
 
-/// Computes a round of the stats job over `table`.
+/// Computes a table round of the segment or propensity job over `table`.
 pub fn compute(
     table: &LocalTable,
     features: &[FeatureSpec],
@@ -56,6 +78,10 @@ pub fn compute(
             max: max_rows,
         });
     }
+    let columns = LocalColumns {
+        rows: table.rows,
+        columns: &table.columns,
+    };
     let column = |f: &FeatureSpec| {
         table
             .columns
@@ -72,23 +98,7 @@ pub fn compute(
     };
     let mut values = Vec::new();
     match round {
-        RoundKind::Moments => {
-            for f in features {
-                let (mut n, mut missing, mut sum, mut sumsq) = (0.0, 0.0, 0.0, 0.0);
-                for v in column(f)? {
-                    match v {
-                        Some(v) => {
-                            let v = clip(*v, f);
-                            n += 1.0;
-                            sum += v;
-                            sumsq += v * v;
-                        }
-                        None => missing += 1.0,
-                    }
-                }
-                values.extend([vec![n], vec![missing], vec![sum], vec![sumsq]]);
-            }
-        }
+        RoundKind::Moments => return Ok(stats::moments(columns, features)?.into()),
         RoundKind::KMeans {
             mean,
             std,
@@ -189,22 +199,7 @@ pub fn compute(
             values.push(counts);
         }
         RoundKind::Histogram { edges } => {
-            if edges.len() != features.len() {
-                return Err(LocalStatsError::EdgeCount {
-                    expected: features.len(),
-                    got: edges.len(),
-                });
-            }
-            for (f, edges) in features.iter().zip(edges) {
-                let mut counts = vec![0.0; edges.len() + 1];
-                for v in column(f)?.iter().flatten() {
-                    let v = clip(*v, f);
-                    // Index of the first edge above v: 0 = below the first edge.
-                    let bin = edges.partition_point(|e| *e <= v);
-                    counts[bin] += 1.0;
-                }
-                values.push(counts);
-            }
+            return Ok(stats::histogram(columns, features, edges)?.into())
         }
     }
     Ok(LocalRound { values, clipped })

@@ -129,4 +129,10 @@ impl Job for AboveMean {
     ) -> Result<LocalValues, String> {
         local::compute(job, table, round)
     }
+
+    fn check_result(&self, result: &serde_json::Value) -> Result<(), String> {
+        coordinator::AboveMeanResult::deserialize(result)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
 }

@@ -26,6 +26,7 @@ mod propensity;
 mod registered;
 mod rounds;
 mod segment;
+pub mod stats;
 mod validate;
 
 pub use plan::RoundPlanError;
@@ -65,8 +66,6 @@ impl FeatureSpec {
 /// What the job computes. In a job file and in every encoding it is the kind's name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum JobKind {
-    /// Per-feature count, missing rate, mean, standard deviation and approximate quantiles.
-    Stats,
     /// Customer segmentation: global standardization, then federated Lloyd k-means.
     Segment,
     /// Propensity model: federated logistic regression (Newton) and federated evaluation.
@@ -74,15 +73,19 @@ pub enum JobKind {
     /// Compliance audit run: declared rules over marketing-contact logs and consent tables,
     /// per-rule violation counts aggregated securely, optional private alerts.
     Compliance,
-    /// A job kind registered from its own folder ([`registered`]), by its name.
+    /// A job kind behind the [`Job`] trait, by its name: fedbank's own in [`BUILT_IN`]
+    /// (`stats`: per-feature count, missing rate, mean, standard deviation, histogram and
+    /// quantiles) or one registered from its own folder ([`JOBS`]).
     Registered(&'static str),
 }
 
 impl JobKind {
+    /// The stats job (`job/stats/`).
+    pub const STATS: JobKind = JobKind::Registered(stats::KIND);
+
     /// The name used in job files and results.
     pub fn name(self) -> &'static str {
         match self {
-            JobKind::Stats => "stats",
             JobKind::Segment => "segment",
             JobKind::Propensity => "propensity",
             JobKind::Compliance => "compliance",
@@ -92,14 +95,9 @@ impl JobKind {
 
     /// The built-in kind called `name`.
     pub fn builtin(name: &str) -> Option<JobKind> {
-        [
-            JobKind::Stats,
-            JobKind::Segment,
-            JobKind::Propensity,
-            JobKind::Compliance,
-        ]
-        .into_iter()
-        .find(|k| k.name() == name)
+        [JobKind::Segment, JobKind::Propensity, JobKind::Compliance]
+            .into_iter()
+            .find(|k| k.name() == name)
     }
 
     /// The kind called `name`: a built-in one or one registered in this binary.
@@ -126,7 +124,7 @@ impl<'de> Deserialize<'de> for JobKind {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let name = String::deserialize(deserializer)?;
         JobKind::from_name(&name).ok_or_else(|| {
-            let mut known = vec!["stats", "segment", "propensity", "compliance"];
+            let mut known = vec!["segment", "propensity", "compliance"];
             known.extend(registered_kinds());
             serde::de::Error::custom(format!(
                 "unknown job kind '{name}' (this build knows {})",

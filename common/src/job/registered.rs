@@ -13,8 +13,12 @@
 //! parameters are the job's own record in the canonical encoding. A tag no job declares is still
 //! refused by the participant's round plan.
 //!
-//! What it does not do yet: the four built-in jobs (stats, segment, propensity, compliance) are
-//! still reached through their own arms (`RoundKind`'s variants, the coordinator's `JobLogic`, the
+//! fedbank's own kinds behind this trait are listed in [`BUILT_IN`] (today: stats, in
+//! `job/stats/`); kinds from elsewhere register into [`JOBS`] and take tags from
+//! [`FIRST_REGISTERED_TAG`] up.
+//!
+//! What it does not do yet: the segment, propensity and compliance jobs are still reached
+//! through their own arms (`RoundKind`'s variants, the coordinator's `JobLogic`, the
 //! participant's local step) rather than through this trait; docs/architecture.md lists them.
 
 use super::{JobSpec, RoundKind, RoundTag, ValidJob};
@@ -34,9 +38,18 @@ pub const FIRST_REGISTERED_TAG: u16 = 0x1000;
 /// Largest parameter record of one registered round, in bytes.
 pub const MAX_ROUND_PARAMETERS: usize = 1 << 20;
 
-/// Every registered job kind. Add one with [`register_job!`].
+/// Job kinds registered from outside fedbank's own crates. Add one with [`register_job!`].
 #[linkme::distributed_slice]
 pub static JOBS: [&'static dyn Job];
+
+/// fedbank's own job kinds that have moved behind [`Job`], each in its folder under `job/`.
+/// Listed here rather than through [`JOBS`] so that no binary can miss one by not linking it.
+pub const BUILT_IN: &[&dyn Job] = &[&super::stats::Stats];
+
+/// Every job kind behind [`Job`] in this binary: [`BUILT_IN`], then [`JOBS`].
+pub fn all_jobs() -> impl Iterator<Item = &'static dyn Job> {
+    BUILT_IN.iter().chain(JOBS.iter()).copied()
+}
 
 /// Registers a job kind: `register_job!(TOY_JOB, &ToyJob);` in the job's own folder.
 #[macro_export]
@@ -198,6 +211,8 @@ pub trait Job: Sync {
         table: LocalColumns<'_>,
         round: &JobRound,
     ) -> Result<LocalValues, String>;
+    /// Checks that `result` is this kind's released record (a reader of `result.json` calls it).
+    fn check_result(&self, result: &serde_json::Value) -> Result<(), String>;
 }
 
 /// What the coordinator computes between a registered job's rounds.
@@ -224,26 +239,53 @@ impl Clone for Box<dyn CoordinatorStep> {
     }
 }
 
-/// The registered job called `kind`.
+/// The job kind behind [`Job`] called `kind`.
 pub fn registered(kind: &str) -> Option<&'static dyn Job> {
-    JOBS.iter().copied().find(|j| j.kind() == kind)
+    all_jobs().find(|j| j.kind() == kind)
 }
 
-/// The registered round with tag `tag`.
+/// The round with tag `tag` of a job kind behind [`Job`].
 pub fn registered_round(tag: RoundTag) -> Option<RoundDecl> {
-    JOBS.iter()
+    all_jobs()
         .flat_map(|j| j.rounds())
         .copied()
         .find(|d| d.tag == tag)
 }
 
-/// Names of the registered job kinds.
+/// Names of the job kinds behind [`Job`].
 pub fn registered_kinds() -> Vec<&'static str> {
-    JOBS.iter().map(|j| j.kind()).collect()
+    all_jobs().map(|j| j.kind()).collect()
 }
 
-/// Checks a registry: names unique and not a built-in kind's, tags at least
-/// [`FIRST_REGISTERED_TAG`] and each declared once. The problem otherwise.
+/// Checks the registry of this binary: [`check_registry`] over [`BUILT_IN`] and [`JOBS`], and
+/// every kind of [`JOBS`] within the range of tags kept for them.
+pub fn check_linked_registry() -> Result<(), String> {
+    let all: Vec<&dyn Job> = all_jobs().collect();
+    check_registry(&all)?;
+    check_external(&JOBS)
+}
+
+/// Checks that job kinds registered from outside fedbank use only tags from
+/// [`FIRST_REGISTERED_TAG`] up.
+pub fn check_external(jobs: &[&dyn Job]) -> Result<(), String> {
+    for job in jobs {
+        for round in job.rounds() {
+            if round.tag.0 < FIRST_REGISTERED_TAG {
+                return Err(format!(
+                    "job kind '{}': round '{}' has tag {}, below the registered range from {:#06x}",
+                    job.kind(),
+                    round.label,
+                    round.tag,
+                    FIRST_REGISTERED_TAG
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Checks a registry: names unique and not a kind of the enum's, tags not of a built-in round
+/// variant and each declared once. The problem otherwise.
 pub fn check_registry(jobs: &[&dyn Job]) -> Result<(), String> {
     let mut names = BTreeMap::new();
     let mut tags = BTreeMap::new();
@@ -256,10 +298,10 @@ pub fn check_registry(jobs: &[&dyn Job]) -> Result<(), String> {
             return Err(format!("job kind '{name}' is registered twice"));
         }
         for round in job.rounds() {
-            if round.tag.0 < FIRST_REGISTERED_TAG {
+            if RoundKind::is_variant_tag(round.tag) {
                 return Err(format!(
-                    "job kind '{name}': round '{}' has tag {}, below the registered range from {:#06x}",
-                    round.label, round.tag, FIRST_REGISTERED_TAG
+                    "job kind '{name}': round '{}' has tag {}, the tag of a built-in round",
+                    round.label, round.tag
                 ));
             }
             if let Some(other) = tags.insert(round.tag, name) {
@@ -357,6 +399,9 @@ mod tests {
         ) -> Result<LocalValues, String> {
             Ok(LocalValues::default())
         }
+        fn check_result(&self, _: &serde_json::Value) -> Result<(), String> {
+            Ok(())
+        }
     }
 
     const A: &[RoundDecl] = &[RoundDecl {
@@ -375,14 +420,25 @@ mod tests {
         assert!(shared.contains("declared by 'one' and 'two'"), "{shared}");
         let twice = check_registry(&[&Named("one", &[]), &Named("one", &[])]).expect_err("name");
         assert!(twice.contains("registered twice"), "{twice}");
-        let low = check_registry(&[&Named("one", LOW)]).expect_err("range");
-        assert!(low.contains("below the registered range"), "{low}");
-        let builtin = check_registry(&[&Named("stats", &[])]).expect_err("built-in");
+        let low = check_registry(&[&Named("one", LOW)]).expect_err("a built-in round's tag");
+        assert!(low.contains("the tag of a built-in round"), "{low}");
+        let outside = check_external(&[&Named("one", LOW)]).expect_err("range");
+        assert!(outside.contains("below the registered range"), "{outside}");
+        let builtin = check_registry(&[&Named("segment", &[])]).expect_err("built-in");
         assert!(builtin.contains("built-in"), "{builtin}");
+        // A kind named like one of fedbank's own behind the trait is a second registration.
+        let all: Vec<&dyn Job> = BUILT_IN
+            .iter()
+            .copied()
+            .chain([&Named("stats", &[]) as &dyn Job])
+            .collect();
+        let again = check_registry(&all).expect_err("stats twice");
+        assert!(again.contains("registered twice"), "{again}");
     }
 
     #[test]
     fn the_linked_registry_is_consistent() {
-        check_registry(&JOBS).expect("the registry of this binary");
+        check_linked_registry().expect("the registry of this binary");
+        assert!(registered("stats").is_some());
     }
 }

@@ -21,8 +21,10 @@ use serde::{Deserialize, Serialize};
 /// Version 5 split a contribution into a signed commitment, the coordinator's roster and the
 /// reveal against it, so that no mask is chosen after the honest ones. Version 6 encodes a round
 /// kind by its explicit tag ([`crate::job::RoundTag`]) instead of its position in the enum, so
-/// that a new round kind never again moves another's encoding.
-pub const PROTOCOL_VERSION: u16 = 6;
+/// that a new round kind never again moves another's encoding. Version 7 carries the stats job's
+/// rounds as rounds of a job kind behind the `Job` trait (tags 0x0101 and 0x0102, the job's own
+/// parameter bytes).
+pub const PROTOCOL_VERSION: u16 = 7;
 
 /// First message of a node: which job it has agreed to, by digest.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -31,9 +31,9 @@
 //! such segment's centroid is dropped, its customers fall to the nearest remaining segments, Lloyd
 //! continues, and the result says so.
 
-use crate::stats::{histogram_edges, mean_std, quantile};
 use fedbank_common::calendar;
 use fedbank_common::encoding::DecodedQuantity;
+use fedbank_common::job::stats::{histogram_edges, mean_std, quantile};
 use fedbank_common::job::{
     FeatureSpec, KCriterion, RoundKind, SegmentSpec, LATEST_DAY, LATEST_MONTH, LIFECYCLE_STAGES,
     RFM_FEATURES,

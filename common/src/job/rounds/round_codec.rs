@@ -2,10 +2,11 @@
 //!
 //! Tags are grouped by the job that introduced the round: `0x00__` rounds over a participant's
 //! table that several jobs share, `0x02__` segment, `0x03__` propensity, `0x04__` compliance
-//! (`0x01__` is kept for stats-only rounds). A tag is never reused or renumbered; an unknown tag
-//! below `0x1000` is a decoding error that names it. Tags from `0x1000` up are the rounds of
-//! registered jobs (`job::registered`): their parameters travel as the job's own bytes, and the
-//! participant's round plan refuses a tag its job does not declare.
+//! (`0x01__` stats, whose rounds are its own behind the `Job` trait). A tag is never reused or
+//! renumbered. Every tag that is not one of this enum's variants is a round of a job kind behind
+//! the `Job` trait (`job::registered`; from `0x1000` up for kinds registered from outside
+//! fedbank): its parameters travel as the job's own bytes, and the participant's round plan
+//! refuses a tag its job does not declare.
 
 use super::RoundKind;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
@@ -51,6 +52,25 @@ impl fmt::Display for RoundTag {
 }
 
 impl RoundKind {
+    /// Whether `tag` is the tag of one of this enum's own variants (not a registered round).
+    pub fn is_variant_tag(tag: RoundTag) -> bool {
+        [
+            RoundTag::MOMENTS,
+            RoundTag::HISTOGRAM,
+            RoundTag::LATEST_MONTH,
+            RoundTag::LATEST_DAY,
+            RoundTag::KMEANS,
+            RoundTag::LIFECYCLE,
+            RoundTag::SCORES,
+            RoundTag::CLASSES,
+            RoundTag::NEWTON,
+            RoundTag::FEDAVG,
+            RoundTag::EVALUATE,
+            RoundTag::COMPLIANCE,
+        ]
+        .contains(&tag)
+    }
+
     /// This kind's wire tag.
     pub fn tag(&self) -> RoundTag {
         match self {
@@ -294,17 +314,14 @@ impl<'de> Visitor<'de> for TaggedRound {
                 let Histogram { edges } = parameters(&mut seq, tag)?;
                 RoundKind::Histogram { edges }
             }
-            registered if registered.0 >= super::super::FIRST_REGISTERED_TAG => {
+            // Any other tag is a round of a job kind behind the `Job` trait, with its own bytes;
+            // the participant's round plan refuses a tag its job does not declare.
+            registered => {
                 let parameters: Vec<u8> = parameters(&mut seq, tag)?;
                 RoundKind::Registered(super::super::JobRound {
                     tag: registered,
                     parameters,
                 })
-            }
-            unknown => {
-                return Err(de::Error::custom(format!(
-                    "unknown round tag {unknown}: a round kind of a newer protocol or another job"
-                )))
             }
         };
         Ok(kind)
@@ -397,9 +414,10 @@ mod tests {
     }
 
     #[test]
-    fn an_unknown_tag_or_missing_parameters_are_named_errors() {
-        let unknown = decode(&0x0777u16.to_le_bytes()).expect_err("unknown tag");
+    fn a_tag_without_its_parameters_is_a_named_error() {
+        let unknown = serde_json::from_str::<RoundKind>("[1911]").expect_err("no parameters");
         assert!(unknown.to_string().contains("0x0777"), "{unknown}");
+        assert!(decode(&0x0777u16.to_le_bytes()).is_err());
         let json = serde_json::from_str::<RoundKind>("[515]").expect_err("no parameters");
         assert!(json.to_string().contains("0x0203"), "{json}");
         let truncated = decode(&RoundTag::KMEANS.0.to_le_bytes()).expect_err("truncated");
@@ -420,9 +438,9 @@ mod tests {
             serde_json::from_str::<RoundKind>(&json).expect("json"),
             round
         );
-        // Below the registered range an unknown tag stays an error, bytes or not.
-        let mut low = bytes.clone();
-        low[..2].copy_from_slice(&0x0fffu16.to_le_bytes());
-        assert!(decode(&low).is_err());
+        // A variant's tag with a registered round's bytes is an error, not a registered round.
+        let mut variant = bytes.clone();
+        variant[..2].copy_from_slice(&RoundTag::KMEANS.0.to_le_bytes());
+        assert!(decode(&variant).is_err());
     }
 }

@@ -1,9 +1,11 @@
 //! The stats job on the coordinator: two rounds (moments, then fixed-edge histograms whose edges
 //! come from the consortium mean and standard deviation), and the result built only from the
-//! decrypted aggregates.
+//! decrypted aggregates. The helpers (`mean_std`, `histogram_edges`, `quantile`) serve the
+//! segment and propensity jobs too.
 
-use fedbank_common::encoding::DecodedQuantity;
-use fedbank_common::job::{FeatureSpec, RoundKind};
+use super::{histogram_round, moments_round, Edges, HISTOGRAM_TAG, KIND, MOMENTS_TAG};
+use crate::encoding::DecodedQuantity;
+use crate::job::{CoordinatorStep, FeatureSpec, JobRound};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -42,14 +44,35 @@ pub struct FeatureStats {
 }
 
 /// Why decrypted aggregates could not be turned into statistics.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum StatsError {
     /// A quantity the round should hold is missing.
     #[error("the decrypted aggregate has no quantity '{0}'")]
     MissingQuantity(String),
-    /// A round kind this job does not run.
-    #[error("round '{0}' is not part of a stats job")]
-    UnexpectedRound(&'static str),
+    /// A round this job does not run.
+    #[error("round {0} is not part of a stats job")]
+    UnexpectedRound(crate::job::RoundTag),
+    /// The round's parameters cannot be read or written.
+    #[error(transparent)]
+    Parameters(#[from] crate::job::RoundParameterError),
+}
+
+/// What a stats job releases.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StatsResult {
+    /// By feature name.
+    pub features: BTreeMap<String, FeatureStats>,
+}
+
+impl StatsResult {
+    /// The features' statistics in the order of `features` (the job file's order); a feature
+    /// the result lacks is left out.
+    pub fn in_feature_order(&self, features: &[FeatureSpec]) -> Vec<FeatureStats> {
+        features
+            .iter()
+            .filter_map(|f| self.features.get(&f.name).cloned())
+            .collect()
+    }
 }
 
 /// The coordinator's side of the stats job.
@@ -58,7 +81,7 @@ pub struct StatsJob {
     features: Vec<FeatureSpec>,
     bins: usize,
     moments: Vec<(f64, f64, f64, f64)>,
-    result: Option<Vec<FeatureStats>>,
+    result: Option<StatsResult>,
 }
 
 fn find<'a>(decoded: &'a [DecodedQuantity], name: &str) -> Result<&'a [f64], StatsError> {
@@ -76,19 +99,14 @@ impl StatsJob {
         }
     }
 
-    /// The first round.
-    pub fn first_round(&self) -> RoundKind {
-        RoundKind::Moments
-    }
-
     /// Takes a round's decrypted aggregate; returns the next round, or `None` when done.
     pub fn apply(
         &mut self,
-        kind: &RoundKind,
+        round: &JobRound,
         decoded: &[DecodedQuantity],
-    ) -> Result<Option<RoundKind>, StatsError> {
-        match kind {
-            RoundKind::Moments => {
+    ) -> Result<Option<JobRound>, StatsError> {
+        match round.tag {
+            MOMENTS_TAG => {
                 self.moments = self
                     .features
                     .iter()
@@ -110,12 +128,13 @@ impl StatsJob {
                         histogram_edges(f, mean, std, self.bins)
                     })
                     .collect();
-                Ok(Some(RoundKind::Histogram { edges }))
+                Ok(histogram_round(edges)?.registered().cloned())
             }
-            RoundKind::Histogram { edges } => {
+            HISTOGRAM_TAG => {
+                let Edges { edges } = round.parameters()?;
                 let mut out = Vec::with_capacity(self.features.len());
                 for ((f, &(n, missing, sum, sumsq)), edges) in
-                    self.features.iter().zip(&self.moments).zip(edges)
+                    self.features.iter().zip(&self.moments).zip(&edges)
                 {
                     let histogram = find(decoded, &format!("{}.hist", f.name))?.to_vec();
                     let (mean, std) = mean_std(n, sum, sumsq);
@@ -137,16 +156,46 @@ impl StatsJob {
                         histogram,
                     });
                 }
-                self.result = Some(out);
+                self.result = Some(StatsResult {
+                    features: out.into_iter().map(|f| (f.name.clone(), f)).collect(),
+                });
                 Ok(None)
             }
-            other => Err(StatsError::UnexpectedRound(other.label())),
+            other => Err(StatsError::UnexpectedRound(other)),
         }
     }
 
     /// The result, once the last round is applied.
-    pub fn result(&self) -> Option<&[FeatureStats]> {
-        self.result.as_deref()
+    pub fn result(&self) -> Option<&StatsResult> {
+        self.result.as_ref()
+    }
+}
+
+impl CoordinatorStep for StatsJob {
+    fn first_round(&self) -> Result<JobRound, String> {
+        moments_round()
+            .registered()
+            .cloned()
+            .ok_or_else(|| format!("the {KIND} job has no moments round"))
+    }
+
+    fn apply(
+        &mut self,
+        round: &JobRound,
+        decoded: &[DecodedQuantity],
+        _contributors: usize,
+    ) -> Result<Option<JobRound>, String> {
+        StatsJob::apply(self, round, decoded).map_err(|e| e.to_string())
+    }
+
+    fn result(&self) -> Option<serde_json::Value> {
+        self.result
+            .as_ref()
+            .and_then(|r| serde_json::to_value(r).ok())
+    }
+
+    fn boxed_clone(&self) -> Box<dyn CoordinatorStep> {
+        Box::new(self.clone())
     }
 }
 
