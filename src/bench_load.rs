@@ -7,10 +7,10 @@
 //! Jobs: a stats job whose histogram round carries features × (bins + 2) values per
 //! contribution (10^5 by default), and a segmentation (k-means) job.
 
-use crate::node_commands::{self, credentials, Progress};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use fedbank_common::ids::NodeId;
+use fedbank_consortium::launch::{self, credentials, Progress};
 use fedbank_participant::{LocalData, LocalTable};
 use fedbank_transport::nodes::{LocalOutputs, ParticipantSettings, TrailSettings};
 use fedbank_transport::pki::ConsortiumCa;
@@ -127,7 +127,7 @@ fn run_job(kind: &'static str, args: &LoadArgs, n: usize, dir: &Path) -> Result<
     }
     let job_path = dir.join("job.toml");
     std::fs::write(&job_path, job_file(kind, args, n))?;
-    let (job, _) = crate::config::load_job(&job_path)?;
+    let (job, _) = fedbank_consortium::config::load_job(&job_path)?;
     let port = std::net::UdpSocket::bind("127.0.0.1:0")?
         .local_addr()?
         .port();
@@ -173,10 +173,7 @@ fn run_job(kind: &'static str, args: &LoadArgs, n: usize, dir: &Path) -> Result<
                 connect_attempts: 200,
                 local: LocalOutputs::default(),
             };
-            handles.push(tokio::spawn(node_commands::participant(
-                settings,
-                quiet.clone(),
-            )));
+            handles.push(tokio::spawn(launch::participant(settings, quiet.clone())));
         }
         let mut outcomes = Vec::new();
         for h in handles {

@@ -11,15 +11,10 @@ mod audit_report;
 mod bench;
 mod bench_large_table;
 mod bench_load;
-mod centralized;
 mod certs;
-mod compliance_summary;
-mod config;
-mod node_commands;
-mod propensity_report;
-mod report;
 mod score;
-mod simulate;
+
+use fedbank_consortium::{launch, simulate};
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -45,7 +40,7 @@ enum Command {
     #[command(subcommand)]
     Certs(CertsCommand),
     /// Run a whole consortium on this machine (real QUIC over 127.0.0.1) on synthetic data.
-    Simulate(simulate::SimulateArgs),
+    Simulate(SimulateArgs),
     /// Rank this institution's customers with an exported propensity model (written locally).
     Score(score::ScoreArgs),
     /// Run the coordinator node of a job.
@@ -66,6 +61,17 @@ enum Command {
         #[arg(long)]
         config: std::path::PathBuf,
     },
+}
+
+/// Options of `fedbank simulate`.
+#[derive(clap::Args, Debug)]
+struct SimulateArgs {
+    /// Job file with a [simulation] table.
+    #[arg(long, default_value = simulate::DEFAULT_JOB)]
+    job: std::path::PathBuf,
+    /// Output directory (default: runs/<job id>-<unix time>); must not exist yet.
+    #[arg(long)]
+    out: Option<std::path::PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -147,19 +153,22 @@ fn run() -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Simulate(args) => {
-            simulate::run(&args)?;
+            simulate::run(&simulate::SimulateOptions {
+                job: args.job,
+                out: args.out,
+            })?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Coordinator { config } => {
-            node_commands::run_coordinator_command(&config)?;
+            launch::run_coordinator_command(&config)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Auditor { config } => {
-            node_commands::run_auditor_command(&config)?;
+            launch::run_auditor_command(&config)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Participant { config } => {
-            node_commands::run_participant_command(&config)?;
+            launch::run_participant_command(&config)?;
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -410,3 +410,42 @@ fn simulate_propensity_on_the_synthetic_consortium_imputes_and_weights_classes()
     assert!(w[0].as_f64() > w[1].as_f64(), "{w:?}");
     assert_eq!(result["per_participant"].as_object().expect("per").len(), 4);
 }
+
+/// The same simulation through the library the CLI calls (`fedbank_consortium::simulate`), in
+/// this process: the stats job's result file reads back through its typed schema, with the
+/// figures of every feature of the job file, and every trail verifies.
+#[test]
+fn the_consortium_library_runs_a_simulation_in_process() {
+    let dir = tempfile::tempdir().expect("dir");
+    let out = dir.path().join("run");
+    let job = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(fedbank_consortium::simulate::DEFAULT_JOB);
+    fedbank_consortium::simulate::run(&fedbank_consortium::simulate::SimulateOptions {
+        job: job.clone(),
+        out: Some(out.clone()),
+    })
+    .expect("simulation");
+    let text = std::fs::read_to_string(out.join("result.json")).expect("result.json");
+    let file = fedbank_coordinator::ResultFile::from_json(&text).expect("a typed result file");
+    let fedbank_coordinator::Released::Registered(release) = file.released else {
+        panic!("not a stats release: {:?}", file.released)
+    };
+    assert_eq!(release.kind, "stats");
+    let (valid, _) = fedbank_consortium::config::load_job(&job).expect("job file");
+    let features = release.released["features"]
+        .as_object()
+        .expect("features by name");
+    assert_eq!(features.len(), valid.spec().features.len());
+    for f in &valid.spec().features {
+        let count = features[&f.name]["count"].as_f64().expect("count");
+        assert!(count > 0.0, "{}: {count}", f.name);
+    }
+    let trails: Vec<_> = std::fs::read_dir(out.join("trails"))
+        .expect("trails")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    assert_eq!(trails.len(), valid.spec().participants.len() + 1);
+    for trail in &trails {
+        fedbank_common::audit::verify(trail, None).expect("the trail verifies");
+    }
+}

@@ -147,10 +147,10 @@ pub fn write_result(out: &Path, job: &ValidJob, status: &Status) -> Result<PathB
             let model_path = out.join("model.json");
             std::fs::write(&model_path, serde_json::to_string_pretty(&p.model)?)
                 .with_context(|| format!("writing {}", model_path.display()))?;
-            crate::propensity_report::write(out, job, p)?;
+            crate::reports::propensity::write(out, job, p)?;
         }
         JobResult::Segment(segments) => {
-            crate::report::write_segment_report(out, job, segments)?;
+            crate::reports::segment::write_segment_report(out, job, segments)?;
         }
         JobResult::Compliance(_) | JobResult::Registered { .. } => {}
     }

@@ -3,7 +3,7 @@
 //! committee. Only `simulate` uses it, on data it generated or split itself — pooling rows is
 //! exactly what a real consortium cannot do.
 
-use crate::node_commands::rows_for_pooling;
+use crate::launch::rows_for_pooling;
 use anyhow::{bail, Context, Result};
 use fedbank_common::encoding::DecodedQuantity;
 use fedbank_common::job::ValidJob;

@@ -4,9 +4,8 @@
 //! result, every node's audit trail, their verification and cross-check, and a summary.
 
 use crate::config::load_job;
-use crate::node_commands::{self, credentials, load_data, write_result, Progress};
+use crate::launch::{self, credentials, load_data, write_result, Progress};
 use anyhow::{bail, Context, Result};
-use clap::Args;
 use fedbank_common::audit::{cross_check, verify};
 use fedbank_common::ids::NodeId;
 use fedbank_common::job::stats::{self, StatsResult};
@@ -25,19 +24,17 @@ use std::time::Instant;
 /// The job `fedbank simulate` runs when none is given.
 pub const DEFAULT_JOB: &str = "configs/simulate-stats.toml";
 
-/// Options of `fedbank simulate`.
-#[derive(Args, Debug)]
-pub struct SimulateArgs {
+/// What to simulate.
+#[derive(Clone, Debug)]
+pub struct SimulateOptions {
     /// Job file with a [simulation] table.
-    #[arg(long, default_value = DEFAULT_JOB)]
-    job: PathBuf,
+    pub job: PathBuf,
     /// Output directory (default: runs/<job id>-<unix time>); must not exist yet.
-    #[arg(long)]
-    out: Option<PathBuf>,
+    pub out: Option<PathBuf>,
 }
 
 /// Runs the simulation and prints progress and a summary.
-pub fn run(args: &SimulateArgs) -> Result<()> {
+pub fn run(args: &SimulateOptions) -> Result<()> {
     let (job, simulation) = load_job(&args.job)?;
     let Some(sim) = simulation else {
         bail!(
@@ -118,7 +115,7 @@ pub fn run(args: &SimulateArgs) -> Result<()> {
     let (status, node_results, pooled, auditor) = runtime.block_on(async {
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
         let (creds, identity) = credentials(&certs, &sim.coordinator)?;
-        let settings = node_commands::coordinator_settings(
+        let settings = launch::coordinator_settings(
             job.clone(),
             sim.coordinator.clone(),
             creds,
@@ -129,7 +126,7 @@ pub fn run(args: &SimulateArgs) -> Result<()> {
                 out.join(format!("{}.checkpoint.json", sim.coordinator)),
             ),
         );
-        let coordinator = tokio::spawn(node_commands::coordinator(
+        let coordinator = tokio::spawn(launch::coordinator(
             settings,
             Some(ready_tx),
             progress.clone(),
@@ -143,7 +140,7 @@ pub fn run(args: &SimulateArgs) -> Result<()> {
             Some(id) => {
                 let (creds, identity) = credentials(&certs, id)?;
                 let clock = Instant::now();
-                let keys = node_commands::auditor_keys().await?;
+                let keys = launch::auditor_keys().await?;
                 progress(format!(
                     "auditor {id}: alert keys generated in {:.2} s",
                     clock.elapsed().as_secs_f64()
@@ -160,10 +157,7 @@ pub fn run(args: &SimulateArgs) -> Result<()> {
                     },
                     connect_attempts: 50,
                 };
-                Some(tokio::spawn(node_commands::auditor(
-                    settings,
-                    progress.clone(),
-                )))
+                Some(tokio::spawn(launch::auditor(settings, progress.clone())))
             }
             None => None,
         };
@@ -194,7 +188,7 @@ pub fn run(args: &SimulateArgs) -> Result<()> {
             };
             participants.push((
                 node.clone(),
-                tokio::spawn(node_commands::participant(settings, progress.clone())),
+                tokio::spawn(launch::participant(settings, progress.clone())),
             ));
         }
         let status = coordinator.await.context("coordinator task")??;
@@ -342,7 +336,7 @@ pub fn run(args: &SimulateArgs) -> Result<()> {
             let _ = writeln!(summary, "lifecycle: {}", stages.join(", "));
         }
         let clock = Instant::now();
-        let pooled = crate::centralized::segment(&job, &pooled);
+        let pooled = crate::pooled::segment(&job, &pooled);
         let central = clock.elapsed().as_secs_f64();
         match pooled {
             Ok(p) => {
@@ -392,7 +386,7 @@ pub fn run(args: &SimulateArgs) -> Result<()> {
             );
         }
         let clock = Instant::now();
-        match crate::centralized::propensity(&job, &pooled) {
+        match crate::pooled::propensity(&job, &pooled) {
             Ok((rounds, auc)) => {
                 let central = clock.elapsed().as_secs_f64();
                 let job_rounds = r.rounds + 3;
@@ -453,7 +447,7 @@ pub fn run(args: &SimulateArgs) -> Result<()> {
         }
     }
     if let Status::Finished(JobResult::Compliance(c)) = &status {
-        crate::compliance_summary::write(&mut summary, c, federated_seconds);
+        crate::reports::compliance::write(&mut summary, c, federated_seconds);
     }
     let _ = writeln!(summary, "output: {}", out.display());
     std::fs::write(out.join("summary.txt"), &summary)?;
