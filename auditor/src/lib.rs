@@ -386,3 +386,40 @@ impl AuditorMachine {
         }
     }
 }
+
+impl<S: RingScalar>
+    fedbank_common::node_machine::NodeMachine<fedbank_common::node_machine::Delivery<Inbound<S>>>
+    for AuditorMachine
+{
+    type Output = AuditorOutput;
+    type Violation = String;
+    type Status = AuditorStatus;
+
+    /// The auditor keeps no deadlines: time is not used.
+    fn handle(
+        &mut self,
+        input: fedbank_common::node_machine::Delivery<Inbound<S>>,
+        _now: u64,
+    ) -> Result<(), String> {
+        use fedbank_common::node_machine::Delivery;
+        match input {
+            Delivery::Connected => {
+                self.on_connected();
+                Ok(())
+            }
+            Delivery::Message(message) => AuditorMachine::handle(self, message),
+        }
+    }
+    fn poll_output(&mut self) -> Option<AuditorOutput> {
+        AuditorMachine::poll_output(self)
+    }
+    fn poll_timeout(&self) -> Option<u64> {
+        None
+    }
+    fn on_deadline(&mut self, _now: u64) -> Result<(), String> {
+        Ok(())
+    }
+    fn ended(&self) -> Option<AuditorStatus> {
+        (self.status != AuditorStatus::Running).then(|| self.status.clone())
+    }
+}

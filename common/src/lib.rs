@@ -44,6 +44,7 @@ pub mod job;
 pub mod key_ceremony;
 pub mod logistic;
 pub mod model;
+pub mod node_machine;
 pub mod policy;
 
 pub mod protocol;

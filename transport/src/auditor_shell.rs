@@ -9,6 +9,7 @@ use fedbank_auditor::{AuditorMachine, AuditorOutput, AuditorStatus};
 use fedbank_common::alerts::AuditorKeys;
 use fedbank_common::ids::NodeId;
 use fedbank_common::job::ValidJob;
+use fedbank_common::node_machine::Delivery;
 use fedbank_common::protocol::Inbound;
 use fedbank_common::secagg::RingScalar;
 use std::net::SocketAddr;
@@ -63,53 +64,32 @@ pub async fn run_auditor<S: RingScalar>(
         connect_attempts,
     } = settings;
     let endpoint = client_endpoint(addr, &creds)?;
-    let mut trail = open_trail(trail, &id, "auditor")?;
+    let trail = open_trail(trail, &id, "auditor")?;
     let cap = job.max_message_bytes();
     let mut machine = AuditorMachine::new(creds.signer(&id)?, job, keys);
-    let (to_machine, inbox) = mpsc::channel::<Option<Inbound<S>>>();
+    let (to_machine, inbox) = mpsc::channel::<(Delivery<Inbound<S>>, ())>();
     let (out_tx, mut out_rx) = tokio_mpsc::unbounded_channel::<Vec<u8>>();
     let status = Arc::new(Mutex::new(AuditorStatus::Running));
     let counts: Arc<Mutex<Option<RuleCounts>>> = Arc::new(Mutex::new(None));
-    let (machine_status, machine_counts, machine_progress) =
-        (status.clone(), counts.clone(), progress.clone());
+    let machine_status = status.clone();
+    let mut effects = AuditorEffects {
+        id: id.clone(),
+        out: out_tx,
+        trail,
+        counts: counts.clone(),
+        progress: progress.clone(),
+    };
     let span = tracing::info_span!("auditor", node = %id);
     let thread = std::thread::spawn(move || -> Result<(), fedbank_common::audit::TrailError> {
         let _span = span.enter();
-        while let Ok(message) = inbox.recv() {
-            match message {
-                None => machine.on_connected(),
-                Some(message) => {
-                    if let Err(reason) = machine.handle(message) {
-                        tracing::warn!(%reason, "coordinator message refused");
-                        machine_progress(format!("{}: refused: {reason}", machine.id()));
-                    }
-                }
-            }
-            while let Some(output) = machine.poll_output() {
-                match output {
-                    AuditorOutput::Send(message) => match message.encode() {
-                        Ok(bytes) => {
-                            let _ = out_tx.send(bytes);
-                        }
-                        Err(e) => tracing::error!(error = %e, "could not encode a message"),
-                    },
-                    AuditorOutput::Audit { kind, fields } => {
-                        trail.append(kind, fields, SystemTime::now())?;
-                    }
-                    AuditorOutput::Progress(line) => machine_progress(line),
-                    AuditorOutput::Counts(c) => {
-                        if let Ok(mut slot) = machine_counts.lock() {
-                            *slot = Some(c);
-                        }
-                    }
-                }
-            }
-            if *machine.status() != AuditorStatus::Running {
-                if let Ok(mut s) = machine_status.lock() {
-                    *s = machine.status().clone();
-                }
-                break;
-            }
+        let ended = crate::driver::drive::<Delivery<Inbound<S>>, _, _, _>(
+            &mut machine,
+            &inbox,
+            &mut effects,
+            std::time::Instant::now(),
+        )?;
+        if let (Some(ended), Ok(mut s)) = (ended, machine_status.lock()) {
+            *s = ended;
         }
         Ok(())
     });
@@ -160,4 +140,46 @@ pub async fn run_auditor<S: RingScalar>(
         counts: counts.lock().map(|mut c| c.take()).unwrap_or(None),
         bytes_sent: sent.bytes,
     })
+}
+
+/// What the auditor's shell does with its machine's outputs: send to the coordinator, append to
+/// the trail, keep the decrypted counts.
+struct AuditorEffects {
+    id: NodeId,
+    out: tokio_mpsc::UnboundedSender<Vec<u8>>,
+    trail: fedbank_common::audit::TrailWriter,
+    counts: Arc<Mutex<Option<RuleCounts>>>,
+    progress: Arc<dyn Fn(String) + Send + Sync>,
+}
+
+impl<S: RingScalar> crate::driver::Effects<Delivery<Inbound<S>>, AuditorMachine>
+    for AuditorEffects
+{
+    type Error = fedbank_common::audit::TrailError;
+
+    fn carry_out(&mut self, output: AuditorOutput) -> Result<(), Self::Error> {
+        match output {
+            AuditorOutput::Send(message) => match message.encode() {
+                Ok(bytes) => {
+                    let _ = self.out.send(bytes);
+                }
+                Err(e) => tracing::error!(error = %e, "could not encode a message"),
+            },
+            AuditorOutput::Audit { kind, fields } => {
+                self.trail.append(kind, fields, SystemTime::now())?;
+            }
+            AuditorOutput::Progress(line) => (self.progress)(line),
+            AuditorOutput::Counts(c) => {
+                if let Ok(mut slot) = self.counts.lock() {
+                    *slot = Some(c);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn refused(&mut self, reason: &String) {
+        tracing::warn!(%reason, "coordinator message refused");
+        (self.progress)(format!("{}: refused: {reason}", self.id));
+    }
 }

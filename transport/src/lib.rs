@@ -14,6 +14,7 @@
 
 pub mod auditor_shell;
 pub mod dev_pki;
+mod driver;
 pub mod frame;
 pub mod identity;
 pub mod nodes;

@@ -608,3 +608,25 @@ impl<S: RingScalar> CoordinatorMachine<S> {
         Ok(())
     }
 }
+
+impl<S: RingScalar> fedbank_common::node_machine::NodeMachine<Input<S>> for CoordinatorMachine<S> {
+    type Output = CoordinatorOutput<S>;
+    type Violation = Violation;
+    type Status = Status;
+
+    fn handle(&mut self, input: Input<S>, now: u64) -> Result<(), Violation> {
+        CoordinatorMachine::handle(self, input, now)
+    }
+    fn poll_output(&mut self) -> Option<CoordinatorOutput<S>> {
+        CoordinatorMachine::poll_output(self)
+    }
+    fn poll_timeout(&self) -> Option<u64> {
+        CoordinatorMachine::poll_timeout(self)
+    }
+    fn on_deadline(&mut self, now: u64) -> Result<(), Violation> {
+        CoordinatorMachine::handle(self, Input::Tick, now)
+    }
+    fn ended(&self) -> Option<Status> {
+        (self.status != Status::Running).then(|| self.status.clone())
+    }
+}

@@ -732,3 +732,40 @@ impl<S: RingScalar> ParticipantMachine<S> {
         .map(|_| ())
     }
 }
+
+impl<S: RingScalar>
+    fedbank_common::node_machine::NodeMachine<fedbank_common::node_machine::Delivery<Inbound<S>>>
+    for ParticipantMachine<S>
+{
+    type Output = ParticipantOutput<S>;
+    type Violation = NodeViolation;
+    type Status = NodeStatus;
+
+    /// The participant keeps no deadlines: time is not used.
+    fn handle(
+        &mut self,
+        input: fedbank_common::node_machine::Delivery<Inbound<S>>,
+        _now: u64,
+    ) -> Result<(), NodeViolation> {
+        use fedbank_common::node_machine::Delivery;
+        match input {
+            Delivery::Connected => {
+                self.on_connected();
+                Ok(())
+            }
+            Delivery::Message(message) => ParticipantMachine::handle(self, message),
+        }
+    }
+    fn poll_output(&mut self) -> Option<ParticipantOutput<S>> {
+        ParticipantMachine::poll_output(self)
+    }
+    fn poll_timeout(&self) -> Option<u64> {
+        None
+    }
+    fn on_deadline(&mut self, _now: u64) -> Result<(), NodeViolation> {
+        Ok(())
+    }
+    fn ended(&self) -> Option<NodeStatus> {
+        (self.status != NodeStatus::Running).then(|| self.status.clone())
+    }
+}

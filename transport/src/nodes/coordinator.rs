@@ -161,7 +161,7 @@ pub async fn run_coordinator<S: RingScalar>(
     if let Some(ready) = ready {
         let _ = ready.send(addr);
     }
-    let mut trail = open_trail(trail, &id, "coordinator")?;
+    let trail = open_trail(trail, &id, "coordinator")?;
     let (events, inbox) = mpsc::channel::<Event<S>>();
     // Messages read and not yet handled by the machine: at most this many at once.
     let gate = Arc::new(tokio::sync::Semaphore::new(MESSAGES_IN_FLIGHT));
@@ -243,127 +243,29 @@ pub async fn run_coordinator<S: RingScalar>(
         })
     };
 
-    // The machine, on its own thread.
-    let machine_writers = writers.clone();
-    let machine_progress = progress.clone();
+    // The machine, on its own thread, driven by the one node driver.
+    let mut effects = CoordinatorEffects {
+        writers: writers.clone(),
+        trail,
+        state: state.clone(),
+        progress: progress.clone(),
+        last: None,
+    };
     let job_span = tracing::info_span!("job", job = %job.spec().job);
     let machine = std::thread::spawn(move || -> Result<Result<Status, NodeError>, TrailError> {
         let _span = job_span.enter();
         let start = Instant::now();
-        let now = || start.elapsed().as_millis() as u64;
-        let mut machine =
-            match coordinator_machine::<S>(job, mask_seed, state.as_deref(), (&trail, trust)) {
-                Ok(m) => m,
-                Err(e) => return Ok(Err(e)),
-            };
-        // A broadcast (the same round request to every participant) is encoded once and shared.
-        let mut last: Option<Encoded> = None;
-        loop {
-            while let Some(output) = machine.poll_output() {
-                match output {
-                    CoordinatorOutput::Send { to, message } => match message.encode() {
-                        Ok(bytes) => {
-                            let bytes = match &last {
-                                Some(previous) if **previous == bytes => previous.clone(),
-                                _ => {
-                                    let shared = Arc::new(bytes);
-                                    last = Some(shared.clone());
-                                    shared
-                                }
-                            };
-                            if let Some(w) = machine_writers
-                                .lock()
-                                .ok()
-                                .and_then(|m| m.get(&to).cloned())
-                            {
-                                let _ = w.messages.send(bytes);
-                            }
-                        }
-                        Err(e) => {
-                            tracing::error!(node = %to, error = %e, "could not encode a message")
-                        }
-                    },
-                    CoordinatorOutput::Audit { kind, fields } => {
-                        trail.append(kind, fields, SystemTime::now())?;
-                    }
-                    CoordinatorOutput::Progress(line) => machine_progress(line),
-                    CoordinatorOutput::Checkpoint(mut checkpoint) => {
-                        checkpoint.trail_events = trail.events();
-                        if let Some(path) = &state {
-                            let written = serde_json::to_vec(&checkpoint)
-                                .map_err(|e| e.to_string())
-                                .and_then(|bytes| {
-                                    fedbank_common::storage::write_atomic(path, &bytes, false)
-                                        .map_err(|e| e.to_string())
-                                });
-                            if let Err(e) = written {
-                                tracing::error!(error = %e, "could not write the checkpoint");
-                                machine_progress(format!(
-                                    "could not write the checkpoint {}: {e}",
-                                    path.display()
-                                ));
-                            }
-                        }
-                    }
-                    CoordinatorOutput::Aggregate {
-                        round,
-                        kind,
-                        values,
-                    } => {
-                        tracing::debug!(
-                            round,
-                            quantity = kind.label(),
-                            quantities = values.len(),
-                            "aggregate decrypted"
-                        );
-                    }
-                    CoordinatorOutput::Disconnect { node, reason } => {
-                        tracing::info!(node = %node, reason, "disconnecting");
-                        if let Some(w) = machine_writers
-                            .lock()
-                            .ok()
-                            .and_then(|mut m| m.remove(&node))
-                        {
-                            w.conn.close(
-                                quinn::VarInt::from_u32(crate::CLOSE_PROTOCOL),
-                                reason.as_bytes(),
-                            );
-                        }
-                    }
-                }
-            }
-            if *machine.status() != Status::Running {
-                return Ok(Ok(machine.status().clone()));
-            }
-            let input = match machine.poll_timeout() {
-                Some(deadline) => {
-                    let wait = deadline.saturating_sub(now());
-                    match inbox.recv_timeout(Duration::from_millis(wait)) {
-                        Ok(event) => event,
-                        Err(mpsc::RecvTimeoutError::Timeout) => (Input::Tick, None),
-                        Err(mpsc::RecvTimeoutError::Disconnected) => (Input::Tick, None),
-                    }
-                }
-                None => match inbox.recv() {
-                    Ok(event) => event,
-                    Err(_) => return Ok(Ok(machine.status().clone())),
-                },
-            };
-            let (input, permit) = input;
-            if let Err(violation) = machine.handle(input, now()) {
-                // The whole chain: "contribution … rejected: expected … got …".
-                let mut text = violation.to_string();
-                let mut source = std::error::Error::source(&violation);
-                while let Some(cause) = source {
-                    text.push_str(&format!(": {cause}"));
-                    source = cause.source();
-                }
-                tracing::warn!(violation = %text, "message refused");
-                machine_progress(format!("refused a message: {text}"));
-            }
-            // The message is handled: the next one may be read.
-            drop(permit);
-        }
+        let mut machine = match coordinator_machine::<S>(
+            job,
+            mask_seed,
+            state.as_deref(),
+            (&effects.trail, trust),
+        ) {
+            Ok(m) => m,
+            Err(e) => return Ok(Err(e)),
+        };
+        let ended = crate::driver::drive(&mut machine, &inbox, &mut effects, start)?;
+        Ok(Ok(ended.unwrap_or_else(|| machine.status().clone())))
     });
     drop(events);
     let status = tokio::task::spawn_blocking(move || machine.join())
@@ -488,5 +390,99 @@ async fn serve_connection<S: RingScalar>(
         .unwrap_or(false);
     if current {
         let _ = events.send((Input::Disconnected(node), None));
+    }
+}
+
+/// What the coordinator's shell does with its machine's outputs: send to a node's current
+/// connection (a broadcast encoded once), append to the trail, write the checkpoint, close a
+/// connection.
+struct CoordinatorEffects {
+    writers: Writers,
+    trail: TrailWriter,
+    state: Option<PathBuf>,
+    progress: Arc<dyn Fn(String) + Send + Sync>,
+    /// The last message encoded: a broadcast (the same round request to every participant) is
+    /// encoded once and shared.
+    last: Option<Encoded>,
+}
+
+impl<S: RingScalar> crate::driver::Effects<Input<S>, CoordinatorMachine<S>> for CoordinatorEffects {
+    type Error = TrailError;
+
+    fn carry_out(&mut self, output: CoordinatorOutput<S>) -> Result<(), TrailError> {
+        match output {
+            CoordinatorOutput::Send { to, message } => match message.encode() {
+                Ok(bytes) => {
+                    let bytes = match &self.last {
+                        Some(previous) if **previous == bytes => previous.clone(),
+                        _ => {
+                            let shared = Arc::new(bytes);
+                            self.last = Some(shared.clone());
+                            shared
+                        }
+                    };
+                    if let Some(w) = self.writers.lock().ok().and_then(|m| m.get(&to).cloned()) {
+                        let _ = w.messages.send(bytes);
+                    }
+                }
+                Err(e) => tracing::error!(node = %to, error = %e, "could not encode a message"),
+            },
+            CoordinatorOutput::Audit { kind, fields } => {
+                self.trail.append(kind, fields, SystemTime::now())?;
+            }
+            CoordinatorOutput::Progress(line) => (self.progress)(line),
+            CoordinatorOutput::Checkpoint(mut checkpoint) => {
+                checkpoint.trail_events = self.trail.events();
+                if let Some(path) = &self.state {
+                    let written = serde_json::to_vec(&checkpoint)
+                        .map_err(|e| e.to_string())
+                        .and_then(|bytes| {
+                            fedbank_common::storage::write_atomic(path, &bytes, false)
+                                .map_err(|e| e.to_string())
+                        });
+                    if let Err(e) = written {
+                        tracing::error!(error = %e, "could not write the checkpoint");
+                        (self.progress)(format!(
+                            "could not write the checkpoint {}: {e}",
+                            path.display()
+                        ));
+                    }
+                }
+            }
+            CoordinatorOutput::Aggregate {
+                round,
+                kind,
+                values,
+            } => {
+                tracing::debug!(
+                    round,
+                    quantity = kind.label(),
+                    quantities = values.len(),
+                    "aggregate decrypted"
+                );
+            }
+            CoordinatorOutput::Disconnect { node, reason } => {
+                tracing::info!(node = %node, reason, "disconnecting");
+                if let Some(w) = self.writers.lock().ok().and_then(|mut m| m.remove(&node)) {
+                    w.conn.close(
+                        quinn::VarInt::from_u32(crate::CLOSE_PROTOCOL),
+                        reason.as_bytes(),
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn refused(&mut self, violation: &fedbank_coordinator::Violation) {
+        // The whole chain: "contribution … rejected: expected … got …".
+        let mut text = violation.to_string();
+        let mut source = std::error::Error::source(violation);
+        while let Some(cause) = source {
+            text.push_str(&format!(": {cause}"));
+            source = cause.source();
+        }
+        tracing::warn!(violation = %text, "message refused");
+        (self.progress)(format!("refused a message: {text}"));
     }
 }

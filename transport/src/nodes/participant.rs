@@ -7,6 +7,7 @@ use crate::pki::NodeCredentials;
 use crate::{connect, permanent_refusal, tls, ConnectError, CLOSE_DONE};
 use fedbank_common::ids::NodeId;
 use fedbank_common::job::ValidJob;
+use fedbank_common::node_machine::Delivery;
 use fedbank_common::policy::MemberRecord;
 use fedbank_common::protocol::Inbound;
 use fedbank_common::secagg::{RingScalar, SecretKeyShare};
@@ -168,165 +169,33 @@ pub async fn run_participant<S: RingScalar>(
         machine = machine.with_privacy_state(&state);
     }
     let endpoint = client_endpoint(addr, &creds)?;
-    let mut trail = open_trail(trail, &id, "participant")?;
+    let trail = open_trail(trail, &id, "participant")?;
     let cap = job.max_message_bytes();
 
-    // The machine on its own thread: messages in, frames and audit events out.
-    let (to_machine, inbox) = mpsc::channel::<Option<Inbound<S>>>();
+    // The machine on its own thread, driven by the one node driver: messages in, frames, audit
+    // events and local files out.
+    let (to_machine, inbox) = mpsc::channel::<(Delivery<Inbound<S>>, ())>();
     let (out_tx, mut out_rx) = tokio_mpsc::unbounded_channel::<Vec<u8>>();
     let status = Arc::new(Mutex::new(NodeStatus::Running));
     let machine_status = status.clone();
-    let machine_progress = progress.clone();
     let figures: Arc<Mutex<Option<LocalFigures>>> = Arc::new(Mutex::new(None));
-    let machine_figures = figures.clone();
+    let mut effects = ParticipantEffects {
+        id: id.clone(),
+        out: out_tx,
+        trail,
+        local,
+        member_files,
+        privacy_file,
+        figures: figures.clone(),
+        progress: progress.clone(),
+        round: None,
+    };
     let span = tracing::info_span!("participant", node = %id);
     let machine = std::thread::spawn(move || -> Result<(), NodeError> {
         let _span = span.enter();
-        // `None` means "connected": say Hello.
-        while let Ok(message) = inbox.recv() {
-            match message {
-                None => machine.on_connected(),
-                Some(message) => {
-                    // A round's local computation and encryption, timed for the node's log.
-                    let round = match &message {
-                        Inbound::Round(r) => Some((r.round, r.kind.label(), Instant::now())),
-                        _ => None,
-                    };
-                    let handled = machine.handle(message);
-                    if let Some((number, label, started)) = round {
-                        machine_progress(format!(
-                            "{}: round {number} ({label}) computed and encrypted in {:.2} s",
-                            machine.id(),
-                            started.elapsed().as_secs_f64()
-                        ));
-                    }
-                    if let Err(v) = handled {
-                        tracing::warn!(violation = %v, "coordinator message refused");
-                        machine_progress(format!(
-                            "{}: refused a coordinator message: {v}",
-                            machine.id()
-                        ));
-                    }
-                }
-            }
-            while let Some(output) = machine.poll_output() {
-                match output {
-                    ParticipantOutput::Send(message) => match message.encode() {
-                        Ok(bytes) => {
-                            let _ = out_tx.send(bytes);
-                        }
-                        Err(e) => tracing::error!(error = %e, "could not encode a message"),
-                    },
-                    ParticipantOutput::Audit { kind, fields } => {
-                        trail.append(kind, fields, SystemTime::now())?;
-                    }
-                    ParticipantOutput::Progress(line) => machine_progress(line),
-                    ParticipantOutput::Assignments(rows) => match &local.assignments {
-                        Some(path) => {
-                            let mut csv = String::from("customer_id,segment\n");
-                            for (customer, segment) in rows {
-                                csv.push_str(&format!("{customer},{segment}\n"));
-                            }
-                            write_local(
-                                path,
-                                csv.as_bytes(),
-                                "segment assignment",
-                                &*machine_progress,
-                            );
-                        }
-                        None => tracing::info!("segment assignment computed; no file configured"),
-                    },
-                    ParticipantOutput::Model { model, figures } => {
-                        for (path, value, what) in [
-                            (&local.model, serde_json::to_vec_pretty(&model), "model"),
-                            (
-                                &local.figures,
-                                serde_json::to_vec_pretty(&figures),
-                                "local figures",
-                            ),
-                        ] {
-                            match (path, value) {
-                                (Some(path), Ok(bytes)) => {
-                                    write_local(path, &bytes, what, &*machine_progress)
-                                }
-                                (None, _) => tracing::info!("{what} received; no file configured"),
-                                (_, Err(e)) => {
-                                    tracing::error!(error = %e, "could not encode the {what}")
-                                }
-                            }
-                        }
-                        if let Ok(mut f) = machine_figures.lock() {
-                            *f = figures;
-                        }
-                    }
-                    ParticipantOutput::SaveMember { share, record } => {
-                        // Nothing after this output is carried out unless it is on disk.
-                        let Some((dir, files)) = &member_files else {
-                            tracing::warn!(
-                                "committee member state not kept: no directory configured"
-                            );
-                            continue;
-                        };
-                        save_member(dir, files, share.as_deref(), &record).map_err(|source| {
-                            machine_progress(format!(
-                                "{}: could not save its committee member state in {}; stopping",
-                                machine.id(),
-                                dir.display()
-                            ));
-                            NodeError::MemberState {
-                                dir: dir.clone(),
-                                source,
-                            }
-                        })?;
-                    }
-                    ParticipantOutput::SavePrivacy(state) => {
-                        // Nothing after this output (the noised contribution) leaves unless the
-                        // spend is on disk.
-                        let Some(path) = &privacy_file else {
-                            tracing::warn!("privacy state not kept: no state directory configured");
-                            continue;
-                        };
-                        let saved = path
-                            .parent()
-                            .map_or(Ok(()), std::fs::create_dir_all)
-                            .map_err(|e| e.to_string())
-                            .and_then(|()| {
-                                fedbank_common::storage::save(path, &*state, true)
-                                    .map_err(|e| e.to_string())
-                            });
-                        if let Err(reason) = saved {
-                            machine_progress(format!(
-                                "{}: could not save its privacy state to {}; stopping",
-                                machine.id(),
-                                path.display()
-                            ));
-                            return Err(NodeError::LocalData(format!(
-                                "{}: privacy state not saved: {reason}",
-                                path.display()
-                            )));
-                        }
-                    }
-                    ParticipantOutput::ComplianceReport(report) => {
-                        match (&local.compliance_report, serde_json::to_vec_pretty(&report)) {
-                            (Some(path), Ok(bytes)) => {
-                                write_local(path, &bytes, "compliance report", &*machine_progress)
-                            }
-                            (None, _) => {
-                                tracing::info!("compliance report computed; no file configured")
-                            }
-                            (_, Err(e)) => {
-                                tracing::error!(error = %e, "could not encode the report")
-                            }
-                        }
-                    }
-                }
-            }
-            if *machine.status() != NodeStatus::Running {
-                if let Ok(mut s) = machine_status.lock() {
-                    *s = machine.status().clone();
-                }
-                break;
-            }
+        let ended = crate::driver::drive(&mut machine, &inbox, &mut effects, Instant::now())?;
+        if let (Some(ended), Ok(mut s)) = (ended, machine_status.lock()) {
+            *s = ended;
         }
         Ok(())
     });
@@ -419,7 +288,7 @@ pub(crate) async fn talk_to_coordinator<S: RingScalar>(
     endpoint: &quinn::Endpoint,
     (addr, coordinator): (SocketAddr, &NodeId),
     connect_attempts: u32,
-    to_machine: &mpsc::Sender<Option<Inbound<S>>>,
+    to_machine: &mpsc::Sender<(Delivery<Inbound<S>>, ())>,
     out_rx: &mut tokio_mpsc::UnboundedReceiver<Vec<u8>>,
     done: &(dyn Fn() -> bool + Sync),
     cap: usize,
@@ -449,7 +318,7 @@ pub(crate) async fn talk_to_coordinator<S: RingScalar>(
                 continue;
             }
         };
-        if to_machine.send(None).is_err() {
+        if to_machine.send((Delivery::Connected, ())).is_err() {
             break;
         }
         let mut refused = None;
@@ -472,7 +341,7 @@ pub(crate) async fn talk_to_coordinator<S: RingScalar>(
                 Some(frame) = frames.recv() => match frame {
                     Ok(RawFrame { bytes, .. }) => match Inbound::<S>::decode(&bytes) {
                         Ok(message) => {
-                            if to_machine.send(Some(message)).is_err() {
+                            if to_machine.send((Delivery::Message(message), ())).is_err() {
                                 break;
                             }
                         }
@@ -534,5 +403,160 @@ impl SentCounter {
         self.messages += 1;
         // The frame: the message (wire header and body) after an 8-byte length.
         self.bytes += message.len() as u64 + 8;
+    }
+}
+
+/// What a participant's shell does with its machine's outputs: send to the coordinator, append
+/// to the trail, write its local files (assignments, model, figures, compliance report) and,
+/// before anything after them, its committee member and privacy state.
+struct ParticipantEffects {
+    id: NodeId,
+    out: tokio_mpsc::UnboundedSender<Vec<u8>>,
+    trail: fedbank_common::audit::TrailWriter,
+    local: LocalOutputs,
+    member_files: Option<(PathBuf, MemberFiles)>,
+    privacy_file: Option<PathBuf>,
+    figures: Arc<Mutex<Option<LocalFigures>>>,
+    progress: Arc<dyn Fn(String) + Send + Sync>,
+    /// The round being computed (number, label, start), for the node's log.
+    round: Option<(u32, &'static str, Instant)>,
+}
+
+impl<S: RingScalar> crate::driver::Effects<Delivery<Inbound<S>>, ParticipantMachine<S>>
+    for ParticipantEffects
+{
+    type Error = NodeError;
+
+    fn before(&mut self, input: &Delivery<Inbound<S>>) {
+        self.round = match input {
+            Delivery::Message(Inbound::Round(r)) => Some((r.round, r.kind.label(), Instant::now())),
+            _ => None,
+        };
+    }
+
+    fn after(&mut self) {
+        // A round's local computation and encryption, timed for the node's log.
+        if let Some((number, label, started)) = self.round.take() {
+            (self.progress)(format!(
+                "{}: round {number} ({label}) computed and encrypted in {:.2} s",
+                self.id,
+                started.elapsed().as_secs_f64()
+            ));
+        }
+    }
+
+    fn refused(&mut self, violation: &fedbank_participant::NodeViolation) {
+        tracing::warn!(violation = %violation, "coordinator message refused");
+        (self.progress)(format!(
+            "{}: refused a coordinator message: {violation}",
+            self.id
+        ));
+    }
+
+    fn carry_out(&mut self, output: ParticipantOutput<S>) -> Result<(), NodeError> {
+        let progress = &*self.progress;
+        match output {
+            ParticipantOutput::Send(message) => match message.encode() {
+                Ok(bytes) => {
+                    let _ = self.out.send(bytes);
+                }
+                Err(e) => tracing::error!(error = %e, "could not encode a message"),
+            },
+            ParticipantOutput::Audit { kind, fields } => {
+                self.trail.append(kind, fields, SystemTime::now())?;
+            }
+            ParticipantOutput::Progress(line) => progress(line),
+            ParticipantOutput::Assignments(rows) => match &self.local.assignments {
+                Some(path) => {
+                    let mut csv = String::from("customer_id,segment\n");
+                    for (customer, segment) in rows {
+                        csv.push_str(&format!("{customer},{segment}\n"));
+                    }
+                    write_local(path, csv.as_bytes(), "segment assignment", progress);
+                }
+                None => tracing::info!("segment assignment computed; no file configured"),
+            },
+            ParticipantOutput::Model { model, figures } => {
+                for (path, value, what) in [
+                    (
+                        &self.local.model,
+                        serde_json::to_vec_pretty(&model),
+                        "model",
+                    ),
+                    (
+                        &self.local.figures,
+                        serde_json::to_vec_pretty(&figures),
+                        "local figures",
+                    ),
+                ] {
+                    match (path, value) {
+                        (Some(path), Ok(bytes)) => write_local(path, &bytes, what, progress),
+                        (None, _) => tracing::info!("{what} received; no file configured"),
+                        (_, Err(e)) => tracing::error!(error = %e, "could not encode the {what}"),
+                    }
+                }
+                if let Ok(mut f) = self.figures.lock() {
+                    *f = figures;
+                }
+            }
+            ParticipantOutput::SaveMember { share, record } => {
+                // Nothing after this output is carried out unless it is on disk.
+                let Some((dir, files)) = &self.member_files else {
+                    tracing::warn!("committee member state not kept: no directory configured");
+                    return Ok(());
+                };
+                save_member(dir, files, share.as_deref(), &record).map_err(|source| {
+                    progress(format!(
+                        "{}: could not save its committee member state in {}; stopping",
+                        self.id,
+                        dir.display()
+                    ));
+                    NodeError::MemberState {
+                        dir: dir.clone(),
+                        source,
+                    }
+                })?;
+            }
+            ParticipantOutput::SavePrivacy(state) => {
+                // Nothing after this output (the noised contribution) leaves unless the spend
+                // is on disk.
+                let Some(path) = &self.privacy_file else {
+                    tracing::warn!("privacy state not kept: no state directory configured");
+                    return Ok(());
+                };
+                let saved = path
+                    .parent()
+                    .map_or(Ok(()), std::fs::create_dir_all)
+                    .map_err(|e| e.to_string())
+                    .and_then(|()| {
+                        fedbank_common::storage::save(path, &*state, true)
+                            .map_err(|e| e.to_string())
+                    });
+                if let Err(reason) = saved {
+                    progress(format!(
+                        "{}: could not save its privacy state to {}; stopping",
+                        self.id,
+                        path.display()
+                    ));
+                    return Err(NodeError::LocalData(format!(
+                        "{}: privacy state not saved: {reason}",
+                        path.display()
+                    )));
+                }
+            }
+            ParticipantOutput::ComplianceReport(report) => {
+                match (
+                    &self.local.compliance_report,
+                    serde_json::to_vec_pretty(&report),
+                ) {
+                    (Some(path), Ok(bytes)) => {
+                        write_local(path, &bytes, "compliance report", progress)
+                    }
+                    (None, _) => tracing::info!("compliance report computed; no file configured"),
+                    (_, Err(e)) => tracing::error!(error = %e, "could not encode the report"),
+                }
+            }
+        }
+        Ok(())
     }
 }
