@@ -69,6 +69,7 @@ pub async fn run_auditor<S: RingScalar>(
     let mut machine = AuditorMachine::new(creds.signer(&id)?, job, keys);
     let (to_machine, inbox) = mpsc::channel::<(Delivery<Inbound<S>>, ())>();
     let (out_tx, mut out_rx) = tokio_mpsc::unbounded_channel::<Vec<u8>>();
+    let (ended_tx, mut ended) = tokio::sync::watch::channel(false);
     let status = Arc::new(Mutex::new(AuditorStatus::Running));
     let counts: Arc<Mutex<Option<RuleCounts>>> = Arc::new(Mutex::new(None));
     let machine_status = status.clone();
@@ -82,30 +83,26 @@ pub async fn run_auditor<S: RingScalar>(
     let span = tracing::info_span!("auditor", node = %id);
     let thread = std::thread::spawn(move || -> Result<(), fedbank_common::audit::TrailError> {
         let _span = span.enter();
-        let ended = crate::driver::drive::<Delivery<Inbound<S>>, _, _, _>(
+        let driven = crate::driver::drive::<Delivery<Inbound<S>>, _, _, _>(
             &mut machine,
             &inbox,
             &mut effects,
             std::time::Instant::now(),
-        )?;
-        if let (Some(ended), Ok(mut s)) = (ended, machine_status.lock()) {
-            *s = ended;
+        );
+        if let (Ok(Some(ended)), Ok(mut s)) = (&driven, machine_status.lock()) {
+            *s = ended.clone();
         }
-        Ok(())
+        // Wakes the session at once: the auditor's part is over (or it stopped on an error).
+        let _ = ended_tx.send(true);
+        driven.map(|_| ())
     });
-    let done = || {
-        status
-            .lock()
-            .map(|s| *s != AuditorStatus::Running)
-            .unwrap_or(true)
-    };
     let session = talk_to_coordinator(
         &endpoint,
         (addr, &coordinator),
         connect_attempts,
         &to_machine,
         &mut out_rx,
-        &done,
+        &mut ended,
         cap,
     )
     .await;

@@ -176,6 +176,7 @@ pub async fn run_participant<S: RingScalar>(
     // events and local files out.
     let (to_machine, inbox) = mpsc::channel::<(Delivery<Inbound<S>>, ())>();
     let (out_tx, mut out_rx) = tokio_mpsc::unbounded_channel::<Vec<u8>>();
+    let (ended_tx, mut ended) = tokio::sync::watch::channel(false);
     let status = Arc::new(Mutex::new(NodeStatus::Running));
     let machine_status = status.clone();
     let figures: Arc<Mutex<Option<LocalFigures>>> = Arc::new(Mutex::new(None));
@@ -193,26 +194,22 @@ pub async fn run_participant<S: RingScalar>(
     let span = tracing::info_span!("participant", node = %id);
     let machine = std::thread::spawn(move || -> Result<(), NodeError> {
         let _span = span.enter();
-        let ended = crate::driver::drive(&mut machine, &inbox, &mut effects, Instant::now())?;
-        if let (Some(ended), Ok(mut s)) = (ended, machine_status.lock()) {
-            *s = ended;
+        let driven = crate::driver::drive(&mut machine, &inbox, &mut effects, Instant::now());
+        if let (Ok(Some(ended)), Ok(mut s)) = (&driven, machine_status.lock()) {
+            *s = ended.clone();
         }
-        Ok(())
+        // Wakes the session at once: the node's part is over (or it stopped on an error).
+        let _ = ended_tx.send(true);
+        driven.map(|_| ())
     });
 
-    let done = || {
-        status
-            .lock()
-            .map(|s| *s != NodeStatus::Running)
-            .unwrap_or(true)
-    };
     let session = talk_to_coordinator(
         &endpoint,
         (addr, &coordinator),
         connect_attempts,
         &to_machine,
         &mut out_rx,
-        &done,
+        &mut ended,
         cap,
     )
     .await;
@@ -283,19 +280,24 @@ pub(crate) enum SessionEnd {
 
 /// Connects to the coordinator (with backoff, reconnecting after a dropped connection), tells
 /// the machine of each connection (`None`), forwards the coordinator's messages to it and sends
-/// what it produces, until `done` says the node's part is over.
+/// what it produces, until `ended` says the machine's part is over (the machine's thread sets
+/// it when it stops, which wakes this loop at once).
 pub(crate) async fn talk_to_coordinator<S: RingScalar>(
     endpoint: &quinn::Endpoint,
     (addr, coordinator): (SocketAddr, &NodeId),
     connect_attempts: u32,
     to_machine: &mpsc::Sender<(Delivery<Inbound<S>>, ())>,
     out_rx: &mut tokio_mpsc::UnboundedReceiver<Vec<u8>>,
-    done: &(dyn Fn() -> bool + Sync),
+    ended: &mut tokio::sync::watch::Receiver<bool>,
     cap: usize,
 ) -> Result<SentCounter, SessionEnd> {
+    // Over when the machine says so, or when its thread is gone.
+    let done = |ended: &tokio::sync::watch::Receiver<bool>| {
+        *ended.borrow() || ended.has_changed().is_err()
+    };
     let mut failures = 0u32;
     let mut sent = SentCounter::default();
-    while !done() {
+    while !done(ended) {
         let conn = match connect(endpoint, addr, coordinator).await {
             Ok(conn) => {
                 failures = 0;
@@ -365,10 +367,10 @@ pub(crate) async fn talk_to_coordinator<S: RingScalar>(
                     }
                     sent.count(&bytes);
                 }
-                // The machine may have seen the job's end: look again shortly, and hang up.
-                _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+                // The machine's part may be over: look, and hang up.
+                _ = ended.changed() => {}
             }
-            if done() {
+            if done(ended) {
                 break;
             }
         }
@@ -379,7 +381,7 @@ pub(crate) async fn talk_to_coordinator<S: RingScalar>(
                 sent.count(&bytes);
             }
         }
-        if done() {
+        if done(ended) {
             conn.close(quinn::VarInt::from_u32(CLOSE_DONE), b"done");
         }
         sent.udp_bytes += conn.stats().udp_tx.bytes;
