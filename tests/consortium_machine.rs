@@ -6,7 +6,8 @@ use fedbank_common::job::stats::{self, mean_std, FeatureStats, StatsResult};
 use fedbank_common::job::{FeatureSpec, JobKind, JobSpec, ValidJob};
 use fedbank_common::protocol::Inbound;
 use fedbank_coordinator::{
-    CoordinatorMachine, CoordinatorOutput, Input, JobFailure, Status, Violation,
+    CoordinatorMachine, CoordinatorOutput, CoordinatorProgress, Input, JobFailure, Status,
+    Violation,
 };
 use fedbank_participant::{LocalTable, NodeStatus, ParticipantMachine, ParticipantOutput};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -116,6 +117,8 @@ struct Consortium {
     sent: Vec<(NodeId, Vec<u8>)>,
     /// The job's cap on any message; every honest message must fit under it.
     cap: usize,
+    /// The coordinator's progress, as typed events.
+    progress: Vec<CoordinatorProgress>,
 }
 
 impl Consortium {
@@ -147,6 +150,7 @@ impl Consortium {
             trail: Vec::new(),
             sent: Vec::new(),
             cap: job.max_message_bytes(),
+            progress: Vec::new(),
         };
         for node in c.nodes.keys().cloned().collect::<Vec<_>>() {
             c.connect(&node);
@@ -208,8 +212,8 @@ impl Consortium {
                 CoordinatorOutput::Audit { kind, fields } => {
                     self.trail.push((kind.name().to_owned(), fields))
                 }
+                CoordinatorOutput::Progress(event) => self.progress.push(event),
                 CoordinatorOutput::Disconnect { .. }
-                | CoordinatorOutput::Progress(_)
                 | CoordinatorOutput::Aggregate { .. }
                 | CoordinatorOutput::Checkpoint(_) => {}
             }
@@ -314,6 +318,34 @@ fn eight_participants_compute_the_pooled_statistics() {
         .filter(|(k, _)| k == "contribution.received")
         .count();
     assert_eq!(received, 16);
+    // The operator's progress is typed: two rounds asked of all eight, sixteen contributions,
+    // then the end.
+    let started: Vec<(u32, &str, usize)> = c
+        .progress
+        .iter()
+        .filter_map(|p| match p {
+            CoordinatorProgress::RoundStarted {
+                round,
+                label,
+                asked,
+                ..
+            } => Some((*round, *label, *asked)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(started, [(1, "moments", 8), (2, "histogram", 8)]);
+    let contributed = c
+        .progress
+        .iter()
+        .filter(|p| matches!(p, CoordinatorProgress::Contributed { .. }))
+        .count();
+    assert_eq!(contributed, 16);
+    assert_eq!(c.progress.last(), Some(&CoordinatorProgress::Finished));
+    assert_eq!(
+        CoordinatorProgress::Finished.to_string(),
+        "job finished",
+        "the shell renders the event"
+    );
 }
 
 #[test]

@@ -34,7 +34,7 @@ pub mod segment;
 pub use aggregation::{AggregationError, PartialProblem, RoundAggregate};
 pub use job_logic::{JobLogic, JobResult};
 pub use machine::{
-    Checkpoint, CompletedRound, CoordinatorMachine, CoordinatorOutbound, CoordinatorOutput, Input,
-    JobFailure, Millis, ResumeError, Status, Violation,
+    Checkpoint, CompletedRound, CoordinatorMachine, CoordinatorOutbound, CoordinatorOutput,
+    CoordinatorProgress, Input, JobFailure, Millis, ResumeError, Status, Violation,
 };
 pub use result_file::{Released, ResultFile, ResultFileError, RESULT_SCHEMA};

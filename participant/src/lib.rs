@@ -39,6 +39,6 @@ pub use committee_member::{CommitteeMember, MemberError, MemberFiles, MemberTerm
 pub use contribution::{ContributionError, Contributor};
 pub use local_table::{LocalTable, TableError};
 pub use machine::{
-    Credentials, LocalData, NodeStatus, NodeViolation, ParticipantMachine, ParticipantOutbound,
-    ParticipantOutput,
+    Credentials, LocalData, NodeProgress, NodeStatus, NodeViolation, ParticipantMachine,
+    ParticipantOutbound, ParticipantOutput, ParticipantProgress,
 };

@@ -15,6 +15,7 @@
 //! sends the auditor anything but the per-rule sums.
 
 use super::events::{CoordinatorOutbound, JobFailure, Millis, Violation};
+use super::CoordinatorProgress;
 use super::{CoordinatorMachine, Stage};
 use crate::compliance::AlertCost;
 use crate::job_logic::JobLogic;
@@ -111,10 +112,10 @@ impl<S: RingScalar> CoordinatorMachine<S> {
             public_key: public_digest.to_hex(),
             server_key: alerts::digest(&keys.server_key).to_hex(),
         });
-        self.progress(format!(
-            "auditor {from}: alert keys accepted ({} bytes of server key)",
-            keys.server_key.len()
-        ));
+        self.progress(CoordinatorProgress::AlertKeysAccepted {
+            auditor: from.clone(),
+            server_key_bytes: keys.server_key.len(),
+        });
         self.auditor_keys = Some(AuditorKeysHeld {
             endorsement: keys.endorsement,
             public_key: keys.public_key,
@@ -156,10 +157,10 @@ impl<S: RingScalar> CoordinatorMachine<S> {
             quantity: "alerts".into(),
             asked: asked.iter().cloned().collect(),
         });
-        self.progress(format!(
-            "round {number} (alerts): asked {} contributors for their rates under the auditor's key",
-            asked.len()
-        ));
+        self.progress(CoordinatorProgress::AlertsAsked {
+            round: number,
+            asked: asked.len(),
+        });
         self.stage = Stage::Alerting(Box::new(AlertStep {
             round: number,
             asked,
@@ -239,10 +240,12 @@ impl<S: RingScalar> CoordinatorMachine<S> {
             digest: digest.to_hex(),
             comparisons: limits.len(),
         });
-        self.progress(format!(
-            "round {round}: rates from {from} compared with {} limits in {seconds:.2} s",
-            limits.len()
-        ));
+        self.progress(CoordinatorProgress::RatesCompared {
+            round,
+            from: from.clone(),
+            limits: limits.len(),
+            seconds,
+        });
         if complete {
             self.close_alerts(now);
         }
@@ -265,7 +268,11 @@ impl<S: RingScalar> CoordinatorMachine<S> {
             node: node.clone(),
             reason: reason.to_string(),
         });
-        self.progress(format!("round {round}: {node} {reason}"));
+        self.progress(CoordinatorProgress::AlertDropped {
+            round,
+            node: node.clone(),
+            reason: reason.to_owned(),
+        });
         if complete {
             self.close_alerts(now);
         }
@@ -319,13 +326,12 @@ impl<S: RingScalar> CoordinatorMachine<S> {
                 .collect(),
             min_participants: min,
         });
-        self.progress(format!(
-            "round {}: {} over-limit bits per rule added in {:.2} s; asking the auditor to decrypt {} counts",
-            step.round,
-            manifest.contributors.len(),
-            step.tally_seconds,
-            manifest.rules.len()
-        ));
+        self.progress(CoordinatorProgress::AlertsTallied {
+            round: step.round,
+            contributors: manifest.contributors.len(),
+            seconds: step.tally_seconds,
+            counts: manifest.rules.len(),
+        });
         let tally = AlertTally { manifest, counts };
         self.send(&auditor, CoordinatorOutbound::AlertTally(tally.clone()));
         let deadline = now + self.job.spec().decryption_timeout_ms;
@@ -427,9 +433,9 @@ impl<S: RingScalar> CoordinatorMachine<S> {
         };
         if !differ.is_empty() {
             // The auditor's tally must be the count the verified aggregate released.
-            self.progress(format!(
-                "the auditor's alert counts differ from the verified counts for rules {differ:?}"
-            ));
+            self.progress(CoordinatorProgress::AlertCountsDiffer {
+                rules: differ.clone(),
+            });
         }
         self.audit(trail::AlertDecrypted::AtCoordinator(trail::TallyReceived {
             job: counts.job.clone(),

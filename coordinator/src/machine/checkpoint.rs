@@ -17,6 +17,7 @@
 //! records how many trail events existed, so that a resume over a shortened trail is refused.
 
 use super::events::{CoordinatorOutput, Millis};
+use super::CoordinatorProgress;
 use super::{CoordinatorMachine, Stage};
 use crate::job_logic::JobLogic;
 use fedbank_common::audit::events as trail;
@@ -195,12 +196,11 @@ impl<S: RingScalar> CoordinatorMachine<S> {
             trail_events_at_checkpoint: checkpoint.trail_events,
         };
         machine.audit(resumed);
-        machine.progress(format!(
-            "resumed job {} after {} completed rounds; next round {}",
-            spec.job,
-            checkpoint.completed.len(),
-            machine.next_round
-        ));
+        machine.progress(CoordinatorProgress::Resumed {
+            job: spec.job.to_string(),
+            completed: checkpoint.completed.len(),
+            next_round: machine.next_round,
+        });
         Ok(machine)
     }
 

@@ -111,8 +111,8 @@ pub enum CoordinatorOutput<S: RingScalar> {
         /// Fields.
         fields: Map<String, Value>,
     },
-    /// A line of progress for the operator.
-    Progress(String),
+    /// A step for the operator, typed; the shell renders it (its `Display` is the line).
+    Progress(super::CoordinatorProgress),
     /// The job's state, to be written atomically for crash recovery.
     Checkpoint(Box<super::checkpoint::Checkpoint>),
     /// A round's decrypted aggregate: what the coordinator learned (for its operator's logs and

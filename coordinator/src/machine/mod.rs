@@ -21,12 +21,14 @@
 mod alerts;
 mod checkpoint;
 mod events;
+mod progress;
 mod rounds;
 
 pub use checkpoint::{Checkpoint, CompletedRound, ResumeError};
 pub use events::{
     CoordinatorOutbound, CoordinatorOutput, Input, JobFailure, Millis, Status, Violation,
 };
+pub use progress::CoordinatorProgress;
 
 use crate::aggregation::RoundAggregate;
 use crate::job_logic::JobLogic;
@@ -207,8 +209,8 @@ impl<S: RingScalar> CoordinatorMachine<S> {
         self.outputs.push_back(audit_output(event));
     }
 
-    fn progress(&mut self, line: String) {
-        self.outputs.push_back(CoordinatorOutput::Progress(line));
+    fn progress(&mut self, event: CoordinatorProgress) {
+        self.outputs.push_back(CoordinatorOutput::Progress(event));
     }
 
     fn send(&mut self, to: &NodeId, message: CoordinatorOutbound<S>) {
@@ -324,10 +326,10 @@ impl<S: RingScalar> CoordinatorMachine<S> {
             node: from.clone(),
             committee: is_member,
         });
-        self.progress(format!(
-            "{from} joined{}",
-            if is_member { " (committee)" } else { "" }
-        ));
+        self.progress(CoordinatorProgress::Joined {
+            node: from.clone(),
+            member: is_member,
+        });
         // Catch a (re)joining participant up with what it missed (the auditor has no use for
         // the joint key).
         let is_participant = self.job.spec().participants.contains(&from);
@@ -419,14 +421,9 @@ impl<S: RingScalar> CoordinatorMachine<S> {
             mask_seed: format!("{:032x}", setup.mask_seed),
             committee: setup.committee.clone(),
         });
-        self.progress(format!(
-            "key setup with committee {:?}",
-            setup
-                .committee
-                .iter()
-                .map(|m| m.as_str())
-                .collect::<Vec<_>>()
-        ));
+        self.progress(CoordinatorProgress::KeySetup {
+            committee: setup.committee.clone(),
+        });
         self.setup = Some(setup.clone());
         self.stage = Stage::KeySetup {
             setup,

@@ -2,6 +2,7 @@
 //! retry or fail), combining the committee's partial decryptions, finishing, and deadlines.
 
 use super::events::{CoordinatorOutbound, JobFailure, Millis, Status, Violation};
+use super::CoordinatorProgress;
 use super::{audit_output, CoordinatorMachine, CoordinatorOutput, Round, Stage};
 use crate::aggregation::RoundAggregate;
 use crate::job_logic::JobResult;
@@ -56,11 +57,12 @@ impl<S: RingScalar> CoordinatorMachine<S> {
             quantity: kind.label().to_owned(),
             asked: asked.iter().cloned().collect(),
         });
-        self.progress(format!(
-            "round {number} ({}) attempt {attempt}: asked {} participants",
-            kind.label(),
-            asked.len()
-        ));
+        self.progress(CoordinatorProgress::RoundStarted {
+            round: number,
+            label: kind.label(),
+            attempt,
+            asked: asked.len(),
+        });
         self.stage = Stage::Collecting(Box::new(Round {
             number,
             attempt,
@@ -97,7 +99,10 @@ impl<S: RingScalar> CoordinatorMachine<S> {
         if let Stage::Collecting(round) = &mut self.stage {
             round.aggregate.commit(from.clone(), c.statement)?;
         }
-        self.progress(format!("round {}: commitment from {from}", c.round));
+        self.progress(CoordinatorProgress::Committed {
+            round: c.round,
+            from: from.clone(),
+        });
         self.advance_round(now);
         Ok(())
     }
@@ -128,7 +133,10 @@ impl<S: RingScalar> CoordinatorMachine<S> {
             node: from.clone(),
             digest: digest.to_hex(),
         });
-        self.progress(format!("round {number}: contribution from {from}"));
+        self.progress(CoordinatorProgress::Contributed {
+            round: number,
+            from: from.clone(),
+        });
         self.advance_round(now);
         Ok(())
     }
@@ -235,10 +243,10 @@ impl<S: RingScalar> CoordinatorMachine<S> {
             roster: roster.digest().to_hex(),
             participants: listed.iter().cloned().collect(),
         });
-        self.progress(format!(
-            "round {number}: {} commitments, roster fixed, asking for the ciphertexts",
-            listed.len()
-        ));
+        self.progress(CoordinatorProgress::RosterFixed {
+            round: number,
+            commitments: listed.len(),
+        });
     }
 
     /// The round's deadline passed: fix the roster if enough committed, else close the round
@@ -290,10 +298,10 @@ impl<S: RingScalar> CoordinatorMachine<S> {
                     contributors: request.manifest.contributors.clone(),
                     min_participants: min,
                 });
-                self.progress(format!(
-                    "round {}: {got} contributions, asking the committee to decrypt",
-                    round.number
-                ));
+                self.progress(CoordinatorProgress::Decrypting {
+                    round: round.number,
+                    contributions: got,
+                });
                 let deadline = now + spec.decryption_timeout_ms;
                 self.stage = Stage::Decrypting {
                     round,
@@ -303,10 +311,11 @@ impl<S: RingScalar> CoordinatorMachine<S> {
                 };
             }
             Err(_) if round.attempt < retries => {
-                self.progress(format!(
-                    "round {}: only {got} of at least {min} contributors, retrying",
-                    round.number
-                ));
+                self.progress(CoordinatorProgress::TooFewContributors {
+                    round: round.number,
+                    got,
+                    min,
+                });
                 self.start_round(round.number, round.attempt + 1, round.kind, now);
             }
             Err(_) => self.fail(JobFailure::TooFewContributors {
@@ -535,7 +544,7 @@ impl<S: RingScalar> CoordinatorMachine<S> {
         for node in self.present().cloned().collect::<Vec<_>>() {
             self.send(&node, CoordinatorOutbound::Notice(notice.clone()));
         }
-        self.progress("job finished".into());
+        self.progress(CoordinatorProgress::Finished);
         self.stage = Stage::Done;
         self.status = Status::Finished(result);
     }
@@ -555,7 +564,7 @@ impl<S: RingScalar> CoordinatorMachine<S> {
         for node in self.present().cloned().collect::<Vec<_>>() {
             self.send(&node, CoordinatorOutbound::Notice(notice.clone()));
         }
-        self.progress(format!("job failed: {failure}"));
+        self.progress(CoordinatorProgress::Failed(failure.clone()));
         self.stage = Stage::Done;
         self.status = Status::Failed(failure);
     }
@@ -603,10 +612,11 @@ impl<S: RingScalar> CoordinatorMachine<S> {
                     node: from.clone(),
                     reason: format!("cannot contribute: {}", n.text),
                 });
-                self.progress(format!(
-                    "round {number}: {from} cannot contribute: {}",
-                    n.text
-                ));
+                self.progress(CoordinatorProgress::CannotContribute {
+                    round: number,
+                    from: from.clone(),
+                    reason: n.text.clone(),
+                });
                 self.advance_round(now);
                 Ok(())
             }
@@ -638,9 +648,10 @@ impl<S: RingScalar> CoordinatorMachine<S> {
                     node: node.clone(),
                     reason: "disconnected before contributing".into(),
                 });
-                self.progress(format!(
-                    "round {number}: {node} disconnected before contributing"
-                ));
+                self.progress(CoordinatorProgress::LeftBeforeContributing {
+                    round: number,
+                    node: node.clone(),
+                });
                 // As for a contribution: move on early only if what is there can be decrypted.
                 self.advance_round(now);
             }
@@ -674,11 +685,13 @@ impl<S: RingScalar> CoordinatorMachine<S> {
             next_round: self.next_round,
             released: "nothing: the aggregate needs every member's partial decryption".into(),
         });
-        self.progress(format!(
-            "round {}: committee member(s) {members:?} went away during decryption; nothing released; \
-             the round runs again as round {} once the committee is back (retry {} of {})",
-            round.number, self.next_round, self.decryption_retries, spec.max_decryption_retries
-        ));
+        self.progress(CoordinatorProgress::DecryptionLost {
+            round: round.number,
+            members: members.clone(),
+            rerun_as: self.next_round,
+            retry: self.decryption_retries,
+            max_retries: spec.max_decryption_retries,
+        });
         self.pending = Some(super::checkpoint::Pending::Round(round.kind));
         self.waiting_until = Some(now + spec.key_setup_timeout_ms);
         self.maybe_continue(now);

@@ -31,9 +31,11 @@
 //! coordinator's trail.
 
 mod keys;
+mod progress;
 mod reveal;
 mod round;
 
+pub use progress::{NodeProgress, ParticipantProgress};
 pub use reveal::RevealRefusal;
 
 use crate::committee_member::{CommitteeMember, MemberError};
@@ -115,8 +117,8 @@ pub enum ParticipantOutput<S: RingScalar> {
         /// Fields.
         fields: Map<String, Value>,
     },
-    /// A line of progress.
-    Progress(String),
+    /// A step for the operator, typed; the shell renders it (its `Display` is the line).
+    Progress(NodeProgress),
     /// This participant's own customers assigned to the released segments: (customer, segment).
     /// To be written locally; it never leaves the participant.
     Assignments(Vec<(String, String)>),
@@ -414,6 +416,14 @@ impl<S: RingScalar> ParticipantMachine<S> {
         });
     }
 
+    fn progress(&mut self, event: ParticipantProgress) {
+        self.outputs
+            .push_back(ParticipantOutput::Progress(NodeProgress {
+                node: self.id.clone(),
+                event,
+            }));
+    }
+
     fn send(&mut self, message: ParticipantOutbound<S>) {
         self.outputs.push_back(ParticipantOutput::Send(message));
     }
@@ -561,12 +571,10 @@ impl<S: RingScalar> ParticipantMachine<S> {
             segments: released.labels.len(),
             customers: assignments.len(),
         });
-        self.outputs.push_back(ParticipantOutput::Progress(format!(
-            "{}: assigned its {} customers to the {} released segments (kept locally)",
-            self.id,
-            assignments.len(),
-            released.labels.len()
-        )));
+        self.progress(ParticipantProgress::Assigned {
+            customers: assignments.len(),
+            segments: released.labels.len(),
+        });
         self.outputs
             .push_back(ParticipantOutput::Assignments(assignments));
         Ok(())
@@ -620,14 +628,11 @@ impl<S: RingScalar> ParticipantMachine<S> {
             local_figures: figures.is_some(),
         });
         if let Some(f) = &figures {
-            let show = |a: Option<f64>| a.map_or("n/a".to_owned(), |a| format!("{a:.4}"));
-            self.outputs.push_back(ParticipantOutput::Progress(format!(
-                "{}: on its {} hold-out customers the federated model has AUC {}, a model of its own data alone {} (kept locally)",
-                self.id,
-                f.holdout_customers,
-                show(f.federated_auc),
-                show(f.local_only_auc)
-            )));
+            self.progress(ParticipantProgress::HoldOutFigures {
+                customers: f.holdout_customers,
+                federated_auc: f.federated_auc,
+                local_only_auc: f.local_only_auc,
+            });
         }
         self.outputs.push_back(ParticipantOutput::Model {
             model: released.model,
@@ -697,11 +702,9 @@ impl<S: RingScalar> ParticipantMachine<S> {
                     digest: fedbank_common::alerts::digest(&rates).to_hex(),
                     rules: expected.iter().map(|r| r.rule.clone()).collect(),
                 });
-                self.outputs.push_back(ParticipantOutput::Progress(format!(
-                    "{}: its rates for {} alert rules sent under the auditor's key",
-                    self.id,
-                    expected.len()
-                )));
+                self.progress(ParticipantProgress::RatesSent {
+                    rules: expected.len(),
+                });
                 self.send(ParticipantOutbound::Alert(AlertContribution {
                     job,
                     round: request.round,

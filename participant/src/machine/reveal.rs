@@ -10,7 +10,7 @@
 //!                     the same roster again ──▶ the same Contribution again (a reconnect)
 //! ```
 
-use super::{NodeViolation, ParticipantMachine, ParticipantOutbound, ParticipantOutput};
+use super::{NodeViolation, ParticipantMachine, ParticipantOutbound, ParticipantProgress};
 use fedbank_common::audit::events as trail;
 use fedbank_common::committee::ContributionStatement;
 use fedbank_common::digest::Digest;
@@ -92,10 +92,10 @@ impl<S: RingScalar> ParticipantMachine<S> {
         clipped: u64,
     ) {
         let (round, attempt) = (statement.statement.round, statement.statement.attempt);
-        self.outputs.push_back(ParticipantOutput::Progress(format!(
-            "{}: round {round} ({}) contribution committed",
-            self.id, statement.statement.quantity
-        )));
+        self.progress(ParticipantProgress::Committed {
+            round,
+            quantity: statement.statement.quantity.clone(),
+        });
         self.send(ParticipantOutbound::ContributionCommitment(
             ContributionCommitment {
                 round,
@@ -189,12 +189,12 @@ impl<S: RingScalar> ParticipantMachine<S> {
             roster: digest.to_hex(),
             clipped_values: pending.clipped,
         };
-        let line = format!(
-            "{}: round {} ({}) contribution sent",
-            self.id, s.round, s.quantity
-        );
+        let progress = ParticipantProgress::Sent {
+            round: s.round,
+            quantity: s.quantity.clone(),
+        };
         self.audit(event);
-        self.outputs.push_back(ParticipantOutput::Progress(line));
+        self.progress(progress);
         self.send(ParticipantOutbound::Contribution(contribution));
         Ok(())
     }

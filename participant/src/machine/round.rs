@@ -2,7 +2,9 @@
 //! the local data (table, transaction history, labeled customers or contact log), noised where
 //! the job has differential privacy, encoded, encrypted and committed (docs/threat-model.md §8).
 
-use super::{NodeViolation, ParticipantMachine, ParticipantOutbound, ParticipantOutput};
+use super::{
+    NodeViolation, ParticipantMachine, ParticipantOutbound, ParticipantOutput, ParticipantProgress,
+};
 use crate::local_stats;
 use crate::Contributor;
 use fedbank_common::audit::events as trail;
@@ -138,10 +140,10 @@ impl<S: RingScalar> ParticipantMachine<S> {
                 self.commit(statement, ciphertext, clipped);
             }
             Err(reason) => {
-                self.outputs.push_back(ParticipantOutput::Progress(format!(
-                    "{}: cannot contribute to round {}: {reason}",
-                    self.id, request.round
-                )));
+                self.progress(ParticipantProgress::CannotContribute {
+                    round: request.round,
+                    reason: reason.clone(),
+                });
                 self.send(ParticipantOutbound::Notice(Notice {
                     job: spec.job.clone(),
                     round: Some(request.round),

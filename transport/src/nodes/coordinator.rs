@@ -430,7 +430,7 @@ impl<S: RingScalar> crate::driver::Effects<Input<S>, CoordinatorMachine<S>> for 
             CoordinatorOutput::Audit { kind, fields } => {
                 self.trail.append(kind, fields, SystemTime::now())?;
             }
-            CoordinatorOutput::Progress(line) => (self.progress)(line),
+            CoordinatorOutput::Progress(event) => (self.progress)(event.to_string()),
             CoordinatorOutput::Checkpoint(mut checkpoint) => {
                 checkpoint.trail_events = self.trail.events();
                 if let Some(path) = &self.state {

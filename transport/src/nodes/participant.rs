@@ -467,7 +467,7 @@ impl<S: RingScalar> crate::driver::Effects<Delivery<Inbound<S>>, ParticipantMach
             ParticipantOutput::Audit { kind, fields } => {
                 self.trail.append(kind, fields, SystemTime::now())?;
             }
-            ParticipantOutput::Progress(line) => progress(line),
+            ParticipantOutput::Progress(event) => progress(event.to_string()),
             ParticipantOutput::Assignments(rows) => match &self.local.assignments {
                 Some(path) => {
                     let mut csv = String::from("customer_id,segment\n");
