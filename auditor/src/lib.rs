@@ -75,10 +75,40 @@ pub enum AuditorOutput {
         /// Fields.
         fields: Map<String, Value>,
     },
-    /// A line of progress.
-    Progress(String),
+    /// A step for the operator, typed; the shell renders it (its `Display` is the line).
+    Progress(AuditorProgress),
     /// The decrypted counts, per rule: institutions over the limit.
     Counts(Vec<(String, u16)>),
+}
+
+/// A notable step of the auditor's part of the job.
+#[derive(Clone, Debug, PartialEq)]
+pub enum AuditorProgress {
+    /// It decrypted the per-rule counts of institutions over their limits.
+    Decrypted {
+        /// The auditor.
+        auditor: NodeId,
+        /// Institutions in the tally.
+        institutions: usize,
+        /// Per rule: institutions over the limit.
+        per_rule: Vec<(String, u16)>,
+    },
+}
+
+impl std::fmt::Display for AuditorProgress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AuditorProgress::Decrypted {
+                auditor,
+                institutions,
+                per_rule,
+            } => write!(
+                f,
+                "{auditor}: decrypted {} alert counts over {institutions} institutions: {per_rule:?}",
+                per_rule.len()
+            ),
+        }
+    }
 }
 
 /// How the auditor's part ended.
@@ -352,12 +382,12 @@ impl AuditorMachine {
                         digests: tally.manifest.digests.iter().map(|d| d.to_hex()).collect(),
                         institutions_over_limit: per_rule.iter().cloned().collect(),
                     }));
-                    self.outputs.push_back(AuditorOutput::Progress(format!(
-                        "{}: decrypted {} alert counts over {} institutions: {per_rule:?}",
-                        self.id,
-                        per_rule.len(),
-                        tally.manifest.contributors.len()
-                    )));
+                    self.outputs
+                        .push_back(AuditorOutput::Progress(AuditorProgress::Decrypted {
+                            auditor: self.id.clone(),
+                            institutions: tally.manifest.contributors.len(),
+                            per_rule: per_rule.clone(),
+                        }));
                     self.outputs
                         .push_back(AuditorOutput::Counts(per_rule.clone()));
                     self.decided = Some((digest, counts.clone()));

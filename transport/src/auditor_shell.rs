@@ -165,7 +165,7 @@ impl<S: RingScalar> crate::driver::Effects<Delivery<Inbound<S>>, AuditorMachine>
             AuditorOutput::Audit { kind, fields } => {
                 self.trail.append(kind, fields, SystemTime::now())?;
             }
-            AuditorOutput::Progress(line) => (self.progress)(line),
+            AuditorOutput::Progress(event) => (self.progress)(event.to_string()),
             AuditorOutput::Counts(c) => {
                 if let Ok(mut slot) = self.counts.lock() {
                     *slot = Some(c);

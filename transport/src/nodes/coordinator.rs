@@ -29,7 +29,35 @@ struct Writer {
     conn: quinn::Connection,
 }
 
-type Writers = Arc<Mutex<HashMap<NodeId, Writer>>>;
+/// Every node's current connection, and a wake-up for whoever waits for them to hang up.
+#[derive(Default)]
+struct Connections {
+    current: Mutex<HashMap<NodeId, Writer>>,
+    hung_up: tokio::sync::Notify,
+}
+
+impl Connections {
+    fn lock(&self) -> std::sync::LockResult<std::sync::MutexGuard<'_, HashMap<NodeId, Writer>>> {
+        self.current.lock()
+    }
+
+    /// Forgets `node`'s connection if it is the current one (`serial`, or any when `None`),
+    /// and wakes the end-of-job flush.
+    fn remove(&self, node: &NodeId, serial: Option<usize>) -> Option<Writer> {
+        let removed = self
+            .current
+            .lock()
+            .ok()
+            .and_then(|mut m| match (m.get(node), serial) {
+                (Some(w), Some(serial)) if w.serial != serial => None,
+                _ => m.remove(node),
+            });
+        self.hung_up.notify_waiters();
+        removed
+    }
+}
+
+type Writers = Arc<Connections>;
 
 /// Messages the coordinator writes at once across all connections: what QUIC holds unsent or
 /// unacknowledged stays a few messages, however many participants receive the model.
@@ -166,7 +194,7 @@ pub async fn run_coordinator<S: RingScalar>(
     // Messages read and not yet handled by the machine: at most this many at once.
     let gate = Arc::new(tokio::sync::Semaphore::new(MESSAGES_IN_FLIGHT));
     let sending = Arc::new(tokio::sync::Semaphore::new(MESSAGES_BEING_SENT));
-    let writers: Writers = Arc::new(Mutex::new(HashMap::new()));
+    let writers: Writers = Arc::new(Connections::default());
     // Participants and, for a compliance job with alerts, the auditor.
     let enrolled: Arc<Vec<NodeId>> = Arc::new(
         job.spec()
@@ -282,10 +310,16 @@ pub async fn run_coordinator<S: RingScalar>(
     };
     // Let the final notices (and released segments or models) reach the nodes, then close.
     // Every node hangs up once it has the job's end; wait for that, within FINAL_FLUSH.
-    let flushing = Instant::now();
-    let connected = || writers.lock().map(|m| !m.is_empty()).unwrap_or(false);
-    while connected() && flushing.elapsed() < FINAL_FLUSH {
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    let flush_until = tokio::time::Instant::now() + FINAL_FLUSH;
+    loop {
+        // Registered before looking, so that a hang-up in between still wakes it.
+        let hung_up = writers.hung_up.notified();
+        if writers.lock().map(|m| m.is_empty()).unwrap_or(true) {
+            break;
+        }
+        if tokio::time::timeout_at(flush_until, hung_up).await.is_err() {
+            break;
+        }
     }
     tokio::time::sleep(Duration::from_millis(100)).await;
     endpoint.close(quinn::VarInt::from_u32(CLOSE_DONE), b"job over");
@@ -377,18 +411,8 @@ async fn serve_connection<S: RingScalar>(
         }
     }
     writer.abort();
-    let current = writers
-        .lock()
-        .map(|mut m| {
-            if m.get(&node).is_some_and(|w| w.serial == serial) {
-                m.remove(&node);
-                true
-            } else {
-                false
-            }
-        })
-        .unwrap_or(false);
-    if current {
+    // Only this connection's entry: a newer connection of the same node stays.
+    if writers.remove(&node, Some(serial)).is_some() {
         let _ = events.send((Input::Disconnected(node), None));
     }
 }
@@ -463,7 +487,7 @@ impl<S: RingScalar> crate::driver::Effects<Input<S>, CoordinatorMachine<S>> for 
             }
             CoordinatorOutput::Disconnect { node, reason } => {
                 tracing::info!(node = %node, reason, "disconnecting");
-                if let Some(w) = self.writers.lock().ok().and_then(|mut m| m.remove(&node)) {
+                if let Some(w) = self.writers.remove(&node, None) {
                     w.conn.close(
                         quinn::VarInt::from_u32(crate::CLOSE_PROTOCOL),
                         reason.as_bytes(),
