@@ -241,22 +241,27 @@ fn a_job_file_names_the_registered_kind_and_an_unknown_kind_is_refused_by_name()
         text.contains(KIND),
         "the message lists the registered kinds: {text}"
     );
-    // The kind's own checks run at validation, and their refusal names the kind.
+    // The kind's own checks run at validation, after the shared ones, and their refusal names
+    // the kind.
+    let mut alone = self::spec(KIND, 3).expect("job file");
+    alone.min_participants = 1;
+    let text = alone.validate().expect_err("one contributor").to_string();
+    assert!(
+        text.contains("kind 'above-mean'") && text.contains("set at least 2"),
+        "{text}"
+    );
     #[derive(serde::Deserialize)]
     struct File {
         job: JobSpec,
     }
     let with_segment = format!("{}\n[job.segment]\nk = 2\n", job_file(KIND, 3));
-    let err = toml::from_str::<File>(&with_segment)
+    let text = toml::from_str::<File>(&with_segment)
         .expect("job file")
         .job
         .validate()
-        .expect_err("a segment table in an above-mean job");
-    let text = err.to_string();
-    assert!(
-        text.contains("kind 'above-mean'") && text.contains("takes no [job.segment]"),
-        "{text}"
-    );
+        .expect_err("a segment table in an above-mean job")
+        .to_string();
+    assert!(text.contains("this job's kind is \"above-mean\""), "{text}");
     // Its rounds' quantities are checked under the profile when the job is validated, and
     // its widest round counts in the job's message limit.
     let job = job(3);

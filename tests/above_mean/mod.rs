@@ -60,11 +60,13 @@ impl Job for AboveMean {
     }
 
     fn validate(&self, spec: &JobSpec) -> Result<(), String> {
-        if spec.segment.is_some() || spec.propensity.is_some() || spec.compliance.is_some() {
-            return Err("an above-mean job takes no [job.segment], [job.propensity] or [job.compliance] table".into());
-        }
-        if spec.features.is_empty() {
-            return Err("an above-mean job needs at least one feature".into());
+        // The shared checks give it features and refuse other kinds' sections.
+        if spec.min_participants < 2 {
+            return Err(format!(
+                "min_participants = {}: an above-mean job releases a share per feature, which \
+                 from one contributor would be that institution's own; set at least 2",
+                spec.min_participants
+            ));
         }
         Ok(())
     }

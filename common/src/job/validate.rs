@@ -113,13 +113,24 @@ impl JobSpec {
                 return Err(range(field, ms.to_string(), "10 ms to 24 h"));
             }
         }
-        if let Some(segment) = &self.segment {
-            segment.check(&job, &self.features)?;
-        } else if self.kind == JobKind::Segment {
-            return Err(JobError::Segment {
-                job,
-                problem: "a segment job needs a [job.segment] table".to_owned(),
-            });
+        match (&self.segment, self.kind) {
+            (Some(segment), JobKind::Segment) => segment.check(&job, &self.features)?,
+            (None, JobKind::Segment) => {
+                return Err(JobError::Segment {
+                    job,
+                    problem: "a segment job needs a [job.segment] table".to_owned(),
+                })
+            }
+            (Some(_), kind) => {
+                return Err(JobError::Segment {
+                    job,
+                    problem: format!(
+                        "only a job of kind \"segment\" takes a [job.segment] table; this job's kind is \"{}\"",
+                        kind.name()
+                    ),
+                })
+            }
+            (None, _) => {}
         }
         match (&self.propensity, self.kind) {
             (Some(p), JobKind::Propensity) => p.check(&job, &self.features)?,
@@ -249,6 +260,37 @@ impl JobSpec {
                 "only a compliance job with alert limits takes an 'auditor'",
             )),
             (None, _) => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::job::JobSpec;
+
+    #[derive(serde::Deserialize)]
+    struct JobFile {
+        job: JobSpec,
+    }
+
+    /// A section of another kind is refused by name, whatever the job's kind.
+    #[test]
+    fn a_segment_table_in_a_job_of_another_kind_is_refused() {
+        for text in [
+            include_str!("../../../configs/propensity-telco-dp.toml"),
+            include_str!("../../../configs/simulate-stats.toml"),
+        ] {
+            let with_segment = text.replacen("\n[job]\n", "\n[job.segment]\nk = 2\n\n[job]\n", 1);
+            let spec = toml::from_str::<JobFile>(&with_segment)
+                .expect("job file")
+                .job;
+            let kind = spec.kind.name();
+            let err = spec.validate().expect_err("a segment table");
+            assert!(
+                err.to_string()
+                    .contains(&format!("this job's kind is \"{kind}\"")),
+                "{err}"
+            );
         }
     }
 }
