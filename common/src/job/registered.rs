@@ -204,7 +204,8 @@ pub trait Job: Sync {
     fn planned_rounds(&self, job: &ValidJob) -> u32;
     /// The coordinator's step, fresh for a run.
     fn coordinator(&self, job: &ValidJob) -> Box<dyn CoordinatorStep>;
-    /// A participant's values for `round` over its own table.
+    /// A participant's values for `round` over its own table (never more rows than the job's
+    /// `max_rows`: the participant checks that before it calls).
     fn local_round(
         &self,
         job: &ValidJob,

@@ -167,6 +167,14 @@ impl<S: RingScalar> ParticipantMachine<S> {
                     request.kind.label()
                 )
             })?;
+            // Every kind's sums are bounded for at most `max_rows` rows.
+            let max_rows = self.job.spec().max_rows;
+            if self.table.rows as u64 > max_rows {
+                return Err(format!(
+                    "the local table has {} rows, the job allows at most {max_rows}",
+                    self.table.rows
+                ));
+            }
             let columns = fedbank_common::job::LocalColumns {
                 rows: self.table.rows,
                 columns: &self.table.columns,

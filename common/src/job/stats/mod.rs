@@ -134,12 +134,6 @@ impl Job for Stats {
         round: &JobRound,
     ) -> Result<LocalValues, String> {
         let spec = job.spec();
-        if table.rows as u64 > spec.max_rows {
-            return Err(format!(
-                "the local table has {} rows, the job allows at most {}",
-                table.rows, spec.max_rows
-            ));
-        }
         match round.tag {
             MOMENTS_TAG => moments(table, &spec.features),
             HISTOGRAM_TAG => {
