@@ -153,11 +153,7 @@ impl Consortium {
             attempt: r.attempt,
             quantity: r.kind.label().to_owned(),
             value_count: ciphertext.value_count,
-            computation: fedbank_common::round_plan::computation_digest(
-                &self.job,
-                &r.kind,
-                r.reference_day,
-            ),
+            computation: fedbank_common::round_plan::computation_digest(&self.job, &r.kind),
             mask_digest: Digest::of_scalars(MASK_DIGEST_LABEL, &ciphertext.masks),
             ciphertext_digest: ciphertext.digest(),
         });

@@ -197,7 +197,6 @@ impl Honest {
             round,
             attempt: 0,
             kind,
-            reference_day: None,
         }
     }
 
@@ -559,8 +558,12 @@ fn differencing_by_replay_is_refused_by_participants_and_members() {
         .deliver("h2", &h.request(1, stats::moments_round()))
         .expect_err("old round");
     assert!(err.contains("round numbers only increase"), "{err}");
+    let lifecycle = fedbank_common::job::segment::SegmentRound::Lifecycle {
+        reference_day: None,
+    };
+    let foreign = RoundKind::Registered(lifecycle.to_round().expect("a segment round"));
     let err = h
-        .deliver("h2", &h.request(9, RoundKind::Lifecycle))
+        .deliver("h2", &h.request(9, foreign))
         .expect_err("foreign kind");
     assert!(err.contains("never computes"), "{err}");
     assert!(

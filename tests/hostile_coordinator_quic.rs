@@ -204,9 +204,12 @@ async fn three_attacks_over_quic_are_refused_recorded_and_reported() {
         round,
         attempt: 0,
         kind,
+    };
+    let lifecycle = fedbank_common::job::segment::SegmentRound::Lifecycle {
         reference_day: None,
     };
-    send(insurer, &request(1, RoundKind::Lifecycle)).await;
+    let foreign = RoundKind::Registered(lifecycle.to_round().expect("a segment round"));
+    send(insurer, &request(1, foreign)).await;
 
     // Attack 3: the bank (the committee) is asked to decrypt a mask of the coordinator's choice
     // listed under the insurer's genuine statement.

@@ -8,15 +8,16 @@ mod fixture;
 
 use fedbank_common::encoding::Combine;
 use fedbank_common::ids::{JobId, NodeId};
+use fedbank_common::job::segment::{
+    nearest, standardize, table_round, Lloyd, SegmentResult, SegmentRound, LATEST_DAY, LATEST_MONTH,
+};
 use fedbank_common::job::stats::mean_std;
 use fedbank_common::job::{
-    ChooseK, FeatureSpec, JobKind, JobSpec, KCriterion, RoundKind, SegmentSpec, TransactionColumns,
-    ValidJob, LATEST_DAY, LATEST_MONTH,
+    ChooseK, FeatureSpec, JobKind, JobSpec, KCriterion, LocalColumns, RoundKind, SegmentSpec,
+    TransactionColumns, ValidJob,
 };
 use fedbank_common::protocol::Inbound;
-use fedbank_coordinator::segment::SegmentResult;
-use fedbank_coordinator::{CoordinatorMachine, CoordinatorOutput, Input, JobResult, Status};
-use fedbank_participant::local_stats::{self, nearest, standardize};
+use fedbank_coordinator::{CoordinatorMachine, CoordinatorOutput, Input, Status};
 use fedbank_participant::{rfm, LocalTable, ParticipantMachine, ParticipantOutput};
 use fixture::drive::{run_to_end, Trail};
 
@@ -35,7 +36,7 @@ fn job(n: usize, k_anonymity: u64) -> ValidJob {
 fn spec(n: usize, k_anonymity: u64) -> JobSpec {
     JobSpec {
         job: JobId::new("segment-test").expect("id"),
-        kind: JobKind::Segment,
+        kind: JobKind::SEGMENT,
         profile: fedbank_common::secagg::Profile::Strict,
         participants: (0..n).map(|i| id(&format!("p{i}"))).collect(),
         committee: (0..n.min(3)).map(|i| id(&format!("p{i}"))).collect(),
@@ -152,7 +153,10 @@ fn run(job: &ValidJob, mut nodes: Vec<ParticipantMachine<S>>) -> (SegmentResult,
     let mut coordinator =
         CoordinatorMachine::<S>::new(job.clone(), 7, fedbank_transport::dev_pki::shared_trust());
     match run_to_end(&mut coordinator, &mut nodes) {
-        (Status::Finished(JobResult::Segment(r)), trail) => (*r, trail),
+        (Status::Finished(result), trail) => match result.released::<SegmentResult>("segment") {
+            Some(r) => (r, trail),
+            None => panic!("job ended without a segmentation: {result:?}"),
+        },
         (other, _) => panic!("job ended without a segmentation: {other:?}"),
     }
 }
@@ -333,7 +337,8 @@ fn a_participant_dropping_out_mid_job_is_left_out_and_recorded() {
             }
         }
         match coordinator.status() {
-            Status::Finished(JobResult::Segment(r)) => {
+            Status::Finished(result) => {
+                let r: SegmentResult = result.released("segment").expect("a segmentation");
                 assert!(r.iterations >= 2);
                 let drops = trail
                     .iter()
@@ -385,7 +390,8 @@ fn a_participant_with_no_customers_in_some_segments_is_counted_exactly() {
         }
     }
     // What p3 contributed in the last Lloyd round: zero customers in at least two segments.
-    let last = RoundKind::KMeans {
+    let last = SegmentRound::KMeans(Lloyd {
+        reference_day: None,
         mean: result.mean.clone(),
         std: result.std.clone(),
         centroids: result
@@ -393,9 +399,12 @@ fn a_participant_with_no_customers_in_some_segments_is_counted_exactly() {
             .iter()
             .map(|s| s.centroid_standardized.clone())
             .collect(),
+    });
+    let rows = LocalColumns {
+        rows: tables[3].rows,
+        columns: &tables[3].columns,
     };
-    let local = local_stats::compute(&tables[3], &job.spec().features, 1_000_000, &last)
-        .expect("p3's round");
+    let local = table_round(rows, &job.spec().features, 1_000_000, &last).expect("p3's round");
     let empty = local.values[0].iter().filter(|c| **c == 0.0).count();
     assert!(empty >= 2, "p3's counts per segment: {:?}", local.values[0]);
 }
@@ -482,11 +491,15 @@ fn the_default_reference_date_is_the_day_after_the_consortiums_latest_purchase()
     assert_eq!(rounds[..3], ["latest_month", "latest_day", "moments"]);
     for quantity in [LATEST_MONTH, LATEST_DAY] {
         let plan = job
-            .plan(&if quantity == LATEST_MONTH {
-                RoundKind::LatestMonth
-            } else {
-                RoundKind::LatestDay { month: 0 }
-            })
+            .plan(&RoundKind::Registered(
+                if quantity == LATEST_MONTH {
+                    SegmentRound::LatestMonth
+                } else {
+                    SegmentRound::LatestDay { month: 0 }
+                }
+                .to_round()
+                .expect("round"),
+            ))
             .expect("plan");
         assert!(plan
             .quantities()

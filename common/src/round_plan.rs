@@ -127,33 +127,22 @@ impl RoundPlan {
     }
 }
 
-/// The digest naming a computation: the job, the round kind with all its parameters, and the
-/// reference day recency is counted to.
-pub fn computation_digest(job: &ValidJob, kind: &RoundKind, reference_day: Option<i64>) -> Digest {
+/// The digest naming a computation: the job and the round kind with all its parameters (for a
+/// segment job over transaction logs, the reference day its rows are counted to is one of them).
+pub fn computation_digest(job: &ValidJob, kind: &RoundKind) -> Digest {
     // A JSON rendering of the kind: serde_json writes every field (non-finite floats as null,
     // which no valid request carries), and cannot fail on this type, which has no maps.
     let rendered = serde_json::to_vec(kind).unwrap_or_else(|e| e.to_string().into_bytes());
-    Digest::builder("fedbank.computation.v1")
+    Digest::builder("fedbank.computation.v2")
         .bytes(job.spec().job.as_str().as_bytes())
         .bytes(&job.digest().0)
         .bytes(&rendered)
-        .bytes(&reference_day.unwrap_or(i64::MIN).to_le_bytes())
         .finish()
 }
 
 /// Whether a job of this kind ever computes `kind`.
 pub fn allows(job: &ValidJob, kind: &RoundKind) -> bool {
     match job.spec().kind {
-        JobKind::Segment => matches!(
-            kind,
-            RoundKind::LatestMonth
-                | RoundKind::LatestDay { .. }
-                | RoundKind::Moments
-                | RoundKind::Histogram { .. }
-                | RoundKind::KMeans { .. }
-                | RoundKind::Lifecycle
-                | RoundKind::Scores { .. }
-        ),
         JobKind::Propensity => {
             let optimizer = job.propensity().map(|p| p.optimizer);
             match kind {
@@ -184,13 +173,6 @@ pub fn budget(job: &ValidJob) -> u32 {
     let planned: u64 = match spec.kind {
         JobKind::Compliance => 1,
         JobKind::Propensity => 3 + u64::from(job.propensity().map_or(0, |p| p.max_rounds)),
-        JobKind::Segment => {
-            let s = job.segment();
-            let iterations = u64::from(s.map_or(0, |s| s.max_iterations));
-            let ks = s.map_or(1, |s| s.max_k()) as u64;
-            // presence (2), moments, histogram, lifecycle, scores, and Lloyd rounds per k
-            6 + iterations * ks.max(1)
-        }
         JobKind::Registered(_) => spec_job(job).map_or(0, |j| u64::from(j.planned_rounds(job))),
     };
     let total =
@@ -277,14 +259,21 @@ mod tests {
     #[test]
     fn computations_differ_by_every_parameter() {
         let job = shipped(include_str!("../../configs/simulate-stats.toml"));
-        let one = computation_digest(&job, &newton(), None);
+        let one = computation_digest(&job, &newton());
         let mut other = newton();
         if let RoundKind::Newton { beta, .. } = &mut other {
             beta[0] = 1e-12;
         }
-        assert_ne!(one, computation_digest(&job, &other, None));
-        assert_ne!(one, computation_digest(&job, &newton(), Some(3)));
-        assert_eq!(one, computation_digest(&job, &newton(), None));
+        assert_ne!(one, computation_digest(&job, &other));
+        assert_eq!(one, computation_digest(&job, &newton()));
+        // The reference day a segment round's rows are counted to is one of its parameters.
+        let counted = |day| {
+            let round = crate::job::segment::SegmentRound::Moments { reference_day: day };
+            RoundKind::Registered(round.to_round().expect("round"))
+        };
+        let day = computation_digest(&job, &counted(Some(3)));
+        assert_ne!(day, computation_digest(&job, &counted(Some(4))));
+        assert_ne!(day, computation_digest(&job, &counted(None)));
     }
 
     #[test]

@@ -67,8 +67,6 @@ pub enum WireKind {
     Contribution = 13,
     /// [`crate::protocol::Notice`].
     Notice = 14,
-    /// [`crate::protocol::SegmentsReleased`].
-    Segments = 15,
     /// [`crate::protocol::ModelReleased`].
     Model = 16,
     /// [`crate::protocol::AlertKeys`].
@@ -95,6 +93,9 @@ pub enum WireKind {
     ContributionCommitment = 27,
     /// [`crate::protocol::RevealRequest`].
     RevealRequest = 28,
+    /// [`crate::protocol::JobReleased`]. (15 was the segment job's own release up to protocol
+    /// version 7; it is retired.)
+    Released = 29,
 }
 
 impl WireKind {
@@ -116,7 +117,6 @@ impl WireKind {
             RoundRequest,
             Contribution,
             Notice,
-            Segments,
             Model,
             AlertKeys,
             AlertRequest,
@@ -130,6 +130,7 @@ impl WireKind {
             PrivacyState,
             ContributionCommitment,
             RevealRequest,
+            Released,
         ]
         .into_iter()
         .find(|k| *k as u8 == b)

@@ -8,6 +8,7 @@ use fedbank_auditor::AuditorStatus;
 use fedbank_common::alerts::AuditorKeys;
 use fedbank_common::audit::SigningIdentity;
 use fedbank_common::ids::NodeId;
+use fedbank_common::job::segment::{self, SegmentResult};
 use fedbank_common::job::ValidJob;
 use fedbank_common::secagg::Profile;
 use fedbank_coordinator::{JobResult, ResultFile, Status};
@@ -149,10 +150,12 @@ pub fn write_result(out: &Path, job: &ValidJob, status: &Status) -> Result<PathB
                 .with_context(|| format!("writing {}", model_path.display()))?;
             crate::reports::propensity::write(out, job, p)?;
         }
-        JobResult::Segment(segments) => {
-            crate::reports::segment::write_segment_report(out, job, segments)?;
+        JobResult::Registered { .. } => {
+            if let Some(segments) = outcome.released::<SegmentResult>(segment::KIND) {
+                crate::reports::segment::write_segment_report(out, job, &segments)?;
+            }
         }
-        JobResult::Compliance(_) | JobResult::Registered { .. } => {}
+        JobResult::Compliance(_) => {}
     }
     let path = out.join("result.json");
     std::fs::write(&path, ResultFile::new(job, outcome).to_json()?)

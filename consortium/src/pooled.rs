@@ -6,8 +6,8 @@
 use crate::launch::rows_for_pooling;
 use anyhow::{bail, Context, Result};
 use fedbank_common::encoding::DecodedQuantity;
+use fedbank_common::job::segment::{table_round, SegmentJob, SegmentResult};
 use fedbank_common::job::ValidJob;
-use fedbank_coordinator::segment::{SegmentJob, SegmentResult};
 use fedbank_participant::{local_stats, LocalData, LocalTable};
 
 /// Runs a segment job on the pooled rows of every participant's `data`. The reference date is
@@ -33,8 +33,15 @@ pub fn segment(job: &ValidJob, data: &[LocalData]) -> Result<SegmentResult> {
     }
     let mut round = Some(logic.first_round());
     while let Some(kind) = round {
-        let local = local_stats::compute(&pooled, &spec.features, u64::MAX, &kind)?;
-        let plan = job.plan(&kind)?;
+        let columns = fedbank_common::job::LocalColumns {
+            rows: pooled.rows,
+            columns: &pooled.columns,
+        };
+        let local =
+            table_round(columns, &spec.features, u64::MAX, &kind).map_err(anyhow::Error::msg)?;
+        let plan = job.plan(&fedbank_common::job::RoundKind::Registered(
+            kind.to_round()?,
+        ))?;
         let decoded: Vec<DecodedQuantity> = plan
             .quantities()
             .iter()

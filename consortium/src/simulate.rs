@@ -8,6 +8,7 @@ use crate::launch::{self, credentials, load_data, write_result, Progress};
 use anyhow::{bail, Context, Result};
 use fedbank_common::audit::{cross_check, verify};
 use fedbank_common::ids::NodeId;
+use fedbank_common::job::segment::{self, SegmentResult};
 use fedbank_common::job::stats::{self, StatsResult};
 use fedbank_common::job::Optimizer;
 use fedbank_coordinator::{JobResult, ResultFile, Status};
@@ -285,7 +286,11 @@ pub fn run(args: &SimulateOptions) -> Result<()> {
             );
         }
     }
-    if let Status::Finished(JobResult::Segment(r)) = &status {
+    let segments = match &status {
+        Status::Finished(result) => result.released::<SegmentResult>(segment::KIND),
+        _ => None,
+    };
+    if let Some(r) = &segments {
         let _ = writeln!(
             summary,
             "k = {}, {} iterations, inertia {:.2}; initialization: {}",

@@ -1,9 +1,9 @@
-//! What the coordinator computes between rounds, per job kind: the built-in kinds' own steps,
-//! and a registered kind's [`CoordinatorStep`].
+//! What the coordinator computes between rounds, per job kind: the propensity and compliance
+//! kinds' own steps, and the [`CoordinatorStep`] of a kind behind the `Job` trait (stats,
+//! segment, and any registered kind).
 
 use crate::compliance::{ComplianceJob, ComplianceResult};
 use crate::propensity::{PropensityJob, PropensityResult};
-use crate::segment::{SegmentJob, SegmentResult};
 use fedbank_common::encoding::DecodedQuantity;
 use fedbank_common::job::{stats, CoordinatorStep, Job, JobKind, RoundKind, ValidJob};
 use serde::Serialize;
@@ -12,8 +12,6 @@ use serde::Serialize;
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum JobResult {
-    /// Segments.
-    Segment(Box<SegmentResult>),
     /// A propensity model and its evaluation.
     Propensity(Box<PropensityResult>),
     /// Per-rule compliance totals and alert counts.
@@ -43,8 +41,6 @@ impl JobResult {
 /// The job-kind-specific logic.
 #[derive(Debug, Clone)]
 pub enum JobLogic {
-    /// The segment job.
-    Segment(Box<SegmentJob>),
     /// The propensity job.
     Propensity(Box<PropensityJob>),
     /// The compliance job.
@@ -79,25 +75,17 @@ impl JobLogic {
                 p.clone(),
             )));
         }
-        match (spec.kind, job.segment()) {
-            (JobKind::Segment, Some(segment)) => JobLogic::Segment(Box::new(SegmentJob::new(
-                spec.features.clone(),
-                segment.clone(),
-                spec.histogram_bins,
-            ))),
-            // Validation gives every kind its section, so no valid job gets here; were one to,
-            // it would compute only the statistics of its features.
-            _ => JobLogic::Registered {
-                kind: stats::KIND,
-                step: stats::Stats.coordinator(job),
-            },
+        // Validation gives every kind its section, so no valid job gets here; were one to, it
+        // would compute only the statistics of its features.
+        JobLogic::Registered {
+            kind: stats::KIND,
+            step: stats::Stats.coordinator(job),
         }
     }
 
     /// The job's first round, or why there is none.
     pub fn first_round(&self) -> Result<RoundKind, String> {
         Ok(match self {
-            JobLogic::Segment(j) => j.first_round(),
             JobLogic::Propensity(j) => j.first_round(),
             JobLogic::Compliance(j) => j.first_round(),
             JobLogic::Registered { step, .. } => RoundKind::Registered(step.first_round()?),
@@ -125,7 +113,6 @@ impl JobLogic {
             JobLogic::Compliance(j) => j
                 .apply(kind, decoded, contributors)
                 .map_err(|e| e.to_string()),
-            JobLogic::Segment(j) => j.apply(kind, decoded).map_err(|e| e.to_string()),
             JobLogic::Propensity(j) => j.apply(kind, decoded).map_err(|e| {
                 let source = std::error::Error::source(&e).map(|s| format!(": {s}"));
                 format!("{e}{}", source.unwrap_or_default())
@@ -133,11 +120,12 @@ impl JobLogic {
         }
     }
 
-    /// The reference day participants count recency to, once the job has one.
-    pub fn reference_day(&self) -> Option<i64> {
+    /// What participants receive of a finished job behind the `Job` trait (for example the
+    /// segments' centroids), in the job's own encoding.
+    pub fn release(&self) -> Option<Vec<u8>> {
         match self {
-            JobLogic::Propensity(_) | JobLogic::Compliance(_) | JobLogic::Registered { .. } => None,
-            JobLogic::Segment(j) => j.reference_day(),
+            JobLogic::Registered { step, .. } => step.release(),
+            JobLogic::Propensity(_) | JobLogic::Compliance(_) => None,
         }
     }
 
@@ -152,7 +140,6 @@ impl JobLogic {
     /// The result, once done.
     pub fn result(&self) -> Option<JobResult> {
         match self {
-            JobLogic::Segment(j) => j.result().cloned().map(|r| JobResult::Segment(Box::new(r))),
             JobLogic::Propensity(j) => j
                 .result()
                 .cloned()

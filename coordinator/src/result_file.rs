@@ -7,7 +7,6 @@
 use crate::compliance::ComplianceResult;
 use crate::job_logic::JobResult;
 use crate::propensity::PropensityResult;
-use crate::segment::SegmentResult;
 use fedbank_common::ids::{JobId, NodeId};
 use fedbank_common::job::ValidJob;
 use serde::{Deserialize, Serialize};
@@ -50,8 +49,6 @@ pub struct ResultFile {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum Released {
-    /// Segments.
-    Segment(Box<SegmentResult>),
     /// A propensity model and its evaluation.
     Propensity(Box<PropensityResult>),
     /// Per-rule compliance totals and alert counts.
@@ -61,8 +58,8 @@ pub enum Released {
     Registered(RegisteredRelease),
 }
 
-/// What a job kind behind the `Job` trait released (`stats`, or a kind registered from its own
-/// folder): its name and its own result record's fields, beside the shared ones.
+/// What a job kind behind the `Job` trait released (`stats`, `segment`, or a kind registered
+/// from its own folder): its name and its own result record's fields, beside the shared ones.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RegisteredRelease {
     /// The kind's name.
@@ -96,7 +93,6 @@ impl ResultFile {
     pub fn new(job: &ValidJob, result: &JobResult) -> Self {
         let spec = job.spec();
         let released = match result.clone() {
-            JobResult::Segment(r) => Released::Segment(r),
             JobResult::Propensity(r) => Released::Propensity(r),
             JobResult::Compliance(r) => Released::Compliance(r),
             JobResult::Registered { kind, released } => Released::Registered(RegisteredRelease {

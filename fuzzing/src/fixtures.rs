@@ -13,7 +13,8 @@ use fedbank_common::key_ceremony::{
 };
 use fedbank_common::policy::MemberRecord;
 use fedbank_common::protocol::{
-    Contribution, ContributionCommitment, Hello, Notice, NoticeKind, RevealRequest, RoundRequest,
+    Contribution, ContributionCommitment, Hello, JobReleased, Notice, NoticeKind, RevealRequest,
+    RoundRequest,
 };
 use fedbank_common::roster::{RevealStatement, Roster};
 use fedbank_common::secagg::{
@@ -329,7 +330,6 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
             round: ROUND,
             attempt: 0,
             kind: RoundKind::Moments,
-            reference_day: None,
         }),
         encoded(&ContributionCommitment {
             round: ROUND,
@@ -347,6 +347,19 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
         }),
         encoded(&request),
         encoded(&partial),
+        encoded(&JobReleased {
+            job: job.clone(),
+            release: fedbank_common::canonical::encode_body(
+                &fedbank_common::job::segment::SegmentRelease {
+                    reference_day: Some(10_000),
+                    mean: vec![1.0, 2.0, 3.0],
+                    std: vec![0.5, 0.5, 0.5],
+                    centroids: vec![vec![0.0, 1.0, -1.0], vec![1.0, 0.0, 0.0]],
+                    labels: vec!["champions".into(), "at risk".into()],
+                },
+            )
+            .unwrap_or_else(|e| panic!("encoding a seed: {e}")),
+        }),
         encoded(&Notice {
             job,
             round: Some(ROUND),

@@ -7,7 +7,9 @@
 //! over the days between its first and last purchase, so memory follows customers × the log's
 //! span, never the number of rows. The RFM table is built from it when the reference date is
 //! known — from the job, or from the consortium's reference-date rounds, to which the history
-//! contributes only presence indicators up to its latest purchase ([`latest_purchase_presence`]).
+//! contributes only presence indicators up to its latest purchase (the segment job's
+//! `latest_purchase_presence`). The segment job reads it through
+//! [`fedbank_common::job::TransactionLog`].
 //!
 //! Bad input stops the participant before anything is sent, with the file, line and column:
 //! a missing column, a duplicate header, an empty file, an unparsable date or amount, a negative
@@ -15,7 +17,8 @@
 
 use crate::local_table::{CsvFile, LocalTable, TableError};
 use fedbank_common::calendar::{self, day_number};
-use fedbank_common::job::{RoundKind, TransactionColumns, RFM_FEATURES};
+use fedbank_common::job::segment::{lifecycle_stage, LIFECYCLE_COLUMN};
+use fedbank_common::job::{TableColumns, TransactionColumns, TransactionLog, RFM_FEATURES};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -68,28 +71,6 @@ pub enum TransactionError {
         /// The reference date.
         reference: String,
     },
-}
-
-/// Column of the RFM table holding each customer's lifecycle stage (an index into
-/// [`fedbank_common::job::LIFECYCLE_STAGES`]); it is not a model feature.
-pub const LIFECYCLE_COLUMN: &str = "lifecycle_stage";
-
-/// The lifecycle stage of a customer whose first and last purchases were `since_first` and
-/// `since_last` days before the reference date, with `purchase_days` distinct purchase days.
-pub fn lifecycle_stage(since_first: i64, since_last: i64, purchase_days: usize) -> usize {
-    if since_first <= 90 {
-        0
-    } else if since_last <= 90 {
-        if purchase_days >= 5 {
-            2
-        } else {
-            1
-        }
-    } else if since_last <= 365 {
-        3
-    } else {
-        4
-    }
 }
 
 #[derive(Default)]
@@ -323,34 +304,22 @@ impl CustomerHistory {
     }
 }
 
-/// This participant's indicators for a reference-date round: every month (or day of the given
-/// month) on or before its latest purchase is set. `None` for any other round; an error when
-/// the latest purchase is after 2099-12-31, beyond the months the round covers.
-pub fn latest_purchase_presence(
-    latest_day: i64,
-    round: &RoundKind,
-) -> Option<Result<Vec<f64>, String>> {
-    let latest_month = calendar::month_index(latest_day);
-    let indicators = |len: usize, last: i64| {
-        (0..len as i64)
-            .map(|i| f64::from(u8::from(i <= last)))
-            .collect()
-    };
-    match round {
-        RoundKind::LatestMonth if latest_month >= calendar::MONTHS as i64 => Some(Err(format!(
-            "the latest purchase, {}, is after 2099-12, beyond the reference-date rounds; give reference_date in the job",
-            calendar::format_day(latest_day)
-        ))),
-        RoundKind::LatestMonth => Some(Ok(indicators(calendar::MONTHS, latest_month))),
-        RoundKind::LatestDay { month } => {
-            let last = match latest_month.cmp(month) {
-                std::cmp::Ordering::Less => -1,
-                std::cmp::Ordering::Equal => latest_day - calendar::first_day_of_month(*month),
-                std::cmp::Ordering::Greater => calendar::MONTH_DAYS as i64,
-            };
-            Some(Ok(indicators(calendar::MONTH_DAYS, last)))
-        }
-        _ => None,
+impl TransactionLog for CustomerHistory {
+    fn latest_day(&self) -> i64 {
+        CustomerHistory::latest_day(self)
+    }
+
+    fn rfm_table(&self, reference_day: i64) -> Result<TableColumns, String> {
+        CustomerHistory::rfm_table(self, reference_day)
+            .map(|t| TableColumns {
+                rows: t.rows,
+                columns: t.columns,
+            })
+            .map_err(|e| e.to_string())
+    }
+
+    fn ids(&self) -> &[String] {
+        CustomerHistory::ids(self)
     }
 }
 
@@ -398,46 +367,6 @@ mod tests {
         let history = read_transactions(path, &columns())?;
         let table = history.rfm_table(day_number(reference).expect("date"))?;
         Ok((table, history.ids().to_vec()))
-    }
-
-    #[test]
-    fn presence_up_to_the_latest_purchase() {
-        let day = day_number("1998-06-30").expect("date");
-        let month = calendar::month_index(day);
-        let months = latest_purchase_presence(day, &RoundKind::LatestMonth)
-            .expect("a reference round")
-            .expect("in range");
-        assert_eq!(
-            months.iter().filter(|v| **v == 1.0).count() as i64,
-            month + 1
-        );
-        let days = |m| {
-            latest_purchase_presence(day, &RoundKind::LatestDay { month: m })
-                .expect("a reference round")
-                .expect("in range")
-                .iter()
-                .filter(|v| **v == 1.0)
-                .count()
-        };
-        assert_eq!(days(month), 30);
-        assert_eq!(days(month + 1), 0);
-        assert_eq!(days(month - 1), 31);
-        assert!(latest_purchase_presence(
-            day_number("2100-01-01").expect("date"),
-            &RoundKind::LatestMonth
-        )
-        .expect("a reference round")
-        .is_err());
-        assert!(latest_purchase_presence(day, &RoundKind::Moments).is_none());
-    }
-
-    #[test]
-    fn lifecycle_stages() {
-        assert_eq!(lifecycle_stage(30, 10, 1), 0); // new
-        assert_eq!(lifecycle_stage(400, 10, 2), 1); // active
-        assert_eq!(lifecycle_stage(400, 10, 9), 2); // loyal
-        assert_eq!(lifecycle_stage(400, 200, 9), 3); // at risk
-        assert_eq!(lifecycle_stage(800, 500, 9), 4); // churned
     }
 
     #[test]

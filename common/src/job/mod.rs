@@ -3,15 +3,17 @@
 //! the job whose digest matches its own copy.
 //!
 //! - this file: the spec ([`JobSpec`]), its errors and the checked [`ValidJob`];
-//! - `segment` and `propensity`: each job kind's own section of the file;
+//! - `propensity`: that job kind's own section of the file;
 //! - `validate`: [`JobSpec::validate`] and the digest; `plan`: what a valid job computes
 //!   (quantities, encoding plans, message limits); `rounds`: [`RoundKind`] and quantity labels.
 //!
 //! - `registered`: the [`Job`] trait through which a job kind in its own folder plugs in, and
 //!   the registry [`JOBS`].
 //!
-//! What it does not do yet: reach the four built-in kinds through [`Job`]; their sections,
-//! rounds and quantities are still arms here (issue 14).
+//! - `stats/` and `segment/`: those job kinds in their own folders, behind [`Job`].
+//!
+//! What it does not do yet: reach the propensity and compliance kinds through [`Job`]; their
+//! sections, rounds and quantities are still arms here (issue 14).
 
 use crate::compliance_rules::ComplianceSpec;
 use crate::digest::Digest;
@@ -25,7 +27,7 @@ pub mod privacy;
 mod propensity;
 mod registered;
 mod rounds;
-mod segment;
+pub mod segment;
 pub mod stats;
 mod validate;
 
@@ -33,7 +35,7 @@ pub use plan::RoundPlanError;
 pub use propensity::*;
 pub use registered::*;
 pub use rounds::*;
-pub use segment::*;
+pub use segment::{ChooseK, KCriterion, SegmentSpec, TransactionColumns, MAX_SEGMENTS};
 
 /// A numeric feature (column) with its declared bound and fixed-point scale.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -66,8 +68,6 @@ impl FeatureSpec {
 /// What the job computes. In a job file and in every encoding it is the kind's name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum JobKind {
-    /// Customer segmentation: global standardization, then federated Lloyd k-means.
-    Segment,
     /// Propensity model: federated logistic regression (Newton) and federated evaluation.
     Propensity,
     /// Compliance audit run: declared rules over marketing-contact logs and consent tables,
@@ -75,18 +75,20 @@ pub enum JobKind {
     Compliance,
     /// A job kind behind the [`Job`] trait, by its name: fedbank's own in [`BUILT_IN`]
     /// (`stats`: per-feature count, missing rate, mean, standard deviation, histogram and
-    /// quantiles) or one registered from its own folder ([`JOBS`]).
+    /// quantiles; `segment`: customer segments by federated Lloyd k-means) or one registered
+    /// from its own folder ([`JOBS`]).
     Registered(&'static str),
 }
 
 impl JobKind {
     /// The stats job (`job/stats/`).
     pub const STATS: JobKind = JobKind::Registered(stats::KIND);
+    /// The segment job (`job/segment/`).
+    pub const SEGMENT: JobKind = JobKind::Registered(segment::KIND);
 
     /// The name used in job files and results.
     pub fn name(self) -> &'static str {
         match self {
-            JobKind::Segment => "segment",
             JobKind::Propensity => "propensity",
             JobKind::Compliance => "compliance",
             JobKind::Registered(name) => name,
@@ -95,7 +97,7 @@ impl JobKind {
 
     /// The built-in kind called `name`.
     pub fn builtin(name: &str) -> Option<JobKind> {
-        [JobKind::Segment, JobKind::Propensity, JobKind::Compliance]
+        [JobKind::Propensity, JobKind::Compliance]
             .into_iter()
             .find(|k| k.name() == name)
     }
@@ -124,7 +126,7 @@ impl<'de> Deserialize<'de> for JobKind {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let name = String::deserialize(deserializer)?;
         JobKind::from_name(&name).ok_or_else(|| {
-            let mut known = vec!["segment", "propensity", "compliance"];
+            let mut known = vec!["propensity", "compliance"];
             known.extend(registered_kinds());
             serde::de::Error::custom(format!(
                 "unknown job kind '{name}' (this build knows {})",

@@ -3,7 +3,7 @@
 
 use super::{
     JobSpec, PropensitySpec, RoundKind, SegmentSpec, ValidJob, FEDAVG_COEFFICIENT_BOUND,
-    LATEST_DAY, LATEST_MONTH, LIFECYCLE_STAGES, LOGISTIC_SCALE, MAX_CLASS_WEIGHT, Z_BOUND, Z_SCALE,
+    LOGISTIC_SCALE, MAX_CLASS_WEIGHT, Z_BOUND,
 };
 use crate::compliance_rules::ComplianceSpec;
 use crate::digest::Digest;
@@ -69,15 +69,9 @@ impl ValidJob {
     pub fn max_message_bytes(&self) -> usize {
         let ring = self.params.ring();
         let width = ring.torus_bits as usize / 8;
-        let k = self.spec.segment.as_ref().map_or(1, SegmentSpec::max_k);
         let fixed = [
             self.moments_quantities(),
             self.histogram_quantities(),
-            self.kmeans_quantities(k),
-            vec![QuantitySpec::presence(
-                LATEST_MONTH,
-                crate::calendar::MONTHS,
-            )],
             self.spec
                 .compliance
                 .as_ref()
@@ -144,41 +138,6 @@ impl ValidJob {
             0 => secagg,
             _ => secagg.max(crate::alerts::MAX_AUDITOR_KEYS_BYTES),
         }
-    }
-
-    /// Quantities of a Lloyd iteration with `k` centroids: count per segment, sum and sum of
-    /// squares of each standardized feature per segment (the squares let the coordinator split
-    /// the widest segment), the total inertia, and the sum of the customers' simplified
-    /// silhouettes.
-    pub fn kmeans_quantities(&self, k: usize) -> Vec<QuantitySpec> {
-        let rows = self.spec.max_rows as f64;
-        let d = self.spec.features.len() as f64;
-        let mut q = vec![QuantitySpec::new("kmeans.count", k, rows, 1.0)];
-        for f in &self.spec.features {
-            q.push(QuantitySpec::new(
-                format!("kmeans.sum.{}", f.name),
-                k,
-                rows * Z_BOUND,
-                Z_SCALE,
-            ));
-        }
-        for f in &self.spec.features {
-            q.push(QuantitySpec::new(
-                format!("kmeans.sumsq.{}", f.name),
-                k,
-                rows * Z_BOUND * Z_BOUND,
-                Z_SCALE,
-            ));
-        }
-
-        q.push(QuantitySpec::new(
-            "kmeans.inertia",
-            1,
-            rows * d * 4.0 * Z_BOUND * Z_BOUND,
-            Z_SCALE,
-        ));
-        q.push(QuantitySpec::new("kmeans.silhouette", 1, rows, 1e9));
-        q
     }
 
     /// The propensity table of a propensity job.
@@ -318,45 +277,16 @@ impl ValidJob {
                     })?
             }
             RoundKind::Moments => self.moments_quantities(),
-            RoundKind::Histogram { .. } => self.histogram_quantities(),
-            RoundKind::KMeans { centroids, .. } => self.kmeans_quantities(centroids.len()),
-            RoundKind::Scores { centroids, .. } => self
-                .spec
-                .features
-                .iter()
-                .map(|f| {
-                    QuantitySpec::new(
-                        format!("scores.{}", f.name),
-                        centroids.len(),
-                        self.spec.max_rows as f64 * 5.0,
-                        1.0,
-                    )
-                })
-                .collect(),
             RoundKind::Classes
             | RoundKind::Newton { .. }
             | RoundKind::FedAvg { .. }
             | RoundKind::Evaluate { .. } => self.propensity_quantities(round),
-            RoundKind::LatestMonth => vec![QuantitySpec::presence(
-                LATEST_MONTH,
-                crate::calendar::MONTHS,
-            )],
-            RoundKind::LatestDay { .. } => vec![QuantitySpec::presence(
-                LATEST_DAY,
-                crate::calendar::MONTH_DAYS,
-            )],
             RoundKind::Compliance => self
                 .spec
                 .compliance
                 .as_ref()
                 .map(|c| c.quantities(self.spec.max_rows))
                 .unwrap_or_default(),
-            RoundKind::Lifecycle => vec![QuantitySpec::new(
-                "lifecycle.count",
-                LIFECYCLE_STAGES.len(),
-                self.spec.max_rows as f64,
-                1.0,
-            )],
         };
         let mut specs = specs;
         if let Some(noise) = self.privacy().and_then(|p| p.round(round)) {

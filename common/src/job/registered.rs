@@ -13,13 +13,18 @@
 //! parameters are the job's own record in the canonical encoding. A tag no job declares is still
 //! refused by the participant's round plan.
 //!
-//! fedbank's own kinds behind this trait are listed in [`BUILT_IN`] (today: stats, in
-//! `job/stats/`); kinds from elsewhere register into [`JOBS`] and take tags from
-//! [`FIRST_REGISTERED_TAG`] up.
+//! fedbank's own kinds behind this trait are listed in [`BUILT_IN`] (today: stats in
+//! `job/stats/`, segment in `job/segment/`); kinds from elsewhere register into [`JOBS`] and
+//! take tags from [`FIRST_REGISTERED_TAG`] up.
 //!
-//! What it does not do yet: the segment, propensity and compliance jobs are still reached
-//! through their own arms (`RoundKind`'s variants, the coordinator's `JobLogic`, the
-//! participant's local step) rather than through this trait; docs/architecture.md lists them.
+//! A kind that keeps state between a participant's rounds (the segment job's reference day and
+//! RFM rows) or releases something to participants at the end (the segments' centroids) does so
+//! through [`ParticipantStep`] and [`CoordinatorStep::release`]; the others implement only
+//! [`Job::local_round`].
+//!
+//! What it does not do yet: the propensity and compliance jobs are still reached through their
+//! own arms (`RoundKind`'s variants, the coordinator's `JobLogic`, the participant's local step)
+//! rather than through this trait; docs/architecture.md lists them.
 
 use super::{JobSpec, RoundKind, RoundTag, ValidJob};
 use crate::canonical::{config, encode_body};
@@ -44,7 +49,7 @@ pub static JOBS: [&'static dyn Job];
 
 /// fedbank's own job kinds that have moved behind [`Job`], each in its folder under `job/`.
 /// Listed here rather than through [`JOBS`] so that no binary can miss one by not linking it.
-pub const BUILT_IN: &[&dyn Job] = &[&super::stats::Stats];
+pub const BUILT_IN: &[&dyn Job] = &[&super::stats::Stats, &super::segment::SegmentKind];
 
 /// Every job kind behind [`Job`] in this binary: [`BUILT_IN`], then [`JOBS`].
 pub fn all_jobs() -> impl Iterator<Item = &'static dyn Job> {
@@ -131,28 +136,43 @@ impl JobRound {
     /// The parameters as the job's record `P`; every byte must belong to it.
     pub fn parameters<P: DeserializeOwned>(&self) -> Result<P, RoundParameterError> {
         let tag = self.tag;
-        if self.parameters.len() > MAX_ROUND_PARAMETERS {
-            return Err(RoundParameterError::Shape {
-                tag,
-                what: format!("{} bytes of parameters", self.parameters.len()),
-            });
-        }
-        let (value, read): (P, usize) = bincode::serde::decode_from_slice(
-            &self.parameters,
-            config().with_limit::<MAX_ROUND_PARAMETERS>(),
-        )
-        .map_err(|source| RoundParameterError::Decode { tag, source })?;
-        if read != self.parameters.len() {
-            return Err(RoundParameterError::Shape {
-                tag,
-                what: format!(
-                    "{} bytes after the parameters",
-                    self.parameters.len() - read
-                ),
-            });
-        }
-        Ok(value)
+        decode_record(&self.parameters).map_err(|e| match e {
+            RecordError::Decode(source) => RoundParameterError::Decode { tag, source },
+            RecordError::Shape(what) => RoundParameterError::Shape { tag, what },
+        })
     }
+}
+
+/// Why a job's record (round parameters, a release) did not read back.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    /// The bytes are not the record.
+    #[error("the record does not decode")]
+    Decode(#[source] bincode::error::DecodeError),
+    /// Bytes were left after the record, or it is larger than allowed.
+    #[error("{0}")]
+    Shape(String),
+}
+
+/// A job's record `P` in the canonical encoding, at most [`MAX_ROUND_PARAMETERS`] bytes, every
+/// byte belonging to it.
+pub fn decode_record<P: DeserializeOwned>(bytes: &[u8]) -> Result<P, RecordError> {
+    if bytes.len() > MAX_ROUND_PARAMETERS {
+        return Err(RecordError::Shape(format!(
+            "{} bytes, more than {MAX_ROUND_PARAMETERS}",
+            bytes.len()
+        )));
+    }
+    let (value, read): (P, usize) =
+        bincode::serde::decode_from_slice(bytes, config().with_limit::<MAX_ROUND_PARAMETERS>())
+            .map_err(RecordError::Decode)?;
+    if read != bytes.len() {
+        return Err(RecordError::Shape(format!(
+            "{} bytes after the record",
+            bytes.len() - read
+        )));
+    }
+    Ok(value)
 }
 
 /// A participant's table as a registered job's local step reads it: rows and columns of
@@ -173,6 +193,72 @@ impl<'a> LocalColumns<'a> {
             .map(Vec::as_slice)
             .ok_or_else(|| format!("the local table has no column '{name}'"))
     }
+}
+
+/// A participant's table with its own columns: what a data source (a transaction log, a file)
+/// yields for a job to read through [`LocalColumns`].
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TableColumns {
+    /// Rows.
+    pub rows: usize,
+    /// Columns by name.
+    pub columns: BTreeMap<String, Vec<Option<f64>>>,
+}
+
+impl TableColumns {
+    /// A view for a job's local step.
+    pub fn view(&self) -> LocalColumns<'_> {
+        LocalColumns {
+            rows: self.rows,
+            columns: &self.columns,
+        }
+    }
+}
+
+/// A transaction log summarized per customer, as a job's local step reads it: the latest
+/// purchase and per-customer rows counted to a reference day. The participant's reader builds
+/// it; the segment job's RFM rounds read it.
+pub trait TransactionLog: Send + Sync {
+    /// Days since 1970-01-01 of the latest purchase.
+    fn latest_day(&self) -> i64;
+    /// Per customer, in the order of its customer ids: `log_recency`, `log_frequency`,
+    /// `log_monetary` counted to `reference_day`, and the customer's lifecycle stage.
+    fn rfm_table(&self, reference_day: i64) -> Result<TableColumns, String>;
+    /// Customer ids, in row order.
+    fn ids(&self) -> &[String];
+}
+
+/// Everything a participant holds that a job's local step may read. Which parts are present
+/// depends on the data source the job names (a table for most jobs, a transaction log for a
+/// segment job over transactions).
+#[derive(Clone, Copy)]
+pub struct LocalInput<'a> {
+    /// The customer table (empty when the job reads a transaction log).
+    pub table: LocalColumns<'a>,
+    /// Customer ids of the table's rows, when the job names an id column.
+    pub row_ids: Option<&'a [String]>,
+    /// The transaction log, when the job reads one.
+    pub transactions: Option<&'a dyn TransactionLog>,
+}
+
+impl fmt::Debug for LocalInput<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LocalInput")
+            .field("rows", &self.table.rows)
+            .field("row_ids", &self.row_ids.map(<[String]>::len))
+            .field("transactions", &self.transactions.map(|t| t.ids().len()))
+            .finish()
+    }
+}
+
+/// What a participant keeps from a job's release to participants: one label per own customer,
+/// written to its local file and never sent (for example the segment each customer falls in).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LocalRelease {
+    /// (customer, label) per own customer.
+    pub assignments: Vec<(String, String)>,
+    /// How many distinct labels the release has.
+    pub labels: usize,
 }
 
 /// One round's local values: one vector per quantity, in the order of the round's quantities,
@@ -205,13 +291,28 @@ pub trait Job: Sync {
     /// The coordinator's step, fresh for a run.
     fn coordinator(&self, job: &ValidJob) -> Box<dyn CoordinatorStep>;
     /// A participant's values for `round` over its own table (never more rows than the job's
-    /// `max_rows`: the participant checks that before it calls).
+    /// `max_rows`: the participant checks that before it calls), for a kind that keeps nothing
+    /// between rounds. A kind that does overrides [`Job::participant`] instead.
     fn local_round(
         &self,
         job: &ValidJob,
         table: LocalColumns<'_>,
         round: &JobRound,
-    ) -> Result<LocalValues, String>;
+    ) -> Result<LocalValues, String> {
+        let _ = (job, table);
+        Err(format!(
+            "{round}: a {} job computes its rounds in its participant step",
+            self.kind()
+        ))
+    }
+    /// The participant's step, fresh for a run: by default [`Job::local_round`] round after
+    /// round, with nothing kept between rounds and nothing taken from a release.
+    fn participant(&self, job: &ValidJob) -> Box<dyn ParticipantStep> {
+        Box::new(Stateless {
+            kind: self.kind(),
+            job: job.clone(),
+        })
+    }
     /// Checks that `result` is this kind's released record (a reader of `result.json` calls it).
     fn check_result(&self, result: &serde_json::Value) -> Result<(), String>;
 }
@@ -230,6 +331,12 @@ pub trait CoordinatorStep: Send + fmt::Debug {
     ) -> Result<Option<JobRound>, String>;
     /// The released result once done: the job's own typed record, as JSON.
     fn result(&self) -> Option<serde_json::Value>;
+    /// What participants receive of the result once done, in the job's own canonical encoding
+    /// (for example the segments' centroids, so that each assigns its own customers); `None`
+    /// when the job releases nothing to participants.
+    fn release(&self) -> Option<Vec<u8>> {
+        None
+    }
     /// A copy (the coordinator keeps one per checkpoint replay).
     fn boxed_clone(&self) -> Box<dyn CoordinatorStep>;
 }
@@ -237,6 +344,42 @@ pub trait CoordinatorStep: Send + fmt::Debug {
 impl Clone for Box<dyn CoordinatorStep> {
     fn clone(&self) -> Self {
         self.boxed_clone()
+    }
+}
+
+/// A participant's side of one run of a registered job: what it computes each round over its
+/// own data, and what it does with the job's release.
+pub trait ParticipantStep: Send {
+    /// Its values for `round`, or why it cannot contribute (said to the coordinator).
+    fn local_round(
+        &mut self,
+        data: LocalInput<'_>,
+        round: &JobRound,
+    ) -> Result<LocalValues, String>;
+    /// Takes the job's release to participants (see [`CoordinatorStep::release`]): what it keeps
+    /// locally, or why the release does not fit this job.
+    fn released(&mut self, data: LocalInput<'_>, release: &[u8]) -> Result<LocalRelease, String> {
+        let _ = (data, release);
+        Err("this job releases nothing to participants".to_owned())
+    }
+}
+
+/// The participant step of a kind that keeps nothing between rounds: its registered
+/// [`Job::local_round`], found by name.
+struct Stateless {
+    kind: &'static str,
+    job: ValidJob,
+}
+
+impl ParticipantStep for Stateless {
+    fn local_round(
+        &mut self,
+        data: LocalInput<'_>,
+        round: &JobRound,
+    ) -> Result<LocalValues, String> {
+        let job = registered(self.kind)
+            .ok_or_else(|| format!("no job kind '{}' is registered in this build", self.kind))?;
+        job.local_round(&self.job, data.table, round)
     }
 }
 
@@ -363,7 +506,10 @@ mod tests {
         let mut longer = round.clone();
         longer.parameters.push(0);
         let err = longer.parameters::<Threshold>().expect_err("trailing byte");
-        assert!(err.to_string().contains("1 bytes after"), "{err}");
+        assert!(
+            err.to_string().contains("1 bytes after the record"),
+            "{err}"
+        );
         let mut shorter = round;
         shorter.parameters.pop();
         assert!(shorter.parameters::<Threshold>().is_err());
@@ -425,7 +571,7 @@ mod tests {
         assert!(low.contains("the tag of a built-in round"), "{low}");
         let outside = check_external(&[&Named("one", LOW)]).expect_err("range");
         assert!(outside.contains("below the registered range"), "{outside}");
-        let builtin = check_registry(&[&Named("segment", &[])]).expect_err("built-in");
+        let builtin = check_registry(&[&Named("propensity", &[])]).expect_err("built-in");
         assert!(builtin.contains("built-in"), "{builtin}");
         // A kind named like one of fedbank's own behind the trait is a second registration.
         let all: Vec<&dyn Job> = BUILT_IN

@@ -113,24 +113,14 @@ impl JobSpec {
                 return Err(range(field, ms.to_string(), "10 ms to 24 h"));
             }
         }
-        match (&self.segment, self.kind) {
-            (Some(segment), JobKind::Segment) => segment.check(&job, &self.features)?,
-            (None, JobKind::Segment) => {
-                return Err(JobError::Segment {
-                    job,
-                    problem: "a segment job needs a [job.segment] table".to_owned(),
-                })
-            }
-            (Some(_), kind) => {
-                return Err(JobError::Segment {
-                    job,
-                    problem: format!(
-                        "only a job of kind \"segment\" takes a [job.segment] table; this job's kind is \"{}\"",
-                        kind.name()
-                    ),
-                })
-            }
-            (None, _) => {}
+        if self.segment.is_some() && self.kind != JobKind::SEGMENT {
+            return Err(JobError::Segment {
+                job,
+                problem: format!(
+                    "only a job of kind \"segment\" takes a [job.segment] table; this job's kind is \"{}\"",
+                    self.kind.name()
+                ),
+            });
         }
         match (&self.propensity, self.kind) {
             (Some(p), JobKind::Propensity) => p.check(&job, &self.features)?,

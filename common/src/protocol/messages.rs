@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 /// that a new round kind never again moves another's encoding. Version 7 carries the stats job's
 /// rounds as rounds of a job kind behind the `Job` trait (tags 0x0101 and 0x0102, the job's own
 /// parameter bytes).
-pub const PROTOCOL_VERSION: u16 = 7;
+pub const PROTOCOL_VERSION: u16 = 8;
 
 /// First message of a node: which job it has agreed to, by digest.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -57,9 +57,6 @@ pub struct RoundRequest {
     pub attempt: u32,
     /// What to compute.
     pub kind: RoundKind,
-    /// Days since 1970-01-01 of the reference date recency is counted to, once the job has one
-    /// (segment jobs over transaction logs); a participant refuses a request that changes it.
-    pub reference_day: Option<i64>,
 }
 
 /// A participant's commitment to its contribution to a round: the signed statement naming the
@@ -96,20 +93,16 @@ pub struct Contribution<S: RingScalar> {
     pub reveal: Signed<RevealStatement>,
 }
 
-/// The released segments of a segment job, sent to participants at the end so that each can
-/// assign its own customers locally (the assignment never leaves the participant).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct SegmentsReleased {
+/// What a job behind the `Job` trait releases to participants at the end, in the job's own
+/// canonical encoding (the segment job's centroids and labels, so that each participant assigns
+/// its own customers locally; the assignment never leaves the participant).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobReleased {
     /// Job.
     pub job: JobId,
-    /// Mean per feature used for standardization.
-    pub mean: Vec<f64>,
-    /// Standard deviation per feature.
-    pub std: Vec<f64>,
-    /// Released centroids, standardized.
-    pub centroids: Vec<Vec<f64>>,
-    /// Their labels.
-    pub labels: Vec<String>,
+    /// The job's release record (see `job::CoordinatorStep::release`), at most
+    /// `job::MAX_ROUND_PARAMETERS` bytes.
+    pub release: Vec<u8>,
 }
 
 /// The trained propensity model, sent to participants at the end so that each can score its own
@@ -160,7 +153,7 @@ small_message!(Hello, WireKind::Hello);
 small_message!(Welcome, WireKind::Welcome);
 small_message!(RoundRequest, WireKind::RoundRequest);
 small_message!(Notice, WireKind::Notice);
-small_message!(SegmentsReleased, WireKind::Segments);
+small_message!(JobReleased, WireKind::Released);
 small_message!(ModelReleased, WireKind::Model);
 small_message!(ContributionCommitment, WireKind::ContributionCommitment);
 
@@ -223,8 +216,8 @@ pub enum Inbound<S: RingScalar> {
     Partial(PartialDecryption<S>),
     /// [`Notice`].
     Notice(Notice),
-    /// [`SegmentsReleased`].
-    Segments(SegmentsReleased),
+    /// [`JobReleased`].
+    Released(JobReleased),
     /// [`ModelReleased`].
     Model(ModelReleased),
     /// [`AlertKeys`].
@@ -264,10 +257,11 @@ impl<S: RingScalar> Inbound<S> {
                 | WireKind::RoundRequest
                 | WireKind::ContributionCommitment
                 | WireKind::Notice
-                | WireKind::Segments
                 | WireKind::Model
                 | WireKind::KeySetup,
             ) => 1 << 20,
+            // A release record of up to `job::MAX_ROUND_PARAMETERS` bytes and its job id.
+            Some(WireKind::Released) => crate::job::MAX_ROUND_PARAMETERS + (64 << 10),
             _ => 0,
         }
     }
@@ -292,7 +286,7 @@ impl<S: RingScalar> Inbound<S> {
             Some(WireKind::DecryptionRequest) => Inbound::Decrypt(wire::decode(bytes)?),
             Some(WireKind::PartialDecryption) => Inbound::Partial(wire::decode(bytes)?),
             Some(WireKind::Notice) => Inbound::Notice(wire::decode(bytes)?),
-            Some(WireKind::Segments) => Inbound::Segments(wire::decode(bytes)?),
+            Some(WireKind::Released) => Inbound::Released(wire::decode(bytes)?),
             Some(WireKind::Model) => Inbound::Model(wire::decode(bytes)?),
             Some(WireKind::AlertKeys) => Inbound::AlertKeys(wire::decode(bytes)?),
             Some(WireKind::AlertRequest) => Inbound::AlertRequest(wire::decode(bytes)?),
@@ -324,7 +318,7 @@ impl<S: RingScalar> Inbound<S> {
             Inbound::Decrypt(_) => "DecryptionRequest",
             Inbound::Partial(_) => "PartialDecryption",
             Inbound::Notice(_) => "Notice",
-            Inbound::Segments(_) => "SegmentsReleased",
+            Inbound::Released(_) => "JobReleased",
             Inbound::Model(_) => "ModelReleased",
             Inbound::AlertKeys(_) => "AlertKeys",
             Inbound::AlertRequest(_) => "AlertRequest",

@@ -17,7 +17,7 @@
 //!     against the roster}                         deadline (see [`crate::roster`])
 //!   (member) DecryptionRequest         ◀───────  manifest + each signed statement and mask
 //!   (member) PartialDecryption         ───────▶  combine, decode, next round
-//!   (segment job) assign own customers ◀───────  SegmentsReleased {centroids, labels}
+//!   (segment job) assign own customers ◀───────  JobReleased {the job's release record}
 //!   (propensity job) score own hold-out ◀───────  ModelReleased {model}
 //!   (compliance with alerts)           ◀───────  AlertRequest; AlertContribution ──▶ (see [`alerts`])
 //!                                      ◀───────  Notice (finished / aborted)
@@ -37,6 +37,6 @@ pub use alerts::{
     AlertRule, AlertTally,
 };
 pub use messages::{
-    Contribution, ContributionCommitment, Hello, Inbound, ModelReleased, Notice, NoticeKind,
-    RevealRequest, RoundRequest, SegmentsReleased, Welcome, PROTOCOL_VERSION,
+    Contribution, ContributionCommitment, Hello, Inbound, JobReleased, ModelReleased, Notice,
+    NoticeKind, RevealRequest, RoundRequest, Welcome, PROTOCOL_VERSION,
 };

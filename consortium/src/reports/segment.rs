@@ -2,8 +2,8 @@
 //! labels, and `segments.svg`, a chart of segment sizes and standardized profiles.
 
 use anyhow::{Context, Result};
+use fedbank_common::job::segment::SegmentResult;
 use fedbank_common::job::ValidJob;
-use fedbank_coordinator::segment::SegmentResult;
 use std::fmt::Write as _;
 use std::path::Path;
 

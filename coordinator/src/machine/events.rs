@@ -7,8 +7,8 @@ use fedbank_common::ids::NodeId;
 use fedbank_common::job::RoundKind;
 use fedbank_common::key_ceremony::{CeremonyError, CommitmentSet, KeyBundle};
 use fedbank_common::protocol::{
-    AlertRequest, AlertTally, Inbound, ModelReleased, Notice, RevealRequest, RoundRequest,
-    SegmentsReleased, Welcome, PROTOCOL_VERSION,
+    AlertRequest, AlertTally, Inbound, JobReleased, ModelReleased, Notice, RevealRequest,
+    RoundRequest, Welcome, PROTOCOL_VERSION,
 };
 use fedbank_common::secagg::{KeySetup, RingScalar};
 use serde_json::{Map, Value};
@@ -56,8 +56,8 @@ pub enum CoordinatorOutbound<S: RingScalar> {
     Decrypt(DecryptionRequest<S>),
     /// [`Notice`].
     Notice(Notice),
-    /// [`SegmentsReleased`].
-    Segments(SegmentsReleased),
+    /// [`JobReleased`].
+    Released(JobReleased),
     /// [`ModelReleased`].
     Model(ModelReleased),
     /// [`AlertRequest`].
@@ -79,7 +79,7 @@ impl<S: RingScalar> CoordinatorOutbound<S> {
             CoordinatorOutbound::Reveal(m) => encode(m),
             CoordinatorOutbound::Decrypt(m) => encode(m),
             CoordinatorOutbound::Notice(m) => encode(m),
-            CoordinatorOutbound::Segments(m) => encode(m),
+            CoordinatorOutbound::Released(m) => encode(m),
             CoordinatorOutbound::Model(m) => encode(m),
             CoordinatorOutbound::AlertRequest(m) => encode(m),
             CoordinatorOutbound::AlertTally(m) => encode(m),

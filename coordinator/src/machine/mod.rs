@@ -374,7 +374,6 @@ impl<S: RingScalar> CoordinatorMachine<S> {
                     round: round.number,
                     attempt: round.attempt,
                     kind: round.kind.clone(),
-                    reference_day: self.logic.reference_day(),
                 };
                 self.send(&from, CoordinatorOutbound::Round(request));
             }

@@ -11,8 +11,8 @@ use fedbank_common::committee::PartialDecryption;
 use fedbank_common::ids::NodeId;
 use fedbank_common::job::RoundKind;
 use fedbank_common::protocol::{
-    Contribution, ContributionCommitment, ModelReleased, Notice, NoticeKind, RevealRequest,
-    RoundRequest, SegmentsReleased,
+    Contribution, ContributionCommitment, JobReleased, ModelReleased, Notice, NoticeKind,
+    RevealRequest, RoundRequest,
 };
 use fedbank_common::secagg::RingScalar;
 use std::collections::{BTreeMap, BTreeSet};
@@ -41,7 +41,6 @@ impl<S: RingScalar> CoordinatorMachine<S> {
             round: number,
             attempt,
             kind: kind.clone(),
-            reference_day: self.logic.reference_day(),
         };
         // The number is on disk before any request carrying it leaves, so a restart never
         // reuses a number that went out.
@@ -510,20 +509,13 @@ impl<S: RingScalar> CoordinatorMachine<S> {
             rounds: self.rounds_done,
             result_digest: digest.to_hex(),
         });
-        if let JobResult::Segment(r) = &result {
-            let released = SegmentsReleased {
+        if let Some(release) = self.logic.release() {
+            let released = JobReleased {
                 job: job.clone(),
-                mean: r.mean.clone(),
-                std: r.std.clone(),
-                centroids: r
-                    .segments
-                    .iter()
-                    .map(|s| s.centroid_standardized.clone())
-                    .collect(),
-                labels: r.segments.iter().map(|s| s.label.clone()).collect(),
+                release,
             };
             for node in self.present().cloned().collect::<Vec<_>>() {
-                self.send(&node, CoordinatorOutbound::Segments(released.clone()));
+                self.send(&node, CoordinatorOutbound::Released(released.clone()));
             }
         }
         if let JobResult::Propensity(r) = &result {

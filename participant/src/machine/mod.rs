@@ -18,7 +18,8 @@
 //!   DecryptionRequest  ──▶ (member) policy check, SaveMember (the record),
 //!                          PartialDecryption                              audit decryption.released
 //!                          or Notice(Refused)                             audit decryption.refused
-//!   SegmentsReleased   ──▶ assign its own customers locally              audit segments.assigned
+//!   JobReleased        ──▶ the job's participant step takes the release (segment job: assign
+//!                          its own customers locally)                    audit segments.assigned
 //!   ModelReleased      ──▶ score its own hold-out with the federated model
 //!                          and with a model of its own data alone        audit model.received
 //!   AlertRequest       ──▶ (compliance) its rates under the auditor's key,
@@ -42,7 +43,6 @@ use crate::committee_member::{CommitteeMember, MemberError};
 use crate::contact_log::{ContactLog, RuleCounts};
 use crate::customers::CustomerRecords;
 use crate::local_stats::{self, LocalStatsError};
-use crate::local_stats::{nearest, standardize};
 use crate::local_table::LocalTable;
 use crate::privacy_noise::ParticipantPrivacy;
 use crate::propensity::LocalFigures;
@@ -54,13 +54,13 @@ use fedbank_common::digest::Digest;
 pub use fedbank_common::endorsement::Credentials;
 use fedbank_common::endorsement::{ConsortiumTrust, NodeSigner, Signed};
 use fedbank_common::ids::NodeId;
-use fedbank_common::job::ValidJob;
+use fedbank_common::job::{LocalInput, ParticipantStep, ValidJob};
 use fedbank_common::key_ceremony::{CeremonyError, RevealedShare, ShareCommitment};
 use fedbank_common::model::PropensityModel;
 use fedbank_common::policy::MemberRecord;
 use fedbank_common::protocol::{
     AlertContribution, AlertRequest, Contribution, ContributionCommitment, Hello, Inbound,
-    ModelReleased, Notice, NoticeKind, SegmentsReleased, PROTOCOL_VERSION,
+    JobReleased, ModelReleased, Notice, NoticeKind, PROTOCOL_VERSION,
 };
 use fedbank_common::round_plan::{PlanRefusal, RoundPlan};
 use fedbank_common::secagg::{JointPublicKey, RingScalar, SecretKeyShare};
@@ -119,8 +119,8 @@ pub enum ParticipantOutput<S: RingScalar> {
     },
     /// A step for the operator, typed; the shell renders it (its `Display` is the line).
     Progress(NodeProgress),
-    /// This participant's own customers assigned to the released segments: (customer, segment).
-    /// To be written locally; it never leaves the participant.
+    /// This participant's own customers labelled by a job's release (the segment each falls
+    /// in): (customer, label). To be written locally; it never leaves the participant.
     Assignments(Vec<(String, String)>),
     /// The released propensity model and this participant's own figures on its hold-out
     /// customers. To be kept locally; the figures never leave the participant.
@@ -181,16 +181,6 @@ pub enum NodeViolation {
     /// A round request before the joint key.
     #[error("round {0} requested before the joint key arrived")]
     NoKey(u32),
-    /// A round request that changes the reference date the job already counts recency to.
-    #[error("round {round} counts recency to day {got}, but this job already uses day {agreed}")]
-    ReferenceChanged {
-        /// Round.
-        round: u32,
-        /// The reference day this node uses.
-        agreed: i64,
-        /// The one requested.
-        got: i64,
-    },
     /// The member could not build its key share.
     #[error("committee member")]
     Member(#[from] MemberError),
@@ -237,6 +227,22 @@ pub enum LocalData {
     Contacts(ContactLog),
 }
 
+/// Everything a node holds that a job's local step may read.
+fn local_input<'a>(
+    table: &'a LocalTable,
+    row_ids: Option<&'a [String]>,
+    history: Option<&'a CustomerHistory>,
+) -> LocalInput<'a> {
+    LocalInput {
+        table: fedbank_common::job::LocalColumns {
+            rows: table.rows,
+            columns: &table.columns,
+        },
+        row_ids,
+        transactions: history.map(|h| h as &dyn fedbank_common::job::TransactionLog),
+    }
+}
+
 /// A participant's node for one job.
 pub struct ParticipantMachine<S: RingScalar> {
     id: NodeId,
@@ -251,10 +257,11 @@ pub struct ParticipantMachine<S: RingScalar> {
     outputs: VecDeque<ParticipantOutput<S>>,
     status: NodeStatus,
     row_ids: Option<Vec<String>>,
-    /// The transaction history the table is built from (segment jobs over transaction logs).
+    /// The transaction history a job reads (segment jobs over transaction logs).
     history: Option<CustomerHistory>,
-    /// The reference day the table counts recency to, once known.
-    reference_day: Option<i64>,
+    /// The step of a job kind behind the `Job` trait: what it computes each round over this
+    /// node's data and keeps between rounds.
+    step: Option<Box<dyn ParticipantStep>>,
     /// The labeled customers of a propensity job.
     customers: Option<CustomerRecords>,
     /// Noise and accountant of a job with differential privacy.
@@ -274,6 +281,11 @@ impl<S: RingScalar> ParticipantMachine<S> {
         let privacy = job
             .privacy()
             .map(|plan| ParticipantPrivacy::new(plan, job.spec().min_participants));
+        let step = job
+            .spec()
+            .kind
+            .registered()
+            .map(|kind| kind.participant(&job));
         Self {
             privacy,
             id: credentials.signer.id().clone(),
@@ -288,7 +300,7 @@ impl<S: RingScalar> ParticipantMachine<S> {
             status: NodeStatus::Running,
             row_ids: None,
             history: None,
-            reference_day: None,
+            step,
             customers: None,
             contacts: None,
             rule_counts: None,
@@ -325,23 +337,21 @@ impl<S: RingScalar> ParticipantMachine<S> {
     }
 
     /// A node `id` taking part in a segment job over its transaction log, summarized in
-    /// `history`. If the job gives the reference date the RFM table is built now, so that a
+    /// `history`. If the job gives the reference date the RFM rows are checked now, so that a
     /// purchase after it stops the node before it connects.
     pub fn from_transactions(
         credentials: Credentials,
         job: ValidJob,
         history: CustomerHistory,
     ) -> Result<Self, TransactionError> {
-        let reference = job.segment().and_then(|s| s.reference_day());
-        let mut machine = Self::new(credentials, job, LocalTable::default());
-        machine.row_ids = Some(history.ids().to_vec());
-        if let Some(day) = reference {
-            machine.table = history.rfm_table(day)?;
-            machine.reference_day = Some(day);
+        if let Some(day) = job.segment().and_then(|s| s.reference_day()) {
+            history.rfm_table(day)?;
         }
+        let mut machine = Self::new(credentials, job, LocalTable::default());
         machine.history = Some(history);
         Ok(machine)
     }
+
     /// Draws this node's differential-privacy noise from `secret` instead of a fresh random one,
     /// for reproducible simulations and tests. A production node never calls it: anyone who
     /// knows the secret can subtract the noise.
@@ -462,7 +472,7 @@ impl<S: RingScalar> ParticipantMachine<S> {
             Inbound::Round(request) => self.on_round(request),
             Inbound::RevealRequest(request) => self.on_reveal(request),
             Inbound::Decrypt(request) => self.on_decrypt(request),
-            Inbound::Segments(released) => self.on_segments(released),
+            Inbound::Released(released) => self.on_released(released),
             Inbound::Model(released) => self.on_model(released),
             Inbound::AlertRequest(request) => self.on_alert_request(request),
             Inbound::Notice(n) => {
@@ -520,63 +530,37 @@ impl<S: RingScalar> ParticipantMachine<S> {
         Ok(())
     }
 
-    fn on_segments(&mut self, released: SegmentsReleased) -> Result<(), NodeViolation> {
+    fn on_released(&mut self, released: JobReleased) -> Result<(), NodeViolation> {
         let spec = self.job.spec().clone();
-        let d = spec.features.len();
-        let fits = released.job == spec.job
-            && released.mean.len() == d
-            && released.std.len() == d
-            && released.labels.len() == released.centroids.len()
-            && released.centroids.iter().all(|c| c.len() == d);
-        if !fits {
-            return Err(NodeViolation::WrongJob {
-                message: "SegmentsReleased",
-                what: format!(
-                    "job {} with {} segments",
-                    released.job,
-                    released.centroids.len()
-                ),
-            });
+        let wrong = |what: String| NodeViolation::WrongJob {
+            message: "JobReleased",
+            what,
+        };
+        if released.job != spec.job {
+            return Err(wrong(format!("job {}", released.job)));
         }
-        let mut assignments = Vec::with_capacity(self.table.rows);
-        let mut z = vec![0.0; d];
-        for row in 0..self.table.rows {
-            let id = self
-                .row_ids
-                .as_ref()
-                .and_then(|ids| ids.get(row).cloned())
-                .unwrap_or_else(|| format!("row {}", row + 1));
-            let mut complete = true;
-            for (j, f) in spec.features.iter().enumerate() {
-                match self.table.columns.get(&f.name).and_then(|c| c[row]) {
-                    Some(v) => {
-                        z[j] = standardize(
-                            v.clamp(f.lower(), f.bound),
-                            released.mean[j],
-                            released.std[j],
-                        )
-                    }
-                    None => complete = false,
-                }
-            }
-            let label = if complete {
-                released.labels[nearest(&z, &released.centroids).0].clone()
-            } else {
-                "unassigned (missing values)".to_owned()
-            };
-            assignments.push((id, label));
-        }
+        let input = local_input(&self.table, self.row_ids.as_deref(), self.history.as_ref());
+        let step = self.step.as_mut().ok_or_else(|| {
+            wrong(format!(
+                "a release of job {}, whose {} kind releases nothing to participants",
+                released.job,
+                spec.kind.name()
+            ))
+        })?;
+        let kept = step
+            .released(input, &released.release)
+            .map_err(|problem| wrong(format!("job {}: {problem}", released.job)))?;
         self.audit(trail::SegmentsAssigned {
             job: spec.job.clone(),
-            segments: released.labels.len(),
-            customers: assignments.len(),
+            segments: kept.labels,
+            customers: kept.assignments.len(),
         });
         self.progress(ParticipantProgress::Assigned {
-            customers: assignments.len(),
-            segments: released.labels.len(),
+            customers: kept.assignments.len(),
+            segments: kept.labels,
         });
         self.outputs
-            .push_back(ParticipantOutput::Assignments(assignments));
+            .push_back(ParticipantOutput::Assignments(kept.assignments));
         Ok(())
     }
 

@@ -28,18 +28,7 @@ impl<S: RingScalar> ParticipantMachine<S> {
             .key
             .clone()
             .ok_or(NodeViolation::NoKey(request.round))?;
-        if let (Some(got), Some(agreed)) = (request.reference_day, self.reference_day) {
-            if got != agreed {
-                return Err(NodeViolation::ReferenceChanged {
-                    round: request.round,
-                    agreed,
-                    got,
-                });
-            }
-        }
-        let reference_day = request.reference_day.or(self.reference_day);
-        let computation =
-            fedbank_common::round_plan::computation_digest(&self.job, &request.kind, reference_day);
+        let computation = fedbank_common::round_plan::computation_digest(&self.job, &request.kind);
         self.plan.admit(
             &self.job,
             request.round,
@@ -155,9 +144,9 @@ impl<S: RingScalar> ParticipantMachine<S> {
         Ok(())
     }
 
-    /// This node's values for a round: presence indicators from its transaction history for the
-    /// reference-date rounds, otherwise statistics of its table (built from the history once the
-    /// reference day is known).
+    /// This node's values for a round: its job kind's participant step for a kind behind the
+    /// `Job` trait; otherwise the compliance counts of its contact log, the propensity figures of
+    /// its labeled customers, or the moments of its table.
     fn local_values(&mut self, request: &RoundRequest) -> Result<(Vec<Vec<f64>>, u64), String> {
         if let Some(registered) = self.job.spec().kind.registered() {
             let round = request.kind.registered().ok_or_else(|| {
@@ -175,12 +164,14 @@ impl<S: RingScalar> ParticipantMachine<S> {
                     self.table.rows
                 ));
             }
-            let columns = fedbank_common::job::LocalColumns {
-                rows: self.table.rows,
-                columns: &self.table.columns,
-            };
-            return registered
-                .local_round(&self.job, columns, round)
+            let input =
+                super::local_input(&self.table, self.row_ids.as_deref(), self.history.as_ref());
+            let step = self
+                .step
+                .as_mut()
+                .ok_or_else(|| format!("the {} job has no participant step", registered.kind()))?;
+            return step
+                .local_round(input, round)
                 .map(|local| (local.values, local.clipped));
         }
         if let (Some(log), Some(compliance)) = (&self.contacts, self.job.compliance()) {
@@ -222,23 +213,6 @@ impl<S: RingScalar> ParticipantMachine<S> {
                 )
                 .map(|values| (values, 0))
                 .map_err(|e| e.to_string());
-            }
-        }
-        if let Some(history) = &self.history {
-            if let Some(indicators) =
-                crate::rfm::latest_purchase_presence(history.latest_day(), &request.kind)
-            {
-                return indicators.map(|v| (vec![v], 0));
-            }
-            if self.reference_day.is_none() {
-                let day = request.reference_day.ok_or_else(|| {
-                    format!(
-                        "round '{}' needs the reference date, and none is known yet",
-                        request.kind.label()
-                    )
-                })?;
-                self.table = history.rfm_table(day).map_err(|e| e.to_string())?;
-                self.reference_day = Some(day);
             }
         }
         local_stats::compute(&self.table, &spec.features, spec.max_rows, &request.kind)

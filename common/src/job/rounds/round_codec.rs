@@ -1,9 +1,10 @@
 //! The wire form of a [`RoundKind`]: an explicit tag, then that kind's parameters.
 //!
 //! Tags are grouped by the job that introduced the round: `0x00__` rounds over a participant's
-//! table that several jobs share, `0x02__` segment, `0x03__` propensity, `0x04__` compliance
-//! (`0x01__` stats, whose rounds are its own behind the `Job` trait). A tag is never reused or
-//! renumbered. Every tag that is not one of this enum's variants is a round of a job kind behind
+//! table that several jobs share, `0x03__` propensity, `0x04__` compliance (`0x01__` stats and
+//! `0x02__` segment, whose rounds are their own behind the `Job` trait). A tag is never reused or
+//! renumbered: the enum's histogram (`0x0002`) and segment rounds (`0x0201`–`0x0205`) of protocol
+//! version 7 are retired. Every tag that is not one of this enum's variants is a round of a job kind behind
 //! the `Job` trait (`job::registered`; from `0x1000` up for kinds registered from outside
 //! fedbank): its parameters travel as the job's own bytes, and the participant's round plan
 //! refuses a tag its job does not declare.
@@ -21,18 +22,6 @@ pub struct RoundTag(pub u16);
 impl RoundTag {
     /// [`RoundKind::Moments`].
     pub const MOMENTS: RoundTag = RoundTag(0x0001);
-    /// [`RoundKind::Histogram`].
-    pub const HISTOGRAM: RoundTag = RoundTag(0x0002);
-    /// [`RoundKind::LatestMonth`].
-    pub const LATEST_MONTH: RoundTag = RoundTag(0x0201);
-    /// [`RoundKind::LatestDay`].
-    pub const LATEST_DAY: RoundTag = RoundTag(0x0202);
-    /// [`RoundKind::KMeans`].
-    pub const KMEANS: RoundTag = RoundTag(0x0203);
-    /// [`RoundKind::Lifecycle`].
-    pub const LIFECYCLE: RoundTag = RoundTag(0x0204);
-    /// [`RoundKind::Scores`].
-    pub const SCORES: RoundTag = RoundTag(0x0205);
     /// [`RoundKind::Classes`].
     pub const CLASSES: RoundTag = RoundTag(0x0301);
     /// [`RoundKind::Newton`].
@@ -56,12 +45,6 @@ impl RoundKind {
     pub fn is_variant_tag(tag: RoundTag) -> bool {
         [
             RoundTag::MOMENTS,
-            RoundTag::HISTOGRAM,
-            RoundTag::LATEST_MONTH,
-            RoundTag::LATEST_DAY,
-            RoundTag::KMEANS,
-            RoundTag::LIFECYCLE,
-            RoundTag::SCORES,
             RoundTag::CLASSES,
             RoundTag::NEWTON,
             RoundTag::FEDAVG,
@@ -75,12 +58,6 @@ impl RoundKind {
     pub fn tag(&self) -> RoundTag {
         match self {
             RoundKind::Moments => RoundTag::MOMENTS,
-            RoundKind::Histogram { .. } => RoundTag::HISTOGRAM,
-            RoundKind::LatestMonth => RoundTag::LATEST_MONTH,
-            RoundKind::LatestDay { .. } => RoundTag::LATEST_DAY,
-            RoundKind::KMeans { .. } => RoundTag::KMEANS,
-            RoundKind::Lifecycle => RoundTag::LIFECYCLE,
-            RoundKind::Scores { .. } => RoundTag::SCORES,
             RoundKind::Classes => RoundTag::CLASSES,
             RoundKind::Newton { .. } => RoundTag::NEWTON,
             RoundKind::FedAvg { .. } => RoundTag::FEDAVG,
@@ -89,26 +66,6 @@ impl RoundKind {
             RoundKind::Registered(round) => round.tag,
         }
     }
-}
-
-#[derive(Serialize, Deserialize)]
-struct LatestDay {
-    month: i64,
-}
-
-#[derive(Serialize, Deserialize)]
-struct KMeans {
-    mean: Vec<f64>,
-    std: Vec<f64>,
-    centroids: Vec<Vec<f64>>,
-}
-
-#[derive(Serialize, Deserialize)]
-struct Scores {
-    mean: Vec<f64>,
-    std: Vec<f64>,
-    centroids: Vec<Vec<f64>>,
-    quintiles: Vec<Vec<f64>>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -135,11 +92,6 @@ struct Evaluate {
     beta: Vec<f64>,
 }
 
-#[derive(Serialize, Deserialize)]
-struct Histogram {
-    edges: Vec<Vec<f64>>,
-}
-
 impl Serialize for RoundKind {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut t = serializer.serialize_tuple(2)?;
@@ -147,32 +99,9 @@ impl Serialize for RoundKind {
         // Parameters are cloned into their own record: round requests are small next to the
         // ciphertexts they ask for, and the clone keeps one definition of each record.
         match self.clone() {
-            RoundKind::Moments
-            | RoundKind::LatestMonth
-            | RoundKind::Lifecycle
-            | RoundKind::Classes
-            | RoundKind::Compliance => t.serialize_element(&())?,
-            RoundKind::LatestDay { month } => t.serialize_element(&LatestDay { month })?,
-            RoundKind::KMeans {
-                mean,
-                std,
-                centroids,
-            } => t.serialize_element(&KMeans {
-                mean,
-                std,
-                centroids,
-            })?,
-            RoundKind::Scores {
-                mean,
-                std,
-                centroids,
-                quintiles,
-            } => t.serialize_element(&Scores {
-                mean,
-                std,
-                centroids,
-                quintiles,
-            })?,
+            RoundKind::Moments | RoundKind::Classes | RoundKind::Compliance => {
+                t.serialize_element(&())?
+            }
             RoundKind::Newton {
                 mean,
                 std,
@@ -200,7 +129,6 @@ impl Serialize for RoundKind {
             RoundKind::Evaluate { mean, std, beta } => {
                 t.serialize_element(&Evaluate { mean, std, beta })?
             }
-            RoundKind::Histogram { edges } => t.serialize_element(&Histogram { edges })?,
             RoundKind::Registered(round) => t.serialize_element(&round.parameters)?,
         }
         t.end()
@@ -236,45 +164,9 @@ impl<'de> Visitor<'de> for TaggedRound {
             .ok_or_else(|| de::Error::custom("a round kind without its tag"))?;
         let kind = match tag {
             RoundTag::MOMENTS => parameters::<_, ()>(&mut seq, tag).map(|()| RoundKind::Moments)?,
-            RoundTag::LATEST_MONTH => {
-                parameters::<_, ()>(&mut seq, tag).map(|()| RoundKind::LatestMonth)?
-            }
-            RoundTag::LIFECYCLE => {
-                parameters::<_, ()>(&mut seq, tag).map(|()| RoundKind::Lifecycle)?
-            }
             RoundTag::CLASSES => parameters::<_, ()>(&mut seq, tag).map(|()| RoundKind::Classes)?,
             RoundTag::COMPLIANCE => {
                 parameters::<_, ()>(&mut seq, tag).map(|()| RoundKind::Compliance)?
-            }
-            RoundTag::LATEST_DAY => {
-                let LatestDay { month } = parameters(&mut seq, tag)?;
-                RoundKind::LatestDay { month }
-            }
-            RoundTag::KMEANS => {
-                let KMeans {
-                    mean,
-                    std,
-                    centroids,
-                } = parameters(&mut seq, tag)?;
-                RoundKind::KMeans {
-                    mean,
-                    std,
-                    centroids,
-                }
-            }
-            RoundTag::SCORES => {
-                let Scores {
-                    mean,
-                    std,
-                    centroids,
-                    quintiles,
-                } = parameters(&mut seq, tag)?;
-                RoundKind::Scores {
-                    mean,
-                    std,
-                    centroids,
-                    quintiles,
-                }
             }
             RoundTag::NEWTON => {
                 let Newton {
@@ -310,10 +202,6 @@ impl<'de> Visitor<'de> for TaggedRound {
                 let Evaluate { mean, std, beta } = parameters(&mut seq, tag)?;
                 RoundKind::Evaluate { mean, std, beta }
             }
-            RoundTag::HISTOGRAM => {
-                let Histogram { edges } = parameters(&mut seq, tag)?;
-                RoundKind::Histogram { edges }
-            }
             // Any other tag is a round of a job kind behind the `Job` trait, with its own bytes;
             // the participant's round plan refuses a tag its job does not declare.
             registered => {
@@ -337,20 +225,6 @@ mod tests {
         let v = || vec![0.5, -1.25];
         vec![
             RoundKind::Moments,
-            RoundKind::LatestMonth,
-            RoundKind::LatestDay { month: 671 },
-            RoundKind::KMeans {
-                mean: v(),
-                std: v(),
-                centroids: vec![v(), v()],
-            },
-            RoundKind::Lifecycle,
-            RoundKind::Scores {
-                mean: v(),
-                std: v(),
-                centroids: vec![v()],
-                quintiles: vec![v(), v()],
-            },
             RoundKind::Classes,
             RoundKind::Newton {
                 mean: v(),
@@ -369,9 +243,6 @@ mod tests {
                 mean: v(),
                 std: v(),
                 beta: v(),
-            },
-            RoundKind::Histogram {
-                edges: vec![v(), v()],
             },
             RoundKind::Compliance,
         ]
@@ -404,13 +275,7 @@ mod tests {
     #[test]
     fn tags_are_the_documented_numbers() {
         let pinned: Vec<u16> = every_kind().iter().map(|k| k.tag().0).collect();
-        assert_eq!(
-            pinned,
-            [
-                0x0001, 0x0201, 0x0202, 0x0203, 0x0204, 0x0205, 0x0301, 0x0302, 0x0303, 0x0304,
-                0x0002, 0x0401
-            ]
-        );
+        assert_eq!(pinned, [0x0001, 0x0301, 0x0302, 0x0303, 0x0304, 0x0401]);
     }
 
     #[test]
@@ -418,9 +283,9 @@ mod tests {
         let unknown = serde_json::from_str::<RoundKind>("[1911]").expect_err("no parameters");
         assert!(unknown.to_string().contains("0x0777"), "{unknown}");
         assert!(decode(&0x0777u16.to_le_bytes()).is_err());
-        let json = serde_json::from_str::<RoundKind>("[515]").expect_err("no parameters");
-        assert!(json.to_string().contains("0x0203"), "{json}");
-        let truncated = decode(&RoundTag::KMEANS.0.to_le_bytes()).expect_err("truncated");
+        let json = serde_json::from_str::<RoundKind>("[770]").expect_err("no parameters");
+        assert!(json.to_string().contains("0x0302"), "{json}");
+        let truncated = decode(&RoundTag::NEWTON.0.to_le_bytes()).expect_err("truncated");
         assert!(!truncated.to_string().is_empty());
     }
 
@@ -440,7 +305,7 @@ mod tests {
         );
         // A variant's tag with a registered round's bytes is an error, not a registered round.
         let mut variant = bytes.clone();
-        variant[..2].copy_from_slice(&RoundTag::KMEANS.0.to_le_bytes());
+        variant[..2].copy_from_slice(&RoundTag::NEWTON.0.to_le_bytes());
         assert!(decode(&variant).is_err());
     }
 }

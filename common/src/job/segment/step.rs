@@ -31,19 +31,17 @@
 //! such segment's centroid is dropped, its customers fall to the nearest remaining segments, Lloyd
 //! continues, and the result says so.
 
-use fedbank_common::calendar;
-use fedbank_common::encoding::DecodedQuantity;
-use fedbank_common::job::stats::{histogram_edges, mean_std, quantile};
-use fedbank_common::job::{
-    FeatureSpec, KCriterion, RoundKind, SegmentSpec, LATEST_DAY, LATEST_MONTH, LIFECYCLE_STAGES,
-    RFM_FEATURES,
+use super::labels::{profile_label, rfm_label, unique_labels};
+use super::{
+    is_rfm, Binned, KCriterion, Lloyd, Scoring, SegmentRelease, SegmentRound, SegmentSpec,
+    LATEST_DAY, LATEST_MONTH, LIFECYCLE_STAGES,
 };
+use crate::calendar;
+use crate::canonical::encode_body;
+use crate::encoding::DecodedQuantity;
+use crate::job::stats::{histogram_edges, mean_std, quantile};
+use crate::job::{CoordinatorStep, FeatureSpec, JobRound};
 use serde::{Deserialize, Serialize};
-
-mod labels;
-
-use labels::unique_labels;
-pub use labels::{profile_label, rfm_label};
 
 /// One released segment.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -132,9 +130,6 @@ pub enum SegmentError {
     /// No participant has a purchase in the covered months.
     #[error("no participant has a purchase between 1970-01 and 2099-12")]
     NoPurchases,
-    /// A round of another job kind.
-    #[error("round '{0}' is not part of a segment job")]
-    NotSegment(&'static str),
     /// Every segment is below k-anonymity.
     #[error("no segment reaches k_anonymity = {0} customers; nothing can be released")]
     NothingReleasable(u64),
@@ -220,11 +215,13 @@ impl SegmentJob {
 
     /// The first round: the reference-date rounds when a transaction-log job has no reference
     /// date yet, otherwise moments for standardization.
-    pub fn first_round(&self) -> RoundKind {
+    pub fn first_round(&self) -> SegmentRound {
         if self.spec.transactions.is_some() && self.reference_day.is_none() {
-            RoundKind::LatestMonth
+            SegmentRound::LatestMonth
         } else {
-            RoundKind::Moments
+            SegmentRound::Moments {
+                reference_day: self.reference_day,
+            }
         }
     }
 
@@ -234,20 +231,21 @@ impl SegmentJob {
     }
 
     /// The first round of a Lloyd run over a new set of centroids.
-    fn new_lloyd_run(&mut self) -> RoundKind {
+    fn new_lloyd_run(&mut self) -> SegmentRound {
         self.lloyd_iterations = 0;
         self.kmeans_round()
     }
 
-    fn kmeans_round(&self) -> RoundKind {
-        RoundKind::KMeans {
+    fn kmeans_round(&self) -> SegmentRound {
+        SegmentRound::KMeans(Lloyd {
+            reference_day: self.reference_day,
             mean: self.mean.clone(),
             std: self.std.clone(),
             centroids: self.centroids.clone(),
-        }
+        })
     }
 
-    fn start_lloyd(&mut self) -> RoundKind {
+    fn start_lloyd(&mut self) -> SegmentRound {
         if self.centroids.is_empty() {
             self.centroids = vec![vec![0.0; self.features.len()]];
         }
@@ -257,25 +255,28 @@ impl SegmentJob {
     /// Takes a round's decrypted aggregate; returns the next round, or `None` when done.
     pub fn apply(
         &mut self,
-        kind: &RoundKind,
+        kind: &SegmentRound,
         decoded: &[DecodedQuantity],
-    ) -> Result<Option<RoundKind>, SegmentError> {
+    ) -> Result<Option<SegmentRound>, SegmentError> {
         match kind {
-            RoundKind::LatestMonth => {
+            SegmentRound::LatestMonth => {
                 let month = last_present(find(decoded, LATEST_MONTH)?, LATEST_MONTH)?
                     .ok_or(SegmentError::NoPurchases)?;
-                Ok(Some(RoundKind::LatestDay {
+                Ok(Some(SegmentRound::LatestDay {
                     month: month as i64,
                 }))
             }
-            RoundKind::LatestDay { month } => {
+            SegmentRound::LatestDay { month } => {
                 let day = last_present(find(decoded, LATEST_DAY)?, LATEST_DAY)?
                     .ok_or(SegmentError::Inconsistent(LATEST_DAY))?;
                 // The day after the consortium's latest purchase.
-                self.reference_day = Some(calendar::first_day_of_month(*month) + day as i64 + 1);
-                Ok(Some(RoundKind::Moments))
+                let reference = calendar::first_day_of_month(*month) + day as i64 + 1;
+                self.reference_day = Some(reference);
+                Ok(Some(SegmentRound::Moments {
+                    reference_day: Some(reference),
+                }))
             }
-            RoundKind::Moments => {
+            SegmentRound::Moments { .. } => {
                 for f in &self.features {
                     let n = find(decoded, &format!("{}.count", f.name))?[0];
                     let sum = find(decoded, &format!("{}.sum", f.name))?[0];
@@ -294,9 +295,12 @@ impl SegmentJob {
                     .zip(self.mean.iter().zip(&self.std))
                     .map(|(f, (&mean, &std))| histogram_edges(f, mean, std, self.bins))
                     .collect();
-                Ok(Some(RoundKind::Histogram { edges }))
+                Ok(Some(SegmentRound::Histogram(Binned {
+                    reference_day: self.reference_day,
+                    edges,
+                })))
             }
-            RoundKind::Histogram { edges } => {
+            SegmentRound::Histogram(Binned { edges, .. }) => {
                 let quintiles = self
                     .features
                     .iter()
@@ -312,7 +316,7 @@ impl SegmentJob {
                 self.quintiles = Some(quintiles);
                 Ok(Some(self.start_lloyd()))
             }
-            RoundKind::KMeans { centroids, .. } => {
+            SegmentRound::KMeans(Lloyd { centroids, .. }) => {
                 let round = self.lloyd_round(decoded)?;
                 let updated: Vec<Vec<f64>> = centroids
                     .iter()
@@ -340,7 +344,7 @@ impl SegmentJob {
                 }
                 self.on_converged(&round)
             }
-            RoundKind::Lifecycle => {
+            SegmentRound::Lifecycle { .. } => {
                 let counts = find(decoded, "lifecycle.count")?;
                 let k = self.spec.k_anonymity as f64;
                 let stages = LIFECYCLE_STAGES
@@ -352,20 +356,17 @@ impl SegmentJob {
                 if let Some(result) = &mut self.result {
                     result.lifecycle = Some(stages);
                 }
-                Ok(self.quintiles.clone().map(|quintiles| RoundKind::Scores {
-                    mean: self.mean.clone(),
-                    std: self.std.clone(),
-                    centroids: self.centroids.clone(),
-                    quintiles,
+                Ok(self.quintiles.clone().map(|quintiles| {
+                    SegmentRound::Scores(Scoring {
+                        reference_day: self.reference_day,
+                        mean: self.mean.clone(),
+                        std: self.std.clone(),
+                        centroids: self.centroids.clone(),
+                        quintiles,
+                    })
                 }))
             }
-            RoundKind::Classes
-            | RoundKind::Newton { .. }
-            | RoundKind::FedAvg { .. }
-            | RoundKind::Compliance
-            | RoundKind::Evaluate { .. }
-            | RoundKind::Registered(_) => Err(SegmentError::NotSegment(kind.label())),
-            RoundKind::Scores { .. } => {
+            SegmentRound::Scores(_) => {
                 let sums: Vec<&[f64]> = self
                     .features
                     .iter()
@@ -400,7 +401,7 @@ impl SegmentJob {
 
     /// Lloyd converged at the current k: grow (split), choose k, merge for k-anonymity, or
     /// finish.
-    fn on_converged(&mut self, round: &LloydRound) -> Result<Option<RoundKind>, SegmentError> {
+    fn on_converged(&mut self, round: &LloydRound) -> Result<Option<SegmentRound>, SegmentError> {
         if self.growing {
             let total: f64 = round.count.iter().sum();
             let candidate = KCandidate {
@@ -452,7 +453,9 @@ impl SegmentJob {
         let Some(c) = smallest else {
             self.result = Some(self.finish(count));
             if self.spec.transactions.is_some() {
-                return Ok(Some(RoundKind::Lifecycle));
+                return Ok(Some(SegmentRound::Lifecycle {
+                    reference_day: self.reference_day,
+                }));
             }
             return Ok(None);
         };
@@ -468,11 +471,7 @@ impl SegmentJob {
     }
 
     fn finish(&self, count: &[f64]) -> SegmentResult {
-        let rfm = self
-            .features
-            .iter()
-            .map(|f| f.name.as_str())
-            .eq(RFM_FEATURES);
+        let rfm = is_rfm(&self.features);
         let mut segments: Vec<Segment> = self
             .centroids
             .iter()
@@ -536,6 +535,56 @@ impl SegmentJob {
     /// The result, once converged.
     pub fn result(&self) -> Option<&SegmentResult> {
         self.result.as_ref()
+    }
+
+    /// What participants receive once done: the centroids, their labels and the
+    /// standardization, to assign their own customers locally.
+    pub fn release(&self) -> Option<SegmentRelease> {
+        let r = self.result.as_ref()?;
+        Some(SegmentRelease {
+            reference_day: self.reference_day,
+            mean: r.mean.clone(),
+            std: r.std.clone(),
+            centroids: r
+                .segments
+                .iter()
+                .map(|s| s.centroid_standardized.clone())
+                .collect(),
+            labels: r.segments.iter().map(|s| s.label.clone()).collect(),
+        })
+    }
+}
+
+impl CoordinatorStep for SegmentJob {
+    fn first_round(&self) -> Result<JobRound, String> {
+        SegmentJob::first_round(self)
+            .to_round()
+            .map_err(|e| e.to_string())
+    }
+
+    fn apply(
+        &mut self,
+        round: &JobRound,
+        decoded: &[DecodedQuantity],
+        _contributors: usize,
+    ) -> Result<Option<JobRound>, String> {
+        let round = SegmentRound::parse(round)?;
+        let next = SegmentJob::apply(self, &round, decoded).map_err(|e| e.to_string())?;
+        next.map(|r| r.to_round().map_err(|e| e.to_string()))
+            .transpose()
+    }
+
+    fn result(&self) -> Option<serde_json::Value> {
+        // A plain record of numbers and strings: it always renders as JSON.
+        SegmentJob::result(self).and_then(|r| serde_json::to_value(r).ok())
+    }
+
+    fn release(&self) -> Option<Vec<u8>> {
+        SegmentJob::release(self).and_then(|r| encode_body(&r).ok())
+    }
+
+    fn boxed_clone(&self) -> Box<dyn CoordinatorStep> {
+        Box::new(self.clone())
     }
 }
 

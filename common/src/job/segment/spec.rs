@@ -1,7 +1,6 @@
 //! The segment job's part of a job file: k, choosing k, k-anonymity, transaction-log columns.
 
-use super::{FeatureSpec, JobError, RFM_FEATURES, Z_BOUND};
-use crate::ids::JobId;
+use crate::job::{FeatureSpec, RFM_FEATURES, Z_BOUND};
 use serde::{Deserialize, Serialize};
 
 /// Where a participant's per-customer rows come from in a segment job.
@@ -87,6 +86,21 @@ impl SegmentSpec {
             .max(1)
     }
 
+    /// A table of one segment over a customer table with the defaults, for a job that has no
+    /// table (validation refuses such a segment job; nothing else should use it).
+    pub fn empty() -> Self {
+        Self {
+            transactions: None,
+            reference_date: None,
+            k: Some(1),
+            initial_centroids: Vec::new(),
+            choose_k: None,
+            max_iterations: default_iterations(),
+            tolerance: default_tolerance(),
+            k_anonymity: default_k_anonymity(),
+        }
+    }
+
     /// Days since 1970-01-01 of the job's reference date, if it gives one.
     pub fn reference_day(&self) -> Option<i64> {
         self.reference_date
@@ -109,84 +123,78 @@ fn default_k_anonymity() -> u64 {
 pub const MAX_SEGMENTS: usize = 50;
 
 impl SegmentSpec {
-    pub(super) fn check(&self, job: &JobId, features: &[FeatureSpec]) -> Result<(), JobError> {
-        let bad = |problem: String| JobError::Segment {
-            job: job.clone(),
-            problem,
-        };
+    /// Checks the table against the job's `features`; the problem in the job file's words
+    /// otherwise.
+    pub fn check(&self, features: &[FeatureSpec]) -> Result<(), String> {
         let d = features.len();
         if self.transactions.is_some() {
             let names: Vec<&str> = features.iter().map(|f| f.name.as_str()).collect();
             if names != RFM_FEATURES {
-                return Err(bad(format!(
+                return Err(format!(
                     "a segment job over transaction logs has the features {RFM_FEATURES:?} in that order, not {names:?}"
-                )));
+                ));
             }
         } else if self.reference_date.is_some() {
-            return Err(bad(
+            return Err(
                 "reference_date applies only to transaction logs ([job.segment.transactions])"
                     .to_owned(),
-            ));
+            );
         }
         if let Some(date) = &self.reference_date {
             if self.reference_day().is_none() {
-                return Err(bad(format!(
-                    "reference_date '{date}' is not a YYYY-MM-DD date"
-                )));
+                return Err(format!("reference_date '{date}' is not a YYYY-MM-DD date"));
             }
         }
         match (&self.choose_k, self.k) {
             (Some(_), Some(k)) => {
-                return Err(bad(format!("give either k (= {k}) or choose_k, not both")))
+                return Err(format!("give either k (= {k}) or choose_k, not both"))
             }
-            (None, None) => return Err(bad("give k or choose_k".to_owned())),
+            (None, None) => return Err("give k or choose_k".to_owned()),
             (Some(choose), None) => {
                 if !(2..=MAX_SEGMENTS).contains(&choose.max_k) {
-                    return Err(bad(format!(
+                    return Err(format!(
                         "choose_k.max_k = {} is out of range (2 to {MAX_SEGMENTS})",
                         choose.max_k
-                    )));
+                    ));
                 }
                 if !self.initial_centroids.is_empty() {
-                    return Err(bad(
+                    return Err(
                         "choose_k starts from one segment and splits; it cannot use initial_centroids"
                             .to_owned(),
-                    ));
+                    );
                 }
             }
             (None, Some(k)) => {
                 if !(1..=MAX_SEGMENTS).contains(&k) {
-                    return Err(bad(format!(
-                        "k = {k} is out of range (1 to {MAX_SEGMENTS})"
-                    )));
+                    return Err(format!("k = {k} is out of range (1 to {MAX_SEGMENTS})"));
                 }
                 if !self.initial_centroids.is_empty() && self.initial_centroids.len() != k {
-                    return Err(bad(format!(
+                    return Err(format!(
                         "k = {k} but initial_centroids lists {} centroids",
                         self.initial_centroids.len()
-                    )));
+                    ));
                 }
             }
         }
         for (i, c) in self.initial_centroids.iter().enumerate() {
             if c.len() != d || c.iter().any(|v| !v.is_finite() || v.abs() > Z_BOUND) {
-                return Err(bad(format!(
+                return Err(format!(
                     "initial centroid {} must have {d} finite values within ±{Z_BOUND} (one per feature), it has {c:?}",
                     i + 1
-                )));
+                ));
             }
         }
         if !(self.tolerance.is_finite() && self.tolerance >= 0.0) {
-            return Err(bad(format!("tolerance = {} must be ≥ 0", self.tolerance)));
+            return Err(format!("tolerance = {} must be ≥ 0", self.tolerance));
         }
         if !(1..=10_000).contains(&self.max_iterations) {
-            return Err(bad(format!(
+            return Err(format!(
                 "max_iterations = {} is out of range (1 to 10000)",
                 self.max_iterations
-            )));
+            ));
         }
         if self.k_anonymity == 0 {
-            return Err(bad("k_anonymity must be at least 1".to_owned()));
+            return Err("k_anonymity must be at least 1".to_owned());
         }
         Ok(())
     }

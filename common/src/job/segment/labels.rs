@@ -3,7 +3,7 @@
 //! what sets each segment apart from the others that share its name.
 
 use super::Segment;
-use fedbank_common::job::FeatureSpec;
+use crate::job::FeatureSpec;
 
 /// Makes labels unique. Segments that share a label are told apart by the feature on which each
 /// differs most from the others of its label ("champions, higher spend" and "champions, lower
@@ -125,7 +125,7 @@ pub fn rfm_label(z: &[f64], recency_days: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use fedbank_common::job::RFM_FEATURES;
+    use crate::job::RFM_FEATURES;
 
     fn segment(label: &str, z: [f64; 3]) -> Segment {
         Segment {
