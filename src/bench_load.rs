@@ -218,16 +218,21 @@ fn run_job(kind: &'static str, args: &LoadArgs, n: usize, dir: &Path) -> Result<
             _ => {}
         }
     }
-    let widest = if kind == "stats" {
-        let spec = job.spec();
-        fedbank_common::job::stats::histogram_round(vec![
-            vec![0.0; spec.histogram_bins + 1];
-            spec.features.len()
-        ])?
-    } else {
-        fedbank_common::job::RoundKind::Moments
-    };
-    let values = job.plan(&widest).map(|p| p.slot_count()).unwrap_or(0);
+    // The widest round of the job's kind.
+    let values = job
+        .spec()
+        .kind
+        .registered()
+        .map(|registered| registered.widest_rounds(&job))
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|round| {
+            job.plan(&fedbank_common::job::RoundKind::Registered(round))
+                .ok()
+        })
+        .map(|p| p.slot_count())
+        .max()
+        .unwrap_or(0);
     Ok(Run {
         participants: n,
         job: kind,

@@ -9,7 +9,7 @@ mod fixture;
 use fedbank_common::ids::NodeId;
 use fedbank_common::protocol::Inbound;
 use fedbank_coordinator::{
-    Checkpoint, CoordinatorMachine, CoordinatorOutput, Input, JobResult, ResumeError, Status,
+    Checkpoint, CoordinatorMachine, CoordinatorOutput, Input, ResumeError, Status,
 };
 use fedbank_participant::{LocalData, ParticipantMachine, ParticipantOutput};
 use fixture::customers::{job, records};
@@ -93,7 +93,7 @@ fn a_restarted_coordinator_resumes_and_ends_with_the_uninterrupted_result() {
         let mut nodes = participants(n);
         run_to_end(&mut coordinator, &mut nodes).0
     };
-    let Status::Finished(JobResult::Propensity(expected)) = &uninterrupted else {
+    let Some(expected) = finished_model(&uninterrupted) else {
         panic!("{uninterrupted:?}");
     };
     assert!(
@@ -126,7 +126,7 @@ fn a_restarted_coordinator_resumes_and_ends_with_the_uninterrupted_result() {
     )
     .expect("resume");
     let (status, trail) = run_to_end(&mut resumed, &mut nodes);
-    let Status::Finished(JobResult::Propensity(got)) = &status else {
+    let Some(got) = finished_model(&status) else {
         panic!("{status:?}");
     };
     assert_eq!(got.model, expected.model);
@@ -190,4 +190,12 @@ fn a_checkpoint_of_another_job_or_a_damaged_one_is_refused() {
         ),
         Err(ResumeError::Replay { round: 1, .. })
     ));
+}
+
+/// The released propensity result of a finished job.
+fn finished_model(status: &Status) -> Option<fedbank_common::job::propensity::PropensityResult> {
+    match status {
+        Status::Finished(result) => result.released("propensity"),
+        _ => None,
+    }
 }

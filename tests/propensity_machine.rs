@@ -9,16 +9,16 @@
 mod fixture;
 
 use fedbank_common::ids::NodeId;
+use fedbank_common::job::propensity::LocalFigures;
+use fedbank_common::job::propensity::PropensityResult;
 use fedbank_common::job::stats::mean_std;
 use fedbank_common::job::{Optimizer, ValidJob};
 use fedbank_common::logistic::{self, exact_auc, sigmoid};
 use fedbank_common::model::design_row;
 use fedbank_common::model::PropensityModel;
-use fedbank_common::protocol::{Inbound, ModelReleased};
-use fedbank_coordinator::propensity::PropensityResult;
-use fedbank_coordinator::{CoordinatorMachine, JobResult, Status};
+use fedbank_common::protocol::{Inbound, JobReleased};
+use fedbank_coordinator::{CoordinatorMachine, Status};
 use fedbank_participant::customers::CustomerRecords;
-use fedbank_participant::propensity::LocalFigures;
 use fedbank_participant::{LocalData, NodeViolation, ParticipantMachine, ParticipantOutput};
 use fixture::customers::{job, records, NUMERIC};
 use fixture::drive::run_to_end_with;
@@ -62,7 +62,10 @@ fn federated_with_nodes(
         }
     });
     match outcome {
-        (Status::Finished(JobResult::Propensity(r)), _) => (*r, kept),
+        (Status::Finished(result), _) => match result.released::<PropensityResult>("propensity") {
+            Some(r) => (r, kept),
+            None => panic!("job ended without a model: {result:?}"),
+        },
         (other, _) => panic!("job ended without a model: {other:?}"),
     }
 }
@@ -243,17 +246,17 @@ fn one_class_participants_and_constant_columns_are_handled_and_reported() {
     .expect("machine");
     let mut wrong = result.model.clone();
     wrong.coefficients.pop();
-    let refused = node.handle(Inbound::Model(ModelReleased {
+    let refused = node.handle(Inbound::Released(JobReleased {
         job: job.spec().job.clone(),
-        model: Box::new(wrong),
+        release: fedbank_common::canonical::encode_body(&wrong).expect("encode"),
     }));
     assert!(
         matches!(
-            refused,
+            &refused,
             Err(NodeViolation::WrongJob {
-                message: "ModelReleased",
-                ..
-            })
+                message: "JobReleased",
+                what,
+            }) if what.contains("the released model")
         ),
         "{refused:?}"
     );
@@ -293,9 +296,10 @@ fn bad_customer_tables_name_the_file_line_and_column() {
     for (i, (text, expected)) in cases.iter().enumerate() {
         let path = dir.path().join(format!("customers-{i}.csv"));
         std::fs::write(&path, text).expect("write");
-        let message = CustomerRecords::read(&path, &job.spec().features, spec, None)
-            .expect_err(expected)
-            .to_string();
+        let message =
+            fedbank_participant::customers::read_customers(&path, &job.spec().features, spec, None)
+                .expect_err(expected)
+                .to_string();
         assert!(
             message.contains(&format!("customers-{i}.csv")) && message.contains(expected),
             "{message} / {expected}"
@@ -378,13 +382,15 @@ fn fedavg_rounds_carry_d_values_not_a_hessian() {
     spec.propensity.as_mut().expect("p").optimizer = Optimizer::FedAvg;
     let job = spec.validate().expect("valid job");
     let d = job.coefficients();
-    let round = fedbank_common::job::RoundKind::FedAvg {
+    let round = fedbank_common::job::propensity::PropensityRound::FedAvg {
         mean: vec![0.0; 3],
         std: vec![1.0; 3],
         beta: vec![0.0; d],
         weights: [1.0, 1.0],
         training_customers: 100.0,
-    };
+    }
+    .to_kind()
+    .expect("round");
     let plan = job.plan(&round).expect("plan");
     let values: usize = plan.quantities().iter().map(|q| q.spec.len).sum();
     assert_eq!(values, d + 2, "n·β, n and the loss");

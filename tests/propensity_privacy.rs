@@ -9,11 +9,11 @@ mod fixture;
 use fedbank_common::encoding::DecodedQuantity;
 use fedbank_common::ids::NodeId;
 use fedbank_common::job::privacy::{self, newton_kappa, PrivacySpec};
-use fedbank_common::job::{JobSpec, RoundKind, ValidJob};
-use fedbank_coordinator::propensity::PropensityResult;
-use fedbank_coordinator::{CoordinatorMachine, JobResult, Status};
+use fedbank_common::job::propensity::{PropensityResult, PropensityRound};
+use fedbank_common::job::{JobSpec, LocalColumns, LocalInput, RoundKind, ValidJob};
+use fedbank_coordinator::{CoordinatorMachine, Status};
 use fedbank_participant::customers::CustomerRecords;
-use fedbank_participant::{local_stats, LocalData, ParticipantMachine, ParticipantOutput};
+use fedbank_participant::{LocalData, ParticipantMachine, ParticipantOutput};
 use fixture::customers::{job_spec, records};
 use fixture::drive::{run_to_end_observed, Trail};
 use serde_json::Value;
@@ -93,31 +93,36 @@ fn run(
         |round, kind, values| aggregates.push((round, kind.clone(), values.to_vec())),
     );
     match status {
-        Status::Finished(JobResult::Propensity(r)) => (*r, trail, aggregates, node_trails),
+        Status::Finished(result) => match result.released::<PropensityResult>("propensity") {
+            Some(r) => (r, trail, aggregates, node_trails),
+            None => panic!("job ended without a model: {result:?}"),
+        },
         other => panic!("job ended without a model: {other:?}"),
     }
 }
 
 /// The exact (noise-free) aggregate of a round: every participant's own values, summed.
 fn exact(job: &ValidJob, data: &[CustomerRecords], kind: &RoundKind) -> Vec<Vec<f64>> {
-    let spec = job.spec();
-    let p = job.propensity().expect("propensity");
+    let kind_of_job = job.spec().kind.registered().expect("a registered kind");
+    let round = kind.registered().expect("a registered round");
+    let empty = std::collections::BTreeMap::new();
     let mut sum: Vec<Vec<f64>> = Vec::new();
     for r in data {
-        let values = match kind {
-            RoundKind::Moments => {
-                local_stats::compute(
-                    &r.numeric_table(&spec.features),
-                    &spec.features,
-                    spec.max_rows,
-                    kind,
-                )
-                .expect("moments")
-                .values
-            }
-            other => fedbank_participant::propensity::compute(r, &spec.features, p, other)
-                .expect("values"),
+        // Each participant's own step, on its own labeled customers.
+        let input = LocalInput {
+            table: LocalColumns {
+                rows: 0,
+                columns: &empty,
+            },
+            row_ids: None,
+            transactions: None,
+            customers: Some(r),
         };
+        let values = kind_of_job
+            .participant(job)
+            .local_round(input, round)
+            .expect("values")
+            .values;
         if sum.is_empty() {
             sum = values;
         } else {
@@ -178,7 +183,7 @@ fn the_noise_in_every_aggregate_matches_the_accountant_and_epsilon_stays_within_
             let sigma = q["sigma_accounted"].as_f64().expect("sigma");
             let sensitivity = q["sensitivity"].as_f64().expect("sensitivity");
             // σ = z·Δ, and √(3d) times that for the moments (d = 3 features).
-            let multiplier = if matches!(kind, RoundKind::Moments) {
+            let multiplier = if PropensityRound::of_kind(kind) == Some(PropensityRound::Moments) {
                 z * 3.0
             } else {
                 z

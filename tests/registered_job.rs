@@ -201,7 +201,13 @@ fn participants_refuse_rounds_outside_their_jobs_plan() {
         "{refused:?}"
     );
     // ... the registered job never computes a stats round, nor a tag no job declares.
-    let refused = RoundPlan::default().admit(&above, 1, 0, &RoundKind::Moments, d);
+    let refused = RoundPlan::default().admit(
+        &above,
+        1,
+        0,
+        &fedbank_common::job::stats::moments_round(),
+        d,
+    );
     assert!(
         matches!(refused, Err(PlanRefusal::ForeignKind { .. })),
         "{refused:?}"

@@ -10,7 +10,7 @@
 //! computation digest each participant signs.
 
 use crate::digest::Digest;
-use crate::job::{JobKind, Optimizer, RoundKind, ValidJob};
+use crate::job::{JobKind, RoundKind, ValidJob};
 
 /// Rounds of a job run again after a coordinator restart, on top of its plan.
 pub const RESTART_ALLOWANCE: u32 = 16;
@@ -143,20 +143,9 @@ pub fn computation_digest(job: &ValidJob, kind: &RoundKind) -> Digest {
 /// Whether a job of this kind ever computes `kind`.
 pub fn allows(job: &ValidJob, kind: &RoundKind) -> bool {
     match job.spec().kind {
-        JobKind::Propensity => {
-            let optimizer = job.propensity().map(|p| p.optimizer);
-            match kind {
-                RoundKind::Moments | RoundKind::Classes | RoundKind::Evaluate { .. } => true,
-                RoundKind::Newton { .. } => optimizer == Some(Optimizer::Newton),
-                RoundKind::FedAvg { .. } => optimizer == Some(Optimizer::FedAvg),
-                _ => false,
-            }
-        }
         JobKind::Compliance => matches!(kind, RoundKind::Compliance),
         JobKind::Registered(_) => match (spec_job(job), kind) {
-            (Some(registered), RoundKind::Registered(round)) => {
-                registered.rounds().iter().any(|d| d.tag == round.tag)
-            }
+            (Some(registered), RoundKind::Registered(round)) => registered.computes(job, round.tag),
             _ => false,
         },
     }
@@ -172,7 +161,6 @@ pub fn budget(job: &ValidJob) -> u32 {
     let spec = job.spec();
     let planned: u64 = match spec.kind {
         JobKind::Compliance => 1,
-        JobKind::Propensity => 3 + u64::from(job.propensity().map_or(0, |p| p.max_rounds)),
         JobKind::Registered(_) => spec_job(job).map_or(0, |j| u64::from(j.planned_rounds(job))),
     };
     let total =
@@ -183,6 +171,7 @@ pub fn budget(job: &ValidJob) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::job::propensity::PropensityRound;
     use crate::job::JobSpec;
 
     #[derive(serde::Deserialize)]
@@ -199,24 +188,28 @@ mod tests {
     }
 
     fn newton() -> RoundKind {
-        RoundKind::Newton {
+        PropensityRound::Newton {
             mean: vec![],
             std: vec![],
             beta: vec![0.0],
             weights: [1.0, 1.0],
         }
+        .to_kind()
+        .expect("round")
     }
 
     #[test]
     fn a_newton_job_with_privacy_refuses_a_fedavg_round() {
         let job = shipped(include_str!("../../configs/propensity-telco-dp.toml"));
-        let fedavg = RoundKind::FedAvg {
+        let fedavg = PropensityRound::FedAvg {
             mean: vec![],
             std: vec![],
             beta: vec![0.0],
             weights: [1.0, 1.0],
             training_customers: 1.0,
-        };
+        }
+        .to_kind()
+        .expect("round");
         let mut plan = RoundPlan::default();
         let d = Digest::of("c", b"1");
         assert!(matches!(
@@ -261,8 +254,22 @@ mod tests {
         let job = shipped(include_str!("../../configs/simulate-stats.toml"));
         let one = computation_digest(&job, &newton());
         let mut other = newton();
-        if let RoundKind::Newton { beta, .. } = &mut other {
+        if let Some(PropensityRound::Newton {
+            mean,
+            std,
+            mut beta,
+            weights,
+        }) = PropensityRound::of_kind(&other)
+        {
             beta[0] = 1e-12;
+            other = PropensityRound::Newton {
+                mean,
+                std,
+                beta,
+                weights,
+            }
+            .to_kind()
+            .expect("round");
         }
         assert_ne!(one, computation_digest(&job, &other));
         assert_eq!(one, computation_digest(&job, &newton()));

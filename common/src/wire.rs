@@ -67,8 +67,6 @@ pub enum WireKind {
     Contribution = 13,
     /// [`crate::protocol::Notice`].
     Notice = 14,
-    /// [`crate::protocol::ModelReleased`].
-    Model = 16,
     /// [`crate::protocol::AlertKeys`].
     AlertKeys = 17,
     /// [`crate::protocol::AlertRequest`].
@@ -93,8 +91,8 @@ pub enum WireKind {
     ContributionCommitment = 27,
     /// [`crate::protocol::RevealRequest`].
     RevealRequest = 28,
-    /// [`crate::protocol::JobReleased`]. (15 was the segment job's own release up to protocol
-    /// version 7; it is retired.)
+    /// [`crate::protocol::JobReleased`]. (15 and 16 were the segment and propensity jobs' own
+    /// releases up to protocol version 7; they are retired.)
     Released = 29,
 }
 
@@ -117,7 +115,6 @@ impl WireKind {
             RoundRequest,
             Contribution,
             Notice,
-            Model,
             AlertKeys,
             AlertRequest,
             AlertContribution,

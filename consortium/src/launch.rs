@@ -8,10 +8,11 @@ use fedbank_auditor::AuditorStatus;
 use fedbank_common::alerts::AuditorKeys;
 use fedbank_common::audit::SigningIdentity;
 use fedbank_common::ids::NodeId;
+use fedbank_common::job::propensity::{self, PropensityResult};
 use fedbank_common::job::segment::{self, SegmentResult};
 use fedbank_common::job::ValidJob;
 use fedbank_common::secagg::Profile;
-use fedbank_coordinator::{JobResult, ResultFile, Status};
+use fedbank_coordinator::{ResultFile, Status};
 use fedbank_participant::{LocalData, LocalTable, NodeStatus};
 use fedbank_transport::auditor_shell::{self, AuditorOutcome, AuditorSettings};
 use fedbank_transport::nodes::{
@@ -108,7 +109,7 @@ pub fn load_data(job: &ValidJob, path: &Path, consent: Option<&Path>) -> Result<
     }
     let spec = job.spec();
     if let Some(propensity) = job.propensity() {
-        let records = fedbank_participant::customers::CustomerRecords::read(
+        let records = fedbank_participant::customers::read_customers(
             path,
             &spec.features,
             propensity,
@@ -143,19 +144,14 @@ pub fn write_result(out: &Path, job: &ValidJob, status: &Status) -> Result<PathB
         Status::Failed(failure) => anyhow::bail!("job {} failed: {failure}", job.spec().job),
         Status::Running => anyhow::bail!("job {} did not finish", job.spec().job),
     };
-    match outcome {
-        JobResult::Propensity(p) => {
-            let model_path = out.join("model.json");
-            std::fs::write(&model_path, serde_json::to_string_pretty(&p.model)?)
-                .with_context(|| format!("writing {}", model_path.display()))?;
-            crate::reports::propensity::write(out, job, p)?;
-        }
-        JobResult::Registered { .. } => {
-            if let Some(segments) = outcome.released::<SegmentResult>(segment::KIND) {
-                crate::reports::segment::write_segment_report(out, job, &segments)?;
-            }
-        }
-        JobResult::Compliance(_) => {}
+    if let Some(p) = outcome.released::<PropensityResult>(propensity::KIND) {
+        let model_path = out.join("model.json");
+        std::fs::write(&model_path, serde_json::to_string_pretty(&p.model)?)
+            .with_context(|| format!("writing {}", model_path.display()))?;
+        crate::reports::propensity::write(out, job, &p)?;
+    }
+    if let Some(segments) = outcome.released::<SegmentResult>(segment::KIND) {
+        crate::reports::segment::write_segment_report(out, job, &segments)?;
     }
     let path = out.join("result.json");
     std::fs::write(&path, ResultFile::new(job, outcome).to_json()?)

@@ -76,13 +76,13 @@ pub fn propensity(job: &ValidJob, data: &[LocalData]) -> Result<(u32, Option<f64
         .collect();
     let mut pooled = LocalTable::default();
     for r in &records {
-        pooled.append(&r.numeric_table(&spec.features));
+        pooled.append(&r.numeric_table(&spec.features).into());
     }
     let moments = local_stats::compute(
         &pooled,
         &spec.features,
         u64::MAX,
-        &fedbank_common::job::RoundKind::Moments,
+        &fedbank_common::job::stats::moments_round(),
     )?;
     let (mean, std): (Vec<f64>, Vec<f64>) = moments
         .values

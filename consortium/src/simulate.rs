@@ -8,6 +8,7 @@ use crate::launch::{self, credentials, load_data, write_result, Progress};
 use anyhow::{bail, Context, Result};
 use fedbank_common::audit::{cross_check, verify};
 use fedbank_common::ids::NodeId;
+use fedbank_common::job::propensity::{self, PropensityResult};
 use fedbank_common::job::segment::{self, SegmentResult};
 use fedbank_common::job::stats::{self, StatsResult};
 use fedbank_common::job::Optimizer;
@@ -364,7 +365,11 @@ pub fn run(args: &SimulateOptions) -> Result<()> {
             }
         }
     }
-    if let Status::Finished(JobResult::Propensity(r)) = &status {
+    let propensity = match &status {
+        Status::Finished(result) => result.released::<PropensityResult>(propensity::KIND),
+        _ => None,
+    };
+    if let Some(r) = &propensity {
         let _ = writeln!(
             summary,
             "propensity: {} {} rounds ({}), hold-out AUC {} (± {:.4}), log-loss {:.4}, accuracy {:.1}%, top-decile lift {:.2}",

@@ -1,19 +1,16 @@
-//! What the coordinator computes between rounds, per job kind: the propensity and compliance
-//! kinds' own steps, and the [`CoordinatorStep`] of a kind behind the `Job` trait (stats,
-//! segment, and any registered kind).
+//! What the coordinator computes between rounds, per job kind: the compliance kind's own step,
+//! and the [`CoordinatorStep`] of a kind behind the `Job` trait (stats, segment, propensity, and
+//! any registered kind).
 
 use crate::compliance::{ComplianceJob, ComplianceResult};
-use crate::propensity::{PropensityJob, PropensityResult};
 use fedbank_common::encoding::DecodedQuantity;
-use fedbank_common::job::{stats, CoordinatorStep, Job, JobKind, RoundKind, ValidJob};
+use fedbank_common::job::{stats, CoordinatorStep, Job, RoundKind, ValidJob};
 use serde::Serialize;
 
 /// A finished job's result.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum JobResult {
-    /// A propensity model and its evaluation.
-    Propensity(Box<PropensityResult>),
     /// Per-rule compliance totals and alert counts.
     Compliance(Box<ComplianceResult>),
     /// What a registered job kind released.
@@ -41,8 +38,6 @@ impl JobResult {
 /// The job-kind-specific logic.
 #[derive(Debug, Clone)]
 pub enum JobLogic {
-    /// The propensity job.
-    Propensity(Box<PropensityJob>),
     /// The compliance job.
     Compliance(Box<ComplianceJob>),
     /// A job kind registered from its own folder, through its step.
@@ -67,14 +62,6 @@ impl JobLogic {
         if let Some(c) = job.compliance() {
             return JobLogic::Compliance(Box::new(ComplianceJob::new(c.clone())));
         }
-        if let (JobKind::Propensity, Some(p)) = (spec.kind, job.propensity()) {
-            return JobLogic::Propensity(Box::new(PropensityJob::new(
-                spec.job.as_str(),
-                spec.id_column.clone(),
-                spec.features.clone(),
-                p.clone(),
-            )));
-        }
         // Validation gives every kind its section, so no valid job gets here; were one to, it
         // would compute only the statistics of its features.
         JobLogic::Registered {
@@ -86,7 +73,6 @@ impl JobLogic {
     /// The job's first round, or why there is none.
     pub fn first_round(&self) -> Result<RoundKind, String> {
         Ok(match self {
-            JobLogic::Propensity(j) => j.first_round(),
             JobLogic::Compliance(j) => j.first_round(),
             JobLogic::Registered { step, .. } => RoundKind::Registered(step.first_round()?),
         })
@@ -113,10 +99,6 @@ impl JobLogic {
             JobLogic::Compliance(j) => j
                 .apply(kind, decoded, contributors)
                 .map_err(|e| e.to_string()),
-            JobLogic::Propensity(j) => j.apply(kind, decoded).map_err(|e| {
-                let source = std::error::Error::source(&e).map(|s| format!(": {s}"));
-                format!("{e}{}", source.unwrap_or_default())
-            }),
         }
     }
 
@@ -125,25 +107,21 @@ impl JobLogic {
     pub fn release(&self) -> Option<Vec<u8>> {
         match self {
             JobLogic::Registered { step, .. } => step.release(),
-            JobLogic::Propensity(_) | JobLogic::Compliance(_) => None,
+            JobLogic::Compliance(_) => None,
         }
     }
 
     /// The differential-privacy spend so far, for jobs that have a budget.
     pub fn privacy(&self) -> Option<fedbank_common::job::privacy::PrivacyReport> {
         match self {
-            JobLogic::Propensity(j) => j.privacy(),
-            _ => None,
+            JobLogic::Registered { step, .. } => step.privacy(),
+            JobLogic::Compliance(_) => None,
         }
     }
 
     /// The result, once done.
     pub fn result(&self) -> Option<JobResult> {
         match self {
-            JobLogic::Propensity(j) => j
-                .result()
-                .cloned()
-                .map(|r| JobResult::Propensity(Box::new(r))),
             JobLogic::Compliance(j) => j
                 .result()
                 .cloned()

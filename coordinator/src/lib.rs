@@ -7,10 +7,10 @@
 //!   that feeds it inputs and the time, and carries out its outputs.
 //! - [`RoundAggregate`]: one slot's homomorphic sum, its manifest and the combination of the
 //!   committee's partial decryptions.
-//! - [`propensity`] and [`compliance`]: those jobs' steps between rounds and results
-//!   (compliance adds the private alert step, computed under the auditor's server key); the
-//!   stats and segment jobs' steps live in their folders in `fedbank-common` (`job::stats`,
-//!   `job::segment`) and are reached through the `Job` trait.
+//! - [`compliance`]: that job's step between rounds and its result, with the private alert
+//!   step computed under the auditor's server key; the stats, segment and propensity jobs'
+//!   steps live in their folders in `fedbank-common` (`job::stats`, `job::segment`,
+//!   `job::propensity`) and are reached through the `Job` trait.
 //!
 //! The coordinator never holds a key share: it sees ciphertexts, the contributor list and the
 //! decrypted aggregate, never an individual update. It does not open sockets or read clocks.
@@ -29,7 +29,6 @@ mod aggregation;
 pub mod compliance;
 mod job_logic;
 mod machine;
-pub mod propensity;
 mod result_file;
 
 pub use aggregation::{AggregationError, PartialProblem, RoundAggregate};

@@ -6,7 +6,6 @@
 
 use crate::compliance::ComplianceResult;
 use crate::job_logic::JobResult;
-use crate::propensity::PropensityResult;
 use fedbank_common::ids::{JobId, NodeId};
 use fedbank_common::job::ValidJob;
 use serde::{Deserialize, Serialize};
@@ -49,8 +48,6 @@ pub struct ResultFile {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum Released {
-    /// A propensity model and its evaluation.
-    Propensity(Box<PropensityResult>),
     /// Per-rule compliance totals and alert counts.
     Compliance(Box<ComplianceResult>),
     /// What a job kind behind the `Job` trait released: its own typed record's fields.
@@ -58,7 +55,7 @@ pub enum Released {
     Registered(RegisteredRelease),
 }
 
-/// What a job kind behind the `Job` trait released (`stats`, `segment`, or a kind registered
+/// What a job kind behind the `Job` trait released (`stats`, `segment`, `propensity`, or a kind registered
 /// from its own folder): its name and its own result record's fields, beside the shared ones.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RegisteredRelease {
@@ -93,7 +90,6 @@ impl ResultFile {
     pub fn new(job: &ValidJob, result: &JobResult) -> Self {
         let spec = job.spec();
         let released = match result.clone() {
-            JobResult::Propensity(r) => Released::Propensity(r),
             JobResult::Compliance(r) => Released::Compliance(r),
             JobResult::Registered { kind, released } => Released::Registered(RegisteredRelease {
                 kind: kind.to_owned(),

@@ -7,7 +7,7 @@ use fedbank_common::committee::{ContributionStatement, DecryptionRequest, MASK_D
 use fedbank_common::digest::Digest;
 use fedbank_common::endorsement::{ConsortiumTrust, Signed};
 use fedbank_common::ids::{JobId, NodeId};
-use fedbank_common::job::{JobSpec, RoundKind, ValidJob};
+use fedbank_common::job::{JobSpec, ValidJob};
 use fedbank_common::key_ceremony::{
     CommitmentSet, KeyBundle, RevealedShare, ShareCommitment, ShareReveal,
 };
@@ -329,7 +329,7 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
             job: job.clone(),
             round: ROUND,
             attempt: 0,
-            kind: RoundKind::Moments,
+            kind: fedbank_common::job::stats::moments_round(),
         }),
         encoded(&ContributionCommitment {
             round: ROUND,

@@ -13,7 +13,7 @@ use fedbank_common::secagg::{
 use fedbank_common::wire;
 use fedbank_coordinator::{Checkpoint, CoordinatorMachine};
 use fedbank_participant::contact_log::ContactLog;
-use fedbank_participant::customers::CustomerRecords;
+
 use fedbank_participant::rfm::read_transactions;
 use fedbank_participant::{CommitteeMember, LocalTable};
 use fedbank_transport::frame::frame_from_stream_bytes;
@@ -341,7 +341,7 @@ pub fn csv_tables(data: &[u8]) {
             if std::fs::write(&table, bytes).is_err() {
                 return;
             }
-            let _ = CustomerRecords::read(
+            let _ = fedbank_participant::customers::read_customers(
                 &table,
                 &job.spec().features,
                 spec,

@@ -1,16 +1,17 @@
 //! A participant's labeled customer table for a propensity job: numeric features (missing
 //! values allowed), categorical columns checked against the job's levels, the label, and the
-//! hold-out split. The table never leaves the participant.
+//! hold-out split ([`read_customers`] into the propensity job's [`CustomerRecords`]). The table
+//! never leaves the participant.
 //!
 //! Bad input stops the participant before anything is sent, naming the file, the line and the
 //! column: a label with a value that is neither the positive nor the negative one, a level not in
 //! the job's list (unless the job enables `other`), a value that is not a number in a numeric
 //! column, a missing column, a duplicate header, an empty file.
 
-use crate::local_table::{numeric_cell, CsvFile, LocalTable, TableError};
+use crate::local_table::{numeric_cell, CsvFile, TableError};
+pub use fedbank_common::job::propensity::{held_out, CustomerRecords};
 use fedbank_common::job::{FeatureSpec, PropensitySpec};
 use fedbank_common::model::CategoricalEncoding;
-use sha2::{Digest as _, Sha256};
 use std::path::{Path, PathBuf};
 
 /// Why a customer table cannot be used.
@@ -115,146 +116,95 @@ impl ModelColumns {
     }
 }
 
-/// The labeled customers of one participant.
-#[derive(Clone, Debug, PartialEq)]
-pub struct CustomerRecords {
-    /// Customer ids (from the job's id column), in row order.
-    pub ids: Option<Vec<String>>,
-    /// Numeric values per row, in the job's feature order.
-    pub numeric: Vec<Vec<Option<f64>>>,
-    /// Level index per row and categorical column (the list's length for `other`).
-    pub levels: Vec<Vec<usize>>,
-    /// Label per row (true = positive).
-    pub label: Vec<bool>,
-    /// Whether the row is held out for evaluation.
-    pub holdout: Vec<bool>,
-}
-
-/// Whether a customer is held out: a keyed hash of its id (or row number) below the fraction.
-pub fn held_out(seed: u64, key: &str, fraction: f64) -> bool {
-    let digest = Sha256::new()
-        .chain_update(b"fedbank.holdout.v1")
-        .chain_update(seed.to_le_bytes())
-        .chain_update(key.as_bytes())
-        .finalize();
-    let mut first = [0u8; 8];
-    first.copy_from_slice(&digest[..8]);
-    (u64::from_le_bytes(first) as f64 / u64::MAX as f64) < fraction
-}
-
-impl CustomerRecords {
-    /// Reads the table at `path` for a propensity job.
-    pub fn read(
-        path: &Path,
-        features: &[FeatureSpec],
-        spec: &PropensitySpec,
-        id_column: Option<&str>,
-    ) -> Result<Self, CustomerError> {
-        let mut file = CsvFile::open(path)?;
-        let columns = ModelColumns::locate(
-            &file,
-            features.iter().map(|f| f.name.clone()),
-            spec.categorical
-                .iter()
-                .map(|c| CategoricalEncoding {
-                    name: c.name.clone(),
-                    levels: c.levels.clone(),
-                    other: spec.other_level,
-                })
-                .collect(),
-            (
-                "level not declared in the job (declared: ",
-                "); enable other_level to map it to 'other'",
-            ),
-        )?;
-        let label_index = file.index(&spec.label)?;
-        let id_index = id_column.map(|c| file.index(c)).transpose()?;
-        let mut records = CustomerRecords {
-            ids: id_index.map(|_| Vec::new()),
-            numeric: Vec::new(),
-            levels: Vec::new(),
-            label: Vec::new(),
-            holdout: Vec::new(),
+/// Reads the table at `path` for a propensity job.
+pub fn read_customers(
+    path: &Path,
+    features: &[FeatureSpec],
+    spec: &PropensitySpec,
+    id_column: Option<&str>,
+) -> Result<CustomerRecords, CustomerError> {
+    let mut file = CsvFile::open(path)?;
+    let columns = ModelColumns::locate(
+        &file,
+        features.iter().map(|f| f.name.clone()),
+        spec.categorical
+            .iter()
+            .map(|c| CategoricalEncoding {
+                name: c.name.clone(),
+                levels: c.levels.clone(),
+                other: spec.other_level,
+            })
+            .collect(),
+        (
+            "level not declared in the job (declared: ",
+            "); enable other_level to map it to 'other'",
+        ),
+    )?;
+    let label_index = file.index(&spec.label)?;
+    let id_index = id_column.map(|c| file.index(c)).transpose()?;
+    let mut records = CustomerRecords {
+        ids: id_index.map(|_| Vec::new()),
+        numeric: Vec::new(),
+        levels: Vec::new(),
+        label: Vec::new(),
+        holdout: Vec::new(),
+    };
+    let mut seen = std::collections::HashSet::new();
+    let mut record = csv::StringRecord::new();
+    while file
+        .reader
+        .read_record(&mut record)
+        .map_err(|source| TableError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?
+    {
+        let line = record.position().map_or(0, |p| p.line());
+        let bad = |column: &str, problem: String, value: &str| {
+            bad_cell(path, line, column, problem, value)
         };
-        let mut seen = std::collections::HashSet::new();
-        let mut record = csv::StringRecord::new();
-        while file
-            .reader
-            .read_record(&mut record)
-            .map_err(|source| TableError::Io {
-                path: path.to_path_buf(),
-                source,
-            })?
-        {
-            let line = record.position().map_or(0, |p| p.line());
-            let bad = |column: &str, problem: String, value: &str| {
-                bad_cell(path, line, column, problem, value)
-            };
-            let key = match (id_index, id_column) {
-                (Some(i), Some(column)) => {
-                    let id = record.get(i).unwrap_or("");
-                    if id.is_empty() || !seen.insert(id.to_owned()) {
-                        return Err(bad(column, "customer id is empty or repeated".into(), id));
-                    }
-                    id.to_owned()
+        let key = match (id_index, id_column) {
+            (Some(i), Some(column)) => {
+                let id = record.get(i).unwrap_or("");
+                if id.is_empty() || !seen.insert(id.to_owned()) {
+                    return Err(bad(column, "customer id is empty or repeated".into(), id));
                 }
-                _ => format!("row {}", records.label.len() + 1),
-            };
-            let (numeric, levels) = columns.read(&record, path, line)?;
-            let label = record.get(label_index).unwrap_or("");
-            let positive = if label == spec.positive {
-                true
-            } else if label == spec.negative {
-                false
-            } else {
-                return Err(bad(
-                    &spec.label,
-                    format!(
-                        "label is neither '{}' nor '{}'",
-                        spec.positive, spec.negative
-                    ),
-                    label,
-                ));
-            };
-            records
-                .holdout
-                .push(held_out(spec.holdout_seed, &key, spec.holdout));
-            if let Some(ids) = records.ids.as_mut() {
-                ids.push(key);
+                id.to_owned()
             }
-            records.numeric.push(numeric);
-            records.levels.push(levels);
-            records.label.push(positive);
-        }
-        if records.label.is_empty() {
-            return Err(TableError::Empty {
-                path: path.to_path_buf(),
-                what: "no data rows",
-            }
-            .into());
-        }
-        Ok(records)
-    }
-
-    /// Rows.
-    pub fn rows(&self) -> usize {
-        self.label.len()
-    }
-
-    /// The numeric features of the training rows as a table, for the moments round
-    /// (standardization is fitted on training rows only).
-    pub fn numeric_table(&self, features: &[FeatureSpec]) -> LocalTable {
-        let train: Vec<usize> = (0..self.rows()).filter(|&r| !self.holdout[r]).collect();
-        let mut table = LocalTable {
-            rows: train.len(),
-            ..LocalTable::default()
+            _ => format!("row {}", records.label.len() + 1),
         };
-        for (j, f) in features.iter().enumerate() {
-            table.columns.insert(
-                f.name.clone(),
-                train.iter().map(|&r| self.numeric[r][j]).collect(),
-            );
+        let (numeric, levels) = columns.read(&record, path, line)?;
+        let label = record.get(label_index).unwrap_or("");
+        let positive = if label == spec.positive {
+            true
+        } else if label == spec.negative {
+            false
+        } else {
+            return Err(bad(
+                &spec.label,
+                format!(
+                    "label is neither '{}' nor '{}'",
+                    spec.positive, spec.negative
+                ),
+                label,
+            ));
+        };
+        records
+            .holdout
+            .push(held_out(spec.holdout_seed, &key, spec.holdout));
+        if let Some(ids) = records.ids.as_mut() {
+            ids.push(key);
         }
-        table
+        records.numeric.push(numeric);
+        records.levels.push(levels);
+        records.label.push(positive);
     }
+    if records.label.is_empty() {
+        return Err(TableError::Empty {
+            path: path.to_path_buf(),
+            what: "no data rows",
+        }
+        .into());
+    }
+    Ok(records)
 }

@@ -13,8 +13,10 @@
 //!   request against its policy and its own record, and releases partial decryptions of
 //!   aggregates only.
 //!
-//! - [`customers`] and [`propensity`]: a labeled customer table and the local side of a
-//!   propensity job (class counts, Newton sums, hold-out score histograms, its own figures).
+//! - [`customers`], [`rfm`] and [`LocalTable`]: the data sources a job reads — a labeled
+//!   customer table (the propensity job), a transaction log summarized per customer (the
+//!   segment job's RFM rows) and a customer table; the jobs' local steps themselves live in their
+//!   folders in `fedbank-common` (`job::stats`, `job::segment`, `job::propensity`).
 //! - [`contact_log`]: a marketing-contact log and consent table, and the declared rules
 //!   evaluated over them (counts and rates; the local report stays at the institution).
 //! - [`privacy_noise`]: its share of the Gaussian noise of a job with differential privacy, and
@@ -30,7 +32,6 @@ pub mod local_stats;
 mod local_table;
 mod machine;
 pub mod privacy_noise;
-pub mod propensity;
 pub mod rfm;
 pub mod scoring;
 pub mod synthetic;

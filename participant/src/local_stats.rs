@@ -1,7 +1,6 @@
-//! The moments a participant computes on its own table for the propensity job's first round
-//! (the computation is the stats job's, `common::job::stats`; the segment job's table rounds
-//! live in its own folder, `common::job::segment`), and the check of a table before a node
-//! connects.
+//! The check of a participant's table before it connects: its moments over the job's features
+//! (the stats job's computation, `common::job::stats`), which fail on a missing column or too
+//! many rows. The jobs' own rounds live in their folders in `common::job`.
 //! Values are clipped to the feature's declared range (and counted) before they are summed, so
 //! that each sum respects the bound the encoding was validated for.
 
@@ -65,7 +64,7 @@ pub struct LocalRound {
     pub clipped: u64,
 }
 
-/// Computes the moments round of a propensity job over `table`.
+/// Computes the stats job's moments round over `table`.
 pub fn compute(
     table: &LocalTable,
     features: &[FeatureSpec],
@@ -83,12 +82,11 @@ pub fn compute(
         columns: &table.columns,
     };
     match round {
-        RoundKind::Moments => Ok(stats::moments(columns, features)?.into()),
-        RoundKind::Classes
-        | RoundKind::Newton { .. }
-        | RoundKind::FedAvg { .. }
-        | RoundKind::Evaluate { .. }
-        | RoundKind::Compliance
-        | RoundKind::Registered(_) => Err(LocalStatsError::NotATableRound(round.label())),
+        RoundKind::Registered(r) if r.tag == stats::MOMENTS_TAG => {
+            Ok(stats::moments(columns, features)?.into())
+        }
+        RoundKind::Compliance | RoundKind::Registered(_) => {
+            Err(LocalStatsError::NotATableRound(round.label()))
+        }
     }
 }

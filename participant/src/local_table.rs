@@ -151,6 +151,15 @@ impl CsvFile {
     }
 }
 
+impl From<fedbank_common::job::TableColumns> for LocalTable {
+    fn from(t: fedbank_common::job::TableColumns) -> Self {
+        LocalTable {
+            rows: t.rows,
+            columns: t.columns,
+        }
+    }
+}
+
 impl LocalTable {
     /// Appends `other`'s rows (columns missing on one side become missing values): the pooled
     /// table of an in-process baseline run.

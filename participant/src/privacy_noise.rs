@@ -9,6 +9,7 @@
 
 use fedbank_common::digest::Digest;
 use fedbank_common::job::privacy::{Accountant, PrivacyPlan, RoundNoise};
+use fedbank_common::job::propensity::PropensityRound;
 use fedbank_common::job::RoundKind;
 use fedbank_common::wire::{WireKind, WireMessage};
 use rand::{RngCore, SeedableRng};
@@ -163,7 +164,7 @@ impl ParticipantPrivacy {
         values: &mut [Vec<f64>],
     ) -> Result<Option<NoiseAdded>, NoiseError> {
         // Fail closed: a round this job's accountant does not cover releases nothing.
-        let Some(noise) = self.plan.round(kind) else {
+        let Some(noise) = self.plan.round_kind(kind) else {
             return Err(NoiseError::Uncovered {
                 round,
                 label: kind.label(),
@@ -174,8 +175,8 @@ impl ParticipantPrivacy {
             Some(d) if *d != what => return Err(NoiseError::RoundReused(round)),
             Some(_) => {}
             None => {
-                let reserve = match kind {
-                    RoundKind::Evaluate { .. } => 0.0,
+                let reserve = match PropensityRound::of_kind(kind) {
+                    Some(PropensityRound::Evaluate { .. }) => 0.0,
                     _ => self.plan.evaluation_rho(),
                 };
                 if !self
@@ -293,12 +294,14 @@ mod tests {
     }
 
     fn newton(beta: f64) -> RoundKind {
-        RoundKind::Newton {
+        PropensityRound::Newton {
             mean: vec![0.0],
             std: vec![1.0],
             beta: vec![beta, 0.0],
             weights: [1.0, 1.0],
         }
+        .to_kind()
+        .expect("round")
     }
 
     /// m participants' shares of the same quantity sum to noise of the accountant's σ.
@@ -307,7 +310,7 @@ mod tests {
         let plan = plan(4.0, Some(7.0));
         let m = 3;
         let kind = newton(0.0);
-        let noise = plan.round(&kind).expect("noised");
+        let noise = plan.round_kind(&kind).expect("noised");
         let sigma = noise.quantities[0].sigma;
         assert_eq!(sigma, 7.0 * 3.0, "σ = z·w·C");
         let mut nodes: Vec<ParticipantPrivacy> = (0..m)
@@ -371,10 +374,20 @@ mod tests {
         let mut values = vec![vec![0.0; 4]];
         let moments = ["age.count", "age.missing", "age.sum", "age.sumsq"];
         let mut m = vec![vec![0.0]; 4];
-        node.add(1, &RoundKind::Moments, &moments, &mut m)
-            .expect("moments");
-        node.add(2, &RoundKind::Classes, &["classes"], &mut values)
-            .expect("classes");
+        node.add(
+            1,
+            &PropensityRound::Moments.to_kind().expect("round"),
+            &moments,
+            &mut m,
+        )
+        .expect("moments");
+        node.add(
+            2,
+            &PropensityRound::Classes.to_kind().expect("round"),
+            &["classes"],
+            &mut values,
+        )
+        .expect("classes");
         let names = ["newton.gradient", "newton.hessian"];
         let mut accepted = 0;
         let mut refused = None;
@@ -398,11 +411,13 @@ mod tests {
             "{refused:?}"
         );
         // The evaluation was kept in reserve and still fits; the spend stays within ε.
-        let eval = RoundKind::Evaluate {
+        let eval = PropensityRound::Evaluate {
             mean: vec![0.0],
             std: vec![1.0],
             beta: vec![0.0, 0.0],
-        };
+        }
+        .to_kind()
+        .expect("round");
         let mut h = vec![vec![0.0; 20], vec![0.0; 20]];
         node.add(30, &eval, &["eval.positives", "eval.negatives"], &mut h)
             .expect("evaluation fits");
@@ -455,13 +470,15 @@ mod tests {
     #[test]
     fn an_uncovered_round_fails_closed() {
         let mut node = ParticipantPrivacy::new(plan(2.0, None), 3);
-        let fedavg = RoundKind::FedAvg {
+        let fedavg = PropensityRound::FedAvg {
             mean: vec![0.0],
             std: vec![1.0],
             beta: vec![0.0, 0.0],
             weights: [1.0, 1.0],
             training_customers: 10.0,
-        };
+        }
+        .to_kind()
+        .expect("round");
         let mut values = vec![vec![1.0; 2]];
         let before = values.clone();
         assert!(matches!(
@@ -479,7 +496,7 @@ mod tests {
         let mut with_colluders = plan(4.0, Some(7.0));
         with_colluders.spec.colluding_participants = 2;
         let sigma = with_colluders
-            .round(&newton(0.0))
+            .round_kind(&newton(0.0))
             .expect("noised")
             .quantities[0]
             .sigma;

@@ -3,17 +3,17 @@
 //! the job whose digest matches its own copy.
 //!
 //! - this file: the spec ([`JobSpec`]), its errors and the checked [`ValidJob`];
-//! - `propensity`: that job kind's own section of the file;
 //! - `validate`: [`JobSpec::validate`] and the digest; `plan`: what a valid job computes
 //!   (quantities, encoding plans, message limits); `rounds`: [`RoundKind`] and quantity labels.
 //!
 //! - `registered`: the [`Job`] trait through which a job kind in its own folder plugs in, and
 //!   the registry [`JOBS`].
 //!
-//! - `stats/` and `segment/`: those job kinds in their own folders, behind [`Job`].
+//! - `stats/`, `segment/` and `propensity/`: those job kinds in their own folders, behind
+//!   [`Job`].
 //!
-//! What it does not do yet: reach the propensity and compliance kinds through [`Job`]; their
-//! sections, rounds and quantities are still arms here (issue 14).
+//! What it does not do yet: reach the compliance kind through [`Job`]; its section, round and
+//! quantities are still arms here (issue 14).
 
 use crate::compliance_rules::ComplianceSpec;
 use crate::digest::Digest;
@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 
 mod plan;
 pub mod privacy;
-mod propensity;
+pub mod propensity;
 mod registered;
 mod rounds;
 pub mod segment;
@@ -32,7 +32,10 @@ pub mod stats;
 mod validate;
 
 pub use plan::RoundPlanError;
-pub use propensity::*;
+pub use propensity::{
+    CategoricalSpec, ClassWeight, Optimizer, PropensitySpec, FEDAVG_COEFFICIENT_BOUND,
+    MAX_CLASS_WEIGHT, MAX_COEFFICIENTS, MAX_FEDAVG_COEFFICIENTS,
+};
 pub use registered::*;
 pub use rounds::*;
 pub use segment::{ChooseK, KCriterion, SegmentSpec, TransactionColumns, MAX_SEGMENTS};
@@ -68,15 +71,14 @@ impl FeatureSpec {
 /// What the job computes. In a job file and in every encoding it is the kind's name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum JobKind {
-    /// Propensity model: federated logistic regression (Newton) and federated evaluation.
-    Propensity,
     /// Compliance audit run: declared rules over marketing-contact logs and consent tables,
     /// per-rule violation counts aggregated securely, optional private alerts.
     Compliance,
     /// A job kind behind the [`Job`] trait, by its name: fedbank's own in [`BUILT_IN`]
     /// (`stats`: per-feature count, missing rate, mean, standard deviation, histogram and
-    /// quantiles; `segment`: customer segments by federated Lloyd k-means) or one registered
-    /// from its own folder ([`JOBS`]).
+    /// quantiles; `segment`: customer segments by federated Lloyd k-means; `propensity`: a
+    /// federated logistic-regression model and its evaluation) or one registered from its own
+    /// folder ([`JOBS`]).
     Registered(&'static str),
 }
 
@@ -85,11 +87,12 @@ impl JobKind {
     pub const STATS: JobKind = JobKind::Registered(stats::KIND);
     /// The segment job (`job/segment/`).
     pub const SEGMENT: JobKind = JobKind::Registered(segment::KIND);
+    /// The propensity job (`job/propensity/`).
+    pub const PROPENSITY: JobKind = JobKind::Registered(propensity::KIND);
 
     /// The name used in job files and results.
     pub fn name(self) -> &'static str {
         match self {
-            JobKind::Propensity => "propensity",
             JobKind::Compliance => "compliance",
             JobKind::Registered(name) => name,
         }
@@ -97,9 +100,7 @@ impl JobKind {
 
     /// The built-in kind called `name`.
     pub fn builtin(name: &str) -> Option<JobKind> {
-        [JobKind::Propensity, JobKind::Compliance]
-            .into_iter()
-            .find(|k| k.name() == name)
+        [JobKind::Compliance].into_iter().find(|k| k.name() == name)
     }
 
     /// The kind called `name`: a built-in one or one registered in this binary.
@@ -126,7 +127,7 @@ impl<'de> Deserialize<'de> for JobKind {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let name = String::deserialize(deserializer)?;
         JobKind::from_name(&name).ok_or_else(|| {
-            let mut known = vec!["propensity", "compliance"];
+            let mut known = vec!["compliance"];
             known.extend(registered_kinds());
             serde::de::Error::custom(format!(
                 "unknown job kind '{name}' (this build knows {})",

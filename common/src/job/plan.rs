@@ -1,10 +1,7 @@
 //! What a [`ValidJob`] computes: its round kinds' quantities and encoding plans, and the
 //! largest message it can need.
 
-use super::{
-    JobSpec, PropensitySpec, RoundKind, SegmentSpec, ValidJob, FEDAVG_COEFFICIENT_BOUND,
-    LOGISTIC_SCALE, MAX_CLASS_WEIGHT, Z_BOUND,
-};
+use super::{JobSpec, PropensitySpec, RoundKind, SegmentSpec, ValidJob};
 use crate::compliance_rules::ComplianceSpec;
 use crate::digest::Digest;
 use crate::encoding::{EncodingError, EncodingPlan, QuantitySpec};
@@ -80,34 +77,6 @@ impl ValidJob {
         ]
         .into_iter()
         .filter_map(|q| EncodingPlan::new(&q, &self.params).ok());
-        // Propensity rounds as planned (with any privacy noise room), at the largest weights.
-        let none = Vec::new;
-        let weights = [MAX_CLASS_WEIGHT; 2];
-        let propensity = [
-            RoundKind::Moments,
-            RoundKind::Classes,
-            RoundKind::Newton {
-                mean: none(),
-                std: none(),
-                beta: none(),
-                weights,
-            },
-            RoundKind::FedAvg {
-                mean: none(),
-                std: none(),
-                beta: none(),
-                weights,
-                training_customers: 0.0,
-            },
-            RoundKind::Evaluate {
-                mean: none(),
-                std: none(),
-                beta: none(),
-            },
-        ]
-        .into_iter()
-        .filter(|_| self.propensity().is_some())
-        .filter_map(|round| self.plan(&round).ok());
         let registered = self
             .spec
             .kind
@@ -117,7 +86,6 @@ impl ValidJob {
             .into_iter()
             .filter_map(|round| self.plan(&RoundKind::Registered(round)).ok());
         let slots = fixed
-            .chain(propensity)
             .chain(registered)
             .map(|p| p.slot_count())
             .max()
@@ -151,80 +119,10 @@ impl ValidJob {
             .map_or(0, |p| p.design_names(&self.spec.features).len())
     }
 
-    fn propensity_quantities(&self, round: &RoundKind) -> Vec<QuantitySpec> {
-        let rows = self.spec.max_rows as f64;
-        let d = self.coefficients();
-        let w = MAX_CLASS_WEIGHT;
-        match round {
-            RoundKind::Classes => vec![QuantitySpec::new("classes", 4, rows, 1.0)],
-            RoundKind::Newton { .. } => {
-                let mut q = vec![
-                    QuantitySpec::new("newton.gradient", d, rows * w * Z_BOUND, LOGISTIC_SCALE),
-                    QuantitySpec::new(
-                        "newton.hessian",
-                        crate::logistic::packed_len(d),
-                        rows * w * Z_BOUND * Z_BOUND / 4.0,
-                        LOGISTIC_SCALE,
-                    ),
-                ];
-                // Under differential privacy losses are not released (unbounded sensitivity
-                // for little use).
-                if !self.private() {
-                    q.push(QuantitySpec::new(
-                        "newton.loss",
-                        1,
-                        rows * w * crate::logistic::MAX_ROW_LOSS,
-                        LOGISTIC_SCALE,
-                    ));
-                }
-                q
-            }
-            RoundKind::FedAvg { .. } => vec![
-                QuantitySpec::new(
-                    "fedavg.weighted_beta",
-                    d,
-                    rows * FEDAVG_COEFFICIENT_BOUND,
-                    LOGISTIC_SCALE,
-                ),
-                QuantitySpec::new("fedavg.customers", 1, rows, 1.0),
-                QuantitySpec::new(
-                    "fedavg.loss",
-                    1,
-                    rows * w * crate::logistic::MAX_ROW_LOSS,
-                    LOGISTIC_SCALE,
-                ),
-            ],
-            RoundKind::Evaluate { .. } => {
-                let bins = self.propensity().map_or(1, |p| p.score_bins);
-                let mut q = vec![
-                    QuantitySpec::new("eval.positives", bins, rows, 1.0),
-                    QuantitySpec::new("eval.negatives", bins, rows, 1.0),
-                ];
-                // Under differential privacy log-loss and accuracy are read off the noisy
-                // histograms instead of being released (and paid for) separately.
-                if !self.private() {
-                    q.push(QuantitySpec::new(
-                        "eval.loss",
-                        1,
-                        rows * crate::logistic::MAX_ROW_LOSS,
-                        LOGISTIC_SCALE,
-                    ));
-                    q.push(QuantitySpec::new("eval.correct", 1, rows, 1.0));
-                }
-                q
-            }
-            _ => Vec::new(),
-        }
-    }
-
     /// The job's differential-privacy plan, if it asks for one.
     pub fn privacy(&self) -> Option<crate::job::privacy::PrivacyPlan> {
         let p = self.propensity()?;
         crate::job::privacy::PrivacyPlan::of(&self.spec.features, p)
-    }
-
-    fn private(&self) -> bool {
-        self.propensity().is_some_and(|p| p.privacy.is_some())
     }
 
     /// The compliance table of a compliance job.
@@ -276,11 +174,6 @@ impl ValidJob {
                         problem,
                     })?
             }
-            RoundKind::Moments => self.moments_quantities(),
-            RoundKind::Classes
-            | RoundKind::Newton { .. }
-            | RoundKind::FedAvg { .. }
-            | RoundKind::Evaluate { .. } => self.propensity_quantities(round),
             RoundKind::Compliance => self
                 .spec
                 .compliance
@@ -289,7 +182,7 @@ impl ValidJob {
                 .unwrap_or_default(),
         };
         let mut specs = specs;
-        if let Some(noise) = self.privacy().and_then(|p| p.round(round)) {
+        if let Some(noise) = self.privacy().and_then(|p| p.round_kind(round)) {
             // A noised value needs room for its noise share and a grid finer than it.
             for spec in &mut specs {
                 if let Some(n) = noise.quantities.iter().find(|n| n.name == spec.name) {

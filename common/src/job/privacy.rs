@@ -36,6 +36,7 @@
 //! discards bits below σ/1000, a mitigation rather than a proof. The hold-out split and the
 //! participants' own local figures are not noised: they never leave the participant.
 
+use crate::job::propensity::PropensityRound;
 use crate::job::{FeatureSpec, PropensitySpec, RoundKind};
 use serde::{Deserialize, Serialize};
 
@@ -306,8 +307,15 @@ impl PrivacyPlan {
         epsilon(spent + more, self.spec.delta) <= self.spec.epsilon * (1.0 + 1e-12)
     }
 
-    /// The noise of a round's aggregate, `None` for a round that releases nothing noised.
-    pub fn round(&self, round: &RoundKind) -> Option<RoundNoise> {
+    /// The noise of a round's aggregate, `None` for a round that releases nothing noised or is
+    /// not a propensity round.
+    pub fn round_kind(&self, round: &RoundKind) -> Option<RoundNoise> {
+        PropensityRound::of_kind(round).and_then(|r| self.round(&r))
+    }
+
+    /// The noise of a propensity round's aggregate, `None` for a round that releases nothing
+    /// noised.
+    pub fn round(&self, round: &PropensityRound) -> Option<RoundNoise> {
         let z = self.z;
         let q = |name: String, sensitivity: f64| QuantityNoise {
             name,
@@ -315,7 +323,7 @@ impl PrivacyPlan {
             sigma: z * sensitivity,
         };
         let (quantities, units) = match round {
-            RoundKind::Moments => {
+            PropensityRound::Moments => {
                 // Standardization needs only rough moments (the optimum moves little with
                 // them), so this round takes √(3d) times the noise and costs one unit in all.
                 let spread = (3.0 * self.features.len() as f64).sqrt();
@@ -334,8 +342,8 @@ impl PrivacyPlan {
                 }
                 (quantities, 1.0)
             }
-            RoundKind::Classes => (vec![q("classes".into(), 2f64.sqrt())], 1.0),
-            RoundKind::Newton { weights, .. } => {
+            PropensityRound::Classes => (vec![q("classes".into(), 2f64.sqrt())], 1.0),
+            PropensityRound::Newton { weights, .. } => {
                 let w = weights[0].abs().max(weights[1].abs());
                 let c = self.spec.clip_norm;
                 (
@@ -346,14 +354,14 @@ impl PrivacyPlan {
                     newton_kappa(),
                 )
             }
-            RoundKind::Evaluate { .. } => (
+            PropensityRound::Evaluate { .. } => (
                 vec![
                     q("eval.positives".into(), 1.0),
                     q("eval.negatives".into(), 1.0),
                 ],
                 1.0,
             ),
-            _ => return None,
+            PropensityRound::FedAvg { .. } => return None,
         };
         Some(RoundNoise {
             quantities,

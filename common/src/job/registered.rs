@@ -49,7 +49,11 @@ pub static JOBS: [&'static dyn Job];
 
 /// fedbank's own job kinds that have moved behind [`Job`], each in its folder under `job/`.
 /// Listed here rather than through [`JOBS`] so that no binary can miss one by not linking it.
-pub const BUILT_IN: &[&dyn Job] = &[&super::stats::Stats, &super::segment::SegmentKind];
+pub const BUILT_IN: &[&dyn Job] = &[
+    &super::stats::Stats,
+    &super::segment::SegmentKind,
+    &super::propensity::PropensityKind,
+];
 
 /// Every job kind behind [`Job`] in this binary: [`BUILT_IN`], then [`JOBS`].
 pub fn all_jobs() -> impl Iterator<Item = &'static dyn Job> {
@@ -239,6 +243,8 @@ pub struct LocalInput<'a> {
     pub row_ids: Option<&'a [String]>,
     /// The transaction log, when the job reads one.
     pub transactions: Option<&'a dyn TransactionLog>,
+    /// The labeled customers, when the job reads them (propensity jobs).
+    pub customers: Option<&'a super::propensity::CustomerRecords>,
 }
 
 impl fmt::Debug for LocalInput<'_> {
@@ -247,18 +253,30 @@ impl fmt::Debug for LocalInput<'_> {
             .field("rows", &self.table.rows)
             .field("row_ids", &self.row_ids.map(<[String]>::len))
             .field("transactions", &self.transactions.map(|t| t.ids().len()))
+            .field("customers", &self.customers.map(|c| c.rows()))
             .finish()
     }
 }
 
-/// What a participant keeps from a job's release to participants: one label per own customer,
-/// written to its local file and never sent (for example the segment each customer falls in).
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct LocalRelease {
-    /// (customer, label) per own customer.
-    pub assignments: Vec<(String, String)>,
-    /// How many distinct labels the release has.
-    pub labels: usize,
+/// What a participant keeps from a job's release to participants, written to its local files
+/// and never sent.
+#[derive(Clone, Debug, PartialEq)]
+pub enum LocalRelease {
+    /// One label per own customer (the segment each customer falls in).
+    Assignments {
+        /// (customer, label) per own customer.
+        assignments: Vec<(String, String)>,
+        /// How many distinct labels the release has.
+        labels: usize,
+    },
+    /// A released model, and this participant's own figures with it on its hold-out customers
+    /// (when it holds labeled customers).
+    Model {
+        /// The model, as exported in `model.json`.
+        model: Box<crate::model::PropensityModel>,
+        /// Its figures.
+        figures: Option<super::propensity::LocalFigures>,
+    },
 }
 
 /// One round's local values: one vector per quantity, in the order of the round's quantities,
@@ -278,6 +296,14 @@ pub trait Job: Sync {
     fn kind(&self) -> &'static str;
     /// Every round it may ask for.
     fn rounds(&self) -> &'static [RoundDecl];
+    /// Whether a run of `job` ever asks for a round with tag `tag` (a participant refuses any
+    /// other): by default every round the kind declares. A kind whose job file chooses among
+    /// its rounds narrows it (a Newton propensity job never computes a FedAvg round, which
+    /// would escape its privacy accountant).
+    fn computes(&self, job: &ValidJob, tag: RoundTag) -> bool {
+        let _ = job;
+        self.rounds().iter().any(|d| d.tag == tag)
+    }
     /// Checks what is particular to this kind in `spec` (the shared fields are checked before);
     /// the problem in the job file's words otherwise.
     fn validate(&self, spec: &JobSpec) -> Result<(), String>;
@@ -335,6 +361,10 @@ pub trait CoordinatorStep: Send + fmt::Debug {
     /// (for example the segments' centroids, so that each assigns its own customers); `None`
     /// when the job releases nothing to participants.
     fn release(&self) -> Option<Vec<u8>> {
+        None
+    }
+    /// The differential-privacy spend so far, for a job with a budget.
+    fn privacy(&self) -> Option<super::privacy::PrivacyReport> {
         None
     }
     /// A copy (the coordinator keeps one per checkpoint replay).
@@ -556,7 +586,7 @@ mod tests {
         label: "a",
     }];
     const LOW: &[RoundDecl] = &[RoundDecl {
-        tag: RoundTag(0x0001),
+        tag: RoundTag(0x0401),
         label: "low",
     }];
 
@@ -571,7 +601,7 @@ mod tests {
         assert!(low.contains("the tag of a built-in round"), "{low}");
         let outside = check_external(&[&Named("one", LOW)]).expect_err("range");
         assert!(outside.contains("below the registered range"), "{outside}");
-        let builtin = check_registry(&[&Named("propensity", &[])]).expect_err("built-in");
+        let builtin = check_registry(&[&Named("compliance", &[])]).expect_err("built-in");
         assert!(builtin.contains("built-in"), "{builtin}");
         // A kind named like one of fedbank's own behind the trait is a second registration.
         let all: Vec<&dyn Job> = BUILT_IN

@@ -122,22 +122,12 @@ impl JobSpec {
                 ),
             });
         }
-        match (&self.propensity, self.kind) {
-            (Some(p), JobKind::Propensity) => p.check(&job, &self.features)?,
-            (None, JobKind::Propensity) => {
-                return Err(JobError::Propensity {
-                    job,
-                    problem: "a propensity job needs a [job.propensity] table".to_owned(),
-                })
-            }
-            (Some(_), _) => {
-                return Err(JobError::Propensity {
-                    job,
-                    problem: "only a job of kind \"propensity\" takes a [job.propensity] table"
-                        .to_owned(),
-                })
-            }
-            (None, _) => {}
+        if self.propensity.is_some() && self.kind != JobKind::PROPENSITY {
+            return Err(JobError::Propensity {
+                job,
+                problem: "only a job of kind \"propensity\" takes a [job.propensity] table"
+                    .to_owned(),
+            });
         }
         self.check_compliance()?;
         if let JobKind::Registered(kind) = self.kind {

@@ -94,8 +94,9 @@ pub struct Contribution<S: RingScalar> {
 }
 
 /// What a job behind the `Job` trait releases to participants at the end, in the job's own
-/// canonical encoding (the segment job's centroids and labels, so that each participant assigns
-/// its own customers locally; the assignment never leaves the participant).
+/// canonical encoding: the segment job's centroids and labels, so that each participant assigns
+/// its own customers locally; the propensity job's model, so that each scores its own hold-out
+/// customers with it. What a participant makes of it never leaves the participant.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobReleased {
     /// Job.
@@ -103,16 +104,6 @@ pub struct JobReleased {
     /// The job's release record (see `job::CoordinatorStep::release`), at most
     /// `job::MAX_ROUND_PARAMETERS` bytes.
     pub release: Vec<u8>,
-}
-
-/// The trained propensity model, sent to participants at the end so that each can score its own
-/// hold-out customers with it, next to a model trained on its data alone, and keep the figures.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct ModelReleased {
-    /// Job.
-    pub job: JobId,
-    /// The model, as exported in `model.json`.
-    pub model: Box<crate::model::PropensityModel>,
 }
 
 /// What a notice reports.
@@ -154,7 +145,6 @@ small_message!(Welcome, WireKind::Welcome);
 small_message!(RoundRequest, WireKind::RoundRequest);
 small_message!(Notice, WireKind::Notice);
 small_message!(JobReleased, WireKind::Released);
-small_message!(ModelReleased, WireKind::Model);
 small_message!(ContributionCommitment, WireKind::ContributionCommitment);
 
 impl WireMessage for RevealRequest {
@@ -218,8 +208,6 @@ pub enum Inbound<S: RingScalar> {
     Notice(Notice),
     /// [`JobReleased`].
     Released(JobReleased),
-    /// [`ModelReleased`].
-    Model(ModelReleased),
     /// [`AlertKeys`].
     AlertKeys(AlertKeys),
     /// [`AlertRequest`].
@@ -257,7 +245,6 @@ impl<S: RingScalar> Inbound<S> {
                 | WireKind::RoundRequest
                 | WireKind::ContributionCommitment
                 | WireKind::Notice
-                | WireKind::Model
                 | WireKind::KeySetup,
             ) => 1 << 20,
             // A release record of up to `job::MAX_ROUND_PARAMETERS` bytes and its job id.
@@ -287,7 +274,6 @@ impl<S: RingScalar> Inbound<S> {
             Some(WireKind::PartialDecryption) => Inbound::Partial(wire::decode(bytes)?),
             Some(WireKind::Notice) => Inbound::Notice(wire::decode(bytes)?),
             Some(WireKind::Released) => Inbound::Released(wire::decode(bytes)?),
-            Some(WireKind::Model) => Inbound::Model(wire::decode(bytes)?),
             Some(WireKind::AlertKeys) => Inbound::AlertKeys(wire::decode(bytes)?),
             Some(WireKind::AlertRequest) => Inbound::AlertRequest(wire::decode(bytes)?),
             Some(WireKind::AlertContribution) => Inbound::AlertContribution(wire::decode(bytes)?),
@@ -319,7 +305,6 @@ impl<S: RingScalar> Inbound<S> {
             Inbound::Partial(_) => "PartialDecryption",
             Inbound::Notice(_) => "Notice",
             Inbound::Released(_) => "JobReleased",
-            Inbound::Model(_) => "ModelReleased",
             Inbound::AlertKeys(_) => "AlertKeys",
             Inbound::AlertRequest(_) => "AlertRequest",
             Inbound::AlertContribution(_) => "AlertContribution",

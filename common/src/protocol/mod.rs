@@ -18,7 +18,7 @@
 //!   (member) DecryptionRequest         ◀───────  manifest + each signed statement and mask
 //!   (member) PartialDecryption         ───────▶  combine, decode, next round
 //!   (segment job) assign own customers ◀───────  JobReleased {the job's release record}
-//!   (propensity job) score own hold-out ◀───────  ModelReleased {model}
+//!   (propensity job) score own hold-out ◀───────  JobReleased {the model}
 //!   (compliance with alerts)           ◀───────  AlertRequest; AlertContribution ──▶ (see [`alerts`])
 //!                                      ◀───────  Notice (finished / aborted)
 //! ```
@@ -37,6 +37,6 @@ pub use alerts::{
     AlertRule, AlertTally,
 };
 pub use messages::{
-    Contribution, ContributionCommitment, Hello, Inbound, JobReleased, ModelReleased, Notice,
-    NoticeKind, RevealRequest, RoundRequest, Welcome, PROTOCOL_VERSION,
+    Contribution, ContributionCommitment, Hello, Inbound, JobReleased, Notice, NoticeKind,
+    RevealRequest, RoundRequest, Welcome, PROTOCOL_VERSION,
 };

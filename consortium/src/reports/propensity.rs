@@ -3,8 +3,8 @@
 //! `training.svg` (objective per training round) and `lift.svg` (lift by score decile).
 
 use anyhow::{Context, Result};
+use fedbank_common::job::propensity::PropensityResult;
 use fedbank_common::job::{Optimizer, ValidJob};
-use fedbank_coordinator::propensity::PropensityResult;
 use std::fmt::Write as _;
 use std::path::Path;
 

@@ -7,8 +7,8 @@ use fedbank_common::ids::NodeId;
 use fedbank_common::job::RoundKind;
 use fedbank_common::key_ceremony::{CeremonyError, CommitmentSet, KeyBundle};
 use fedbank_common::protocol::{
-    AlertRequest, AlertTally, Inbound, JobReleased, ModelReleased, Notice, RevealRequest,
-    RoundRequest, Welcome, PROTOCOL_VERSION,
+    AlertRequest, AlertTally, Inbound, JobReleased, Notice, RevealRequest, RoundRequest, Welcome,
+    PROTOCOL_VERSION,
 };
 use fedbank_common::secagg::{KeySetup, RingScalar};
 use serde_json::{Map, Value};
@@ -58,8 +58,6 @@ pub enum CoordinatorOutbound<S: RingScalar> {
     Notice(Notice),
     /// [`JobReleased`].
     Released(JobReleased),
-    /// [`ModelReleased`].
-    Model(ModelReleased),
     /// [`AlertRequest`].
     AlertRequest(AlertRequest),
     /// [`AlertTally`] (to the auditor only).
@@ -80,7 +78,6 @@ impl<S: RingScalar> CoordinatorOutbound<S> {
             CoordinatorOutbound::Decrypt(m) => encode(m),
             CoordinatorOutbound::Notice(m) => encode(m),
             CoordinatorOutbound::Released(m) => encode(m),
-            CoordinatorOutbound::Model(m) => encode(m),
             CoordinatorOutbound::AlertRequest(m) => encode(m),
             CoordinatorOutbound::AlertTally(m) => encode(m),
         }

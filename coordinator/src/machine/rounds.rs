@@ -5,14 +5,13 @@ use super::events::{CoordinatorOutbound, JobFailure, Millis, Status, Violation};
 use super::CoordinatorProgress;
 use super::{audit_output, CoordinatorMachine, CoordinatorOutput, Round, Stage};
 use crate::aggregation::RoundAggregate;
-use crate::job_logic::JobResult;
 use fedbank_common::audit::events as trail;
 use fedbank_common::committee::PartialDecryption;
 use fedbank_common::ids::NodeId;
 use fedbank_common::job::RoundKind;
 use fedbank_common::protocol::{
-    Contribution, ContributionCommitment, JobReleased, ModelReleased, Notice, NoticeKind,
-    RevealRequest, RoundRequest,
+    Contribution, ContributionCommitment, JobReleased, Notice, NoticeKind, RevealRequest,
+    RoundRequest,
 };
 use fedbank_common::secagg::RingScalar;
 use std::collections::{BTreeMap, BTreeSet};
@@ -444,7 +443,7 @@ impl<S: RingScalar> CoordinatorMachine<S> {
             values: decoded,
         });
         if let (Some(noise), Some(report)) = (
-            self.job.privacy().and_then(|p| p.round(&round.kind)),
+            self.job.privacy().and_then(|p| p.round_kind(&round.kind)),
             self.logic.privacy(),
         ) {
             let contributors = request.manifest.contributors.len();
@@ -516,15 +515,6 @@ impl<S: RingScalar> CoordinatorMachine<S> {
             };
             for node in self.present().cloned().collect::<Vec<_>>() {
                 self.send(&node, CoordinatorOutbound::Released(released.clone()));
-            }
-        }
-        if let JobResult::Propensity(r) = &result {
-            let released = ModelReleased {
-                job: job.clone(),
-                model: Box::new(r.model.clone()),
-            };
-            for node in self.present().cloned().collect::<Vec<_>>() {
-                self.send(&node, CoordinatorOutbound::Model(released.clone()));
             }
         }
         let notice = Notice {

@@ -20,8 +20,8 @@
 //!                          or Notice(Refused)                             audit decryption.refused
 //!   JobReleased        ──▶ the job's participant step takes the release (segment job: assign
 //!                          its own customers locally)                    audit segments.assigned
-//!   ModelReleased      ──▶ score its own hold-out with the federated model
-//!                          and with a model of its own data alone        audit model.received
+//!                          (propensity job: score its own hold-out with the federated model
+//!                          and with a model of its own data alone)       audit model.received
 //!   AlertRequest       ──▶ (compliance) its rates under the auditor's key,
 //!                          AlertContribution                              audit alert.sent
 //!   Notice(Finished | Aborted) ──▶ stop
@@ -45,7 +45,6 @@ use crate::customers::CustomerRecords;
 use crate::local_stats::{self, LocalStatsError};
 use crate::local_table::LocalTable;
 use crate::privacy_noise::ParticipantPrivacy;
-use crate::propensity::LocalFigures;
 use crate::rfm::{CustomerHistory, TransactionError};
 use fedbank_common::audit::events::{self as trail, TrailEvent};
 use fedbank_common::audit::EventKind;
@@ -54,13 +53,14 @@ use fedbank_common::digest::Digest;
 pub use fedbank_common::endorsement::Credentials;
 use fedbank_common::endorsement::{ConsortiumTrust, NodeSigner, Signed};
 use fedbank_common::ids::NodeId;
-use fedbank_common::job::{LocalInput, ParticipantStep, ValidJob};
+use fedbank_common::job::propensity::LocalFigures;
+use fedbank_common::job::{LocalInput, LocalRelease, ParticipantStep, ValidJob};
 use fedbank_common::key_ceremony::{CeremonyError, RevealedShare, ShareCommitment};
 use fedbank_common::model::PropensityModel;
 use fedbank_common::policy::MemberRecord;
 use fedbank_common::protocol::{
     AlertContribution, AlertRequest, Contribution, ContributionCommitment, Hello, Inbound,
-    JobReleased, ModelReleased, Notice, NoticeKind, PROTOCOL_VERSION,
+    JobReleased, Notice, NoticeKind, PROTOCOL_VERSION,
 };
 use fedbank_common::round_plan::{PlanRefusal, RoundPlan};
 use fedbank_common::secagg::{JointPublicKey, RingScalar, SecretKeyShare};
@@ -232,6 +232,7 @@ fn local_input<'a>(
     table: &'a LocalTable,
     row_ids: Option<&'a [String]>,
     history: Option<&'a CustomerHistory>,
+    customers: Option<&'a CustomerRecords>,
 ) -> LocalInput<'a> {
     LocalInput {
         table: fedbank_common::job::LocalColumns {
@@ -240,6 +241,7 @@ fn local_input<'a>(
         },
         row_ids,
         transactions: history.map(|h| h as &dyn fedbank_common::job::TransactionLog),
+        customers,
     }
 }
 
@@ -262,7 +264,7 @@ pub struct ParticipantMachine<S: RingScalar> {
     /// The step of a job kind behind the `Job` trait: what it computes each round over this
     /// node's data and keeps between rounds.
     step: Option<Box<dyn ParticipantStep>>,
-    /// The labeled customers of a propensity job.
+    /// The labeled customers a job reads (propensity jobs).
     customers: Option<CustomerRecords>,
     /// Noise and accountant of a job with differential privacy.
     privacy: Option<ParticipantPrivacy>,
@@ -322,7 +324,7 @@ impl<S: RingScalar> ParticipantMachine<S> {
             }
             LocalData::Transactions(history) => Self::from_transactions(credentials, job, history),
             LocalData::Customers(records) => {
-                let table = records.numeric_table(&job.spec().features);
+                let table = records.numeric_table(&job.spec().features).into();
                 let mut machine = Self::new(credentials, job, table);
                 machine.row_ids = records.ids.clone();
                 machine.customers = Some(records);
@@ -473,7 +475,6 @@ impl<S: RingScalar> ParticipantMachine<S> {
             Inbound::RevealRequest(request) => self.on_reveal(request),
             Inbound::Decrypt(request) => self.on_decrypt(request),
             Inbound::Released(released) => self.on_released(released),
-            Inbound::Model(released) => self.on_model(released),
             Inbound::AlertRequest(request) => self.on_alert_request(request),
             Inbound::Notice(n) => {
                 self.status = match n.kind {
@@ -539,7 +540,12 @@ impl<S: RingScalar> ParticipantMachine<S> {
         if released.job != spec.job {
             return Err(wrong(format!("job {}", released.job)));
         }
-        let input = local_input(&self.table, self.row_ids.as_deref(), self.history.as_ref());
+        let input = local_input(
+            &self.table,
+            self.row_ids.as_deref(),
+            self.history.as_ref(),
+            self.customers.as_ref(),
+        );
         let step = self.step.as_mut().ok_or_else(|| {
             wrong(format!(
                 "a release of job {}, whose {} kind releases nothing to participants",
@@ -550,78 +556,43 @@ impl<S: RingScalar> ParticipantMachine<S> {
         let kept = step
             .released(input, &released.release)
             .map_err(|problem| wrong(format!("job {}: {problem}", released.job)))?;
-        self.audit(trail::SegmentsAssigned {
-            job: spec.job.clone(),
-            segments: kept.labels,
-            customers: kept.assignments.len(),
-        });
-        self.progress(ParticipantProgress::Assigned {
-            customers: kept.assignments.len(),
-            segments: kept.labels,
-        });
-        self.outputs
-            .push_back(ParticipantOutput::Assignments(kept.assignments));
-        Ok(())
-    }
-
-    fn on_model(&mut self, released: ModelReleased) -> Result<(), NodeViolation> {
-        let spec = self.job.spec().clone();
-        let expected = self
-            .job
-            .propensity()
-            .map(|p| p.design_names(&spec.features));
-        let names: Vec<String> = released
-            .model
-            .coefficients
-            .iter()
-            .map(|c| c.name.clone())
-            .collect();
-        let fits = released.job == spec.job
-            && released.model.validate().is_ok()
-            && released.model.job == spec.job.as_str()
-            && expected.as_ref() == Some(&names);
-        if !fits {
-            return Err(NodeViolation::WrongJob {
-                message: "ModelReleased",
-                what: format!(
-                    "job {} with coefficients {:?}",
-                    released.job,
-                    names.iter().take(5).collect::<Vec<_>>()
-                ),
-            });
+        match kept {
+            LocalRelease::Assignments {
+                assignments,
+                labels,
+            } => {
+                self.audit(trail::SegmentsAssigned {
+                    job: spec.job.clone(),
+                    segments: labels,
+                    customers: assignments.len(),
+                });
+                self.progress(ParticipantProgress::Assigned {
+                    customers: assignments.len(),
+                    segments: labels,
+                });
+                self.outputs
+                    .push_back(ParticipantOutput::Assignments(assignments));
+            }
+            LocalRelease::Model { model, figures } => {
+                let digest = fedbank_common::digest::Digest::of_json("fedbank.model.v1", &model)
+                    .map_err(|e| wrong(format!("job {}: the model: {e}", released.job)))?;
+                self.audit(trail::ModelReceived {
+                    job: spec.job.clone(),
+                    model_digest: digest.to_hex(),
+                    coefficients: model.coefficients.len(),
+                    local_figures: figures.is_some(),
+                });
+                if let Some(f) = &figures {
+                    self.progress(ParticipantProgress::HoldOutFigures {
+                        customers: f.holdout_customers,
+                        federated_auc: f.federated_auc,
+                        local_only_auc: f.local_only_auc,
+                    });
+                }
+                self.outputs
+                    .push_back(ParticipantOutput::Model { model, figures });
+            }
         }
-        let figures = match (&self.customers, self.job.propensity()) {
-            (Some(records), Some(p)) => Some(crate::propensity::local_figures(
-                records,
-                &spec.features,
-                p,
-                &released.model,
-            )),
-            _ => None,
-        };
-        let digest = fedbank_common::digest::Digest::of(
-            "fedbank.model.v1",
-            serde_json::to_string(&released.model)
-                .unwrap_or_default()
-                .as_bytes(),
-        );
-        self.audit(trail::ModelReceived {
-            job: spec.job.clone(),
-            model_digest: digest.to_hex(),
-            coefficients: names.len(),
-            local_figures: figures.is_some(),
-        });
-        if let Some(f) = &figures {
-            self.progress(ParticipantProgress::HoldOutFigures {
-                customers: f.holdout_customers,
-                federated_auc: f.federated_auc,
-                local_only_auc: f.local_only_auc,
-            });
-        }
-        self.outputs.push_back(ParticipantOutput::Model {
-            model: released.model,
-            figures,
-        });
         Ok(())
     }
 
@@ -714,7 +685,7 @@ impl<S: RingScalar> ParticipantMachine<S> {
             &self.table,
             &spec.features,
             spec.max_rows,
-            &fedbank_common::job::RoundKind::Moments,
+            &fedbank_common::job::stats::moments_round(),
         )
         .map(|_| ())
     }

@@ -5,7 +5,6 @@
 use super::{
     NodeViolation, ParticipantMachine, ParticipantOutbound, ParticipantOutput, ParticipantProgress,
 };
-use crate::local_stats;
 use crate::Contributor;
 use fedbank_common::audit::events as trail;
 use fedbank_common::committee::{ContributionStatement, MASK_DIGEST_LABEL};
@@ -145,8 +144,7 @@ impl<S: RingScalar> ParticipantMachine<S> {
     }
 
     /// This node's values for a round: its job kind's participant step for a kind behind the
-    /// `Job` trait; otherwise the compliance counts of its contact log, the propensity figures of
-    /// its labeled customers, or the moments of its table.
+    /// `Job` trait, otherwise the compliance counts of its contact log.
     fn local_values(&mut self, request: &RoundRequest) -> Result<(Vec<Vec<f64>>, u64), String> {
         if let Some(registered) = self.job.spec().kind.registered() {
             let round = request.kind.registered().ok_or_else(|| {
@@ -164,8 +162,12 @@ impl<S: RingScalar> ParticipantMachine<S> {
                     self.table.rows
                 ));
             }
-            let input =
-                super::local_input(&self.table, self.row_ids.as_deref(), self.history.as_ref());
+            let input = super::local_input(
+                &self.table,
+                self.row_ids.as_deref(),
+                self.history.as_ref(),
+                self.customers.as_ref(),
+            );
             let step = self
                 .step
                 .as_mut()
@@ -202,21 +204,10 @@ impl<S: RingScalar> ParticipantMachine<S> {
             self.rule_counts = Some(counts);
             return Ok((values, 0));
         }
-        let spec = self.job.spec();
-        if let (Some(records), Some(propensity)) = (&self.customers, self.job.propensity()) {
-            if !matches!(request.kind, fedbank_common::job::RoundKind::Moments) {
-                return crate::propensity::compute(
-                    records,
-                    &spec.features,
-                    propensity,
-                    &request.kind,
-                )
-                .map(|values| (values, 0))
-                .map_err(|e| e.to_string());
-            }
-        }
-        local_stats::compute(&self.table, &spec.features, spec.max_rows, &request.kind)
-            .map(|local| (local.values, local.clipped))
-            .map_err(|e| e.to_string())
+        Err(format!(
+            "round '{}' is not one a {} job computes",
+            request.kind.label(),
+            self.job.spec().kind.name()
+        ))
     }
 }

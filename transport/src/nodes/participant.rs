@@ -6,13 +6,13 @@ use crate::frame::{self, RawFrame};
 use crate::pki::NodeCredentials;
 use crate::{connect, permanent_refusal, tls, ConnectError, CLOSE_DONE};
 use fedbank_common::ids::NodeId;
+use fedbank_common::job::propensity::LocalFigures;
 use fedbank_common::job::ValidJob;
 use fedbank_common::node_machine::Delivery;
 use fedbank_common::policy::MemberRecord;
 use fedbank_common::protocol::Inbound;
 use fedbank_common::secagg::{RingScalar, SecretKeyShare};
 use fedbank_common::storage::{self, StorageError};
-use fedbank_participant::propensity::LocalFigures;
 use fedbank_participant::{
     CommitteeMember, LocalData, MemberError, MemberFiles, NodeStatus, ParticipantMachine,
     ParticipantOutput,

@@ -1,9 +1,9 @@
 //! The wire form of a [`RoundKind`]: an explicit tag, then that kind's parameters.
 //!
-//! Tags are grouped by the job that introduced the round: `0x00__` rounds over a participant's
-//! table that several jobs share, `0x03__` propensity, `0x04__` compliance (`0x01__` stats and
-//! `0x02__` segment, whose rounds are their own behind the `Job` trait). A tag is never reused or
-//! renumbered: the enum's histogram (`0x0002`) and segment rounds (`0x0201`–`0x0205`) of protocol
+//! Tags are grouped by the job that introduced the round: `0x01__` stats, `0x02__` segment,
+//! `0x03__` propensity (whose rounds are their own behind the `Job` trait), `0x04__` compliance.
+//! A tag is never reused or renumbered: the enum's shared table rounds (`0x0001`, `0x0002`),
+//! segment rounds (`0x0201`–`0x0205`) and propensity rounds (`0x0301`–`0x0304`) of protocol
 //! version 7 are retired. Every tag that is not one of this enum's variants is a round of a job kind behind
 //! the `Job` trait (`job::registered`; from `0x1000` up for kinds registered from outside
 //! fedbank): its parameters travel as the job's own bytes, and the participant's round plan
@@ -20,16 +20,6 @@ use std::fmt;
 pub struct RoundTag(pub u16);
 
 impl RoundTag {
-    /// [`RoundKind::Moments`].
-    pub const MOMENTS: RoundTag = RoundTag(0x0001);
-    /// [`RoundKind::Classes`].
-    pub const CLASSES: RoundTag = RoundTag(0x0301);
-    /// [`RoundKind::Newton`].
-    pub const NEWTON: RoundTag = RoundTag(0x0302);
-    /// [`RoundKind::FedAvg`].
-    pub const FEDAVG: RoundTag = RoundTag(0x0303);
-    /// [`RoundKind::Evaluate`].
-    pub const EVALUATE: RoundTag = RoundTag(0x0304);
     /// [`RoundKind::Compliance`].
     pub const COMPLIANCE: RoundTag = RoundTag(0x0401);
 }
@@ -43,92 +33,24 @@ impl fmt::Display for RoundTag {
 impl RoundKind {
     /// Whether `tag` is the tag of one of this enum's own variants (not a registered round).
     pub fn is_variant_tag(tag: RoundTag) -> bool {
-        [
-            RoundTag::MOMENTS,
-            RoundTag::CLASSES,
-            RoundTag::NEWTON,
-            RoundTag::FEDAVG,
-            RoundTag::EVALUATE,
-            RoundTag::COMPLIANCE,
-        ]
-        .contains(&tag)
+        tag == RoundTag::COMPLIANCE
     }
 
     /// This kind's wire tag.
     pub fn tag(&self) -> RoundTag {
         match self {
-            RoundKind::Moments => RoundTag::MOMENTS,
-            RoundKind::Classes => RoundTag::CLASSES,
-            RoundKind::Newton { .. } => RoundTag::NEWTON,
-            RoundKind::FedAvg { .. } => RoundTag::FEDAVG,
-            RoundKind::Evaluate { .. } => RoundTag::EVALUATE,
             RoundKind::Compliance => RoundTag::COMPLIANCE,
             RoundKind::Registered(round) => round.tag,
         }
     }
 }
 
-#[derive(Serialize, Deserialize)]
-struct Newton {
-    mean: Vec<f64>,
-    std: Vec<f64>,
-    beta: Vec<f64>,
-    weights: [f64; 2],
-}
-
-#[derive(Serialize, Deserialize)]
-struct FedAvg {
-    mean: Vec<f64>,
-    std: Vec<f64>,
-    beta: Vec<f64>,
-    weights: [f64; 2],
-    training_customers: f64,
-}
-
-#[derive(Serialize, Deserialize)]
-struct Evaluate {
-    mean: Vec<f64>,
-    std: Vec<f64>,
-    beta: Vec<f64>,
-}
-
 impl Serialize for RoundKind {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut t = serializer.serialize_tuple(2)?;
         t.serialize_element(&self.tag())?;
-        // Parameters are cloned into their own record: round requests are small next to the
-        // ciphertexts they ask for, and the clone keeps one definition of each record.
-        match self.clone() {
-            RoundKind::Moments | RoundKind::Classes | RoundKind::Compliance => {
-                t.serialize_element(&())?
-            }
-            RoundKind::Newton {
-                mean,
-                std,
-                beta,
-                weights,
-            } => t.serialize_element(&Newton {
-                mean,
-                std,
-                beta,
-                weights,
-            })?,
-            RoundKind::FedAvg {
-                mean,
-                std,
-                beta,
-                weights,
-                training_customers,
-            } => t.serialize_element(&FedAvg {
-                mean,
-                std,
-                beta,
-                weights,
-                training_customers,
-            })?,
-            RoundKind::Evaluate { mean, std, beta } => {
-                t.serialize_element(&Evaluate { mean, std, beta })?
-            }
+        match self {
+            RoundKind::Compliance => t.serialize_element(&())?,
             RoundKind::Registered(round) => t.serialize_element(&round.parameters)?,
         }
         t.end()
@@ -163,44 +85,8 @@ impl<'de> Visitor<'de> for TaggedRound {
             .next_element()?
             .ok_or_else(|| de::Error::custom("a round kind without its tag"))?;
         let kind = match tag {
-            RoundTag::MOMENTS => parameters::<_, ()>(&mut seq, tag).map(|()| RoundKind::Moments)?,
-            RoundTag::CLASSES => parameters::<_, ()>(&mut seq, tag).map(|()| RoundKind::Classes)?,
             RoundTag::COMPLIANCE => {
                 parameters::<_, ()>(&mut seq, tag).map(|()| RoundKind::Compliance)?
-            }
-            RoundTag::NEWTON => {
-                let Newton {
-                    mean,
-                    std,
-                    beta,
-                    weights,
-                } = parameters(&mut seq, tag)?;
-                RoundKind::Newton {
-                    mean,
-                    std,
-                    beta,
-                    weights,
-                }
-            }
-            RoundTag::FEDAVG => {
-                let FedAvg {
-                    mean,
-                    std,
-                    beta,
-                    weights,
-                    training_customers,
-                } = parameters(&mut seq, tag)?;
-                RoundKind::FedAvg {
-                    mean,
-                    std,
-                    beta,
-                    weights,
-                    training_customers,
-                }
-            }
-            RoundTag::EVALUATE => {
-                let Evaluate { mean, std, beta } = parameters(&mut seq, tag)?;
-                RoundKind::Evaluate { mean, std, beta }
             }
             // Any other tag is a round of a job kind behind the `Job` trait, with its own bytes;
             // the participant's round plan refuses a tag its job does not declare.
@@ -222,29 +108,12 @@ mod tests {
     use crate::canonical::{config, encode_body};
 
     fn every_kind() -> Vec<RoundKind> {
-        let v = || vec![0.5, -1.25];
         vec![
-            RoundKind::Moments,
-            RoundKind::Classes,
-            RoundKind::Newton {
-                mean: v(),
-                std: v(),
-                beta: v(),
-                weights: [1.0, 3.5],
-            },
-            RoundKind::FedAvg {
-                mean: v(),
-                std: v(),
-                beta: v(),
-                weights: [1.0, 3.5],
-                training_customers: 4200.0,
-            },
-            RoundKind::Evaluate {
-                mean: v(),
-                std: v(),
-                beta: v(),
-            },
             RoundKind::Compliance,
+            RoundKind::Registered(crate::job::JobRound {
+                tag: RoundTag(0x0312),
+                parameters: vec![1, 2, 3],
+            }),
         ]
     }
 
@@ -275,7 +144,10 @@ mod tests {
     #[test]
     fn tags_are_the_documented_numbers() {
         let pinned: Vec<u16> = every_kind().iter().map(|k| k.tag().0).collect();
-        assert_eq!(pinned, [0x0001, 0x0301, 0x0302, 0x0303, 0x0304, 0x0401]);
+        assert_eq!(pinned, [0x0401, 0x0312]);
+        for retired in [0x0001, 0x0002, 0x0201, 0x0205, 0x0301, 0x0304] {
+            assert!(!RoundKind::is_variant_tag(RoundTag(retired)));
+        }
     }
 
     #[test]
@@ -283,9 +155,9 @@ mod tests {
         let unknown = serde_json::from_str::<RoundKind>("[1911]").expect_err("no parameters");
         assert!(unknown.to_string().contains("0x0777"), "{unknown}");
         assert!(decode(&0x0777u16.to_le_bytes()).is_err());
-        let json = serde_json::from_str::<RoundKind>("[770]").expect_err("no parameters");
-        assert!(json.to_string().contains("0x0302"), "{json}");
-        let truncated = decode(&RoundTag::NEWTON.0.to_le_bytes()).expect_err("truncated");
+        let json = serde_json::from_str::<RoundKind>("[1025]").expect_err("no parameters");
+        assert!(json.to_string().contains("0x0401"), "{json}");
+        let truncated = decode(&0x0312u16.to_le_bytes()).expect_err("truncated");
         assert!(!truncated.to_string().is_empty());
     }
 
@@ -303,9 +175,13 @@ mod tests {
             serde_json::from_str::<RoundKind>(&json).expect("json"),
             round
         );
-        // A variant's tag with a registered round's bytes is an error, not a registered round.
+        // A variant's tag with a registered round's bytes is that variant, never a registered
+        // round (its bytes are left over, which the wire decoder refuses).
         let mut variant = bytes.clone();
-        variant[..2].copy_from_slice(&RoundTag::NEWTON.0.to_le_bytes());
-        assert!(decode(&variant).is_err());
+        variant[..2].copy_from_slice(&RoundTag::COMPLIANCE.0.to_le_bytes());
+        let (kind, read): (RoundKind, usize) =
+            bincode::serde::decode_from_slice(&variant, config()).expect("decodes");
+        assert_eq!(kind, RoundKind::Compliance);
+        assert!(read < variant.len());
     }
 }

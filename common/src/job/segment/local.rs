@@ -171,7 +171,7 @@ impl ParticipantStep for SegmentParticipant {
                 };
                 assignments.push((id, label));
             }
-            Ok(LocalRelease {
+            Ok(LocalRelease::Assignments {
                 assignments,
                 labels: released.labels.len(),
             })
@@ -449,6 +449,7 @@ mod tests {
             },
             row_ids: None,
             transactions: Some(log),
+            customers: None,
         }
     }
 
@@ -517,13 +518,15 @@ mod tests {
         let kept = step
             .released(input(&log, &empty), &bytes)
             .expect("assigned");
-        assert_eq!(kept.labels, 2);
         assert_eq!(
-            kept.assignments,
-            vec![
-                ("a".to_owned(), "new".to_owned()),
-                ("b".to_owned(), "regulars".to_owned())
-            ]
+            kept,
+            LocalRelease::Assignments {
+                assignments: vec![
+                    ("a".to_owned(), "new".to_owned()),
+                    ("b".to_owned(), "regulars".to_owned())
+                ],
+                labels: 2
+            }
         );
         let mut misfit = release.clone();
         misfit.labels.pop();

@@ -140,6 +140,16 @@ impl Job for SegmentKind {
         ROUNDS
     }
 
+    /// A job over customer tables never computes the transaction-log rounds (reference date,
+    /// lifecycle, RFM scores).
+    fn computes(&self, job: &ValidJob, tag: RoundTag) -> bool {
+        let transactions = job.segment().is_some_and(|s| s.transactions.is_some());
+        match tag {
+            LATEST_MONTH_TAG | LATEST_DAY_TAG | LIFECYCLE_TAG | SCORES_TAG => transactions,
+            other => ROUNDS.iter().any(|d| d.tag == other),
+        }
+    }
+
     fn validate(&self, spec: &JobSpec) -> Result<(), String> {
         let segment = spec
             .segment

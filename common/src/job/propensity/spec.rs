@@ -1,7 +1,6 @@
 //! The propensity job's part of a job file: label, categorical features, optimizer, privacy.
 
-use super::{FeatureSpec, JobError};
-use crate::ids::JobId;
+use crate::job::FeatureSpec;
 use serde::{Deserialize, Serialize};
 
 /// A categorical column with its full list of levels.
@@ -161,25 +160,20 @@ impl PropensitySpec {
         names
     }
 
-    pub(super) fn check(&self, job: &JobId, features: &[FeatureSpec]) -> Result<(), JobError> {
-        let bad = |problem: String| JobError::Propensity {
-            job: job.clone(),
-            problem,
-        };
+    /// Checks the table against the job's `features`; the problem in the job file's words
+    /// otherwise.
+    pub fn check(&self, features: &[FeatureSpec]) -> Result<(), String> {
         if self.positive == self.negative {
-            return Err(bad(format!(
+            return Err(format!(
                 "positive and negative are both '{}'",
                 self.positive
-            )));
+            ));
         }
         let mut columns: Vec<&str> = features.iter().map(|f| f.name.as_str()).collect();
         columns.push(&self.label);
         for c in &self.categorical {
             if c.levels.is_empty() {
-                return Err(bad(format!(
-                    "categorical column '{}' lists no levels",
-                    c.name
-                )));
+                return Err(format!("categorical column '{}' lists no levels", c.name));
             }
             if let Some((i, l)) = c
                 .levels
@@ -187,11 +181,11 @@ impl PropensitySpec {
                 .enumerate()
                 .find(|(i, l)| c.levels[..*i].contains(l))
             {
-                return Err(bad(format!(
+                return Err(format!(
                     "categorical column '{}' lists level '{l}' twice (position {})",
                     c.name,
                     i + 1
-                )));
+                ));
             }
             columns.push(&c.name);
         }
@@ -200,85 +194,85 @@ impl PropensitySpec {
             .enumerate()
             .find(|(i, c)| columns[..*i].contains(c))
         {
-            return Err(bad(format!(
+            return Err(format!(
                 "column '{c}' is used twice (as feature, label or categorical column; position {})",
                 i + 1
-            )));
+            ));
         }
         let d = self.design_names(features).len();
         match self.optimizer {
             Optimizer::Newton if d > MAX_COEFFICIENTS => {
-                return Err(bad(format!(
+                return Err(format!(
                     "{d} coefficients; the Newton optimizer takes at most {MAX_COEFFICIENTS} (optimizer = \"fedavg\" takes up to {MAX_FEDAVG_COEFFICIENTS})"
-                )));
+                ));
             }
             Optimizer::FedAvg if d > MAX_FEDAVG_COEFFICIENTS => {
-                return Err(bad(format!(
+                return Err(format!(
                     "{d} coefficients; FedAvg takes at most {MAX_FEDAVG_COEFFICIENTS}"
-                )));
+                ));
             }
             Optimizer::FedAvg => {
                 if !(1..=1000).contains(&self.local_epochs) {
-                    return Err(bad(format!(
+                    return Err(format!(
                         "local_epochs = {} is out of range (1 to 1000)",
                         self.local_epochs
-                    )));
+                    ));
                 }
                 if !(self.learning_rate.is_finite()
                     && self.learning_rate > 0.0
                     && self.learning_rate <= 10.0)
                 {
-                    return Err(bad(format!(
+                    return Err(format!(
                         "learning_rate = {} is out of range (above 0, at most 10)",
                         self.learning_rate
-                    )));
+                    ));
                 }
                 if !(1..=1_000_000).contains(&self.batch_size) {
-                    return Err(bad(format!(
+                    return Err(format!(
                         "batch_size = {} is out of range (1 to 10^6)",
                         self.batch_size
-                    )));
+                    ));
                 }
                 if self.privacy.is_some() {
-                    return Err(bad(
+                    return Err(
                         "privacy: differential privacy is accounted for federated Newton only; use optimizer = \"newton\" or leave out [job.propensity.privacy]"
                             .to_owned(),
-                    ));
+                    );
                 }
             }
             Optimizer::Newton => {}
         }
         if !(self.l2.is_finite() && self.l2 >= 0.0) {
-            return Err(bad(format!("l2 = {} must be ≥ 0", self.l2)));
+            return Err(format!("l2 = {} must be ≥ 0", self.l2));
         }
         if !(1..=1000).contains(&self.max_rounds) {
-            return Err(bad(format!(
+            return Err(format!(
                 "max_rounds = {} is out of range (1 to 1000)",
                 self.max_rounds
-            )));
+            ));
         }
         if !(self.tolerance.is_finite() && self.tolerance >= 0.0) {
-            return Err(bad(format!("tolerance = {} must be ≥ 0", self.tolerance)));
+            return Err(format!("tolerance = {} must be ≥ 0", self.tolerance));
         }
         if !(self.holdout > 0.0 && self.holdout < 1.0) {
-            return Err(bad(format!(
+            return Err(format!(
                 "holdout = {} must be between 0 and 1",
                 self.holdout
-            )));
+            ));
         }
         if !(10..=100_000).contains(&self.score_bins) {
-            return Err(bad(format!(
+            return Err(format!(
                 "score_bins = {} is out of range (10 to 100000)",
                 self.score_bins
-            )));
+            ));
         }
         if let Some(plan) = crate::job::privacy::PrivacyPlan::of(features, self) {
-            plan.check().map_err(|e| bad(format!("privacy: {e}")))?;
+            plan.check().map_err(|e| format!("privacy: {e}"))?;
             if !self.score_bins.is_multiple_of(2) {
-                return Err(bad(format!(
+                return Err(format!(
                     "privacy: score_bins = {} must be even (accuracy at 0.5 is read off the histograms)",
                     self.score_bins
-                )));
+                ));
             }
         }
         Ok(())

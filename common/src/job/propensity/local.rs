@@ -1,15 +1,96 @@
-//! A participant's side of a propensity job: the class counts, the Newton sums over its
-//! training customers and the score histograms over its hold-out customers, each computed
-//! locally and sent only inside an encrypted aggregate; and its own figures — the AUC of a
-//! model trained on its data alone next to the federated model's AUC on its hold-out — which
-//! it keeps.
+//! A participant's side of a propensity job: the moments and class counts, the Newton sums
+//! (or the FedAvg local model) over its training customers and the score histograms over its
+//! hold-out customers, each computed locally and sent only inside an encrypted aggregate; and,
+//! from the released model, its own figures — the AUC of a model trained on its data alone next
+//! to the federated model's AUC on its hold-out — which it keeps.
 
-use crate::customers::CustomerRecords;
-use fedbank_common::job::privacy;
-use fedbank_common::job::{FeatureSpec, PropensitySpec, RoundKind, FEDAVG_COEFFICIENT_BOUND};
-use fedbank_common::logistic::{self, NewtonSums};
-use fedbank_common::model::{design_row, CategoricalEncoding, NumericEncoding, PropensityModel};
-use serde::Serialize;
+use super::{CustomerRecords, PropensityRound, PropensitySpec, FEDAVG_COEFFICIENT_BOUND};
+use crate::job::privacy;
+use crate::job::stats::moments;
+use crate::job::{
+    decode_record, FeatureSpec, JobRound, LocalInput, LocalRelease, LocalValues, ParticipantStep,
+    ValidJob,
+};
+use crate::logistic::{self, NewtonSums};
+use crate::model::{design_row, CategoricalEncoding, NumericEncoding, PropensityModel};
+use serde::{Deserialize, Serialize};
+
+/// A participant's step in one propensity job.
+pub struct PropensityParticipant {
+    job: ValidJob,
+}
+
+impl PropensityParticipant {
+    /// A fresh step for `job`.
+    pub fn new(job: ValidJob) -> Self {
+        Self { job }
+    }
+
+    fn section(&self) -> Result<&PropensitySpec, String> {
+        self.job
+            .propensity()
+            .ok_or_else(|| "a propensity job needs a [job.propensity] table".to_owned())
+    }
+}
+
+fn records<'a>(data: &LocalInput<'a>) -> Result<&'a CustomerRecords, String> {
+    data.customers.ok_or_else(|| {
+        "a propensity round needs labeled customers, and this participant holds none".to_owned()
+    })
+}
+
+impl ParticipantStep for PropensityParticipant {
+    fn local_round(
+        &mut self,
+        data: LocalInput<'_>,
+        round: &JobRound,
+    ) -> Result<LocalValues, String> {
+        let round = PropensityRound::parse(round)?;
+        let records = records(&data)?;
+        let spec = self.job.spec();
+        let max_rows = spec.max_rows;
+        if records.rows() as u64 > max_rows {
+            return Err(format!(
+                "the local table has {} rows, the job allows at most {max_rows}",
+                records.rows()
+            ));
+        }
+        if round == PropensityRound::Moments {
+            // Standardization is fitted on the training customers only.
+            let training = records.numeric_table(&spec.features);
+            return moments(training.view(), &spec.features).map_err(|e| e.to_string());
+        }
+        let values =
+            compute(records, &spec.features, self.section()?, &round).map_err(|e| e.to_string())?;
+        Ok(LocalValues { values, clipped: 0 })
+    }
+
+    fn released(&mut self, data: LocalInput<'_>, release: &[u8]) -> Result<LocalRelease, String> {
+        let model: PropensityModel =
+            decode_record(release).map_err(|e| format!("the released model: {e}"))?;
+        let spec = self.job.spec();
+        let propensity = self.section()?;
+        let expected = propensity.design_names(&spec.features);
+        let names: Vec<String> = model.coefficients.iter().map(|c| c.name.clone()).collect();
+        model
+            .validate()
+            .map_err(|e| format!("the released model: {e}"))?;
+        if model.job != spec.job.as_str() || names != expected {
+            return Err(format!(
+                "the released model is for job {} with coefficients {:?}",
+                model.job,
+                names.iter().take(5).collect::<Vec<_>>()
+            ));
+        }
+        let figures = data
+            .customers
+            .map(|records| local_figures(records, &spec.features, propensity, &model));
+        Ok(LocalRelease::Model {
+            model: Box::new(model),
+            figures,
+        })
+    }
+}
 
 /// Why a round cannot be computed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -17,8 +98,8 @@ pub enum PropensityError {
     /// The round's statistics do not fit the job.
     #[error("round '{0}' does not match the job's {1} features / coefficients")]
     Shape(&'static str, usize),
-    /// Not a propensity round.
-    #[error("round '{0}' is not part of a propensity job")]
+    /// Not a round computed from the labeled customers.
+    #[error("round '{0}' is not computed from the labeled customers")]
     NotPropensity(&'static str),
 }
 
@@ -36,11 +117,11 @@ pub fn compute(
     records: &CustomerRecords,
     features: &[FeatureSpec],
     spec: &PropensitySpec,
-    round: &RoundKind,
+    round: &PropensityRound,
 ) -> Result<Vec<Vec<f64>>, PropensityError> {
     let d = spec.design_names(features).len();
     match round {
-        RoundKind::Classes => {
+        PropensityRound::Classes => {
             let mut counts = vec![0.0; 4];
             for (&y, &h) in records.label.iter().zip(&records.holdout) {
                 let at = if h { 2 } else { 0 };
@@ -51,7 +132,7 @@ pub fn compute(
             }
             Ok(vec![counts])
         }
-        RoundKind::Newton {
+        PropensityRound::Newton {
             mean,
             std,
             beta,
@@ -82,7 +163,7 @@ pub fn compute(
             }
             Ok(vec![sums.gradient, sums.hessian, vec![sums.loss]])
         }
-        RoundKind::FedAvg {
+        PropensityRound::FedAvg {
             mean,
             std,
             beta,
@@ -106,7 +187,7 @@ pub fn compute(
                 vec![loss],
             ])
         }
-        RoundKind::Evaluate { mean, std, beta } => {
+        PropensityRound::Evaluate { mean, std, beta } => {
             if beta.len() != d || mean.len() != features.len() || std.len() != features.len() {
                 return Err(PropensityError::Shape("evaluate", d));
             }
@@ -232,7 +313,7 @@ fn local_descent(
 }
 
 /// What a participant learns about the value of federation, on its own hold-out customers.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LocalFigures {
     /// Hold-out customers.
     pub holdout_customers: usize,

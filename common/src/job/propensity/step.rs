@@ -19,12 +19,14 @@
 //! added when the noisy Hessian is not positive definite, log-loss and accuracy read off the
 //! noisy histograms). Post-processing never costs privacy.
 
-use fedbank_common::encoding::DecodedQuantity;
-use fedbank_common::job::privacy::{Accountant, PrivacyPlan, PrivacyReport};
-use fedbank_common::job::stats::mean_std;
-use fedbank_common::job::{FeatureSpec, Optimizer, PropensitySpec, RoundKind};
-use fedbank_common::logistic::{self, Decile, NewtonSums};
-use fedbank_common::model::{Coefficient, PropensityModel, MODEL_FORMAT};
+use super::{Optimizer, PropensityRound, PropensitySpec};
+use crate::canonical::encode_body;
+use crate::encoding::DecodedQuantity;
+use crate::job::privacy::{Accountant, PrivacyPlan, PrivacyReport};
+use crate::job::stats::mean_std;
+use crate::job::{CoordinatorStep, FeatureSpec, JobRound};
+use crate::logistic::{self, Decile, NewtonSums};
+use crate::model::{Coefficient, PropensityModel, MODEL_FORMAT};
 use serde::{Deserialize, Serialize};
 
 /// One coefficient with its odds ratio.
@@ -100,9 +102,6 @@ pub enum PropensityJobError {
     /// A FedAvg round summed no training customers.
     #[error("the FedAvg round summed no training customers")]
     NoTrainingCustomers,
-    /// A round of another job kind.
-    #[error("round '{0}' is not part of a propensity job")]
-    NotPropensity(&'static str),
 }
 
 fn find<'a>(decoded: &'a [DecodedQuantity], name: &str) -> Result<&'a [f64], PropensityJobError> {
@@ -163,20 +162,20 @@ impl PropensityJob {
     }
 
     /// The first round.
-    pub fn first_round(&self) -> RoundKind {
-        RoundKind::Moments
+    pub fn first_round(&self) -> PropensityRound {
+        PropensityRound::Moments
     }
 
     /// The next training round: Newton or FedAvg, at the current coefficients.
-    fn training_round(&self) -> RoundKind {
+    fn training_round(&self) -> PropensityRound {
         match self.spec.optimizer {
-            Optimizer::Newton => RoundKind::Newton {
+            Optimizer::Newton => PropensityRound::Newton {
                 mean: self.mean.clone(),
                 std: self.std.clone(),
                 beta: self.beta.clone(),
                 weights: self.weights,
             },
-            Optimizer::FedAvg => RoundKind::FedAvg {
+            Optimizer::FedAvg => PropensityRound::FedAvg {
                 mean: self.mean.clone(),
                 std: self.std.clone(),
                 beta: self.beta.clone(),
@@ -188,7 +187,7 @@ impl PropensityJob {
 
     /// After a training round moved the coefficients by `step`: evaluate when converged, at
     /// max_rounds or out of privacy budget, else train on.
-    fn after_step(&mut self, step: &[f64]) -> RoundKind {
+    fn after_step(&mut self, step: &[f64]) -> PropensityRound {
         self.rounds += 1;
         self.converged = step.iter().fold(0.0f64, |m, s| m.max(s.abs())) <= self.spec.tolerance;
         let budget_left = self.accountant.as_ref().is_none_or(|a| a.affords_newton());
@@ -199,7 +198,7 @@ impl PropensityJob {
             }
         }
         if done || !budget_left {
-            return RoundKind::Evaluate {
+            return PropensityRound::Evaluate {
                 mean: self.mean.clone(),
                 std: self.std.clone(),
                 beta: self.beta.clone(),
@@ -211,9 +210,9 @@ impl PropensityJob {
     /// Takes a round's decrypted aggregate; the next round, or `None` when done.
     pub fn apply(
         &mut self,
-        kind: &RoundKind,
+        kind: &PropensityRound,
         decoded: &[DecodedQuantity],
-    ) -> Result<Option<RoundKind>, PropensityJobError> {
+    ) -> Result<Option<PropensityRound>, PropensityJobError> {
         let private = self.accountant.is_some();
         let noise = self.accountant.as_ref().and_then(|a| a.plan().round(kind));
         if let (Some(accountant), Some(noise)) = (&mut self.accountant, &noise) {
@@ -222,7 +221,7 @@ impl PropensityJob {
         // Noisy counts are rounded and kept non-negative (post-processing).
         let count = |v: f64| if private { v.round().max(0.0) } else { v };
         match kind {
-            RoundKind::Moments => {
+            PropensityRound::Moments => {
                 for f in &self.features {
                     let n = count(find(decoded, &format!("{}.count", f.name))?[0]);
                     let sum = find(decoded, &format!("{}.sum", f.name))?[0];
@@ -236,9 +235,9 @@ impl PropensityJob {
                     self.missing
                         .push(count(find(decoded, &format!("{}.missing", f.name))?[0]));
                 }
-                Ok(Some(RoundKind::Classes))
+                Ok(Some(PropensityRound::Classes))
             }
-            RoundKind::Classes => {
+            PropensityRound::Classes => {
                 let c: Vec<f64> = find(decoded, "classes")?
                     .iter()
                     .map(|&v| count(v))
@@ -255,7 +254,7 @@ impl PropensityJob {
                 self.weights = self.spec.class_weight.weights(n, pos);
                 Ok(Some(self.training_round()))
             }
-            RoundKind::Newton { beta, .. } => {
+            PropensityRound::Newton { beta, .. } => {
                 let mut sums = NewtonSums {
                     gradient: find(decoded, "newton.gradient")?.to_vec(),
                     hessian: find(decoded, "newton.hessian")?.to_vec(),
@@ -281,7 +280,7 @@ impl PropensityJob {
                 self.beta = beta.iter().zip(&step).map(|(b, s)| b + s).collect();
                 Ok(Some(self.after_step(&step)))
             }
-            RoundKind::FedAvg { beta, .. } => {
+            PropensityRound::FedAvg { beta, .. } => {
                 let weighted = find(decoded, "fedavg.weighted_beta")?;
                 let customers = find(decoded, "fedavg.customers")?[0];
                 let loss = find(decoded, "fedavg.loss")?[0];
@@ -295,7 +294,7 @@ impl PropensityJob {
                 self.beta = averaged;
                 Ok(Some(self.after_step(&step)))
             }
-            RoundKind::Evaluate { .. } => {
+            PropensityRound::Evaluate { .. } => {
                 let mut pos = find(decoded, "eval.positives")?.to_vec();
                 let mut neg = find(decoded, "eval.negatives")?.to_vec();
                 let (loss, correct) = match (
@@ -316,7 +315,6 @@ impl PropensityJob {
                 self.result = Some(self.finish(&pos, &neg, loss, correct));
                 Ok(None)
             }
-            other => Err(PropensityJobError::NotPropensity(other.label())),
         }
     }
 
@@ -459,5 +457,46 @@ impl PropensityJob {
     /// The result, once done.
     pub fn result(&self) -> Option<&PropensityResult> {
         self.result.as_ref()
+    }
+}
+
+impl CoordinatorStep for PropensityJob {
+    fn first_round(&self) -> Result<JobRound, String> {
+        PropensityJob::first_round(self)
+            .to_round()
+            .map_err(|e| e.to_string())
+    }
+
+    fn apply(
+        &mut self,
+        round: &JobRound,
+        decoded: &[DecodedQuantity],
+        _contributors: usize,
+    ) -> Result<Option<JobRound>, String> {
+        let round = PropensityRound::parse(round)?;
+        let next = PropensityJob::apply(self, &round, decoded).map_err(|e| {
+            let source = std::error::Error::source(&e).map(|s| format!(": {s}"));
+            format!("{e}{}", source.unwrap_or_default())
+        })?;
+        next.map(|r| r.to_round().map_err(|e| e.to_string()))
+            .transpose()
+    }
+
+    fn result(&self) -> Option<serde_json::Value> {
+        // A plain record of numbers and strings: it always renders as JSON.
+        PropensityJob::result(self).and_then(|r| serde_json::to_value(r).ok())
+    }
+
+    /// The trained model, so that each participant scores its own hold-out with it.
+    fn release(&self) -> Option<Vec<u8>> {
+        PropensityJob::result(self).and_then(|r| encode_body(&r.model).ok())
+    }
+
+    fn privacy(&self) -> Option<PrivacyReport> {
+        PropensityJob::privacy(self)
+    }
+
+    fn boxed_clone(&self) -> Box<dyn CoordinatorStep> {
+        Box::new(self.clone())
     }
 }
