@@ -43,7 +43,7 @@ pub mod endorsement;
 pub mod job;
 pub mod key_ceremony;
 pub mod logistic;
-pub mod model;
+pub use job::propensity::model;
 pub mod node_machine;
 pub mod policy;
 

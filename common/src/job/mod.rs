@@ -23,7 +23,6 @@ use crate::secagg::{ParameterError, Profile, SchemeParameters};
 use serde::{Deserialize, Serialize};
 
 mod plan;
-pub mod privacy;
 pub mod propensity;
 mod registered;
 mod rounds;
@@ -32,6 +31,7 @@ pub mod stats;
 mod validate;
 
 pub use plan::RoundPlanError;
+pub use propensity::privacy;
 pub use propensity::{
     CategoricalSpec, ClassWeight, Optimizer, PropensitySpec, FEDAVG_COEFFICIENT_BOUND,
     MAX_CLASS_WEIGHT, MAX_COEFFICIENTS, MAX_FEDAVG_COEFFICIENTS,

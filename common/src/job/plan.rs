@@ -120,9 +120,9 @@ impl ValidJob {
     }
 
     /// The job's differential-privacy plan, if it asks for one.
-    pub fn privacy(&self) -> Option<crate::job::privacy::PrivacyPlan> {
+    pub fn privacy(&self) -> Option<crate::job::propensity::privacy::PrivacyPlan> {
         let p = self.propensity()?;
-        crate::job::privacy::PrivacyPlan::of(&self.spec.features, p)
+        crate::job::propensity::privacy::PrivacyPlan::of(&self.spec.features, p)
     }
 
     /// The compliance table of a compliance job.
@@ -189,9 +189,12 @@ impl ValidJob {
                     let honest = self
                         .privacy()
                         .map_or(1, |p| p.honest_contributors(self.spec.min_participants));
-                    let share = crate::job::privacy::PrivacyPlan::share(n.sigma, honest);
+                    let share =
+                        crate::job::propensity::privacy::PrivacyPlan::share(n.sigma, honest);
                     spec.bound += 16.0 * share;
-                    spec.scale = crate::job::privacy::PrivacyPlan::noised_scale(spec.scale, share);
+                    spec.scale = crate::job::propensity::privacy::PrivacyPlan::noised_scale(
+                        spec.scale, share,
+                    );
                 }
             }
         }

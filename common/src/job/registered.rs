@@ -273,7 +273,7 @@ pub enum LocalRelease {
     /// (when it holds labeled customers).
     Model {
         /// The model, as exported in `model.json`.
-        model: Box<crate::model::PropensityModel>,
+        model: Box<super::propensity::model::PropensityModel>,
         /// Its figures.
         figures: Option<super::propensity::LocalFigures>,
     },
@@ -364,7 +364,7 @@ pub trait CoordinatorStep: Send + fmt::Debug {
         None
     }
     /// The differential-privacy spend so far, for a job with a budget.
-    fn privacy(&self) -> Option<super::privacy::PrivacyReport> {
+    fn privacy(&self) -> Option<super::propensity::privacy::PrivacyReport> {
         None
     }
     /// A copy (the coordinator keeps one per checkpoint replay).

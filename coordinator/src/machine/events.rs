@@ -111,7 +111,7 @@ pub enum CoordinatorOutput<S: RingScalar> {
     /// A step for the operator, typed; the shell renders it (its `Display` is the line).
     Progress(super::CoordinatorProgress),
     /// The job's state, to be written atomically for crash recovery.
-    Checkpoint(Box<super::checkpoint::Checkpoint>),
+    Checkpoint(Box<super::journal::Checkpoint>),
     /// A round's decrypted aggregate: what the coordinator learned (for its operator's logs and
     /// for tests of what each role received).
     Aggregate {

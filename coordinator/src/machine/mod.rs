@@ -21,6 +21,7 @@
 mod alerts;
 mod checkpoint;
 mod events;
+mod journal;
 mod progress;
 mod rounds;
 

@@ -4,15 +4,15 @@
 //! from the released model, its own figures — the AUC of a model trained on its data alone next
 //! to the federated model's AUC on its hold-out — which it keeps.
 
+use super::model::{design_row, CategoricalEncoding, NumericEncoding, PropensityModel};
+use super::privacy;
 use super::{CustomerRecords, PropensityRound, PropensitySpec, FEDAVG_COEFFICIENT_BOUND};
-use crate::job::privacy;
 use crate::job::stats::moments;
 use crate::job::{
     decode_record, FeatureSpec, JobRound, LocalInput, LocalRelease, LocalValues, ParticipantStep,
     ValidJob,
 };
 use crate::logistic::{self, NewtonSums};
-use crate::model::{design_row, CategoricalEncoding, NumericEncoding, PropensityModel};
 use serde::{Deserialize, Serialize};
 
 /// A participant's step in one propensity job.

@@ -22,13 +22,18 @@
 //! - `local`: a participant's step, and its own figures from the released model;
 //! - `step`: the coordinator's step ([`PropensityJob`]) and the released [`PropensityResult`].
 //!
-//! The differential-privacy plan and accountant are `job::privacy`; the noise each participant
+//! - `privacy`: the differential-privacy plan and accountant (also `job::privacy`);
+//! - `model`: the exported model (`model.json`, also `fedbank_common::model`).
+//!
+//! The noise each participant
 //! adds before encryption is the participant machine's (`participant/src/privacy_noise.rs`),
 //! driven by that plan. Reading labeled customers from a file is the participant's
 //! (`participant/src/customers.rs`); the human report is the consortium library's
 //! (`consortium/src/reports/propensity.rs`).
 
 mod local;
+pub mod model;
+pub mod privacy;
 mod records;
 mod rounds;
 mod spec;

@@ -81,9 +81,9 @@ pub struct PropensitySpec {
     /// Bins of the score histograms the evaluation aggregates (the AUC's resolution).
     #[serde(default = "default_score_bins")]
     pub score_bins: usize,
-    /// Differential privacy (off when absent): see [`crate::job::privacy`].
+    /// Differential privacy (off when absent): see [`super::privacy`].
     #[serde(default)]
-    pub privacy: Option<crate::job::privacy::PrivacySpec>,
+    pub privacy: Option<super::privacy::PrivacySpec>,
     /// How the model is trained.
     #[serde(default)]
     pub optimizer: Optimizer,
@@ -266,7 +266,7 @@ impl PropensitySpec {
                 self.score_bins
             ));
         }
-        if let Some(plan) = crate::job::privacy::PrivacyPlan::of(features, self) {
+        if let Some(plan) = super::privacy::PrivacyPlan::of(features, self) {
             plan.check().map_err(|e| format!("privacy: {e}"))?;
             if !self.score_bins.is_multiple_of(2) {
                 return Err(format!(

@@ -19,14 +19,14 @@
 //! added when the noisy Hessian is not positive definite, log-loss and accuracy read off the
 //! noisy histograms). Post-processing never costs privacy.
 
+use super::model::{Coefficient, PropensityModel, MODEL_FORMAT};
+use super::privacy::{Accountant, PrivacyPlan, PrivacyReport};
 use super::{Optimizer, PropensityRound, PropensitySpec};
 use crate::canonical::encode_body;
 use crate::encoding::DecodedQuantity;
-use crate::job::privacy::{Accountant, PrivacyPlan, PrivacyReport};
 use crate::job::stats::mean_std;
 use crate::job::{CoordinatorStep, FeatureSpec, JobRound};
 use crate::logistic::{self, Decile, NewtonSums};
-use crate::model::{Coefficient, PropensityModel, MODEL_FORMAT};
 use serde::{Deserialize, Serialize};
 
 /// One coefficient with its odds ratio.

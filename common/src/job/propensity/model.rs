@@ -16,7 +16,8 @@
 //! coefficient of the customer's level (the first level is the reference and has none; a level
 //! not in the list uses `other` when enabled and is an error otherwise).
 
-use crate::job::{CategoricalSpec, FeatureSpec, Z_BOUND};
+use super::CategoricalSpec;
+use crate::job::{FeatureSpec, Z_BOUND};
 use crate::logistic::sigmoid;
 use serde::{Deserialize, Serialize};
 

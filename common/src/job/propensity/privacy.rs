@@ -36,8 +36,8 @@
 //! discards bits below σ/1000, a mitigation rather than a proof. The hold-out split and the
 //! participants' own local figures are not noised: they never leave the participant.
 
-use crate::job::propensity::PropensityRound;
-use crate::job::{FeatureSpec, PropensitySpec, RoundKind};
+use super::{PropensityRound, PropensitySpec};
+use crate::job::{FeatureSpec, RoundKind};
 use serde::{Deserialize, Serialize};
 
 /// The `[job.propensity.privacy]` table.
