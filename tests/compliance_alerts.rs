@@ -7,12 +7,11 @@ use fedbank_auditor::{AuditorMachine, AuditorOutput, TallyRefusal};
 use fedbank_common::alerts::AuditorKeys;
 use fedbank_common::compliance_rules::rate_basis_points;
 use fedbank_common::ids::NodeId;
+use fedbank_common::job::compliance::{self, ComplianceResult};
 use fedbank_common::job::{JobSpec, RoundKind, ValidJob};
 use fedbank_common::protocol::{AlertContribution, AlertTally, Inbound};
-use fedbank_coordinator::{
-    CoordinatorMachine, CoordinatorOutput, Input, JobResult, Status, Violation,
-};
-use fedbank_participant::contact_log::ContactLog;
+use fedbank_coordinator::{CoordinatorMachine, CoordinatorOutput, Input, Status, Violation};
+use fedbank_participant::contact_log::read_contacts;
 use fedbank_participant::synthetic::contacts;
 use fedbank_participant::{LocalData, ParticipantMachine, ParticipantOutput};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -25,6 +24,14 @@ fn node(name: &str) -> NodeId {
 }
 
 /// The shipped compliance job, for four institutions on the fast profile.
+/// The compliance result of a finished job.
+fn finished(status: &Status) -> Option<ComplianceResult> {
+    match status {
+        Status::Finished(result) => result.released(compliance::KIND),
+        _ => None,
+    }
+}
+
 fn job() -> ValidJob {
     let text = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -79,7 +86,7 @@ fn run_with(auditor_reconnects: bool) -> Run {
             std::fs::create_dir_all(&d).expect("dir");
             let ids: Vec<String> = (0..800 + 300 * i).map(|c| format!("{id}-{c:05}")).collect();
             let files = contacts::generate(&d, &ids, 40 + i as u64).expect("generate");
-            let log = ContactLog::read(
+            let log = read_contacts(
                 &files.contacts,
                 &files.consent,
                 job.compliance().expect("compliance"),
@@ -133,7 +140,7 @@ fn run_with(auditor_reconnects: bool) -> Run {
                     ParticipantOutput::Send(m) => {
                         to_coordinator.push_back((p.id().clone(), m.encode().expect("encode")))
                     }
-                    ParticipantOutput::ComplianceReport(r) => {
+                    ParticipantOutput::LocalReport(r) => {
                         reports.insert(p.id().clone(), r);
                     }
                     _ => {}
@@ -247,7 +254,7 @@ fn run() -> Run {
 fn an_auditor_that_reconnects_gets_the_same_tally_and_decrypts_once() {
     let run = run_with(true);
     assert!(
-        matches!(run.status, Status::Finished(JobResult::Compliance(_))),
+        matches!(&run.status, Status::Finished(r) if r.kind == compliance::KIND),
         "{:?}",
         run.status
     );
@@ -261,7 +268,7 @@ fn an_auditor_that_reconnects_gets_the_same_tally_and_decrypts_once() {
 #[test]
 fn each_role_receives_only_what_the_trust_model_allows() {
     let run = run();
-    let Status::Finished(JobResult::Compliance(result)) = &run.status else {
+    let Some(result) = finished(&run.status) else {
         panic!("job did not finish: {:?}", run.status);
     };
 
@@ -326,7 +333,12 @@ fn each_role_receives_only_what_the_trust_model_allows() {
         assert!(got.contains("AlertRequest"));
     }
     // The coordinator decrypted one aggregate: the consortium counts.
-    assert_eq!(run.aggregates, vec![RoundKind::Compliance]);
+    assert_eq!(
+        run.aggregates,
+        vec![RoundKind::Registered(
+            compliance::compliance_round().expect("round")
+        )]
+    );
 
     // Hostile material changed nothing.
     assert!(
@@ -511,7 +523,7 @@ fn a_participant_encrypts_rates_only_under_the_auditors_signed_key() {
     let dir = tempfile::tempdir().expect("dir");
     let ids: Vec<String> = (0..50).map(|c| format!("a-{c:05}")).collect();
     let files = contacts::generate(dir.path(), &ids, 7).expect("generate");
-    let log = ContactLog::read(
+    let log = read_contacts(
         &files.contacts,
         &files.consent,
         job.compliance().expect("compliance"),

@@ -117,6 +117,7 @@ fn exact(job: &ValidJob, data: &[CustomerRecords], kind: &RoundKind) -> Vec<Vec<
             row_ids: None,
             transactions: None,
             customers: Some(r),
+            contacts: None,
         };
         let values = kind_of_job
             .participant(job)

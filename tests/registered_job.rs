@@ -13,7 +13,7 @@ use fedbank_common::digest::Digest;
 use fedbank_common::ids::NodeId;
 use fedbank_common::job::{JobKind, JobRound, JobSpec, RoundKind, RoundTag, ValidJob};
 use fedbank_common::round_plan::{PlanRefusal, RoundPlan};
-use fedbank_coordinator::{CoordinatorMachine, JobResult, Released, ResultFile, Status};
+use fedbank_coordinator::{CoordinatorMachine, JobResult, ResultFile, Status};
 use fedbank_participant::{LocalTable, ParticipantMachine, ParticipantOutput};
 use fixture::drive::run_to_end_with;
 
@@ -151,7 +151,7 @@ fn a_registered_job_runs_through_the_machines_and_equals_the_pooled_figures() {
     let job = job(5);
     let tables = tables(5);
     let (status, progress) = federated(&job, tables.clone());
-    let Status::Finished(JobResult::Registered { kind, released }) = status else {
+    let Status::Finished(JobResult { kind, released }) = status else {
         panic!("job did not finish: {status:?}; {progress:?}")
     };
     assert_eq!(kind, KIND);
@@ -170,13 +170,11 @@ fn a_registered_job_runs_through_the_machines_and_equals_the_pooled_figures() {
         assert!(got.share_above > 0.0 && got.share_above < 1.0, "{got:?}");
     }
     // The result file carries the job's own record under its kind, and reads back.
-    let file = ResultFile::new(&job, &JobResult::Registered { kind, released });
+    let file = ResultFile::new(&job, &JobResult { kind, released });
     let text = file.to_json().expect("json");
     assert!(text.contains("\"kind\": \"above-mean\""), "{text}");
     let back = ResultFile::from_json(&text).expect("reads back");
-    let Released::Registered(release) = back.released else {
-        panic!("not a registered release: {:?}", back.released)
-    };
+    let release = back.released;
     assert_eq!(release.kind, KIND);
     assert_eq!(
         serde_json::from_value::<AboveMeanResult>(serde_json::Value::Object(release.released))

@@ -34,6 +34,33 @@ use tfhe::{
     CompressedServerKey, Config, ConfigBuilder, FheUint16, ServerKey,
 };
 
+/// A named limit of the private alert step (a compliance rule's `max_violation_rate`), as alert
+/// requests, tallies and manifests list it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AlertRule {
+    /// Rule name.
+    pub rule: String,
+    /// Limit in basis points: an institution is over it when its rate is strictly above.
+    pub limit_basis_points: u16,
+}
+
+/// What the alert step cost on the coordinator.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct AlertCost {
+    /// Institutions whose rates were compared.
+    pub institutions: usize,
+    /// Rules with a limit.
+    pub rules: usize,
+    /// Homomorphic comparisons (institutions × rules).
+    pub comparisons: usize,
+    /// Seconds spent expanding, comparing and casting every institution's rates.
+    pub compare_seconds: f64,
+    /// compare_seconds / comparisons.
+    pub seconds_per_comparison: f64,
+    /// Seconds spent adding the bits per rule.
+    pub tally_seconds: f64,
+}
+
 /// Largest accepted auditor key message (the compressed server key measures about 60 MB).
 pub const MAX_AUDITOR_KEYS_BYTES: usize = 96 << 20;
 /// Largest accepted compact public key (about 33 kB).

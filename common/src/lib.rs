@@ -38,7 +38,7 @@ pub mod alerts;
 pub mod audit;
 pub mod calendar;
 pub mod committee;
-pub mod compliance_rules;
+pub use job::compliance::rules as compliance_rules;
 pub mod endorsement;
 pub mod job;
 pub mod key_ceremony;

@@ -10,7 +10,7 @@
 //! computation digest each participant signs.
 
 use crate::digest::Digest;
-use crate::job::{JobKind, RoundKind, ValidJob};
+use crate::job::{RoundKind, ValidJob};
 
 /// Rounds of a job run again after a coordinator restart, on top of its plan.
 pub const RESTART_ALLOWANCE: u32 = 16;
@@ -142,12 +142,9 @@ pub fn computation_digest(job: &ValidJob, kind: &RoundKind) -> Digest {
 
 /// Whether a job of this kind ever computes `kind`.
 pub fn allows(job: &ValidJob, kind: &RoundKind) -> bool {
-    match job.spec().kind {
-        JobKind::Compliance => matches!(kind, RoundKind::Compliance),
-        JobKind::Registered(_) => match (spec_job(job), kind) {
-            (Some(registered), RoundKind::Registered(round)) => registered.computes(job, round.tag),
-            _ => false,
-        },
+    match (spec_job(job), kind) {
+        (Some(registered), RoundKind::Registered(round)) => registered.computes(job, round.tag),
+        (None, _) => false,
     }
 }
 
@@ -159,10 +156,7 @@ fn spec_job(job: &ValidJob) -> Option<&'static dyn crate::job::Job> {
 /// again after a lost decryption, plus [`RESTART_ALLOWANCE`].
 pub fn budget(job: &ValidJob) -> u32 {
     let spec = job.spec();
-    let planned: u64 = match spec.kind {
-        JobKind::Compliance => 1,
-        JobKind::Registered(_) => spec_job(job).map_or(0, |j| u64::from(j.planned_rounds(job))),
-    };
+    let planned: u64 = spec_job(job).map_or(0, |j| u64::from(j.planned_rounds(job)));
     let total =
         planned * (1 + u64::from(spec.max_decryption_retries)) + u64::from(RESTART_ALLOWANCE);
     u32::try_from(total).unwrap_or(u32::MAX)
@@ -216,8 +210,10 @@ mod tests {
             plan.admit(&job, 1, 0, &fedavg, d),
             Err(PlanRefusal::ForeignKind { .. })
         ));
+        let compliance =
+            RoundKind::Registered(crate::job::compliance::compliance_round().expect("round"));
         assert!(matches!(
-            plan.admit(&job, 1, 0, &RoundKind::Compliance, d),
+            plan.admit(&job, 1, 0, &compliance, d),
             Err(PlanRefusal::ForeignKind { .. })
         ));
         assert!(plan.admit(&job, 1, 0, &newton(), d).is_ok());

@@ -92,7 +92,7 @@ pub fn load_data(job: &ValidJob, path: &Path, consent: Option<&Path>) -> Result<
         let consent = consent.context(
             "a compliance job needs the consent table ('consent' in the participant configuration)",
         )?;
-        let log = fedbank_participant::contact_log::ContactLog::read(
+        let log = fedbank_participant::contact_log::read_contacts(
             path,
             consent,
             compliance,

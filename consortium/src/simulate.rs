@@ -8,11 +8,12 @@ use crate::launch::{self, credentials, load_data, write_result, Progress};
 use anyhow::{bail, Context, Result};
 use fedbank_common::audit::{cross_check, verify};
 use fedbank_common::ids::NodeId;
+use fedbank_common::job::compliance::{self, ComplianceResult};
 use fedbank_common::job::propensity::{self, PropensityResult};
 use fedbank_common::job::segment::{self, SegmentResult};
 use fedbank_common::job::stats::{self, StatsResult};
 use fedbank_common::job::Optimizer;
-use fedbank_coordinator::{JobResult, ResultFile, Status};
+use fedbank_coordinator::{ResultFile, Status};
 use fedbank_participant::synthetic::{self, InstitutionKind};
 use fedbank_participant::NodeStatus;
 use fedbank_transport::auditor_shell::AuditorSettings;
@@ -456,8 +457,12 @@ pub fn run(args: &SimulateOptions) -> Result<()> {
                 .with_context(|| format!("writing {}", path.display()))?;
         }
     }
-    if let Status::Finished(JobResult::Compliance(c)) = &status {
-        crate::reports::compliance::write(&mut summary, c, federated_seconds);
+    let compliance = match &status {
+        Status::Finished(result) => result.released::<ComplianceResult>(compliance::KIND),
+        _ => None,
+    };
+    if let Some(c) = compliance {
+        crate::reports::compliance::write(&mut summary, &c, federated_seconds);
     }
     let _ = writeln!(summary, "output: {}", out.display());
     std::fs::write(out.join("summary.txt"), &summary)?;

@@ -1,81 +1,82 @@
-//! What the coordinator computes between rounds, per job kind: the compliance kind's own step,
-//! and the [`CoordinatorStep`] of a kind behind the `Job` trait (stats, segment, propensity, and
-//! any registered kind).
+//! What the coordinator computes between rounds: the [`CoordinatorStep`] of the job's kind,
+//! which lives in the kind's own folder behind the `Job` trait (stats, segment, propensity,
+//! compliance, or a kind registered from elsewhere).
 
-use crate::compliance::{ComplianceJob, ComplianceResult};
+use fedbank_common::alerts::AlertCost;
 use fedbank_common::encoding::DecodedQuantity;
-use fedbank_common::job::{stats, CoordinatorStep, Job, RoundKind, ValidJob};
+use fedbank_common::job::{CoordinatorStep, JobRound, RoundKind, ValidJob};
 use serde::Serialize;
 
-/// A finished job's result.
+/// A finished job's result: its kind and the kind's own released record.
 #[derive(Clone, Debug, PartialEq, Serialize)]
-#[serde(untagged)]
-pub enum JobResult {
-    /// Per-rule compliance totals and alert counts.
-    Compliance(Box<ComplianceResult>),
-    /// What a registered job kind released.
-    Registered {
-        /// The kind.
-        kind: &'static str,
-        /// Its own result record.
-        released: serde_json::Value,
-    },
+pub struct JobResult {
+    /// The kind.
+    pub kind: &'static str,
+    /// Its own result record.
+    pub released: serde_json::Value,
 }
 
 impl JobResult {
-    /// A registered kind's released record as its type `T`, if this is a result of kind `kind`.
+    /// The released record as its type `T`, if this is a result of kind `kind`.
     pub fn released<T: serde::de::DeserializeOwned>(&self, kind: &str) -> Option<T> {
-        match self {
-            JobResult::Registered {
-                kind: name,
-                released,
-            } if *name == kind => serde_json::from_value(released.clone()).ok(),
-            _ => None,
-        }
+        (self.kind == kind)
+            .then(|| serde_json::from_value(self.released.clone()).ok())
+            .flatten()
     }
 }
 
-/// The job-kind-specific logic.
+/// The job kind's step, as the coordinator machine drives it.
 #[derive(Debug, Clone)]
-pub enum JobLogic {
-    /// The compliance job.
-    Compliance(Box<ComplianceJob>),
-    /// A job kind registered from its own folder, through its step.
-    Registered {
-        /// The kind.
-        kind: &'static str,
-        /// Its step.
-        step: Box<dyn CoordinatorStep>,
-    },
+pub struct JobLogic {
+    kind: &'static str,
+    step: Box<dyn CoordinatorStep>,
+}
+
+/// The step of a kind this build does not register: it refuses to start. No valid job has one
+/// (validation looks its kind up); it keeps the machine from panicking were one to get here.
+#[derive(Debug, Clone)]
+struct Unregistered(&'static str);
+
+impl CoordinatorStep for Unregistered {
+    fn first_round(&self) -> Result<JobRound, String> {
+        Err(format!(
+            "no job kind '{}' is registered in this build",
+            self.0
+        ))
+    }
+    fn apply(
+        &mut self,
+        _: &JobRound,
+        _: &[DecodedQuantity],
+        _: usize,
+    ) -> Result<Option<JobRound>, String> {
+        self.first_round().map(|_| None)
+    }
+    fn result(&self) -> Option<serde_json::Value> {
+        None
+    }
+    fn boxed_clone(&self) -> Box<dyn CoordinatorStep> {
+        Box::new(self.clone())
+    }
 }
 
 impl JobLogic {
     /// The logic for `job`.
     pub fn new(job: &ValidJob) -> Self {
-        let spec = job.spec();
-        if let Some(registered) = spec.kind.registered() {
-            return JobLogic::Registered {
-                kind: registered.kind(),
-                step: registered.coordinator(job),
-            };
-        }
-        if let Some(c) = job.compliance() {
-            return JobLogic::Compliance(Box::new(ComplianceJob::new(c.clone())));
-        }
-        // Validation gives every kind its section, so no valid job gets here; were one to, it
-        // would compute only the statistics of its features.
-        JobLogic::Registered {
-            kind: stats::KIND,
-            step: stats::Stats.coordinator(job),
+        let kind = job.spec().kind;
+        let step = match kind.registered() {
+            Some(registered) => registered.coordinator(job),
+            None => Box::new(Unregistered(kind.name())),
+        };
+        JobLogic {
+            kind: kind.name(),
+            step,
         }
     }
 
     /// The job's first round, or why there is none.
     pub fn first_round(&self) -> Result<RoundKind, String> {
-        Ok(match self {
-            JobLogic::Compliance(j) => j.first_round(),
-            JobLogic::Registered { step, .. } => RoundKind::Registered(step.first_round()?),
-        })
+        self.step.first_round().map(RoundKind::Registered)
     }
 
     /// Takes a round's aggregate (summed over `contributors`); the next round, `None` when
@@ -86,49 +87,34 @@ impl JobLogic {
         decoded: &[DecodedQuantity],
         contributors: usize,
     ) -> Result<Option<RoundKind>, String> {
-        match self {
-            JobLogic::Registered { kind: name, step } => match kind {
-                RoundKind::Registered(round) => step
-                    .apply(round, decoded, contributors)
-                    .map(|next| next.map(RoundKind::Registered)),
-                other => Err(format!(
-                    "round '{}' is not a round of a {name} job",
-                    other.label()
-                )),
-            },
-            JobLogic::Compliance(j) => j
-                .apply(kind, decoded, contributors)
-                .map_err(|e| e.to_string()),
-        }
+        let RoundKind::Registered(round) = kind;
+        self.step
+            .apply(round, decoded, contributors)
+            .map(|next| next.map(RoundKind::Registered))
     }
 
-    /// What participants receive of a finished job behind the `Job` trait (for example the
-    /// segments' centroids), in the job's own encoding.
+    /// What participants receive of a finished job (for example the segments' centroids), in
+    /// the job's own encoding.
     pub fn release(&self) -> Option<Vec<u8>> {
-        match self {
-            JobLogic::Registered { step, .. } => step.release(),
-            JobLogic::Compliance(_) => None,
-        }
+        self.step.release()
     }
 
     /// The differential-privacy spend so far, for jobs that have a budget.
     pub fn privacy(&self) -> Option<fedbank_common::job::privacy::PrivacyReport> {
-        match self {
-            JobLogic::Registered { step, .. } => step.privacy(),
-            JobLogic::Compliance(_) => None,
-        }
+        self.step.privacy()
+    }
+
+    /// Takes the auditor's counts of the alert step; the limits whose count differs from the
+    /// job's verified count.
+    pub fn alerts_decrypted(&mut self, counts: &[u16], cost: AlertCost) -> Vec<String> {
+        self.step.alerts_decrypted(counts, cost)
     }
 
     /// The result, once done.
     pub fn result(&self) -> Option<JobResult> {
-        match self {
-            JobLogic::Compliance(j) => j
-                .result()
-                .cloned()
-                .map(|r| JobResult::Compliance(Box::new(r))),
-            JobLogic::Registered { kind, step } => step
-                .result()
-                .map(|released| JobResult::Registered { kind, released }),
-        }
+        self.step.result().map(|released| JobResult {
+            kind: self.kind,
+            released,
+        })
     }
 }

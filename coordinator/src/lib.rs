@@ -7,10 +7,10 @@
 //!   that feeds it inputs and the time, and carries out its outputs.
 //! - [`RoundAggregate`]: one slot's homomorphic sum, its manifest and the combination of the
 //!   committee's partial decryptions.
-//! - [`compliance`]: that job's step between rounds and its result, with the private alert
-//!   step computed under the auditor's server key; the stats, segment and propensity jobs'
-//!   steps live in their folders in `fedbank-common` (`job::stats`, `job::segment`,
-//!   `job::propensity`) and are reached through the `Job` trait.
+//! - [`JobLogic`]: the job kind's step between rounds, which lives in the kind's folder in
+//!   `fedbank-common` (`job::stats`, `job::segment`, `job::propensity`, `job::compliance`) and is
+//!   reached through the `Job` trait; the private alert step, computed under the auditor's
+//!   server key for a kind that declares limits, is the machine's (`machine/alerts.rs`).
 //!
 //! The coordinator never holds a key share: it sees ciphertexts, the contributor list and the
 //! decrypted aggregate, never an individual update. It does not open sockets or read clocks.
@@ -26,7 +26,6 @@
 //! ```
 
 mod aggregation;
-pub mod compliance;
 mod job_logic;
 mod machine;
 mod result_file;

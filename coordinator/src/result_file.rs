@@ -4,7 +4,6 @@
 //! The coordinator writes it once. A simulation, which alone holds every institution's local
 //! figures, adds them as [`ResultFile::per_participant`] through the same type.
 
-use crate::compliance::ComplianceResult;
 use crate::job_logic::JobResult;
 use fedbank_common::ids::{JobId, NodeId};
 use fedbank_common::job::ValidJob;
@@ -44,21 +43,11 @@ pub struct ResultFile {
     pub per_participant: Option<BTreeMap<String, BTreeMap<String, Value>>>,
 }
 
-/// What a job released, by job kind (the `kind` field).
+/// What a job released (`stats`, `segment`, `propensity`, `compliance`, or a kind registered
+/// from its own folder): the kind's name and its own result record's fields, beside the shared
+/// ones; the kind checks its record when the file is read ([`ResultFile::from_json`]).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "lowercase")]
-pub enum Released {
-    /// Per-rule compliance totals and alert counts.
-    Compliance(Box<ComplianceResult>),
-    /// What a job kind behind the `Job` trait released: its own typed record's fields.
-    #[serde(untagged)]
-    Registered(RegisteredRelease),
-}
-
-/// What a job kind behind the `Job` trait released (`stats`, `segment`, `propensity`, or a kind registered
-/// from its own folder): its name and its own result record's fields, beside the shared ones.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct RegisteredRelease {
+pub struct Released {
     /// The kind's name.
     pub kind: String,
     /// The job's own result record.
@@ -89,15 +78,12 @@ impl ResultFile {
     /// The result file of `job` that released `result`.
     pub fn new(job: &ValidJob, result: &JobResult) -> Self {
         let spec = job.spec();
-        let released = match result.clone() {
-            JobResult::Compliance(r) => Released::Compliance(r),
-            JobResult::Registered { kind, released } => Released::Registered(RegisteredRelease {
-                kind: kind.to_owned(),
-                released: match released {
-                    Value::Object(fields) => fields,
-                    other => [("released".to_owned(), other)].into_iter().collect(),
-                },
-            }),
+        let released = Released {
+            kind: result.kind.to_owned(),
+            released: match result.released.clone() {
+                Value::Object(fields) => fields,
+                other => [("released".to_owned(), other)].into_iter().collect(),
+            },
         };
         ResultFile {
             schema: RESULT_SCHEMA.to_owned(),
@@ -124,15 +110,14 @@ impl ResultFile {
             Some(RESULT_SCHEMA) => {
                 let file: ResultFile =
                     serde_json::from_str(text).map_err(ResultFileError::Decode)?;
-                if let Released::Registered(release) = &file.released {
-                    // A kind this build knows checks its own record; another is read as it is.
-                    if let Some(job) = fedbank_common::job::registered(&release.kind) {
-                        job.check_result(&Value::Object(release.released.clone()))
-                            .map_err(|problem| ResultFileError::Released {
-                                kind: release.kind.clone(),
-                                problem,
-                            })?;
-                    }
+                // A kind this build knows checks its own record; another is read as it is.
+                let release = &file.released;
+                if let Some(job) = fedbank_common::job::registered(&release.kind) {
+                    job.check_result(&Value::Object(release.released.clone()))
+                        .map_err(|problem| ResultFileError::Released {
+                            kind: release.kind.clone(),
+                            problem,
+                        })?;
                 }
                 Ok(file)
             }
@@ -179,7 +164,7 @@ mod tests {
         let result = StatsResult {
             features: [("balance".to_owned(), balance)].into_iter().collect(),
         };
-        JobResult::Registered {
+        JobResult {
             kind: stats::KIND,
             released: serde_json::to_value(result).expect("json"),
         }

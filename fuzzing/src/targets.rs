@@ -12,7 +12,7 @@ use fedbank_common::secagg::{
 };
 use fedbank_common::wire;
 use fedbank_coordinator::{Checkpoint, CoordinatorMachine};
-use fedbank_participant::contact_log::ContactLog;
+use fedbank_participant::contact_log::read_contacts;
 
 use fedbank_participant::rfm::read_transactions;
 use fedbank_participant::{CommitteeMember, LocalTable};
@@ -361,7 +361,7 @@ pub fn csv_tables(data: &[u8]) {
             {
                 return;
             }
-            if let Ok(log) = ContactLog::read(&table, &consent_path, spec, 100_000) {
+            if let Ok(log) = read_contacts(&table, &consent_path, spec, 100_000) {
                 let _ = log.evaluate(spec);
             }
         }

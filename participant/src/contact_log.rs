@@ -1,6 +1,6 @@
-//! The local side of a compliance job: a participant's marketing-contact log and consent table,
-//! and the declared rules evaluated over them (see [`fedbank_common::compliance_rules`] for what each
-//! rule counts).
+//! Reading a compliance job's local data: a participant's marketing-contact log and consent
+//! table, checked and handed to the job's local step as a [`ContactLog`] (the rules are
+//! evaluated over it in the job's folder, `common/src/job/compliance/`).
 //!
 //! Nothing here is sent. The per-rule counts become one encrypted contribution; the rates become
 //! one encrypted alert list under the auditor's key; the local report (which rule, how many
@@ -13,55 +13,10 @@
 
 use crate::customers::{bad_cell, CustomerError};
 use crate::local_table::{CsvFile, TableError};
-use fedbank_common::compliance_rules::{timestamp_seconds, ComplianceSpec, RuleKind, RuleSpec};
-use serde::Serialize;
+use fedbank_common::compliance_rules::{timestamp_seconds, ComplianceSpec};
+use fedbank_common::job::compliance::{Consent, Contact, ContactLog};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
-
-/// One contact of the log, with its customer interned.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Contact {
-    customer: u32,
-    seconds: i64,
-    /// Index into the consent table's channels; `None` for a channel it does not list.
-    channel: Option<u16>,
-}
-
-/// A customer's consent.
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct Consent {
-    /// Day number from which contact is forbidden (`i64::MIN` if opted out without a date).
-    opted_out_from: Option<i64>,
-    /// Consent per channel, in the consent table's channel order.
-    channels: Vec<bool>,
-}
-
-/// A participant's contact log and consent table, read and checked.
-#[derive(Clone, Debug)]
-pub struct ContactLog {
-    contacts: Vec<Contact>,
-    customer_ids: Vec<String>,
-    consent: HashMap<u32, Consent>,
-    channels: Vec<String>,
-    unknown_channels: BTreeMap<String, u64>,
-}
-
-/// A rule's counts at one participant.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct RuleCounts {
-    /// Rule name.
-    pub rule: String,
-    /// Violating contacts.
-    pub violations: u64,
-    /// Distinct customers with at least one violating contact.
-    pub customers_affected: u64,
-    /// Contacts the rule looked at.
-    pub contacts_examined: u64,
-    /// The rate in basis points (what an alert encrypts).
-    pub rate_basis_points: u16,
-    /// Up to 20 affected customer ids, for the institution's own follow-up (never sent).
-    pub example_customers: Vec<String>,
-}
 
 /// Why a contact log or consent table cannot be used.
 pub type ComplianceDataError = CustomerError;
@@ -74,344 +29,202 @@ fn flag(text: &str) -> Option<bool> {
     }
 }
 
-impl ContactLog {
-    /// Reads the contact log at `contacts` and the consent table at `consent` with the columns
-    /// `spec` maps; at most `max_rows` contacts.
-    pub fn read(
-        contacts: &Path,
-        consent: &Path,
-        spec: &ComplianceSpec,
-        max_rows: u64,
-    ) -> Result<Self, ComplianceDataError> {
-        let channels: Vec<String> = spec.consent.channels.keys().cloned().collect();
-        let mut ids: HashMap<String, u32> = HashMap::new();
-        let mut customer_ids: Vec<String> = Vec::new();
-        let mut intern = |id: &str| -> u32 {
-            if let Some(&i) = ids.get(id) {
-                return i;
-            }
-            let i = customer_ids.len() as u32;
-            customer_ids.push(id.to_owned());
-            ids.insert(id.to_owned(), i);
-            i
-        };
-
-        // Consent table.
-        let mut file = CsvFile::open(consent)?;
-        let c = &spec.consent;
-        let (ci, oi, di) = (
-            file.index(&c.customer)?,
-            file.index(&c.opted_out)?,
-            file.index(&c.opt_out_date)?,
-        );
-        let channel_columns: Vec<(String, usize)> = c
-            .channels
-            .values()
-            .map(|col| file.index(col).map(|i| (col.clone(), i)))
-            .collect::<Result<_, _>>()?;
-        let mut table: HashMap<u32, Consent> = HashMap::new();
-        let mut record = csv::StringRecord::new();
-        let io = |path: &Path| {
-            let path = path.to_path_buf();
-            move |source| TableError::Io { path, source }
-        };
-        while file.reader.read_record(&mut record).map_err(io(consent))? {
-            let line = record.position().map_or(0, |p| p.line());
-            let cell = |i: usize| record.get(i).unwrap_or("");
-            let customer = cell(ci);
-            if customer.is_empty() {
-                return Err(bad_cell(
-                    consent,
-                    line,
-                    &c.customer,
-                    "empty customer id".into(),
-                    customer,
-                ));
-            }
-            let opted = flag(cell(oi)).ok_or_else(|| {
-                bad_cell(
-                    consent,
-                    line,
-                    &c.opted_out,
-                    "not a 1/0 flag".into(),
-                    cell(oi),
-                )
-            })?;
-            let date = cell(di);
-            let opted_out_from = match (opted, date) {
-                (false, _) => None,
-                (true, "") => Some(i64::MIN),
-                (true, d) => Some(fedbank_common::calendar::day_number(d).ok_or_else(|| {
-                    bad_cell(
-                        consent,
-                        line,
-                        &c.opt_out_date,
-                        "not a YYYY-MM-DD date".into(),
-                        d,
-                    )
-                })?),
-            };
-            let mut consents = Vec::with_capacity(channel_columns.len());
-            for (column, i) in &channel_columns {
-                consents.push(flag(cell(*i)).ok_or_else(|| {
-                    bad_cell(
-                        consent,
-                        line,
-                        column,
-                        "not a 1/0 consent flag".into(),
-                        cell(*i),
-                    )
-                })?);
-            }
-            let id = intern(customer);
-            if table
-                .insert(
-                    id,
-                    Consent {
-                        opted_out_from,
-                        channels: consents,
-                    },
-                )
-                .is_some()
-            {
-                return Err(bad_cell(
-                    consent,
-                    line,
-                    &c.customer,
-                    "a second consent row for this customer".into(),
-                    customer,
-                ));
-            }
+/// Reads the contact log at `contacts` and the consent table at `consent` with the columns
+/// `spec` maps; at most `max_rows` contacts.
+pub fn read_contacts(
+    contacts: &Path,
+    consent: &Path,
+    spec: &ComplianceSpec,
+    max_rows: u64,
+) -> Result<ContactLog, ComplianceDataError> {
+    let channels: Vec<String> = spec.consent.channels.keys().cloned().collect();
+    let mut ids: HashMap<String, u32> = HashMap::new();
+    let mut customer_ids: Vec<String> = Vec::new();
+    let mut intern = |id: &str| -> u32 {
+        if let Some(&i) = ids.get(id) {
+            return i;
         }
+        let i = customer_ids.len() as u32;
+        customer_ids.push(id.to_owned());
+        ids.insert(id.to_owned(), i);
+        i
+    };
 
-        // Contact log.
-        let mut file = CsvFile::open(contacts)?;
-        let k = &spec.contacts;
-        let (ci, ti, hi, pi) = (
-            file.index(&k.customer)?,
-            file.index(&k.timestamp)?,
-            file.index(&k.channel)?,
-            file.index(&k.campaign)?,
-        );
-        let mut log = Vec::new();
-        let mut unknown_channels = BTreeMap::new();
-        while file.reader.read_record(&mut record).map_err(io(contacts))? {
-            let line = record.position().map_or(0, |p| p.line());
-            let cell = |i: usize| record.get(i).unwrap_or("");
-            if log.len() as u64 >= max_rows {
-                return Err(bad_cell(
-                    contacts,
-                    line,
-                    &k.customer,
-                    format!("more than the job's max_rows = {max_rows} contacts"),
-                    cell(ci),
-                ));
-            }
-            let customer = cell(ci);
-            if customer.is_empty() {
-                return Err(bad_cell(
-                    contacts,
-                    line,
-                    &k.customer,
-                    "empty customer id".into(),
-                    customer,
-                ));
-            }
-            let seconds = timestamp_seconds(cell(ti)).ok_or_else(|| {
+    // Consent table.
+    let mut file = CsvFile::open(consent)?;
+    let c = &spec.consent;
+    let (ci, oi, di) = (
+        file.index(&c.customer)?,
+        file.index(&c.opted_out)?,
+        file.index(&c.opt_out_date)?,
+    );
+    let channel_columns: Vec<(String, usize)> = c
+        .channels
+        .values()
+        .map(|col| file.index(col).map(|i| (col.clone(), i)))
+        .collect::<Result<_, _>>()?;
+    let mut table: HashMap<u32, Consent> = HashMap::new();
+    let mut record = csv::StringRecord::new();
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| TableError::Io { path, source }
+    };
+    while file.reader.read_record(&mut record).map_err(io(consent))? {
+        let line = record.position().map_or(0, |p| p.line());
+        let cell = |i: usize| record.get(i).unwrap_or("");
+        let customer = cell(ci);
+        if customer.is_empty() {
+            return Err(bad_cell(
+                consent,
+                line,
+                &c.customer,
+                "empty customer id".into(),
+                customer,
+            ));
+        }
+        let opted = flag(cell(oi)).ok_or_else(|| {
+            bad_cell(
+                consent,
+                line,
+                &c.opted_out,
+                "not a 1/0 flag".into(),
+                cell(oi),
+            )
+        })?;
+        let date = cell(di);
+        let opted_out_from = match (opted, date) {
+            (false, _) => None,
+            (true, "") => Some(i64::MIN),
+            (true, d) => Some(fedbank_common::calendar::day_number(d).ok_or_else(|| {
                 bad_cell(
-                    contacts,
+                    consent,
                     line,
-                    &k.timestamp,
-                    "not a YYYY-MM-DDTHH:MM[:SS] time".into(),
-                    cell(ti),
+                    &c.opt_out_date,
+                    "not a YYYY-MM-DD date".into(),
+                    d,
                 )
-            })?;
-            let channel = cell(hi);
-            if channel.is_empty() {
-                return Err(bad_cell(
-                    contacts,
+            })?),
+        };
+        let mut consents = Vec::with_capacity(channel_columns.len());
+        for (column, i) in &channel_columns {
+            consents.push(flag(cell(*i)).ok_or_else(|| {
+                bad_cell(
+                    consent,
                     line,
-                    &k.channel,
-                    "empty channel".into(),
-                    channel,
-                ));
-            }
-            if cell(pi).is_empty() {
-                return Err(bad_cell(
-                    contacts,
-                    line,
-                    &k.campaign,
-                    "empty campaign".into(),
-                    "",
-                ));
-            }
-            let channel = match channels.iter().position(|c| c == channel) {
-                Some(i) => Some(i as u16),
-                None => {
-                    *unknown_channels.entry(channel.to_owned()).or_insert(0) += 1;
-                    None
-                }
-            };
-            log.push(Contact {
-                customer: intern(customer),
-                seconds,
+                    column,
+                    "not a 1/0 consent flag".into(),
+                    cell(*i),
+                )
+            })?);
+        }
+        let id = intern(customer);
+        if table
+            .insert(
+                id,
+                Consent {
+                    opted_out_from,
+                    channels: consents,
+                },
+            )
+            .is_some()
+        {
+            return Err(bad_cell(
+                consent,
+                line,
+                &c.customer,
+                "a second consent row for this customer".into(),
+                customer,
+            ));
+        }
+    }
+
+    // Contact log.
+    let mut file = CsvFile::open(contacts)?;
+    let k = &spec.contacts;
+    let (ci, ti, hi, pi) = (
+        file.index(&k.customer)?,
+        file.index(&k.timestamp)?,
+        file.index(&k.channel)?,
+        file.index(&k.campaign)?,
+    );
+    let mut log = Vec::new();
+    let mut unknown_channels = BTreeMap::new();
+    while file.reader.read_record(&mut record).map_err(io(contacts))? {
+        let line = record.position().map_or(0, |p| p.line());
+        let cell = |i: usize| record.get(i).unwrap_or("");
+        if log.len() as u64 >= max_rows {
+            return Err(bad_cell(
+                contacts,
+                line,
+                &k.customer,
+                format!("more than the job's max_rows = {max_rows} contacts"),
+                cell(ci),
+            ));
+        }
+        let customer = cell(ci);
+        if customer.is_empty() {
+            return Err(bad_cell(
+                contacts,
+                line,
+                &k.customer,
+                "empty customer id".into(),
+                customer,
+            ));
+        }
+        let seconds = timestamp_seconds(cell(ti)).ok_or_else(|| {
+            bad_cell(
+                contacts,
+                line,
+                &k.timestamp,
+                "not a YYYY-MM-DDTHH:MM[:SS] time".into(),
+                cell(ti),
+            )
+        })?;
+        let channel = cell(hi);
+        if channel.is_empty() {
+            return Err(bad_cell(
+                contacts,
+                line,
+                &k.channel,
+                "empty channel".into(),
                 channel,
-            });
+            ));
         }
-        if log.is_empty() {
-            return Err(TableError::Empty {
-                path: contacts.to_path_buf(),
-                what: "no contacts",
-            }
-            .into());
+        if cell(pi).is_empty() {
+            return Err(bad_cell(
+                contacts,
+                line,
+                &k.campaign,
+                "empty campaign".into(),
+                "",
+            ));
         }
-        log.sort_by_key(|c| (c.customer, c.seconds));
-        Ok(Self {
-            contacts: log,
-            customer_ids,
-            consent: table,
-            channels,
-            unknown_channels,
-        })
-    }
-
-    /// Contacts in the log.
-    pub fn contacts(&self) -> usize {
-        self.contacts.len()
-    }
-
-    /// Contacts on channels the consent table does not list (they count as without consent).
-    pub fn unknown_channels(&self) -> &BTreeMap<String, u64> {
-        &self.unknown_channels
-    }
-
-    /// Evaluates every rule of `spec`.
-    pub fn evaluate(&self, spec: &ComplianceSpec) -> Vec<RuleCounts> {
-        spec.rules.iter().map(|r| self.evaluate_rule(r)).collect()
-    }
-
-    fn evaluate_rule(&self, rule: &RuleSpec) -> RuleCounts {
-        let channel = rule
-            .channel
-            .as_ref()
-            .and_then(|c| self.channels.iter().position(|x| x == c))
-            .map(|i| i as u16);
-        let examined: Vec<&Contact> = self
-            .contacts
-            .iter()
-            .filter(|c| rule.channel.is_none() || (channel.is_some() && c.channel == channel))
-            .collect();
-        let violating: Vec<bool> = match rule.kind {
-            RuleKind::FrequencyCap => {
-                let max = rule.max_contacts.unwrap_or(0) as usize;
-                let window = i64::from(rule.window_days.unwrap_or(1)) * 86_400;
-                // `examined` is sorted by customer, then time: a sliding window per customer.
-                let mut out = vec![false; examined.len()];
-                let mut start = 0;
-                for i in 0..examined.len() {
-                    if examined[i].customer != examined[start].customer {
-                        start = i;
-                    }
-                    while examined[start].seconds <= examined[i].seconds - window {
-                        start += 1;
-                    }
-                    out[i] = i + 1 - start > max;
-                }
-                out
-            }
-            RuleKind::AfterOptOut => examined
-                .iter()
-                .map(|c| {
-                    self.consent
-                        .get(&c.customer)
-                        .and_then(|k| k.opted_out_from)
-                        .is_some_and(|from| c.seconds.div_euclid(86_400) >= from)
-                })
-                .collect(),
-            RuleKind::WithoutConsent => examined
-                .iter()
-                .map(|c| {
-                    let consented = match (self.consent.get(&c.customer), c.channel) {
-                        (Some(k), Some(ch)) => {
-                            k.channels.get(ch as usize).copied().unwrap_or(false)
-                        }
-                        _ => false,
-                    };
-                    !consented
-                })
-                .collect(),
-            RuleKind::QuietHours => {
-                let (start, end) = rule.quiet_minutes().unwrap_or((0, 0));
-                examined
-                    .iter()
-                    .map(|c| {
-                        let minute = (c.seconds.rem_euclid(86_400) / 60) as u32;
-                        if start < end {
-                            (start..end).contains(&minute)
-                        } else {
-                            minute >= start || minute < end
-                        }
-                    })
-                    .collect()
+        let channel = match channels.iter().position(|c| c == channel) {
+            Some(i) => Some(i as u16),
+            None => {
+                *unknown_channels.entry(channel.to_owned()).or_insert(0) += 1;
+                None
             }
         };
-        let mut affected: Vec<u32> = examined
-            .iter()
-            .zip(&violating)
-            .filter(|(_, v)| **v)
-            .map(|(c, _)| c.customer)
-            .collect();
-        affected.dedup();
-        let violations = violating.iter().filter(|v| **v).count() as u64;
-        let contacts_examined = examined.len() as u64;
-        RuleCounts {
-            rule: rule.name.clone(),
-            violations,
-            customers_affected: affected.len() as u64,
-            contacts_examined,
-            rate_basis_points: fedbank_common::compliance_rules::rate_basis_points(
-                violations,
-                contacts_examined,
-            ),
-            example_customers: affected
-                .iter()
-                .take(20)
-                .map(|c| self.customer_ids[*c as usize].clone())
-                .collect(),
+        log.push(Contact {
+            customer: intern(customer),
+            seconds,
+            channel,
+        });
+    }
+    if log.is_empty() {
+        return Err(TableError::Empty {
+            path: contacts.to_path_buf(),
+            what: "no contacts",
         }
+        .into());
     }
-}
-
-/// The values of the compliance round: per rule, violations, customers affected, contacts
-/// examined.
-pub fn round_values(counts: &[RuleCounts], spec: &ComplianceSpec) -> Vec<Vec<f64>> {
-    let mut values: Vec<Vec<f64>> = counts
-        .iter()
-        .map(|c| {
-            vec![
-                c.violations as f64,
-                c.customers_affected as f64,
-                c.contacts_examined as f64,
-            ]
-        })
-        .collect();
-    let limited = spec.alert_rules();
-    if !limited.is_empty() {
-        // This institution's own bit per limited rule: its rate strictly above the limit.
-        values.push(
-            limited
-                .iter()
-                .map(|(rule, limit)| {
-                    let rate = counts
-                        .iter()
-                        .find(|c| c.rule == rule.name)
-                        .map_or(0, |c| c.rate_basis_points);
-                    f64::from(u8::from(rate > *limit))
-                })
-                .collect(),
-        );
-    }
-    values
+    ContactLog::new(log, customer_ids, table, channels, unknown_channels).map_err(|problem| {
+        CustomerError::Inconsistent {
+            path: contacts.to_path_buf(),
+            problem,
+        }
+    })
 }
 
 #[cfg(test)]
@@ -448,7 +261,7 @@ mod tests {
         );
         std::fs::write(&a, format!("id,at,via,campaign\n{contacts}")).expect("write");
         std::fs::write(&b, format!("id,out,out_date,email,phone\n{consent}")).expect("write");
-        ContactLog::read(&a, &b, spec, 1000)
+        read_contacts(&a, &b, spec, 1000)
     }
 
     #[test]

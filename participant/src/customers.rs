@@ -34,6 +34,14 @@ pub enum CustomerError {
         /// The value.
         value: String,
     },
+    /// The rows read do not fit together (a reader's defect, not the file's).
+    #[error("{path}: {problem}")]
+    Inconsistent {
+        /// File.
+        path: PathBuf,
+        /// What does not fit.
+        problem: String,
+    },
 }
 
 /// An invalid cell at `path`, `line`, `column`.

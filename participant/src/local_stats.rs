@@ -85,8 +85,6 @@ pub fn compute(
         RoundKind::Registered(r) if r.tag == stats::MOMENTS_TAG => {
             Ok(stats::moments(columns, features)?.into())
         }
-        RoundKind::Compliance | RoundKind::Registered(_) => {
-            Err(LocalStatsError::NotATableRound(round.label()))
-        }
+        RoundKind::Registered(_) => Err(LocalStatsError::NotATableRound(round.label())),
     }
 }

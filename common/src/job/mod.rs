@@ -9,19 +9,21 @@
 //! - `registered`: the [`Job`] trait through which a job kind in its own folder plugs in, and
 //!   the registry [`JOBS`].
 //!
-//! - `stats/`, `segment/` and `propensity/`: those job kinds in their own folders, behind
-//!   [`Job`].
+//! - `stats/`, `segment/`, `propensity/` and `compliance/`: those job kinds in their own
+//!   folders, behind [`Job`].
 //!
-//! What it does not do yet: reach the compliance kind through [`Job`]; its section, round and
-//! quantities are still arms here (issue 14).
+//! What it does not do yet: the spec still has one optional table per built-in kind
+//! (`[job.segment]`, `[job.propensity]`, `[job.compliance]`), checked here to belong to the
+//! job's kind; a kind registered from elsewhere reads only the shared fields.
 
-use crate::compliance_rules::ComplianceSpec;
 use crate::digest::Digest;
 use crate::encoding::EncodingError;
 use crate::ids::{JobId, NodeId};
 use crate::secagg::{ParameterError, Profile, SchemeParameters};
+use compliance::rules::ComplianceSpec;
 use serde::{Deserialize, Serialize};
 
+pub mod compliance;
 mod plan;
 pub mod propensity;
 mod registered;
@@ -71,14 +73,12 @@ impl FeatureSpec {
 /// What the job computes. In a job file and in every encoding it is the kind's name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum JobKind {
-    /// Compliance audit run: declared rules over marketing-contact logs and consent tables,
-    /// per-rule violation counts aggregated securely, optional private alerts.
-    Compliance,
     /// A job kind behind the [`Job`] trait, by its name: fedbank's own in [`BUILT_IN`]
     /// (`stats`: per-feature count, missing rate, mean, standard deviation, histogram and
     /// quantiles; `segment`: customer segments by federated Lloyd k-means; `propensity`: a
-    /// federated logistic-regression model and its evaluation) or one registered from its own
-    /// folder ([`JOBS`]).
+    /// federated logistic-regression model and its evaluation; `compliance`: declared rules over
+    /// marketing-contact logs and consent tables, per-rule violation counts, optional private
+    /// alerts) or one registered from its own folder ([`JOBS`]).
     Registered(&'static str),
 }
 
@@ -89,30 +89,25 @@ impl JobKind {
     pub const SEGMENT: JobKind = JobKind::Registered(segment::KIND);
     /// The propensity job (`job/propensity/`).
     pub const PROPENSITY: JobKind = JobKind::Registered(propensity::KIND);
+    /// The compliance job (`job/compliance/`).
+    pub const COMPLIANCE: JobKind = JobKind::Registered(compliance::KIND);
 
     /// The name used in job files and results.
     pub fn name(self) -> &'static str {
         match self {
-            JobKind::Compliance => "compliance",
             JobKind::Registered(name) => name,
         }
     }
 
-    /// The built-in kind called `name`.
-    pub fn builtin(name: &str) -> Option<JobKind> {
-        [JobKind::Compliance].into_iter().find(|k| k.name() == name)
-    }
-
-    /// The kind called `name`: a built-in one or one registered in this binary.
+    /// The kind called `name`, if one is registered in this binary.
     pub fn from_name(name: &str) -> Option<JobKind> {
-        JobKind::builtin(name).or_else(|| registered(name).map(|j| JobKind::Registered(j.kind())))
+        registered(name).map(|j| JobKind::Registered(j.kind()))
     }
 
-    /// The registered job of this kind (`None` for a built-in kind).
+    /// The job of this kind (`None` for a name no kind of this binary has).
     pub fn registered(self) -> Option<&'static dyn Job> {
         match self {
             JobKind::Registered(name) => registered(name),
-            _ => None,
         }
     }
 }
@@ -127,11 +122,9 @@ impl<'de> Deserialize<'de> for JobKind {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let name = String::deserialize(deserializer)?;
         JobKind::from_name(&name).ok_or_else(|| {
-            let mut known = vec!["compliance"];
-            known.extend(registered_kinds());
             serde::de::Error::custom(format!(
                 "unknown job kind '{name}' (this build knows {})",
-                known.join(", ")
+                registered_kinds().join(", ")
             ))
         })
     }

@@ -1,8 +1,8 @@
 //! What a [`ValidJob`] computes: its round kinds' quantities and encoding plans, and the
 //! largest message it can need.
 
+use super::compliance::rules::ComplianceSpec;
 use super::{JobSpec, PropensitySpec, RoundKind, SegmentSpec, ValidJob};
-use crate::compliance_rules::ComplianceSpec;
 use crate::digest::Digest;
 use crate::encoding::{EncodingError, EncodingPlan, QuantitySpec};
 use crate::secagg::SchemeParameters;
@@ -66,17 +66,9 @@ impl ValidJob {
     pub fn max_message_bytes(&self) -> usize {
         let ring = self.params.ring();
         let width = ring.torus_bits as usize / 8;
-        let fixed = [
-            self.moments_quantities(),
-            self.histogram_quantities(),
-            self.spec
-                .compliance
-                .as_ref()
-                .map(|c| c.quantities(self.spec.max_rows))
-                .unwrap_or_default(),
-        ]
-        .into_iter()
-        .filter_map(|q| EncodingPlan::new(&q, &self.params).ok());
+        let fixed = [self.moments_quantities(), self.histogram_quantities()]
+            .into_iter()
+            .filter_map(|q| EncodingPlan::new(&q, &self.params).ok());
         let registered = self
             .spec
             .kind
@@ -119,10 +111,9 @@ impl ValidJob {
             .map_or(0, |p| p.design_names(&self.spec.features).len())
     }
 
-    /// The job's differential-privacy plan, if it asks for one.
+    /// The job's differential-privacy plan, if its kind has one for it ([`super::Job::privacy`]).
     pub fn privacy(&self) -> Option<crate::job::propensity::privacy::PrivacyPlan> {
-        let p = self.propensity()?;
-        crate::job::propensity::privacy::PrivacyPlan::of(&self.spec.features, p)
+        self.spec.kind.registered()?.privacy(&self.spec)
     }
 
     /// The compliance table of a compliance job.
@@ -130,24 +121,18 @@ impl ValidJob {
         self.spec.compliance.as_ref()
     }
 
-    /// How many rules raise private alerts (0 for jobs other than compliance).
+    /// How many limits the private alert step compares (0 for a job without one).
     pub fn alert_rules(&self) -> usize {
-        self.compliance().map_or(0, |c| c.alert_rules().len())
+        self.alert_limits().len()
     }
 
-    /// The rules that raise private alerts, in order, with their limits: what every role
-    /// expects an alert request, tally or manifest to list.
-    pub fn alert_limits(&self) -> Vec<crate::compliance_rules::AlertRule> {
-        self.compliance()
-            .map(|c| {
-                c.alert_rules()
-                    .into_iter()
-                    .map(|(r, limit)| crate::compliance_rules::AlertRule {
-                        rule: r.name.clone(),
-                        limit_basis_points: limit,
-                    })
-                    .collect()
-            })
+    /// The limits of the private alert step, in order (the job kind's [`super::Job::alert_limits`]):
+    /// what every role expects an alert request, tally or manifest to list.
+    pub fn alert_limits(&self) -> Vec<crate::alerts::AlertRule> {
+        self.spec
+            .kind
+            .registered()
+            .map(|k| k.alert_limits(&self.spec))
             .unwrap_or_default()
     }
 
@@ -174,12 +159,6 @@ impl ValidJob {
                         problem,
                     })?
             }
-            RoundKind::Compliance => self
-                .spec
-                .compliance
-                .as_ref()
-                .map(|c| c.quantities(self.spec.max_rows))
-                .unwrap_or_default(),
         };
         let mut specs = specs;
         if let Some(noise) = self.privacy().and_then(|p| p.round_kind(round)) {

@@ -13,20 +13,19 @@
 //! parameters are the job's own record in the canonical encoding. A tag no job declares is still
 //! refused by the participant's round plan.
 //!
-//! fedbank's own kinds behind this trait are listed in [`BUILT_IN`] (today: stats in
-//! `job/stats/`, segment in `job/segment/`); kinds from elsewhere register into [`JOBS`] and
-//! take tags from [`FIRST_REGISTERED_TAG`] up.
+//! fedbank's own kinds behind this trait are listed in [`BUILT_IN`] (stats in `job/stats/`,
+//! segment in `job/segment/`, propensity in `job/propensity/`, compliance in
+//! `job/compliance/`); kinds from elsewhere register into [`JOBS`] and take tags from
+//! [`FIRST_REGISTERED_TAG`] up.
 //!
 //! A kind that keeps state between a participant's rounds (the segment job's reference day and
 //! RFM rows) or releases something to participants at the end (the segments' centroids) does so
 //! through [`ParticipantStep`] and [`CoordinatorStep::release`]; the others implement only
-//! [`Job::local_round`].
-//!
-//! What it does not do yet: the propensity and compliance jobs are still reached through their
-//! own arms (`RoundKind`'s variants, the coordinator's `JobLogic`, the participant's local step)
-//! rather than through this trait; docs/architecture.md lists them.
+//! [`Job::local_round`]. A kind whose participants' own rates are compared with limits in the
+//! private alert step (the compliance job) declares them in [`Job::alert_limits`].
 
 use super::{JobSpec, RoundKind, RoundTag, ValidJob};
+use crate::alerts::{AlertCost, AlertRule};
 use crate::canonical::{config, encode_body};
 use crate::encoding::{DecodedQuantity, QuantitySpec};
 use serde::de::DeserializeOwned;
@@ -53,6 +52,7 @@ pub const BUILT_IN: &[&dyn Job] = &[
     &super::stats::Stats,
     &super::segment::SegmentKind,
     &super::propensity::PropensityKind,
+    &super::compliance::ComplianceKind,
 ];
 
 /// Every job kind behind [`Job`] in this binary: [`BUILT_IN`], then [`JOBS`].
@@ -245,6 +245,9 @@ pub struct LocalInput<'a> {
     pub transactions: Option<&'a dyn TransactionLog>,
     /// The labeled customers, when the job reads them (propensity jobs).
     pub customers: Option<&'a super::propensity::CustomerRecords>,
+    /// The marketing-contact log with its consent table, when the job reads one (compliance
+    /// jobs).
+    pub contacts: Option<&'a super::compliance::ContactLog>,
 }
 
 impl fmt::Debug for LocalInput<'_> {
@@ -254,6 +257,7 @@ impl fmt::Debug for LocalInput<'_> {
             .field("row_ids", &self.row_ids.map(<[String]>::len))
             .field("transactions", &self.transactions.map(|t| t.ids().len()))
             .field("customers", &self.customers.map(|c| c.rows()))
+            .field("contacts", &self.contacts.map(|c| c.contacts()))
             .finish()
     }
 }
@@ -280,13 +284,26 @@ pub enum LocalRelease {
 }
 
 /// One round's local values: one vector per quantity, in the order of the round's quantities,
-/// and how many values were clipped to their declared bound.
+/// how many values were clipped to their declared bound, and what the node keeps of the round.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct LocalValues {
     /// Values per quantity.
     pub values: Vec<Vec<f64>>,
     /// Values clipped.
     pub clipped: u64,
+    /// A report of the round the node keeps locally and never sends, if the job makes one.
+    pub report: Option<LocalReport>,
+}
+
+/// A report a participant's step makes of one round over its own data (the compliance job's
+/// per-rule counts with example customers): written to the node's local report file, never
+/// sent. The node's trail records what was checked (`rules.evaluated`), not the report.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LocalReport {
+    /// Names of what was checked (the rules).
+    pub checked: Vec<String>,
+    /// The report.
+    pub report: serde_json::Value,
 }
 
 /// A registered job kind. Implementations are stateless; the coordinator's state between rounds
@@ -341,6 +358,24 @@ pub trait Job: Sync {
     }
     /// Checks that `result` is this kind's released record (a reader of `result.json` calls it).
     fn check_result(&self, result: &serde_json::Value) -> Result<(), String>;
+    /// The limits of the private alert step that follows the job's last round (docs/threat-model.md
+    /// §6), in the order every role lists them; empty, the default, when the job raises no
+    /// alerts. A kind with limits gives each participant's rates through
+    /// [`ParticipantStep::alert_rates`] and takes the auditor's counts through
+    /// [`CoordinatorStep::alerts_decrypted`]; the job then names an `auditor`.
+    fn alert_limits(&self, spec: &JobSpec) -> Vec<AlertRule> {
+        let _ = spec;
+        Vec::new()
+    }
+    /// The differential-privacy plan of a run of `spec` (the noise per round and quantity and
+    /// the budget), when the job asks for one; `None`, the default, otherwise. The participant
+    /// machine adds the plan's noise to every round it covers before encryption, the encoding
+    /// plans make room for it, and the coordinator's step reports the spend
+    /// ([`CoordinatorStep::privacy`]).
+    fn privacy(&self, spec: &JobSpec) -> Option<super::privacy::PrivacyPlan> {
+        let _ = spec;
+        None
+    }
 }
 
 /// What the coordinator computes between a registered job's rounds.
@@ -367,6 +402,14 @@ pub trait CoordinatorStep: Send + fmt::Debug {
     fn privacy(&self) -> Option<super::propensity::privacy::PrivacyReport> {
         None
     }
+    /// Takes the auditor's decrypted counts of the alert step (one per [`Job::alert_limits`]
+    /// entry, in order) and what the step cost; returns the limits whose count differs from
+    /// the job's own verified count, which the coordinator reports. A job without limits is
+    /// never asked.
+    fn alerts_decrypted(&mut self, counts: &[u16], cost: AlertCost) -> Vec<String> {
+        let _ = (counts, cost);
+        Vec::new()
+    }
     /// A copy (the coordinator keeps one per checkpoint replay).
     fn boxed_clone(&self) -> Box<dyn CoordinatorStep>;
 }
@@ -391,6 +434,12 @@ pub trait ParticipantStep: Send {
     fn released(&mut self, data: LocalInput<'_>, release: &[u8]) -> Result<LocalRelease, String> {
         let _ = (data, release);
         Err("this job releases nothing to participants".to_owned())
+    }
+    /// This node's own rate per limit of [`Job::alert_limits`] (in basis points, in the order
+    /// of `limits`), which the alert step encrypts under the auditor's key; or why it has none.
+    fn alert_rates(&self, limits: &[AlertRule]) -> Result<Vec<u16>, String> {
+        let _ = limits;
+        Err("this job raises no private alerts".to_owned())
     }
 }
 
@@ -458,23 +507,20 @@ pub fn check_external(jobs: &[&dyn Job]) -> Result<(), String> {
     Ok(())
 }
 
-/// Checks a registry: names unique and not a kind of the enum's, tags not of a built-in round
-/// variant and each declared once. The problem otherwise.
+/// Checks a registry: names unique, tags not retired ([`super::RETIRED_TAGS`]) and each declared
+/// once. The problem otherwise.
 pub fn check_registry(jobs: &[&dyn Job]) -> Result<(), String> {
     let mut names = BTreeMap::new();
     let mut tags = BTreeMap::new();
     for job in jobs {
         let name = job.kind();
-        if super::JobKind::builtin(name).is_some() {
-            return Err(format!("job kind '{name}' is a built-in kind's name"));
-        }
         if names.insert(name, ()).is_some() {
             return Err(format!("job kind '{name}' is registered twice"));
         }
         for round in job.rounds() {
-            if RoundKind::is_variant_tag(round.tag) {
+            if round.tag.is_retired() {
                 return Err(format!(
-                    "job kind '{name}': round '{}' has tag {}, the tag of a built-in round",
+                    "job kind '{name}': round '{}' has tag {}, the tag of a retired round",
                     round.label, round.tag
                 ));
             }
@@ -494,7 +540,6 @@ impl RoundKind {
     pub fn registered(&self) -> Option<&JobRound> {
         match self {
             RoundKind::Registered(round) => Some(round),
-            _ => None,
         }
     }
 }
@@ -597,12 +642,10 @@ mod tests {
         assert!(shared.contains("declared by 'one' and 'two'"), "{shared}");
         let twice = check_registry(&[&Named("one", &[]), &Named("one", &[])]).expect_err("name");
         assert!(twice.contains("registered twice"), "{twice}");
-        let low = check_registry(&[&Named("one", LOW)]).expect_err("a built-in round's tag");
-        assert!(low.contains("the tag of a built-in round"), "{low}");
+        let low = check_registry(&[&Named("one", LOW)]).expect_err("a retired round's tag");
+        assert!(low.contains("the tag of a retired round"), "{low}");
         let outside = check_external(&[&Named("one", LOW)]).expect_err("range");
         assert!(outside.contains("below the registered range"), "{outside}");
-        let builtin = check_registry(&[&Named("compliance", &[])]).expect_err("built-in");
-        assert!(builtin.contains("built-in"), "{builtin}");
         // A kind named like one of fedbank's own behind the trait is a second registration.
         let all: Vec<&dyn Job> = BUILT_IN
             .iter()
@@ -616,6 +659,8 @@ mod tests {
     #[test]
     fn the_linked_registry_is_consistent() {
         check_linked_registry().expect("the registry of this binary");
-        assert!(registered("stats").is_some());
+        for kind in ["stats", "segment", "propensity", "compliance"] {
+            assert!(registered(kind).is_some(), "{kind}");
+        }
     }
 }

@@ -1,7 +1,7 @@
 //! Checking a [`JobSpec`] into a [`ValidJob`]: every field, each job kind's own section, and the
 //! digest every node agrees on.
 
-use super::{JobError, JobKind, JobSpec, ValidJob, COMPLIANCE, HISTOGRAM, MOMENTS};
+use super::{JobError, JobKind, JobSpec, ValidJob};
 use crate::digest::Digest;
 use crate::encoding::EncodingPlan;
 use crate::secagg::SchemeParameters;
@@ -70,7 +70,7 @@ impl JobSpec {
                 });
             }
         }
-        if self.features.is_empty() && self.kind != JobKind::Compliance {
+        if self.features.is_empty() && self.kind != JobKind::COMPLIANCE {
             return Err(JobError::Empty {
                 job,
                 field: "features",
@@ -130,19 +130,29 @@ impl JobSpec {
             });
         }
         self.check_compliance()?;
-        if let JobKind::Registered(kind) = self.kind {
-            let registered = JobKind::Registered(kind).registered();
-            let problem = match registered {
-                None => Err(format!("no job kind '{kind}' is registered in this build")),
-                Some(registered) => {
-                    super::check_registry(&super::JOBS).and_then(|()| registered.validate(&self))
-                }
-            };
-            problem.map_err(|problem| JobError::Registered {
+        let kind = self.kind.name();
+        let problem = match self.kind.registered() {
+            None => Err(format!("no job kind '{kind}' is registered in this build")),
+            Some(registered) => {
+                super::check_registry(&super::JOBS).and_then(|()| registered.validate(&self))
+            }
+        };
+        problem.map_err(|problem| JobError::Registered {
+            job: job.clone(),
+            kind,
+            problem,
+        })?;
+        // An auditor only in a job whose kind raises private alerts (the kind's own checks,
+        // above, say when it needs one).
+        let alerts = self
+            .kind
+            .registered()
+            .is_some_and(|k| !k.alert_limits(&self).is_empty());
+        if self.auditor.is_some() && !alerts {
+            return Err(JobError::Compliance {
                 job: job.clone(),
-                kind,
-                problem,
-            })?;
+                problem: "only a compliance job with alert limits takes an 'auditor'".to_owned(),
+            });
         }
         let params =
             SchemeParameters::new(self.profile, self.committee.len(), self.participants.len())
@@ -161,30 +171,30 @@ impl JobSpec {
             params,
             digest,
         };
-        let rounds = match (&valid.spec.compliance, valid.spec.kind.registered()) {
-            (Some(c), _) => vec![(COMPLIANCE, c.quantities(valid.spec.max_rows))],
-            (None, Some(registered)) => {
-                let mut rounds = Vec::new();
-                for round in registered.widest_rounds(&valid) {
-                    let kind = super::RoundKind::Registered(round);
-                    let label = kind.label();
-                    let Some(r) = kind.registered() else { continue };
-                    let quantities = registered.quantities(&valid, r).map_err(|problem| {
-                        JobError::Registered {
-                            job: job.clone(),
-                            kind: valid.spec.kind.name(),
-                            problem: format!("round '{label}': {problem}"),
-                        }
+        let registered = valid
+            .spec
+            .kind
+            .registered()
+            .ok_or_else(|| JobError::Registered {
+                job: job.clone(),
+                kind: valid.spec.kind.name(),
+                problem: "no such kind is registered in this build".to_owned(),
+            })?;
+        let mut rounds = Vec::new();
+        for round in registered.widest_rounds(&valid) {
+            let kind = super::RoundKind::Registered(round);
+            let label = kind.label();
+            let Some(r) = kind.registered() else { continue };
+            let quantities =
+                registered
+                    .quantities(&valid, r)
+                    .map_err(|problem| JobError::Registered {
+                        job: job.clone(),
+                        kind: valid.spec.kind.name(),
+                        problem: format!("round '{label}': {problem}"),
                     })?;
-                    rounds.push((label, quantities));
-                }
-                rounds
-            }
-            (None, None) => vec![
-                (MOMENTS, valid.moments_quantities()),
-                (HISTOGRAM, valid.histogram_quantities()),
-            ],
-        };
+            rounds.push((label, quantities));
+        }
         for (round, specs) in rounds {
             EncodingPlan::new(&specs, &valid.params).map_err(|source| JobError::Encoding {
                 job: job.clone(),
@@ -197,50 +207,18 @@ impl JobSpec {
 }
 
 impl JobSpec {
+    /// A `[job.compliance]` table only in a compliance job.
     fn check_compliance(&self) -> Result<(), JobError> {
-        let job = self.job.clone();
         let bad = |problem: &str| JobError::Compliance {
             job: self.job.clone(),
             problem: problem.to_owned(),
         };
-        match (&self.compliance, self.kind) {
-            (Some(c), JobKind::Compliance) => {
-                c.check().map_err(|problem| JobError::Compliance {
-                    job: job.clone(),
-                    problem: problem.0,
-                })?;
-                if !self.features.is_empty() {
-                    return Err(bad("a compliance job declares rules, not features"));
-                }
-                match (&self.auditor, c.alert_rules().is_empty()) {
-                    (None, false) => {
-                        return Err(bad(
-                            "rules with max_violation_rate raise private alerts and need an 'auditor' node",
-                        ))
-                    }
-                    (Some(a), _) if self.participants.contains(a) => {
-                        return Err(JobError::Compliance {
-                            job,
-                            problem: format!(
-                                "the auditor {a} must not be a participant: it holds the alert key and no data"
-                            ),
-                        })
-                    }
-                    _ => {}
-                }
-                Ok(())
-            }
-            (None, JobKind::Compliance) => {
-                Err(bad("a compliance job needs a [job.compliance] table"))
-            }
-            (Some(_), _) => Err(bad(
+        if self.compliance.is_some() && self.kind != JobKind::COMPLIANCE {
+            return Err(bad(
                 "only a job of kind \"compliance\" takes a [job.compliance] table",
-            )),
-            (None, _) if self.auditor.is_some() => Err(bad(
-                "only a compliance job with alert limits takes an 'auditor'",
-            )),
-            (None, _) => Ok(()),
+            ));
         }
+        Ok(())
     }
 }
 

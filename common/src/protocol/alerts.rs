@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 /// Room for a message's small fields next to its tfhe bytes.
 const FIELDS: usize = 1 << 20;
 
-pub use crate::compliance_rules::AlertRule;
+pub use crate::alerts::AlertRule;
 
 /// The auditor's keys: participants encrypt under the public key, the coordinator computes with
 /// the server key; the client key stays with the auditor.

@@ -12,7 +12,7 @@ use crate::secagg::{Ciphertext, KeySetup, Profile, RingScalar};
 use crate::wire::{self, ValidationError, WireError, WireKind, WireMessage};
 use serde::{Deserialize, Serialize};
 
-/// Version of this protocol, negotiated by ALPN and checked in [`Hello`]. Version 2 added
+/// Version of this protocol, checked in [`Hello`] (the ALPN, `fedbank/1`, names only the protocol family). Version 2 added
 /// `ModelReleased` and the FedAvg round (which moved the wire index of later round kinds), so a
 /// version-1 node is refused at Hello rather than misreading a round. Version 3 added the
 /// compliance round and the alert messages. Version 4 replaced the joint key by the signed key
@@ -23,8 +23,11 @@ use serde::{Deserialize, Serialize};
 /// kind by its explicit tag ([`crate::job::RoundTag`]) instead of its position in the enum, so
 /// that a new round kind never again moves another's encoding. Version 7 carries the stats job's
 /// rounds as rounds of a job kind behind the `Job` trait (tags 0x0101 and 0x0102, the job's own
-/// parameter bytes).
-pub const PROTOCOL_VERSION: u16 = 8;
+/// parameter bytes). Version 8 did the same for the segment and propensity rounds, dropped the
+/// round request's separate reference day and replaced the segment and model releases by
+/// `JobReleased`. Version 9 moves the compliance round behind the trait (tag 0x0410; 0x0401 is
+/// retired), so every round is now a job kind's own.
+pub const PROTOCOL_VERSION: u16 = 9;
 
 /// First message of a node: which job it has agreed to, by digest.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,7 +1,7 @@
 //! The compliance lines of `fedbank simulate`'s summary: consortium totals per rule, the alert
 //! counts and what the alert step cost.
 
-use fedbank_coordinator::compliance::ComplianceResult;
+use fedbank_common::job::compliance::ComplianceResult;
 use std::fmt::Write as _;
 
 /// Appends the compliance section to `summary`.

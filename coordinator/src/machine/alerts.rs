@@ -1,10 +1,12 @@
-//! The private alert step of a compliance job (docs/threat-model.md §6): the auditor's keys, each
-//! contributor's encrypted rates compared with the limits under the auditor's server key, the
-//! sum of the bits per rule sent to the auditor, and its decrypted counts.
+//! The private alert step of a job whose kind declares limits (`Job::alert_limits`: the
+//! compliance job's rules with a `max_violation_rate`; docs/threat-model.md §6): the auditor's
+//! keys, each contributor's encrypted rates compared with the limits under the auditor's server
+//! key, the sum of the bits per limit sent to the auditor, and its decrypted counts, which the
+//! job's step takes (`CoordinatorStep::alerts_decrypted`).
 //!
 //! ```text
 //!  (before key setup) AlertKeys from the auditor ──▶ checked, kept; key setup may start
-//!  compliance round decrypted ──▶ Alerting: AlertRequest to each contributor
+//!  last round decrypted ──▶ Alerting: AlertRequest to each contributor
 //!  Alerting ──all asked answered, or deadline──▶ ≥ min_participants? ──yes──▶ AwaitingAuditor
 //!                                                     │ no ──▶ Failed
 //!  AwaitingAuditor ──AlertCounts matching the manifest──▶ Finished
@@ -17,9 +19,7 @@
 use super::events::{CoordinatorOutbound, JobFailure, Millis, Violation};
 use super::CoordinatorProgress;
 use super::{CoordinatorMachine, Stage};
-use crate::compliance::AlertCost;
-use crate::job_logic::JobLogic;
-use fedbank_common::alerts::{self, AlertEvaluator, OverLimitBits, RatePublicKey};
+use fedbank_common::alerts::{self, AlertCost, AlertEvaluator, OverLimitBits, RatePublicKey};
 use fedbank_common::audit::events as trail;
 use fedbank_common::digest::Digest;
 use fedbank_common::ids::NodeId;
@@ -427,10 +427,7 @@ impl<S: RingScalar> CoordinatorMachine<S> {
             .map(|(r, c)| (r.rule.clone(), *c))
             .collect();
         let (round, digest) = (manifest.round, manifest.digest());
-        let differ = match &mut self.logic {
-            JobLogic::Compliance(job) => job.set_alerts(&counts.counts, cost),
-            _ => Vec::new(),
-        };
+        let differ = self.logic.alerts_decrypted(&counts.counts, cost);
         if !differ.is_empty() {
             // The auditor's tally must be the count the verified aggregate released.
             self.progress(CoordinatorProgress::AlertCountsDiffer {

@@ -20,7 +20,6 @@ use super::events::{CoordinatorOutput, Millis};
 pub use super::journal::{Checkpoint, CompletedRound, ResumeError};
 use super::CoordinatorProgress;
 use super::{CoordinatorMachine, Stage};
-use crate::job_logic::JobLogic;
 use fedbank_common::audit::events as trail;
 use fedbank_common::encoding::DecodedQuantity;
 use fedbank_common::ids::NodeId;
@@ -109,10 +108,7 @@ impl<S: RingScalar> CoordinatorMachine<S> {
         }
         let pending = match (next, checkpoint.completed.last()) {
             (Some(kind), _) => Pending::Round(kind),
-            (None, Some(last))
-                if machine.job.alert_rules() > 0
-                    && matches!(machine.logic, JobLogic::Compliance(_)) =>
-            {
+            (None, Some(last)) if machine.job.alert_rules() > 0 => {
                 Pending::Alerts(last.contributors.clone())
             }
             (None, _) => Pending::Finish,

@@ -40,7 +40,6 @@ pub use progress::{NodeProgress, ParticipantProgress};
 pub use reveal::RevealRefusal;
 
 use crate::committee_member::{CommitteeMember, MemberError};
-use crate::contact_log::{ContactLog, RuleCounts};
 use crate::customers::CustomerRecords;
 use crate::local_stats::{self, LocalStatsError};
 use crate::local_table::LocalTable;
@@ -53,6 +52,7 @@ use fedbank_common::digest::Digest;
 pub use fedbank_common::endorsement::Credentials;
 use fedbank_common::endorsement::{ConsortiumTrust, NodeSigner, Signed};
 use fedbank_common::ids::NodeId;
+use fedbank_common::job::compliance::ContactLog;
 use fedbank_common::job::propensity::LocalFigures;
 use fedbank_common::job::{LocalInput, LocalRelease, ParticipantStep, ValidJob};
 use fedbank_common::key_ceremony::{CeremonyError, RevealedShare, ShareCommitment};
@@ -135,9 +135,10 @@ pub enum ParticipantOutput<S: RingScalar> {
     /// never leave a node that would forget having spent it. A shell that cannot write it must
     /// stop rather than go on.
     SavePrivacy(Box<crate::privacy_noise::PrivacyState>),
-    /// A compliance job's local report: per rule this participant's own counts and example
-    /// customers. To be kept locally; it never leaves the participant.
-    ComplianceReport(Value),
+    /// A job's local report of a round over this participant's own data (a compliance job's
+    /// per-rule counts and example customers). To be kept locally; it never leaves the
+    /// participant.
+    LocalReport(Value),
     /// A committee member's state, to be written durably before the shell carries out any
     /// output after it: the secret share when it was just sampled (before its public share
     /// leaves), and the record of decrypted slots (before the partial decryption leaves). A
@@ -233,6 +234,7 @@ fn local_input<'a>(
     row_ids: Option<&'a [String]>,
     history: Option<&'a CustomerHistory>,
     customers: Option<&'a CustomerRecords>,
+    contacts: Option<&'a ContactLog>,
 ) -> LocalInput<'a> {
     LocalInput {
         table: fedbank_common::job::LocalColumns {
@@ -242,6 +244,7 @@ fn local_input<'a>(
         row_ids,
         transactions: history.map(|h| h as &dyn fedbank_common::job::TransactionLog),
         customers,
+        contacts,
     }
 }
 
@@ -270,8 +273,6 @@ pub struct ParticipantMachine<S: RingScalar> {
     privacy: Option<ParticipantPrivacy>,
     /// The contact log of a compliance job.
     contacts: Option<ContactLog>,
-    /// Its rule counts, once evaluated (the alert step encrypts their rates).
-    rule_counts: Option<Vec<RuleCounts>>,
     /// The latest round's contribution, committed and kept until revealed against a roster.
     pending: Option<reveal::PendingContribution<S>>,
 }
@@ -305,7 +306,6 @@ impl<S: RingScalar> ParticipantMachine<S> {
             step,
             customers: None,
             contacts: None,
-            rule_counts: None,
             pending: None,
         }
     }
@@ -545,6 +545,7 @@ impl<S: RingScalar> ParticipantMachine<S> {
             self.row_ids.as_deref(),
             self.history.as_ref(),
             self.customers.as_ref(),
+            self.contacts.as_ref(),
         );
         let step = self.step.as_mut().ok_or_else(|| {
             wrong(format!(
@@ -631,19 +632,11 @@ impl<S: RingScalar> ParticipantMachine<S> {
             }
         }
         let outcome = self
-            .rule_counts
+            .step
             .as_ref()
-            .ok_or_else(|| "the rules have not been evaluated yet".to_owned())
-            .and_then(|counts| {
-                let rates: Vec<u16> = expected
-                    .iter()
-                    .map(|limit| {
-                        counts
-                            .iter()
-                            .find(|c| c.rule == limit.rule)
-                            .map_or(0, |c| c.rate_basis_points)
-                    })
-                    .collect();
+            .ok_or_else(|| "this job has no participant step".to_owned())
+            .and_then(|step| step.alert_rates(&expected))
+            .and_then(|rates| {
                 let key = fedbank_common::alerts::RatePublicKey::from_bytes(&request.public_key)
                     .map_err(|e| e.to_string())?;
                 key.encrypt_rates(&rates).map_err(|e| e.to_string())

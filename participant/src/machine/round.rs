@@ -1,5 +1,6 @@
-//! A round request as a participant answers it: checked against the job's plan, computed on
-//! the local data (table, transaction history, labeled customers or contact log), noised where
+//! A round request as a participant answers it: checked against the job's plan, computed by the
+//! job kind's step on the local data (table, transaction history, labeled customers or contact
+//! log), noised where
 //! the job has differential privacy, encoded, encrypted and committed (docs/threat-model.md §8).
 
 use super::{
@@ -10,9 +11,9 @@ use fedbank_common::audit::events as trail;
 use fedbank_common::committee::{ContributionStatement, MASK_DIGEST_LABEL};
 use fedbank_common::digest::Digest;
 use fedbank_common::encoding::QuantityValues;
+use fedbank_common::job::RoundKind;
 use fedbank_common::protocol::{Notice, NoticeKind, RoundRequest};
 use fedbank_common::secagg::{Encryptor, RingScalar};
-use serde_json::json;
 
 impl<S: RingScalar> ParticipantMachine<S> {
     pub(super) fn on_round(&mut self, request: RoundRequest) -> Result<(), NodeViolation> {
@@ -143,71 +144,40 @@ impl<S: RingScalar> ParticipantMachine<S> {
         Ok(())
     }
 
-    /// This node's values for a round: its job kind's participant step for a kind behind the
-    /// `Job` trait, otherwise the compliance counts of its contact log.
+    /// This node's values for a round, from its job kind's participant step; a local report the
+    /// step makes of it is recorded in the trail (what was checked) and kept locally.
     fn local_values(&mut self, request: &RoundRequest) -> Result<(Vec<Vec<f64>>, u64), String> {
-        if let Some(registered) = self.job.spec().kind.registered() {
-            let round = request.kind.registered().ok_or_else(|| {
-                format!(
-                    "a {} job computes only its own rounds, not '{}'",
-                    registered.kind(),
-                    request.kind.label()
-                )
-            })?;
-            // Every kind's sums are bounded for at most `max_rows` rows.
-            let max_rows = self.job.spec().max_rows;
-            if self.table.rows as u64 > max_rows {
-                return Err(format!(
-                    "the local table has {} rows, the job allows at most {max_rows}",
-                    self.table.rows
-                ));
-            }
-            let input = super::local_input(
-                &self.table,
-                self.row_ids.as_deref(),
-                self.history.as_ref(),
-                self.customers.as_ref(),
-            );
-            let step = self
-                .step
-                .as_mut()
-                .ok_or_else(|| format!("the {} job has no participant step", registered.kind()))?;
-            return step
-                .local_round(input, round)
-                .map(|local| (local.values, local.clipped));
+        let RoundKind::Registered(round) = &request.kind;
+        // Every kind's sums are bounded for at most `max_rows` rows.
+        let max_rows = self.job.spec().max_rows;
+        if self.table.rows as u64 > max_rows {
+            return Err(format!(
+                "the local table has {} rows, the job allows at most {max_rows}",
+                self.table.rows
+            ));
         }
-        if let (Some(log), Some(compliance)) = (&self.contacts, self.job.compliance()) {
-            if request.kind != fedbank_common::job::RoundKind::Compliance {
-                return Err(format!(
-                    "a compliance participant computes only the compliance round, not '{}'",
-                    request.kind.label()
-                ));
-            }
-            let counts = log.evaluate(compliance);
-            let values = crate::contact_log::round_values(&counts, compliance);
-            let report = json!({
-                "job": self.job.spec().job.as_str(),
-                "contacts": log.contacts(),
-                "contacts_on_unlisted_channels": log.unknown_channels(),
-                "rules": compliance.rules.iter().zip(&counts).map(|(r, c)| json!({
-                    "rule": r.name, "description": r.describe(), "counts": c,
-                })).collect::<Vec<_>>(),
-                "note": "kept by this institution; never sent",
-            });
+        let input = super::local_input(
+            &self.table,
+            self.row_ids.as_deref(),
+            self.history.as_ref(),
+            self.customers.as_ref(),
+            self.contacts.as_ref(),
+        );
+        let kind = self.job.spec().kind.name();
+        let step = self
+            .step
+            .as_mut()
+            .ok_or_else(|| format!("the {kind} job has no participant step"))?;
+        let local = step.local_round(input, round)?;
+        if let Some(report) = local.report {
             self.audit(trail::RulesEvaluated {
                 job: self.job.spec().job.clone(),
                 round: request.round,
-                rules: compliance.rules.iter().map(|r| r.name.clone()).collect(),
+                rules: report.checked,
             });
             self.outputs
-                .push_back(ParticipantOutput::ComplianceReport(report));
-            self.rule_counts = Some(counts);
-            return Ok((values, 0));
+                .push_back(ParticipantOutput::LocalReport(report.report));
         }
-        Err(format!(
-            "round '{}' is not one a {} job computes",
-            request.kind.label(),
-            self.job.spec().kind.name()
-        ))
+        Ok((local.values, local.clipped))
     }
 }

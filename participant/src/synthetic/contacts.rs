@@ -232,7 +232,7 @@ pub fn read_truth(path: &Path) -> std::io::Result<BTreeMap<String, RuleTruth>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::contact_log::ContactLog;
+    use crate::contact_log::read_contacts;
     use fedbank_common::compliance_rules::ComplianceSpec;
 
     /// The rules of the shipped job file.
@@ -259,7 +259,7 @@ mod tests {
         let ids: Vec<String> = (0..3000).map(|i| format!("X-{i:06}")).collect();
         let files = generate(dir.path(), &ids, 11).expect("generate");
         let truth = read_truth(&files.truth).expect("truth");
-        let log = ContactLog::read(&files.contacts, &files.consent, &spec, 1 << 30).expect("log");
+        let log = read_contacts(&files.contacts, &files.consent, &spec, 1 << 30).expect("log");
         let mut injected = 0;
         for counts in log.evaluate(&spec) {
             let t = truth[&counts.rule];

@@ -546,7 +546,7 @@ impl<S: RingScalar> crate::driver::Effects<Delivery<Inbound<S>>, ParticipantMach
                     )));
                 }
             }
-            ParticipantOutput::ComplianceReport(report) => {
+            ParticipantOutput::LocalReport(report) => {
                 match (
                     &self.local.compliance_report,
                     serde_json::to_vec_pretty(&report),

@@ -62,7 +62,11 @@ impl ParticipantStep for PropensityParticipant {
         }
         let values =
             compute(records, &spec.features, self.section()?, &round).map_err(|e| e.to_string())?;
-        Ok(LocalValues { values, clipped: 0 })
+        Ok(LocalValues {
+            values,
+            clipped: 0,
+            report: None,
+        })
     }
 
     fn released(&mut self, data: LocalInput<'_>, release: &[u8]) -> Result<LocalRelease, String> {

@@ -117,6 +117,10 @@ impl Job for PropensityKind {
         }
     }
 
+    fn privacy(&self, spec: &JobSpec) -> Option<privacy::PrivacyPlan> {
+        privacy::PrivacyPlan::of(&spec.features, spec.propensity.as_ref()?)
+    }
+
     fn validate(&self, spec: &JobSpec) -> Result<(), String> {
         let propensity = spec
             .propensity

@@ -1,13 +1,14 @@
 //! The wire form of a [`RoundKind`]: an explicit tag, then that kind's parameters.
 //!
 //! Tags are grouped by the job that introduced the round: `0x01__` stats, `0x02__` segment,
-//! `0x03__` propensity (whose rounds are their own behind the `Job` trait), `0x04__` compliance.
-//! A tag is never reused or renumbered: the enum's shared table rounds (`0x0001`, `0x0002`),
-//! segment rounds (`0x0201`–`0x0205`) and propensity rounds (`0x0301`–`0x0304`) of protocol
-//! version 7 are retired. Every tag that is not one of this enum's variants is a round of a job kind behind
-//! the `Job` trait (`job::registered`; from `0x1000` up for kinds registered from outside
-//! fedbank): its parameters travel as the job's own bytes, and the participant's round plan
-//! refuses a tag its job does not declare.
+//! `0x03__` propensity, `0x04__` compliance, each declared in its job's folder behind the `Job`
+//! trait (`job::registered`; from `0x1000` up for kinds registered from outside fedbank). A
+//! round's parameters travel as the job's own bytes, and the participant's round plan refuses a
+//! tag its job does not declare.
+//!
+//! A tag is never reused or renumbered: the tags of the round enum's former variants
+//! ([`RETIRED_TAGS`]: the shared table rounds `0x0001`, `0x0002`, segment `0x0201`–`0x0205`,
+//! propensity `0x0301`–`0x0304`, compliance `0x0401`) are refused to any job kind.
 
 use super::RoundKind;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
@@ -19,10 +20,22 @@ use std::fmt;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct RoundTag(pub u16);
 
-impl RoundTag {
-    /// [`RoundKind::Compliance`].
-    pub const COMPLIANCE: RoundTag = RoundTag(0x0401);
-}
+/// Tags of rounds retired with the round enum's variants (protocol versions up to 8): no job
+/// kind may declare one.
+pub const RETIRED_TAGS: [RoundTag; 12] = [
+    RoundTag(0x0001),
+    RoundTag(0x0002),
+    RoundTag(0x0201),
+    RoundTag(0x0202),
+    RoundTag(0x0203),
+    RoundTag(0x0204),
+    RoundTag(0x0205),
+    RoundTag(0x0301),
+    RoundTag(0x0302),
+    RoundTag(0x0303),
+    RoundTag(0x0304),
+    RoundTag(0x0401),
+];
 
 impl fmt::Display for RoundTag {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -30,16 +43,17 @@ impl fmt::Display for RoundTag {
     }
 }
 
-impl RoundKind {
-    /// Whether `tag` is the tag of one of this enum's own variants (not a registered round).
-    pub fn is_variant_tag(tag: RoundTag) -> bool {
-        tag == RoundTag::COMPLIANCE
+impl RoundTag {
+    /// Whether this is the tag of a retired round ([`RETIRED_TAGS`]).
+    pub fn is_retired(self) -> bool {
+        RETIRED_TAGS.contains(&self)
     }
+}
 
+impl RoundKind {
     /// This kind's wire tag.
     pub fn tag(&self) -> RoundTag {
         match self {
-            RoundKind::Compliance => RoundTag::COMPLIANCE,
             RoundKind::Registered(round) => round.tag,
         }
     }
@@ -50,7 +64,6 @@ impl Serialize for RoundKind {
         let mut t = serializer.serialize_tuple(2)?;
         t.serialize_element(&self.tag())?;
         match self {
-            RoundKind::Compliance => t.serialize_element(&())?,
             RoundKind::Registered(round) => t.serialize_element(&round.parameters)?,
         }
         t.end()
@@ -84,21 +97,13 @@ impl<'de> Visitor<'de> for TaggedRound {
         let tag: RoundTag = seq
             .next_element()?
             .ok_or_else(|| de::Error::custom("a round kind without its tag"))?;
-        let kind = match tag {
-            RoundTag::COMPLIANCE => {
-                parameters::<_, ()>(&mut seq, tag).map(|()| RoundKind::Compliance)?
-            }
-            // Any other tag is a round of a job kind behind the `Job` trait, with its own bytes;
-            // the participant's round plan refuses a tag its job does not declare.
-            registered => {
-                let parameters: Vec<u8> = parameters(&mut seq, tag)?;
-                RoundKind::Registered(super::super::JobRound {
-                    tag: registered,
-                    parameters,
-                })
-            }
-        };
-        Ok(kind)
+        // Every tag is a round of a job kind behind the `Job` trait, with its own bytes; the
+        // participant's round plan refuses a tag its job does not declare.
+        let parameters: Vec<u8> = parameters(&mut seq, tag)?;
+        Ok(RoundKind::Registered(super::super::JobRound {
+            tag,
+            parameters,
+        }))
     }
 }
 
@@ -109,7 +114,10 @@ mod tests {
 
     fn every_kind() -> Vec<RoundKind> {
         vec![
-            RoundKind::Compliance,
+            RoundKind::Registered(crate::job::JobRound {
+                tag: RoundTag(0x0410),
+                parameters: vec![],
+            }),
             RoundKind::Registered(crate::job::JobRound {
                 tag: RoundTag(0x0312),
                 parameters: vec![1, 2, 3],
@@ -144,10 +152,16 @@ mod tests {
     #[test]
     fn tags_are_the_documented_numbers() {
         let pinned: Vec<u16> = every_kind().iter().map(|k| k.tag().0).collect();
-        assert_eq!(pinned, [0x0401, 0x0312]);
-        for retired in [0x0001, 0x0002, 0x0201, 0x0205, 0x0301, 0x0304] {
-            assert!(!RoundKind::is_variant_tag(RoundTag(retired)));
+        assert_eq!(pinned, [0x0410, 0x0312]);
+        let declared: Vec<RoundTag> = crate::job::all_jobs()
+            .flat_map(|j| j.rounds())
+            .map(|d| d.tag)
+            .collect();
+        for retired in RETIRED_TAGS {
+            assert!(retired.is_retired());
+            assert!(!declared.contains(&retired), "{retired} is retired");
         }
+        assert!(!RoundTag(0x0410).is_retired());
     }
 
     #[test]
@@ -155,8 +169,8 @@ mod tests {
         let unknown = serde_json::from_str::<RoundKind>("[1911]").expect_err("no parameters");
         assert!(unknown.to_string().contains("0x0777"), "{unknown}");
         assert!(decode(&0x0777u16.to_le_bytes()).is_err());
-        let json = serde_json::from_str::<RoundKind>("[1025]").expect_err("no parameters");
-        assert!(json.to_string().contains("0x0401"), "{json}");
+        let json = serde_json::from_str::<RoundKind>("[1040]").expect_err("no parameters");
+        assert!(json.to_string().contains("0x0410"), "{json}");
         let truncated = decode(&0x0312u16.to_le_bytes()).expect_err("truncated");
         assert!(!truncated.to_string().is_empty());
     }
@@ -175,13 +189,5 @@ mod tests {
             serde_json::from_str::<RoundKind>(&json).expect("json"),
             round
         );
-        // A variant's tag with a registered round's bytes is that variant, never a registered
-        // round (its bytes are left over, which the wire decoder refuses).
-        let mut variant = bytes.clone();
-        variant[..2].copy_from_slice(&RoundTag::COMPLIANCE.0.to_le_bytes());
-        let (kind, read): (RoundKind, usize) =
-            bincode::serde::decode_from_slice(&variant, config()).expect("decodes");
-        assert_eq!(kind, RoundKind::Compliance);
-        assert!(read < variant.len());
     }
 }

@@ -115,6 +115,7 @@ impl ParticipantStep for SegmentParticipant {
             return Ok(LocalValues {
                 values: vec![values],
                 clipped: 0,
+                report: None,
             });
         }
         let spec = self.job.spec().clone();
@@ -330,7 +331,11 @@ pub fn table_round(
             values.push(counts);
         }
     }
-    Ok(LocalValues { values, clipped })
+    Ok(LocalValues {
+        values,
+        clipped,
+        report: None,
+    })
 }
 
 /// A value in standard deviations from the mean, clipped to ±[`Z_BOUND`] (0 when std is 0).
@@ -450,6 +455,7 @@ mod tests {
             row_ids: None,
             transactions: Some(log),
             customers: None,
+            contacts: None,
         }
     }
 

@@ -37,14 +37,7 @@ pub const MAX_RULES: usize = 64;
 #[error("{0}")]
 pub struct RulesProblem(pub String);
 
-/// A rule with an alert limit, as alert requests, tallies and manifests list it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AlertRule {
-    /// Rule name.
-    pub rule: String,
-    /// Limit in basis points: an institution is over it when its rate is strictly above.
-    pub limit_basis_points: u16,
-}
+pub use crate::alerts::AlertRule;
 
 /// Columns of the marketing-contact log.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

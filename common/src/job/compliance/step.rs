@@ -1,9 +1,12 @@
 //! The coordinator's side of a compliance job: one round of per-rule counts, then (for rules
-//! with a limit) the private alert step, whose counts the auditor decrypts.
+//! with a limit) the private alert step, whose counts the auditor decrypts and the step records
+//! beside the verified count ([`CoordinatorStep::alerts_decrypted`]).
 
-use fedbank_common::compliance_rules::{ComplianceSpec, RuleKind};
-use fedbank_common::encoding::DecodedQuantity;
-use fedbank_common::job::RoundKind;
+use super::rules::{ComplianceSpec, RuleKind, OVER_LIMIT};
+use super::{compliance_round, COMPLIANCE_TAG};
+use crate::alerts::AlertCost;
+use crate::encoding::DecodedQuantity;
+use crate::job::{CoordinatorStep, JobRound};
 use serde::{Deserialize, Serialize};
 
 /// Consortium totals of one rule.
@@ -34,23 +37,6 @@ pub struct RuleResult {
     pub auditor_count: Option<u16>,
 }
 
-/// What the alert step cost on the coordinator.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct AlertCost {
-    /// Institutions whose rates were compared.
-    pub institutions: usize,
-    /// Rules with a limit.
-    pub rules: usize,
-    /// Homomorphic comparisons (institutions × rules).
-    pub comparisons: usize,
-    /// Seconds spent expanding, comparing and casting every institution's rates.
-    pub compare_seconds: f64,
-    /// compare_seconds / comparisons.
-    pub seconds_per_comparison: f64,
-    /// Seconds spent adding the bits per rule.
-    pub tally_seconds: f64,
-}
-
 /// The result of a compliance job.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ComplianceResult {
@@ -70,38 +56,34 @@ pub struct ComplianceError(String);
 /// A compliance job in progress.
 #[derive(Debug, Clone)]
 pub struct ComplianceJob {
-    spec: ComplianceSpec,
+    /// The rules (a valid compliance job always has them).
+    spec: Option<ComplianceSpec>,
     result: Option<ComplianceResult>,
 }
 
 impl ComplianceJob {
-    /// A job checking `spec`'s rules.
-    pub fn new(spec: ComplianceSpec) -> Self {
+    /// A job checking `spec`'s rules; without them it refuses to start.
+    pub fn new(spec: Option<ComplianceSpec>) -> Self {
         Self { spec, result: None }
     }
 
-    /// The only secure-aggregation round.
-    pub fn first_round(&self) -> RoundKind {
-        RoundKind::Compliance
+    fn rules(&self) -> Result<&ComplianceSpec, ComplianceError> {
+        self.spec.as_ref().ok_or_else(|| {
+            ComplianceError("a compliance job needs a [job.compliance] table".to_owned())
+        })
     }
 
-    /// Takes the decrypted counts (and how many contributed); no further round.
-    pub fn apply(
+    /// Takes the decrypted counts (and how many contributed).
+    fn take_counts(
         &mut self,
-        kind: &RoundKind,
         decoded: &[DecodedQuantity],
         contributors: usize,
-    ) -> Result<Option<RoundKind>, ComplianceError> {
-        if *kind != RoundKind::Compliance {
-            return Err(ComplianceError(format!(
-                "unexpected round '{}'",
-                kind.label()
-            )));
-        }
-        let over = DecodedQuantity::find(decoded, fedbank_common::compliance_rules::OVER_LIMIT);
+    ) -> Result<(), ComplianceError> {
+        let over = DecodedQuantity::find(decoded, OVER_LIMIT);
         let mut over = over.unwrap_or(&[]).iter();
-        let mut rules = Vec::with_capacity(self.spec.rules.len());
-        for rule in &self.spec.rules {
+        let spec = self.rules()?;
+        let mut rules = Vec::with_capacity(spec.rules.len());
+        for rule in &spec.rules {
             let name = format!("rule.{}", rule.name);
             let values = DecodedQuantity::find(decoded, &name)
                 .ok_or_else(|| ComplianceError(format!("no quantity '{name}'")))?;
@@ -133,12 +115,46 @@ impl ComplianceJob {
             contributors,
             alerts: None,
         });
+        Ok(())
+    }
+
+    /// The result, once the counts are in.
+    pub fn released(&self) -> Option<&ComplianceResult> {
+        self.result.as_ref()
+    }
+}
+
+impl CoordinatorStep for ComplianceJob {
+    fn first_round(&self) -> Result<JobRound, String> {
+        self.rules().map_err(|e| e.to_string())?;
+        compliance_round()
+    }
+
+    /// The counts; no further secure-aggregation round (the alert step, when rules have limits,
+    /// follows outside the rounds).
+    fn apply(
+        &mut self,
+        round: &JobRound,
+        decoded: &[DecodedQuantity],
+        contributors: usize,
+    ) -> Result<Option<JobRound>, String> {
+        if round.tag != COMPLIANCE_TAG {
+            return Err(format!("unexpected round {round}"));
+        }
+        self.take_counts(decoded, contributors)
+            .map_err(|e| e.to_string())?;
         Ok(None)
+    }
+
+    fn result(&self) -> Option<serde_json::Value> {
+        self.result
+            .as_ref()
+            .and_then(|r| serde_json::to_value(r).ok())
     }
 
     /// Records the auditor's counts (in alert-rule order) and the alert step's cost. Returns
     /// the rules whose auditor count differs from the verified count of over-limit bits.
-    pub fn set_alerts(&mut self, counts: &[u16], cost: AlertCost) -> Vec<String> {
+    fn alerts_decrypted(&mut self, counts: &[u16], cost: AlertCost) -> Vec<String> {
         let mut differ = Vec::new();
         if let Some(result) = &mut self.result {
             let mut counts = counts.iter();
@@ -157,8 +173,7 @@ impl ComplianceJob {
         differ
     }
 
-    /// The result, once the counts are in.
-    pub fn result(&self) -> Option<&ComplianceResult> {
-        self.result.as_ref()
+    fn boxed_clone(&self) -> Box<dyn CoordinatorStep> {
+        Box::new(self.clone())
     }
 }
