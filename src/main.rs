@@ -8,9 +8,6 @@
 
 mod audit;
 mod audit_report;
-mod bench;
-mod bench_large_table;
-mod bench_load;
 mod certs;
 mod score;
 
@@ -96,14 +93,14 @@ enum AuditCommand {
 enum BenchCommand {
     /// Secure aggregation per role (participant, coordinator, committee) against a plaintext sum
     /// and tfhe's high-level FheUint32 addition, measured in the same run.
-    Secagg(bench::SecaggArgs),
+    Secagg(fedbank_bench::secagg::SecaggArgs),
     /// A loopback load run: many participants against one coordinator process (wall time per
     /// round, coordinator peak memory, bytes received), with a smaller consortium as baseline.
-    Load(bench_load::LoadArgs),
+    Load(fedbank_bench::load::LoadArgs),
     /// One participant with a large generated transaction log (10^7 rows) in a segmentation
     /// job: its time to read the log, time per round and peak memory, against a tenth of the
     /// rows over the same customers.
-    LargeTable(bench_large_table::LargeTableArgs),
+    LargeTable(fedbank_bench::large_table::LargeTableArgs),
 }
 
 /// Runs the command; an error is printed once, as one line with its causes, and exits 1 (the
@@ -131,15 +128,15 @@ fn run() -> Result<ExitCode> {
         .init();
     match Cli::parse().command {
         Command::Bench(BenchCommand::Secagg(args)) => {
-            bench::run_secagg(&args)?;
+            fedbank_bench::secagg::run_secagg(&args)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench(BenchCommand::LargeTable(args)) => {
-            bench_large_table::run(&args)?;
+            fedbank_bench::large_table::run(&args, &std::env::current_exe()?)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench(BenchCommand::Load(args)) => {
-            bench_load::run(&args)?;
+            fedbank_bench::load::run(&args, &std::env::current_exe()?)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Audit(AuditCommand::Verify(args)) => audit::run_verify(&args),

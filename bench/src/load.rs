@@ -113,7 +113,13 @@ fn peak_from(stdout: &str) -> Option<f64> {
         .and_then(|mb| mb.parse().ok())
 }
 
-fn run_job(kind: &'static str, args: &LoadArgs, n: usize, dir: &Path) -> Result<Run> {
+fn run_job(
+    fedbank: &Path,
+    kind: &'static str,
+    args: &LoadArgs,
+    n: usize,
+    dir: &Path,
+) -> Result<Run> {
     let dir = dir.join(format!("{kind}-{n}"));
     std::fs::create_dir_all(&dir)?;
     let certs = dir.join("certs");
@@ -140,7 +146,7 @@ fn run_job(kind: &'static str, args: &LoadArgs, n: usize, dir: &Path) -> Result<
     let started = Instant::now();
     // Its output goes to files: a pipe nobody reads until the end would fill and stop it.
     let log = dir.join("coordinator.log");
-    let coordinator = std::process::Command::new(std::env::current_exe()?)
+    let coordinator = std::process::Command::new(fedbank)
         .args(["coordinator", "--config"])
         .arg(dir.join("coordinator.toml"))
         .stdout(std::fs::File::create(&log)?)
@@ -244,8 +250,9 @@ fn run_job(kind: &'static str, args: &LoadArgs, n: usize, dir: &Path) -> Result<
     })
 }
 
-/// Runs the load benchmark and prints its table.
-pub fn run(args: &LoadArgs) -> Result<()> {
+/// Runs the load benchmark and prints its table; `fedbank` is the `fedbank` binary whose
+/// `coordinator` subcommand runs the coordinator.
+pub fn run(args: &LoadArgs, fedbank: &Path) -> Result<()> {
     let work = WorkingDir::new(args.dir.as_deref(), "load")?;
     let temp = work.path();
     let mut runs = Vec::new();
@@ -255,7 +262,7 @@ pub fn run(args: &LoadArgs) -> Result<()> {
         ("segment", args.participants),
     ] {
         println!("running the {kind} job with {n} participants…");
-        runs.push(run_job(kind, args, n, temp)?);
+        runs.push(run_job(fedbank, kind, args, n, temp)?);
     }
     println!(
         "\nfedbank load run — profile {}, {} committee members, loopback on this machine (every participant in one process, the coordinator in its own)",

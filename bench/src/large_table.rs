@@ -8,7 +8,7 @@
 //! a tenth of the rows. Printed per run: rows, customers, file size, time to read the log,
 //! time per round (local computation and encryption), and peak resident memory.
 
-use crate::bench_load::WorkingDir;
+use crate::load::WorkingDir;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use fedbank_common::ids::NodeId;
@@ -56,7 +56,7 @@ fn write_log(path: &Path, rows: u64, customers: u64, seed: u64) -> Result<u64> {
 }
 
 fn job_file() -> String {
-    let cdnow = include_str!("../configs/segment-cdnow.toml");
+    let cdnow = include_str!("../../configs/segment-cdnow.toml");
     let job = cdnow.split("[simulation]").next().unwrap_or(cdnow);
     job.replace("job = \"segment-cdnow\"", "job = \"segment-large-table\"")
         .replace(
@@ -85,8 +85,8 @@ struct Run {
     wall_seconds: f64,
 }
 
-fn spawn(dir: &Path, args: &[&str], name: &str) -> Result<Child> {
-    Command::new(std::env::current_exe()?)
+fn spawn(fedbank: &Path, dir: &Path, args: &[&str], name: &str) -> Result<Child> {
+    Command::new(fedbank)
         .args(args)
         .current_dir(dir)
         .stdout(std::fs::File::create(dir.join(format!("{name}.log")))?)
@@ -96,7 +96,7 @@ fn spawn(dir: &Path, args: &[&str], name: &str) -> Result<Child> {
         .with_context(|| format!("starting {name}"))
 }
 
-fn run_once(dir: &Path, rows: u64, customers: u64) -> Result<Run> {
+fn run_once(fedbank: &Path, dir: &Path, rows: u64, customers: u64) -> Result<Run> {
     std::fs::create_dir_all(dir)?;
     let ca = ConsortiumCa::create(&dir.join("certs")).context("consortium CA")?;
     for node in ["coordinator", LARGE, SMALL[0], SMALL[1]] {
@@ -137,6 +137,7 @@ fn run_once(dir: &Path, rows: u64, customers: u64) -> Result<Run> {
     std::fs::create_dir_all(dir.join("out"))?;
     let started = Instant::now();
     let coordinator = spawn(
+        fedbank,
         dir,
         &["coordinator", "--config", "coordinator.toml"],
         "coordinator",
@@ -146,7 +147,7 @@ fn run_once(dir: &Path, rows: u64, customers: u64) -> Result<Run> {
         let config = format!("{node}.toml");
         nodes.push((
             node.to_owned(),
-            spawn(dir, &["participant", "--config", &config], node)?,
+            spawn(fedbank, dir, &["participant", "--config", &config], node)?,
         ));
     }
     for (name, mut child) in nodes {
@@ -192,15 +193,16 @@ fn run_once(dir: &Path, rows: u64, customers: u64) -> Result<Run> {
     })
 }
 
-/// Runs the large-table benchmark and prints its figures.
-pub fn run(args: &LargeTableArgs) -> Result<()> {
+/// Runs the large-table benchmark and prints its figures; `fedbank` is the `fedbank` binary
+/// whose `coordinator` and `participant` subcommands run the nodes.
+pub fn run(args: &LargeTableArgs, fedbank: &Path) -> Result<()> {
     let work = WorkingDir::new(args.dir.as_deref(), "large-table")?;
     let base = work.path();
     let baseline_rows = (args.rows / 10).max(args.customers);
     let mut runs = Vec::new();
     for (name, rows) in [("baseline", baseline_rows), ("large", args.rows)] {
         println!("{name}: {rows} rows over {} customers ...", args.customers);
-        runs.push(run_once(&base.join(name), rows, args.customers)?);
+        runs.push(run_once(fedbank, &base.join(name), rows, args.customers)?);
     }
     println!();
     println!(
