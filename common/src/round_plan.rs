@@ -127,16 +127,17 @@ impl RoundPlan {
     }
 }
 
-/// The digest naming a computation: the job and the round kind with all its parameters (for a
+/// The digest naming a computation: the job and the round with all its parameters (for a
 /// segment job over transaction logs, the reference day its rows are counted to is one of them).
+/// It is over the round's wire tag and its parameter bytes exactly as they travel, each
+/// length-prefixed: no encoding step that could fail or give two rounds one rendering.
 pub fn computation_digest(job: &ValidJob, kind: &RoundKind) -> Digest {
-    // A JSON rendering of the kind: serde_json writes every field (non-finite floats as null,
-    // which no valid request carries), and cannot fail on this type, which has no maps.
-    let rendered = serde_json::to_vec(kind).unwrap_or_else(|e| e.to_string().into_bytes());
-    Digest::builder("fedbank.computation.v2")
+    let RoundKind::Registered(round) = kind;
+    Digest::builder("fedbank.computation.v3")
         .bytes(job.spec().job.as_str().as_bytes())
         .bytes(&job.digest().0)
-        .bytes(&rendered)
+        .bytes(&round.tag.0.to_le_bytes())
+        .bytes(&round.parameters)
         .finish()
 }
 

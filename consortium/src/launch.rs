@@ -8,8 +8,6 @@ use fedbank_auditor::AuditorStatus;
 use fedbank_common::alerts::AuditorKeys;
 use fedbank_common::audit::SigningIdentity;
 use fedbank_common::ids::NodeId;
-use fedbank_common::job::propensity::{self, PropensityResult};
-use fedbank_common::job::segment::{self, SegmentResult};
 use fedbank_common::job::ValidJob;
 use fedbank_common::secagg::Profile;
 use fedbank_coordinator::{ResultFile, Status};
@@ -144,14 +142,16 @@ pub fn write_result(out: &Path, job: &ValidJob, status: &Status) -> Result<PathB
         Status::Failed(failure) => anyhow::bail!("job {} failed: {failure}", job.spec().job),
         Status::Running => anyhow::bail!("job {} did not finish", job.spec().job),
     };
-    if let Some(p) = outcome.released::<PropensityResult>(propensity::KIND) {
-        let model_path = out.join("model.json");
-        std::fs::write(&model_path, serde_json::to_string_pretty(&p.model)?)
-            .with_context(|| format!("writing {}", model_path.display()))?;
-        crate::reports::propensity::write(out, job, &p)?;
-    }
-    if let Some(segments) = outcome.released::<SegmentResult>(segment::KIND) {
-        crate::reports::segment::write_segment_report(out, job, &segments)?;
+    // The kind's own report (a page, charts, an exported model) beside the result.
+    if let Some(kind) = job.spec().kind.registered() {
+        let files = kind
+            .report(job, &outcome.released)
+            .map_err(|problem| anyhow::anyhow!("the {} report: {problem}", outcome.kind))?;
+        for file in files {
+            let path = out.join(file.name);
+            std::fs::write(&path, file.text)
+                .with_context(|| format!("writing {}", path.display()))?;
+        }
     }
     let path = out.join("result.json");
     std::fs::write(&path, ResultFile::new(job, outcome).to_json()?)

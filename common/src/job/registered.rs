@@ -306,6 +306,16 @@ pub struct LocalReport {
     pub report: serde_json::Value,
 }
 
+/// A file of a job's human report, made by the kind ([`Job::report`]) and written by the node
+/// that holds the result next to `result.json`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReportFile {
+    /// The file's name in the output directory (no directories).
+    pub name: &'static str,
+    /// Its contents.
+    pub text: String,
+}
+
 /// A registered job kind. Implementations are stateless; the coordinator's state between rounds
 /// lives in the [`CoordinatorStep`] it makes.
 pub trait Job: Sync {
@@ -358,6 +368,17 @@ pub trait Job: Sync {
     }
     /// Checks that `result` is this kind's released record (a reader of `result.json` calls it).
     fn check_result(&self, result: &serde_json::Value) -> Result<(), String>;
+    /// The human report of a finished run whose released record is `result` (a Markdown page,
+    /// charts, an exported model), written next to `result.json`; none by default. Or why the
+    /// record cannot be reported on.
+    fn report(
+        &self,
+        job: &ValidJob,
+        result: &serde_json::Value,
+    ) -> Result<Vec<ReportFile>, String> {
+        let _ = (job, result);
+        Ok(Vec::new())
+    }
     /// The limits of the private alert step that follows the job's last round (docs/threat-model.md
     /// §6), in the order every role lists them; empty, the default, when the job raises no
     /// alerts. A kind with limits gives each participant's rates through

@@ -3,5 +3,3 @@
 
 pub mod audit;
 pub mod compliance;
-pub mod propensity;
-pub mod segment;

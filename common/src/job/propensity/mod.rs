@@ -23,18 +23,18 @@
 //! - `step`: the coordinator's step ([`PropensityJob`]) and the released [`PropensityResult`].
 //!
 //! - `privacy`: the differential-privacy plan and accountant (also `job::privacy`);
-//! - `model`: the exported model (`model.json`, also `fedbank_common::model`).
+//! - `model`: the exported model (`model.json`, also `fedbank_common::model`);
+//! - `report`: the human report (`model.json`, `report.md`, `training.svg`, `lift.svg`).
 //!
-//! The noise each participant
-//! adds before encryption is the participant machine's (`participant/src/privacy_noise.rs`),
-//! driven by that plan. Reading labeled customers from a file is the participant's
-//! (`participant/src/customers.rs`); the human report is the consortium library's
-//! (`consortium/src/reports/propensity.rs`).
+//! The noise each participant adds before encryption is the participant machine's
+//! (`participant/src/privacy_noise.rs`), driven by that plan. Reading labeled customers from a
+//! file is the participant's (`participant/src/customers.rs`).
 
 mod local;
 pub mod model;
 pub mod privacy;
 mod records;
+mod report;
 mod rounds;
 mod spec;
 mod step;
@@ -115,6 +115,15 @@ impl Job for PropensityKind {
             FEDAVG_TAG => optimizer == Some(Optimizer::FedAvg),
             other => ROUNDS.iter().any(|d| d.tag == other),
         }
+    }
+
+    fn report(
+        &self,
+        job: &ValidJob,
+        result: &serde_json::Value,
+    ) -> Result<Vec<super::ReportFile>, String> {
+        let result = PropensityResult::deserialize(result).map_err(|e| e.to_string())?;
+        report::propensity_report(job, &result)
     }
 
     fn privacy(&self, spec: &JobSpec) -> Option<privacy::PrivacyPlan> {

@@ -25,14 +25,15 @@
 //! - `local`: a participant's step (presence, RFM rows from its log, Lloyd sums, scores, the
 //!   local assignment of its customers to the released segments);
 //! - `step`: the coordinator's step ([`SegmentJob`]) and the released [`SegmentResult`];
-//! - `labels`: segment names a marketer reads.
+//! - `labels`: segment names a marketer reads;
+//! - `report`: the human report (`report.md`, `segments.svg`).
 //!
 //! Reading a transaction log from a file is the participant's (a data source); this job reads it
-//! through [`super::TransactionLog`]. The human report is rendered by the consortium library
-//! (`consortium/src/reports/segment.rs`).
+//! through [`super::TransactionLog`].
 
 mod labels;
 mod local;
+mod report;
 mod rounds;
 mod spec;
 mod step;
@@ -331,6 +332,15 @@ impl Job for SegmentKind {
         SegmentResult::deserialize(result)
             .map(|_| ())
             .map_err(|e| e.to_string())
+    }
+
+    fn report(
+        &self,
+        job: &ValidJob,
+        result: &serde_json::Value,
+    ) -> Result<Vec<super::ReportFile>, String> {
+        let result = SegmentResult::deserialize(result).map_err(|e| e.to_string())?;
+        Ok(report::segment_report(job, &result))
     }
 }
 

@@ -1,21 +1,18 @@
 //! A report a marketing manager can read: `report.md` with the segments' sizes, RFM profiles and
-//! labels, and `segments.svg`, a chart of segment sizes and standardized profiles.
+//! labels, and `segments.svg`, a chart of segment sizes and standardized profiles. Made as text
+//! ([`crate::job::Job::report`]); the node that holds the result writes the files.
 
-use anyhow::{Context, Result};
-use fedbank_common::job::segment::SegmentResult;
-use fedbank_common::job::ValidJob;
+use super::SegmentResult;
+use crate::job::{ReportFile, ValidJob};
 use std::fmt::Write as _;
-use std::path::Path;
 
 const WIDTH: f64 = 760.0;
 const ROW: f64 = 44.0;
 const COLORS: [&str; 3] = ["#4e79a7", "#f28e2b", "#59a14f"];
 
-/// Writes `report.md` and `segments.svg` for a segmentation into `out`.
-pub fn write_segment_report(out: &Path, job: &ValidJob, r: &SegmentResult) -> Result<()> {
+/// `report.md` and `segments.svg` of a segmentation.
+pub fn segment_report(job: &ValidJob, r: &SegmentResult) -> Vec<ReportFile> {
     let svg = chart(r);
-    std::fs::write(out.join("segments.svg"), svg)
-        .with_context(|| format!("writing {}", out.join("segments.svg").display()))?;
     let total: f64 = r.segments.iter().map(|s| s.size).sum();
     let mut md = String::new();
     let _ = writeln!(md, "# Customer segments — job {}\n", job.spec().job);
@@ -42,7 +39,7 @@ pub fn write_segment_report(out: &Path, job: &ValidJob, r: &SegmentResult) -> Re
         .features
         .iter()
         .map(String::as_str)
-        .eq(fedbank_common::job::RFM_FEATURES);
+        .eq(crate::job::RFM_FEATURES);
     let columns = if rfm {
         "days since last purchase | purchase days | total spend".to_owned()
     } else {
@@ -134,9 +131,9 @@ Columns are the segment's typical customer: days since the last purchase, distin
              | k | Lloyd iterations | converged | inertia | mean silhouette |\n|---:|---:|:---:|---:|---:|",
             selection.chosen,
             match selection.criterion {
-                fedbank_common::job::KCriterion::Silhouette =>
+                crate::job::KCriterion::Silhouette =>
                     "highest mean silhouette (how much nearer customers are to their own segment than to the next)",
-                fedbank_common::job::KCriterion::Elbow =>
+                crate::job::KCriterion::Elbow =>
                     "elbow of the inertia curve (the point after which more segments explain little more)",
             }
         );
@@ -167,9 +164,16 @@ Columns are the segment's typical customer: days since the last purchase, distin
             .collect::<Vec<_>>()
             .join(", ")
     );
-    std::fs::write(out.join("report.md"), md)
-        .with_context(|| format!("writing {}", out.join("report.md").display()))?;
-    Ok(())
+    vec![
+        ReportFile {
+            name: "report.md",
+            text: md,
+        },
+        ReportFile {
+            name: "segments.svg",
+            text: svg,
+        },
+    ]
 }
 
 fn escape(s: &str) -> String {
@@ -202,7 +206,7 @@ fn chart(r: &SegmentResult) -> String {
         .features
         .iter()
         .map(String::as_str)
-        .eq(fedbank_common::job::RFM_FEATURES);
+        .eq(crate::job::RFM_FEATURES);
     for (i, f) in r.features.iter().enumerate() {
         let x = prof_x + 100.0 * i as f64;
         let f = if rfm {

@@ -1,12 +1,11 @@
 //! The propensity job's report for a marketing manager and a compliance review: `report.md`
 //! with the coefficient table (odds ratios), the evaluation and the class balance, plus
-//! `training.svg` (objective per training round) and `lift.svg` (lift by score decile).
+//! `training.svg` (objective per training round) and `lift.svg` (lift by score decile). Made as
+//! text ([`crate::job::Job::report`]); the node that holds the result writes the files.
 
-use anyhow::{Context, Result};
-use fedbank_common::job::propensity::PropensityResult;
-use fedbank_common::job::{Optimizer, ValidJob};
+use super::{Optimizer, PropensityResult};
+use crate::job::{ReportFile, ValidJob};
 use std::fmt::Write as _;
-use std::path::Path;
 
 const W: f64 = 640.0;
 const H: f64 = 320.0;
@@ -133,17 +132,14 @@ fn lift_chart(r: &PropensityResult) -> String {
     svg_frame("Lift by score decile (hold-out customers)", &body)
 }
 
-/// Writes `report.md`, `training.svg` and `lift.svg` into `out`.
-pub fn write(out: &Path, job: &ValidJob, r: &PropensityResult) -> Result<()> {
-    for (name, svg) in [
-        ("training.svg", training_chart(r)),
-        ("lift.svg", lift_chart(r)),
-    ] {
-        std::fs::write(out.join(name), svg)
-            .with_context(|| format!("writing {}", out.join(name).display()))?;
-    }
+/// `model.json`, `report.md`, `training.svg` and `lift.svg` of a propensity model.
+pub fn propensity_report(job: &ValidJob, r: &PropensityResult) -> Result<Vec<ReportFile>, String> {
+    let model = serde_json::to_string_pretty(&r.model)
+        .map_err(|e| format!("the model cannot be written as JSON: {e}"))?;
     let spec = job.spec();
-    let p = job.propensity().context("not a propensity job")?;
+    let p = job
+        .propensity()
+        .ok_or_else(|| "not a propensity job".to_owned())?;
     let mut md = String::new();
     let _ = writeln!(md, "# Propensity model — job {}\n", spec.job);
     let _ = writeln!(
@@ -292,7 +288,22 @@ pub fn write(out: &Path, job: &ValidJob, r: &PropensityResult) -> Result<()> {
             r.constant_features.join(", ")
         );
     }
-    std::fs::write(out.join("report.md"), md)
-        .with_context(|| format!("writing {}", out.join("report.md").display()))?;
-    Ok(())
+    Ok(vec![
+        ReportFile {
+            name: "model.json",
+            text: model,
+        },
+        ReportFile {
+            name: "report.md",
+            text: md,
+        },
+        ReportFile {
+            name: "training.svg",
+            text: training_chart(r),
+        },
+        ReportFile {
+            name: "lift.svg",
+            text: lift_chart(r),
+        },
+    ])
 }
