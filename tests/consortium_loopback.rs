@@ -96,6 +96,7 @@ impl Consortium {
             propensity: None,
             compliance: None,
             auditor: None,
+            settings: None,
             segment: None,
         }
         .validate()

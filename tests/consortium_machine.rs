@@ -52,6 +52,7 @@ fn job(n: usize, committee: usize, min: usize) -> ValidJob {
         propensity: None,
         compliance: None,
         auditor: None,
+        settings: None,
         segment: None,
     }
     .validate()

@@ -52,6 +52,7 @@ fn job() -> ValidJob {
         propensity: None,
         compliance: None,
         auditor: None,
+        settings: None,
         segment: None,
     }
     .validate()

@@ -59,6 +59,7 @@ fn job() -> ValidJob {
         propensity: None,
         compliance: None,
         auditor: None,
+        settings: None,
         segment: None,
     }
     .validate()

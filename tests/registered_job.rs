@@ -276,3 +276,53 @@ fn a_job_file_names_the_registered_kind_and_an_unknown_kind_is_refused_by_name()
         ))
         .is_ok());
 }
+
+/// The kind's own `[job.settings]` table reaches its participants' step and is part of the job's
+/// digest; a table that is not the kind's shape, or one given to a kind that reads none, is
+/// refused with the table named.
+#[test]
+fn a_kinds_own_settings_reach_its_step_and_its_digest() {
+    #[derive(serde::Deserialize)]
+    struct File {
+        job: JobSpec,
+    }
+    let parse = |text: &str| {
+        toml::from_str::<File>(text)
+            .map(|f| f.job)
+            .expect("job file")
+    };
+    let with =
+        |kind: &str, settings: &str| format!("{}\n[job.settings]\n{settings}\n", job_file(kind, 3));
+    let inclusive = parse(&with(KIND, "inclusive = true"))
+        .validate()
+        .expect("valid");
+    let strict = job(3);
+    assert_ne!(inclusive.digest(), strict.digest());
+    // Every customer is 30: none is above the mean age, and every one is at it.
+    let mut tables = tables(3);
+    for t in &mut tables {
+        t.columns.insert("age".to_owned(), vec![Some(30.0); t.rows]);
+    }
+    let customers: f64 = tables.iter().map(|t| t.rows as f64).sum();
+    for (job, want) in [(&strict, 0.0), (&inclusive, customers)] {
+        let (status, progress) = federated(job, tables.clone());
+        let Status::Finished(result) = status else {
+            panic!("job did not finish: {status:?}; {progress:?}")
+        };
+        let result: AboveMeanResult = result.released(KIND).expect("its record");
+        let age = &result.features[1];
+        assert_eq!((age.name.as_str(), age.mean), ("age", 30.0));
+        assert_eq!(age.above, want);
+    }
+    let typo = parse(&with(KIND, "inclusiv = true"))
+        .validate()
+        .expect_err("an unknown setting");
+    assert!(typo.to_string().contains("[job.settings]"), "{typo}");
+    let stats = parse(&with("stats", "inclusive = true"))
+        .validate()
+        .expect_err("a stats job reads no settings");
+    assert!(
+        stats.to_string().contains("takes no [job.settings] table"),
+        "{stats}"
+    );
+}

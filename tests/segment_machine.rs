@@ -62,6 +62,7 @@ fn spec(n: usize, k_anonymity: u64) -> JobSpec {
         propensity: None,
         compliance: None,
         auditor: None,
+        settings: None,
         segment: Some(SegmentSpec {
             transactions: None,
             reference_date: None,

@@ -10,6 +10,7 @@ pub fn compute(
     round: &JobRound,
 ) -> Result<LocalValues, String> {
     let spec = job.spec();
+    let inclusive = super::settings(spec)?.inclusive;
     let means = match round.tag {
         TOTALS => None,
         ABOVE => Some(
@@ -30,7 +31,10 @@ pub fn compute(
             }
             n += 1.0;
             sum += clipped;
-            if means.as_ref().is_some_and(|m| clipped > m[j]) {
+            if means
+                .as_ref()
+                .is_some_and(|m| clipped > m[j] || (inclusive && clipped == m[j]))
+            {
                 above += 1.0;
             }
         }

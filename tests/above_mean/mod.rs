@@ -9,6 +9,8 @@
 //!   consortium mean.
 //!
 //! Values are clipped to the feature's declared range before they are summed, as in every job.
+//! Its own settings, in the job file's `[job.settings]` table ([`Settings`]): `inclusive = true`
+//! counts customers at the mean as above it.
 
 pub mod coordinator;
 pub mod local;
@@ -45,6 +47,20 @@ pub struct Means {
     pub means: Vec<f64>,
 }
 
+/// The kind's `[job.settings]` table.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Count a customer at the mean as above it.
+    #[serde(default)]
+    pub inclusive: bool,
+}
+
+/// The job's settings (the defaults without a `[job.settings]` table).
+pub fn settings(spec: &JobSpec) -> Result<Settings, String> {
+    spec.settings().map(Option::unwrap_or_default)
+}
+
 /// The job kind.
 pub struct AboveMean;
 
@@ -59,7 +75,12 @@ impl Job for AboveMean {
         ROUNDS
     }
 
+    fn reads_settings(&self) -> bool {
+        true
+    }
+
     fn validate(&self, spec: &JobSpec) -> Result<(), String> {
+        settings(spec)?;
         // The shared checks give it features and refuse other kinds' sections.
         if spec.min_participants < 2 {
             return Err(format!(

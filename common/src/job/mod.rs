@@ -12,9 +12,9 @@
 //! - `stats/`, `segment/`, `propensity/` and `compliance/`: those job kinds in their own
 //!   folders, behind [`Job`].
 //!
-//! What it does not do yet: the spec still has one optional table per built-in kind
-//! (`[job.segment]`, `[job.propensity]`, `[job.compliance]`), checked here to belong to the
-//! job's kind; a kind registered from elsewhere reads only the shared fields.
+//! The built-in kinds' own tables (`[job.segment]`, `[job.propensity]`, `[job.compliance]`) are
+//! fields of the spec, checked here to belong to the job's kind; a kind registered from
+//! elsewhere reads its own settings from `[job.settings]` ([`JobSpec::settings`]).
 
 use crate::digest::Digest;
 use crate::encoding::EncodingError;
@@ -203,6 +203,22 @@ pub struct JobSpec {
     /// participant (compliance jobs with alert limits only).
     #[serde(default)]
     pub auditor: Option<NodeId>,
+    /// The `[job.settings]` table: the settings of a kind that declares it reads one
+    /// ([`Job::reads_settings`]), in the kind's own shape, which it reads with
+    /// [`JobSpec::settings`] and checks in its `validate`. Part of the job's digest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settings: Option<serde_json::Value>,
+}
+
+impl JobSpec {
+    /// The `[job.settings]` table as the kind's own record `T` (`None` without one), or what
+    /// does not fit.
+    pub fn settings<T: serde::de::DeserializeOwned>(&self) -> Result<Option<T>, String> {
+        self.settings
+            .as_ref()
+            .map(|table| T::deserialize(table).map_err(|e| format!("[job.settings]: {e}")))
+            .transpose()
+    }
 }
 
 fn default_bins() -> usize {

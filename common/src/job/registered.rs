@@ -334,6 +334,11 @@ pub trait Job: Sync {
     /// Checks what is particular to this kind in `spec` (the shared fields are checked before);
     /// the problem in the job file's words otherwise.
     fn validate(&self, spec: &JobSpec) -> Result<(), String>;
+    /// Whether this kind reads a `[job.settings]` table of its own ([`JobSpec::settings`]); a
+    /// job of a kind that does not is refused one. Default: no.
+    fn reads_settings(&self) -> bool {
+        false
+    }
     /// The quantities `round` encodes, in the order the local step gives their values.
     fn quantities(&self, job: &ValidJob, round: &JobRound) -> Result<Vec<QuantitySpec>, String>;
     /// A round of each tag at its widest (for the job's message limit and the check that every

@@ -133,6 +133,9 @@ impl JobSpec {
         let kind = self.kind.name();
         let problem = match self.kind.registered() {
             None => Err(format!("no job kind '{kind}' is registered in this build")),
+            Some(registered) if self.settings.is_some() && !registered.reads_settings() => Err(
+                format!("a {kind} job takes no [job.settings] table (its own table, if any, is named after the kind)"),
+            ),
             Some(registered) => {
                 super::check_registry(&super::JOBS).and_then(|()| registered.validate(&self))
             }
