@@ -12,9 +12,10 @@ use crate::secagg::{Ciphertext, KeySetup, Profile, RingScalar};
 use crate::wire::{self, ValidationError, WireError, WireKind, WireMessage};
 use serde::{Deserialize, Serialize};
 
-/// Version of this protocol, checked in [`Hello`] (the ALPN, `fedbank/1`, names only the protocol family). Version 2 added
-/// `ModelReleased` and the FedAvg round (which moved the wire index of later round kinds), so a
-/// version-1 node is refused at Hello rather than misreading a round. Version 3 added the
+/// Version of this protocol, checked in [`Hello`] (the ALPN, `fedbank/1`, names only the
+/// protocol family). Version 2 added `ModelReleased` and the FedAvg round (which moved the wire
+/// index of later round kinds), so a version-1 node is refused at Hello rather than misreading a
+/// round. Version 3 added the
 /// compliance round and the alert messages. Version 4 replaced the joint key by the signed key
 /// ceremony (commitments, revealed shares, the key bundle that participants verify) and made
 /// every contribution carry its signed statement and every decryption request its evidence.
