@@ -1,23 +1,66 @@
 //! `fedbank audit verify`: the compliance officer's check of a trail and its cross-check against
-//! the participants' and committee members' own trails.
+//! the participants' and committee members' own trails; and the exit codes of both audit
+//! commands (docs/threat-model.md §7 lists them):
 //!
-//! Exit status: 0 the trail verifies (and every cross-check agrees); 3 a trail fails
-//! verification; 4 the trails verify but record contributions or decryptions differently;
-//! 1 a file could not be read.
+//! | code | meaning |
+//! |---|---|
+//! | 0 | verified |
+//! | 1 | the command could not run (no such run directory, an output not writable) |
+//! | 2 | wrong arguments |
+//! | 3 | evidence was changed: a trail, a certificate or a bound file |
+//! | 4 | the trails verify but record contributions, decryptions or keys differently |
+//! | 5 | honest nodes refused messages of the coordinator (`audit report`) |
+//! | 6 | evidence is missing, cut or unreadable (a trail, a file, a certificate, a trail's end) |
+//! | 7 | the evidence verifies, and a guarantee did not hold (`audit report`) |
 
 use anyhow::Result;
 use clap::Args;
-use fedbank_common::audit::{cross_check, verify};
+use fedbank_common::audit::{cross_check, verify, VerifyError};
+use fedbank_consortium::reports::audit::AuditVerdict;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-/// Exit status when a trail fails verification.
+/// Exit status when evidence was changed.
 pub const EXIT_TAMPERED: u8 = 3;
 /// Exit status when trails disagree.
 pub const EXIT_DISAGREE: u8 = 4;
-/// Exit status of `audit report`: every trail verifies and agrees, but honest nodes refused
-/// messages of the coordinator (it deviated from the protocol; docs/threat-model.md §11).
+/// Exit status when honest nodes refused messages of the coordinator (it deviated from the
+/// protocol; docs/threat-model.md §11).
 pub const EXIT_REFUSED: u8 = 5;
+/// Exit status when evidence is missing, cut or cannot be read.
+pub const EXIT_INCOMPLETE: u8 = 6;
+/// Exit status when a guarantee did not hold.
+pub const EXIT_VIOLATED: u8 = 7;
+
+/// The exit status of a report's verdict.
+pub fn exit_code(verdict: AuditVerdict) -> u8 {
+    match verdict {
+        AuditVerdict::Verified => 0,
+        AuditVerdict::Tampered => EXIT_TAMPERED,
+        AuditVerdict::Disagree => EXIT_DISAGREE,
+        AuditVerdict::Refused => EXIT_REFUSED,
+        AuditVerdict::Incomplete => EXIT_INCOMPLETE,
+        AuditVerdict::Violated => EXIT_VIOLATED,
+    }
+}
+
+/// The exit status of a trail that fails verification: cut or unreadable is not changed.
+fn failed(path: &std::path::Path, e: &VerifyError) -> ExitCode {
+    match e {
+        VerifyError::Io { source, .. } => {
+            println!("UNREADABLE {}: {e}: {source}", path.display());
+            ExitCode::from(EXIT_INCOMPLETE)
+        }
+        VerifyError::Truncated { .. } | VerifyError::Empty => {
+            println!("MISSING {}: {e}", path.display());
+            ExitCode::from(EXIT_INCOMPLETE)
+        }
+        _ => {
+            println!("FAILED {}: {e}", path.display());
+            ExitCode::from(EXIT_TAMPERED)
+        }
+    }
+}
 
 /// Options of `fedbank audit verify`.
 #[derive(Args, Debug)]
@@ -36,10 +79,7 @@ pub struct VerifyArgs {
 pub fn run_verify(args: &VerifyArgs) -> Result<ExitCode> {
     let main = match verify(&args.trail, args.expect_key.as_deref()) {
         Ok(report) => report,
-        Err(e) => {
-            println!("FAILED {}: {e}", args.trail.display());
-            return Ok(ExitCode::from(EXIT_TAMPERED));
-        }
+        Err(e) => return Ok(failed(&args.trail, &e)),
     };
     println!(
         "OK {}: {} events by {} ({}), key {}",
@@ -62,10 +102,7 @@ pub fn run_verify(args: &VerifyArgs) -> Result<ExitCode> {
                 );
                 others.push(report);
             }
-            Err(e) => {
-                println!("FAILED {}: {e}", path.display());
-                return Ok(ExitCode::from(EXIT_TAMPERED));
-            }
+            Err(e) => return Ok(failed(path, &e)),
         }
     }
     let findings = cross_check(&main, &others);

@@ -80,12 +80,16 @@ enum CertsCommand {
 #[derive(Subcommand)]
 enum AuditCommand {
     /// Verify a hash-chained, signed audit trail and cross-check it against nodes' own trails.
-    /// Exit status: 0 OK, 3 a trail was changed, 4 the trails disagree, 1 unreadable input.
+    /// Exit status: 0 OK, 3 a trail was changed, 4 the trails disagree, 6 a trail is cut or
+    /// cannot be read.
     Verify(audit::VerifyArgs),
-    /// Write the compliance officer's report of a run (Markdown): the job, who took part in each
-    /// round, every decryption, the privacy guarantees that held, the results, what no party saw,
-    /// and the verification and cross-check of every trail.
-    /// Exit status: 0 verified, 3 a trail fails verification, 4 the trails disagree.
+    /// Write the compliance officer's report of a run (Markdown, or JSON with --json): the
+    /// evidence (every node with its certificate and trail, every bound file), the job, who took
+    /// part in each round, every decryption, the guarantees, what happened to the data, any
+    /// restart, the results, what no party saw, and a sign-off block.
+    /// Exit status: 0 verified, 3 evidence changed, 4 the trails disagree, 5 the coordinator
+    /// deviated, 6 evidence missing, cut or unreadable, 7 a guarantee did not hold, 1 the run
+    /// directory cannot be read.
     Report(audit_report::ReportArgs),
 }
 

@@ -52,12 +52,15 @@ fn a_report_names_the_coordinator_whose_messages_honest_nodes_refused() -> Resul
         min_participants: 1,
         k_anonymity: None,
         auditor: None,
+        software: None,
     });
     trail(&trails, "hub", "coordinator", std::slice::from_ref(&job))?;
     trail(&trails, "bank", "participant", &[])?;
-    // Without refusals the run verifies.
+    // Without refusals the coordinator is not called deviated (the run is incomplete: these
+    // trails have no certificates and no end).
     let (code, stdout, _) = report(run.path())?;
-    assert_eq!(code, Some(0), "{stdout}");
+    assert_eq!(code, Some(6), "{stdout}");
+    assert!(!stdout.contains("COORDINATOR DEVIATED"), "{stdout}");
 
     std::fs::remove_file(trails.join("bank.trail"))?;
     trail(
@@ -89,7 +92,9 @@ fn a_report_names_the_coordinator_whose_messages_honest_nodes_refused() -> Resul
 /// coordinator that handed a participant another key is caught by the cross-check.
 #[test]
 fn the_cross_check_compares_the_joint_key_each_participant_accepted() -> Result<()> {
-    for (accepted, expected_exit) in [("aa11", 0), ("bb22", 4)] {
+    // The same key: no difference (the run is only incomplete: no certificates, no job);
+    // another key: the trails disagree.
+    for (accepted, expected_exit) in [("aa11", 6), ("bb22", 4)] {
         let run = tempfile::tempdir()?;
         let trails = run.path().join("trails");
         std::fs::create_dir_all(&trails)?;
@@ -119,9 +124,11 @@ fn the_cross_check_compares_the_joint_key_each_participant_accepted() -> Result<
         )?;
         let (code, stdout, _) = report(run.path())?;
         assert_eq!(code, Some(expected_exit), "{stdout}");
-        if expected_exit == 4 {
-            assert!(stdout.contains("joint public key"), "{stdout}");
-        }
+        assert_eq!(
+            stdout.contains("joint public key"),
+            expected_exit == 4,
+            "{stdout}"
+        );
     }
     Ok(())
 }

@@ -315,8 +315,22 @@ fn reopening_continues_the_chain_and_refuses_a_broken_trail() {
         ),
         Err(fedbank_common::audit::TrailError::Exists(_))
     ));
-    let mut w =
-        TrailWriter::open(&path, SigningIdentity::from_pkcs8(&der).expect("key")).expect("open");
+    let member = NodeId::new("member-1").expect("id");
+    // Another node cannot continue it, even with the right key: one identity per trail.
+    assert!(matches!(
+        TrailWriter::open(
+            &path,
+            &NodeId::new("member-2").expect("id"),
+            SigningIdentity::from_pkcs8(&der).expect("key")
+        ),
+        Err(fedbank_common::audit::TrailError::WrongWriter { .. })
+    ));
+    let mut w = TrailWriter::open(
+        &path,
+        &member,
+        SigningIdentity::from_pkcs8(&der).expect("key"),
+    )
+    .expect("open");
     let e = w
         .append(
             EventKind::DecryptionReleased,
@@ -329,7 +343,7 @@ fn reopening_continues_the_chain_and_refuses_a_broken_trail() {
     // A trail opened with the wrong key is refused and left untouched.
     let before = std::fs::read(&path).expect("read");
     let (other, _) = SigningIdentity::generate().expect("key");
-    assert!(TrailWriter::open(&path, other).is_err());
+    assert!(TrailWriter::open(&path, &member, other).is_err());
     assert_eq!(std::fs::read(&path).expect("read"), before);
 }
 

@@ -350,6 +350,7 @@ async fn three_attacks_over_quic_are_refused_recorded_and_reported() {
         min_participants: spec.min_participants,
         k_anonymity: None,
         auditor: None,
+        software: None,
     };
     coordinator_trail
         .record(&started, SystemTime::now())

@@ -265,11 +265,23 @@ impl AuditorMachine {
                 Ok(())
             }
             Inbound::Notice(n) => {
-                self.status = match n.kind {
-                    NoticeKind::Finished => AuditorStatus::Finished,
-                    NoticeKind::Aborted => AuditorStatus::Aborted(n.text),
+                let (status, outcome, reason) = match n.kind {
+                    NoticeKind::Finished => (AuditorStatus::Finished, "finished", None),
+                    NoticeKind::Aborted => (
+                        AuditorStatus::Aborted(n.text.clone()),
+                        "aborted",
+                        Some(n.text),
+                    ),
                     _ => return Err("unexpected notice".to_owned()),
                 };
+                if self.status == AuditorStatus::Running {
+                    self.audit(fedbank_common::audit::events::JobEnded {
+                        job: self.job.spec().job.clone(),
+                        outcome: outcome.to_owned(),
+                        reason,
+                    });
+                }
+                self.status = status;
                 Ok(())
             }
             other => Err(format!("unexpected {} from the coordinator", other.name())),

@@ -221,24 +221,23 @@ impl ConsortiumTrust {
         })
     }
 
-    /// Checks a signed statement: the certificate was issued by the CA and names exactly the
-    /// claimed signer, and the signature verifies under the certificate's key.
-    pub fn verify<'a, T: Statement>(
+    /// The Ed25519 public key of node `signer`'s certificate (DER), after checking that the CA
+    /// issued it and that it names exactly `signer`.
+    pub fn certified_key(
         &self,
-        signed: &'a Signed<T>,
-    ) -> Result<&'a T, EndorsementError> {
-        let signer = signed.signer.as_str();
-        if signed.certificate.len() > MAX_CERTIFICATE_BYTES {
+        signer: &str,
+        certificate: &[u8],
+    ) -> Result<Vec<u8>, EndorsementError> {
+        if certificate.len() > MAX_CERTIFICATE_BYTES {
             return Err(EndorsementError::TooLarge {
                 signer: signer.to_owned(),
-                len: signed.certificate.len(),
+                len: certificate.len(),
             });
         }
-        let (_, cert) = X509Certificate::from_der(&signed.certificate).map_err(|_| {
-            EndorsementError::Unparsable {
+        let (_, cert) =
+            X509Certificate::from_der(certificate).map_err(|_| EndorsementError::Unparsable {
                 signer: signer.to_owned(),
-            }
-        })?;
+            })?;
         if cert.signature_algorithm.algorithm.to_id_string() != ED25519_OID
             || UnparsedPublicKey::new(&ED25519, &self.ca_key)
                 .verify(cert.tbs_certificate.as_ref(), &cert.signature_value.data)
@@ -248,13 +247,24 @@ impl ConsortiumTrust {
                 signer: signer.to_owned(),
             });
         }
-        let (named, public) = read_certificate(signer, &signed.certificate)?;
+        let (named, public) = read_certificate(signer, certificate)?;
         if named.as_slice() != [signer.to_owned()] {
             return Err(EndorsementError::WrongName {
                 signer: signer.to_owned(),
                 named,
             });
         }
+        Ok(public)
+    }
+
+    /// Checks a signed statement: the certificate was issued by the CA and names exactly the
+    /// claimed signer, and the signature verifies under the certificate's key.
+    pub fn verify<'a, T: Statement>(
+        &self,
+        signed: &'a Signed<T>,
+    ) -> Result<&'a T, EndorsementError> {
+        let signer = signed.signer.as_str();
+        let public = self.certified_key(signer, &signed.certificate)?;
         let message = signing_message(&signed.signer, &signed.statement);
         UnparsedPublicKey::new(&ED25519, &public)
             .verify(&message.0, &signed.signature)

@@ -6,7 +6,8 @@ use crate::config::{load_auditor, load_coordinator, load_job, load_participant};
 use anyhow::{Context, Result};
 use fedbank_auditor::AuditorStatus;
 use fedbank_common::alerts::AuditorKeys;
-use fedbank_common::audit::SigningIdentity;
+use fedbank_common::audit::events::ArtifactWritten;
+use fedbank_common::audit::{SigningIdentity, TrailWriter};
 use fedbank_common::ids::NodeId;
 use fedbank_common::job::ValidJob;
 use fedbank_common::secagg::Profile;
@@ -20,14 +21,25 @@ use fedbank_transport::pki::{CredentialPaths, NodeCredentials};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::SystemTime;
 
 /// A progress sink.
 pub type Progress = Arc<dyn Fn(String) + Send + Sync>;
 
-/// Loads a node's credentials and its audit signing identity (the certificate's key).
+/// Loads a node's credentials and its audit signing identity (the certificate's key), and
+/// checks before anything connects that the configured id, the certificate and the key are one
+/// identity: a node holding another node's certificate stops here, saying which is which.
 pub fn credentials(dir: &Path, id: &NodeId) -> Result<(NodeCredentials, SigningIdentity)> {
-    let creds = NodeCredentials::load(&CredentialPaths::in_dir(dir, id))
+    let paths = CredentialPaths::in_dir(dir, id);
+    let creds = NodeCredentials::load(&paths)
         .with_context(|| format!("loading the credentials of {id} from {}", dir.display()))?;
+    creds.signer(id).with_context(|| {
+        format!(
+            "node {id}: certificate {} and key {}",
+            paths.cert.display(),
+            paths.key.display()
+        )
+    })?;
     let identity = SigningIdentity::from_pkcs8(creds.pkcs8()).context("audit signing key")?;
     Ok((creds, identity))
 }
@@ -135,13 +147,18 @@ pub fn rows_for_pooling(data: &LocalData, reference_day: Option<i64>) -> Result<
     })
 }
 
-/// Writes `result.json` for a finished job, or returns the failure.
-pub fn write_result(out: &Path, job: &ValidJob, status: &Status) -> Result<PathBuf> {
+/// The files of a finished job that [`write_result`] wrote: what each is, and where.
+pub type WrittenFiles = Vec<(&'static str, PathBuf)>;
+
+/// Writes `result.json` for a finished job and the kind's report files beside it, or returns
+/// the failure. [`bind_to_trail`] then records them in the coordinator's trail.
+pub fn write_result(out: &Path, job: &ValidJob, status: &Status) -> Result<WrittenFiles> {
     let outcome = match status {
         Status::Finished(outcome) => outcome,
         Status::Failed(failure) => anyhow::bail!("job {} failed: {failure}", job.spec().job),
         Status::Running => anyhow::bail!("job {} did not finish", job.spec().job),
     };
+    let mut written: WrittenFiles = Vec::new();
     // The kind's own report (a page, charts, an exported model) beside the result.
     if let Some(kind) = job.spec().kind.registered() {
         let files = kind
@@ -151,12 +168,35 @@ pub fn write_result(out: &Path, job: &ValidJob, status: &Status) -> Result<PathB
             let path = out.join(file.name);
             std::fs::write(&path, file.text)
                 .with_context(|| format!("writing {}", path.display()))?;
+            written.push(("report", path));
         }
     }
     let path = out.join("result.json");
     std::fs::write(&path, ResultFile::new(job, outcome).to_json()?)
         .with_context(|| format!("writing {}", path.display()))?;
-    Ok(path)
+    written.push(("result", path));
+    Ok(written)
+}
+
+/// Binds each written file to the coordinator's trail (`trail`, continued as `writer`) by an
+/// `artifact.written` event with its SHA-256 and its path relative to `out`, so that a file
+/// changed afterwards fails the audit and is named.
+pub fn bind_to_trail(
+    out: &Path,
+    job: &ValidJob,
+    files: &WrittenFiles,
+    (writer, trail): (&NodeId, TrailSettings),
+) -> Result<()> {
+    let mut trail_writer = TrailWriter::open(&trail.path, writer, trail.identity)
+        .with_context(|| format!("continuing {} to record the result", trail.path.display()))?;
+    for (what, file) in files {
+        let record = ArtifactWritten::of_file(&job.spec().job, what, out, file)
+            .with_context(|| format!("the digest of {}", file.display()))?;
+        trail_writer
+            .record(&record, SystemTime::now())
+            .with_context(|| format!("recording {} in the trail", file.display()))?;
+    }
+    Ok(())
 }
 
 fn stdout_progress() -> Progress {
@@ -185,11 +225,25 @@ pub fn run_coordinator_command(config: &Path) -> Result<()> {
         job.spec().job
     );
     let state = c.out_dir.join(format!("{}.checkpoint.json", c.id));
-    let settings =
-        coordinator_settings(job.clone(), c.id, creds, identity, c.listen, (trail, state));
+    let settings = coordinator_settings(
+        job.clone(),
+        c.id.clone(),
+        creds,
+        identity,
+        c.listen,
+        (trail, state),
+    );
     let status = runtime.block_on(coordinator(settings, None, stdout_progress()))?;
-    let path = write_result(&c.out_dir, &job, &status)?;
-    println!("result: {}", path.display());
+    let (_, identity) = credentials(&c.certs_dir, &c.id)?;
+    let trail = TrailSettings {
+        path: c.out_dir.join(format!("{}.trail", c.id)),
+        identity,
+    };
+    let files = write_result(&c.out_dir, &job, &status)?;
+    bind_to_trail(&c.out_dir, &job, &files, (&c.id, trail))?;
+    for (what, path) in &files {
+        println!("{what}: {}", path.display());
+    }
     if let Some(mb) = peak_memory_mb() {
         println!("coordinator peak memory: {mb:.1} MB (resident, VmHWM)");
     }
@@ -311,7 +365,7 @@ pub fn run_auditor_command(config: &Path) -> Result<()> {
         println!("{}: alert keys generated", c.id);
         let settings = AuditorSettings {
             id: c.id.clone(),
-            job,
+            job: job.clone(),
             keys,
             creds,
             coordinator: (c.coordinator_address, c.coordinator_id.clone()),
@@ -330,6 +384,23 @@ pub fn run_auditor_command(config: &Path) -> Result<()> {
             .collect();
         std::fs::write(&alerts, serde_json::to_string_pretty(&value)?)
             .with_context(|| format!("writing {}", alerts.display()))?;
+        // Bound to the auditor's own trail, by its path relative to the trail's directory.
+        let (_, identity) = credentials(&c.certs_dir, &c.id)?;
+        let trail_dir = c
+            .trail
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let trail = TrailSettings {
+            path: c.trail.clone(),
+            identity,
+        };
+        bind_to_trail(
+            trail_dir,
+            &job,
+            &vec![("alert counts", alerts.clone())],
+            (&c.id, trail),
+        )?;
         println!("{}: alert counts in {}", c.id, alerts.display());
     }
     match outcome.status {

@@ -467,7 +467,15 @@ pub fn run(args: &SimulateOptions) -> Result<()> {
     let _ = writeln!(summary, "output: {}", out.display());
     std::fs::write(out.join("summary.txt"), &summary)?;
     println!("\n{summary}");
-    result.map(|_| ())
+    // The files as they stay (with the simulation's per-institution figures) are bound to the
+    // coordinator's trail.
+    let files = result?;
+    let (_, identity) = credentials(&certs, &sim.coordinator)?;
+    let trail = TrailSettings {
+        path: trails.join(format!("{}.trail", sim.coordinator)),
+        identity,
+    };
+    launch::bind_to_trail(&out, &job, &files, (&sim.coordinator, trail))
 }
 
 /// How the summary names a training round of `optimizer`.

@@ -37,3 +37,6 @@ pub use machine::{
     CoordinatorProgress, Input, JobFailure, Millis, ResumeError, Status, Violation,
 };
 pub use result_file::{Released, ResultFile, ResultFileError, RESULT_SCHEMA};
+
+/// This coordinator's software and version, recorded in `job.started`.
+pub const SOFTWARE: &str = concat!("fedbank ", env!("CARGO_PKG_VERSION"));

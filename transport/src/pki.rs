@@ -184,6 +184,15 @@ impl ConsortiumCa {
     }
 }
 
+/// Reads one PEM certificate (at most 64 KiB) as DER.
+pub fn read_certificate(path: &Path) -> Result<CertificateDer<'static>, PkiError> {
+    let bytes = storage::read_limited(path, 64 * 1024)?;
+    CertificateDer::from_pem_slice(&bytes).map_err(|_| PkiError::Pem {
+        path: path.to_path_buf(),
+        what: "certificate",
+    })
+}
+
 /// A node's loaded credentials: its certificate, key, and the consortium CA it trusts.
 pub struct NodeCredentials {
     /// The node's certificate.
@@ -198,13 +207,6 @@ impl NodeCredentials {
     /// Reads the credentials; the key file must be owner-only.
     pub fn load(paths: &CredentialPaths) -> Result<Self, PkiError> {
         storage::check_secret_permissions(&paths.key)?;
-        let read_cert = |path: &Path| -> Result<CertificateDer<'static>, PkiError> {
-            let bytes = storage::read_limited(path, 64 * 1024)?;
-            CertificateDer::from_pem_slice(&bytes).map_err(|_| PkiError::Pem {
-                path: path.to_path_buf(),
-                what: "certificate",
-            })
-        };
         let key_bytes = storage::read_limited(&paths.key, 64 * 1024)?;
         let key = match PrivateKeyDer::from_pem_slice(&key_bytes) {
             Ok(PrivateKeyDer::Pkcs8(k)) => k,
@@ -216,9 +218,9 @@ impl NodeCredentials {
             }
         };
         Ok(Self {
-            cert: read_cert(&paths.cert)?,
+            cert: read_certificate(&paths.cert)?,
             key,
-            ca: read_cert(&paths.ca)?,
+            ca: read_certificate(&paths.ca)?,
         })
     }
 

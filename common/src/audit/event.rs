@@ -93,6 +93,10 @@ event_kinds! {
     JobCompleted => "job.completed",
     /// The job failed.
     JobFailed => "job.failed",
+    /// A participant, member or auditor was told the job's outcome by the coordinator.
+    JobEnded => "job.ended",
+    /// A node wrote a file of the run (the result, a report, a local output): its SHA-256.
+    ArtifactWritten => "artifact.written",
 }
 
 impl EventKind {

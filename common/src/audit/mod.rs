@@ -15,16 +15,20 @@
 //!   recorded with what participants and committee members recorded themselves.
 //!
 //! - [`events`]: one type per event kind, used by every writer and reader of a trail.
+//! - [`ArtifactState`]: a file of the run checked against the `artifact.written` record that
+//!   binds it to its writer's trail.
 //!
 //! The trail's signing key is named in its first event. A verifier that is given the writer's
 //! expected public key (from its certificate) also detects a trail rewritten under a new key.
 
+mod artifact;
 mod event;
 pub mod events;
 mod hex;
 mod verify;
 mod writer;
 
+pub use artifact::{file_sha256, relative_path, sha256_hex, ArtifactState};
 pub use event::{AuditEvent, EventKind, GENESIS_PREV};
 pub use verify::{cross_check, verify, verify_reader, CrossCheckFinding, TrailReport, VerifyError};
 pub use writer::{SigningIdentity, TrailError, TrailWriter};

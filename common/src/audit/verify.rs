@@ -337,7 +337,8 @@ pub fn verify_reader(
 }
 
 /// A difference between what the coordinator recorded and what a node recorded itself.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "finding", rename_all = "snake_case")]
 pub enum CrossCheckFinding {
     /// The node recorded sending (or releasing) something the coordinator has no record of.
     MissingAtCoordinator {

@@ -31,6 +31,16 @@ pub enum TrailError {
         #[source]
         source: VerifyError,
     },
+    /// The existing trail was written by another node than the one continuing it.
+    #[error("audit trail {path} was written by {trail_writer}, but this node is configured as {configured}; a node continues only its own trail")]
+    WrongWriter {
+        /// The trail.
+        path: PathBuf,
+        /// The writer the trail names.
+        trail_writer: String,
+        /// The node's configured id.
+        configured: NodeId,
+    },
     /// Writing failed.
     #[error("writing audit trail {path}")]
     Io {
@@ -141,8 +151,12 @@ impl TrailWriter {
         Ok(trail)
     }
 
-    /// Continues an existing trail after verifying it under this identity's key.
-    pub fn open(path: &Path, identity: SigningIdentity) -> Result<Self, TrailError> {
+    /// Continues node `writer`'s existing trail after verifying it under this identity's key.
+    pub fn open(
+        path: &Path,
+        writer: &NodeId,
+        identity: SigningIdentity,
+    ) -> Result<Self, TrailError> {
         let report = verify(path, Some(&identity.public_key_hex())).map_err(|source| {
             TrailError::Invalid {
                 path: path.to_path_buf(),
@@ -153,8 +167,14 @@ impl TrailWriter {
             path: path.to_path_buf(),
             source: VerifyError::Empty,
         })?;
-        let writer =
-            NodeId::new(report.writer.clone()).map_err(|e| TrailError::Key(e.to_string()))?;
+        if report.writer != writer.as_str() {
+            return Err(TrailError::WrongWriter {
+                path: path.to_path_buf(),
+                trail_writer: report.writer,
+                configured: writer.clone(),
+            });
+        }
+        let writer = writer.clone();
         let (next_seq, prev) = (last.seq + 1, last.hash.clone());
         let file = OpenOptions::new()
             .append(true)

@@ -302,6 +302,9 @@ pub struct LocalValues {
 pub struct LocalReport {
     /// Names of what was checked (the rules).
     pub checked: Vec<String>,
+    /// The first and last day the local data covers, where it is dated; recorded in the trail
+    /// so that the audit report can state the period of the evidence.
+    pub period: Option<(String, String)>,
     /// The report.
     pub report: serde_json::Value,
 }

@@ -173,6 +173,7 @@ impl<S: RingScalar> CoordinatorMachine<S> {
             min_participants: spec.min_participants,
             k_anonymity: machine.job.segment().map(|s| s.k_anonymity),
             auditor: spec.auditor.clone(),
+            software: Some(crate::SOFTWARE.to_owned()),
         };
         machine.audit(started);
     }

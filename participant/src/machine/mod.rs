@@ -477,11 +477,21 @@ impl<S: RingScalar> ParticipantMachine<S> {
             Inbound::Released(released) => self.on_released(released),
             Inbound::AlertRequest(request) => self.on_alert_request(request),
             Inbound::Notice(n) => {
-                self.status = match n.kind {
-                    NoticeKind::Finished => NodeStatus::Finished,
-                    NoticeKind::Aborted => NodeStatus::Aborted(n.text),
+                let (status, outcome, reason) = match n.kind {
+                    NoticeKind::Finished => (NodeStatus::Finished, "finished", None),
+                    NoticeKind::Aborted => {
+                        (NodeStatus::Aborted(n.text.clone()), "aborted", Some(n.text))
+                    }
                     _ => return Err(NodeViolation::Unexpected("Notice")),
                 };
+                if self.status == NodeStatus::Running {
+                    self.audit(trail::JobEnded {
+                        job: self.job.spec().job.clone(),
+                        outcome: outcome.to_owned(),
+                        reason,
+                    });
+                }
+                self.status = status;
                 Ok(())
             }
             other => Err(NodeViolation::Unexpected(other.name())),

@@ -170,10 +170,13 @@ impl<S: RingScalar> ParticipantMachine<S> {
             .ok_or_else(|| format!("the {kind} job has no participant step"))?;
         let local = step.local_round(input, round)?;
         if let Some(report) = local.report {
+            let (first_contact, last_contact) = report.period.unzip();
             self.audit(trail::RulesEvaluated {
                 job: self.job.spec().job.clone(),
                 round: request.round,
                 rules: report.checked,
+                first_contact,
+                last_contact,
             });
             self.outputs
                 .push_back(ParticipantOutput::LocalReport(report.report));

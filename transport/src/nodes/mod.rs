@@ -102,7 +102,7 @@ pub(crate) fn open_trail(
     role: &str,
 ) -> Result<TrailWriter, TrailError> {
     if settings.path.exists() {
-        TrailWriter::open(&settings.path, settings.identity)
+        TrailWriter::open(&settings.path, node, settings.identity)
     } else {
         TrailWriter::create(
             &settings.path,

@@ -5,6 +5,7 @@ use super::{open_trail, NodeError, TrailSettings};
 use crate::frame::{self, RawFrame};
 use crate::pki::NodeCredentials;
 use crate::{connect, permanent_refusal, tls, ConnectError, CLOSE_DONE};
+use fedbank_common::audit::events::ArtifactWritten;
 use fedbank_common::ids::NodeId;
 use fedbank_common::job::propensity::LocalFigures;
 use fedbank_common::job::ValidJob;
@@ -74,13 +75,6 @@ pub struct ParticipantOutcome {
     pub udp_bytes_sent: u64,
     /// Its own figures on its hold-out customers (propensity jobs).
     pub figures: Option<LocalFigures>,
-}
-
-fn write_local(path: &Path, bytes: &[u8], what: &str, progress: &(dyn Fn(String) + Send + Sync)) {
-    if let Err(e) = fedbank_common::storage::write_atomic(path, bytes, true) {
-        tracing::error!(error = %e, "could not write the local {what}");
-        progress(format!("could not write {} ({what}): {e}", path.display()));
-    }
 }
 
 /// Writes a member's state durably: the share (owner-only) when new, then the record.
@@ -182,6 +176,7 @@ pub async fn run_participant<S: RingScalar>(
     let figures: Arc<Mutex<Option<LocalFigures>>> = Arc::new(Mutex::new(None));
     let mut effects = ParticipantEffects {
         id: id.clone(),
+        job: job.spec().job.clone(),
         out: out_tx,
         trail,
         local,
@@ -413,6 +408,7 @@ impl SentCounter {
 /// before anything after them, its committee member and privacy state.
 struct ParticipantEffects {
     id: NodeId,
+    job: fedbank_common::ids::JobId,
     out: tokio_mpsc::UnboundedSender<Vec<u8>>,
     trail: fedbank_common::audit::TrailWriter,
     local: LocalOutputs,
@@ -422,6 +418,41 @@ struct ParticipantEffects {
     progress: Arc<dyn Fn(String) + Send + Sync>,
     /// The round being computed (number, label, start), for the node's log.
     round: Option<(u32, &'static str, Instant)>,
+}
+
+impl ParticipantEffects {
+    /// Writes a local output and binds it to the trail (`artifact.written`, its path relative to
+    /// the trail's directory and its SHA-256). A file that cannot be written is reported and the
+    /// job goes on (the output stays computable from the trail's inputs); a record that cannot
+    /// be appended stops the node, like every trail failure.
+    fn write_local(&mut self, path: &Path, bytes: &[u8], what: &str) -> Result<(), NodeError> {
+        if let Err(e) = fedbank_common::storage::write_atomic(path, bytes, true) {
+            tracing::error!(error = %e, "could not write the local {what}");
+            (self.progress)(format!("could not write {} ({what}): {e}", path.display()));
+            return Ok(());
+        }
+        let base = self
+            .trail
+            .path()
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+            .to_path_buf();
+        match ArtifactWritten::of_file(&self.job, what, &base, path) {
+            Ok(record) => {
+                self.trail.record(&record, SystemTime::now())?;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "could not digest the local {what}");
+                (self.progress)(format!(
+                    "{}: {} ({what}) was written but could not be read back to bind it to the trail: {e}",
+                    self.id,
+                    path.display()
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 impl<S: RingScalar> crate::driver::Effects<Delivery<Inbound<S>>, ParticipantMachine<S>>
@@ -474,25 +505,26 @@ impl<S: RingScalar> crate::driver::Effects<Delivery<Inbound<S>>, ParticipantMach
                     for (customer, segment) in rows {
                         csv.push_str(&format!("{customer},{segment}\n"));
                     }
-                    write_local(path, csv.as_bytes(), "segment assignment", progress);
+                    let path = path.clone();
+                    self.write_local(&path, csv.as_bytes(), "segment assignment")?;
                 }
                 None => tracing::info!("segment assignment computed; no file configured"),
             },
             ParticipantOutput::Model { model, figures } => {
                 for (path, value, what) in [
                     (
-                        &self.local.model,
+                        self.local.model.clone(),
                         serde_json::to_vec_pretty(&model),
                         "model",
                     ),
                     (
-                        &self.local.figures,
+                        self.local.figures.clone(),
                         serde_json::to_vec_pretty(&figures),
                         "local figures",
                     ),
                 ] {
                     match (path, value) {
-                        (Some(path), Ok(bytes)) => write_local(path, &bytes, what, progress),
+                        (Some(path), Ok(bytes)) => self.write_local(&path, &bytes, what)?,
                         (None, _) => tracing::info!("{what} received; no file configured"),
                         (_, Err(e)) => tracing::error!(error = %e, "could not encode the {what}"),
                     }
@@ -548,11 +580,11 @@ impl<S: RingScalar> crate::driver::Effects<Delivery<Inbound<S>>, ParticipantMach
             }
             ParticipantOutput::LocalReport(report) => {
                 match (
-                    &self.local.compliance_report,
+                    self.local.compliance_report.clone(),
                     serde_json::to_vec_pretty(&report),
                 ) {
                     (Some(path), Ok(bytes)) => {
-                        write_local(path, &bytes, "compliance report", progress)
+                        self.write_local(&path, &bytes, "compliance report")?
                     }
                     (None, _) => tracing::info!("compliance report computed; no file configured"),
                     (_, Err(e)) => tracing::error!(error = %e, "could not encode the report"),

@@ -101,6 +101,12 @@ pub struct RulesEvaluated {
     pub round: u32,
     /// The rules.
     pub rules: Vec<String>,
+    /// The day of the earliest contact evaluated (`YYYY-MM-DD`, the log's clock).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_contact: Option<String>,
+    /// The day of the latest contact evaluated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_contact: Option<String>,
 }
 
 /// `segments.assigned` (participant): its own customers assigned locally.

@@ -7,7 +7,7 @@
 //! (`serde_json`, keys sorted). Every event type denies unknown fields when read.
 //!
 //! - `run`: the trail, the job and the nodes (opened, started, resumed, joined, refused
-//!   messages, completed, failed);
+//!   messages, completed, failed) and the files a node wrote;
 //! - `keys`: the key ceremony as each role records it;
 //! - `rounds`: a round at the coordinator and a participant (started, roster, contributions,
 //!   drop-outs, decryption, completion);
@@ -163,6 +163,8 @@ pub fn check_fields(event: &AuditEvent) -> Result<(), UnreadableEvent> {
         K::AlertRefused => check::<AlertRefused>(event),
         K::JobCompleted => check::<JobCompleted>(event),
         K::JobFailed => check::<JobFailed>(event),
+        K::ArtifactWritten => check::<ArtifactWritten>(event),
+        K::JobEnded => check::<JobEnded>(event),
     }
 }
 

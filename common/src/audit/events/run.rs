@@ -36,6 +36,9 @@ pub struct JobStarted {
     pub k_anonymity: Option<u64>,
     /// The auditor (compliance jobs with alerts).
     pub auditor: Option<NodeId>,
+    /// The coordinator's software and version (`fedbank 0.1.0`); absent in older trails.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub software: Option<String>,
 }
 
 /// `job.resumed` (coordinator): restarted from its checkpoint.
@@ -102,6 +105,41 @@ pub struct JobFailed {
     pub reason: String,
 }
 
+/// `job.ended` (participant, committee member, auditor): the coordinator told the node the
+/// job's outcome. A node's trail without it ends before the job did.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobEnded {
+    /// Job.
+    pub job: JobId,
+    /// `finished` or `aborted`.
+    pub outcome: String,
+    /// The coordinator's reason, for an aborted job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// `artifact.written` (any node): a file of the run the node wrote, bound by its SHA-256 to the
+/// signed trail, so that a file changed afterwards fails the audit and is named.
+///
+/// The coordinator records its files (`result.json`, the job kind's report files) by their
+/// path relative to its output directory, the run directory an auditor is given; a participant
+/// records its local outputs by their path relative to its trail's directory.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArtifactWritten {
+    /// Job.
+    pub job: JobId,
+    /// What the file is (`result`, `report`, `segment assignment`, `model`, …).
+    pub what: String,
+    /// The file's path, relative as above, with `/` separators.
+    pub file: String,
+    /// SHA-256 of the file's bytes (hex), as `sha256sum` prints it.
+    pub sha256: String,
+    /// Its length in bytes.
+    pub bytes: u64,
+}
+
 trail_events! {
     TrailOpened => TrailOpened,
     JobStarted => JobStarted,
@@ -110,4 +148,6 @@ trail_events! {
     MessageRefused => MessageRefused,
     JobCompleted => JobCompleted,
     JobFailed => JobFailed,
+    ArtifactWritten => ArtifactWritten,
+    JobEnded => JobEnded,
 }

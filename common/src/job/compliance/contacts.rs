@@ -104,6 +104,15 @@ impl ContactLog {
         })
     }
 
+    /// The days of the earliest and the latest contact (`YYYY-MM-DD`, as the log's clock reads
+    /// them), or `None` for an empty log.
+    pub fn period(&self) -> Option<(String, String)> {
+        let first = self.contacts.iter().map(|c| c.seconds).min()?;
+        let last = self.contacts.iter().map(|c| c.seconds).max()?;
+        let day = |s: i64| crate::calendar::format_day(s.div_euclid(86_400));
+        Some((day(first), day(last)))
+    }
+
     /// Contacts in the log.
     pub fn contacts(&self) -> usize {
         self.contacts.len()

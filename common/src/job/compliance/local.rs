@@ -53,6 +53,7 @@ impl ParticipantStep for ComplianceParticipant {
         let report = json!({
             "job": self.job.as_str(),
             "contacts": log.contacts(),
+            "period": log.period(),
             "contacts_on_unlisted_channels": log.unknown_channels(),
             "rules": spec.rules.iter().zip(&counts).map(|(r, c)| json!({
                 "rule": r.name, "description": r.describe(), "counts": c,
@@ -65,6 +66,7 @@ impl ParticipantStep for ComplianceParticipant {
             clipped: 0,
             report: Some(LocalReport {
                 checked: spec.rules.iter().map(|r| r.name.clone()).collect(),
+                period: log.period(),
                 report,
             }),
         })

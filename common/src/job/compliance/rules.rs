@@ -167,6 +167,10 @@ pub struct ComplianceSpec {
     pub rules: Vec<RuleSpec>,
 }
 
+/// How the time-based rules (quiet hours, frequency windows, opt-out dates) read time: as the
+/// contact logs write it, on each institution's own clock, with no time-zone conversion.
+pub const TIME_BASIS: &str = "timestamps as written in each institution's contact log (local clock time, no time-zone conversion); quiet hours and windows are evaluated on that clock";
+
 /// `HH:MM` as minutes after midnight.
 pub fn clock_minutes(text: &str) -> Option<u32> {
     let (h, m) = text.split_once(':')?;

@@ -1,63 +1,16 @@
-//! The compliance officer's report of a run, in Markdown (`fedbank audit report`).
-//!
-//! It verifies every trail of the run (hash chain, signatures, sequence), cross-checks the
-//! coordinator's records against every node's own, and then reads, from the coordinator's trail
-//! only, who took part in each round, every decryption with its manifest and approvals, the
-//! privacy guarantees that held, the results and what no party saw — each claim with the trail
-//! events (writer and seq) that show it. A run whose trails fail verification is reported as
-//! such, naming the event, and nothing else in it is vouched for.
-//!
-//! What it does not do: write the report or choose an exit status; the CLI does both from the
-//! [`AuditReport`] it returns.
+//! The audit report in Markdown: the signature block, the evidence examined (nodes with their
+//! certificates, trails, bound files), what failed, the cross-check, the guarantees, and the
+//! story of the job read from the coordinator's trail, each claim with the events that show it.
 
-use fedbank_common::audit::events::{
-    self as trail, check_fields, AlertDecrypted, PrivacySpent, TrailEvent,
-};
-use fedbank_common::audit::{cross_check, verify, AuditEvent, CrossCheckFinding, TrailReport};
+use super::evidence::Evidence;
+use super::{AuditReport, GuaranteeState};
+use fedbank_common::audit::events::{self as trail, AlertDecrypted, PrivacySpent, TrailEvent};
+use fedbank_common::audit::{ArtifactState, AuditEvent, TrailReport};
 use fedbank_common::ids::NodeId;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
-
-/// What the report concludes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum AuditVerdict {
-    /// Every trail verifies and the coordinator's records agree with every node's own.
-    Verified,
-    /// A trail fails verification, or there is no coordinator trail.
-    Tampered,
-    /// Every trail verifies, and honest nodes refused messages of the coordinator.
-    Refused,
-    /// Every trail verifies, but the coordinator's records differ from the nodes' own.
-    Disagree,
-}
-
-/// A run's audit report.
-#[derive(Clone, Debug)]
-pub struct AuditReport {
-    /// The conclusion.
-    pub verdict: AuditVerdict,
-    /// The conclusion in one sentence.
-    pub headline: String,
-    /// Trails that fail verification, with the reason.
-    pub failures: Vec<(PathBuf, String)>,
-    /// Where the coordinator's records differ from the nodes' own.
-    pub findings: Vec<CrossCheckFinding>,
-    /// The whole report.
-    pub markdown: String,
-}
-
-/// Why a run directory cannot be reported on at all.
-#[derive(Debug, thiserror::Error)]
-#[error("reading {}", path.display())]
-pub struct AuditReportError {
-    /// The directory or file.
-    pub path: PathBuf,
-    /// Why.
-    #[source]
-    pub source: std::io::Error,
-}
+use std::path::PathBuf;
 
 /// The events of `E`'s kind in `events` that decode, each with its trail line.
 fn typed<E: TrailEvent>(events: &[AuditEvent]) -> Vec<(&AuditEvent, E)> {
@@ -92,173 +45,273 @@ fn short(digest: &str) -> &str {
     digest.get(..16).unwrap_or(digest)
 }
 
-/// The report of the run in `run` (its `trails/` and `result.json`).
-pub fn audit_report(run: &Path) -> Result<AuditReport, AuditReportError> {
-    let trails_dir = run.join("trails");
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(&trails_dir)
-        .map_err(|source| AuditReportError {
-            path: trails_dir.clone(),
-            source,
-        })?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "trail"))
-        .collect();
-    paths.sort();
-    let mut verified: Vec<(PathBuf, TrailReport)> = Vec::new();
-    let mut failures: Vec<(PathBuf, String)> = Vec::new();
-    for path in &paths {
-        match verify(path, None) {
-            // A signed event whose fields are not those of its kind is read by nothing below:
-            // the trail fails rather than lose a cross-check silently.
-            Ok(r) => match r.events.iter().find_map(|e| check_fields(e).err()) {
-                Some(unreadable) => failures.push((path.clone(), unreadable.to_string())),
-                None => verified.push((path.clone(), r)),
-            },
-            Err(e) => failures.push((path.clone(), e.to_string())),
-        }
-    }
-    let coordinator = verified
-        .iter()
-        .position(|(_, r)| r.role == "coordinator")
-        .map(|i| verified.remove(i));
-    let findings = match &coordinator {
-        Some((_, c)) => cross_check(
-            c,
-            &verified.iter().map(|(_, r)| r.clone()).collect::<Vec<_>>(),
-        ),
-        None => Vec::new(),
-    };
-    // What honest nodes refused of the coordinator: evidence that it deviated.
-    let refusals: Vec<(String, String, String)> = verified
-        .iter()
-        .flat_map(|(_, r)| {
-            let messages = typed::<trail::MessageRefused>(&r.events)
-                .into_iter()
-                .map(|(_, e)| (r.writer.clone(), e.message, e.reason));
-            let decryptions = typed::<trail::DecryptionRefused>(&r.events)
-                .into_iter()
-                .map(|(_, e)| {
-                    let what = format!("decryption of round {}", e.round);
-                    (r.writer.clone(), what, e.reason)
-                });
-            messages.chain(decryptions).collect::<Vec<_>>()
-        })
-        .collect();
-    let coordinator_name = coordinator
-        .as_ref()
-        .map_or_else(|| "coordinator".to_owned(), |(_, c)| c.writer.clone());
-    let result: Option<Value> = std::fs::read_to_string(run.join("result.json"))
-        .ok()
-        .and_then(|t| serde_json::from_str(&t).ok());
-
+/// The whole report.
+pub(super) fn markdown(report: &AuditReport, ev: &Evidence, result: Option<&Value>) -> String {
     let mut md = String::new();
-    let title = result
+    let title = report
+        .job
         .as_ref()
-        .and_then(|r| r["job"].as_str())
-        .unwrap_or("unknown job");
+        .map_or_else(|| "unknown job".to_owned(), |j| j.job.to_string());
     let _ = writeln!(md, "# Audit report: job {title}\n");
-    let verdict = if !failures.is_empty() {
-        format!(
-            "**FAILED VERIFICATION.** {} of {} trails were altered after they were written; nothing below is vouched for by them.",
-            failures.len(),
-            paths.len()
-        )
-    } else if coordinator.is_none() {
-        "**FAILED VERIFICATION.** No coordinator trail was found in this run.".to_owned()
-    } else if !refusals.is_empty() {
-        format!(
-            "**COORDINATOR DEVIATED.** Every trail verifies, and honest nodes refused {} messages of the coordinator `{coordinator_name}`; see \"Refused by honest nodes\"{}.",
-            refusals.len(),
-            if findings.is_empty() {
-                String::new()
-            } else {
-                format!(
-                    ". Its records also differ from the nodes' own in {} places",
-                    findings.len()
-                )
-            }
-        )
-    } else if !findings.is_empty() {
-        format!(
-            "**TRAILS DISAGREE.** Every trail verifies, but the coordinator's records differ from the nodes' own in {} places.",
-            findings.len()
-        )
-    } else {
-        format!(
-            "**VERIFIED.** All {} trails verify (hash chain, Ed25519 signatures, sequence) and the coordinator's records agree with every node's own trail (participants, committee members and, where there is one, the auditor).",
-            paths.len()
-        )
-    };
-    let _ = writeln!(md, "{verdict}\n");
-    for (path, reason) in &failures {
-        let _ = writeln!(md, "- FAILED `{}`: {reason}", path.display());
+    let _ = writeln!(md, "**{}**\n", report.headline);
+    for f in &report.failures {
+        let _ = writeln!(md, "- {f}");
     }
-
-    let _ = writeln!(md, "\n## Trails examined\n");
-    let _ = writeln!(
-        md,
-        "| trail | writer | role | events | signing key | verification |"
-    );
-    let _ = writeln!(md, "|---|---|---|---|---|---|");
-    for (path, r) in coordinator.iter().chain(verified.iter()) {
-        let _ = writeln!(
-            md,
-            "| `{}` | {} | {} | {} | `{}…` | OK |",
-            path.file_name().unwrap_or_default().to_string_lossy(),
-            r.writer,
-            r.role,
-            r.events.len(),
-            short(&r.public_key)
-        );
-    }
-    for (path, reason) in &failures {
-        let _ = writeln!(
-            md,
-            "| `{}` | | | | | FAILED: {reason} |",
-            path.file_name().unwrap_or_default().to_string_lossy()
-        );
-    }
-    if coordinator.is_some() {
+    signature_facts(&mut md, report);
+    evidence_tables(&mut md, report);
+    if let Some((_, c)) = &ev.coordinator {
         let _ = writeln!(md, "\n## Cross-check against the nodes' own trails\n");
-        if findings.is_empty() {
-            let _ = writeln!(md, "Every contribution each participant recorded sending is recorded by the coordinator with the same digest, and nothing else; every partial decryption a member recorded releasing is recorded with the same manifest; every encrypted alert list and the auditor's key and decryption match.");
+        if report.findings.is_empty() {
+            let _ = writeln!(md, "Every contribution each participant recorded sending is recorded by the coordinator with the same digest, and nothing else; every partial decryption a member recorded releasing is recorded with the same manifest; every encrypted alert list and the auditor's key and decryption match; every joint key and roster a participant accepted is the one the coordinator recorded.");
         }
-        for f in &findings {
+        for f in &report.findings {
             let _ = writeln!(md, "- DIFFERS: {f}");
         }
+        refusals(&mut md, report, &c.writer);
+        restarts(&mut md, report);
+        body(&mut md, report, c, &ev.nodes, result);
+        data_handling(&mut md, report);
     }
-    if !refusals.is_empty() {
-        let _ = writeln!(md, "\n## Refused by honest nodes\n");
-        let _ = writeln!(md, "Each line is a message of the coordinator `{coordinator_name}` that a node refused and wrote to its own signed trail, with the reason it gave. An honest coordinator sends none of these (docs/threat-model.md §11).\n");
-        let _ = writeln!(md, "| node | refused | reason |");
-        let _ = writeln!(md, "|---|---|---|");
-        for (node, what, reason) in &refusals {
-            let _ = writeln!(md, "| {node} | {what} | {} |", reason.replace('|', "/"));
-        }
+    sign_off(&mut md, report);
+    md
+}
+
+fn signature_facts(md: &mut String, report: &AuditReport) {
+    let _ = writeln!(md, "\n## For signature\n");
+    let not_recorded = || "not recorded".to_owned();
+    let job = report.job.as_ref();
+    let rows = [
+        (
+            "job",
+            job.map_or_else(not_recorded, |j| format!("{} ({})", j.job, j.kind)),
+        ),
+        (
+            "job digest (configuration)",
+            job.map_or_else(not_recorded, |j| format!("`{}`", j.config_digest)),
+        ),
+        (
+            "period the data covers",
+            report
+                .data
+                .period
+                .clone()
+                .unwrap_or_else(|| "not dated by this job kind".to_owned()),
+        ),
+        (
+            "time basis of time-based rules",
+            report
+                .time_zone
+                .clone()
+                .unwrap_or_else(|| "no time-based rules in this job".to_owned()),
+        ),
+        (
+            "software that ran the job",
+            job.and_then(|j| j.software.clone()).unwrap_or_else(|| {
+                "not recorded (a trail from before fedbank recorded it)".to_owned()
+            }),
+        ),
+        ("software that wrote this report", report.software.clone()),
+        (
+            "consortium CA certificate (SHA-256)",
+            report
+                .ca_certificate_sha256
+                .as_ref()
+                .map_or_else(|| "not available".to_owned(), |f| format!("`{f}`")),
+        ),
+        ("run directory", report.run.display().to_string()),
+        ("verdict", format!("{:?}", report.verdict).to_uppercase()),
+    ];
+    let _ = writeln!(md, "| | |\n|---|---|");
+    for (what, value) in rows {
+        let _ = writeln!(md, "| {what} | {value} |");
     }
-    if let (Some((_, c)), true) = (&coordinator, failures.is_empty()) {
-        body(&mut md, c, &verified, result.as_ref());
+}
+
+fn evidence_tables(md: &mut String, report: &AuditReport) {
+    let _ = writeln!(md, "\n## Nodes, certificates and trails\n");
+    let _ = writeln!(md, "The job names its nodes; each must have a trail, signed by the key of its certificate (issued by the consortium CA above), that reaches the job's end.\n");
+    let _ = writeln!(md, "| node | role | certificate (SHA-256) | trail | events | signing key | key is the certificate's | last event |");
+    let _ = writeln!(md, "|---|---|---|---|---|---|---|---|");
+    for n in &report.nodes {
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} | {} | {} | {} |",
+            n.node,
+            n.role,
+            n.certificate_sha256
+                .as_deref()
+                .map_or_else(|| "—".to_owned(), |f| format!("`{}…`", short(f))),
+            n.trail.as_deref().unwrap_or("**none**"),
+            n.events,
+            n.signing_key
+                .as_deref()
+                .map_or_else(|| "—".to_owned(), |k| format!("`{}…`", short(k))),
+            match n.key_matches_certificate {
+                Some(true) => "yes",
+                Some(false) => "**NO**",
+                None => "not checked",
+            },
+            n.last_event.as_deref().unwrap_or("—"),
+        );
     }
-    let verdict_kind = if !failures.is_empty() || coordinator.is_none() {
-        AuditVerdict::Tampered
-    } else if !refusals.is_empty() {
-        AuditVerdict::Refused
-    } else if !findings.is_empty() {
-        AuditVerdict::Disagree
+    let _ = writeln!(md, "\n## Files bound to the trails\n");
+    if report.artifacts.is_empty() {
+        let _ = writeln!(md, "No trail binds a file.");
+        return;
+    }
+    let _ = writeln!(md, "Each file's SHA-256 was recorded by the node that wrote it, in its signed trail (`artifact.written`); `sha256sum` prints the same digest. A participant's local outputs stay at the institution and are checked where present.\n");
+    let _ = writeln!(
+        md,
+        "| file | what | written by | SHA-256 | bytes | as found |"
+    );
+    let _ = writeln!(md, "|---|---|---|---|---|---|");
+    for a in &report.artifacts {
+        let state = match &a.state {
+            ArtifactState::Matches => "unchanged".to_owned(),
+            ArtifactState::Changed { sha256 } => format!("**CHANGED** (now `{}…`)", short(sha256)),
+            ArtifactState::Absent => "not present".to_owned(),
+            ArtifactState::Unreadable { reason } => format!("unreadable: {reason}"),
+        };
+        let _ = writeln!(
+            md,
+            "| `{}` | {} | {} seq {} | `{}…` | {} | {state} |",
+            a.file,
+            a.what,
+            a.writer,
+            a.seq,
+            short(&a.sha256),
+            a.bytes
+        );
+    }
+}
+
+fn refusals(md: &mut String, report: &AuditReport, coordinator: &str) {
+    if report.refusals.is_empty() {
+        return;
+    }
+    let _ = writeln!(md, "\n## Refused by honest nodes\n");
+    let _ = writeln!(md, "Each line is a message of the coordinator `{coordinator}` that a node refused and wrote to its own signed trail, with the reason it gave. An honest coordinator sends none of these (docs/threat-model.md §11).\n");
+    let _ = writeln!(md, "| node | refused | reason |");
+    let _ = writeln!(md, "|---|---|---|");
+    for r in &report.refusals {
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} |",
+            r.node,
+            r.what,
+            r.reason.replace('|', "/")
+        );
+    }
+}
+
+fn restarts(md: &mut String, report: &AuditReport) {
+    if report.resumes.is_empty() {
+        return;
+    }
+    let _ = writeln!(md, "\n## Restarts of the coordinator\n");
+    let slots = report
+        .guarantees
+        .iter()
+        .find(|g| g.name.starts_with("One decryption"));
+    for r in &report.resumes {
+        let _ = writeln!(
+            md,
+            "- The coordinator stopped after {} and resumed from its checkpoint at {}: rounds {:?} were complete, the job went on with round {}{}.",
+            r.stopped_after,
+            r.resumed,
+            r.completed_rounds,
+            r.next_round,
+            r.key_epoch.map_or_else(String::new, |e| format!(" under key epoch {e}"))
+        );
+    }
+    if let Some(g) = slots {
+        let _ = writeln!(
+            md,
+            "- No slot decrypted twice across the restarts: {} ({}).",
+            match g.state {
+                GuaranteeState::Held => "held",
+                GuaranteeState::Violated => "**VIOLATED**",
+                _ => "not applicable",
+            },
+            g.detail
+        );
+    }
+}
+
+fn data_handling(md: &mut String, report: &AuditReport) {
+    let d = &report.data;
+    let _ = writeln!(md, "\n## What happened to the data\n");
+    let clipped: u64 = d.clipped_by_round.values().sum();
+    if clipped == 0 {
+        let _ = writeln!(
+            md,
+            "- **Clipped values:** none; no participant clipped a value to a declared bound."
+        );
     } else {
-        AuditVerdict::Verified
+        let _ = writeln!(
+            md,
+            "- **Clipped values:** {clipped} values were clipped to a declared bound before encryption, by {} institutions (summed over institutions; per round: {}). Clipped values change the aggregates; the result is over the clipped data.",
+            d.institutions_clipping,
+            d.clipped_by_round
+                .iter()
+                .map(|(r, n)| format!("round {r}: {n}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    let list = |items: &[String], none: &str| {
+        if items.is_empty() {
+            none.to_owned()
+        } else {
+            items.join("; ")
+        }
     };
-    Ok(AuditReport {
-        verdict: verdict_kind,
-        headline: verdict.replace("**", ""),
-        failures,
-        findings,
-        markdown: md,
-    })
+    let _ = writeln!(
+        md,
+        "- **Imputed values:** {}",
+        list(&d.imputed, "none reported by the result")
+    );
+    let _ = writeln!(
+        md,
+        "- **Participants left out of a round:** {}",
+        list(&d.dropped, "none")
+    );
+    let _ = writeln!(
+        md,
+        "- **Rounds where fewer contributed than were asked:** {}",
+        list(&d.shortfalls, "none")
+    );
+    let _ = writeln!(
+        md,
+        "- **Decryptions run again (a member went away):** {}",
+        list(&d.retried, "none")
+    );
+    let _ = writeln!(
+        md,
+        "- **Privacy spend:** {}",
+        d.privacy
+            .as_deref()
+            .unwrap_or("no differential privacy in this job")
+    );
+}
+
+fn sign_off(md: &mut String, report: &AuditReport) {
+    let _ = writeln!(md, "\n## Sign-off\n");
+    let _ = writeln!(
+        md,
+        "I examined the evidence listed above with {} and reached the verdict **{}**.\n",
+        report.software,
+        format!("{:?}", report.verdict).to_uppercase()
+    );
+    let _ = writeln!(md, "| | |\n|---|---|");
+    for line in ["Name", "Function", "Institution", "Date", "Signature"] {
+        let _ = writeln!(md, "| {line} | |");
+    }
 }
 
 fn body(
     md: &mut String,
+    report: &AuditReport,
     c: &TrailReport,
     nodes: &[(PathBuf, TrailReport)],
     result: Option<&Value>,
@@ -384,8 +437,6 @@ fn body(
         "| round | quantity | manifest | contributors | committee approvals | decrypted |"
     );
     let _ = writeln!(md, "|---|---|---|---|---|---|");
-    let mut smallest = usize::MAX;
-    let mut slots: BTreeMap<(u32, String), usize> = BTreeMap::new();
     let approvals = typed::<trail::DecryptionApproved>(&c.events);
     let decrypts = typed::<trail::AggregateDecrypted>(&c.events);
     for (_, req) in typed::<trail::DecryptionRequested>(&c.events) {
@@ -400,10 +451,6 @@ fn body(
             .map(|(e, _)| *e)
             .collect();
         let n = req.contributors.len();
-        if !decrypted.is_empty() {
-            smallest = smallest.min(n);
-            *slots.entry((req.round, req.quantity.clone())).or_default() += 1;
-        }
         let _ = writeln!(
             md,
             "| {} | {} | `{}…` | {n}: {} | {} | {} |",
@@ -433,7 +480,6 @@ fn body(
             .filter(|(_, d)| d.manifest == t.manifest)
             .collect();
         let n = t.contributors.len();
-        smallest = smallest.min(n);
         let _ = writeln!(
             md,
             "| {} | alert counts | `{}…` | {n}: {} | auditor {} | {} |",
@@ -452,36 +498,28 @@ fn body(
         );
     }
 
-    let _ = writeln!(md, "\n## Privacy guarantees that held\n");
-    let min = job.map_or(0, |j| j.min_participants);
-    if smallest == usize::MAX {
-        let _ = writeln!(md, "- No aggregate was decrypted.");
-    } else {
-        let _ = writeln!(md, "- **Minimum contributors per aggregate: {} {} {min}** (`min_participants`). Every decryption above lists its contributors; each committee member checked the count itself before releasing its share ({}).",
-            smallest, if smallest >= min { "≥" } else { "< — VIOLATED:" }, refs(&lines(&decrypts), w));
+    let _ = writeln!(md, "\n## Guarantees\n");
+    let _ = writeln!(md, "| guarantee | state | figures |");
+    let _ = writeln!(md, "|---|---|---|");
+    for g in &report.guarantees {
+        let state = match g.state {
+            GuaranteeState::Held => "held",
+            GuaranteeState::Violated => "**VIOLATED**",
+            GuaranteeState::NotApplicable => "not applicable",
+            GuaranteeState::NotChecked => "not checked",
+        };
+        let _ = writeln!(
+            md,
+            "| {} | {state} | {} |",
+            g.name,
+            g.detail.replace('|', "/")
+        );
     }
-    let twice: Vec<String> = slots
-        .iter()
-        .filter(|(_, n)| **n > 1)
-        .map(|((r, q), n)| format!("round {r} {q} ×{n}"))
-        .collect();
     let _ = writeln!(
         md,
-        "- **One decryption per (round, quantity):** {}",
-        if twice.is_empty() {
-            "held (a second request for a slot with another contributor set would reveal a difference of two sums; members refuse it)".to_owned()
-        } else {
-            format!("VIOLATED: {}", twice.join(", "))
-        }
+        "\nEvery decryption above lists its contributors; each committee member checked the count and the slot itself before releasing its share ({}).",
+        refs(&lines(&decrypts), w)
     );
-    match job.and_then(|j| j.k_anonymity) {
-        Some(k) => {
-            let _ = writeln!(md, "- **k-anonymity:** segments with fewer than {k} customers are not released (merged or withheld, see the results).");
-        }
-        None => {
-            let _ = writeln!(md, "- **k-anonymity:** not applicable to this job kind (it releases no per-segment figures).");
-        }
-    }
     let spent: Vec<(&AuditEvent, trail::PrivacyReleased)> = typed::<PrivacySpent>(&c.events)
         .into_iter()
         .filter_map(|(e, p)| match p {
@@ -489,20 +527,12 @@ fn body(
             PrivacySpent::Added(_) => None,
         })
         .collect();
-    match spent.last() {
-        Some((_, p)) => {
-            let _ = writeln!(
-                md,
-                "- **Differential privacy:** ε = {} spent of a budget of {} (δ = {}), {}.",
-                p.epsilon_spent,
-                p.epsilon_budget,
-                p.delta,
-                refs(&lines(&spent), w)
-            );
-        }
-        None => {
-            let _ = writeln!(md, "- **Differential privacy:** not requested by this job.");
-        }
+    if !spent.is_empty() {
+        let _ = writeln!(
+            md,
+            "The privacy spend is recorded in {}.",
+            refs(&lines(&spent), w)
+        );
     }
     if let Some(j) = job {
         let _ = writeln!(
@@ -555,6 +585,7 @@ fn body(
     }
 
     let _ = writeln!(md, "\n## What no party saw, and how that is enforced\n");
+    let min = job.map_or(0, |j| j.min_participants);
     let sent: usize = nodes
         .iter()
         .map(|(_, r)| typed::<trail::ContributionSent>(&r.events).len())

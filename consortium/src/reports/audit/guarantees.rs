@@ -1,0 +1,237 @@
+//! The guarantees of docs/threat-model.md checked against the trails, each held, violated or
+//! not applicable, before anything is written: a violated one fails the report's verdict.
+
+use super::{Guarantee, GuaranteeState};
+use fedbank_common::audit::events::{events_of, TrailEvent};
+use fedbank_common::audit::events::{
+    AggregateDecrypted, AlertTallyRequested, DecryptionApproved, DecryptionReleased,
+    DecryptionRequested, JobStarted, PrivacySpent,
+};
+use fedbank_common::audit::{AuditEvent, TrailReport};
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+fn of<E: TrailEvent>(events: &[AuditEvent]) -> Vec<E> {
+    events_of::<E>(events).collect()
+}
+
+fn guarantee(name: &str, state: GuaranteeState, detail: String) -> Guarantee {
+    Guarantee {
+        name: name.to_owned(),
+        state,
+        detail,
+    }
+}
+
+fn held_if(ok: bool) -> GuaranteeState {
+    if ok {
+        GuaranteeState::Held
+    } else {
+        GuaranteeState::Violated
+    }
+}
+
+/// Checks every guarantee against the coordinator's trail, the nodes' own trails and the
+/// result (only when the result is the file the coordinator bound to its trail).
+pub(super) fn check(
+    job: &JobStarted,
+    coordinator: &TrailReport,
+    nodes: &[(PathBuf, TrailReport)],
+    result: Option<&Value>,
+) -> Vec<Guarantee> {
+    let c = &coordinator.events;
+    let min = job.min_participants;
+    let requested = of::<DecryptionRequested>(c);
+    let decrypted: BTreeSet<String> = of::<AggregateDecrypted>(c)
+        .into_iter()
+        .map(|d| d.manifest)
+        .collect();
+    let decrypted_requests: Vec<&DecryptionRequested> = requested
+        .iter()
+        .filter(|r| decrypted.contains(&r.manifest))
+        .collect();
+    let tallies = of::<AlertTallyRequested>(c);
+    let releases: Vec<(&str, DecryptionReleased)> = nodes
+        .iter()
+        .flat_map(|(_, r)| {
+            of::<DecryptionReleased>(&r.events)
+                .into_iter()
+                .map(move |e| (r.writer.as_str(), e))
+        })
+        .collect();
+    let mut out = Vec::new();
+
+    // Fewest contributors of any decrypted aggregate, at the coordinator and at every member.
+    let counts: Vec<usize> = decrypted_requests
+        .iter()
+        .map(|r| r.contributors.len())
+        .chain(tallies.iter().map(|t| t.contributors.len()))
+        .chain(releases.iter().map(|(_, r)| r.contributors.len()))
+        .collect();
+    out.push(match counts.iter().min() {
+        None => guarantee(
+            "Minimum contributors per aggregate",
+            GuaranteeState::NotApplicable,
+            "no aggregate was decrypted".to_owned(),
+        ),
+        Some(&smallest) => guarantee(
+            "Minimum contributors per aggregate",
+            held_if(smallest >= min),
+            format!(
+                "{smallest} {} {min} (`min_participants`), the fewest contributors of the {} decryptions the coordinator and the members recorded",
+                if smallest >= min { "≥" } else { "<" },
+                counts.len()
+            ),
+        ),
+    });
+
+    // One decryption per (round, quantity): never two manifests for one slot, at the
+    // coordinator or at any member.
+    let mut slots: BTreeMap<(u32, String), BTreeSet<String>> = BTreeMap::new();
+    for r in &decrypted_requests {
+        slots
+            .entry((r.round, r.quantity.clone()))
+            .or_default()
+            .insert(r.manifest.clone());
+    }
+    let mut member_slots: BTreeMap<(&str, u32, String), BTreeSet<String>> = BTreeMap::new();
+    for (member, r) in &releases {
+        member_slots
+            .entry((member, r.round, r.quantity.clone()))
+            .or_default()
+            .insert(r.manifest.clone());
+    }
+    let mut twice: Vec<String> = slots
+        .iter()
+        .filter(|(_, m)| m.len() > 1)
+        .map(|((round, q), m)| format!("round {round} {q}: {} manifests decrypted", m.len()))
+        .collect();
+    twice.extend(member_slots.iter().filter(|(_, m)| m.len() > 1).map(
+        |((member, round, q), m)| {
+            format!(
+                "{member} released round {round} {q} for {} manifests",
+                m.len()
+            )
+        },
+    ));
+    out.push(guarantee(
+        "One decryption per (round, quantity)",
+        held_if(twice.is_empty()),
+        if twice.is_empty() {
+            format!("held over {} slots: a second request for a slot with another contributor set would reveal a difference of two sums; members refuse it", slots.len())
+        } else {
+            twice.join("; ")
+        },
+    ));
+
+    // Every decrypted aggregate was approved by every committee member.
+    let approvals = of::<DecryptionApproved>(c);
+    let short: Vec<String> = decrypted_requests
+        .iter()
+        .filter_map(|r| {
+            let by: BTreeSet<&str> = approvals
+                .iter()
+                .filter(|a| a.manifest == r.manifest)
+                .map(|a| a.node.as_str())
+                .collect();
+            let missing: Vec<&str> = job
+                .committee
+                .iter()
+                .map(|m| m.as_str())
+                .filter(|m| !by.contains(m))
+                .collect();
+            (!missing.is_empty()).then(|| {
+                format!(
+                    "round {} {} decrypted without {}",
+                    r.round,
+                    r.quantity,
+                    missing.join(", ")
+                )
+            })
+        })
+        .collect();
+    out.push(if decrypted_requests.is_empty() {
+        guarantee(
+            "Every member approved every decryption",
+            GuaranteeState::NotApplicable,
+            "no aggregate was decrypted".to_owned(),
+        )
+    } else {
+        guarantee(
+            "Every member approved every decryption",
+            held_if(short.is_empty()),
+            if short.is_empty() {
+                format!(
+                    "each of the {} decryptions carries the partial decryption of all {} members",
+                    decrypted_requests.len(),
+                    job.committee.len()
+                )
+            } else {
+                short.join("; ")
+            },
+        )
+    });
+
+    // k-anonymity of released segments.
+    out.push(match (job.k_anonymity, result) {
+        (None, _) => guarantee(
+            "k-anonymity",
+            GuaranteeState::NotApplicable,
+            "this job kind releases no per-segment figures".to_owned(),
+        ),
+        (Some(k), None) => guarantee(
+            "k-anonymity",
+            GuaranteeState::NotChecked,
+            format!("segments of fewer than {k} customers are withheld; no verified result to check it on"),
+        ),
+        (Some(k), Some(r)) => {
+            let sizes: Vec<u64> = r["segments"]
+                .as_array()
+                .map(|a| a.iter().filter_map(|s| s["size"].as_u64()).collect())
+                .unwrap_or_default();
+            let small: Vec<String> = sizes
+                .iter()
+                .filter(|s| **s > 0 && **s < k)
+                .map(u64::to_string)
+                .collect();
+            guarantee(
+                "k-anonymity",
+                held_if(small.is_empty()),
+                if small.is_empty() {
+                    format!("every one of the {} released segments has at least {k} customers", sizes.len())
+                } else {
+                    format!("released segments of {} customers, fewer than {k}", small.join(", "))
+                },
+            )
+        }
+    });
+
+    // Differential privacy: the spend stays within the budget.
+    let spent: Vec<_> = of::<PrivacySpent>(c)
+        .into_iter()
+        .filter_map(|p| match p {
+            PrivacySpent::Released(p) => Some(p),
+            PrivacySpent::Added(_) => None,
+        })
+        .collect();
+    out.push(match spent.last() {
+        None => guarantee(
+            "Differential privacy budget",
+            GuaranteeState::NotApplicable,
+            "not requested by this job".to_owned(),
+        ),
+        Some(p) => guarantee(
+            "Differential privacy budget",
+            held_if(p.epsilon_spent <= p.epsilon_budget * (1.0 + 1e-9)),
+            format!(
+                "ε = {:.4} spent of a budget of {} (δ = {}) over {} releases",
+                p.epsilon_spent,
+                p.epsilon_budget,
+                p.delta,
+                spent.len()
+            ),
+        ),
+    });
+    out
+}
