@@ -105,7 +105,12 @@ pub fn run_verify(args: &VerifyArgs) -> Result<ExitCode> {
             Err(e) => return Ok(failed(path, &e)),
         }
     }
-    let findings = cross_check(&main, &others);
+    let (findings, in_flight): (Vec<_>, Vec<_>) = cross_check(&main, &others)
+        .into_iter()
+        .partition(|f| f.disagrees());
+    for finding in &in_flight {
+        println!("IN FLIGHT {finding}");
+    }
     for finding in &findings {
         println!("DIFFERS {finding}");
     }

@@ -12,15 +12,17 @@
 //! the machine's speed (a round closes as soon as everyone asked has answered, so without it the
 //! whole job can end between two looks at the checkpoint).
 
+use fedbank_common::audit::events::JobEnded;
+use fedbank_common::audit::{SigningIdentity, TrailWriter};
 use fedbank_common::ids::NodeId;
 use fedbank_common::job::JobSpec;
-use fedbank_common::protocol::{Hello, Inbound, PROTOCOL_VERSION};
+use fedbank_common::protocol::{Hello, Inbound, NoticeKind, PROTOCOL_VERSION};
 use fedbank_transport::pki::{CredentialPaths, NodeCredentials};
 use fedbank_transport::{connect, frame, tls};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 fn fedbank() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_fedbank"));
@@ -119,8 +121,10 @@ impl Consortium {
     }
 
     /// `payments` as a silent peer in its own thread: it connects (retrying while the coordinator
-    /// starts), says Hello, tells `ready`, then reads and drops whatever it is sent until the
-    /// connection ends. It never contributes.
+    /// starts), says Hello, tells `ready`, then reads and drops whatever it is sent. It never
+    /// contributes. Its connection ends within a second of the coordinator's death (a short idle
+    /// timeout with frequent keep-alives), and it then connects to the restarted coordinator.
+    /// It keeps an honest trail of what it did — nothing — and of the job's end when told.
     fn silent_payments(&self, ready: mpsc::Sender<()>) -> std::thread::JoinHandle<()> {
         #[derive(serde::Deserialize)]
         struct File {
@@ -146,7 +150,16 @@ impl Consortium {
             .trim_matches('"')
             .parse()
             .expect("address");
+        let trail_path = self.dir.join("out/payments.trail");
         std::thread::spawn(move || {
+            let mut trail = TrailWriter::create(
+                &trail_path,
+                &id("payments"),
+                "participant",
+                SigningIdentity::from_pkcs8(creds.pkcs8()).expect("key"),
+                SystemTime::now(),
+            )
+            .expect("payments trail");
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
@@ -154,32 +167,56 @@ impl Consortium {
             rt.block_on(async move {
                 let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().expect("addr"))
                     .expect("endpoint");
-                endpoint.set_default_client_config(tls::client_config(&creds).expect("tls"));
+                let mut config = tls::client_config(&creds).expect("tls");
+                let mut transport = quinn::TransportConfig::default();
+                transport.max_idle_timeout(Some(
+                    Duration::from_secs(1).try_into().expect("idle timeout"),
+                ));
+                transport.keep_alive_interval(Some(Duration::from_millis(200)));
+                config.transport_config(std::sync::Arc::new(transport));
+                endpoint.set_default_client_config(config);
                 let started = Instant::now();
-                let conn = loop {
-                    match connect(&endpoint, addr, &id("coordinator")).await {
-                        Ok(conn) => break conn,
-                        Err(e) => {
-                            assert!(
-                                started.elapsed() < Duration::from_secs(30),
-                                "silent peer: {e}"
-                            );
-                            tokio::time::sleep(Duration::from_millis(50)).await;
+                let limit = Duration::from_secs(90);
+                let mut ready = Some(ready);
+                'session: while started.elapsed() < limit {
+                    let Ok(conn) = connect(&endpoint, addr, &id("coordinator")).await else {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    };
+                    let hello = Hello {
+                        protocol: PROTOCOL_VERSION,
+                        job: job.spec().job.clone(),
+                        job_digest: job.digest(),
+                    };
+                    if frame::send(&conn, &hello).await.is_err() {
+                        continue;
+                    }
+                    if let Some(ready) = ready.take() {
+                        let _ = ready.send(());
+                    }
+                    // Until told the job's end; a connection that ends is made again.
+                    while let Ok(Ok(raw)) =
+                        tokio::time::timeout(limit, frame::recv(&conn, Inbound::<u64>::limit)).await
+                    {
+                        if let Ok(Inbound::<u128>::Notice(n)) = Inbound::decode(&raw.bytes) {
+                            let outcome = match n.kind {
+                                NoticeKind::Finished => "finished",
+                                NoticeKind::Aborted => "aborted",
+                                _ => continue,
+                            };
+                            trail
+                                .record(
+                                    &JobEnded {
+                                        job: job.spec().job.clone(),
+                                        outcome: outcome.to_owned(),
+                                        reason: None,
+                                    },
+                                    SystemTime::now(),
+                                )
+                                .expect("job.ended");
+                            break 'session;
                         }
                     }
-                };
-                let hello = Hello {
-                    protocol: PROTOCOL_VERSION,
-                    job: job.spec().job.clone(),
-                    job_digest: job.digest(),
-                };
-                frame::send(&conn, &hello).await.expect("hello");
-                let _ = ready.send(());
-                // Until the coordinator is killed (the connection then times out) or hangs up.
-                let limit = Duration::from_secs(120);
-                while let Ok(Ok(_)) =
-                    tokio::time::timeout(limit, frame::recv(&conn, Inbound::<u64>::limit)).await
-                {
                 }
                 endpoint.close(quinn::VarInt::from_u32(0), b"done");
             });
@@ -335,6 +372,71 @@ fn a_killed_coordinator_restarts_and_the_job_ends_as_if_uninterrupted() {
         all,
         "a slot decrypted twice: {decrypted:?}"
     );
+
+    // The run as an auditor receives it — the coordinator's output with every node's trail and
+    // certificate — verifies, and its report tells the restart.
+    let run = c.dir.join("out");
+    let report = audit_report(&c.dir, &run);
+    assert_eq!(report["verdict"], "verified", "{report:#}");
+    let resumes = report["resumes"].as_array().expect("resumes");
+    assert_eq!(resumes.len(), 1, "{report:#}");
+    assert_eq!(resumes[0]["completed_rounds"], serde_json::json!([1]));
+    assert!([2, 3].contains(&resumes[0]["next_round"].as_u64().expect("round")));
+    let slots = report["guarantees"]
+        .as_array()
+        .expect("guarantees")
+        .iter()
+        .find(|g| g["name"] == "One decryption per (round, quantity)")
+        .expect("slot guarantee");
+    assert_eq!(slots["state"], "held", "{slots}");
+    let md = std::fs::read_to_string(run.join("audit-report.md")).expect("report");
+    assert!(md.contains("## Restarts of the coordinator"), "{md}");
+    assert!(md.contains("resumed from its checkpoint"), "{md}");
+    assert!(
+        md.contains("No slot decrypted twice across the restarts: held"),
+        "{md}"
+    );
+    // The silent `payments` is in the evidence as what it was: left out of the rounds.
+    assert!(
+        report["data"]["dropped"].as_array().is_some_and(|d| d
+            .iter()
+            .any(|x| x.as_str().is_some_and(|x| x.starts_with("payments")))),
+        "{report:#}"
+    );
+}
+
+/// Gathers a run as an auditor receives it — `run` (the coordinator's out_dir) with every
+/// node's trail in `trails/` and the certificates in `certs/` — and returns `fedbank audit
+/// report --json`.
+fn audit_report(dir: &Path, run: &Path) -> serde_json::Value {
+    let trails = run.join("trails");
+    std::fs::create_dir_all(&trails).expect("trails");
+    for entry in std::fs::read_dir(run).expect("out") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_some_and(|x| x == "trail") {
+            std::fs::copy(&path, trails.join(path.file_name().expect("name"))).expect("copy");
+        }
+    }
+    let certs = run.join("certs");
+    std::fs::create_dir_all(&certs).expect("certs");
+    for entry in std::fs::read_dir(dir.join("sim/certs")).expect("certs") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_some_and(|x| x == "pem") {
+            std::fs::copy(&path, certs.join(path.file_name().expect("name"))).expect("copy");
+        }
+    }
+    let out = fedbank()
+        .args(["audit", "report", "--json"])
+        .arg(run)
+        .output()
+        .expect("audit report");
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{e}: {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
 }
 
 #[test]
@@ -400,4 +502,7 @@ fn a_killed_committee_member_restores_its_share_and_the_job_ends_as_if_uninterru
         .arg(c.dir.join("out/insurer.trail"))
         .output()
         .expect("verify"));
+    // And so does the whole run, the member's restart included.
+    let report = audit_report(&c.dir, &c.dir.join("out"));
+    assert_eq!(report["verdict"], "verified", "{report:#}");
 }

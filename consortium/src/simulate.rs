@@ -502,7 +502,10 @@ fn verify_trails(coordinator: &Path, dir: &Path) -> String {
             Err(e) => return format!("{} FAILED verification: {e}", path.display()),
         }
     }
-    let findings = cross_check(&main, &others);
+    let findings: Vec<_> = cross_check(&main, &others)
+        .into_iter()
+        .filter(|f| f.disagrees())
+        .collect();
     if findings.is_empty() {
         format!(
             "{} trails verified; the coordinator's records agree with every node's own",

@@ -3,8 +3,8 @@
 use super::event::{AuditEvent, EventKind, GENESIS_PREV};
 use super::events::{
     events_of, AlertDecrypted, AlertKeys, AlertReceived, AlertSent, AlertTallyRequested,
-    ContributionReceived, ContributionSent, DecryptionApproved, DecryptionReleased, KeyAccepted,
-    KeySetup, RosterFixed, TrailEvent,
+    ContributionReceived, ContributionSent, DecryptionApproved, DecryptionReleased,
+    DecryptionRequested, KeyAccepted, KeySetup, RosterFixed, RoundStarted, TrailEvent,
 };
 use super::hex::unhex;
 use ring::signature::{UnparsedPublicKey, ED25519};
@@ -354,6 +354,15 @@ pub enum CrossCheckFinding {
         /// What was recorded.
         what: String,
     },
+    /// The node recorded sending something the coordinator had asked for before it stopped and
+    /// resumed (`job.resumed`), and the coordinator has no record of receiving it: it was in
+    /// flight at the restart. Not a disagreement; the audit report shows it with the restart.
+    InFlightAtRestart {
+        /// The node.
+        node: String,
+        /// What was recorded.
+        what: String,
+    },
     /// Both recorded the same item with different digests.
     DigestDiffers {
         /// The node.
@@ -373,6 +382,10 @@ impl fmt::Display for CrossCheckFinding {
             Self::MissingAtCoordinator { node, what } => {
                 write!(f, "{node} recorded {what}, the coordinator did not")
             }
+            Self::InFlightAtRestart { node, what } => write!(
+                f,
+                "{node} recorded {what}, asked for before the coordinator stopped; the coordinator, restarted, has no record of receiving it (in flight at the restart)"
+            ),
             Self::MissingAtNode { node, what } => {
                 write!(f, "the coordinator recorded {what} from {node}, {node} did not")
             }
@@ -407,6 +420,21 @@ struct Pair {
     coordinator: fn(&[AuditEvent]) -> Items,
     /// The node's own record, keyed by its own name (the trail's writer).
     node: fn(&[AuditEvent], &str) -> Items,
+    /// The seq of the coordinator's event that asked for the item (a round started, a
+    /// decryption requested), to tell an item in flight at a restart from a missing one.
+    asked_at: fn(&[AuditEvent], &ItemKey, &str) -> Option<u64>,
+}
+
+/// Never asked for in a way a restart could interrupt.
+fn not_asked(_: &[AuditEvent], _: &ItemKey, _: &str) -> Option<u64> {
+    None
+}
+
+/// The seq of the first coordinator event of kind `E` that `matches`.
+fn asked<E: TrailEvent>(events: &[AuditEvent], matches: impl Fn(&E) -> bool) -> Option<u64> {
+    events
+        .iter()
+        .find_map(|e| e.read::<E>()?.ok().filter(|x| matches(x)).map(|_| e.seq))
 }
 
 const PAIRS: [Pair; 5] = [
@@ -434,6 +462,11 @@ const PAIRS: [Pair; 5] = [
                 (key, e.digest)
             })
         },
+        asked_at: |events, (_, job, round, _), _| {
+            asked::<RoundStarted>(events, |r| {
+                r.job.as_str() == job && r.round.to_string() == *round
+            })
+        },
     },
     Pair {
         label: "partial decryption",
@@ -458,6 +491,9 @@ const PAIRS: [Pair; 5] = [
                 );
                 (key, e.manifest)
             })
+        },
+        asked_at: |events, _, manifest| {
+            asked::<DecryptionRequested>(events, |r| r.manifest == manifest)
         },
     },
     Pair {
@@ -484,6 +520,7 @@ const PAIRS: [Pair; 5] = [
                 (key, e.digest)
             })
         },
+        asked_at: not_asked,
     },
     Pair {
         label: "alert public key",
@@ -509,6 +546,7 @@ const PAIRS: [Pair; 5] = [
                 (key, e.public_key)
             })
         },
+        asked_at: not_asked,
     },
     Pair {
         label: "alert decryption",
@@ -540,8 +578,23 @@ const PAIRS: [Pair; 5] = [
                 })
                 .collect()
         },
+        asked_at: not_asked,
     },
 ];
+
+/// Whether the coordinator resumed from a checkpoint after its event `seq`.
+fn resumed_after(events: &[AuditEvent], seq: u64) -> bool {
+    events
+        .iter()
+        .any(|e| e.seq > seq && e.event == EventKind::JobResumed.name())
+}
+
+impl CrossCheckFinding {
+    /// Whether this finding is a disagreement (an item in flight at a restart is not).
+    pub fn disagrees(&self) -> bool {
+        !matches!(self, Self::InFlightAtRestart { .. })
+    }
+}
 
 /// What a node recorded (`digest` of `what`) against what the coordinator recorded for it.
 fn compare(
@@ -584,6 +637,16 @@ pub fn cross_check(coordinator: &TrailReport, nodes: &[TrailReport]) -> Vec<Cros
                 format!("{} job {job} round {round} quantity {quantity}", pair.label)
             };
             for (key, digest) in &mine {
+                let in_flight = theirs_for_node.get(key).is_none()
+                    && (pair.asked_at)(&coordinator.events, key, digest)
+                        .is_some_and(|asked| resumed_after(&coordinator.events, asked));
+                if in_flight {
+                    findings.push(CrossCheckFinding::InFlightAtRestart {
+                        node: node.writer.clone(),
+                        what: describe(key),
+                    });
+                    continue;
+                }
                 findings.extend(compare(
                     &node.writer,
                     describe(key),

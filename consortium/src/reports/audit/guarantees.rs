@@ -5,7 +5,7 @@ use super::{Guarantee, GuaranteeState};
 use fedbank_common::audit::events::{events_of, TrailEvent};
 use fedbank_common::audit::events::{
     AggregateDecrypted, AlertTallyRequested, DecryptionApproved, DecryptionReleased,
-    DecryptionRequested, JobStarted, PrivacySpent,
+    DecryptionRequested, JobResumed, JobStarted, PrivacySpent,
 };
 use fedbank_common::audit::{AuditEvent, TrailReport};
 use serde_json::Value;
@@ -30,6 +30,57 @@ fn held_if(ok: bool) -> GuaranteeState {
     } else {
         GuaranteeState::Violated
     }
+}
+
+/// Aggregates that may have been decrypted before a restart of the coordinator — every member
+/// released its share of the manifest, and the coordinator's trail has no record of it — and
+/// were decrypted again after it, as the resumed round, over another contributor set: the
+/// difference of the two sums would be the figures of the institutions in one set only.
+fn redecrypted_after_restart(
+    job: &JobStarted,
+    c: &[AuditEvent],
+    releases: &[(&str, DecryptionReleased)],
+    decrypted: &[&DecryptionRequested],
+) -> Vec<String> {
+    let mut by_manifest: BTreeMap<&str, (BTreeSet<&str>, &DecryptionReleased)> = BTreeMap::new();
+    for (member, r) in releases {
+        by_manifest
+            .entry(r.manifest.as_str())
+            .or_insert_with(|| (BTreeSet::new(), r))
+            .0
+            .insert(member);
+    }
+    let resumes = of::<JobResumed>(c);
+    let mut out = Vec::new();
+    for (manifest, (members, r)) in by_manifest {
+        let all_released = job.committee.iter().all(|m| members.contains(m.as_str()));
+        if !all_released || decrypted.iter().any(|d| d.manifest == manifest) {
+            continue;
+        }
+        let before: BTreeSet<&str> = r.contributors.iter().map(|n| n.as_str()).collect();
+        for resume in resumes
+            .iter()
+            .filter(|x| !x.completed_rounds.contains(&r.round))
+        {
+            for again in decrypted
+                .iter()
+                .filter(|d| d.round == resume.next_round && d.quantity == r.quantity)
+            {
+                let after: BTreeSet<&str> = again.contributors.iter().map(|n| n.as_str()).collect();
+                if after != before {
+                    out.push(format!(
+                        "round {} {} may have been decrypted before the restart (every member released its share) over {} contributors, and was decrypted again as round {} over {}",
+                        r.round,
+                        r.quantity,
+                        before.len(),
+                        again.round,
+                        after.len()
+                    ));
+                }
+            }
+        }
+    }
+    out
 }
 
 /// Checks every guarantee against the coordinator's trail, the nodes' own trails and the
@@ -114,6 +165,12 @@ pub(super) fn check(
                 m.len()
             )
         },
+    ));
+    twice.extend(redecrypted_after_restart(
+        job,
+        c,
+        &releases,
+        &decrypted_requests,
     ));
     out.push(guarantee(
         "One decryption per (round, quantity)",

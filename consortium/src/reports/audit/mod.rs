@@ -285,6 +285,9 @@ pub struct AuditReport {
     pub failures: Vec<Failure>,
     /// Where the coordinator's records differ from the nodes' own.
     pub findings: Vec<CrossCheckFinding>,
+    /// What nodes sent, asked for before a restart of the coordinator, that the restarted
+    /// coordinator has no record of (shown with the restart; not a disagreement).
+    pub in_flight: Vec<CrossCheckFinding>,
     /// Messages of the coordinator honest nodes refused.
     pub refusals: Vec<Refusal>,
     /// The guarantees, checked.
@@ -331,13 +334,15 @@ fn all<E: TrailEvent>(events: &[AuditEvent]) -> Vec<(&AuditEvent, E)> {
 /// trails bind).
 pub fn audit_report(run: &Path) -> Result<AuditReport, AuditReportError> {
     let ev = evidence::gather(run)?;
-    let findings = match &ev.coordinator {
+    let (findings, in_flight): (Vec<_>, Vec<_>) = match &ev.coordinator {
         Some((_, c)) => cross_check(
             c,
             &ev.nodes.iter().map(|(_, r)| r.clone()).collect::<Vec<_>>(),
         ),
         None => Vec::new(),
-    };
+    }
+    .into_iter()
+    .partition(CrossCheckFinding::disagrees);
     let refusals = refusals(&ev.nodes);
     // The result is read only when it is the file the coordinator bound to its trail.
     let result_bound = ev
@@ -431,6 +436,7 @@ pub fn audit_report(run: &Path) -> Result<AuditReport, AuditReportError> {
         artifacts: ev.artifacts.clone(),
         failures: ev.failures.clone(),
         findings,
+        in_flight,
         refusals,
         guarantees,
         resumes,

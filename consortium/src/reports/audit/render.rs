@@ -224,6 +224,9 @@ fn restarts(md: &mut String, report: &AuditReport) {
             r.key_epoch.map_or_else(String::new, |e| format!(" under key epoch {e}"))
         );
     }
+    for f in &report.in_flight {
+        let _ = writeln!(md, "- In flight at the restart: {f}.");
+    }
     if let Some(g) = slots {
         let _ = writeln!(
             md,
