@@ -232,8 +232,15 @@ const CASES: &[Case] = &[
                 .expect("job.completed");
             write_lines(&path, &l[..end]);
         },
-        exit: 6,
-        names: &["coordinator", "before the job's end", "result.json"],
+        // The participants' records of the release then have no counterpart: the trails
+        // disagree (the more serious finding), and the cut is named as well.
+        exit: 4,
+        names: &[
+            "coordinator",
+            "before the job's end",
+            "result.json",
+            "release of job",
+        ],
     },
     Case {
         name: "the coordinator's trail re-signed with its own key, a contribution's digest changed",
@@ -280,6 +287,28 @@ const CASES: &[Case] = &[
         },
         exit: 7,
         names: &["Minimum contributors per aggregate", "2 < 3"],
+    },
+    Case {
+        name: "the coordinator's trail re-signed with its own key, another release recorded",
+        edit: |run| {
+            let path = run.join("trails/coordinator.trail");
+            let mut ev = events(&path);
+            let e = ev
+                .iter_mut()
+                .find(|e| e.event == "job.completed")
+                .expect("job.completed");
+            e.fields
+                .insert("release_digest".into(), Value::from("00".repeat(32)));
+            resign(
+                &path,
+                "coordinator",
+                "coordinator",
+                &ev,
+                key_of("coordinator"),
+            );
+        },
+        exit: 4,
+        names: &["release of job"],
     },
     Case {
         name: "a trail re-signed with a key that is not its writer's certificate's",

@@ -210,6 +210,7 @@ impl Consortium {
                                         job: job.spec().job.clone(),
                                         outcome: outcome.to_owned(),
                                         reason: None,
+                                        release_digest: None,
                                     },
                                     SystemTime::now(),
                                 )

@@ -279,6 +279,7 @@ impl AuditorMachine {
                         job: self.job.spec().job.clone(),
                         outcome: outcome.to_owned(),
                         reason,
+                        release_digest: None,
                     });
                 }
                 self.status = status;

@@ -11,7 +11,7 @@ use fedbank_common::audit::{SigningIdentity, TrailWriter};
 use fedbank_common::ids::NodeId;
 use fedbank_common::job::ValidJob;
 use fedbank_common::secagg::Profile;
-use fedbank_coordinator::{ResultFile, Status};
+use fedbank_coordinator::{Participation, ResultFile, Status};
 use fedbank_participant::{LocalData, LocalTable, NodeStatus};
 use fedbank_transport::auditor_shell::{self, AuditorOutcome, AuditorSettings};
 use fedbank_transport::nodes::{
@@ -151,13 +151,27 @@ pub fn rows_for_pooling(data: &LocalData, reference_day: Option<i64>) -> Result<
 pub type WrittenFiles = Vec<(&'static str, PathBuf)>;
 
 /// Writes `result.json` for a finished job and the kind's report files beside it, or returns
-/// the failure. [`bind_to_trail`] then records them in the coordinator's trail.
-pub fn write_result(out: &Path, job: &ValidJob, status: &Status) -> Result<WrittenFiles> {
+/// the failure. Who took part in each round is read from the coordinator's own trail
+/// (`coordinator_trail`, restarts included) into the result and the kind's `report.md`.
+/// [`bind_to_trail`] then records the files in that trail.
+pub fn write_result(
+    out: &Path,
+    job: &ValidJob,
+    status: &Status,
+    coordinator_trail: &Path,
+) -> Result<WrittenFiles> {
     let outcome = match status {
         Status::Finished(outcome) => outcome,
         Status::Failed(failure) => anyhow::bail!("job {} failed: {failure}", job.spec().job),
         Status::Running => anyhow::bail!("job {} did not finish", job.spec().job),
     };
+    let trail = fedbank_common::audit::verify(coordinator_trail, None).with_context(|| {
+        format!(
+            "reading who took part from the coordinator's trail {}",
+            coordinator_trail.display()
+        )
+    })?;
+    let participation = Participation::from_trail(&trail.events);
     let mut written: WrittenFiles = Vec::new();
     // The kind's own report (a page, charts, an exported model) beside the result.
     if let Some(kind) = job.spec().kind.registered() {
@@ -166,13 +180,18 @@ pub fn write_result(out: &Path, job: &ValidJob, status: &Status) -> Result<Writt
             .map_err(|problem| anyhow::anyhow!("the {} report: {problem}", outcome.kind))?;
         for file in files {
             let path = out.join(file.name);
-            std::fs::write(&path, file.text)
-                .with_context(|| format!("writing {}", path.display()))?;
+            let mut text = file.text;
+            if file.name == "report.md" {
+                text.push_str(&participation.markdown(job.spec().participants.len()));
+            }
+            std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
             written.push(("report", path));
         }
     }
     let path = out.join("result.json");
-    std::fs::write(&path, ResultFile::new(job, outcome).to_json()?)
+    let mut result = ResultFile::new(job, outcome);
+    result.participation = Some(participation);
+    std::fs::write(&path, result.to_json()?)
         .with_context(|| format!("writing {}", path.display()))?;
     written.push(("result", path));
     Ok(written)
@@ -239,7 +258,12 @@ pub fn run_coordinator_command(config: &Path) -> Result<()> {
         path: c.out_dir.join(format!("{}.trail", c.id)),
         identity,
     };
-    let files = write_result(&c.out_dir, &job, &status)?;
+    let files = write_result(
+        &c.out_dir,
+        &job,
+        &status,
+        &c.out_dir.join(format!("{}.trail", c.id)),
+    )?;
     bind_to_trail(&c.out_dir, &job, &files, (&c.id, trail))?;
     for (what, path) in &files {
         println!("{what}: {}", path.display());

@@ -208,7 +208,12 @@ pub fn run(args: &SimulateOptions) -> Result<()> {
     let federated_seconds = job_started.elapsed().as_secs_f64();
 
     // Results, trails, summary.
-    let result = write_result(&out, &job, &status);
+    let result = write_result(
+        &out,
+        &job,
+        &status,
+        &trails.join(format!("{}.trail", sim.coordinator)),
+    );
     let mut summary = String::new();
     let _ = writeln!(
         summary,

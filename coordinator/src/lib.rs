@@ -11,6 +11,8 @@
 //!   `fedbank-common` (`job::stats`, `job::segment`, `job::propensity`, `job::compliance`) and is
 //!   reached through the `Job` trait; the private alert step, computed under the auditor's
 //!   server key for a kind that declares limits, is the machine's (`machine/alerts.rs`).
+//! - [`ResultFile`]: `result.json`, with [`Participation`] (who took part in each round, read
+//!   back from the coordinator's own trail).
 //!
 //! The coordinator never holds a key share: it sees ciphertexts, the contributor list and the
 //! decrypted aggregate, never an individual update. It does not open sockets or read clocks.
@@ -28,6 +30,7 @@
 mod aggregation;
 mod job_logic;
 mod machine;
+mod participation;
 mod result_file;
 
 pub use aggregation::{AggregationError, PartialProblem, RoundAggregate};
@@ -36,6 +39,7 @@ pub use machine::{
     Checkpoint, CompletedRound, CoordinatorMachine, CoordinatorOutbound, CoordinatorOutput,
     CoordinatorProgress, Input, JobFailure, Millis, ResumeError, Status, Violation,
 };
+pub use participation::{DroppedParticipant, Participation, RoundParticipation};
 pub use result_file::{Released, ResultFile, ResultFileError, RESULT_SCHEMA};
 
 /// This coordinator's software and version, recorded in `job.started`.

@@ -34,6 +34,9 @@ pub struct ResultFile {
     /// The auditor (compliance jobs with alerts).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auditor: Option<NodeId>,
+    /// Who took part in each round and who was left out, from the coordinator's trail.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub participation: Option<crate::Participation>,
     /// What the job released, tagged by `kind`.
     #[serde(flatten)]
     pub released: Released,
@@ -94,6 +97,7 @@ impl ResultFile {
             committee: spec.committee.clone(),
             min_participants: spec.min_participants,
             auditor: spec.auditor.clone(),
+            participation: None,
             released,
             per_participant: None,
         }

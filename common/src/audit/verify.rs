@@ -4,7 +4,8 @@ use super::event::{AuditEvent, EventKind, GENESIS_PREV};
 use super::events::{
     events_of, AlertDecrypted, AlertKeys, AlertReceived, AlertSent, AlertTallyRequested,
     ContributionReceived, ContributionSent, DecryptionApproved, DecryptionReleased,
-    DecryptionRequested, KeyAccepted, KeySetup, RosterFixed, RoundStarted, TrailEvent,
+    DecryptionRequested, JobCompleted, JobEnded, KeyAccepted, KeySetup, RosterFixed, RoundStarted,
+    TrailEvent,
 };
 use super::hex::unhex;
 use ring::signature::{UnparsedPublicKey, ED25519};
@@ -686,6 +687,17 @@ pub fn cross_check(coordinator: &TrailReport, nodes: &[TrailReport]) -> Vec<Cros
                 formed.get(&e.key_epoch),
                 e.joint_key_digest,
             ));
+        }
+    }
+    // What each participant received at the job's end is what the coordinator released.
+    let released: Option<String> =
+        events_of::<JobCompleted>(&coordinator.events).find_map(|e| e.release_digest);
+    for node in nodes {
+        for e in events_of::<JobEnded>(&node.events) {
+            if let Some(received) = e.release_digest {
+                let what = format!("release of job {} (model or segments)", e.job);
+                findings.extend(compare(&node.writer, what, released.as_ref(), received));
+            }
         }
     }
     // Every contribution a participant revealed was revealed against the roster the

@@ -503,12 +503,14 @@ impl<S: RingScalar> CoordinatorMachine<S> {
                 })
             }
         };
+        let release = self.logic.release();
         self.audit(trail::JobCompleted {
             job: job.clone(),
             rounds: self.rounds_done,
             result_digest: digest.to_hex(),
+            release_digest: release.as_deref().map(trail::release_digest),
         });
-        if let Some(release) = self.logic.release() {
+        if let Some(release) = release {
             let released = JobReleased {
                 job: job.clone(),
                 release,

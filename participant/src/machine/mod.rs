@@ -275,6 +275,8 @@ pub struct ParticipantMachine<S: RingScalar> {
     contacts: Option<ContactLog>,
     /// The latest round's contribution, committed and kept until revealed against a roster.
     pending: Option<reveal::PendingContribution<S>>,
+    /// Digest of the job's release as received, recorded in `job.ended`.
+    release_digest: Option<String>,
 }
 
 impl<S: RingScalar> ParticipantMachine<S> {
@@ -307,6 +309,7 @@ impl<S: RingScalar> ParticipantMachine<S> {
             customers: None,
             contacts: None,
             pending: None,
+            release_digest: None,
         }
     }
 
@@ -489,6 +492,7 @@ impl<S: RingScalar> ParticipantMachine<S> {
                         job: self.job.spec().job.clone(),
                         outcome: outcome.to_owned(),
                         reason,
+                        release_digest: self.release_digest.clone(),
                     });
                 }
                 self.status = status;
@@ -550,6 +554,7 @@ impl<S: RingScalar> ParticipantMachine<S> {
         if released.job != spec.job {
             return Err(wrong(format!("job {}", released.job)));
         }
+        self.release_digest = Some(trail::release_digest(&released.release));
         let input = local_input(
             &self.table,
             self.row_ids.as_deref(),

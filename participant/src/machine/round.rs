@@ -70,17 +70,19 @@ impl<S: RingScalar> ParticipantMachine<S> {
                     Encryptor::new(key, self.job.params().clone()).map_err(|e| e.to_string())?;
                 let values: Vec<QuantityValues<'_>> =
                     values.iter().map(|v| QuantityValues::F64(v)).collect();
-                let (ciphertext, _) = Contributor::new(plan, encryptor)
+                // Values the kind clipped (`clipped`) and values the encoding clipped to a
+                // quantity's declared bound, together in the trail's `clipped_values`.
+                let (ciphertext, encoded) = Contributor::new(plan, encryptor)
                     .contribute(&values)
                     .map_err(|e| {
-                        format!(
-                            "{e}: {}",
-                            std::error::Error::source(&e)
-                                .map(|s| s.to_string())
-                                .unwrap_or_default()
-                        )
-                    })?;
-                Ok((ciphertext, clipped, noise))
+                    format!(
+                        "{e}: {}",
+                        std::error::Error::source(&e)
+                            .map(|s| s.to_string())
+                            .unwrap_or_default()
+                    )
+                })?;
+                Ok((ciphertext, clipped + encoded.total(), noise))
             });
         let outcome = outcome.map(|(ciphertext, clipped, noise)| {
             if let (Some(_), Some(privacy)) = (&noise, &self.privacy) {

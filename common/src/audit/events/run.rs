@@ -93,6 +93,19 @@ pub struct JobCompleted {
     pub rounds: u32,
     /// Digest of the result (hex).
     pub result_digest: String,
+    /// Digest of what the job released to the participants ([`release_digest`]), when it
+    /// released something; each participant records the digest of what it received.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release_digest: Option<String>,
+}
+
+/// The digest (hex) of a job's release to the participants, as the coordinator sent it and as
+/// each participant received it.
+pub fn release_digest(release: &[u8]) -> String {
+    crate::digest::Digest::builder("fedbank.release.v1")
+        .bytes(release)
+        .finish()
+        .to_hex()
 }
 
 /// `job.failed` (coordinator).
@@ -117,6 +130,9 @@ pub struct JobEnded {
     /// The coordinator's reason, for an aborted job.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// Digest of the job's release this node received ([`release_digest`]), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release_digest: Option<String>,
 }
 
 /// `artifact.written` (any node): a file of the run the node wrote, bound by its SHA-256 to the

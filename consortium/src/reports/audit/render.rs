@@ -62,7 +62,7 @@ pub(super) fn markdown(report: &AuditReport, ev: &Evidence, result: Option<&Valu
     if let Some((_, c)) = &ev.coordinator {
         let _ = writeln!(md, "\n## Cross-check against the nodes' own trails\n");
         if report.findings.is_empty() {
-            let _ = writeln!(md, "Every contribution each participant recorded sending is recorded by the coordinator with the same digest, and nothing else; every partial decryption a member recorded releasing is recorded with the same manifest; every encrypted alert list and the auditor's key and decryption match; every joint key and roster a participant accepted is the one the coordinator recorded.");
+            let _ = writeln!(md, "Every contribution each participant recorded sending is recorded by the coordinator with the same digest, and nothing else; every partial decryption a member recorded releasing is recorded with the same manifest; every encrypted alert list and the auditor's key and decryption match; every joint key and roster a participant accepted is the one the coordinator recorded; and the model or segments each participant received at the end is what the coordinator recorded releasing.");
         }
         for f in &report.findings {
             let _ = writeln!(md, "- DIFFERS: {f}");
