@@ -9,7 +9,6 @@
 //! has a coordinator, four participants (three on the committee), the kind's report files and
 //! each institution's segment assignment.
 
-use fedbank_common::audit::events::{ContributionReceived, DecryptionRequested};
 use fedbank_common::audit::{AuditEvent, EventKind, SigningIdentity, TrailWriter};
 use fedbank_common::ids::NodeId;
 use fedbank_consortium::reports::audit::{audit_report, AuditVerdict};
@@ -149,6 +148,25 @@ fn resign(path: &Path, writer: &str, role: &str, events: &[AuditEvent], identity
     }
 }
 
+/// The coordinator's trail written again with its own key — what a coordinator can always do —
+/// after setting `field` of its first `event` to `value`.
+fn resign_coordinator(run: &Path, event: &str, field: &str, value: Value) {
+    let path = run.join("trails/coordinator.trail");
+    let mut ev = events(&path);
+    let e = ev
+        .iter_mut()
+        .find(|e| e.event == event)
+        .unwrap_or_else(|| panic!("no {event}"));
+    e.fields.insert(field.into(), value);
+    resign(
+        &path,
+        "coordinator",
+        "coordinator",
+        &ev,
+        key_of("coordinator"),
+    );
+}
+
 /// A node's certificate key (from the run's certificate directory), as its signing identity.
 fn key_of(node: &str) -> SigningIdentity {
     let creds = NodeCredentials::load(&CredentialPaths::in_dir(
@@ -245,21 +263,12 @@ const CASES: &[Case] = &[
     Case {
         name: "the coordinator's trail re-signed with its own key, a contribution's digest changed",
         edit: |run| {
-            let path = run.join("trails/coordinator.trail");
-            let mut ev = events(&path);
-            let e = ev
-                .iter_mut()
-                .find(|e| e.read::<ContributionReceived>().is_some())
-                .expect("contribution");
-            e.fields
-                .insert("digest".into(), Value::from("00".repeat(32)));
-            resign(
-                &path,
-                "coordinator",
-                "coordinator",
-                &ev,
-                key_of("coordinator"),
-            );
+            resign_coordinator(
+                run,
+                "contribution.received",
+                "digest",
+                Value::from("00".repeat(32)),
+            )
         },
         exit: 4,
         names: &["contribution"],
@@ -267,23 +276,12 @@ const CASES: &[Case] = &[
     Case {
         name: "the coordinator's trail re-signed with its own key, a decryption below the minimum",
         edit: |run| {
-            let path = run.join("trails/coordinator.trail");
-            let mut ev = events(&path);
-            let e = ev
-                .iter_mut()
-                .find(|e| e.read::<DecryptionRequested>().is_some())
-                .expect("decryption");
-            e.fields.insert(
-                "contributors".into(),
+            resign_coordinator(
+                run,
+                "decryption.requested",
+                "contributors",
                 serde_json::json!(["broker", "insurer"]),
-            );
-            resign(
-                &path,
-                "coordinator",
-                "coordinator",
-                &ev,
-                key_of("coordinator"),
-            );
+            )
         },
         exit: 7,
         names: &["Minimum contributors per aggregate", "2 < 3"],
@@ -291,21 +289,12 @@ const CASES: &[Case] = &[
     Case {
         name: "the coordinator's trail re-signed with its own key, another release recorded",
         edit: |run| {
-            let path = run.join("trails/coordinator.trail");
-            let mut ev = events(&path);
-            let e = ev
-                .iter_mut()
-                .find(|e| e.event == "job.completed")
-                .expect("job.completed");
-            e.fields
-                .insert("release_digest".into(), Value::from("00".repeat(32)));
-            resign(
-                &path,
-                "coordinator",
-                "coordinator",
-                &ev,
-                key_of("coordinator"),
-            );
+            resign_coordinator(
+                run,
+                "job.completed",
+                "release_digest",
+                Value::from("00".repeat(32)),
+            )
         },
         exit: 4,
         names: &["release of job"],

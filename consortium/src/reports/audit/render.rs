@@ -262,33 +262,27 @@ fn data_handling(md: &mut String, report: &AuditReport) {
                 .join(", ")
         );
     }
-    let list = |items: &[String], none: &str| {
-        if items.is_empty() {
+    for (what, items, none) in [
+        ("Imputed values", &d.imputed, "none reported by the result"),
+        ("Participants left out of a round", &d.dropped, "none"),
+        (
+            "Rounds where fewer contributed than were asked",
+            &d.shortfalls,
+            "none",
+        ),
+        (
+            "Decryptions run again (a member went away)",
+            &d.retried,
+            "none",
+        ),
+    ] {
+        let shown = if items.is_empty() {
             none.to_owned()
         } else {
             items.join("; ")
-        }
-    };
-    let _ = writeln!(
-        md,
-        "- **Imputed values:** {}",
-        list(&d.imputed, "none reported by the result")
-    );
-    let _ = writeln!(
-        md,
-        "- **Participants left out of a round:** {}",
-        list(&d.dropped, "none")
-    );
-    let _ = writeln!(
-        md,
-        "- **Rounds where fewer contributed than were asked:** {}",
-        list(&d.shortfalls, "none")
-    );
-    let _ = writeln!(
-        md,
-        "- **Decryptions run again (a member went away):** {}",
-        list(&d.retried, "none")
-    );
+        };
+        let _ = writeln!(md, "- **{what}:** {shown}");
+    }
     let _ = writeln!(
         md,
         "- **Privacy spend:** {}",
