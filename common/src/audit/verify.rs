@@ -638,7 +638,7 @@ pub fn cross_check(coordinator: &TrailReport, nodes: &[TrailReport]) -> Vec<Cros
                 format!("{} job {job} round {round} quantity {quantity}", pair.label)
             };
             for (key, digest) in &mine {
-                let in_flight = theirs_for_node.get(key).is_none()
+                let in_flight = !theirs_for_node.contains_key(key)
                     && (pair.asked_at)(&coordinator.events, key, digest)
                         .is_some_and(|asked| resumed_after(&coordinator.events, asked));
                 if in_flight {
