@@ -21,6 +21,8 @@ pub struct Participation {
     pub rounds: Vec<RoundParticipation>,
     /// Institutions that contributed to at least one decrypted aggregate.
     pub contributors: Vec<NodeId>,
+    /// Every time an institution was left out of a round, with the reason.
+    pub dropped: Vec<DroppedParticipant>,
     /// Decryptions run again because a committee member went away.
     pub retried: Vec<String>,
 }
@@ -36,8 +38,13 @@ pub struct RoundParticipation {
     pub asked: usize,
     /// Institutions whose contributions are in the decrypted aggregate.
     pub contributors: Vec<NodeId>,
-    /// Institutions left out, each with the reason.
-    pub dropped: Vec<DroppedParticipant>,
+}
+
+impl RoundParticipation {
+    /// Whether fewer institutions contributed than were asked.
+    pub fn short(&self) -> bool {
+        self.contributors.len() < self.asked
+    }
 }
 
 /// An institution left out of a round.
@@ -45,6 +52,8 @@ pub struct RoundParticipation {
 pub struct DroppedParticipant {
     /// The institution.
     pub node: NodeId,
+    /// The round (attempt numbers aside).
+    pub round: u32,
     /// Why.
     pub reason: String,
 }
@@ -56,16 +65,6 @@ impl Participation {
         for r in events_of::<RoundStarted>(events) {
             asked.entry(r.round).or_default().extend(r.asked);
         }
-        let mut dropped: BTreeMap<u32, Vec<DroppedParticipant>> = BTreeMap::new();
-        for d in events_of::<ParticipantDropped>(events) {
-            dropped
-                .entry(d.round)
-                .or_default()
-                .push(DroppedParticipant {
-                    node: d.node,
-                    reason: d.reason,
-                });
-        }
         let mut all = BTreeSet::new();
         let rounds: Vec<RoundParticipation> = events_of::<DecryptionRequested>(events)
             .map(|r| {
@@ -75,14 +74,20 @@ impl Participation {
                     quantity: r.quantity,
                     asked: asked.get(&r.round).map_or(0, BTreeSet::len),
                     contributors: r.contributors,
-                    dropped: dropped.remove(&r.round).unwrap_or_default(),
                 }
+            })
+            .collect();
+        let dropped = events_of::<ParticipantDropped>(events)
+            .map(|d| DroppedParticipant {
+                node: d.node,
+                round: d.round,
+                reason: d.reason,
             })
             .collect();
         let retried = events_of::<DecryptionRetried>(events)
             .map(|e| {
                 format!(
-                    "round {} {}: {} went away; run again as round {}",
+                    "round {} {}: {} went away; run again as round {} (retry {} of {})",
                     e.round,
                     e.quantity,
                     e.missing_members
@@ -90,13 +95,16 @@ impl Participation {
                         .map(NodeId::as_str)
                         .collect::<Vec<_>>()
                         .join(", "),
-                    e.next_round
+                    e.next_round,
+                    e.retry,
+                    e.max_retries
                 )
             })
             .collect();
         Self {
             rounds,
             contributors: all.into_iter().collect(),
+            dropped,
             retried,
         }
     }
@@ -109,42 +117,44 @@ impl Participation {
             "{} of the {enrolled} enrolled institutions contributed to the released figures.",
             self.contributors.len()
         );
-        let short: Vec<&RoundParticipation> = self
-            .rounds
-            .iter()
-            .filter(|r| r.contributors.len() < r.asked || !r.dropped.is_empty())
-            .collect();
-        if short.is_empty() {
+        let short: Vec<&RoundParticipation> = self.rounds.iter().filter(|r| r.short()).collect();
+        if short.is_empty() && self.dropped.is_empty() {
             let _ = writeln!(
                 md,
                 "Every institution asked contributed to every round ({} rounds).",
                 self.rounds.len()
             );
-        } else {
-            let _ = writeln!(
-                md,
-                "\n| round | computed | asked | contributed | left out |"
-            );
-            let _ = writeln!(md, "|---|---|---|---|---|");
+        }
+        if !short.is_empty() {
+            let _ = writeln!(md, "\n| round | computed | asked | contributed |");
+            let _ = writeln!(md, "|---|---|---|---|");
             for r in short {
                 let _ = writeln!(
                     md,
-                    "| {} | {} | {} | {} | {} |",
+                    "| {} | {} | {} | {} |",
                     r.round,
                     r.quantity,
                     r.asked,
-                    r.contributors.len(),
-                    r.dropped
-                        .iter()
-                        .map(|d| format!("{} ({})", d.node, d.reason.replace('|', "/")))
-                        .collect::<Vec<_>>()
-                        .join("; ")
+                    r.contributors.len()
                 );
             }
+        }
+        for d in &self.dropped {
+            let _ = writeln!(md, "- Left out: {d}.");
         }
         for r in &self.retried {
             let _ = writeln!(md, "- Decryption retried: {r}.");
         }
         md
+    }
+}
+
+impl std::fmt::Display for DroppedParticipant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} from round {} ({})",
+            self.node, self.round, self.reason
+        )
     }
 }

@@ -1,6 +1,7 @@
 //! Lower-case hex for the trail's hashes, keys and signatures.
 
-pub(crate) fn hex(bytes: &[u8]) -> String {
+/// Lower-case hex of `bytes`, as trails write keys, hashes and signatures.
+pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 

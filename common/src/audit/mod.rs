@@ -30,5 +30,6 @@ mod writer;
 
 pub use artifact::{file_sha256, relative_path, sha256_hex, ArtifactState};
 pub use event::{AuditEvent, EventKind, GENESIS_PREV};
+pub use hex::hex;
 pub use verify::{cross_check, verify, verify_reader, CrossCheckFinding, TrailReport, VerifyError};
 pub use writer::{SigningIdentity, TrailError, TrailWriter};

@@ -2,13 +2,11 @@
 //! job's nodes each with a trail signed by its certificate's key, every trail reaching the job's
 //! end, and every file a node bound to its trail unchanged.
 
-use super::{ArtifactEvidence, AuditReportError, Failure, NodeEvidence};
+use super::{first, short, typed, ArtifactEvidence, AuditReportError, Failure, NodeEvidence};
 use fedbank_common::audit::events::{
-    check_fields, ArtifactWritten, JobCompleted, JobEnded, JobFailed, JobStarted, TrailEvent,
+    check_fields, ArtifactWritten, JobCompleted, JobEnded, JobFailed, JobStarted,
 };
-use fedbank_common::audit::{
-    sha256_hex, verify, ArtifactState, AuditEvent, TrailReport, VerifyError,
-};
+use fedbank_common::audit::{hex, sha256_hex, verify, ArtifactState, TrailReport, VerifyError};
 use fedbank_common::endorsement::{ConsortiumTrust, EndorsementError};
 use fedbank_common::ids::NodeId;
 use fedbank_common::storage::StorageError;
@@ -43,25 +41,10 @@ fn file_name(path: &Path) -> String {
     )
 }
 
-fn first<E: TrailEvent>(events: &[AuditEvent]) -> Option<(&AuditEvent, E)> {
-    events.iter().find_map(|e| Some((e, e.read::<E>()?.ok()?)))
-}
-
-fn all<E: TrailEvent>(events: &[AuditEvent]) -> Vec<(&AuditEvent, E)> {
-    events
-        .iter()
-        .filter_map(|e| Some((e, e.read::<E>()?.ok()?)))
-        .collect()
-}
-
 fn last_event(r: &TrailReport) -> String {
     r.events.last().map_or_else(String::new, |e| {
         format!("seq {} ({}, {})", e.seq, e.event, e.time)
     })
-}
-
-fn short(hex: &str) -> &str {
-    hex.get(..16).unwrap_or(hex)
 }
 
 /// Reads and verifies every trail in `<run>/trails`, and checks the evidence is whole.
@@ -226,7 +209,7 @@ pub(super) fn gather(run: &Path) -> Result<Evidence, AuditReportError> {
     // Every file bound to a trail is the file that was written.
     let mut artifacts = Vec::new();
     if let Some((_, c)) = &coordinator {
-        for (e, a) in all::<ArtifactWritten>(&c.events) {
+        for (e, a) in typed::<ArtifactWritten>(&c.events) {
             let state = a.check(run);
             match &state {
                 ArtifactState::Matches => {}
@@ -266,7 +249,7 @@ pub(super) fn gather(run: &Path) -> Result<Evidence, AuditReportError> {
         }
     }
     for (_, r) in &verified {
-        for (e, a) in all::<ArtifactWritten>(&r.events) {
+        for (e, a) in typed::<ArtifactWritten>(&r.events) {
             let state = a.check(&trails_dir);
             let shown = format!("{} of {}", a.file, r.writer);
             match &state {
@@ -411,8 +394,4 @@ fn check_certificates(
         }
     }
     Some(sha256_hex(&ca))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

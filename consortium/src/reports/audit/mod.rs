@@ -24,8 +24,7 @@ mod render;
 
 use fedbank_common::audit::events::{events_of, TrailEvent};
 use fedbank_common::audit::events::{
-    ArtifactWritten, ContributionSent, DecryptionRetried, JobResumed, JobStarted,
-    ParticipantDropped, PrivacySpent, RoundStarted, RulesEvaluated,
+    ArtifactWritten, ContributionSent, JobResumed, JobStarted, PrivacySpent, RulesEvaluated,
 };
 use fedbank_common::audit::{
     cross_check, ArtifactState, AuditEvent, CrossCheckFinding, TrailReport,
@@ -323,11 +322,22 @@ pub struct AuditReportError {
     pub source: std::io::Error,
 }
 
-fn all<E: TrailEvent>(events: &[AuditEvent]) -> Vec<(&AuditEvent, E)> {
+/// The events of `E`'s kind in `events` that decode, each with its trail line.
+fn typed<E: TrailEvent>(events: &[AuditEvent]) -> Vec<(&AuditEvent, E)> {
     events
         .iter()
         .filter_map(|e| Some((e, e.read::<E>()?.ok()?)))
         .collect()
+}
+
+/// The first event of `E`'s kind in `events` that decodes, with its trail line.
+fn first<E: TrailEvent>(events: &[AuditEvent]) -> Option<(&AuditEvent, E)> {
+    events.iter().find_map(|e| Some((e, e.read::<E>()?.ok()?)))
+}
+
+/// The first 16 characters of a digest or key, for tables.
+fn short(hex: &str) -> &str {
+    hex.get(..16).unwrap_or(hex)
 }
 
 /// The report of the run in `run` (its `trails/`, `certs/`, `result.json` and the files the
@@ -453,14 +463,14 @@ fn refusals(nodes: &[(PathBuf, TrailReport)]) -> Vec<Refusal> {
     use fedbank_common::audit::events::{DecryptionRefused, MessageRefused};
     let mut out = Vec::new();
     for (_, r) in nodes {
-        for (_, e) in all::<MessageRefused>(&r.events) {
+        for (_, e) in typed::<MessageRefused>(&r.events) {
             out.push(Refusal {
                 node: r.writer.clone(),
                 what: e.message,
                 reason: e.reason,
             });
         }
-        for (_, e) in all::<DecryptionRefused>(&r.events) {
+        for (_, e) in typed::<DecryptionRefused>(&r.events) {
             out.push(Refusal {
                 node: r.writer.clone(),
                 what: format!("decryption of round {}", e.round),
@@ -472,7 +482,7 @@ fn refusals(nodes: &[(PathBuf, TrailReport)]) -> Vec<Refusal> {
 }
 
 fn resumes(c: &TrailReport) -> Vec<Resume> {
-    all::<JobResumed>(&c.events)
+    typed::<JobResumed>(&c.events)
         .into_iter()
         .map(|(e, r)| {
             let before = e.seq.checked_sub(1).and_then(|s| c.events.get(s as usize));
@@ -523,41 +533,28 @@ fn data_handling(ev: &evidence::Evidence, result: Option<&Value>) -> DataHandlin
             .map(|d| format!("transactions up to the reference date {d}")),
     };
     if let Some((_, c)) = &ev.coordinator {
-        for e in events_of::<ParticipantDropped>(&c.events) {
-            data.dropped
-                .push(format!("{} from round {} ({})", e.node, e.round, e.reason));
-        }
-        for e in events_of::<DecryptionRetried>(&c.events) {
-            data.retried.push(format!(
-                "round {} {}: {} went away; run again as round {} (retry {} of {})",
-                e.round,
-                e.quantity,
-                e.missing_members
-                    .iter()
-                    .map(|m| m.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                e.next_round,
-                e.retry,
-                e.max_retries
-            ));
-        }
-        let asked: BTreeMap<u32, usize> = events_of::<RoundStarted>(&c.events)
-            .map(|r| (r.round, r.asked.len()))
+        // Who took part, as result.json has it (one reading of the coordinator's trail).
+        let participation = fedbank_coordinator::Participation::from_trail(&c.events);
+        data.dropped = participation
+            .dropped
+            .iter()
+            .map(|d| d.to_string())
             .collect();
-        for r in events_of::<fedbank_common::audit::events::DecryptionRequested>(&c.events) {
-            if let Some(&n) = asked.get(&r.round) {
-                if r.contributors.len() < n {
-                    data.shortfalls.push(format!(
-                        "round {} {}: {} of {} asked contributed",
-                        r.round,
-                        r.quantity,
-                        r.contributors.len(),
-                        n
-                    ));
-                }
-            }
-        }
+        data.shortfalls = participation
+            .rounds
+            .iter()
+            .filter(|r| r.short())
+            .map(|r| {
+                format!(
+                    "round {} {}: {} of {} asked contributed",
+                    r.round,
+                    r.quantity,
+                    r.contributors.len(),
+                    r.asked
+                )
+            })
+            .collect();
+        data.retried = participation.retried;
         data.privacy = events_of::<PrivacySpent>(&c.events)
             .filter_map(|p| match p {
                 PrivacySpent::Released(p) => Some(p),

@@ -3,8 +3,8 @@
 //! story of the job read from the coordinator's trail, each claim with the events that show it.
 
 use super::evidence::Evidence;
-use super::{AuditReport, GuaranteeState};
-use fedbank_common::audit::events::{self as trail, AlertDecrypted, PrivacySpent, TrailEvent};
+use super::{short, typed, AuditReport, GuaranteeState};
+use fedbank_common::audit::events::{self as trail, AlertDecrypted, PrivacySpent};
 use fedbank_common::audit::{ArtifactState, AuditEvent, TrailReport};
 use fedbank_common::ids::NodeId;
 use serde_json::Value;
@@ -13,13 +13,6 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 
 /// The events of `E`'s kind in `events` that decode, each with its trail line.
-fn typed<E: TrailEvent>(events: &[AuditEvent]) -> Vec<(&AuditEvent, E)> {
-    events
-        .iter()
-        .filter_map(|e| Some((e, e.read::<E>()?.ok()?)))
-        .collect()
-}
-
 fn lines<'a, E>(events: &[(&'a AuditEvent, E)]) -> Vec<&'a AuditEvent> {
     events.iter().map(|(e, _)| *e).collect()
 }
@@ -39,10 +32,6 @@ fn refs(events: &[&AuditEvent], writer: &str) -> String {
         n if n > 12 => format!("{writer} seq {} … {} ({n} events)", seqs[0], seqs[n - 1]),
         _ => format!("{writer} seq {}", seqs.join(", ")),
     }
-}
-
-fn short(digest: &str) -> &str {
-    digest.get(..16).unwrap_or(digest)
 }
 
 /// The whole report.
