@@ -1,8 +1,10 @@
 //! A catalogue of bad inputs given to real `fedbank` processes: malformed and wrong
 //! configuration, missing files, customer tables with wrong types, undecodable bytes, NaN,
-//! infinities, huge values, empty tables, loose key permissions, a corrupt checkpoint. Each
-//! must stop the node with a clear error that names what is wrong and where, without a panic,
-//! and leave the node's state as it was (no trail started, the checkpoint untouched).
+//! infinities, huge values, empty tables, hostile shapes (a header a million columns wide, an
+//! 8 MiB line, a 20 KB cell, a quoted cell of 200,000 line breaks), loose key permissions, a
+//! corrupt checkpoint. Each must stop the node with a clear error that names what is wrong and
+//! where, without a panic, and leave the node's state as it was (no trail started, the
+//! checkpoint untouched).
 //!
 //! Good inputs in unusual shapes (CRLF line endings, a UTF-8 byte-order mark, quoted cells, the
 //! missing-value spellings `NA`, `NaN`, `null`) must be accepted: those participants get past
@@ -212,6 +214,61 @@ fn bad_customer_tables_are_named_with_line_and_column() {
             "ragged.csv",
             format!("{HEADER}\n{ROW}\nA-2,40,1\n").into_bytes(),
             vec!["ragged.csv", "line: 3", "3 fields"],
+        ),
+        // Hostile shapes: each refused at its limit, in time linear in what was read.
+        (
+            "wide.csv",
+            format!(
+                "{HEADER},{}\n{ROW}\n",
+                (0..5000)
+                    .map(|i| format!("x{i}"))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            )
+            .into_bytes(),
+            vec!["wide.csv", "line 1", "5008 columns", "at most 4096"],
+        ),
+        (
+            "million-columns.csv",
+            (0..1_000_000)
+                .map(|i| format!("c{i}"))
+                .collect::<Vec<_>>()
+                .join(",")
+                .into_bytes(),
+            vec!["million-columns.csv", "line 1", "longer than 1048576 bytes"],
+        ),
+        (
+            "one-long-line.csv",
+            {
+                let mut b = format!("{HEADER}\n").into_bytes();
+                b.extend(std::iter::repeat_n(b'7', 8 << 20));
+                b
+            },
+            vec!["one-long-line.csv", "line 2", "longer than 1048576 bytes"],
+        ),
+        (
+            "long-cell.csv",
+            format!("{HEADER}\n{ROW}\n{},40,1,1,1,1,1,1\n", "A".repeat(20_000)).into_bytes(),
+            vec![
+                "long-cell.csv",
+                "line 3",
+                "customer_id",
+                "20000 bytes",
+                "at most 16384",
+            ],
+        ),
+        (
+            "quoted-line-breaks.csv",
+            format!(
+                "{HEADER}\n{ROW}\n\"A-2{}\",40,1,1,1,1,1,1\n",
+                "\nxxxxxxx".repeat(200_000)
+            )
+            .into_bytes(),
+            vec![
+                "quoted-line-breaks.csv",
+                "line 3",
+                "longer than 1048576 bytes",
+            ],
         ),
     ];
     for (name, bytes, expected) in cases {

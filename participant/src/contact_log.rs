@@ -65,11 +65,7 @@ pub fn read_contacts(
         .collect::<Result<_, _>>()?;
     let mut table: HashMap<u32, Consent> = HashMap::new();
     let mut record = csv::StringRecord::new();
-    let io = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| TableError::Io { path, source }
-    };
-    while file.reader.read_record(&mut record).map_err(io(consent))? {
+    while file.next_record(&mut record)? {
         let line = record.position().map_or(0, |p| p.line());
         let cell = |i: usize| record.get(i).unwrap_or("");
         let customer = cell(ci);
@@ -149,7 +145,7 @@ pub fn read_contacts(
     );
     let mut log = Vec::new();
     let mut unknown_channels = BTreeMap::new();
-    while file.reader.read_record(&mut record).map_err(io(contacts))? {
+    while file.next_record(&mut record)? {
         let line = record.position().map_or(0, |p| p.line());
         let cell = |i: usize| record.get(i).unwrap_or("");
         if log.len() as u64 >= max_rows {

@@ -159,14 +159,7 @@ pub fn read_customers(
     };
     let mut seen = std::collections::HashSet::new();
     let mut record = csv::StringRecord::new();
-    while file
-        .reader
-        .read_record(&mut record)
-        .map_err(|source| TableError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?
-    {
+    while file.next_record(&mut record)? {
         let line = record.position().map_or(0, |p| p.line());
         let bad = |column: &str, problem: String, value: &str| {
             bad_cell(path, line, column, problem, value)

@@ -54,6 +54,18 @@ pub enum TableError {
         /// The value.
         value: String,
     },
+    /// The file is wider or longer-lined than any table a participant reads: refused before it
+    /// costs more than the limit in memory or time ([`MAX_COLUMNS`], [`MAX_RECORD_BYTES`],
+    /// [`MAX_CELL_BYTES`]).
+    #[error("{path}, line {line}: {what}")]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// Line where the offending header, record or cell starts (1 is the header).
+        line: u64,
+        /// What is too large, and the limit.
+        what: String,
+    },
     /// A value is not a number.
     #[error("{path}, line {line}, column '{column}': '{value}' is not a number")]
     NotANumber {
@@ -93,38 +105,145 @@ pub(crate) fn numeric_cell(cell: &str) -> Result<Option<f64>, ()> {
     }
 }
 
-/// A CSV file opened with its header checked: present, and no name twice.
+/// Most columns a participant's CSV header may have.
+pub const MAX_COLUMNS: usize = 4096;
+/// Most bytes one CSV record (a line, or several where a quoted cell holds line breaks) may
+/// have.
+pub const MAX_RECORD_BYTES: usize = 1 << 20;
+/// Most bytes one CSV cell may have.
+pub const MAX_CELL_BYTES: usize = 16 << 10;
+
+/// A CSV file opened with its header checked: present, at most [`MAX_COLUMNS`] wide, and no
+/// name twice. Records are read through [`CsvFile::next_record`], which refuses a record longer
+/// than [`MAX_RECORD_BYTES`] before it is buffered and a cell longer than [`MAX_CELL_BYTES`]:
+/// reading costs time linear in the file and memory bounded by the limits, whatever the file.
 pub(crate) struct CsvFile {
-    pub(crate) reader: csv::Reader<std::fs::File>,
+    reader: csv::Reader<RecordLimit<std::fs::File>>,
     pub(crate) header: Vec<String>,
     path: PathBuf,
+}
+
+/// Why a record was cut off: it passed [`MAX_RECORD_BYTES`].
+#[derive(Debug)]
+struct OversizedRecord {
+    line: u64,
+}
+
+impl std::fmt::Display for OversizedRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "a record starting on line {} is longer than {} bytes",
+            self.line, MAX_RECORD_BYTES
+        )
+    }
+}
+
+impl std::error::Error for OversizedRecord {}
+
+/// A reader that fails once a CSV record passes [`MAX_RECORD_BYTES`]. It follows quoting (a
+/// line break inside a quoted cell does not end the record; `""` toggles twice), so the limit is
+/// on records as the CSV parser sees them, and it counts lines for the error.
+struct RecordLimit<R> {
+    inner: R,
+    in_quotes: bool,
+    record_bytes: usize,
+    line: u64,
+    record_line: u64,
+}
+
+impl<R> RecordLimit<R> {
+    fn new(inner: R) -> Self {
+        Self {
+            inner,
+            in_quotes: false,
+            record_bytes: 0,
+            line: 1,
+            record_line: 1,
+        }
+    }
+}
+
+impl<R: std::io::Read> std::io::Read for RecordLimit<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        for &b in &buf[..n] {
+            match b {
+                b'"' => self.in_quotes = !self.in_quotes,
+                b'\n' => {
+                    self.line += 1;
+                    if !self.in_quotes {
+                        self.record_bytes = 0;
+                        self.record_line = self.line;
+                        continue;
+                    }
+                }
+                _ => {}
+            }
+            self.record_bytes += 1;
+            if self.record_bytes > MAX_RECORD_BYTES {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    OversizedRecord {
+                        line: self.record_line,
+                    },
+                ));
+            }
+        }
+        Ok(n)
+    }
+}
+
+/// The error of reading `path`: a record over the limit named as such, anything else as I/O.
+fn read_error(path: &Path, source: csv::Error) -> TableError {
+    let oversized = match source.kind() {
+        csv::ErrorKind::Io(e) => e
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<OversizedRecord>())
+            .map(|o| o.line),
+        _ => None,
+    };
+    match oversized {
+        Some(line) => TableError::TooLarge {
+            path: path.to_path_buf(),
+            line,
+            what: format!("a record longer than {MAX_RECORD_BYTES} bytes (the limit)"),
+        },
+        None => TableError::Io {
+            path: path.to_path_buf(),
+            source,
+        },
+    }
 }
 
 impl CsvFile {
     /// Opens `path` and checks its header.
     pub(crate) fn open(path: &Path) -> Result<Self, TableError> {
-        let io = |source| TableError::Io {
-            path: path.to_path_buf(),
-            source,
-        };
+        let file = std::fs::File::open(path).map_err(|e| read_error(path, e.into()))?;
         let mut reader = csv::ReaderBuilder::new()
             .trim(csv::Trim::All)
-            .from_path(path)
-            .map_err(io)?;
-        let header: Vec<String> = reader
-            .headers()
-            .map_err(io)?
-            .iter()
-            .map(str::to_owned)
-            .collect();
+            .from_reader(RecordLimit::new(file));
+        let names = reader.headers().map_err(|e| read_error(path, e))?;
+        if names.len() > MAX_COLUMNS {
+            return Err(TableError::TooLarge {
+                path: path.to_path_buf(),
+                line: 1,
+                what: format!(
+                    "the header has {} columns; a table may have at most {MAX_COLUMNS}",
+                    names.len()
+                ),
+            });
+        }
+        let header: Vec<String> = names.iter().map(str::to_owned).collect();
         if header.is_empty() || header.iter().all(String::is_empty) {
             return Err(TableError::Empty {
                 path: path.to_path_buf(),
                 what: "no header line",
             });
         }
-        for (i, name) in header.iter().enumerate() {
-            if header[..i].contains(name) {
+        let mut seen = std::collections::HashSet::with_capacity(header.len());
+        for name in &header {
+            if !seen.insert(name.as_str()) {
                 return Err(TableError::DuplicateColumn {
                     path: path.to_path_buf(),
                     column: name.clone(),
@@ -136,6 +255,37 @@ impl CsvFile {
             header,
             path: path.to_path_buf(),
         })
+    }
+
+    /// Reads the next record into `record`: `false` at the end of the file. A record or a cell
+    /// over its limit is refused with its line.
+    pub(crate) fn next_record(
+        &mut self,
+        record: &mut csv::StringRecord,
+    ) -> Result<bool, TableError> {
+        if !self
+            .reader
+            .read_record(record)
+            .map_err(|e| read_error(&self.path, e))?
+        {
+            return Ok(false);
+        }
+        if let Some((i, cell)) = record
+            .iter()
+            .enumerate()
+            .find(|(_, c)| c.len() > MAX_CELL_BYTES)
+        {
+            return Err(TableError::TooLarge {
+                path: self.path.clone(),
+                line: record.position().map_or(0, |p| p.line()),
+                what: format!(
+                    "column '{}' holds a cell of {} bytes; a cell may have at most {MAX_CELL_BYTES}",
+                    self.header.get(i).map_or("?", String::as_str),
+                    cell.len()
+                ),
+            });
+        }
+        Ok(true)
     }
 
     /// The position of `column` in the header.
@@ -194,10 +344,6 @@ impl LocalTable {
         columns: &[String],
         id_column: Option<&str>,
     ) -> Result<(Self, Option<Vec<String>>), TableError> {
-        let io = |source| TableError::Io {
-            path: path.to_path_buf(),
-            source,
-        };
         let mut file = CsvFile::open(path)?;
         let id_index = id_column.map(|c| file.index(c)).transpose()?;
         let mut ids = id_index.map(|_| Vec::new());
@@ -208,8 +354,8 @@ impl LocalTable {
             .collect::<Result<_, TableError>>()?;
         let mut table = LocalTable::default();
         let mut values: Vec<Vec<Option<f64>>> = vec![Vec::new(); columns.len()];
-        for record in file.reader.records() {
-            let record = record.map_err(io)?;
+        let mut record = csv::StringRecord::new();
+        while file.next_record(&mut record)? {
             let line = record.position().map_or(0, |p| p.line());
             if let (Some(i), Some(ids), Some(column)) = (id_index, ids.as_mut(), id_column) {
                 let id = record.get(i).unwrap_or("");

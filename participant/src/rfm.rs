@@ -25,18 +25,10 @@ use std::path::{Path, PathBuf};
 /// Why a transaction log could not be turned into RFM rows.
 #[derive(Debug, thiserror::Error)]
 pub enum TransactionError {
-    /// The file could not be read.
-    #[error("{path}: cannot read")]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// The error.
-        #[source]
-        source: csv::Error,
-    },
-    /// The header is missing or repeats a name, or a mapped column is missing.
+    /// The file cannot be read, its header is missing, too wide or repeats a name, a mapped
+    /// column is missing, or a record or cell is over its limit.
     #[error(transparent)]
-    Header(#[from] TableError),
+    Table(#[from] TableError),
     /// The file holds no transaction.
     #[error("{path}: no transactions")]
     NoTransactions {
@@ -175,10 +167,6 @@ pub fn read_transactions(
     path: &Path,
     columns: &TransactionColumns,
 ) -> Result<CustomerHistory, TransactionError> {
-    let io = |source| TransactionError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
     let mut file = CsvFile::open(path)?;
     let (ci, di, ai) = (
         file.index(&columns.customer)?,
@@ -188,7 +176,7 @@ pub fn read_transactions(
     let mut customers: BTreeMap<String, Reading> = BTreeMap::new();
     let mut latest = (i64::MIN, 0);
     let mut record = csv::StringRecord::new();
-    while file.reader.read_record(&mut record).map_err(io)? {
+    while file.next_record(&mut record)? {
         let line = record.position().map_or(0, |p| p.line());
         let bad = |column: &String, problem, value: &str| TransactionError::BadCell {
             path: path.to_path_buf(),

@@ -27,14 +27,7 @@ pub fn score_customers(
         .transpose()?;
     let mut scored = Vec::new();
     let mut record = csv::StringRecord::new();
-    while file
-        .reader
-        .read_record(&mut record)
-        .map_err(|source| TableError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?
-    {
+    while file.next_record(&mut record)? {
         let line = record.position().map_or(0, |p| p.line());
         let (values, levels) = columns.read(&record, path, line)?;
         let name = match id {
