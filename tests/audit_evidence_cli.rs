@@ -287,6 +287,19 @@ const CASES: &[Case] = &[
         names: &["Minimum contributors per aggregate", "2 < 3"],
     },
     Case {
+        name: "the coordinator's trail re-signed with its own key, another count of clipped values",
+        edit: |run| {
+            resign_coordinator(
+                run,
+                "aggregate.decrypted",
+                "clipped_values",
+                Value::from(1_000_000),
+            )
+        },
+        exit: 4,
+        names: &["values clipped in job", "\"coordinator\":1000000"],
+    },
+    Case {
         name: "the coordinator's trail re-signed with its own key, another release recorded",
         edit: |run| {
             resign_coordinator(
@@ -456,6 +469,13 @@ fn the_untouched_run_verifies_with_every_file_bound_and_every_node_checked() {
     assert!(report["job"]["software"]
         .as_str()
         .is_some_and(|s| s.starts_with("fedbank ")));
+    // Clipped values are the counts decrypted with the aggregates, and they agree with the
+    // participants' own trails (the cross-check found nothing).
+    assert_eq!(
+        report["data"]["clipped_decrypted"], true,
+        "{:#}",
+        report["data"]
+    );
 }
 
 #[test]

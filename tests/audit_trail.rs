@@ -437,3 +437,337 @@ proptest! {
         prop_assert!(verify(&path, Some(&key)).is_ok(), "{:?}", verify(&path, Some(&key)).err());
     }
 }
+
+#[test]
+fn cross_check_holds_a_decrypted_count_of_clipped_values_to_the_contributors_trails() {
+    let coordinator = |clipped: u64| {
+        let d = tempfile::tempdir().expect("dir");
+        let c = trail_of(
+            d.path(),
+            "coordinator",
+            "coordinator",
+            &[
+                (
+                    EventKind::DecryptionRequested,
+                    json!({"job": "j", "round": 1, "quantity": "moments", "manifest": "m1", "contributors": ["bank-a", "bank-b"], "min_participants": 2}),
+                ),
+                (
+                    EventKind::AggregateDecrypted,
+                    json!({"job": "j", "round": 1, "quantity": "moments", "manifest": "m1", "contributors": 2, "clipped_values": clipped}),
+                ),
+            ],
+        );
+        (d, c)
+    };
+    let sent = |writer: &str, attempt: u32, clipped: u64| {
+        let d = tempfile::tempdir().expect("dir");
+        let events: Vec<(EventKind, Value)> = (0..=attempt)
+            .map(|a| {
+                (
+                    EventKind::ContributionSent,
+                    // An earlier attempt's count is not the decrypted one.
+                    json!({"job": "j", "round": 1, "attempt": a, "quantity": "moments", "digest": "d", "roster": "r", "clipped_values": if a == attempt { clipped } else { 1000 }}),
+                )
+            })
+            .collect();
+        trail_of(d.path(), writer, "participant", &events)
+    };
+    let counts = |c: &TrailReport, nodes: &[TrailReport]| -> Vec<CrossCheckFinding> {
+        cross_check(c, nodes)
+            .into_iter()
+            .filter(|f| matches!(f, CrossCheckFinding::CountDiffers { .. }))
+            .collect()
+    };
+    let nodes = [sent("bank-a", 1, 3), sent("bank-b", 0, 4)];
+    let (_d, honest) = coordinator(7);
+    assert!(counts(&honest, &nodes).is_empty());
+    let (_d, lying) = coordinator(8);
+    let findings = counts(&lying, &nodes);
+    assert_eq!(findings.len(), 1, "{findings:?}");
+    let text = findings[0].to_string();
+    assert!(
+        text.contains("values clipped in job j round 1")
+            && text.contains("decrypting 8")
+            && text.contains("sum to 7")
+            && text.contains("bank-a, bank-b"),
+        "{text}"
+    );
+    // With a contributor's trail missing the sum cannot be formed, and nothing is claimed.
+    assert!(counts(&lying, &nodes[..1]).is_empty());
+}
+
+#[test]
+fn cross_check_finds_a_restart_of_the_coordinator_in_both_trails_or_names_the_gap() {
+    let dir = tempfile::tempdir().expect("dir");
+    let coordinator = trail_of(
+        dir.path(),
+        "coordinator",
+        "coordinator",
+        &[
+            (
+                EventKind::Joined,
+                json!({"job": "j", "node": "bank-a", "committee": false}),
+            ),
+            (
+                EventKind::JobResumed,
+                json!({"job": "j", "config_digest": "c", "completed_rounds": [1], "next_round": 2, "key_epoch": 1, "trail_events_at_checkpoint": 2, "restart": 1}),
+            ),
+            (
+                EventKind::Joined,
+                json!({"job": "j", "node": "bank-a", "committee": false}),
+            ),
+        ],
+    );
+    let node = |restarts: &[u32]| {
+        let d = tempfile::tempdir().expect("dir");
+        let events: Vec<(EventKind, Value)> = restarts
+            .iter()
+            .map(|n| {
+                (
+                    EventKind::CoordinatorRestarted,
+                    json!({"job": "j", "restart": n}),
+                )
+            })
+            .collect();
+        (trail_of(d.path(), "bank-a", "participant", &events), d)
+    };
+    let (saw_it, _d1) = node(&[1]);
+    assert!(cross_check(&coordinator, &[saw_it]).is_empty());
+    let (did_not, _d2) = node(&[]);
+    let findings = cross_check(&coordinator, &[did_not]);
+    assert!(
+        matches!(&findings[..], [CrossCheckFinding::MissingAtNode { node, what }]
+            if node == "bank-a" && what.contains("restart 1 of the coordinator of job j")),
+        "{findings:?}"
+    );
+    // A restart the coordinator's trail does not have (a coordinator hiding one).
+    let (saw_another, _d3) = node(&[1, 2]);
+    let findings = cross_check(&coordinator, &[saw_another]);
+    assert!(
+        matches!(&findings[..], [CrossCheckFinding::MissingAtCoordinator { node, what }]
+            if node == "bank-a" && what.contains("restart 2")),
+        "{findings:?}"
+    );
+}
+
+/// A member's trail with `events` released decryptions, and the key that signs it.
+fn member_trail(path: &Path, events: u32) -> (NodeId, Vec<u8>) {
+    let (key, der) = SigningIdentity::generate().expect("key");
+    let member = NodeId::new("member-1").expect("id");
+    let mut w = TrailWriter::create(path, &member, "committee", key, at(0)).expect("create");
+    for round in 1..=events {
+        w.append(
+            EventKind::DecryptionReleased,
+            fields(json!({"job": "j", "round": round})),
+            at(u64::from(round)),
+        )
+        .expect("append");
+    }
+    (member, der)
+}
+
+#[test]
+fn a_partial_last_line_is_kept_beside_the_trail_recorded_and_the_trail_goes_on() {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("member.trail");
+    let (member, der) = member_trail(&path, 2);
+    let complete = std::fs::read(&path).expect("read");
+    // The machine stopped in the middle of writing the next event.
+    let partial = br#"{"seq":3,"time":"2026-12-02T06:00:00Z","writer":"memb"#;
+    let mut cut = complete.clone();
+    cut.extend_from_slice(partial);
+    std::fs::write(&path, &cut).expect("write");
+    assert!(matches!(
+        verify(&path, None),
+        Err(VerifyError::Truncated { line: 4 })
+    ));
+
+    let key = || SigningIdentity::from_pkcs8(&der).expect("key");
+    let mut w = TrailWriter::open(&path, &member, key()).expect("repaired and opened");
+    w.append(
+        EventKind::DecryptionReleased,
+        fields(json!({"job": "j", "round": 3})),
+        at(9),
+    )
+    .expect("goes on");
+    drop(w);
+    let report = verify(&path, None).expect("verifies after the repair");
+    let kinds: Vec<&str> = report.events.iter().map(|e| e.event.as_str()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "trail.opened",
+            "decryption.released",
+            "decryption.released",
+            "trail.repaired",
+            "decryption.released"
+        ]
+    );
+    // The complete events are untouched, and the partial bytes are kept with their digest.
+    assert!(std::fs::read(&path).expect("read").starts_with(&complete));
+    let repaired = &report.events[3].fields;
+    let side = dir
+        .path()
+        .join(repaired["partial_file"].as_str().expect("file"));
+    assert_eq!(std::fs::read(&side).expect("side file"), partial);
+    assert_eq!(repaired["bytes"], partial.len());
+    assert_eq!(
+        repaired["sha256"],
+        fedbank_common::audit::sha256_hex(partial).as_str()
+    );
+    // Opened again, there is nothing to repair.
+    drop(TrailWriter::open(&path, &member, key()).expect("open"));
+    assert_eq!(verify(&path, None).expect("verifies").events.len(), 5);
+}
+
+#[test]
+fn a_partial_line_after_a_broken_trail_is_not_repaired_and_nothing_is_changed() {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("member.trail");
+    let (member, der) = member_trail(&path, 2);
+    let mut bytes = std::fs::read(&path).expect("read");
+    // An edited event, then a partial line: the trail is refused as it is.
+    let at_round = bytes
+        .windows(9)
+        .position(|w| w == b"\"round\":1")
+        .expect("round 1");
+    bytes[at_round + 8] = b'7';
+    bytes.extend_from_slice(b"{\"seq\":3");
+    std::fs::write(&path, &bytes).expect("write");
+    let err = TrailWriter::open(
+        &path,
+        &member,
+        SigningIdentity::from_pkcs8(&der).expect("key"),
+    )
+    .err()
+    .expect("refused");
+    assert!(
+        matches!(err, fedbank_common::audit::TrailError::Invalid { .. }),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(&path).expect("read"), bytes);
+    assert_eq!(std::fs::read_dir(dir.path()).expect("dir").count(), 1);
+}
+
+#[test]
+fn a_trail_removed_replaced_or_written_by_another_under_a_running_node_stops_its_next_append() {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("member.trail");
+    let (member, der) = member_trail(&path, 1);
+    let open = || {
+        TrailWriter::open(
+            &path,
+            &member,
+            SigningIdentity::from_pkcs8(&der).expect("key"),
+        )
+        .expect("open")
+    };
+    let append = |w: &mut TrailWriter| {
+        w.append(
+            EventKind::DecryptionReleased,
+            fields(json!({"job": "j", "round": 2})),
+            at(5),
+        )
+        .err()
+        .expect("refused")
+        .to_string()
+    };
+    let original = std::fs::read(&path).expect("read");
+
+    // Removed.
+    let mut w = open();
+    std::fs::remove_file(&path).expect("remove");
+    assert!(append(&mut w).contains("was removed"));
+    assert!(!path.exists(), "nothing written in its place");
+
+    // Replaced by another file with the same bytes.
+    std::fs::write(&path, &original).expect("restore");
+    let mut w = open();
+    let other = dir.path().join("other");
+    std::fs::write(&other, &original).expect("copy");
+    std::fs::rename(&other, &path).expect("replace");
+    assert!(append(&mut w).contains("was replaced"));
+    assert_eq!(std::fs::read(&path).expect("read"), original);
+
+    // Written by someone else.
+    let mut w = open();
+    let mut extra = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .expect("open");
+    std::io::Write::write_all(&mut extra, b"{}\n").expect("write");
+    let err = append(&mut w);
+    assert!(
+        err.contains(&format!("holds {} bytes", original.len() + 3)),
+        "{err}"
+    );
+}
+
+/// Unmounts its tmpfs when dropped, also when the test fails.
+struct SmallDisk(PathBuf);
+
+impl SmallDisk {
+    /// A tmpfs of `bytes` mounted at `dir` (the tests run as root on CI).
+    fn mount(dir: &Path, bytes: usize) -> Self {
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "tmpfs"])
+            .arg(dir)
+            .output()
+            .expect("mount");
+        assert!(
+            out.status.success(),
+            "mounting a small tmpfs needs root: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Self(dir.to_owned())
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn an_append_on_a_full_disk_is_all_or_nothing() {
+    let dir = tempfile::tempdir().expect("dir");
+    let disk = SmallDisk::mount(dir.path(), 16 << 10);
+    let path = disk.0.join("coordinator.trail");
+    let (key, _) = SigningIdentity::generate().expect("key");
+    let mut w = TrailWriter::create(
+        &path,
+        &NodeId::new("coordinator").expect("id"),
+        "coordinator",
+        key,
+        at(0),
+    )
+    .expect("create");
+    // Events of ~1.5 KB until the disk is full.
+    let padding = "x".repeat(1500);
+    let mut written = 1;
+    let err = loop {
+        match w.append(
+            EventKind::JobFailed,
+            fields(json!({"job": "j", "reason": padding})),
+            at(written),
+        ) {
+            Ok(_) => written += 1,
+            Err(e) => break e,
+        }
+        assert!(written < 100, "a 16 KiB disk never filled");
+    };
+    assert!(
+        matches!(err, fedbank_common::audit::TrailError::Io { .. }),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("the event was not recorded"),
+        "{err}"
+    );
+    // No partial line: the trail verifies with every event that was acknowledged.
+    let report = verify(&path, None).expect("verifies");
+    assert_eq!(report.events.len() as u64, written);
+    drop(w);
+    drop(disk);
+}

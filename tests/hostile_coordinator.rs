@@ -866,3 +866,53 @@ fn a_mask_chosen_after_the_honest_ones_is_never_decrypted() {
     let answers = ask_members(&mut h, &genuine);
     assert!(answers.iter().all(Result::is_ok), "{answers:?}");
 }
+
+/// One key epoch is one key setup, ever: a member that holds its share of epoch 1 refuses any
+/// other setup of epoch 1 (another mask seed — what a coordinator restarted without its
+/// checkpoint sends — or an earlier epoch), records the refusal in its own trail, and keeps the
+/// share it has; the same setup again (after a reconnect) gets the same commitment.
+#[test]
+fn a_member_refuses_a_second_key_setup_of_an_epoch_it_holds() {
+    let mut h = Honest::new();
+    let first = h.setup();
+    h.deliver("h0", &first).expect("first setup");
+    let committed = match h.take_sent("h0").pop() {
+        Some(Inbound::Commitment(c)) => c,
+        other => panic!("h0 answered the key setup with {other:?}"),
+    };
+    // The same setup again: the same share, committed again.
+    h.deliver("h0", &first).expect("the same setup again");
+    assert!(matches!(h.take_sent("h0").pop(), Some(Inbound::Commitment(c)) if c == committed));
+    for second in [
+        KeySetup {
+            mask_seed: 0x5eed,
+            ..first.clone()
+        },
+        KeySetup {
+            key_epoch: 0,
+            ..first.clone()
+        },
+    ] {
+        let err = h.deliver("h0", &second).expect_err("a second setup");
+        assert!(
+            err.contains("second key setup")
+                && err.contains(&format!("key epoch {}", second.key_epoch)),
+            "{err}"
+        );
+        assert!(h.take_sent("h0").is_empty(), "h0 answered a second setup");
+    }
+    assert!(h.trail_refused("h0", "one key epoch is one key setup"));
+    // The share it holds is still the one it committed to: the ceremony of the first setup
+    // goes on.
+    h.deliver("h0", &first).expect("the first setup once more");
+    assert!(matches!(h.take_sent("h0").pop(), Some(Inbound::Commitment(c)) if c == committed));
+    // A later epoch (an operator's new key epoch) is a new setup, not a second one.
+    h.deliver(
+        "h0",
+        &KeySetup {
+            key_epoch: 2,
+            ..first
+        },
+    )
+    .expect("a new epoch");
+}

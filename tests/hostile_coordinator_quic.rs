@@ -157,6 +157,7 @@ async fn three_attacks_over_quic_are_refused_recorded_and_reported() {
             &Welcome {
                 job: job.spec().job.clone(),
                 profile: job.spec().profile,
+                restart: 0,
             },
         )
         .await;

@@ -392,8 +392,18 @@ fn fedavg_rounds_carry_d_values_not_a_hessian() {
     .to_kind()
     .expect("round");
     let plan = job.plan(&round).expect("plan");
-    let values: usize = plan.quantities().iter().map(|q| q.spec.len).sum();
+    let values: usize = plan
+        .quantities()
+        .iter()
+        .filter(|q| q.spec.name != fedbank_common::job::CLIPPED_VALUES)
+        .map(|q| q.spec.len)
+        .sum();
     assert_eq!(values, d + 2, "n·β, n and the loss");
+    assert_eq!(
+        plan.quantities().last().map(|q| q.spec.name.as_str()),
+        Some(fedbank_common::job::CLIPPED_VALUES),
+        "a job without differential privacy counts clipped values with every round"
+    );
     // Differential privacy is accounted for Newton only: refused with FedAvg, with the reason.
     let mut spec = fixture::customers::job_spec(3);
     let p = spec.propensity.as_mut().expect("p");

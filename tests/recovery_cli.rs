@@ -12,7 +12,7 @@
 //! the machine's speed (a round closes as soon as everyone asked has answered, so without it the
 //! whole job can end between two looks at the checkpoint).
 
-use fedbank_common::audit::events::JobEnded;
+use fedbank_common::audit::events::{CoordinatorRestarted, JobEnded};
 use fedbank_common::audit::{SigningIdentity, TrailWriter};
 use fedbank_common::ids::NodeId;
 use fedbank_common::job::JobSpec;
@@ -198,7 +198,22 @@ impl Consortium {
                     while let Ok(Ok(raw)) =
                         tokio::time::timeout(limit, frame::recv(&conn, Inbound::<u64>::limit)).await
                     {
-                        if let Ok(Inbound::<u128>::Notice(n)) = Inbound::decode(&raw.bytes) {
+                        let message = Inbound::<u128>::decode(&raw.bytes);
+                        // What every node records: the restart of the coordinator it joined.
+                        if let Ok(Inbound::Welcome(w)) = &message {
+                            if w.restart > 0 {
+                                trail
+                                    .record(
+                                        &CoordinatorRestarted {
+                                            job: w.job.clone(),
+                                            restart: w.restart,
+                                        },
+                                        SystemTime::now(),
+                                    )
+                                    .expect("coordinator.restarted");
+                            }
+                        }
+                        if let Ok(Inbound::Notice(n)) = message {
                             let outcome = match n.kind {
                                 NoticeKind::Finished => "finished",
                                 NoticeKind::Aborted => "aborted",
@@ -383,6 +398,18 @@ fn a_killed_coordinator_restarts_and_the_job_ends_as_if_uninterrupted() {
     assert_eq!(resumes.len(), 1, "{report:#}");
     assert_eq!(resumes[0]["completed_rounds"], serde_json::json!([1]));
     assert!([2, 3].contains(&resumes[0]["next_round"].as_u64().expect("round")));
+    // The restart is in two trails: every node that came back to the restarted coordinator
+    // recorded its number, and the cross-check (verdict above) tied them to its `node.joined`.
+    assert_eq!(resumes[0]["restart"], 1, "{report:#}");
+    let seen_by: Vec<&str> = resumes[0]["seen_by"]
+        .as_array()
+        .expect("seen_by")
+        .iter()
+        .filter_map(|n| n.as_str())
+        .collect();
+    for node in ["retail-bank", "insurer", "broker"] {
+        assert!(seen_by.contains(&node), "{node} not in {seen_by:?}");
+    }
     let slots = report["guarantees"]
         .as_array()
         .expect("guarantees")
@@ -506,4 +533,49 @@ fn a_killed_committee_member_restores_its_share_and_the_job_ends_as_if_uninterru
     // And so does the whole run, the member's restart included.
     let report = audit_report(&c.dir, &c.dir.join("out"));
     assert_eq!(report["verdict"], "verified", "{report:#}");
+}
+
+/// The coordinator is killed after its first decrypted round and its checkpoint is lost: started
+/// again, it refuses to run the job from the beginning — that would be a second key setup of
+/// the epoch, and the rounds decrypted again over another set of institutions — and says what
+/// to do. Its trail is left as it was.
+#[test]
+fn a_coordinator_that_lost_its_checkpoint_refuses_to_run_the_job_again() {
+    let base = tempfile::tempdir().expect("dir");
+    let Interrupted {
+        c,
+        mut coordinator,
+        participants,
+        silent,
+    } = run_until_one_round_is_done(base.path(), "checkpoint-lost");
+    coordinator.kill().expect("kill");
+    let _ = coordinator.wait();
+    std::fs::remove_file(c.dir.join("out/coordinator.checkpoint.json")).expect("lose it");
+    let trail = c.dir.join("out/coordinator.trail");
+    let before = std::fs::read(&trail).expect("trail");
+    let out = c
+        .coordinator()
+        .wait_with_output()
+        .expect("restarted coordinator");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "it ran the job again: {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    for part in [
+        "there is no checkpoint",
+        "records the key setup of job stats-demo",
+        "decryptions (rounds [1",
+        "Restore the checkpoint, or run the job again under a new job id",
+    ] {
+        assert!(stderr.contains(part), "'{part}' missing from:\n{stderr}");
+    }
+    assert_eq!(
+        std::fs::read(&trail).expect("trail"),
+        before,
+        "the trail changed"
+    );
+    for (_, mut child) in participants {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    drop(silent);
 }

@@ -174,6 +174,8 @@ pub struct AuditorMachine {
     status: AuditorStatus,
     decided: Option<(Digest, Vec<u16>)>,
     keys_logged: bool,
+    /// The coordinator's latest restart this node recorded (`coordinator.restarted`).
+    coordinator_restart: u32,
 }
 
 impl AuditorMachine {
@@ -199,6 +201,7 @@ impl AuditorMachine {
             status: AuditorStatus::Running,
             decided: None,
             keys_logged: false,
+            coordinator_restart: 0,
         }
     }
 
@@ -259,7 +262,16 @@ impl AuditorMachine {
     /// the async executor). Messages the auditor never expects are refused.
     pub fn handle<S: RingScalar>(&mut self, message: Inbound<S>) -> Result<(), String> {
         match message {
-            Inbound::Welcome(w) if w.job == self.job.spec().job => Ok(()),
+            Inbound::Welcome(w) if w.job == self.job.spec().job => {
+                if w.restart > self.coordinator_restart {
+                    self.coordinator_restart = w.restart;
+                    self.audit(trail::CoordinatorRestarted {
+                        job: w.job,
+                        restart: w.restart,
+                    });
+                }
+                Ok(())
+            }
             Inbound::AlertTally(tally) => {
                 self.on_tally(tally);
                 Ok(())

@@ -2,11 +2,13 @@
 //! `participation` record of `result.json` and the human report's section on it. Read from the
 //! trail, it covers every attempt of every round across restarts of the coordinator.
 //!
-//! What it does not hold: how many values each institution clipped to a declared bound (only the
-//! institution knows; the audit report sums what their trails record).
+//! Values clipped to a declared bound are here as each round's consortium-wide count, decrypted
+//! with the round's aggregate (`aggregate.decrypted.clipped_values`). What it does not hold is
+//! any one institution's count: only the institution knows it (its own trail records it).
 
 use fedbank_common::audit::events::{
-    events_of, DecryptionRequested, DecryptionRetried, ParticipantDropped, RoundStarted,
+    events_of, AggregateDecrypted, DecryptionRequested, DecryptionRetried, ParticipantDropped,
+    RoundStarted,
 };
 use fedbank_common::audit::AuditEvent;
 use fedbank_common::ids::NodeId;
@@ -38,6 +40,11 @@ pub struct RoundParticipation {
     pub asked: usize,
     /// Institutions whose contributions are in the decrypted aggregate.
     pub contributors: Vec<NodeId>,
+    /// Values the contributors clipped to a declared bound, summed over them (absent where the
+    /// round does not carry the count: a differentially private job, a presence round, or a
+    /// decryption that did not complete).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clipped_values: Option<u64>,
 }
 
 impl RoundParticipation {
@@ -65,6 +72,9 @@ impl Participation {
         for r in events_of::<RoundStarted>(events) {
             asked.entry(r.round).or_default().extend(r.asked);
         }
+        let clipped: BTreeMap<u32, u64> = events_of::<AggregateDecrypted>(events)
+            .filter_map(|a| Some((a.round, a.clipped_values?)))
+            .collect();
         let mut all = BTreeSet::new();
         let rounds: Vec<RoundParticipation> = events_of::<DecryptionRequested>(events)
             .map(|r| {
@@ -74,6 +84,7 @@ impl Participation {
                     quantity: r.quantity,
                     asked: asked.get(&r.round).map_or(0, BTreeSet::len),
                     contributors: r.contributors,
+                    clipped_values: clipped.get(&r.round).copied(),
                 }
             })
             .collect();
@@ -109,6 +120,56 @@ impl Participation {
         }
     }
 
+    /// Values clipped to a declared bound, summed over every decrypted round that counts them
+    /// (`None` when no round does).
+    pub fn clipped_values(&self) -> Option<u64> {
+        self.rounds
+            .iter()
+            .filter_map(|r| r.clipped_values)
+            .reduce(|a, b| a + b)
+    }
+
+    /// The report's paragraph on clipped values: where they were clipped, or why there is no
+    /// count.
+    fn clipping_markdown(&self) -> String {
+        let mut md = String::new();
+        match self.clipped_values() {
+            None => {
+                let _ = writeln!(
+                    md,
+                    "\nNo count of values clipped to a declared bound is released for this job \
+                     (a differentially private job releases none: an exact count would spend \
+                     privacy its budget does not account for). Each institution's trail records \
+                     its own count."
+                );
+            }
+            Some(0) => {
+                let _ = writeln!(md, "\nNo value was clipped to a declared bound.");
+            }
+            Some(total) => {
+                let _ = writeln!(
+                    md,
+                    "\n{total} values were clipped to a declared bound, summed over the \
+                     contributors of each round (counted securely with the round's aggregate; \
+                     no institution's own count is known):\n"
+                );
+                let _ = writeln!(md, "| round | computed | values clipped |");
+                let _ = writeln!(md, "|---|---|---|");
+                for r in self.rounds.iter().filter(|r| r.clipped_values > Some(0)) {
+                    let _ = writeln!(
+                        md,
+                        "| {} | {} | {} |",
+                        r.round,
+                        r.quantity,
+                        r.clipped_values.unwrap_or(0)
+                    );
+                }
+                md.push('\n');
+            }
+        }
+        md
+    }
+
     /// The section of a human report on who took part and who was left out.
     pub fn markdown(&self, enrolled: usize) -> String {
         let mut md = String::from("\n## Who took part\n\n");
@@ -139,6 +200,7 @@ impl Participation {
                 );
             }
         }
+        md.push_str(&self.clipping_markdown());
         for d in &self.dropped {
             let _ = writeln!(md, "- Left out: {d}.");
         }

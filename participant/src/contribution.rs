@@ -1,6 +1,7 @@
 //! Encoding and encrypting one contribution.
 
 use fedbank_common::encoding::{ClipReport, EncodingError, EncodingPlan, QuantityValues};
+use fedbank_common::job::CLIPPED_VALUES;
 use fedbank_common::secagg::{Ciphertext, CryptoError, Encryptor, RingScalar};
 
 /// Why a contribution could not be made. Nothing is sent when this happens.
@@ -31,6 +32,37 @@ impl<S: RingScalar> Contributor<S> {
         &self.plan
     }
 
+    /// Encodes and encrypts one round's contribution: the kind's `values`, one vector per
+    /// quantity, and, where the job's plan carries it last ([`CLIPPED_VALUES`]), the count of
+    /// values clipped to a declared bound — the `clipped` the kind's step counted and those the
+    /// encoding clips. Returns the ciphertext and that count, which the trail records; the
+    /// consortium sees only its sum over a round's contributors.
+    pub fn contribute_round(
+        &self,
+        mut values: Vec<Vec<f64>>,
+        clipped: u64,
+    ) -> Result<(Ciphertext<S>, u64), ContributionError> {
+        let counted = self
+            .plan
+            .quantities()
+            .last()
+            .filter(|q| q.spec.name == CLIPPED_VALUES)
+            .map(|q| q.spec.bound);
+        if counted.is_some() {
+            values.push(vec![0.0]);
+        }
+        let (mut slots, report) = self.plan.encode(&quantity_values(&values))?;
+        log_clipping(&report);
+        let total = clipped + report.total();
+        if let (Some(bound), Some(count)) = (counted, values.last_mut()) {
+            // The count's own bound is every value the node could clip; it never binds.
+            *count = vec![(total as f64).min(bound)];
+            slots = self.plan.encode(&quantity_values(&values))?.0;
+        }
+        let ciphertext = self.encryptor.encrypt(&slots)?;
+        Ok((ciphertext, total))
+    }
+
     /// Encodes and encrypts one contribution; the clip report says how many values were clipped
     /// to their bounds (it stays with the participant).
     pub fn contribute(
@@ -38,15 +70,23 @@ impl<S: RingScalar> Contributor<S> {
         values: &[QuantityValues<'_>],
     ) -> Result<(Ciphertext<S>, ClipReport), ContributionError> {
         let (slots, report) = self.plan.encode(values)?;
-        for clip in report.quantities.iter().filter(|c| c.below + c.above > 0) {
-            tracing::warn!(
-                quantity = %clip.quantity,
-                below = clip.below,
-                above = clip.above,
-                "values clipped to the declared bound"
-            );
-        }
+        log_clipping(&report);
         let ciphertext = self.encryptor.encrypt(&slots)?;
         Ok((ciphertext, report))
+    }
+}
+
+fn quantity_values(values: &[Vec<f64>]) -> Vec<QuantityValues<'_>> {
+    values.iter().map(|v| QuantityValues::F64(v)).collect()
+}
+
+fn log_clipping(report: &ClipReport) {
+    for clip in report.quantities.iter().filter(|c| c.below + c.above > 0) {
+        tracing::warn!(
+            quantity = %clip.quantity,
+            below = clip.below,
+            above = clip.above,
+            "values clipped to the declared bound"
+        );
     }
 }

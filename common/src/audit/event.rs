@@ -97,6 +97,10 @@ event_kinds! {
     JobEnded => "job.ended",
     /// A node wrote a file of the run (the result, a report, a local output): its SHA-256.
     ArtifactWritten => "artifact.written",
+    /// A node joined a coordinator that had restarted from its checkpoint.
+    CoordinatorRestarted => "coordinator.restarted",
+    /// A node repaired its trail's partial last line when it opened it again.
+    TrailRepaired => "trail.repaired",
 }
 
 impl EventKind {

@@ -2,10 +2,10 @@
 
 use super::event::{AuditEvent, EventKind, GENESIS_PREV};
 use super::events::{
-    events_of, AlertDecrypted, AlertKeys, AlertReceived, AlertSent, AlertTallyRequested,
-    ContributionReceived, ContributionSent, DecryptionApproved, DecryptionReleased,
-    DecryptionRequested, JobCompleted, JobEnded, KeyAccepted, KeySetup, RosterFixed, RoundStarted,
-    TrailEvent,
+    events_of, AggregateDecrypted, AlertDecrypted, AlertKeys, AlertReceived, AlertSent,
+    AlertTallyRequested, ContributionReceived, ContributionSent, CoordinatorRestarted,
+    DecryptionApproved, DecryptionReleased, DecryptionRequested, JobCompleted, JobEnded,
+    JobResumed, Joined, KeyAccepted, KeySetup, RosterFixed, RoundStarted, TrailEvent,
 };
 use super::hex::unhex;
 use ring::signature::{UnparsedPublicKey, ED25519};
@@ -375,6 +375,18 @@ pub enum CrossCheckFinding {
         /// Digest in the node's trail.
         node_digest: String,
     },
+    /// The count the coordinator recorded decrypting is not the sum of what the contributors'
+    /// own trails record (every contributor's trail present).
+    CountDiffers {
+        /// What was counted.
+        what: String,
+        /// The count in the coordinator's trail.
+        coordinator: u64,
+        /// The sum over the contributors' trails.
+        nodes: u64,
+        /// The contributors summed.
+        contributors: Vec<String>,
+    },
 }
 
 impl fmt::Display for CrossCheckFinding {
@@ -398,6 +410,16 @@ impl fmt::Display for CrossCheckFinding {
             } => write!(
                 f,
                 "{what} of {node}: the coordinator recorded digest {coordinator}, {node} recorded {node_digest}"
+            ),
+            Self::CountDiffers {
+                what,
+                coordinator,
+                nodes,
+                contributors,
+            } => write!(
+                f,
+                "{what}: the coordinator recorded decrypting {coordinator}, the trails of its contributors ({}) sum to {nodes}",
+                contributors.join(", ")
             ),
         }
     }
@@ -711,6 +733,98 @@ pub fn cross_check(coordinator: &TrailReport, nodes: &[TrailReport]) -> Vec<Cros
             let key = (e.job.to_string(), e.round, e.attempt);
             let what = format!("roster of job {} round {} attempt {}", key.0, key.1, key.2);
             findings.extend(compare(&node.writer, what, rosters.get(&key), e.roster));
+        }
+    }
+    findings.extend(clipped_counts(coordinator, nodes));
+    findings.extend(restarts(coordinator, nodes));
+    findings
+}
+
+/// Each restart of the coordinator as the nodes saw it: a node that joined the coordinator
+/// after its `n`-th `job.resumed` recorded `coordinator.restarted` with that `n`, and no node
+/// recorded a restart the coordinator's trail does not have.
+fn restarts(coordinator: &TrailReport, nodes: &[TrailReport]) -> Vec<CrossCheckFinding> {
+    // The coordinator's restart in force at each event, and who joined it.
+    let mut restart = 0;
+    let mut joined: BTreeMap<(String, u32), String> = BTreeMap::new();
+    let mut recorded: BTreeMap<u32, String> = BTreeMap::new();
+    for e in &coordinator.events {
+        if let Some(Ok(r)) = e.read::<JobResumed>() {
+            restart = r.restart;
+            recorded.insert(r.restart, r.job.to_string());
+        } else if let Some(Ok(j)) = e.read::<Joined>() {
+            if restart > 0 {
+                joined.insert((j.node.to_string(), restart), j.job.to_string());
+            }
+        }
+    }
+    let describe = |job: &str, n: u32| format!("restart {n} of the coordinator of job {job}");
+    let mut findings = Vec::new();
+    for node in nodes {
+        let seen: BTreeMap<u32, String> = events_of::<CoordinatorRestarted>(&node.events)
+            .map(|e| (e.restart, e.job.to_string()))
+            .collect();
+        for (n, job) in &seen {
+            if !recorded.contains_key(n) {
+                findings.push(CrossCheckFinding::MissingAtCoordinator {
+                    node: node.writer.clone(),
+                    what: describe(job, *n),
+                });
+            }
+        }
+        for ((who, n), job) in &joined {
+            if *who == node.writer && !seen.contains_key(n) {
+                findings.push(CrossCheckFinding::MissingAtNode {
+                    node: node.writer.clone(),
+                    what: format!("{} (the node joined it)", describe(job, *n)),
+                });
+            }
+        }
+    }
+    findings
+}
+
+/// Each decrypted count of clipped values against the sum of what its contributors' trails
+/// record for that round (their last attempt of it): checked where every contributor's trail is
+/// at hand. The coordinator never sees a contributor's own count, so a difference means a trail
+/// does not tell what was encrypted.
+fn clipped_counts(coordinator: &TrailReport, nodes: &[TrailReport]) -> Vec<CrossCheckFinding> {
+    let manifests: BTreeMap<String, Vec<String>> =
+        events_of::<DecryptionRequested>(&coordinator.events)
+            .map(|r| {
+                let contributors = r.contributors.iter().map(|c| c.to_string()).collect();
+                (r.manifest, contributors)
+            })
+            .collect();
+    let mut findings = Vec::new();
+    for decrypted in events_of::<AggregateDecrypted>(&coordinator.events) {
+        let (Some(count), Some(contributors)) =
+            (decrypted.clipped_values, manifests.get(&decrypted.manifest))
+        else {
+            continue;
+        };
+        let sent: Option<Vec<u64>> = contributors
+            .iter()
+            .map(|c| {
+                let node = nodes.iter().find(|n| n.writer == *c)?;
+                events_of::<ContributionSent>(&node.events)
+                    .filter(|e| e.job == decrypted.job && e.round == decrypted.round)
+                    .max_by_key(|e| e.attempt)
+                    .map(|e| e.clipped_values)
+            })
+            .collect();
+        if let Some(sum) = sent.map(|s| s.iter().sum::<u64>()) {
+            if sum != count {
+                findings.push(CrossCheckFinding::CountDiffers {
+                    what: format!(
+                        "values clipped in job {} round {} quantity {}",
+                        decrypted.job, decrypted.round, decrypted.quantity
+                    ),
+                    coordinator: count,
+                    nodes: sum,
+                    contributors: contributors.clone(),
+                });
+            }
         }
     }
     findings

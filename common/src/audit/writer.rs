@@ -1,7 +1,15 @@
 //! Appending signed events to a trail file.
+//!
+//! An append is all or nothing: a write that fails part-way is cut back to the last complete
+//! event before the error is returned. A trail that nevertheless ends in a partial line (the
+//! machine lost power mid-write) is repaired when its node opens it again: the partial bytes are
+//! moved to a file beside the trail (`<trail>.partial-<offset>`), kept as evidence, and the
+//! trail records `trail.repaired` with that file's name, length and SHA-256 before anything
+//! else. A trail file removed, replaced or changed by anyone else while its node runs is noticed
+//! at the node's next append, which fails and names what happened.
 
 use super::event::{AuditEvent, EventKind, GENESIS_PREV};
-use super::events::{TrailEvent, TrailOpened};
+use super::events::{TrailEvent, TrailOpened, TrailRepaired};
 use super::hex::hex;
 use super::verify::{verify, VerifyError};
 use crate::ids::NodeId;
@@ -41,8 +49,17 @@ pub enum TrailError {
         /// The node's configured id.
         configured: NodeId,
     },
-    /// Writing failed.
-    #[error("writing audit trail {path}")]
+    /// The trail file was removed, replaced by another file, or written by someone else while
+    /// its node ran: the node stops rather than sign events into a file that is not its trail.
+    #[error("audit trail {path}: {what} while the node ran; the node stops (its events so far are in the file it had open: restore it from a backup or keep the evidence as it is)")]
+    ChangedUnderneath {
+        /// The trail.
+        path: PathBuf,
+        /// What happened.
+        what: String,
+    },
+    /// Writing failed. Nothing of the event is in the trail (a partial write is cut back).
+    #[error("writing audit trail {path} (the event was not recorded; the trail ends at its last complete event)")]
     Io {
         /// The trail.
         path: PathBuf,
@@ -105,6 +122,77 @@ pub struct TrailWriter {
     identity: SigningIdentity,
     next_seq: u64,
     prev: String,
+    /// Bytes of complete events in the file.
+    len: u64,
+    /// The file this writer holds open (device and inode on Unix), to notice a replaced trail.
+    file_id: Option<(u64, u64)>,
+}
+
+/// The device and inode of an open file or a path (`None` where the platform has none).
+#[cfg(unix)]
+fn file_id(meta: &std::fs::Metadata) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    Some((meta.dev(), meta.ino()))
+}
+
+#[cfg(not(unix))]
+fn file_id(_: &std::fs::Metadata) -> Option<(u64, u64)> {
+    None
+}
+
+/// If the trail at `path` ends in a partial line and everything before it verifies, moves the
+/// partial bytes to `<path>.partial-<offset>` and cuts the trail back to its last complete
+/// event: (the side file, its length, its SHA-256). `None` when there was nothing to repair.
+fn repair_partial_line(
+    path: &Path,
+    key: &str,
+) -> Result<Option<(PathBuf, u64, String)>, TrailError> {
+    let io = |source| TrailError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let bytes = std::fs::read(path).map_err(io)?;
+    if bytes.last() == Some(&b'\n') || bytes.is_empty() {
+        return Ok(None);
+    }
+    let complete = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+    // Only a trail whose complete part is a good trail is repaired; anything else is left as
+    // it is, and the node refuses it.
+    if let Err(source) = super::verify::verify_reader(&bytes[..complete], Some(key)) {
+        return Err(TrailError::Invalid {
+            path: path.to_path_buf(),
+            source,
+        });
+    }
+    let partial = &bytes[complete..];
+    let side = PathBuf::from(format!("{}.partial-{complete}", path.display()));
+    match OpenOptions::new().write(true).create_new(true).open(&side) {
+        Ok(mut f) => {
+            f.write_all(partial).map_err(io)?;
+            f.sync_all().map_err(io)?;
+        }
+        // Moved before, and the cut did not complete: the same bytes are there already.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            if std::fs::read(&side).map_err(io)? != partial {
+                return Err(TrailError::ChangedUnderneath {
+                    path: path.to_path_buf(),
+                    what: format!(
+                        "it ends in a partial line, and {} holds other bytes",
+                        side.display()
+                    ),
+                });
+            }
+        }
+        Err(e) => return Err(io(e)),
+    }
+    let file = OpenOptions::new().write(true).open(path).map_err(io)?;
+    file.set_len(complete as u64).map_err(io)?;
+    file.sync_all().map_err(io)?;
+    Ok(Some((
+        side,
+        partial.len() as u64,
+        super::artifact::sha256_hex(partial),
+    )))
 }
 
 impl TrailWriter {
@@ -142,7 +230,10 @@ impl TrailWriter {
             identity,
             next_seq: 0,
             prev: GENESIS_PREV.to_owned(),
+            len: 0,
+            file_id: None,
         };
+        trail.file_id = trail.file.metadata().ok().as_ref().and_then(file_id);
         let opened = TrailOpened {
             role: role.to_owned(),
             public_key: trail.identity.public_key_hex(),
@@ -152,11 +243,14 @@ impl TrailWriter {
     }
 
     /// Continues node `writer`'s existing trail after verifying it under this identity's key.
+    /// A trail that ends in a partial line is repaired first (see the module's page) and
+    /// records `trail.repaired`.
     pub fn open(
         path: &Path,
         writer: &NodeId,
         identity: SigningIdentity,
     ) -> Result<Self, TrailError> {
+        let repaired = repair_partial_line(path, &identity.public_key_hex())?;
         let report = verify(path, Some(&identity.public_key_hex())).map_err(|source| {
             TrailError::Invalid {
                 path: path.to_path_buf(),
@@ -183,14 +277,69 @@ impl TrailWriter {
                 path: path.to_path_buf(),
                 source,
             })?;
-        Ok(Self {
+        let meta = file.metadata().map_err(|source| TrailError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut trail = Self {
             path: path.to_path_buf(),
             file,
             writer,
             identity,
             next_seq,
             prev,
-        })
+            len: meta.len(),
+            file_id: file_id(&meta),
+        };
+        if let Some((side, bytes, sha256)) = repaired {
+            let file = side
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            trail.record(
+                &TrailRepaired {
+                    partial_file: file,
+                    bytes,
+                    sha256,
+                },
+                SystemTime::now(),
+            )?;
+        }
+        Ok(trail)
+    }
+
+    /// Fails if the file at the trail's path is no longer the one this writer holds, or holds
+    /// other bytes than the events it wrote.
+    fn check_file(&self) -> Result<(), TrailError> {
+        let changed = |what: String| TrailError::ChangedUnderneath {
+            path: self.path.clone(),
+            what,
+        };
+        let meta = match std::fs::metadata(&self.path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(changed("the trail file was removed".into()))
+            }
+            Err(source) => {
+                return Err(TrailError::Io {
+                    path: self.path.clone(),
+                    source,
+                })
+            }
+        };
+        if self.file_id.is_some() && file_id(&meta) != self.file_id {
+            return Err(changed(
+                "the trail file was replaced by another file".into(),
+            ));
+        }
+        if meta.len() != self.len {
+            return Err(changed(format!(
+                "the trail file holds {} bytes where this node wrote {}",
+                meta.len(),
+                self.len
+            )));
+        }
+        Ok(())
     }
 
     /// Appends `event` (see [`Self::append`]).
@@ -233,11 +382,18 @@ impl TrailWriter {
             path: self.path.clone(),
             source,
         };
-        self.file.write_all(line.as_bytes()).map_err(io)?;
-        self.file.sync_data().map_err(|source| TrailError::Io {
-            path: self.path.clone(),
-            source,
-        })?;
+        self.check_file()?;
+        if let Err(e) = self
+            .file
+            .write_all(line.as_bytes())
+            .and_then(|()| self.file.sync_data())
+        {
+            // All or nothing: whatever part of the line reached the file is cut off again.
+            let _ = self.file.set_len(self.len);
+            let _ = self.file.sync_data();
+            return Err(io(e));
+        }
+        self.len += line.len() as u64;
         self.next_seq += 1;
         self.prev = event.hash.clone();
         Ok(event)

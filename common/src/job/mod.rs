@@ -32,7 +32,7 @@ pub mod segment;
 pub mod stats;
 mod validate;
 
-pub use plan::RoundPlanError;
+pub use plan::{RoundPlanError, CLIPPED_VALUES};
 pub use propensity::privacy;
 pub use propensity::{
     CategoricalSpec, ClassWeight, Optimizer, PropensitySpec, FEDAVG_COEFFICIENT_BOUND,

@@ -4,7 +4,7 @@
 use super::compliance::rules::ComplianceSpec;
 use super::{JobSpec, PropensitySpec, RoundKind, SegmentSpec, ValidJob};
 use crate::digest::Digest;
-use crate::encoding::{EncodingError, EncodingPlan, QuantitySpec};
+use crate::encoding::{Combine, EncodingError, EncodingPlan, QuantitySpec};
 use crate::secagg::SchemeParameters;
 
 impl ValidJob {
@@ -177,9 +177,35 @@ impl ValidJob {
                 }
             }
         }
+        if let Some(clipped) = self.clipped_values_quantity(&specs) {
+            specs.push(clipped);
+        }
         Ok(EncodingPlan::new(&specs, &self.params)?)
     }
+
+    /// The quantity a round carries after its kind's own: how many of the contributor's values
+    /// were clipped to a declared bound, so that the consortium-wide count is decrypted with the
+    /// round's aggregate and no institution's own count is seen by anyone
+    /// ([`CLIPPED_VALUES`]). Only a round with a summed quantity has it (presence rounds clip
+    /// nothing), and a differentially private job has it in no round: its exact count would
+    /// spend privacy the job's budget does not account for.
+    fn clipped_values_quantity(&self, kind: &[QuantitySpec]) -> Option<QuantitySpec> {
+        if self.privacy().is_some() || kind.iter().all(|q| q.combine == Combine::Presence) {
+            return None;
+        }
+        // At most every value of every row, and every value of the round's quantities.
+        let per_row = self.spec.features.len().max(1) as f64;
+        let values: usize = kind.iter().map(|q| q.len).sum();
+        let bound = self.spec.max_rows as f64 * per_row + values as f64;
+        Some(QuantitySpec::new(CLIPPED_VALUES, 1, bound, 1.0))
+    }
 }
+
+/// The name of the count of clipped values every round of a job without differential privacy
+/// carries last, after its kind's quantities: the coordinator takes it off the decrypted
+/// aggregate before the kind sees it, and records it with the decryption
+/// (`aggregate.decrypted.clipped_values`).
+pub const CLIPPED_VALUES: &str = "clipped_values";
 
 /// Why a round of a job has no encoding plan.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

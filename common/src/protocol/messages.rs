@@ -27,8 +27,10 @@ use serde::{Deserialize, Serialize};
 /// parameter bytes). Version 8 did the same for the segment and propensity rounds, dropped the
 /// round request's separate reference day and replaced the segment and model releases by
 /// `JobReleased`. Version 9 moves the compliance round behind the trait (tag 0x0410; 0x0401 is
-/// retired), so every round is now a job kind's own.
-pub const PROTOCOL_VERSION: u16 = 9;
+/// retired), so every round is now a job kind's own. Version 10 tells a joining node which
+/// restart of the coordinator it joined (`Welcome::restart`), and every round of a job without
+/// differential privacy carries the count of clipped values after its kind's quantities.
+pub const PROTOCOL_VERSION: u16 = 10;
 
 /// First message of a node: which job it has agreed to, by digest.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -48,6 +50,9 @@ pub struct Welcome {
     pub job: JobId,
     /// Crypto profile.
     pub profile: Profile,
+    /// How many times the coordinator has restarted this job from its checkpoint (0 for a
+    /// coordinator that has run since the job started): a node records a restart it sees.
+    pub restart: u32,
 }
 
 /// The coordinator's request for one round's contribution.

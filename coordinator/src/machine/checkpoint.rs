@@ -53,6 +53,7 @@ impl<S: RingScalar> CoordinatorMachine<S> {
             next_round: self.next_round,
             completed: self.completed.clone(),
             trail_events: 0,
+            restarts: self.restart,
         }
     }
 
@@ -119,6 +120,7 @@ impl<S: RingScalar> CoordinatorMachine<S> {
         machine.rounds_done = checkpoint.completed.len() as u32;
         machine.next_round = checkpoint.next_round.max(1);
         machine.pending = Some(pending);
+        machine.restart = checkpoint.restarts + 1;
         let spec = machine.job.spec().clone();
         let resumed = trail::JobResumed {
             job: spec.job.clone(),
@@ -127,8 +129,12 @@ impl<S: RingScalar> CoordinatorMachine<S> {
             next_round: machine.next_round,
             key_epoch: checkpoint.setup.as_ref().map(|s| s.key_epoch),
             trail_events_at_checkpoint: checkpoint.trail_events,
+            restart: machine.restart,
         };
         machine.audit(resumed);
+        // Written now, so that a crash before the next round still numbers the next restart
+        // after this one.
+        machine.emit_checkpoint();
         machine.progress(CoordinatorProgress::Resumed {
             job: spec.job.to_string(),
             completed: checkpoint.completed.len(),

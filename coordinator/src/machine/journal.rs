@@ -43,6 +43,10 @@ pub struct Checkpoint {
     /// Events in the coordinator's trail when this was written (filled in by the shell).
     #[serde(default)]
     pub trail_events: u64,
+    /// How many times the job had been resumed when this was written; a checkpoint is written
+    /// at every resume, so each restart gets its own number.
+    #[serde(default)]
+    pub restarts: u32,
 }
 
 /// Why a checkpoint cannot be resumed.

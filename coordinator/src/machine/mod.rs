@@ -106,6 +106,9 @@ pub struct CoordinatorMachine<S: RingScalar> {
     waiting_until: Option<Millis>,
     /// Rounds run again because a member went away during decryption.
     decryption_retries: u32,
+    /// How many times this job has been resumed from a checkpoint (0 until the first restart);
+    /// told to every node that joins, which records it.
+    restart: u32,
     /// Monotonic time for measuring the alert step's work, given by the shell; the machine
     /// never reads a clock itself (zero unless [`CoordinatorMachine::with_stopwatch`]).
     stopwatch: fn() -> std::time::Duration,
@@ -149,6 +152,7 @@ impl<S: RingScalar> CoordinatorMachine<S> {
             pending: None,
             waiting_until: None,
             decryption_retries: 0,
+            restart: 0,
             stopwatch: || std::time::Duration::ZERO,
         }
     }
@@ -320,6 +324,7 @@ impl<S: RingScalar> CoordinatorMachine<S> {
         let welcome = Welcome {
             job: spec.job.clone(),
             profile: spec.profile,
+            restart: self.restart,
         };
         let is_member = spec.committee.contains(&from);
         self.send(&from, CoordinatorOutbound::Welcome(welcome));

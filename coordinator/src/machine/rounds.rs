@@ -7,8 +7,9 @@ use super::{audit_output, CoordinatorMachine, CoordinatorOutput, Round, Stage};
 use crate::aggregation::RoundAggregate;
 use fedbank_common::audit::events as trail;
 use fedbank_common::committee::PartialDecryption;
+use fedbank_common::encoding::DecodedQuantity;
 use fedbank_common::ids::NodeId;
-use fedbank_common::job::RoundKind;
+use fedbank_common::job::{RoundKind, CLIPPED_VALUES};
 use fedbank_common::protocol::{
     Contribution, ContributionCommitment, JobReleased, Notice, NoticeKind, RevealRequest,
     RoundRequest,
@@ -409,8 +410,8 @@ impl<S: RingScalar> CoordinatorMachine<S> {
                     .map_err(|e| e.to_string())?;
                 plan.decode(&slots).map_err(|e| e.to_string())
             });
-        let decoded = match decoded {
-            Ok(d) => d,
+        let (decoded, clipped_values) = match decoded {
+            Ok(d) => take_clipped_values(d),
             Err(reason) => {
                 return self.fail(JobFailure::Decode {
                     round: round.number,
@@ -426,6 +427,7 @@ impl<S: RingScalar> CoordinatorMachine<S> {
                 quantity: round.kind.label().to_owned(),
                 manifest: request.manifest.digest().to_hex(),
                 contributors: request.manifest.contributors.len(),
+                clipped_values,
             }));
         self.rounds_done += 1;
         self.outputs.push_back(audit_output(trail::RoundCompleted {
@@ -739,5 +741,18 @@ impl<S: RingScalar> CoordinatorMachine<S> {
             }
             _ => {}
         }
+    }
+}
+
+/// The kind's quantities of a decrypted round, and the consortium-wide count of clipped values
+/// the plan carries after them (`None` for a round without it).
+fn take_clipped_values(mut decoded: Vec<DecodedQuantity>) -> (Vec<DecodedQuantity>, Option<u64>) {
+    match decoded.last() {
+        Some(q) if q.name == CLIPPED_VALUES => {
+            let count = q.exact.first().map(|&n| u64::try_from(n).unwrap_or(0));
+            decoded.pop();
+            (decoded, count)
+        }
+        _ => (decoded, None),
     }
 }

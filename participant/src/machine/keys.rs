@@ -37,6 +37,15 @@ impl<S: RingScalar> ParticipantMachine<S> {
         let member = match &self.member {
             // A repeated setup for the same epoch (after a reconnect) gets the same share.
             Some(m) if m.public_share().setup() == &setup => m,
+            // Another setup of an epoch this member holds (a coordinator restarted without its
+            // checkpoint, or one that deviates): refused, whatever it changes.
+            Some(m) if m.public_share().setup().key_epoch >= setup.key_epoch => {
+                return Err(NodeViolation::SecondKeySetup {
+                    job: setup.job.to_string(),
+                    epoch: setup.key_epoch,
+                    held: m.public_share().setup().digest().to_hex(),
+                });
+            }
             _ => {
                 let m = CommitteeMember::generate(
                     &setup,

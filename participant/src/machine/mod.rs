@@ -199,7 +199,17 @@ pub enum NodeViolation {
         /// Digest of the key offered.
         got: Digest,
     },
-    /// A commitment set that does not hold this member's own commitment.
+    /// A second key setup of a key epoch whose share this member holds.
+    #[error("the coordinator sent a second key setup for key epoch {epoch} of job {job}, whose share this member holds already (setup {held}); one key epoch is one key setup, ever, so that no aggregate of the job can be decrypted twice under two keys")]
+    SecondKeySetup {
+        /// Job.
+        job: String,
+        /// The key epoch.
+        epoch: u32,
+        /// Digest of the setup the member holds.
+        held: String,
+    },
+    /// The commitment set does not hold this member's own commitment.
     #[error("the commitment set does not hold this member's own commitment to its key share")]
     NotMyCommitment,
     /// A round request outside the job's plan.
@@ -277,6 +287,8 @@ pub struct ParticipantMachine<S: RingScalar> {
     pending: Option<reveal::PendingContribution<S>>,
     /// Digest of the job's release as received, recorded in `job.ended`.
     release_digest: Option<String>,
+    /// The coordinator's latest restart this node recorded (`coordinator.restarted`).
+    coordinator_restart: u32,
 }
 
 impl<S: RingScalar> ParticipantMachine<S> {
@@ -310,6 +322,7 @@ impl<S: RingScalar> ParticipantMachine<S> {
             contacts: None,
             pending: None,
             release_digest: None,
+            coordinator_restart: 0,
         }
     }
 
@@ -466,7 +479,16 @@ impl<S: RingScalar> ParticipantMachine<S> {
 
     fn dispatch(&mut self, message: Inbound<S>) -> Result<(), NodeViolation> {
         match message {
-            Inbound::Welcome(w) if w.job == self.job.spec().job => Ok(()),
+            Inbound::Welcome(w) if w.job == self.job.spec().job => {
+                if w.restart > self.coordinator_restart {
+                    self.coordinator_restart = w.restart;
+                    self.audit(trail::CoordinatorRestarted {
+                        job: w.job,
+                        restart: w.restart,
+                    });
+                }
+                Ok(())
+            }
             Inbound::Welcome(w) => Err(NodeViolation::WrongJob {
                 message: "Welcome",
                 what: format!("job {}", w.job),

@@ -10,7 +10,6 @@ use crate::Contributor;
 use fedbank_common::audit::events as trail;
 use fedbank_common::committee::{ContributionStatement, MASK_DIGEST_LABEL};
 use fedbank_common::digest::Digest;
-use fedbank_common::encoding::QuantityValues;
 use fedbank_common::job::RoundKind;
 use fedbank_common::protocol::{Notice, NoticeKind, RoundRequest};
 use fedbank_common::secagg::{Encryptor, RingScalar};
@@ -68,21 +67,20 @@ impl<S: RingScalar> ParticipantMachine<S> {
             .and_then(|(values, clipped, plan, noise)| {
                 let encryptor =
                     Encryptor::new(key, self.job.params().clone()).map_err(|e| e.to_string())?;
-                let values: Vec<QuantityValues<'_>> =
-                    values.iter().map(|v| QuantityValues::F64(v)).collect();
                 // Values the kind clipped (`clipped`) and values the encoding clipped to a
-                // quantity's declared bound, together in the trail's `clipped_values`.
-                let (ciphertext, encoded) = Contributor::new(plan, encryptor)
-                    .contribute(&values)
+                // quantity's declared bound, together in the trail's `clipped_values` and, where
+                // the plan carries it, encrypted with the round's values.
+                let (ciphertext, clipped) = Contributor::new(plan, encryptor)
+                    .contribute_round(values, clipped)
                     .map_err(|e| {
-                    format!(
-                        "{e}: {}",
-                        std::error::Error::source(&e)
-                            .map(|s| s.to_string())
-                            .unwrap_or_default()
-                    )
-                })?;
-                Ok((ciphertext, clipped + encoded.total(), noise))
+                        format!(
+                            "{e}: {}",
+                            std::error::Error::source(&e)
+                                .map(|s| s.to_string())
+                                .unwrap_or_default()
+                        )
+                    })?;
+                Ok((ciphertext, clipped, noise))
             });
         let outcome = outcome.map(|(ciphertext, clipped, noise)| {
             if let (Some(_), Some(privacy)) = (&noise, &self.privacy) {

@@ -116,6 +116,57 @@ impl Drop for ConnectionSlot {
     }
 }
 
+/// A coordinator without a checkpoint starts its job from the beginning, with a new key setup.
+/// That is refused when its trail shows the job's key was set up already: a second key setup of
+/// the epoch, and the rounds decrypted again over another set of institutions, would let the
+/// two releases be subtracted. The operator restores the checkpoint or runs the job under a new
+/// job id.
+fn refuse_second_key_setup(
+    job: &ValidJob,
+    trail: &TrailWriter,
+    state: Option<&Path>,
+) -> Result<(), NodeError> {
+    use fedbank_common::audit::events::{events_of, DecryptionRequested, KeySetup};
+    let report =
+        fedbank_common::audit::verify(trail.path(), None).map_err(|e| NodeError::Checkpoint {
+            path: trail.path().to_path_buf(),
+            reason: format!("the trail cannot be read back: {e}"),
+        })?;
+    let id = &job.spec().job;
+    // The coordinator's own steps of the ceremony (a member's never appear in its trail).
+    let set_up = events_of::<KeySetup>(&report.events).any(|e| match e {
+        KeySetup::Requested { job, .. }
+        | KeySetup::EveryMemberCommitted { job, .. }
+        | KeySetup::JointKeyFormed { job, .. } => job == *id,
+        KeySetup::CommitmentSent { .. } | KeySetup::ShareRevealed { .. } => false,
+    });
+    if !set_up {
+        return Ok(());
+    }
+    let decrypted: Vec<u32> = events_of::<DecryptionRequested>(&report.events)
+        .filter(|d| d.job == *id)
+        .map(|d| d.round)
+        .collect();
+    Err(NodeError::Checkpoint {
+        path: state.map_or_else(|| trail.path().to_path_buf(), Path::to_path_buf),
+        reason: format!(
+            "there is no checkpoint, but the trail {} records the key setup of job {id}{}; \
+             running the job from the beginning would set up a second key for the same epoch \
+             (the committee refuses it) and decrypt its rounds again over another set of \
+             institutions. Restore the checkpoint, or run the job again under a new job id",
+            trail.path().display(),
+            if decrypted.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " and {} decryptions (rounds {decrypted:?})",
+                    decrypted.len()
+                )
+            }
+        ),
+    })
+}
+
 /// Largest checkpoint read back.
 const MAX_CHECKPOINT_BYTES: usize = 1 << 30;
 
@@ -128,6 +179,7 @@ fn coordinator_machine<S: RingScalar>(
     (trail, trust): (&TrailWriter, fedbank_common::endorsement::ConsortiumTrust),
 ) -> Result<CoordinatorMachine<S>, NodeError> {
     let Some(path) = state.filter(|p| p.exists()) else {
+        refuse_second_key_setup(&job, trail, state)?;
         return Ok(CoordinatorMachine::new(job, mask_seed, trust).with_stopwatch(monotonic));
     };
     let bad = |reason: String| NodeError::Checkpoint {

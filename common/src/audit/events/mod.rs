@@ -165,6 +165,8 @@ pub fn check_fields(event: &AuditEvent) -> Result<(), UnreadableEvent> {
         K::JobFailed => check::<JobFailed>(event),
         K::ArtifactWritten => check::<ArtifactWritten>(event),
         K::JobEnded => check::<JobEnded>(event),
+        K::CoordinatorRestarted => check::<CoordinatorRestarted>(event),
+        K::TrailRepaired => check::<TrailRepaired>(event),
     }
 }
 

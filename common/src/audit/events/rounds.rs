@@ -191,6 +191,11 @@ pub struct AggregateDecrypted {
     pub manifest: String,
     /// Number of contributors.
     pub contributors: usize,
+    /// How many values the contributors clipped to a declared bound, summed over them: decrypted
+    /// with the aggregate, so no institution's own count is known (absent for a round that does
+    /// not carry it, and for every round of a differentially private job).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clipped_values: Option<u64>,
 }
 
 /// `round.completed` (coordinator).

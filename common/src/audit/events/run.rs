@@ -57,6 +57,37 @@ pub struct JobResumed {
     pub key_epoch: Option<u32>,
     /// Events in the trail when the checkpoint was written.
     pub trail_events_at_checkpoint: u64,
+    /// Which restart of the job this is, from 1. The coordinator tells every node that joins
+    /// it afterwards ([`crate::protocol::Welcome::restart`]), and the node records it
+    /// (`coordinator.restarted`), so that the restart is in two trails.
+    #[serde(default)]
+    pub restart: u32,
+}
+
+/// `trail.repaired` (any node): its trail ended in a partial line when the node opened it again
+/// (the machine stopped mid-write); the partial bytes were moved to `partial_file` beside the
+/// trail, kept as evidence, and the trail goes on from its last complete event.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrailRepaired {
+    /// The file beside the trail holding the partial bytes (its name).
+    pub partial_file: String,
+    /// How many bytes.
+    pub bytes: u64,
+    /// Their SHA-256 (hex).
+    pub sha256: String,
+}
+
+/// `coordinator.restarted` (participant, committee member, auditor): the coordinator this node
+/// joined had restarted from its checkpoint, for the `restart`-th time; the audit finds the
+/// coordinator's `job.resumed` of that number.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CoordinatorRestarted {
+    /// Job.
+    pub job: JobId,
+    /// The coordinator's restart number.
+    pub restart: u32,
 }
 
 /// `node.joined` (coordinator).
@@ -166,4 +197,6 @@ trail_events! {
     JobFailed => JobFailed,
     ArtifactWritten => ArtifactWritten,
     JobEnded => JobEnded,
+    CoordinatorRestarted => CoordinatorRestarted,
+    TrailRepaired => TrailRepaired,
 }

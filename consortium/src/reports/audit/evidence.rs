@@ -4,7 +4,7 @@
 
 use super::{first, short, typed, ArtifactEvidence, AuditReportError, Failure, NodeEvidence};
 use fedbank_common::audit::events::{
-    check_fields, ArtifactWritten, JobCompleted, JobEnded, JobFailed, JobStarted,
+    check_fields, ArtifactWritten, JobCompleted, JobEnded, JobFailed, JobStarted, TrailRepaired,
 };
 use fedbank_common::audit::{hex, sha256_hex, verify, ArtifactState, TrailReport, VerifyError};
 use fedbank_common::endorsement::{ConsortiumTrust, EndorsementError};
@@ -270,6 +270,57 @@ pub(super) fn gather(run: &Path) -> Result<Evidence, AuditReportError> {
                 ArtifactState::Matches | ArtifactState::Absent => {}
             }
             artifacts.push(ArtifactEvidence::of(&r.writer, e.seq, a, state));
+        }
+    }
+
+    // The partial line a node moved aside when it repaired its trail is evidence too: it must be
+    // beside the trail, with the bytes the repair recorded.
+    let trails = coordinator.iter().chain(verified.iter());
+    for (_, r) in trails {
+        for (e, repaired) in typed::<TrailRepaired>(&r.events) {
+            let state = match fedbank_common::audit::file_sha256(
+                &trails_dir.join(&repaired.partial_file),
+            ) {
+                Ok((sha256, _)) if sha256 == repaired.sha256 => ArtifactState::Matches,
+                Ok((sha256, _)) => ArtifactState::Changed { sha256 },
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => ArtifactState::Absent,
+                Err(e) => ArtifactState::Unreadable {
+                    reason: e.to_string(),
+                },
+            };
+            let shown = format!("{} of {}", repaired.partial_file, r.writer);
+            match &state {
+                ArtifactState::Matches => {}
+                ArtifactState::Changed { sha256 } => failures.push(Failure::tampered(
+                    shown,
+                    format!(
+                        "changed after {} repaired its trail: its SHA-256 is {}…, the repair recorded {}… (seq {})",
+                        r.writer,
+                        short(sha256),
+                        short(&repaired.sha256),
+                        e.seq
+                    ),
+                )),
+                ArtifactState::Absent => failures.push(Failure::incomplete(
+                    shown,
+                    format!(
+                        "{} repaired its trail (seq {}) and kept the partial line in this file, which is not beside the trail",
+                        r.writer, e.seq
+                    ),
+                )),
+                ArtifactState::Unreadable { reason } => {
+                    failures.push(Failure::unreadable(shown, reason.clone()))
+                }
+            }
+            artifacts.push(ArtifactEvidence {
+                writer: r.writer.clone(),
+                seq: e.seq,
+                what: "partial line moved aside by trail.repaired".to_owned(),
+                file: repaired.partial_file,
+                sha256: repaired.sha256,
+                bytes: repaired.bytes,
+                state,
+            });
         }
     }
 

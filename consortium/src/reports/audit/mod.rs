@@ -24,7 +24,8 @@ mod render;
 
 use fedbank_common::audit::events::{events_of, TrailEvent};
 use fedbank_common::audit::events::{
-    ArtifactWritten, ContributionSent, JobResumed, JobStarted, PrivacySpent, RulesEvaluated,
+    ArtifactWritten, ContributionSent, CoordinatorRestarted, JobResumed, JobStarted, PrivacySpent,
+    RulesEvaluated,
 };
 use fedbank_common::audit::{
     cross_check, ArtifactState, AuditEvent, CrossCheckFinding, TrailReport,
@@ -227,13 +228,23 @@ pub struct Resume {
     pub next_round: u32,
     /// The key epoch of the checkpoint.
     pub key_epoch: Option<u32>,
+    /// The restart's number (0 in a trail written before restarts were numbered).
+    pub restart: u32,
+    /// The nodes whose own trails record joining the coordinator after this restart
+    /// (`coordinator.restarted`); the cross-check holds them to the coordinator's `node.joined`.
+    pub seen_by: Vec<String>,
 }
 
 /// What happened to the data on its way into the aggregates, from the trails.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct DataHandling {
-    /// Values participants clipped to a declared bound, summed over institutions, per round.
+    /// Values participants clipped to a declared bound, summed over institutions, per round:
+    /// the counts decrypted with each round's aggregate where the job carries them, otherwise
+    /// (a differentially private job) the sum of the participants' trails.
     pub clipped_by_round: BTreeMap<u32, u64>,
+    /// Whether `clipped_by_round` are the decrypted counts (the cross-check ties them to the
+    /// contributors' trails).
+    pub clipped_decrypted: bool,
     /// Institutions that clipped at least one value (how many, not which).
     pub institutions_clipping: usize,
     /// Participants left out of a round, with the reason.
@@ -370,7 +381,7 @@ pub fn audit_report(run: &Path) -> Result<AuditReport, AuditReportError> {
     let resumes = ev
         .coordinator
         .as_ref()
-        .map(|(_, c)| resumes(c))
+        .map(|(_, c)| resumes(c, &ev.nodes))
         .unwrap_or_default();
     let data = data_handling(&ev, result.as_ref());
     let violated: Vec<&Guarantee> = guarantees
@@ -481,7 +492,7 @@ fn refusals(nodes: &[(PathBuf, TrailReport)]) -> Vec<Refusal> {
     out
 }
 
-fn resumes(c: &TrailReport) -> Vec<Resume> {
+fn resumes(c: &TrailReport, nodes: &[(PathBuf, TrailReport)]) -> Vec<Resume> {
     typed::<JobResumed>(&c.events)
         .into_iter()
         .map(|(e, r)| {
@@ -494,6 +505,15 @@ fn resumes(c: &TrailReport) -> Vec<Resume> {
                 completed_rounds: r.completed_rounds,
                 next_round: r.next_round,
                 key_epoch: r.key_epoch,
+                restart: r.restart,
+                seen_by: nodes
+                    .iter()
+                    .filter(|(_, n)| {
+                        events_of::<CoordinatorRestarted>(&n.events)
+                            .any(|s| r.restart > 0 && s.restart == r.restart)
+                    })
+                    .map(|(_, n)| n.writer.clone())
+                    .collect(),
             }
         })
         .collect()
@@ -555,6 +575,16 @@ fn data_handling(ev: &evidence::Evidence, result: Option<&Value>) -> DataHandlin
             })
             .collect();
         data.retried = participation.retried;
+        let decrypted: BTreeMap<u32, u64> = participation
+            .rounds
+            .iter()
+            .filter_map(|r| Some((r.round, r.clipped_values?)))
+            .collect();
+        if !decrypted.is_empty() {
+            data.clipped_decrypted = true;
+            data.clipped_by_round = decrypted;
+            data.clipped_by_round.retain(|_, n| *n > 0);
+        }
         data.privacy = events_of::<PrivacySpent>(&c.events)
             .filter_map(|p| match p {
                 PrivacySpent::Released(p) => Some(p),

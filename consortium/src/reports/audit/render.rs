@@ -205,12 +205,21 @@ fn restarts(md: &mut String, report: &AuditReport) {
     for r in &report.resumes {
         let _ = writeln!(
             md,
-            "- The coordinator stopped after {} and resumed from its checkpoint at {}: rounds {:?} were complete, the job went on with round {}{}.",
+            "- The coordinator stopped after {} and resumed from its checkpoint at {} (restart {}): rounds {:?} were complete, the job went on with round {}{}. {}",
             r.stopped_after,
             r.resumed,
+            r.restart,
             r.completed_rounds,
             r.next_round,
-            r.key_epoch.map_or_else(String::new, |e| format!(" under key epoch {e}"))
+            r.key_epoch.map_or_else(String::new, |e| format!(" under key epoch {e}")),
+            if r.seen_by.is_empty() {
+                "No node's trail records joining it after this restart.".to_owned()
+            } else {
+                format!(
+                    "The trails of {} record joining it after this restart.",
+                    r.seen_by.join(", ")
+                )
+            }
         );
     }
     for f in &report.in_flight {
@@ -242,8 +251,13 @@ fn data_handling(md: &mut String, report: &AuditReport) {
     } else {
         let _ = writeln!(
             md,
-            "- **Clipped values:** {clipped} values were clipped to a declared bound before encryption, by {} institutions (summed over institutions; per round: {}). Clipped values change the aggregates; the result is over the clipped data.",
+            "- **Clipped values:** {clipped} values were clipped to a declared bound before encryption, by {} institutions ({}; per round: {}). Clipped values change the aggregates; the result is over the clipped data.",
             d.institutions_clipping,
+            if d.clipped_decrypted {
+                "decrypted with each round's aggregate, and cross-checked against the contributors' trails"
+            } else {
+                "summed over the institutions' trails; a differentially private job releases no count"
+            },
             d.clipped_by_round
                 .iter()
                 .map(|(r, n)| format!("round {r}: {n}"))
