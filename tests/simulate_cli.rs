@@ -380,6 +380,23 @@ fn simulate_propensity_telco_with_differential_privacy_reports_its_spend() {
         report.contains("## Differential privacy") && report.contains("ε"),
         "{report}"
     );
+    // No exact count of clipped values is released: it would spend privacy the budget does not
+    // account for.
+    for round in result["participation"]["rounds"]
+        .as_array()
+        .expect("rounds")
+    {
+        assert!(round.get("clipped_values").is_none(), "{round}");
+    }
+    assert!(trail.contains("\"aggregate.decrypted\""));
+    assert!(
+        !trail.contains("\"clipped_values\""),
+        "a count in the trail"
+    );
+    assert!(
+        report.contains("No count of values clipped to a declared bound is released"),
+        "{report}"
+    );
     // Still a useful model: the per-institution AUC of the federated model, computed locally.
     for (node, figures) in result["per_participant"]
         .as_object()
@@ -446,4 +463,65 @@ fn the_consortium_library_runs_a_simulation_in_process() {
     for trail in &trails {
         fedbank_common::audit::verify(trail, None).expect("the trail verifies");
     }
+}
+
+/// Ages above a declared bound of 50: every round's contributors encrypt how many values they
+/// clipped with their values, and the decrypted counts reach result.json, the human report and
+/// the audit report, equal to what the institutions' own trails record.
+#[test]
+fn clipped_values_are_counted_securely_into_the_result_and_the_reports() {
+    let dir = tempfile::tempdir().expect("dir");
+    let job = dir.path().join("clipping.toml");
+    let text = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/segment-synthetic.toml"),
+    )
+    .expect("job");
+    assert!(text.contains("\nbound = 120\n"), "the age bound moved");
+    std::fs::write(&job, text.replace("\nbound = 120\n", "\nbound = 50\n")).expect("write");
+    let (_keep, out, _, result) = simulate_job(job.to_str().expect("path"));
+    let rounds = result["participation"]["rounds"]
+        .as_array()
+        .expect("rounds");
+    let decrypted: std::collections::BTreeMap<u64, u64> = rounds
+        .iter()
+        .map(|r| {
+            (
+                r["round"].as_u64().expect("round"),
+                r["clipped_values"].as_u64().expect("every round counts"),
+            )
+        })
+        .collect();
+    assert!(decrypted.values().all(|&n| n > 0), "{decrypted:?}");
+    // Each decrypted count is the sum of the institutions' own counts of that round.
+    let mut own: std::collections::BTreeMap<u64, u64> = Default::default();
+    for node in ["retail-bank", "insurer", "broker", "payments"] {
+        let trail =
+            std::fs::read_to_string(out.join(format!("trails/{node}.trail"))).expect("trail");
+        for line in trail.lines() {
+            let e: serde_json::Value = serde_json::from_str(line).expect("event");
+            if e["event"] == "contribution.sent" {
+                *own.entry(e["fields"]["round"].as_u64().expect("round"))
+                    .or_default() += e["fields"]["clipped_values"].as_u64().expect("count");
+            }
+        }
+    }
+    assert_eq!(decrypted, own);
+    let report = std::fs::read_to_string(out.join("report.md")).expect("report");
+    let most = decrypted.values().max().expect("rounds");
+    assert!(
+        report.contains(&format!("up to {most} in one round")),
+        "{report}"
+    );
+    // The audit report shows the decrypted counts, and the run verifies.
+    let audit = fedbank(&["audit", "report", "--json", out.to_str().expect("path")]);
+    let audit: serde_json::Value = serde_json::from_slice(&audit.stdout).expect("json");
+    assert_eq!(audit["verdict"], "verified", "{audit:#}");
+    assert_eq!(audit["data"]["clipped_decrypted"], true);
+    let shown: std::collections::BTreeMap<u64, u64> = audit["data"]["clipped_by_round"]
+        .as_object()
+        .expect("by round")
+        .iter()
+        .map(|(r, n)| (r.parse().expect("round"), n.as_u64().expect("count")))
+        .collect();
+    assert_eq!(shown, decrypted);
 }

@@ -39,7 +39,7 @@ pub use machine::{
     Checkpoint, CompletedRound, CoordinatorMachine, CoordinatorOutbound, CoordinatorOutput,
     CoordinatorProgress, Input, JobFailure, Millis, ResumeError, Status, Violation,
 };
-pub use participation::{DroppedParticipant, Participation, RoundParticipation};
+pub use participation::{ClippingRun, DroppedParticipant, Participation, RoundParticipation};
 pub use result_file::{Released, ResultFile, ResultFileError, RESULT_SCHEMA};
 
 /// This coordinator's software and version, recorded in `job.started`.

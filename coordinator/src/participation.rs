@@ -54,6 +54,17 @@ impl RoundParticipation {
     }
 }
 
+/// Rounds with the same count of clipped values ([`Participation::clipping_runs`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClippingRun {
+    /// The round, or the first and last (`2–88`).
+    pub rounds: String,
+    /// What they computed.
+    pub quantity: String,
+    /// Values clipped in each.
+    pub clipped: u64,
+}
+
 /// An institution left out of a round.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DroppedParticipant {
@@ -129,6 +140,36 @@ impl Participation {
             .reduce(|a, b| a + b)
     }
 
+    /// Consecutive decrypted rounds of one computation with the same non-zero count of clipped
+    /// values, as one line each (a k-means job clips the same values in every iteration).
+    pub fn clipping_runs(&self) -> Vec<ClippingRun> {
+        let mut runs: Vec<(u32, u32, &str, u64)> = Vec::new();
+        for r in &self.rounds {
+            let Some(n) = r.clipped_values.filter(|n| *n > 0) else {
+                continue;
+            };
+            match runs.last_mut() {
+                Some((_, last, quantity, count))
+                    if *quantity == r.quantity && *count == n && *last + 1 == r.round =>
+                {
+                    *last = r.round
+                }
+                _ => runs.push((r.round, r.round, &r.quantity, n)),
+            }
+        }
+        runs.into_iter()
+            .map(|(first, last, quantity, clipped)| ClippingRun {
+                rounds: if first == last {
+                    format!("{first}")
+                } else {
+                    format!("{first}–{last}")
+                },
+                quantity: quantity.to_owned(),
+                clipped,
+            })
+            .collect()
+    }
+
     /// The report's paragraph on clipped values: where they were clipped, or why there is no
     /// count.
     fn clipping_markdown(&self) -> String {
@@ -146,22 +187,28 @@ impl Participation {
             Some(0) => {
                 let _ = writeln!(md, "\nNo value was clipped to a declared bound.");
             }
-            Some(total) => {
+            Some(_) => {
+                let most = self
+                    .rounds
+                    .iter()
+                    .filter_map(|r| r.clipped_values)
+                    .max()
+                    .unwrap_or(0);
                 let _ = writeln!(
                     md,
-                    "\n{total} values were clipped to a declared bound, summed over the \
-                     contributors of each round (counted securely with the round's aggregate; \
-                     no institution's own count is known):\n"
+                    "\nValues were clipped to a declared bound: up to {most} in one round, summed \
+                     over the round's contributors (counted securely with the round's \
+                     aggregate; no institution's own count is known). A round reads the \
+                     customers' values again, so the same value counts in every round that \
+                     reads it. The result is over the clipped values.\n"
                 );
-                let _ = writeln!(md, "| round | computed | values clipped |");
+                let _ = writeln!(md, "| rounds | computed | values clipped in each |");
                 let _ = writeln!(md, "|---|---|---|");
-                for r in self.rounds.iter().filter(|r| r.clipped_values > Some(0)) {
+                for run in self.clipping_runs() {
                     let _ = writeln!(
                         md,
                         "| {} | {} | {} |",
-                        r.round,
-                        r.quantity,
-                        r.clipped_values.unwrap_or(0)
+                        run.rounds, run.quantity, run.clipped
                     );
                 }
                 md.push('\n');

@@ -251,18 +251,15 @@ fn data_handling(md: &mut String, report: &AuditReport) {
     } else {
         let _ = writeln!(
             md,
-            "- **Clipped values:** {clipped} values were clipped to a declared bound before encryption, by {} institutions ({}; per round: {}). Clipped values change the aggregates; the result is over the clipped data.",
+            "- **Clipped values:** values were clipped to a declared bound before encryption by {} institutions, up to {} in one round ({}; {}). A round reads the customers' values again, so the same value counts in every round that reads it. Clipped values change the aggregates; the result is over the clipped data.",
             d.institutions_clipping,
+            d.clipped_by_round.values().max().copied().unwrap_or(0),
             if d.clipped_decrypted {
                 "decrypted with each round's aggregate, and cross-checked against the contributors' trails"
             } else {
                 "summed over the institutions' trails; a differentially private job releases no count"
             },
-            d.clipped_by_round
-                .iter()
-                .map(|(r, n)| format!("round {r}: {n}"))
-                .collect::<Vec<_>>()
-                .join(", ")
+            clipping_runs(&d.clipped_by_round)
         );
     }
     for (what, items, none) in [
@@ -293,6 +290,27 @@ fn data_handling(md: &mut String, report: &AuditReport) {
             .as_deref()
             .unwrap_or("no differential privacy in this job")
     );
+}
+
+/// `rounds 2–88: 3184 each, round 90: 12`: consecutive rounds with one count, on one line.
+fn clipping_runs(by_round: &std::collections::BTreeMap<u32, u64>) -> String {
+    let mut runs: Vec<(u32, u32, u64)> = Vec::new();
+    for (&round, &n) in by_round {
+        match runs.last_mut() {
+            Some((_, last, count)) if *count == n && *last + 1 == round => *last = round,
+            _ => runs.push((round, round, n)),
+        }
+    }
+    runs.iter()
+        .map(|(first, last, n)| {
+            if first == last {
+                format!("round {first}: {n}")
+            } else {
+                format!("rounds {first}–{last}: {n} each")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn sign_off(md: &mut String, report: &AuditReport) {
