@@ -12,7 +12,7 @@ use fedbank_common::protocol::{
     Contribution, ContributionCommitment, Hello, Inbound, PROTOCOL_VERSION,
 };
 use fedbank_common::secagg::{Encryptor, Profile, RingScalar};
-use fedbank_coordinator::Status;
+use fedbank_coordinator::{JobFailure, Status};
 use fedbank_participant::synthetic::{self, InstitutionKind};
 use fedbank_participant::{LocalData, LocalTable, NodeStatus};
 use fedbank_transport::nodes::{
@@ -536,8 +536,8 @@ async fn hostile<S: RingScalar>(c: &Consortium, node: &str, addr: SocketAddr) {
             if c.error_code == quinn::VarInt::from_u32(fedbank_transport::CLOSE_REPLACED)),
         "{closed:?}"
     );
-    // More handshakes at once than the coordinator holds (enrolled nodes plus room for
-    // reconnections): the excess is refused before any handshake work.
+    // More authenticated connections at once than the coordinator holds (enrolled nodes plus
+    // room for reconnections): the excess is closed with the reason, and the node may try later.
     let mut attempts = tokio::task::JoinSet::new();
     for _ in 0..3 * (fedbank_transport::nodes::RECONNECT_ROOM + c.job.spec().participants.len()) {
         let endpoint = endpoint.clone();
@@ -546,11 +546,19 @@ async fn hostile<S: RingScalar>(c: &Consortium, node: &str, addr: SocketAddr) {
         );
     }
     let mut extra = Vec::new();
-    let mut refused = 0;
     while let Some(done) = attempts.join_next().await {
-        match done.expect("task") {
-            Ok(Ok(conn)) => extra.push(conn),
-            _ => refused += 1,
+        if let Ok(Ok(conn)) = done.expect("task") {
+            extra.push(conn);
+        }
+    }
+    let mut refused = 0;
+    for conn in &extra {
+        if let Ok(quinn::ConnectionError::ApplicationClosed(c)) =
+            timeout(Duration::from_millis(500), conn.closed()).await
+        {
+            refused += usize::from(
+                c.error_code == quinn::VarInt::from_u32(fedbank_transport::CLOSE_LIMIT),
+            );
         }
     }
     assert!(refused > 0, "the connection limit refused none");
@@ -750,4 +758,234 @@ fn stats_of(status: &Status, features: &[FeatureSpec]) -> Option<Vec<FeatureStat
             .map(|r| r.in_feature_order(features)),
         _ => None,
     }
+}
+
+/// A relay that carries a client's UDP packets to `server` and drops every packet back: each
+/// QUIC handshake started through it stays half-open at the server until the server gives up.
+async fn black_hole(server: SocketAddr) -> SocketAddr {
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0")
+        .await
+        .expect("relay");
+    let addr = socket.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 65_536];
+        while let Ok((n, from)) = socket.recv_from(&mut buf).await {
+            if from != server {
+                let _ = socket.send_to(&buf[..n], server).await;
+            }
+        }
+    });
+    addr
+}
+
+/// Someone without a certificate floods the coordinator with handshakes it never finishes —
+/// 40 at once, then 10 more every second for the whole job — while the real participants join:
+/// half-open handshakes do not count against the authenticated connections and are abandoned
+/// after HANDSHAKE_PATIENCE, so the job runs as it would without them (the pooled result), and
+/// the coordinator prints a line per REFUSAL_LOG_EVERY about them, not one per handshake.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_half_open_handshakes_leaves_the_participants_unaffected() {
+    let c = Consortium::new(
+        Profile::Fast,
+        &["bank-a", "insurer-b", "broker-c", "pay-d"],
+        &["bank-a", "insurer-b"],
+        3,
+    );
+    let (addr, coordinator) = c.start_coordinator::<u64>().await;
+    let relay = black_hole(addr).await;
+    let mut endpoint =
+        quinn::Endpoint::client("127.0.0.1:0".parse().expect("addr")).expect("endpoint");
+    endpoint.set_default_client_config(tls::client_config(&c.creds("pay-d")).expect("tls"));
+    let started = std::time::Instant::now();
+    let handshakes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let flood = {
+        let (endpoint, handshakes) = (endpoint.clone(), handshakes.clone());
+        tokio::spawn(async move {
+            let mut pending = Vec::new();
+            for wave in 0.. {
+                for _ in 0..if wave == 0 { 40 } else { 10 } {
+                    if let Ok(connecting) = endpoint.connect(relay, "coordinator") {
+                        // Kept (never finishing) so that the client keeps resending its Initial.
+                        pending.push(tokio::spawn(async move {
+                            let _ = timeout(Duration::from_secs(60), connecting).await;
+                        }));
+                        handshakes.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    }
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        })
+    };
+    // Let the first wave reach the coordinator before anyone real connects.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    c.finish_without::<u64>(None, addr, coordinator, async {})
+        .await;
+    flood.abort();
+    let elapsed = started.elapsed();
+    let sent = handshakes.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(sent >= 40, "{sent} handshakes");
+    endpoint.close(quinn::VarInt::from_u32(0), b"done");
+    // Abandoned handshakes are reported, at most once per REFUSAL_LOG_EVERY (plus the first).
+    let abandoned = c
+        .log
+        .lock()
+        .map(|l| {
+            l.iter()
+                .filter(|line| line.contains("abandoned a handshake"))
+                .count()
+        })
+        .unwrap_or(0);
+    let most =
+        1 + (elapsed.as_secs() / fedbank_transport::nodes::REFUSAL_LOG_EVERY.as_secs()) as usize;
+    assert!(
+        abandoned <= most,
+        "{abandoned} lines for {sent} handshakes in {elapsed:?}:\n{}",
+        c.log()
+    );
+    assert!(
+        !c.log_contains("connections are open, the limit"),
+        "{}",
+        c.log()
+    );
+}
+
+/// A node whose job file differs by one value is told at once that it was not admitted, why
+/// and what to do, and stops; when that node is a committee member the job cannot go on, so the
+/// coordinator fails it at once naming the member, and every other node is told.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_with_another_job_file_is_told_and_a_member_fails_the_job_at_once() {
+    let c = Consortium::new(
+        Profile::Fast,
+        &["bank-a", "insurer-b", "broker-c", "pay-d"],
+        &["bank-a", "insurer-b"],
+        3,
+    );
+    let mut other = c.job.spec().clone();
+    other.round_timeout_ms += 1;
+    let other = other.validate().expect("job");
+    assert_ne!(other.digest(), c.job.digest());
+    let (addr, coordinator) = c.start_coordinator::<u64>().await;
+    let run = |node: &str, job: &ValidJob| {
+        let settings = ParticipantSettings {
+            id: id(node),
+            job: job.clone(),
+            data: LocalData::Table {
+                table: c.tables[0].1.clone(),
+                row_ids: None,
+            },
+            creds: c.creds(node),
+            coordinator: (addr, id("coordinator")),
+            trail: c.trail(node),
+            connect_attempts: 20,
+            local: Default::default(),
+        };
+        tokio::spawn(run_participant::<u64>(settings, c.progress()))
+    };
+    // A participant: told, and it stops well before any round deadline.
+    let outcome = timeout(Duration::from_secs(10), run("pay-d", &other))
+        .await
+        .expect("stops at once")
+        .expect("task")
+        .expect("outcome");
+    let NodeStatus::Aborted(reason) = &outcome.status else {
+        panic!("{:?}", outcome.status)
+    };
+    for part in [
+        "not admitted",
+        "pay-d asked for job loopback-stats with digest",
+        "sha256sum",
+    ] {
+        assert!(reason.contains(part), "'{part}' missing from: {reason}");
+    }
+    // The others join; then a committee member with the other file fails the job.
+    let honest: Vec<_> = ["bank-a", "broker-c"]
+        .into_iter()
+        .map(|n| run(n, &c.job))
+        .collect();
+    let joined = std::time::Instant::now();
+    while !(c.log_contains("bank-a joined") && c.log_contains("broker-c joined")) {
+        assert!(joined.elapsed() < WAIT, "{}", c.log());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let member = run("insurer-b", &other);
+    let status = timeout(Duration::from_secs(10), coordinator)
+        .await
+        .expect("fails at once")
+        .expect("task")
+        .expect("status");
+    assert!(
+        matches!(&status, Status::Failed(JobFailure::MemberNotAdmitted { member, .. }) if member.as_str() == "insurer-b"),
+        "{status:?}"
+    );
+    let member = timeout(WAIT, member)
+        .await
+        .expect("in time")
+        .expect("task")
+        .expect("outcome");
+    assert!(
+        matches!(&member.status, NodeStatus::Aborted(r) if r.contains("not admitted")),
+        "{:?}",
+        member.status
+    );
+    // Every other node learns why: from the coordinator's notice, or, had that not reached
+    // it, from the close of its connection.
+    for node in honest {
+        let told = match timeout(WAIT, node).await.expect("in time").expect("task") {
+            Ok(outcome) => match outcome.status {
+                NodeStatus::Aborted(reason) => reason,
+                other => panic!("{other:?}"),
+            },
+            Err(e) => e.to_string(),
+        };
+        assert!(
+            told.contains("committee member insurer-b was not admitted"),
+            "{told}"
+        );
+    }
+}
+
+/// A coordinator address where nothing answers: the participant says so at the first failure,
+/// with the attempt, the pause and the most it will still wait, and gives up after
+/// `connect_attempts` attempts of at most CONNECT_PATIENCE each, naming the address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_coordinator_is_reported_with_its_schedule_and_given_up_on() {
+    let c = Consortium::new(
+        Profile::Fast,
+        &["bank-a", "insurer-b", "broker-c"],
+        &["bank-a"],
+        2,
+    );
+    // Bound, so that no ICMP error ends an attempt early, and never read.
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").expect("silent");
+    let addr = silent.local_addr().expect("addr");
+    let settings = ParticipantSettings {
+        id: id("bank-a"),
+        job: c.job.clone(),
+        data: LocalData::Table {
+            table: c.tables[0].1.clone(),
+            row_ids: None,
+        },
+        creds: c.creds("bank-a"),
+        coordinator: (addr, id("coordinator")),
+        trail: c.trail("bank-a"),
+        connect_attempts: 2,
+        local: Default::default(),
+    };
+    let started = std::time::Instant::now();
+    let patience = fedbank_transport::nodes::CONNECT_PATIENCE;
+    let err = timeout(3 * patience, run_participant::<u64>(settings, c.progress()))
+        .await
+        .expect("gives up within its schedule")
+        .expect_err("unreachable");
+    assert!(started.elapsed() >= 2 * patience, "{:?}", started.elapsed());
+    assert!(err.to_string().contains(&addr.to_string()), "{err}");
+    assert!(
+        c.log_contains(&format!(
+            "the coordinator coordinator at {addr} is not reachable (no answer within {} s); attempt 1 of 2, the next in 0.1 s; giving up in at most",
+            patience.as_secs()
+        )),
+        "{}",
+        c.log()
+    );
+    drop(silent);
 }

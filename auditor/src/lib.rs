@@ -284,6 +284,14 @@ impl AuditorMachine {
                         "aborted",
                         Some(n.text),
                     ),
+                    NoticeKind::NotAdmitted => {
+                        let text = format!("not admitted by the coordinator: {}", n.text);
+                        (
+                            AuditorStatus::Aborted(text.clone()),
+                            "not admitted",
+                            Some(text),
+                        )
+                    }
                     _ => return Err("unexpected notice".to_owned()),
                 };
                 if self.status == AuditorStatus::Running {

@@ -104,6 +104,7 @@ pub async fn run_auditor<S: RingScalar>(
         &mut out_rx,
         &mut ended,
         cap,
+        &*progress,
     )
     .await;
     drop(to_machine);
@@ -117,6 +118,12 @@ pub async fn run_auditor<S: RingScalar>(
             return Err(NodeError::Refused {
                 coordinator,
                 reason,
+            })
+        }
+        Err(SessionEnd::JobOver(outcome)) => {
+            return Err(NodeError::JobOver {
+                coordinator,
+                outcome,
             })
         }
         Err(SessionEnd::Unreachable(attempts)) => {

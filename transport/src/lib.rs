@@ -47,6 +47,9 @@ pub const CLOSE_DONE: u32 = 0x12;
 /// Application close code: the same node connected again; this older connection is closed, so
 /// that a node holds one connection (and at most one message being received) at a time.
 pub const CLOSE_REPLACED: u32 = 0x13;
+/// Application close code: the coordinator holds as many authenticated connections as it
+/// admits; the node tries again later.
+pub const CLOSE_LIMIT: u32 = 0x14;
 
 /// Why an incoming connection was not admitted.
 #[derive(Debug, thiserror::Error)]
@@ -129,6 +132,9 @@ pub enum ConnectError {
     /// The handshake failed or the coordinator closed the connection (see the reason).
     #[error("connection refused or lost")]
     Connection(#[from] quinn::ConnectionError),
+    /// No answer within this long.
+    #[error("no answer within {} s", .0.as_secs())]
+    TimedOut(std::time::Duration),
 }
 
 /// If a connection error means an identity was refused (a TLS alert in either direction, or the

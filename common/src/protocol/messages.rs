@@ -126,6 +126,9 @@ pub enum NoticeKind {
     Finished,
     /// The job was aborted.
     Aborted,
+    /// The coordinator did not admit the node (another version of the job file, another
+    /// protocol version): the node stops, printing why and what to do.
+    NotAdmitted,
 }
 
 /// A short status message in either direction.

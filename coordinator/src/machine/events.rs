@@ -287,6 +287,15 @@ pub enum JobFailure {
         /// Its reason.
         reason: String,
     },
+    /// A committee member was not admitted (another version of the job file or of the
+    /// protocol): without it no key can be set up or no aggregate decrypted.
+    #[error("committee member {member} was not admitted: {reason}; every member must run the same job file and fedbank version")]
+    MemberNotAdmitted {
+        /// The member.
+        member: NodeId,
+        /// Why.
+        reason: String,
+    },
     /// The private alert step could not complete.
     #[error("private alerts: {0}")]
     Alerts(String),

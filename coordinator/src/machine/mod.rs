@@ -298,20 +298,30 @@ impl<S: RingScalar> CoordinatorMachine<S> {
 
     fn on_hello(&mut self, from: NodeId, hello: Hello, now: Millis) -> Result<(), Violation> {
         if hello.protocol != PROTOCOL_VERSION {
-            return Err(Violation::Version {
-                from,
+            let violation = Violation::Version {
+                from: from.clone(),
                 version: hello.protocol,
-            });
+            };
+            return Err(self.not_admitted(
+                &from,
+                violation,
+                "run the same fedbank version as the coordinator",
+            ));
         }
         let spec = self.job.spec();
         if hello.job != spec.job || hello.job_digest != self.job.digest() {
-            return Err(Violation::WrongJob {
-                from,
+            let violation = Violation::WrongJob {
+                from: from.clone(),
                 job: hello.job.to_string(),
                 digest: hello.job_digest.to_hex(),
                 expected_job: spec.job.to_string(),
                 expected_digest: self.job.digest().to_hex(),
-            });
+            };
+            return Err(self.not_admitted(
+                &from,
+                violation,
+                "compare the job file with the coordinator's (`sha256sum`), take the consortium's copy and start again",
+            ));
         }
         if self.welcomed.contains(&from) {
             return Err(Violation::Duplicate {
@@ -389,6 +399,30 @@ impl<S: RingScalar> CoordinatorMachine<S> {
         }
         self.maybe_start_key_setup(now);
         Ok(())
+    }
+
+    /// Tells `from` why its Hello was not admitted and what to do, so that it stops instead of
+    /// waiting; a committee member not admitted fails the job at once, naming it. Returns the
+    /// violation, for the shell to print.
+    fn not_admitted(&mut self, from: &NodeId, violation: Violation, advice: &str) -> Violation {
+        let job = self.job.spec().job.clone();
+        self.send(
+            from,
+            CoordinatorOutbound::Notice(fedbank_common::protocol::Notice {
+                job,
+                round: None,
+                kind: fedbank_common::protocol::NoticeKind::NotAdmitted,
+                text: format!("{violation}; {advice}"),
+            }),
+        );
+        let running = !matches!(self.stage, Stage::Done);
+        if running && self.job.spec().committee.contains(from) {
+            self.fail(JobFailure::MemberNotAdmitted {
+                member: from.clone(),
+                reason: violation.to_string(),
+            });
+        }
+        violation
     }
 
     fn maybe_start_key_setup(&mut self, now: Millis) {

@@ -507,6 +507,14 @@ impl<S: RingScalar> ParticipantMachine<S> {
                     NoticeKind::Aborted => {
                         (NodeStatus::Aborted(n.text.clone()), "aborted", Some(n.text))
                     }
+                    NoticeKind::NotAdmitted => {
+                        let text = format!("not admitted by the coordinator: {}", n.text);
+                        (
+                            NodeStatus::Aborted(text.clone()),
+                            "not admitted",
+                            Some(text),
+                        )
+                    }
                     _ => return Err(NodeViolation::Unexpected("Notice")),
                 };
                 if self.status == NodeStatus::Running {

@@ -100,6 +100,62 @@ pub const UPLOAD_PATIENCE: Duration = Duration::from_secs(60);
 /// connection may linger until its idle timeout).
 pub const RECONNECT_ROOM: usize = 4;
 
+/// Handshakes in progress the coordinator holds at once. They are not authenticated connections
+/// and do not count against that limit: a peer without a certificate that starts handshakes and
+/// never finishes them holds one of these for at most [`HANDSHAKE_PATIENCE`], and never keeps an
+/// enrolled node out.
+pub const MAX_HANDSHAKES: usize = 256;
+
+/// Longest a handshake may take before the coordinator abandons it.
+pub const HANDSHAKE_PATIENCE: Duration = Duration::from_secs(5);
+
+/// At most one line per this long for each kind of refusal of a peer before it is admitted
+/// (a flood of garbage handshakes is counted, not printed line by line).
+pub const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// One kind of refusal, printed at most once per [`REFUSAL_LOG_EVERY`] with the count of those
+/// not printed since.
+struct RefusalLog {
+    state: Mutex<(Option<Instant>, u64)>,
+    progress: Arc<dyn Fn(String) + Send + Sync>,
+}
+
+impl RefusalLog {
+    fn new(progress: Arc<dyn Fn(String) + Send + Sync>) -> Arc<Self> {
+        Arc::new(Self {
+            state: Mutex::new((None, 0)),
+            progress,
+        })
+    }
+
+    fn note(&self, line: impl FnOnce() -> String) {
+        let now = Instant::now();
+        let suppressed = {
+            let Ok(mut state) = self.state.lock() else {
+                return;
+            };
+            if state
+                .0
+                .is_some_and(|t| now.duration_since(t) < REFUSAL_LOG_EVERY)
+            {
+                state.1 += 1;
+                return;
+            }
+            state.0 = Some(now);
+            std::mem::take(&mut state.1)
+        };
+        let mut text = line();
+        if suppressed > 0 {
+            text.push_str(&format!(
+                " ({suppressed} more like it in the last {} s, not shown)",
+                REFUSAL_LOG_EVERY.as_secs()
+            ));
+        }
+        tracing::warn!("{text}");
+        (self.progress)(text);
+    }
+}
+
 /// One open connection, counted while it lives.
 struct ConnectionSlot(Arc<std::sync::atomic::AtomicUsize>);
 
@@ -269,32 +325,63 @@ pub async fn run_coordinator<S: RingScalar>(
         tokio::spawn(async move {
             let mut next_connection = 0usize;
             let active = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+            let handshaking = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+            let busy = RefusalLog::new(progress.clone());
+            let full = RefusalLog::new(progress.clone());
+            let slow = RefusalLog::new(progress.clone());
+            let failed = RefusalLog::new(progress.clone());
+            let foreign = RefusalLog::new(progress.clone());
             while let Some(incoming) = endpoint.accept().await {
-                // Connections beyond every enrolled node (plus room for reconnections) are refused
-                // before the handshake: a peer cannot make the coordinator hold more.
-                if active.load(std::sync::atomic::Ordering::SeqCst) >= max_connections {
+                // Handshakes beyond MAX_HANDSHAKES at once are refused before any handshake
+                // work; they never count against the authenticated connections.
+                if handshaking.load(std::sync::atomic::Ordering::SeqCst) >= MAX_HANDSHAKES {
                     let remote = incoming.remote_address();
                     incoming.refuse();
-                    tracing::warn!(%remote, max_connections, "connection refused: connection limit");
-                    progress(format!(
-                        "refused a connection from {remote}: {max_connections} connections are open, the limit"
-                    ));
+                    busy.note(|| {
+                        format!(
+                            "refused a handshake from {remote}: {MAX_HANDSHAKES} handshakes are in progress, the limit"
+                        )
+                    });
                     continue;
                 }
-                let slot = ConnectionSlot::take(&active);
+                let handshake = ConnectionSlot::take(&handshaking);
                 next_connection += 1;
                 let serial = next_connection;
                 let (gate, sending) = (gate.clone(), sending.clone());
-                let (writers, events, enrolled, progress) = (
+                let (writers, events, enrolled, progress, active) = (
                     writers.clone(),
                     events.clone(),
                     enrolled.clone(),
                     progress.clone(),
+                    active.clone(),
                 );
+                let (full, slow, failed, foreign) =
+                    (full.clone(), slow.clone(), failed.clone(), foreign.clone());
                 tokio::spawn(async move {
-                    let _slot = slot;
-                    match admit(incoming, |n| enrolled.contains(n)).await {
-                        Ok((node, conn)) => {
+                    let remote = incoming.remote_address();
+                    let admitted = tokio::time::timeout(
+                        HANDSHAKE_PATIENCE,
+                        admit(incoming, |n| enrolled.contains(n)),
+                    )
+                    .await;
+                    drop(handshake);
+                    match admitted {
+                        Ok(Ok((node, conn))) => {
+                            // Authenticated connections beyond every enrolled node (plus room for
+                            // reconnections) are closed with the reason.
+                            if active.load(std::sync::atomic::Ordering::SeqCst) >= max_connections {
+                                conn.close(
+                                    quinn::VarInt::from_u32(crate::CLOSE_LIMIT),
+                                    b"connection limit: try again later",
+                                );
+                                full.note(|| {
+                                    format!(
+                                        "refused a connection of {node} from {remote}: {max_connections} connections are open, the limit"
+                                    )
+                                });
+                                return;
+                            }
+                            let _slot = ConnectionSlot::take(&active);
                             serve_connection::<S>(
                                 node,
                                 serial,
@@ -306,16 +393,20 @@ pub async fn run_coordinator<S: RingScalar>(
                             )
                             .await
                         }
-                        Err(e @ AdmitError::NotEnrolled { .. }) => {
-                            tracing::warn!(error = %e, "connection refused");
-                            progress(format!("refused: {e}"));
+                        Err(_) => slow.note(|| {
+                            format!(
+                                "abandoned a handshake from {remote}: not complete within {} s",
+                                HANDSHAKE_PATIENCE.as_secs()
+                            )
+                        }),
+                        Ok(Err(e @ AdmitError::NotEnrolled { .. })) => {
+                            foreign.note(|| format!("refused: {e}"))
                         }
-                        Err(e) => {
+                        Ok(Err(e)) => {
                             let detail = std::error::Error::source(&e)
                                 .map(|s| s.to_string())
                                 .unwrap_or_default();
-                            tracing::warn!(error = %e, detail, "connection refused");
-                            progress(format!("refused: {e}: {detail}"));
+                            failed.note(|| format!("refused: {e}: {detail}"));
                         }
                     }
                 });
@@ -374,7 +465,15 @@ pub async fn run_coordinator<S: RingScalar>(
         }
     }
     tokio::time::sleep(Duration::from_millis(100)).await;
-    endpoint.close(quinn::VarInt::from_u32(CLOSE_DONE), b"job over");
+    // The close says how the job ended, so that a node that did not get the last notice still
+    // learns it.
+    let outcome = match &status {
+        Status::Finished(_) => "job over: finished".to_owned(),
+        Status::Failed(f) => format!("job over: failed: {f}"),
+        Status::Running => "job over".to_owned(),
+    };
+    let outcome: String = outcome.chars().take(900).collect();
+    endpoint.close(quinn::VarInt::from_u32(CLOSE_DONE), outcome.as_bytes());
     accept.abort();
     let _ = tokio::time::timeout(Duration::from_secs(2), endpoint.wait_idle()).await;
     Ok(status)

@@ -16,11 +16,13 @@ mod coordinator;
 mod participant;
 
 pub use coordinator::{
-    run_coordinator, CoordinatorSettings, FINAL_FLUSH, MESSAGES_BEING_SENT, MESSAGES_IN_FLIGHT,
-    RECONNECT_ROOM, UPLOAD_PATIENCE,
+    run_coordinator, CoordinatorSettings, FINAL_FLUSH, HANDSHAKE_PATIENCE, MAX_HANDSHAKES,
+    MESSAGES_BEING_SENT, MESSAGES_IN_FLIGHT, RECONNECT_ROOM, REFUSAL_LOG_EVERY, UPLOAD_PATIENCE,
 };
 pub(crate) use participant::{client_endpoint, talk_to_coordinator, SessionEnd};
-pub use participant::{run_participant, LocalOutputs, ParticipantOutcome, ParticipantSettings};
+pub use participant::{
+    run_participant, LocalOutputs, ParticipantOutcome, ParticipantSettings, CONNECT_PATIENCE,
+};
 
 /// Why a node stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +59,17 @@ pub enum NodeError {
         coordinator: NodeId,
         /// Why, as reported by TLS or by the coordinator.
         reason: String,
+    },
+    /// The coordinator closed the connection at the job's end before this node got the job's
+    /// last notice; the close says how the job ended.
+    #[error(
+        "the coordinator {coordinator} ended the job before this node was told how: {outcome}"
+    )]
+    JobOver {
+        /// Coordinator id.
+        coordinator: NodeId,
+        /// The coordinator's word (`job over: finished`, `job over: failed: …`).
+        outcome: String,
     },
     /// The node's configured id, its certificate and its key do not agree, or the CA
     /// certificate is unusable; the node stops before it connects.

@@ -206,12 +206,20 @@ pub async fn run_participant<S: RingScalar>(
         &mut out_rx,
         &mut ended,
         cap,
+        &*progress,
     )
     .await;
     drop(to_machine);
     let (sent, refused) = match session {
         Ok(sent) => (sent, None),
         Err(SessionEnd::Refused(reason)) => (SentCounter::default(), Some(reason)),
+        Err(SessionEnd::JobOver(outcome)) => {
+            let _ = tokio::task::spawn_blocking(move || machine.join()).await;
+            return Err(NodeError::JobOver {
+                coordinator,
+                outcome,
+            });
+        }
         Err(SessionEnd::Unreachable(attempts)) => {
             let _ = tokio::task::spawn_blocking(move || machine.join()).await;
             return Err(NodeError::Unreachable {
@@ -265,10 +273,27 @@ pub(crate) fn client_endpoint(
     Ok(endpoint)
 }
 
+/// Longest one connection attempt may take (a coordinator that does not answer at all).
+pub const CONNECT_PATIENCE: Duration = Duration::from_secs(10);
+
+/// The pause after the `failures`-th failed attempt: 0.1 s more after each, at most 2 s.
+fn retry_pause(failures: u32) -> Duration {
+    Duration::from_millis(100 * u64::from(failures.min(20)))
+}
+
+/// The longest the attempts after the `failures`-th can take before the node gives up.
+fn retry_budget(failures: u32, connect_attempts: u32) -> Duration {
+    (failures..connect_attempts)
+        .map(|f| retry_pause(f) + CONNECT_PATIENCE)
+        .sum()
+}
+
 /// How a session with the coordinator ended early.
 pub(crate) enum SessionEnd {
     /// The coordinator refused this node (or this node the coordinator) for good.
     Refused(String),
+    /// The coordinator ended the job before the node was told how; its close says how.
+    JobOver(String),
     /// The coordinator could not be reached after this many attempts.
     Unreachable(u32),
 }
@@ -277,6 +302,7 @@ pub(crate) enum SessionEnd {
 /// the machine of each connection (`None`), forwards the coordinator's messages to it and sends
 /// what it produces, until `ended` says the machine's part is over (the machine's thread sets
 /// it when it stops, which wakes this loop at once).
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn talk_to_coordinator<S: RingScalar>(
     endpoint: &quinn::Endpoint,
     (addr, coordinator): (SocketAddr, &NodeId),
@@ -285,6 +311,7 @@ pub(crate) async fn talk_to_coordinator<S: RingScalar>(
     out_rx: &mut tokio_mpsc::UnboundedReceiver<Vec<u8>>,
     ended: &mut tokio::sync::watch::Receiver<bool>,
     cap: usize,
+    progress: &(dyn Fn(String) + Send + Sync),
 ) -> Result<SentCounter, SessionEnd> {
     // Over when the machine says so, or when its thread is gone.
     let done = |ended: &tokio::sync::watch::Receiver<bool>| {
@@ -293,8 +320,16 @@ pub(crate) async fn talk_to_coordinator<S: RingScalar>(
     let mut failures = 0u32;
     let mut sent = SentCounter::default();
     while !done(ended) {
-        let conn = match connect(endpoint, addr, coordinator).await {
+        let attempt = tokio::time::timeout(CONNECT_PATIENCE, connect(endpoint, addr, coordinator))
+            .await
+            .unwrap_or_else(|_| Err(ConnectError::TimedOut(CONNECT_PATIENCE)));
+        let conn = match attempt {
             Ok(conn) => {
+                if failures > 0 {
+                    progress(format!(
+                        "reached the coordinator {coordinator} at {addr} after {failures} failed attempts"
+                    ));
+                }
                 failures = 0;
                 conn
             }
@@ -311,7 +346,20 @@ pub(crate) async fn talk_to_coordinator<S: RingScalar>(
                 if failures >= connect_attempts {
                     return Err(SessionEnd::Unreachable(failures));
                 }
-                tokio::time::sleep(Duration::from_millis(100 * u64::from(failures.min(20)))).await;
+                let pause = retry_pause(failures);
+                // Said at the first failure and every tenth, with the schedule and the end.
+                if failures == 1 || failures % 10 == 0 {
+                    let left = retry_budget(failures, connect_attempts);
+                    let cause = std::error::Error::source(&e)
+                        .map(|s| format!(": {s}"))
+                        .unwrap_or_default();
+                    progress(format!(
+                        "the coordinator {coordinator} at {addr} is not reachable ({e}{cause}); attempt {failures} of {connect_attempts}, the next in {:.1} s; giving up in at most {} s (connect_attempts)",
+                        pause.as_secs_f64(),
+                        left.as_secs()
+                    ));
+                }
+                tokio::time::sleep(pause).await;
                 continue;
             }
         };
@@ -319,6 +367,7 @@ pub(crate) async fn talk_to_coordinator<S: RingScalar>(
             break;
         }
         let mut refused = None;
+        let mut over = None;
         // Frames are read by their own task, so that sending or looking at the machine's status
         // never interrupts a message half received.
         let (frames_tx, mut frames) = tokio_mpsc::channel::<Result<RawFrame, frame::FrameError>>(4);
@@ -348,8 +397,16 @@ pub(crate) async fn talk_to_coordinator<S: RingScalar>(
                         if let Some(reason) = permanent_refusal(&e) {
                             tracing::debug!(%reason, "the coordinator refused this node");
                             refused = Some(reason);
+                        } else if let Some(outcome) = job_over(&e) {
+                            // The job ended before this node heard how: the close says it.
+                            over = Some(outcome);
                         } else {
                             tracing::info!(error = %e, "connection to the coordinator ended");
+                            if !done(ended) {
+                                progress(format!(
+                                    "the connection to the coordinator {coordinator} ended ({e}); connecting again"
+                                ));
+                            }
                         }
                         break;
                     }
@@ -383,8 +440,23 @@ pub(crate) async fn talk_to_coordinator<S: RingScalar>(
         if let Some(reason) = refused {
             return Err(SessionEnd::Refused(reason));
         }
+        if let Some(outcome) = over.filter(|_| !done(ended)) {
+            return Err(SessionEnd::JobOver(outcome));
+        }
     }
     Ok(sent)
+}
+
+/// The coordinator's word on how the job ended, when it closed the connection at the job's end.
+fn job_over(error: &quinn::ConnectionError) -> Option<String> {
+    match error {
+        quinn::ConnectionError::ApplicationClosed(c)
+            if c.error_code == quinn::VarInt::from_u32(CLOSE_DONE) =>
+        {
+            Some(String::from_utf8_lossy(&c.reason).into_owned())
+        }
+        _ => None,
+    }
 }
 
 /// What a participant's shell put on its connections.
