@@ -668,8 +668,7 @@ fn a_trail_removed_replaced_or_written_by_another_under_a_running_node_stops_its
             fields(json!({"job": "j", "round": 2})),
             at(5),
         )
-        .err()
-        .expect("refused")
+        .expect_err("refused")
         .to_string()
     };
     let original = std::fs::read(&path).expect("read");

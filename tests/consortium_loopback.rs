@@ -213,6 +213,29 @@ impl Consortium {
         })
     }
 
+    /// `node` running `job` on the first table, against the coordinator at `addr`.
+    fn settings_with(
+        &self,
+        node: &str,
+        job: &ValidJob,
+        addr: SocketAddr,
+        connect_attempts: u32,
+    ) -> ParticipantSettings {
+        ParticipantSettings {
+            id: id(node),
+            job: job.clone(),
+            data: LocalData::Table {
+                table: self.tables[0].1.clone(),
+                row_ids: None,
+            },
+            creds: self.creds(node),
+            coordinator: (addr, id("coordinator")),
+            trail: self.trail(node),
+            connect_attempts,
+            local: Default::default(),
+        }
+    }
+
     async fn start_coordinator<S: RingScalar>(
         &self,
     ) -> (
@@ -622,22 +645,8 @@ async fn refused_nodes_stop_at_once_with_the_reason() {
     )
     .expect("expired cert");
     let (addr, coordinator) = c.start_coordinator::<u64>().await;
-    let run = |node: &str| {
-        let settings = ParticipantSettings {
-            id: id(node),
-            job: c.job.clone(),
-            data: LocalData::Table {
-                table: c.tables[0].1.clone(),
-                row_ids: None,
-            },
-            creds: c.creds(node),
-            coordinator: (addr, id("coordinator")),
-            trail: c.trail(node),
-            connect_attempts: 50,
-            local: Default::default(),
-        };
-        run_participant::<u64>(settings, c.progress())
-    };
+    let run =
+        |node: &str| run_participant::<u64>(c.settings_with(node, &c.job, addr, 50), c.progress());
     let intruder = timeout(Duration::from_secs(20), run("intruder"))
         .await
         .expect("stops, does not retry forever");
@@ -866,20 +875,10 @@ async fn a_node_with_another_job_file_is_told_and_a_member_fails_the_job_at_once
     assert_ne!(other.digest(), c.job.digest());
     let (addr, coordinator) = c.start_coordinator::<u64>().await;
     let run = |node: &str, job: &ValidJob| {
-        let settings = ParticipantSettings {
-            id: id(node),
-            job: job.clone(),
-            data: LocalData::Table {
-                table: c.tables[0].1.clone(),
-                row_ids: None,
-            },
-            creds: c.creds(node),
-            coordinator: (addr, id("coordinator")),
-            trail: c.trail(node),
-            connect_attempts: 20,
-            local: Default::default(),
-        };
-        tokio::spawn(run_participant::<u64>(settings, c.progress()))
+        tokio::spawn(run_participant::<u64>(
+            c.settings_with(node, job, addr, 20),
+            c.progress(),
+        ))
     };
     // A participant: told, and it stops well before any round deadline.
     let outcome = timeout(Duration::from_secs(10), run("pay-d", &other))
@@ -958,19 +957,7 @@ async fn an_unreachable_coordinator_is_reported_with_its_schedule_and_given_up_o
     // Bound, so that no ICMP error ends an attempt early, and never read.
     let silent = std::net::UdpSocket::bind("127.0.0.1:0").expect("silent");
     let addr = silent.local_addr().expect("addr");
-    let settings = ParticipantSettings {
-        id: id("bank-a"),
-        job: c.job.clone(),
-        data: LocalData::Table {
-            table: c.tables[0].1.clone(),
-            row_ids: None,
-        },
-        creds: c.creds("bank-a"),
-        coordinator: (addr, id("coordinator")),
-        trail: c.trail("bank-a"),
-        connect_attempts: 2,
-        local: Default::default(),
-    };
+    let settings = c.settings_with("bank-a", &c.job, addr, 2);
     let started = std::time::Instant::now();
     let patience = fedbank_transport::nodes::CONNECT_PATIENCE;
     let err = timeout(3 * patience, run_participant::<u64>(settings, c.progress()))

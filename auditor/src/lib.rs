@@ -263,12 +263,13 @@ impl AuditorMachine {
     pub fn handle<S: RingScalar>(&mut self, message: Inbound<S>) -> Result<(), String> {
         match message {
             Inbound::Welcome(w) if w.job == self.job.spec().job => {
-                if w.restart > self.coordinator_restart {
-                    self.coordinator_restart = w.restart;
-                    self.audit(trail::CoordinatorRestarted {
-                        job: w.job,
-                        restart: w.restart,
-                    });
+                let seen = trail::CoordinatorRestarted::on_welcome(
+                    &mut self.coordinator_restart,
+                    &w.job,
+                    w.restart,
+                );
+                if let Some(seen) = seen {
+                    self.audit(seen);
                 }
                 Ok(())
             }

@@ -665,7 +665,7 @@ impl<S: RingScalar> CoordinatorMachine<S> {
             job: spec.job.clone(),
             round: round.number,
             quantity: round.kind.label().to_owned(),
-            missing_members: members.iter().cloned().collect(),
+            missing_members: members.to_vec(),
             retry: self.decryption_retries,
             max_retries: spec.max_decryption_retries,
             next_round: self.next_round,

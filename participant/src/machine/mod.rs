@@ -480,12 +480,13 @@ impl<S: RingScalar> ParticipantMachine<S> {
     fn dispatch(&mut self, message: Inbound<S>) -> Result<(), NodeViolation> {
         match message {
             Inbound::Welcome(w) if w.job == self.job.spec().job => {
-                if w.restart > self.coordinator_restart {
-                    self.coordinator_restart = w.restart;
-                    self.audit(trail::CoordinatorRestarted {
-                        job: w.job,
-                        restart: w.restart,
-                    });
+                let seen = trail::CoordinatorRestarted::on_welcome(
+                    &mut self.coordinator_restart,
+                    &w.job,
+                    w.restart,
+                );
+                if let Some(seen) = seen {
+                    self.audit(seen);
                 }
                 Ok(())
             }

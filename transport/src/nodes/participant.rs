@@ -348,7 +348,7 @@ pub(crate) async fn talk_to_coordinator<S: RingScalar>(
                 }
                 let pause = retry_pause(failures);
                 // Said at the first failure and every tenth, with the schedule and the end.
-                if failures == 1 || failures % 10 == 0 {
+                if failures == 1 || failures.is_multiple_of(10) {
                     let left = retry_budget(failures, connect_attempts);
                     let cause = std::error::Error::source(&e)
                         .map(|s| format!(": {s}"))

@@ -90,6 +90,20 @@ pub struct CoordinatorRestarted {
     pub restart: u32,
 }
 
+impl CoordinatorRestarted {
+    /// What a node records on a Welcome to `job` from the coordinator's `restart`-th start, if
+    /// it is one it has not recorded (`latest` is the latest it recorded, and is moved on).
+    pub fn on_welcome(latest: &mut u32, job: &JobId, restart: u32) -> Option<Self> {
+        (restart > *latest).then(|| {
+            *latest = restart;
+            Self {
+                job: job.clone(),
+                restart,
+            }
+        })
+    }
+}
+
 /// `node.joined` (coordinator).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
