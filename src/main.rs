@@ -105,6 +105,9 @@ enum BenchCommand {
     /// job: its time to read the log, time per round and peak memory, against a tenth of the
     /// rows over the same customers.
     LargeTable(fedbank_bench::large_table::LargeTableArgs),
+    /// Shipped jobs over an emulated wide-area link (delay, jitter, loss, rate) against
+    /// loopback: wall time per job and round trips per round.
+    Wan(fedbank_bench::wan::WanArgs),
 }
 
 /// Runs the command; an error is printed once, as one line with its causes, and exits 1 (the
@@ -139,6 +142,10 @@ fn run() -> Result<ExitCode> {
             fedbank_bench::large_table::run(&args, &std::env::current_exe()?)?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Bench(BenchCommand::Wan(args)) => {
+            fedbank_bench::wan::run(&args)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Bench(BenchCommand::Load(args)) => {
             fedbank_bench::load::run(&args, &std::env::current_exe()?)?;
             Ok(ExitCode::SUCCESS)
@@ -154,10 +161,7 @@ fn run() -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Simulate(args) => {
-            simulate::run(&simulate::SimulateOptions {
-                job: args.job,
-                out: args.out,
-            })?;
+            simulate::run(&simulate::SimulateOptions::new(args.job, args.out))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Coordinator { config } => {

@@ -437,10 +437,10 @@ fn the_consortium_library_runs_a_simulation_in_process() {
     let out = dir.path().join("run");
     let job = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join(fedbank_consortium::simulate::DEFAULT_JOB);
-    fedbank_consortium::simulate::run(&fedbank_consortium::simulate::SimulateOptions {
-        job: job.clone(),
-        out: Some(out.clone()),
-    })
+    fedbank_consortium::simulate::run(&fedbank_consortium::simulate::SimulateOptions::new(
+        job.clone(),
+        Some(out.clone()),
+    ))
     .expect("simulation");
     let text = std::fs::read_to_string(out.join("result.json")).expect("result.json");
     let file = fedbank_coordinator::ResultFile::from_json(&text).expect("a typed result file");
@@ -524,4 +524,42 @@ fn clipped_values_are_counted_securely_into_the_result_and_the_reports() {
         .map(|(r, n)| (r.parse().expect("round"), n.as_u64().expect("count")))
         .collect();
     assert_eq!(shown, decrypted);
+}
+
+/// The stats job with every node behind a delaying, jittering, lossy link (20 ± 5 ms one way,
+/// 3% of packets dropped each way) releases exactly what it releases on plain loopback, and
+/// every trail verifies: loss and delay cost time, never a value.
+#[test]
+fn an_impaired_link_changes_no_released_value() {
+    use fedbank_consortium::impaired_link::LinkProfile;
+    use fedbank_consortium::simulate::{run, SimulateOptions};
+    let dir = tempfile::tempdir().expect("dir");
+    let job = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(fedbank_consortium::simulate::DEFAULT_JOB);
+    let released = |name: &str, link: Option<LinkProfile>| {
+        let mut options = SimulateOptions::new(job.clone(), Some(dir.path().join(name)));
+        options.link = link;
+        options.quiet = true;
+        let run = run(&options).expect("simulation");
+        assert!(run.finished, "{name}: the job did not finish");
+        let text = std::fs::read_to_string(run.out.join("result.json")).expect("result.json");
+        let file = fedbank_coordinator::ResultFile::from_json(&text).expect("result");
+        for entry in std::fs::read_dir(run.out.join("trails")).expect("trails") {
+            let trail = entry.expect("entry").path();
+            fedbank_common::audit::verify(&trail, None).expect("the trail verifies");
+        }
+        (file.released.released, run.federated_seconds)
+    };
+    let (plain, _) = released("loopback", None);
+    let lossy = LinkProfile {
+        delay: std::time::Duration::from_millis(20),
+        jitter: std::time::Duration::from_millis(5),
+        loss: 0.03,
+        seed: 11,
+        ..LinkProfile::none()
+    };
+    let (impaired, seconds) = released("impaired", Some(lossy));
+    assert_eq!(plain, impaired);
+    // Three round trips at the least per round, two rounds: the link was really in the path.
+    assert!(seconds > 0.24, "{seconds} s");
 }

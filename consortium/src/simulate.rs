@@ -4,6 +4,7 @@
 //! result, every node's audit trail, their verification and cross-check, and a summary.
 
 use crate::config::load_job;
+use crate::impaired_link::{ImpairedLink, LinkProfile};
 use crate::launch::{self, credentials, load_data, write_result, Progress};
 use anyhow::{bail, Context, Result};
 use fedbank_common::audit::{cross_check, verify};
@@ -34,10 +35,38 @@ pub struct SimulateOptions {
     pub job: PathBuf,
     /// Output directory (default: runs/<job id>-<unix time>); must not exist yet.
     pub out: Option<PathBuf>,
+    /// Every node (participant, auditor) reaches the coordinator through its own impaired link
+    /// with these figures; `None` for plain loopback.
+    pub link: Option<LinkProfile>,
+    /// Print only the summary, not every node's progress.
+    pub quiet: bool,
+}
+
+impl SimulateOptions {
+    /// A simulation of `job` into `out` on plain loopback, printing progress.
+    pub fn new(job: PathBuf, out: Option<PathBuf>) -> Self {
+        Self {
+            job,
+            out,
+            link: None,
+            quiet: false,
+        }
+    }
+}
+
+/// What a finished simulation measured.
+#[derive(Clone, Debug)]
+pub struct SimulationRun {
+    /// Where its files are.
+    pub out: PathBuf,
+    /// Wall time from the first node's start to the last node's end.
+    pub federated_seconds: f64,
+    /// Whether the job finished (rather than failed).
+    pub finished: bool,
 }
 
 /// Runs the simulation and prints progress and a summary.
-pub fn run(args: &SimulateOptions) -> Result<()> {
+pub fn run(args: &SimulateOptions) -> Result<SimulationRun> {
     let (job, simulation) = load_job(&args.job)?;
     let Some(sim) = simulation else {
         bail!(
@@ -64,7 +93,12 @@ pub fn run(args: &SimulateOptions) -> Result<()> {
         );
     }
     let started = Instant::now();
-    let say = move |line: String| println!("[{:>6.2}s] {line}", started.elapsed().as_secs_f64());
+    let quiet = args.quiet;
+    let say = move |line: String| {
+        if !quiet {
+            println!("[{:>6.2}s] {line}", started.elapsed().as_secs_f64());
+        }
+    };
     say(format!(
         "job {} ({}, profile {}): {} participants, committee {:?}, min {} per aggregate",
         spec.job,
@@ -139,6 +173,19 @@ pub fn run(args: &SimulateOptions) -> Result<()> {
             "coordinator {} listening on {addr}",
             sim.coordinator
         ));
+        // Each node's own impaired link to the coordinator, held until the job ends.
+        let mut links = Vec::new();
+        let mut route = async |_node: &NodeId| -> Result<std::net::SocketAddr> {
+            let Some(profile) = args.link else {
+                return Ok(addr);
+            };
+            let link = ImpairedLink::start(addr, profile)
+                .await
+                .context("starting an impaired link")?;
+            let relay = link.addr();
+            links.push(link);
+            Ok(relay)
+        };
         let auditor = match &spec.auditor {
             Some(id) => {
                 let (creds, identity) = credentials(&certs, id)?;
@@ -153,7 +200,7 @@ pub fn run(args: &SimulateOptions) -> Result<()> {
                     job: job.clone(),
                     keys,
                     creds,
-                    coordinator: (addr, sim.coordinator.clone()),
+                    coordinator: (route(id).await?, sim.coordinator.clone()),
                     trail: TrailSettings {
                         path: trails.join(format!("{id}.trail")),
                         identity,
@@ -175,7 +222,7 @@ pub fn run(args: &SimulateOptions) -> Result<()> {
                 job: job.clone(),
                 data,
                 creds,
-                coordinator: (addr, sim.coordinator.clone()),
+                coordinator: (route(node).await?, sim.coordinator.clone()),
                 trail: TrailSettings {
                     path: trails.join(format!("{node}.trail")),
                     identity,
@@ -203,6 +250,7 @@ pub fn run(args: &SimulateOptions) -> Result<()> {
             Some(handle) => Some(handle.await.context("auditor task")?),
             None => None,
         };
+        drop(links);
         anyhow::Ok((status, results, pooled, auditor))
     })?;
     let federated_seconds = job_started.elapsed().as_secs_f64();
@@ -471,7 +519,10 @@ pub fn run(args: &SimulateOptions) -> Result<()> {
     }
     let _ = writeln!(summary, "output: {}", out.display());
     std::fs::write(out.join("summary.txt"), &summary)?;
-    println!("\n{summary}");
+    if !args.quiet {
+        println!("\n{summary}");
+    }
+    let finished = matches!(status, Status::Finished(_));
     // The files as they stay (with the simulation's per-institution figures) are bound to the
     // coordinator's trail.
     let files = result?;
@@ -480,7 +531,12 @@ pub fn run(args: &SimulateOptions) -> Result<()> {
         path: trails.join(format!("{}.trail", sim.coordinator)),
         identity,
     };
-    launch::bind_to_trail(&out, &job, &files, (&sim.coordinator, trail))
+    launch::bind_to_trail(&out, &job, &files, (&sim.coordinator, trail))?;
+    Ok(SimulationRun {
+        out,
+        federated_seconds,
+        finished,
+    })
 }
 
 /// How the summary names a training round of `optimizer`.

@@ -142,12 +142,13 @@ pub async fn send_raw(conn: &Connection, bytes: &[u8]) -> Result<(), FrameError>
     write_frame(conn, bytes).await.map(|_| ())
 }
 
-/// [`send_raw`], returning once the peer has read the whole message (so that the sender holds
-/// only what is still in flight).
-pub async fn send_raw_delivered(conn: &Connection, bytes: &[u8]) -> Result<(), FrameError> {
-    let stream = write_frame(conn, bytes).await?;
-    let _ = stream.stopped().await;
-    Ok(())
+/// [`send_raw`], returning the finished stream, whose `stopped()` completes once the peer has
+/// acknowledged the whole message (or stopped reading it).
+pub async fn send_raw_stream(
+    conn: &Connection,
+    bytes: &[u8],
+) -> Result<quinn::SendStream, FrameError> {
+    write_frame(conn, bytes).await
 }
 
 async fn write_frame(conn: &Connection, bytes: &[u8]) -> Result<quinn::SendStream, FrameError> {

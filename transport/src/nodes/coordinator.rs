@@ -59,9 +59,15 @@ impl Connections {
 
 type Writers = Arc<Connections>;
 
-/// Messages the coordinator writes at once across all connections: what QUIC holds unsent or
-/// unacknowledged stays a few messages, however many participants receive the model.
-pub const MESSAGES_BEING_SENT: usize = 4;
+/// Bytes of messages the coordinator has handed to QUIC and not yet seen acknowledged, across
+/// all connections: what QUIC holds unsent or unacknowledged stays bounded, however many
+/// participants receive the model. Within it, one connection's messages go back to back (a
+/// node is not kept waiting a round trip per message), and a message larger than the budget
+/// goes out alone.
+pub const SEND_BUDGET_BYTES: usize = 32 << 20;
+
+/// The unit of [`SEND_BUDGET_BYTES`] a permit stands for.
+const SEND_PERMIT_BYTES: usize = 1 << 10;
 
 /// Everything a coordinator node needs.
 pub struct CoordinatorSettings {
@@ -301,7 +307,9 @@ pub async fn run_coordinator<S: RingScalar>(
     let (events, inbox) = mpsc::channel::<Event<S>>();
     // Messages read and not yet handled by the machine: at most this many at once.
     let gate = Arc::new(tokio::sync::Semaphore::new(MESSAGES_IN_FLIGHT));
-    let sending = Arc::new(tokio::sync::Semaphore::new(MESSAGES_BEING_SENT));
+    let sending = Arc::new(tokio::sync::Semaphore::new(
+        SEND_BUDGET_BYTES / SEND_PERMIT_BYTES,
+    ));
     let writers: Writers = Arc::new(Connections::default());
     // Participants and, for a compliance job with alerts, the auditor.
     let enrolled: Arc<Vec<NodeId>> = Arc::new(
@@ -454,17 +462,16 @@ pub async fn run_coordinator<S: RingScalar>(
     // Let the final notices (and released segments or models) reach the nodes, then close.
     // Every node hangs up once it has the job's end; wait for that, within FINAL_FLUSH.
     let flush_until = tokio::time::Instant::now() + FINAL_FLUSH;
-    loop {
+    let everyone_hung_up = loop {
         // Registered before looking, so that a hang-up in between still wakes it.
         let hung_up = writers.hung_up.notified();
         if writers.lock().map(|m| m.is_empty()).unwrap_or(true) {
-            break;
+            break true;
         }
         if tokio::time::timeout_at(flush_until, hung_up).await.is_err() {
-            break;
+            break false;
         }
-    }
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     // The close says how the job ended, so that a node that did not get the last notice still
     // learns it.
     let outcome = match &status {
@@ -475,7 +482,11 @@ pub async fn run_coordinator<S: RingScalar>(
     let outcome: String = outcome.chars().take(900).collect();
     endpoint.close(quinn::VarInt::from_u32(CLOSE_DONE), outcome.as_bytes());
     accept.abort();
-    let _ = tokio::time::timeout(Duration::from_secs(2), endpoint.wait_idle()).await;
+    // A node still connected is sent the close; when every node has hung up there is nothing
+    // left to send, and the draining of their closed connections need not be waited for.
+    if !everyone_hung_up {
+        let _ = tokio::time::timeout(Duration::from_secs(2), endpoint.wait_idle()).await;
+    }
     Ok(status)
 }
 
@@ -520,13 +531,30 @@ async fn serve_connection<S: RingScalar>(
     let writer_conn = conn.clone();
     let writer = tokio::spawn(async move {
         while let Some(bytes) = rx.recv().await {
-            let delivered = match sending.clone().acquire_owned().await {
-                Ok(_permit) => frame::send_raw_delivered(&writer_conn, &bytes).await,
-                Err(_) => Ok(()),
-            };
-            if let Err(e) = delivered {
-                tracing::warn!(error = %e, "sending failed");
+            // A share of the budget by size, held until the peer has acknowledged the whole
+            // message (or the connection is gone), while the next message starts at once.
+            let units = bytes
+                .len()
+                .div_ceil(SEND_PERMIT_BYTES)
+                .clamp(1, SEND_BUDGET_BYTES / SEND_PERMIT_BYTES);
+            let Ok(permit) = sending
+                .clone()
+                .acquire_many_owned(u32::try_from(units).unwrap_or(u32::MAX))
+                .await
+            else {
                 break;
+            };
+            match frame::send_raw_stream(&writer_conn, &bytes).await {
+                Ok(stream) => {
+                    tokio::spawn(async move {
+                        let _ = stream.stopped().await;
+                        drop(permit);
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "sending failed");
+                    break;
+                }
             }
         }
     });

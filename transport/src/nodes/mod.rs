@@ -17,7 +17,7 @@ mod participant;
 
 pub use coordinator::{
     run_coordinator, CoordinatorSettings, FINAL_FLUSH, HANDSHAKE_PATIENCE, MAX_HANDSHAKES,
-    MESSAGES_BEING_SENT, MESSAGES_IN_FLIGHT, RECONNECT_ROOM, REFUSAL_LOG_EVERY, UPLOAD_PATIENCE,
+    MESSAGES_IN_FLIGHT, RECONNECT_ROOM, REFUSAL_LOG_EVERY, SEND_BUDGET_BYTES, UPLOAD_PATIENCE,
 };
 pub(crate) use participant::{client_endpoint, talk_to_coordinator, SessionEnd};
 pub use participant::{
