@@ -543,6 +543,73 @@ fn a_member_that_goes_away_during_decryption_and_returns_costs_a_retry_not_the_j
     assert_eq!(decrypted_rounds, vec![2, 3]);
 }
 
+/// A member that went away after contributing misses the decryption request sent while it was
+/// gone; when it says Hello again it gets the request at once, and the round is decrypted
+/// under its own number, with no retry and no deadline waited out.
+#[test]
+fn a_member_back_during_decryption_gets_the_request_it_missed() {
+    let job = job(4, 2, 2);
+    let tables: Vec<LocalTable> = (0..4).map(table).collect();
+    let uninterrupted = Consortium::new(&job, tables.clone()).run();
+    let mut c = Consortium::new(&job, tables.clone());
+    let member = id("p01");
+    let mut missed = false;
+    for _ in 0..100_000 {
+        c.drain_coordinator();
+        if let Some((from, bytes)) = c.to_coordinator.pop_front() {
+            let contributed = from == member
+                && matches!(Inbound::<S>::decode(&bytes), Ok(Inbound::Contribution(_)));
+            c.deliver_to_coordinator(from, &bytes);
+            if contributed {
+                // Its contribution is in; then its connection drops.
+                c.silent.insert(member.clone());
+                c.disconnect(&member);
+            }
+            continue;
+        }
+        let Some((to, bytes)) = c.to_nodes.pop_front() else {
+            break;
+        };
+        let message = Inbound::<S>::decode(&bytes).expect("decode");
+        if c.silent.contains(&to) {
+            missed |= matches!(message, Inbound::Decrypt(_));
+            if missed {
+                break;
+            }
+            continue;
+        }
+        c.nodes
+            .get_mut(&to)
+            .expect("node")
+            .handle(message)
+            .expect("handles");
+        c.drain_node(&to);
+    }
+    assert!(missed, "the request was not sent while the member was away");
+    let deadline = c.coordinator.poll_timeout().expect("a decryption deadline");
+    c.silent.remove(&member);
+    c.connect(&member);
+    let status = c.run();
+    let (Some(got), Some(want)) = (
+        stats_of(&status, &job.spec().features),
+        stats_of(&uninterrupted, &job.spec().features),
+    ) else {
+        panic!("{status:?} / {uninterrupted:?}");
+    };
+    assert_eq!(got, want);
+    let kinds: Vec<&str> = c.trail.iter().map(|(k, _)| k.as_str()).collect();
+    assert!(!kinds.contains(&"decryption.retried"), "{kinds:?}");
+    let decrypted_rounds: Vec<u64> = c
+        .trail
+        .iter()
+        .filter(|(k, _)| k == "aggregate.decrypted")
+        .filter_map(|(_, f)| f["round"].as_u64())
+        .collect();
+    assert_eq!(decrypted_rounds, vec![1, 2]);
+    // Round 1 was decrypted before its deadline: nobody waited it out.
+    assert!(c.now < deadline, "{} ≥ {deadline}", c.now);
+}
+
 #[test]
 fn late_duplicate_and_replayed_messages_are_refused_and_change_nothing() {
     let job = job(3, 1, 2);

@@ -394,6 +394,14 @@ impl<S: RingScalar> CoordinatorMachine<S> {
                 };
                 self.send(&from, CoordinatorOutbound::Round(request));
             }
+            Stage::Decrypting {
+                request, partials, ..
+            } if is_member && !partials.contains_key(&from) => {
+                // The request went out while this member was away (or was lost with its old
+                // connection): it gets it now, instead of the round waiting out its deadline.
+                let request = request.clone();
+                self.send(&from, CoordinatorOutbound::Decrypt(request));
+            }
             Stage::Alerting(_) | Stage::AwaitingAuditor { .. } => self.catch_up_alerts(&from),
             _ => {}
         }
