@@ -175,8 +175,16 @@ pub fn write_result(
     let mut written: WrittenFiles = Vec::new();
     // The kind's own report (a page, charts, an exported model) beside the result.
     if let Some(kind) = job.spec().kind.registered() {
+        let enrolled = job.spec().participants.len();
+        let who = fedbank_common::job::ReportedInstitutions {
+            last_round: participation
+                .rounds
+                .last()
+                .map_or(enrolled, |r| r.contributors.len()),
+            enrolled,
+        };
         let files = kind
-            .report(job, &outcome.released)
+            .report(job, &outcome.released, &who)
             .map_err(|problem| anyhow::anyhow!("the {} report: {problem}", outcome.kind))?;
         for file in files {
             let path = out.join(file.name);

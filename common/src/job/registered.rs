@@ -319,6 +319,30 @@ pub struct ReportFile {
     pub text: String,
 }
 
+/// Whom a released result covers, as the coordinator's trail records it: the institutions in
+/// the last decrypted round (whose customers the final figures count) and the enrolled ones.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReportedInstitutions {
+    /// Institutions whose contributions are in the last decrypted aggregate.
+    pub last_round: usize,
+    /// Institutions enrolled in the job.
+    pub enrolled: usize,
+}
+
+impl std::fmt::Display for ReportedInstitutions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.last_round == self.enrolled {
+            write!(f, "{} institutions", self.enrolled)
+        } else {
+            write!(
+                f,
+                "{} of the {} enrolled institutions (the others left before the last round)",
+                self.last_round, self.enrolled
+            )
+        }
+    }
+}
+
 /// A registered job kind. Implementations are stateless; the coordinator's state between rounds
 /// lives in the [`CoordinatorStep`] it makes.
 pub trait Job: Sync {
@@ -378,13 +402,15 @@ pub trait Job: Sync {
     fn check_result(&self, result: &serde_json::Value) -> Result<(), String>;
     /// The human report of a finished run whose released record is `result` (a Markdown page,
     /// charts, an exported model), written next to `result.json`; none by default. Or why the
-    /// record cannot be reported on.
+    /// record cannot be reported on. `who` says how many institutions the released figures
+    /// cover, so that a report does not count the enrolled ones instead.
     fn report(
         &self,
         job: &ValidJob,
         result: &serde_json::Value,
+        who: &ReportedInstitutions,
     ) -> Result<Vec<ReportFile>, String> {
-        let _ = (job, result);
+        let _ = (job, result, who);
         Ok(Vec::new())
     }
     /// The limits of the private alert step that follows the job's last round (docs/threat-model.md
@@ -691,5 +717,24 @@ mod tests {
         for kind in ["stats", "segment", "propensity", "compliance"] {
             assert!(registered(kind).is_some(), "{kind}");
         }
+    }
+
+    /// A report counts the institutions of the last decrypted round, and says when some of the
+    /// enrolled ones were not among them.
+    #[test]
+    fn a_report_names_the_institutions_its_figures_cover() {
+        let all = ReportedInstitutions {
+            last_round: 4,
+            enrolled: 4,
+        };
+        assert_eq!(all.to_string(), "4 institutions");
+        let fewer = ReportedInstitutions {
+            last_round: 3,
+            enrolled: 4,
+        };
+        assert_eq!(
+            fewer.to_string(),
+            "3 of the 4 enrolled institutions (the others left before the last round)"
+        );
     }
 }

@@ -121,9 +121,10 @@ impl Job for PropensityKind {
         &self,
         job: &ValidJob,
         result: &serde_json::Value,
+        who: &super::ReportedInstitutions,
     ) -> Result<Vec<super::ReportFile>, String> {
         let result = PropensityResult::deserialize(result).map_err(|e| e.to_string())?;
-        report::propensity_report(job, &result)
+        report::propensity_report(job, &result, who)
     }
 
     fn privacy(&self, spec: &JobSpec) -> Option<privacy::PrivacyPlan> {

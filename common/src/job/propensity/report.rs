@@ -4,7 +4,7 @@
 //! text ([`crate::job::Job::report`]); the node that holds the result writes the files.
 
 use super::{Optimizer, PropensityResult};
-use crate::job::{ReportFile, ValidJob};
+use crate::job::{ReportFile, ReportedInstitutions, ValidJob};
 use std::fmt::Write as _;
 
 const W: f64 = 640.0;
@@ -133,7 +133,11 @@ fn lift_chart(r: &PropensityResult) -> String {
 }
 
 /// `model.json`, `report.md`, `training.svg` and `lift.svg` of a propensity model.
-pub fn propensity_report(job: &ValidJob, r: &PropensityResult) -> Result<Vec<ReportFile>, String> {
+pub fn propensity_report(
+    job: &ValidJob,
+    r: &PropensityResult,
+    who: &ReportedInstitutions,
+) -> Result<Vec<ReportFile>, String> {
     let model = serde_json::to_string_pretty(&r.model)
         .map_err(|e| format!("the model cannot be written as JSON: {e}"))?;
     let spec = job.spec();
@@ -144,13 +148,12 @@ pub fn propensity_report(job: &ValidJob, r: &PropensityResult) -> Result<Vec<Rep
     let _ = writeln!(md, "# Propensity model — job {}\n", spec.job);
     let _ = writeln!(
         md,
-        "Predicts `{} = {}` for the customers of {} institutions, trained by {} \
+        "Predicts `{} = {}` for the customers of {who}, trained by {} \
          ({} rounds, {}) with L2 penalty {} on standardized features. No institution's customer \
          rows or individual updates left it: {} and score histograms were \
          decrypted only as sums over at least {} institutions.\n",
         p.label,
         p.positive,
-        spec.participants.len(),
         if r.optimizer == Optimizer::FedAvg {
             "federated averaging (FedAvg, local mini-batch gradient descent)"
         } else {

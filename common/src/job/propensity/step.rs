@@ -297,22 +297,29 @@ impl PropensityJob {
             PropensityRound::Evaluate { .. } => {
                 let mut pos = find(decoded, "eval.positives")?.to_vec();
                 let mut neg = find(decoded, "eval.negatives")?.to_vec();
-                let (loss, correct) = match (
+                let (loss, correct, holdout) = match (
                     DecodedQuantity::find(decoded, "eval.loss"),
                     DecodedQuantity::find(decoded, "eval.correct"),
                 ) {
                     (Some(loss), Some(correct)) => {
-                        let n = self.classes[2].max(1.0);
-                        (loss[0] / n, correct[0] / n)
+                        // The hold-out customers of this round's contributors, counted exactly
+                        // by its histograms: an institution that left after the classes round
+                        // is in neither the sums nor the count.
+                        let positives: f64 = pos.iter().sum();
+                        let customers = positives + neg.iter().sum::<f64>();
+                        let n = customers.max(1.0);
+                        (loss[0] / n, correct[0] / n, Some((customers, positives)))
                     }
                     _ => {
                         pos.iter_mut()
                             .chain(neg.iter_mut())
                             .for_each(|v| *v = count(*v));
-                        logistic::loss_and_accuracy_from_histograms(&pos, &neg)
+                        let (loss, correct) =
+                            logistic::loss_and_accuracy_from_histograms(&pos, &neg);
+                        (loss, correct, None)
                     }
                 };
-                self.result = Some(self.finish(&pos, &neg, loss, correct));
+                self.result = Some(self.finish(&pos, &neg, (loss, correct), holdout));
                 Ok(None)
             }
         }
@@ -380,8 +387,18 @@ impl PropensityJob {
         }
     }
 
-    fn finish(&self, pos: &[f64], neg: &[f64], log_loss: f64, accuracy: f64) -> PropensityResult {
+    /// The result, with the evaluation round's own hold-out count and positives when it has
+    /// exact ones (`holdout`); otherwise the classes round's.
+    fn finish(
+        &self,
+        pos: &[f64],
+        neg: &[f64],
+        (log_loss, accuracy): (f64, f64),
+        holdout: Option<(f64, f64)>,
+    ) -> PropensityResult {
         let model = self.model();
+        let (holdout_customers, holdout_positives) =
+            holdout.unwrap_or((self.classes[2], self.classes[3]));
         PropensityResult {
             optimizer: self.spec.optimizer,
             rounds: self.rounds,
@@ -403,8 +420,8 @@ impl PropensityJob {
             deciles: logistic::deciles(pos, neg),
             training_customers: self.classes[0],
             training_positives: self.classes[1],
-            holdout_customers: self.classes[2],
-            holdout_positives: self.classes[3],
+            holdout_customers,
+            holdout_positives,
             class_weights: self.weights,
             imputed: self
                 .features
@@ -498,5 +515,74 @@ impl CoordinatorStep for PropensityJob {
 
     fn boxed_clone(&self) -> Box<dyn CoordinatorStep> {
         Box::new(self.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::job::{JobSpec, ValidJob};
+
+    #[derive(Deserialize)]
+    struct JobFile {
+        job: JobSpec,
+    }
+
+    fn telco() -> ValidJob {
+        toml::from_str::<JobFile>(include_str!("../../../../configs/propensity-telco.toml"))
+            .expect("job file")
+            .job
+            .validate()
+            .expect("valid")
+    }
+
+    fn quantity(name: &str, values: Vec<f64>) -> DecodedQuantity {
+        DecodedQuantity {
+            name: name.to_owned(),
+            exact: values.iter().map(|v| *v as i128).collect(),
+            values,
+        }
+    }
+
+    /// Four institutions held out 400 customers in the classes round; one left before the
+    /// evaluation, whose three contributors hold 300 of them, 240 classified correctly. The
+    /// accuracy is 240 / 300 and the result counts 300 hold-out customers, not 400 (the
+    /// evaluation's sums and its count come from the same contributors).
+    #[test]
+    fn the_evaluation_counts_only_its_own_contributors_hold_out_customers() {
+        let job = telco();
+        let spec = job.spec();
+        let mut step = PropensityJob::new(
+            spec.job.as_str(),
+            spec.id_column.clone(),
+            spec.features.clone(),
+            job.propensity().expect("propensity").clone(),
+        );
+        step.classes = [4000.0, 1000.0, 400.0, 100.0];
+        let bins = step.spec.score_bins;
+        let mut pos = vec![0.0; bins];
+        let mut neg = vec![0.0; bins];
+        pos[bins - 1] = 60.0;
+        pos[0] = 15.0;
+        neg[0] = 180.0;
+        neg[bins - 1] = 45.0;
+        let d = step.beta.len();
+        let round = PropensityRound::Evaluate {
+            mean: vec![0.0; step.features.len()],
+            std: vec![1.0; step.features.len()],
+            beta: vec![0.0; d],
+        };
+        let decoded = vec![
+            quantity("eval.positives", pos),
+            quantity("eval.negatives", neg),
+            quantity("eval.loss", vec![150.0]),
+            quantity("eval.correct", vec![240.0]),
+        ];
+        assert!(step.apply(&round, &decoded).expect("applies").is_none());
+        let result = step.result().expect("a result");
+        assert_eq!(result.holdout_customers, 300.0);
+        assert_eq!(result.holdout_positives, 75.0);
+        assert!((result.accuracy - 0.8).abs() < 1e-12, "{}", result.accuracy);
+        assert!((result.log_loss - 0.5).abs() < 1e-12, "{}", result.log_loss);
     }
 }

@@ -338,9 +338,10 @@ impl Job for SegmentKind {
         &self,
         job: &ValidJob,
         result: &serde_json::Value,
+        who: &super::ReportedInstitutions,
     ) -> Result<Vec<super::ReportFile>, String> {
         let result = SegmentResult::deserialize(result).map_err(|e| e.to_string())?;
-        Ok(report::segment_report(job, &result))
+        Ok(report::segment_report(job, &result, who))
     }
 }
 

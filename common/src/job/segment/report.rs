@@ -3,7 +3,7 @@
 //! ([`crate::job::Job::report`]); the node that holds the result writes the files.
 
 use super::SegmentResult;
-use crate::job::{ReportFile, ValidJob};
+use crate::job::{ReportFile, ReportedInstitutions, ValidJob};
 use std::fmt::Write as _;
 
 const WIDTH: f64 = 760.0;
@@ -11,19 +11,22 @@ const ROW: f64 = 44.0;
 const COLORS: [&str; 3] = ["#4e79a7", "#f28e2b", "#59a14f"];
 
 /// `report.md` and `segments.svg` of a segmentation.
-pub fn segment_report(job: &ValidJob, r: &SegmentResult) -> Vec<ReportFile> {
+pub fn segment_report(
+    job: &ValidJob,
+    r: &SegmentResult,
+    who: &ReportedInstitutions,
+) -> Vec<ReportFile> {
     let svg = chart(r);
     let total: f64 = r.segments.iter().map(|s| s.size).sum();
     let mut md = String::new();
     let _ = writeln!(md, "# Customer segments — job {}\n", job.spec().job);
     let _ = writeln!(
         md,
-        "{} customers of {} institutions in **{} segments** (federated k-means, {} iterations, \
+        "{} customers of {who} in **{} segments** (federated k-means, {} iterations, \
          inertia {:.1}). No institution's customer rows left it: every number here was decrypted \
          only as a consortium-wide aggregate of at least {} institutions, and segments smaller than \
          {} customers are never shown.\n",
         total,
-        job.spec().participants.len(),
         r.k,
         r.iterations,
         r.inertia,
