@@ -231,6 +231,15 @@ impl Consortium {
         }
     }
 
+    /// The rounds whose aggregate the coordinator decrypted, in order.
+    fn decrypted_rounds(&self) -> Vec<u64> {
+        self.trail
+            .iter()
+            .filter(|(k, _)| k == "aggregate.decrypted")
+            .filter_map(|(_, f)| f["round"].as_u64())
+            .collect()
+    }
+
     /// Runs until the job ends or nothing more can happen.
     fn run(&mut self) -> Status {
         for _ in 0..100_000 {
@@ -264,6 +273,17 @@ impl Consortium {
         }
         panic!("the job did not settle");
     }
+}
+
+/// The released statistics of two runs are the same, and both runs released some.
+fn assert_same_statistics(job: &ValidJob, status: &Status, uninterrupted: &Status) {
+    let (Some(got), Some(want)) = (
+        stats_of(status, &job.spec().features),
+        stats_of(uninterrupted, &job.spec().features),
+    ) else {
+        panic!("{status:?} / {uninterrupted:?}");
+    };
+    assert_eq!(got, want);
 }
 
 fn assert_matches_pooled(result: &[FeatureStats], tables: &[LocalTable]) {
@@ -516,13 +536,7 @@ fn a_member_that_goes_away_during_decryption_and_returns_costs_a_retry_not_the_j
     // It comes back (with its key share) and says Hello; the round runs again as round 2.
     c.connect(&id("p01"));
     let status = c.run();
-    let (Some(got), Some(want)) = (
-        stats_of(&status, &job.spec().features),
-        stats_of(&uninterrupted, &job.spec().features),
-    ) else {
-        panic!("{status:?} / {uninterrupted:?}");
-    };
-    assert_eq!(got, want);
+    assert_same_statistics(&job, &status, &uninterrupted);
     let kinds: Vec<&str> = c.trail.iter().map(|(k, _)| k.as_str()).collect();
     let retried = kinds
         .iter()
@@ -534,13 +548,7 @@ fn a_member_that_goes_away_during_decryption_and_returns_costs_a_retry_not_the_j
         .position(|k| *k == "aggregate.decrypted")
         .expect("decrypted");
     assert!(first_decrypted > retried);
-    let decrypted_rounds: Vec<u64> = c
-        .trail
-        .iter()
-        .filter(|(k, _)| k == "aggregate.decrypted")
-        .filter_map(|(_, f)| f["round"].as_u64())
-        .collect();
-    assert_eq!(decrypted_rounds, vec![2, 3]);
+    assert_eq!(c.decrypted_rounds(), vec![2, 3]);
 }
 
 /// A member that went away after contributing misses the decryption request sent while it was
@@ -590,22 +598,10 @@ fn a_member_back_during_decryption_gets_the_request_it_missed() {
     c.silent.remove(&member);
     c.connect(&member);
     let status = c.run();
-    let (Some(got), Some(want)) = (
-        stats_of(&status, &job.spec().features),
-        stats_of(&uninterrupted, &job.spec().features),
-    ) else {
-        panic!("{status:?} / {uninterrupted:?}");
-    };
-    assert_eq!(got, want);
+    assert_same_statistics(&job, &status, &uninterrupted);
     let kinds: Vec<&str> = c.trail.iter().map(|(k, _)| k.as_str()).collect();
     assert!(!kinds.contains(&"decryption.retried"), "{kinds:?}");
-    let decrypted_rounds: Vec<u64> = c
-        .trail
-        .iter()
-        .filter(|(k, _)| k == "aggregate.decrypted")
-        .filter_map(|(_, f)| f["round"].as_u64())
-        .collect();
-    assert_eq!(decrypted_rounds, vec![1, 2]);
+    assert_eq!(c.decrypted_rounds(), vec![1, 2]);
     // Round 1 was decrypted before its deadline: nobody waited it out.
     assert!(c.now < deadline, "{} ≥ {deadline}", c.now);
 }
