@@ -233,6 +233,7 @@ impl Consortium {
             trail: self.trail(node),
             connect_attempts,
             local: Default::default(),
+            data_commitment: None,
         }
     }
 
@@ -284,6 +285,7 @@ impl Consortium {
             trail: self.trail(node.as_str()),
             connect_attempts: 20,
             local: Default::default(),
+            data_commitment: None,
         };
         tokio::spawn(run_participant::<S>(settings, self.progress()))
     }
@@ -419,6 +421,7 @@ async fn killed_on_first_round<S: RingScalar>(c: &Consortium, node: &str, addr: 
         protocol: PROTOCOL_VERSION,
         job: c.job.spec().job.clone(),
         job_digest: c.job.digest(),
+        data: None,
     };
     frame::send(&conn, &hello).await.expect("hello");
     loop {
@@ -483,6 +486,7 @@ async fn hostile<S: RingScalar>(c: &Consortium, node: &str, addr: SocketAddr) {
         protocol: PROTOCOL_VERSION,
         job: c.job.spec().job.clone(),
         job_digest: Digest::of("x", b"other job file"),
+        data: None,
     };
     frame::send(&conn, &wrong).await.expect("send");
     // The right Hello, twice.
@@ -490,6 +494,7 @@ async fn hostile<S: RingScalar>(c: &Consortium, node: &str, addr: SocketAddr) {
         protocol: PROTOCOL_VERSION,
         job: c.job.spec().job.clone(),
         job_digest: c.job.digest(),
+        data: None,
     };
     frame::send(&conn, &hello).await.expect("send");
     frame::send(&conn, &hello).await.expect("send");
@@ -680,6 +685,7 @@ async fn stalled_upload<S: RingScalar>(c: &Consortium, node: &str, addr: SocketA
         protocol: PROTOCOL_VERSION,
         job: c.job.spec().job.clone(),
         job_digest: c.job.digest(),
+        data: None,
     };
     frame::send(&conn, &hello).await.expect("send");
     let mut key = None;

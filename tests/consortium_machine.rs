@@ -707,6 +707,7 @@ fn a_hello_from_another_protocol_version_is_refused_and_changes_nothing() {
         protocol: PROTOCOL_VERSION - 1,
         job: job.spec().job.clone(),
         job_digest: job.digest(),
+        data: None,
     };
     let err = coordinator
         .handle(
@@ -723,6 +724,93 @@ fn a_hello_from_another_protocol_version_is_refused_and_changes_nothing() {
         "{text}"
     );
     assert_eq!(coordinator.present().count(), 0, "not admitted");
+}
+
+/// A participant that joined with one data file and comes back with another (704 rows, then
+/// 299) is refused with both named and told why, and is not counted; back with the data it
+/// joined with, it is admitted. A coordinator resumed from its checkpoint still remembers.
+#[test]
+fn a_participant_back_with_other_data_is_refused_and_told_why() {
+    use fedbank_common::protocol::{DataCommitment, Hello, NoticeKind, PROTOCOL_VERSION};
+    use fedbank_coordinator::CoordinatorOutbound;
+    let job = job(3, 1, 2);
+    let trust = fedbank_transport::dev_pki::shared_trust;
+    let commitment = |rows: u64, byte: &str| DataCommitment {
+        rows,
+        sha256: byte.repeat(32),
+        consent_sha256: None,
+    };
+    let (first, other) = (commitment(704, "aa"), commitment(299, "bb"));
+    let hello = |data: &DataCommitment| Input::Message {
+        from: id("p01"),
+        message: Inbound::Hello(Hello {
+            protocol: PROTOCOL_VERSION,
+            job: job.spec().job.clone(),
+            job_digest: job.digest(),
+            data: Some(data.clone()),
+        }),
+    };
+    // What the coordinator sent p01 and wrote in its trail since the last look.
+    let drain = |c: &mut CoordinatorMachine<S>| {
+        let (mut notices, mut joined) = (Vec::new(), Vec::new());
+        while let Some(out) = c.poll_output() {
+            match out {
+                CoordinatorOutput::Send {
+                    message: CoordinatorOutbound::Notice(n),
+                    ..
+                } => notices.push(n),
+                CoordinatorOutput::Audit { kind, fields } if kind.name() == "node.joined" => {
+                    joined.push(fields)
+                }
+                _ => {}
+            }
+        }
+        (notices, joined)
+    };
+    let mut coordinator = CoordinatorMachine::<S>::new(job.clone(), 7, trust());
+    coordinator
+        .handle(Input::Connected(id("p01")), 0)
+        .expect("connect");
+    coordinator.handle(hello(&first), 0).expect("admitted");
+    let (_, joined) = drain(&mut coordinator);
+    assert_eq!(joined.len(), 1);
+    assert_eq!(joined[0]["data_rows"], 704);
+    assert_eq!(joined[0]["data_sha256"], "aa".repeat(32));
+    // Restarted on another file.
+    let back_with_other = |c: &mut CoordinatorMachine<S>| {
+        c.handle(Input::Disconnected(id("p01")), 1).expect("gone");
+        c.handle(Input::Connected(id("p01")), 2).expect("back");
+        let refused = c.handle(hello(&other), 2).expect_err("other data refused");
+        assert!(matches!(refused, Violation::OtherData { .. }), "{refused}");
+        let (notices, joined) = drain(c);
+        assert!(joined.is_empty(), "not recorded as joined");
+        assert_eq!(notices.len(), 1, "{notices:?}");
+        assert_eq!(notices[0].kind, NoticeKind::NotAdmitted);
+        for says in ["704 rows", "299 rows", "new job id"] {
+            assert!(
+                notices[0].text.contains(says),
+                "{says}: {}",
+                notices[0].text
+            );
+        }
+        assert_eq!(c.present().count(), 0, "not counted");
+    };
+    back_with_other(&mut coordinator);
+    // With the data it joined with, it is admitted again.
+    coordinator
+        .handle(hello(&first), 3)
+        .expect("admitted again");
+    assert_eq!(coordinator.present().count(), 1);
+    // A coordinator resumed from its checkpoint still refuses the other data.
+    let checkpoint = coordinator.checkpoint();
+    let mut resumed =
+        CoordinatorMachine::<S>::resume(job.clone(), &checkpoint, trust()).expect("resumes");
+    resumed
+        .handle(Input::Connected(id("p01")), 0)
+        .expect("connect");
+    resumed.handle(hello(&first), 0).expect("admitted");
+    drain(&mut resumed);
+    back_with_other(&mut resumed);
 }
 
 #[test]

@@ -138,6 +138,7 @@ async fn three_attacks_over_quic_are_refused_recorded_and_reported() {
                 trail: trail(dir.path(), n),
                 connect_attempts: 20,
                 local: Default::default(),
+                data_commitment: None,
             };
             tokio::spawn(run_participant::<S>(settings, progress.clone()))
         })

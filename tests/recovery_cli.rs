@@ -187,6 +187,7 @@ impl Consortium {
                         protocol: PROTOCOL_VERSION,
                         job: job.spec().job.clone(),
                         job_digest: job.digest(),
+                        data: None,
                     };
                     if frame::send(&conn, &hello).await.is_err() {
                         continue;

@@ -238,6 +238,7 @@ impl AuditorMachine {
             protocol: PROTOCOL_VERSION,
             job: spec.job.clone(),
             job_digest: self.job.digest(),
+            data: None,
         };
         let keys = AlertKeys {
             job: spec.job.clone(),

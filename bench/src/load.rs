@@ -178,6 +178,7 @@ fn run_job(
                 },
                 connect_attempts: 200,
                 local: LocalOutputs::default(),
+                data_commitment: None,
             };
             handles.push(tokio::spawn(launch::participant(settings, quiet.clone())));
         }

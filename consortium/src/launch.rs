@@ -10,6 +10,7 @@ use fedbank_common::audit::events::ArtifactWritten;
 use fedbank_common::audit::{SigningIdentity, TrailWriter};
 use fedbank_common::ids::NodeId;
 use fedbank_common::job::ValidJob;
+use fedbank_common::protocol::DataCommitment;
 use fedbank_common::secagg::Profile;
 use fedbank_coordinator::{Participation, ResultFile, Status};
 use fedbank_participant::{LocalData, LocalTable, NodeStatus};
@@ -131,6 +132,25 @@ pub fn load_data(job: &ValidJob, path: &Path, consent: Option<&Path>) -> Result<
     let (table, row_ids) =
         LocalTable::read_csv_with_ids(path, &columns, spec.id_column.as_deref())?;
     Ok(LocalData::Table { table, row_ids })
+}
+
+/// What a participant commits to in its Hello: the SHA-256 of its data file (and consent
+/// table) as `sha256sum` prints it, and the rows it read from them.
+pub fn data_commitment(
+    path: &Path,
+    consent: Option<&Path>,
+    data: &LocalData,
+) -> Result<DataCommitment> {
+    let digest = |p: &Path| {
+        fedbank_common::audit::file_sha256(p)
+            .map(|(hex, _)| hex)
+            .with_context(|| format!("reading {} for its digest", p.display()))
+    };
+    Ok(DataCommitment {
+        rows: data.rows(),
+        sha256: digest(path)?,
+        consent_sha256: consent.map(digest).transpose()?,
+    })
 }
 
 /// The rows a participant's data yields for an in-process run on pooled data, counted to
@@ -320,6 +340,8 @@ pub fn run_participant_command(config: &Path) -> Result<()> {
         compliance_report: Some(beside_trail(&c.compliance_report, "compliance-report.json")),
         member_state: Some(beside_trail(&c.member_state, "committee")),
     };
+    let commitment = data_commitment(&c.data, c.consent.as_deref(), &data)?;
+    println!("{}: joins with {commitment}", c.id);
     let settings = ParticipantSettings {
         id: c.id.clone(),
         job,
@@ -332,6 +354,7 @@ pub fn run_participant_command(config: &Path) -> Result<()> {
         },
         connect_attempts: c.connect_attempts,
         local: local.clone(),
+        data_commitment: Some(commitment),
     };
     let runtime = tokio::runtime::Runtime::new()?;
     let outcome = runtime.block_on(participant(settings, stdout_progress()))?;

@@ -216,6 +216,7 @@ pub fn run(args: &SimulateOptions) -> Result<SimulationRun> {
         for (node, (path, consent)) in spec.participants.iter().zip(&data) {
             let (creds, identity) = credentials(&certs, node)?;
             let data = load_data(&job, path, consent.as_deref())?;
+            let commitment = launch::data_commitment(path, consent.as_deref(), &data)?;
             pooled.push(data.clone());
             let settings = ParticipantSettings {
                 id: node.clone(),
@@ -235,6 +236,7 @@ pub fn run(args: &SimulateOptions) -> Result<SimulationRun> {
                     compliance_report: Some(path.with_file_name("compliance-report.json")),
                     member_state: Some(path.with_file_name("committee")),
                 },
+                data_commitment: Some(commitment),
             };
             participants.push((
                 node.clone(),

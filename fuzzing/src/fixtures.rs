@@ -319,6 +319,11 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
             protocol: fedbank_common::protocol::PROTOCOL_VERSION,
             job: job.clone(),
             job_digest: Digest::of("fuzz", b"job"),
+            data: Some(fedbank_common::protocol::DataCommitment {
+                rows: 704,
+                sha256: "ab".repeat(32),
+                consent_sha256: None,
+            }),
         }),
         encoded(&f.setup),
         encoded(&f.bundle.commitments.commitments[0]),

@@ -30,7 +30,8 @@ use serde::{Deserialize, Serialize};
 /// retired), so every round is now a job kind's own. Version 10 tells a joining node which
 /// restart of the coordinator it joined (`Welcome::restart`), and every round of a job without
 /// differential privacy carries the count of clipped values after its kind's quantities.
-pub const PROTOCOL_VERSION: u16 = 10;
+/// Version 11 has a participant's Hello commit to its data ([`DataCommitment`]).
+pub const PROTOCOL_VERSION: u16 = 11;
 
 /// First message of a node: which job it has agreed to, by digest.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -41,6 +42,40 @@ pub struct Hello {
     pub job: JobId,
     /// Digest of the node's copy of the job file.
     pub job_digest: Digest,
+    /// A participant's data for the job (none for the auditor): the coordinator keeps the
+    /// first it hears from each participant and refuses a later Hello with other data.
+    pub data: Option<DataCommitment>,
+}
+
+/// What data a participant runs the job on, as its operator can check it: the SHA-256 of its
+/// data file (and consent table), as `sha256sum` prints it, and the rows it read. A participant
+/// restarted on another file is refused instead of being counted as the same institution with
+/// other customers. It is the participant's own statement, not a proof: it catches an
+/// operator's mistake, not a lying institution.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DataCommitment {
+    /// Rows read: customers of a customer table or a transaction log, contacts of a contact log.
+    pub rows: u64,
+    /// SHA-256 of the data file, hex.
+    pub sha256: String,
+    /// SHA-256 of the consent table, hex (compliance jobs).
+    pub consent_sha256: Option<String>,
+}
+
+impl std::fmt::Display for DataCommitment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let short = |h: &str| h.chars().take(12).collect::<String>();
+        write!(
+            f,
+            "{} rows, data sha256 {}…",
+            self.rows,
+            short(&self.sha256)
+        )?;
+        if let Some(consent) = &self.consent_sha256 {
+            write!(f, ", consent sha256 {}…", short(consent))?;
+        }
+        Ok(())
+    }
 }
 
 /// The coordinator's answer to an accepted [`Hello`].

@@ -2,7 +2,8 @@
 //!
 //! ```text
 //!   participant / member                         coordinator
-//!   Hello {protocol, job, job digest}  ───────▶  admits if enrolled and the digest matches
+//!   Hello {protocol, job, job digest,  ───────▶  admits if enrolled, the digest matches and
+//!     data commitment}                            the data is what it first joined with
 //!                                      ◀───────  Welcome
 //!   (member) KeySetup                  ◀───────  KeySetup {seed, committee}
 //!   (member) signed ShareCommitment    ───────▶
@@ -37,6 +38,6 @@ pub use alerts::{
     AlertRule, AlertTally,
 };
 pub use messages::{
-    Contribution, ContributionCommitment, Hello, Inbound, JobReleased, Notice, NoticeKind,
-    RevealRequest, RoundRequest, Welcome, PROTOCOL_VERSION,
+    Contribution, ContributionCommitment, DataCommitment, Hello, Inbound, JobReleased, Notice,
+    NoticeKind, RevealRequest, RoundRequest, Welcome, PROTOCOL_VERSION,
 };

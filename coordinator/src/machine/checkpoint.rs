@@ -54,6 +54,7 @@ impl<S: RingScalar> CoordinatorMachine<S> {
             completed: self.completed.clone(),
             trail_events: 0,
             restarts: self.restart,
+            data_commitments: self.data_commitments.clone(),
         }
     }
 
@@ -121,6 +122,7 @@ impl<S: RingScalar> CoordinatorMachine<S> {
         machine.next_round = checkpoint.next_round.max(1);
         machine.pending = Some(pending);
         machine.restart = checkpoint.restarts + 1;
+        machine.data_commitments = checkpoint.data_commitments.clone();
         let spec = machine.job.spec().clone();
         let resumed = trail::JobResumed {
             job: spec.job.clone(),

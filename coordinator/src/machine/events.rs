@@ -149,6 +149,16 @@ pub enum Violation {
         /// This job's digest.
         expected_digest: String,
     },
+    /// A participant that joined with one data file said Hello again with another.
+    #[error("{from} joined this job with {first}; it came back with {now}")]
+    OtherData {
+        /// Sender.
+        from: NodeId,
+        /// The data it first joined with.
+        first: fedbank_common::protocol::DataCommitment,
+        /// The data it came back with.
+        now: fedbank_common::protocol::DataCommitment,
+    },
     /// A Hello with an unsupported protocol version.
     #[error(
         "{from} speaks protocol version {version}, this coordinator speaks {PROTOCOL_VERSION}"

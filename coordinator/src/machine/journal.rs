@@ -47,6 +47,11 @@ pub struct Checkpoint {
     /// at every resume, so each restart gets its own number.
     #[serde(default)]
     pub restarts: u32,
+    /// The data each participant joined with, so that a restarted coordinator still refuses a
+    /// participant that comes back with other data.
+    #[serde(default)]
+    pub data_commitments:
+        std::collections::BTreeMap<NodeId, fedbank_common::protocol::DataCommitment>,
 }
 
 /// Why a checkpoint cannot be resumed.

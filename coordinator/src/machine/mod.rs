@@ -109,6 +109,8 @@ pub struct CoordinatorMachine<S: RingScalar> {
     /// How many times this job has been resumed from a checkpoint (0 until the first restart);
     /// told to every node that joins, which records it.
     restart: u32,
+    /// The data each participant joined with (its first Hello's commitment).
+    data_commitments: BTreeMap<NodeId, fedbank_common::protocol::DataCommitment>,
     /// Monotonic time for measuring the alert step's work, given by the shell; the machine
     /// never reads a clock itself (zero unless [`CoordinatorMachine::with_stopwatch`]).
     stopwatch: fn() -> std::time::Duration,
@@ -153,6 +155,7 @@ impl<S: RingScalar> CoordinatorMachine<S> {
             waiting_until: None,
             decryption_retries: 0,
             restart: 0,
+            data_commitments: BTreeMap::new(),
             stopwatch: || std::time::Duration::ZERO,
         }
     }
@@ -323,11 +326,30 @@ impl<S: RingScalar> CoordinatorMachine<S> {
                 "compare the job file with the coordinator's (`sha256sum`), take the consortium's copy and start again",
             ));
         }
+        if let (Some(first), Some(now)) = (self.data_commitments.get(&from), &hello.data) {
+            if first != now {
+                let violation = Violation::OtherData {
+                    from: from.clone(),
+                    first: first.clone(),
+                    now: now.clone(),
+                };
+                return Err(self.not_admitted(
+                    &from,
+                    violation,
+                    "start it again with the data it joined with (its rows and sha256 are in the coordinator's node.joined), or run the job under a new job id",
+                ));
+            }
+        }
         if self.welcomed.contains(&from) {
             return Err(Violation::Duplicate {
                 from,
                 message: "Hello",
             });
+        }
+        if let Some(data) = &hello.data {
+            self.data_commitments
+                .entry(from.clone())
+                .or_insert_with(|| data.clone());
         }
         self.welcomed.insert(from.clone());
         self.connected.insert(from.clone());
@@ -338,10 +360,13 @@ impl<S: RingScalar> CoordinatorMachine<S> {
         };
         let is_member = spec.committee.contains(&from);
         self.send(&from, CoordinatorOutbound::Welcome(welcome));
+        let data = self.data_commitments.get(&from);
         self.audit(trail::Joined {
             job: self.job.spec().job.clone(),
             node: from.clone(),
             committee: is_member,
+            data_rows: data.map(|d| d.rows),
+            data_sha256: data.map(|d| d.sha256.clone()),
         });
         self.progress(CoordinatorProgress::Joined {
             node: from.clone(),

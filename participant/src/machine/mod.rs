@@ -59,8 +59,8 @@ use fedbank_common::key_ceremony::{CeremonyError, RevealedShare, ShareCommitment
 use fedbank_common::model::PropensityModel;
 use fedbank_common::policy::MemberRecord;
 use fedbank_common::protocol::{
-    AlertContribution, AlertRequest, Contribution, ContributionCommitment, Hello, Inbound,
-    JobReleased, Notice, NoticeKind, PROTOCOL_VERSION,
+    AlertContribution, AlertRequest, Contribution, ContributionCommitment, DataCommitment, Hello,
+    Inbound, JobReleased, Notice, NoticeKind, PROTOCOL_VERSION,
 };
 use fedbank_common::round_plan::{PlanRefusal, RoundPlan};
 use fedbank_common::secagg::{JointPublicKey, RingScalar, SecretKeyShare};
@@ -238,6 +238,20 @@ pub enum LocalData {
     Contacts(ContactLog),
 }
 
+impl LocalData {
+    /// Rows read: the customers of a customer table or a transaction log, the contacts of a
+    /// contact log (what a [`DataCommitment`] counts).
+    pub fn rows(&self) -> u64 {
+        let rows = match self {
+            LocalData::Table { table, .. } => table.rows,
+            LocalData::Transactions(history) => history.ids().len(),
+            LocalData::Customers(records) => records.rows(),
+            LocalData::Contacts(log) => log.contacts(),
+        };
+        rows as u64
+    }
+}
+
 /// Everything a node holds that a job's local step may read.
 fn local_input<'a>(
     table: &'a LocalTable,
@@ -289,6 +303,8 @@ pub struct ParticipantMachine<S: RingScalar> {
     release_digest: Option<String>,
     /// The coordinator's latest restart this node recorded (`coordinator.restarted`).
     coordinator_restart: u32,
+    /// The data this node runs the job on, told in every Hello.
+    data_commitment: Option<DataCommitment>,
 }
 
 impl<S: RingScalar> ParticipantMachine<S> {
@@ -323,6 +339,7 @@ impl<S: RingScalar> ParticipantMachine<S> {
             pending: None,
             release_digest: None,
             coordinator_restart: 0,
+            data_commitment: None,
         }
     }
 
@@ -411,12 +428,21 @@ impl<S: RingScalar> ParticipantMachine<S> {
         self
     }
 
-    /// Called on every (re)connection: says Hello with the job digest.
+    /// Commits this node to the data it runs the job on ([`DataCommitment`], computed by the
+    /// shell that read the files): every Hello carries it, and the coordinator refuses a
+    /// rejoin with other data.
+    pub fn with_data_commitment(mut self, data: DataCommitment) -> Self {
+        self.data_commitment = Some(data);
+        self
+    }
+
+    /// Called on every (re)connection: says Hello with the job digest and the data commitment.
     pub fn on_connected(&mut self) {
         let hello = Hello {
             protocol: PROTOCOL_VERSION,
             job: self.job.spec().job.clone(),
             job_digest: self.job.digest(),
+            data: self.data_commitment.clone(),
         };
         self.outputs
             .push_back(ParticipantOutput::Send(ParticipantOutbound::Hello(hello)));

@@ -11,7 +11,7 @@ use fedbank_common::job::propensity::LocalFigures;
 use fedbank_common::job::ValidJob;
 use fedbank_common::node_machine::Delivery;
 use fedbank_common::policy::MemberRecord;
-use fedbank_common::protocol::Inbound;
+use fedbank_common::protocol::{DataCommitment, Inbound};
 use fedbank_common::secagg::{RingScalar, SecretKeyShare};
 use fedbank_common::storage::{self, StorageError};
 use fedbank_participant::{
@@ -42,6 +42,9 @@ pub struct ParticipantSettings {
     pub connect_attempts: u32,
     /// Files the participant writes for itself (owner-only; never sent).
     pub local: LocalOutputs,
+    /// The data it runs the job on, told in every Hello (the coordinator refuses a rejoin with
+    /// other data); `None` commits to nothing.
+    pub data_commitment: Option<DataCommitment>,
 }
 
 /// Files a participant writes for itself. None of them leaves the institution.
@@ -112,11 +115,15 @@ pub async fn run_participant<S: RingScalar>(
         trail,
         connect_attempts,
         local,
+        data_commitment,
     } = settings;
     let credentials = creds.consortium(&id)?;
     let trust = credentials.trust.clone();
     let mut machine = ParticipantMachine::<S>::with_data(credentials, job.clone(), data)
         .map_err(|e| NodeError::LocalData(e.to_string()))?;
+    if let Some(data) = data_commitment {
+        machine = machine.with_data_commitment(data);
+    }
     let member_files = local
         .member_state
         .as_ref()

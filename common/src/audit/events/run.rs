@@ -114,6 +114,12 @@ pub struct Joined {
     pub node: NodeId,
     /// Whether it sits on the committee.
     pub committee: bool,
+    /// Rows of the data it committed to for the job (absent for the auditor and older trails).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_rows: Option<u64>,
+    /// SHA-256 of that data file, hex.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_sha256: Option<String>,
 }
 
 /// `message.refused` (participant): a coordinator message it refused, and why.
