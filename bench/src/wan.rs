@@ -84,17 +84,8 @@ impl Measured {
 pub fn run(args: &WanArgs) -> Result<()> {
     let profile = args.profile()?;
     let rtt = profile.round_trip().as_secs_f64();
-    let scratch;
-    let dir = match &args.dir {
-        Some(d) => {
-            std::fs::create_dir_all(d)?;
-            d.clone()
-        }
-        None => {
-            scratch = tempdir()?;
-            scratch.clone()
-        }
-    };
+    let work = crate::load::WorkingDir::new(args.dir.as_deref(), "wan")?;
+    let dir = work.path();
     println!(
         "link: {profile} (round trip {:.0} ms), each node on its own",
         rtt * 1e3
@@ -142,9 +133,6 @@ pub fn run(args: &WanArgs) -> Result<()> {
         rtt * 1e3,
         rtt * 1e3
     );
-    if args.dir.is_none() {
-        let _ = std::fs::remove_dir_all(&dir);
-    }
     Ok(())
 }
 
@@ -203,17 +191,4 @@ fn round_seconds(trails: &Path) -> Result<Vec<f64>> {
         }
     }
     bail!("no trail in {} records a completed round", trails.display())
-}
-
-fn tempdir() -> Result<PathBuf> {
-    let dir = std::env::temp_dir().join(format!(
-        "fedbank-bench-wan-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0)
-    ));
-    std::fs::create_dir_all(&dir)?;
-    Ok(dir)
 }
