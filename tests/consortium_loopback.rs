@@ -502,12 +502,15 @@ async fn hostile<S: RingScalar>(c: &Consortium, node: &str, addr: SocketAddr) {
     // round and to one of the wrong size for this round, and reveal one under another profile.
     let mut key = None;
     let mut pending = None;
+    // What the coordinator told this node of its refusals.
+    let mut told = Vec::new();
     loop {
         let f = timeout(WAIT, frame::recv(&conn, Inbound::<S>::limit))
             .await
             .expect("in time")
             .expect("frame");
         match Inbound::<S>::decode(&f.bytes).expect("decode") {
+            Inbound::Notice(n) => told.push(format!("{:?}: {}", n.kind, n.text)),
             Inbound::KeyBundle(b) => key = Some(c.verified_key(node, &b)),
             Inbound::Round(r) => {
                 let encryptor =
@@ -539,6 +542,37 @@ async fn hostile<S: RingScalar>(c: &Consortium, node: &str, addr: SocketAddr) {
             }
             _ => {}
         }
+    }
+    // Every refusal so far reached this node with its reason and what to do: each was read
+    // before the commitment that let the round's roster (and the reveal request) go out.
+    for (expected, advice) in [
+        (
+            "MessageRefused: mallory sent an unreadable message: a malformed message",
+            "run the same fedbank version",
+        ),
+        (
+            "MessageRefused: mallory sent Notice before Hello",
+            "says Hello first",
+        ),
+        (
+            "NotAdmitted: mallory asked for job loopback-stats with digest",
+            "compare the job file",
+        ),
+        (
+            "MessageRefused: mallory sent Hello twice",
+            "nothing to do unless it repeats",
+        ),
+        (
+            "MessageRefused: mallory sent ContributionCommitment for round 6",
+            "the node answers the current request",
+        ),
+        ("(value count)", "it is not counted"),
+    ] {
+        assert!(
+            told.iter()
+                .any(|t| t.contains(expected) && t.contains(advice)),
+            "'{expected}' with '{advice}' was not told: {told:#?}"
+        );
     }
     // A second connection of the same node replaces the first: the coordinator closes the older
     // one, so one node holds one connection (and at most one upload in reception). First let
@@ -612,7 +646,7 @@ async fn hostile_messages_are_refused_and_the_job_is_unchanged() {
     c.finish_without::<u64>(Some("mallory"), addr, coordinator, attack)
         .await;
     for refusal in [
-        "refused a malformed message from mallory",
+        "mallory sent an unreadable message: a malformed message",
         "mallory sent Notice before Hello",
         "mallory asked for job loopback-stats with digest",
         "mallory sent Hello twice",

@@ -4,7 +4,7 @@
 use fedbank_common::ids::{JobId, NodeId};
 use fedbank_common::job::stats::{self, mean_std, FeatureStats, StatsResult};
 use fedbank_common::job::{FeatureSpec, JobKind, JobSpec, ValidJob};
-use fedbank_common::protocol::Inbound;
+use fedbank_common::protocol::{Inbound, Notice, NoticeKind, REFUSALS_TOLD};
 use fedbank_coordinator::{
     CoordinatorMachine, CoordinatorOutput, CoordinatorProgress, Input, JobFailure, Status,
     Violation,
@@ -219,6 +219,20 @@ impl Consortium {
                 | CoordinatorOutput::Checkpoint(_) => {}
             }
         }
+    }
+
+    /// The refusals the coordinator has sent `node` so far (texts, in order); the coordinator's
+    /// pending outputs are drained first.
+    fn refusals_told(&mut self, node: &NodeId) -> Vec<Notice> {
+        self.drain_coordinator();
+        self.to_nodes
+            .iter()
+            .filter(|(to, _)| to == node)
+            .filter_map(|(_, bytes)| match Inbound::<S>::decode(bytes) {
+                Ok(Inbound::Notice(n)) if n.kind == NoticeKind::MessageRefused => Some(n),
+                _ => None,
+            })
+            .collect()
     }
 
     fn deliver_to_coordinator(&mut self, from: NodeId, bytes: &[u8]) {
@@ -670,6 +684,44 @@ fn duplicate_and_foreign_messages_during_a_round_are_refused() {
             .contains("already contributed"),
         "{:?}",
         c.violations
+    );
+    // p00 is told, with what to do, and prints it; it goes on.
+    let told = c.refusals_told(&from);
+    assert_eq!(told.len(), 1, "{told:?}");
+    assert!(told[0].text.contains("already contributed"), "{told:?}");
+    assert!(
+        told[0].text.contains("nothing to do unless it repeats"),
+        "{told:?}"
+    );
+    let node = c.nodes.get_mut(&from).expect("p00");
+    node.handle(Inbound::Notice(told[0].clone()))
+        .expect("a refusal is handled");
+    let printed: Vec<String> = std::iter::from_fn(|| node.poll_output())
+        .filter_map(|o| match o {
+            ParticipantOutput::Progress(p) => Some(p.to_string()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(printed.len(), 1, "{printed:?}");
+    assert!(
+        printed[0].starts_with("p00: the coordinator refused a message of this node: ")
+            && printed[0].contains("already contributed"),
+        "{printed:?}"
+    );
+    assert_eq!(node.status(), &NodeStatus::Running);
+    // A node that keeps sending what is refused is told REFUSALS_TOLD times per connection;
+    // the last says so. Every refusal is still refused and changes nothing.
+    for _ in 0..REFUSALS_TOLD + 3 {
+        c.deliver_to_coordinator(from.clone(), &bytes);
+    }
+    let told = c.refusals_told(&from);
+    assert_eq!(told.len(), REFUSALS_TOLD as usize, "{told:?}");
+    assert!(
+        told.last()
+            .expect("told")
+            .text
+            .contains("further refusals on this connection"),
+        "{told:?}"
     );
     // The same bytes from a node that never said Hello on its connection are refused.
     let message = Inbound::<S>::decode(&bytes).expect("decode");

@@ -10,7 +10,9 @@ use fedbank_common::endorsement::{Signed, Statement};
 use fedbank_common::ids::{JobId, NodeId};
 use fedbank_common::job::{stats, FeatureSpec, JobKind, JobSpec, RoundKind, ValidJob};
 use fedbank_common::key_ceremony::{CommitmentSet, KeyBundle, RevealedShare, ShareReveal};
-use fedbank_common::protocol::{Contribution, Inbound, RevealRequest, RoundRequest};
+use fedbank_common::protocol::{
+    Contribution, Inbound, NoticeKind, RevealRequest, RoundRequest, REFUSALS_TOLD,
+};
 use fedbank_common::roster::{RevealStatement, Roster, RosterEntry};
 use fedbank_common::secagg::{
     Ciphertext, Encryptor, JointPublicKey, KeySetup, PublicKeyShare, SecretKeyShare,
@@ -76,6 +78,8 @@ struct Honest {
     job: ValidJob,
     nodes: BTreeMap<NodeId, ParticipantMachine<S>>,
     sent: BTreeMap<NodeId, Vec<Inbound<S>>>,
+    /// The refusals each node told the coordinator (kept apart from what it sent).
+    told: BTreeMap<NodeId, Vec<String>>,
     trails: BTreeMap<NodeId, Vec<(String, serde_json::Map<String, serde_json::Value>)>>,
 }
 
@@ -99,6 +103,7 @@ impl Honest {
             job,
             nodes,
             sent: BTreeMap::new(),
+            told: BTreeMap::new(),
             trails: BTreeMap::new(),
         }
     }
@@ -117,12 +122,17 @@ impl Honest {
             }
             text
         });
+        let told_before = self.told.get(&id(node)).map_or(0, Vec::len);
         while let Some(out) = machine.poll_output() {
             match out {
                 ParticipantOutput::Send(m) => {
                     let bytes = m.encode().expect("encode");
-                    let back = Inbound::<S>::decode(&bytes).expect("decode");
-                    self.sent.entry(id(node)).or_default().push(back);
+                    match Inbound::<S>::decode(&bytes).expect("decode") {
+                        Inbound::Notice(n) if n.kind == NoticeKind::MessageRefused => {
+                            self.told.entry(id(node)).or_default().push(n.text)
+                        }
+                        back => self.sent.entry(id(node)).or_default().push(back),
+                    }
                 }
                 ParticipantOutput::Audit { kind, fields } => self
                     .trails
@@ -131,6 +141,22 @@ impl Honest {
                     .push((kind.name().to_owned(), fields)),
                 _ => {}
             }
+        }
+        // Every refusal is told to the coordinator, up to the cap per connection.
+        let told = self.told.get(&id(node)).map_or(&[][..], Vec::as_slice);
+        if let Err(reason) = &outcome {
+            if told_before < REFUSALS_TOLD as usize {
+                assert!(
+                    told.len() == told_before + 1 && told[told_before].contains(reason.as_str()),
+                    "{node} did not tell the coordinator it refused: {reason}; told {told:?}"
+                );
+            }
+        } else {
+            assert_eq!(
+                told.len(),
+                told_before,
+                "{node} told a refusal of an accepted message"
+            );
         }
         outcome
     }

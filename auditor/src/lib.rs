@@ -93,6 +93,13 @@ pub enum AuditorProgress {
         /// Per rule: institutions over the limit.
         per_rule: Vec<(String, u16)>,
     },
+    /// The coordinator refused one of its messages (and changed nothing).
+    RefusedByCoordinator {
+        /// The auditor.
+        auditor: NodeId,
+        /// The coordinator's reason and advice.
+        reason: String,
+    },
 }
 
 impl std::fmt::Display for AuditorProgress {
@@ -106,6 +113,10 @@ impl std::fmt::Display for AuditorProgress {
                 f,
                 "{auditor}: decrypted {} alert counts over {institutions} institutions: {per_rule:?}",
                 per_rule.len()
+            ),
+            AuditorProgress::RefusedByCoordinator { auditor, reason } => write!(
+                f,
+                "{auditor}: the coordinator refused a message of this node: {reason}"
             ),
         }
     }
@@ -176,6 +187,8 @@ pub struct AuditorMachine {
     keys_logged: bool,
     /// The coordinator's latest restart this node recorded (`coordinator.restarted`).
     coordinator_restart: u32,
+    /// The coordinator's messages refused on this connection and told to it.
+    refusals_told: fedbank_common::protocol::RefusalsTold,
 }
 
 impl AuditorMachine {
@@ -202,6 +215,7 @@ impl AuditorMachine {
             decided: None,
             keys_logged: false,
             coordinator_restart: 0,
+            refusals_told: Default::default(),
         }
     }
 
@@ -233,6 +247,7 @@ impl AuditorMachine {
 
     /// Called on every (re)connection: Hello, then the keys.
     pub fn on_connected(&mut self) {
+        self.refusals_told = Default::default();
         let spec = self.job.spec();
         let hello = Hello {
             protocol: PROTOCOL_VERSION,
@@ -262,6 +277,23 @@ impl AuditorMachine {
     /// Processes a message from the coordinator (decryption runs here: the shell calls it off
     /// the async executor). Messages the auditor never expects are refused.
     pub fn handle<S: RingScalar>(&mut self, message: Inbound<S>) -> Result<(), String> {
+        let name = message.name();
+        let outcome = self.dispatch(message);
+        if let Err(reason) = &outcome {
+            // The coordinator is told: a refusal is never silent where it was caused.
+            let job = self.job.spec().job.clone();
+            let text = format!(
+                "{} refused {name}: {reason}; it acted on nothing of it",
+                self.id
+            );
+            if let Some(notice) = self.refusals_told.notice(&job, None, &text) {
+                self.send(AuditorOutbound::Notice(notice));
+            }
+        }
+        outcome
+    }
+
+    fn dispatch<S: RingScalar>(&mut self, message: Inbound<S>) -> Result<(), String> {
         match message {
             Inbound::Welcome(w) if w.job == self.job.spec().job => {
                 let seen = trail::CoordinatorRestarted::on_welcome(
@@ -276,6 +308,15 @@ impl AuditorMachine {
             }
             Inbound::AlertTally(tally) => {
                 self.on_tally(tally);
+                Ok(())
+            }
+            Inbound::Notice(n) if n.kind == NoticeKind::MessageRefused => {
+                self.outputs.push_back(AuditorOutput::Progress(
+                    AuditorProgress::RefusedByCoordinator {
+                        auditor: self.id.clone(),
+                        reason: n.printable_text(),
+                    },
+                ));
                 Ok(())
             }
             Inbound::Notice(n) => {

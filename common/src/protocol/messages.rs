@@ -30,8 +30,10 @@ use serde::{Deserialize, Serialize};
 /// retired), so every round is now a job kind's own. Version 10 tells a joining node which
 /// restart of the coordinator it joined (`Welcome::restart`), and every round of a job without
 /// differential privacy carries the count of clipped values after its kind's quantities.
-/// Version 11 has a participant's Hello commit to its data ([`DataCommitment`]).
-pub const PROTOCOL_VERSION: u16 = 11;
+/// Version 11 has a participant's Hello commit to its data ([`DataCommitment`]). Version 12
+/// tells a node every message of its that the coordinator refused
+/// ([`NoticeKind::MessageRefused`]).
+pub const PROTOCOL_VERSION: u16 = 12;
 
 /// First message of a node: which job it has agreed to, by digest.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -164,6 +166,9 @@ pub enum NoticeKind {
     /// The coordinator did not admit the node (another version of the job file, another
     /// protocol version): the node stops, printing why and what to do.
     NotAdmitted,
+    /// The coordinator refused one of the node's messages and changed nothing; the text says
+    /// which, why and what to do. The node goes on and prints it.
+    MessageRefused,
 }
 
 /// A short status message in either direction.
@@ -177,6 +182,17 @@ pub struct Notice {
     pub kind: NoticeKind,
     /// Human-readable detail.
     pub text: String,
+}
+
+impl Notice {
+    /// The text as one line to print: it is the peer's, so control characters (newlines,
+    /// terminal escapes) are shown as spaces.
+    pub fn printable_text(&self) -> String {
+        self.text
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect()
+    }
 }
 
 macro_rules! small_message {

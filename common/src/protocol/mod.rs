@@ -22,6 +22,7 @@
 //!   (propensity job) score own hold-out ◀───────  JobReleased {the model}
 //!   (compliance with alerts)           ◀───────  AlertRequest; AlertContribution ──▶ (see [`alerts`])
 //!                                      ◀───────  Notice (finished / aborted)
+//!   Notice (a message refused)         ◀───────▶  either way, with the reason ([`RefusalsTold`])
 //! ```
 //!
 //! The auditor is a node too: Hello, then AlertKeys; it answers an AlertTally with AlertCounts.
@@ -32,6 +33,7 @@
 
 pub mod alerts;
 mod messages;
+mod refusal;
 
 pub use alerts::{
     AlertContribution, AlertCounts, AlertKeyStatement, AlertKeys, AlertManifest, AlertRequest,
@@ -41,3 +43,4 @@ pub use messages::{
     Contribution, ContributionCommitment, DataCommitment, Hello, Inbound, JobReleased, Notice,
     NoticeKind, RevealRequest, RoundRequest, Welcome, PROTOCOL_VERSION,
 };
+pub use refusal::{RefusalsTold, MAX_REFUSAL_TEXT, REFUSALS_TOLD};

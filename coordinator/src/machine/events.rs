@@ -33,6 +33,15 @@ pub enum Input<S: RingScalar> {
         /// The message.
         message: Inbound<S>,
     },
+    /// A node sent something the shell could not read as a message (a frame over its limit,
+    /// bytes that do not decode). Nothing reached the machine but the fact, which the node is
+    /// told.
+    Unreadable {
+        /// The sender, from its certificate.
+        from: NodeId,
+        /// What was wrong, with its cause.
+        reason: String,
+    },
     /// Time passed (the shell calls this at the deadline).
     Tick,
 }
@@ -253,9 +262,71 @@ pub enum Violation {
         /// Why.
         reason: String,
     },
+    /// A frame or message the shell could not read.
+    #[error("{from} sent an unreadable message: {reason}")]
+    Unreadable {
+        /// Sender.
+        from: NodeId,
+        /// What was wrong.
+        reason: String,
+    },
     /// A contribution refused by the aggregate.
     #[error(transparent)]
     Aggregation(#[from] AggregationError),
+}
+
+impl Violation {
+    /// Whether the refused node was told already, with the advice of its own case: a Hello not
+    /// admitted (another protocol version, job file or data).
+    pub fn told_on_hello(&self) -> bool {
+        matches!(
+            self,
+            Self::Version { .. } | Self::WrongJob { .. } | Self::OtherData { .. }
+        )
+    }
+
+    /// What the operator of the refused node can do, in a sentence that follows the reason.
+    pub fn advice(&self) -> &'static str {
+        match self {
+            Self::BeforeHello { .. } => {
+                "a node says Hello first on every connection; if this repeats, run the same fedbank version as the coordinator"
+            }
+            Self::Duplicate { .. }
+            | Self::Aggregation(AggregationError::DuplicateContribution { .. }) => {
+                "the first one counts and nothing was changed; nothing to do unless it repeats"
+            }
+            Self::Unexpected { .. } | Self::OutOfRound { .. } => {
+                "it came after the job moved on (a retry, a reconnect or the job's end) and nothing was changed; the node answers the current request, nothing to do unless it repeats"
+            }
+            Self::NotAMember { .. } | Self::NotTheAuditor { .. } => {
+                "the coordinator's job file does not give this node that role; compare the job files (`sha256sum`)"
+            }
+            Self::Unreadable { .. } => {
+                "nothing was read from it; run the same fedbank version as the coordinator, and keep the node's log for the consortium's operator"
+            }
+            Self::Version { .. } | Self::WrongJob { .. } | Self::OtherData { .. } => {
+                "see the coordinator's notice of not admitting it"
+            }
+            Self::BadKeyShare { .. }
+            | Self::BadCeremony { .. }
+            | Self::BadStatement { .. }
+            | Self::BadAlert { .. }
+            | Self::Aggregation(_) => {
+                "it is not counted; check that the node runs the coordinator's fedbank version with its own key state, and give its trail to the consortium's operator"
+            }
+        }
+    }
+
+    /// The whole chain of causes: "contribution … rejected: expected … got …".
+    pub fn with_causes(&self) -> String {
+        let mut text = self.to_string();
+        let mut source = std::error::Error::source(self);
+        while let Some(cause) = source {
+            text.push_str(&format!(": {cause}"));
+            source = cause.source();
+        }
+        text
+    }
 }
 
 /// Why the job stopped.

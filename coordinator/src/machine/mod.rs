@@ -111,6 +111,8 @@ pub struct CoordinatorMachine<S: RingScalar> {
     restart: u32,
     /// The data each participant joined with (its first Hello's commitment).
     data_commitments: BTreeMap<NodeId, fedbank_common::protocol::DataCommitment>,
+    /// Refusals told to each node on its current connection.
+    refusals_told: BTreeMap<NodeId, fedbank_common::protocol::RefusalsTold>,
     /// Monotonic time for measuring the alert step's work, given by the shell; the machine
     /// never reads a clock itself (zero unless [`CoordinatorMachine::with_stopwatch`]).
     stopwatch: fn() -> std::time::Duration,
@@ -139,6 +141,7 @@ impl<S: RingScalar> CoordinatorMachine<S> {
             job,
             mask_seed,
             stage: Stage::Joining,
+            refusals_told: BTreeMap::new(),
             welcomed: BTreeSet::new(),
             connected: BTreeSet::new(),
             key_bundle: None,
@@ -252,6 +255,7 @@ impl<S: RingScalar> CoordinatorMachine<S> {
                 // A Hello belongs to a connection: a reconnecting node says Hello again.
                 self.connected.remove(&node);
                 self.welcomed.remove(&node);
+                self.refusals_told.remove(&node);
                 self.on_disconnect(node, now);
                 Ok(())
             }
@@ -259,8 +263,38 @@ impl<S: RingScalar> CoordinatorMachine<S> {
                 self.on_tick(now);
                 Ok(())
             }
-            Input::Message { from, message } => self.on_message(from, message, now),
+            Input::Message { from, message } => self
+                .on_message(from.clone(), message, now)
+                .map_err(|violation| self.tell_refused(&from, violation)),
+            Input::Unreadable { from, reason } => {
+                let violation = Violation::Unreadable {
+                    from: from.clone(),
+                    reason,
+                };
+                Err(self.tell_refused(&from, violation))
+            }
         }
+    }
+
+    /// Tells `to` that one of its messages was refused, why and what to do — so that a refusal
+    /// is never silent at the refused node — up to `REFUSALS_TOLD` times per connection (a
+    /// node that keeps sending what is refused cannot make the coordinator write without end).
+    /// A Hello not admitted was told already. Returns the violation, for the shell to print.
+    fn tell_refused(&mut self, to: &NodeId, violation: Violation) -> Violation {
+        if violation.told_on_hello() {
+            return violation;
+        }
+        let round = match &violation {
+            Violation::OutOfRound { round, .. } => Some(*round),
+            _ => None,
+        };
+        let text = format!("{}; {}", violation.with_causes(), violation.advice());
+        let job = self.job.spec().job.clone();
+        let told = self.refusals_told.entry(to.clone()).or_default();
+        if let Some(notice) = told.notice(&job, round, &text) {
+            self.send(to, CoordinatorOutbound::Notice(notice));
+        }
+        violation
     }
 
     fn on_message(

@@ -71,6 +71,14 @@ pub enum CoordinatorProgress {
         /// Its reason.
         reason: String,
     },
+    /// A node refused one of the coordinator's messages and said so (its words, on one
+    /// printable line).
+    RefusedByNode {
+        /// The node.
+        node: NodeId,
+        /// Its reason.
+        reason: String,
+    },
     /// A participant disconnected before contributing.
     LeftBeforeContributing {
         /// Round.
@@ -206,6 +214,9 @@ impl fmt::Display for CoordinatorProgress {
                 from,
                 reason,
             } => write!(f, "round {round}: {from} cannot contribute: {reason}"),
+            P::RefusedByNode { node, reason } => {
+                write!(f, "{node} refused a message of the coordinator: {reason}")
+            }
             P::LeftBeforeContributing { round, node } => {
                 write!(f, "round {round}: {node} disconnected before contributing")
             }

@@ -562,6 +562,11 @@ impl<S: RingScalar> CoordinatorMachine<S> {
         now: Millis,
     ) -> Result<(), Violation> {
         match (n.kind, &self.stage) {
+            (NoticeKind::MessageRefused, _) => {
+                let reason = n.printable_text();
+                self.progress(CoordinatorProgress::RefusedByNode { node: from, reason });
+                Ok(())
+            }
             (NoticeKind::Refused, Stage::AwaitingAuditor { .. })
                 if self.job.spec().auditor.as_ref() == Some(&from) =>
             {

@@ -60,7 +60,7 @@ use fedbank_common::model::PropensityModel;
 use fedbank_common::policy::MemberRecord;
 use fedbank_common::protocol::{
     AlertContribution, AlertRequest, Contribution, ContributionCommitment, DataCommitment, Hello,
-    Inbound, JobReleased, Notice, NoticeKind, PROTOCOL_VERSION,
+    Inbound, JobReleased, Notice, NoticeKind, RefusalsTold, PROTOCOL_VERSION,
 };
 use fedbank_common::round_plan::{PlanRefusal, RoundPlan};
 use fedbank_common::secagg::{JointPublicKey, RingScalar, SecretKeyShare};
@@ -305,6 +305,8 @@ pub struct ParticipantMachine<S: RingScalar> {
     coordinator_restart: u32,
     /// The data this node runs the job on, told in every Hello.
     data_commitment: Option<DataCommitment>,
+    /// The coordinator's messages refused on this connection and told to it.
+    refusals_told: RefusalsTold,
 }
 
 impl<S: RingScalar> ParticipantMachine<S> {
@@ -340,6 +342,7 @@ impl<S: RingScalar> ParticipantMachine<S> {
             release_digest: None,
             coordinator_restart: 0,
             data_commitment: None,
+            refusals_told: RefusalsTold::default(),
         }
     }
 
@@ -444,6 +447,7 @@ impl<S: RingScalar> ParticipantMachine<S> {
             job_digest: self.job.digest(),
             data: self.data_commitment.clone(),
         };
+        self.refusals_told = RefusalsTold::default();
         self.outputs
             .push_back(ParticipantOutput::Send(ParticipantOutbound::Hello(hello)));
     }
@@ -494,11 +498,20 @@ impl<S: RingScalar> ParticipantMachine<S> {
                 reason.push_str(&format!(": {cause}"));
                 source = cause.source();
             }
+            // The coordinator is told too: a refusal is never silent where it was caused.
+            let job = self.job.spec().job.clone();
+            let text = format!(
+                "{} refused {name}: {reason}; it acted on nothing of it and recorded it in its trail",
+                self.id
+            );
             self.audit(trail::MessageRefused {
-                job: self.job.spec().job.clone(),
+                job: job.clone(),
                 message: name.to_owned(),
                 reason,
             });
+            if let Some(notice) = self.refusals_told.notice(&job, None, &text) {
+                self.send(ParticipantOutbound::Notice(notice));
+            }
         }
         outcome
     }
@@ -528,6 +541,13 @@ impl<S: RingScalar> ParticipantMachine<S> {
             Inbound::Decrypt(request) => self.on_decrypt(request),
             Inbound::Released(released) => self.on_released(released),
             Inbound::AlertRequest(request) => self.on_alert_request(request),
+            Inbound::Notice(n) if n.kind == NoticeKind::MessageRefused => {
+                self.progress(ParticipantProgress::RefusedByCoordinator {
+                    round: n.round,
+                    reason: n.printable_text(),
+                });
+                Ok(())
+            }
             Inbound::Notice(n) => {
                 let (status, outcome, reason) = match n.kind {
                     NoticeKind::Finished => (NodeStatus::Finished, "finished", None),

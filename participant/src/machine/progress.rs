@@ -50,6 +50,14 @@ pub enum ParticipantProgress {
         /// Alert rules.
         rules: usize,
     },
+    /// The coordinator refused one of its messages (and changed nothing); its words, with what
+    /// to do, on one printable line.
+    RefusedByCoordinator {
+        /// Round concerned, when the coordinator named one.
+        round: Option<u32>,
+        /// The coordinator's reason and advice.
+        reason: String,
+    },
 }
 
 /// A participant's progress event with the node it is about.
@@ -97,6 +105,13 @@ impl fmt::Display for NodeProgress {
                 f,
                 "{node}: its rates for {rules} alert rules sent under the auditor's key"
             ),
+            P::RefusedByCoordinator { round, reason } => {
+                let round = round.map(|r| format!(" (round {r})")).unwrap_or_default();
+                write!(
+                    f,
+                    "{node}: the coordinator refused a message of this node{round}: {reason}"
+                )
+            }
         }
     }
 }

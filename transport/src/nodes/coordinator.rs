@@ -356,11 +356,10 @@ pub async fn run_coordinator<S: RingScalar>(
                 next_connection += 1;
                 let serial = next_connection;
                 let (gate, sending) = (gate.clone(), sending.clone());
-                let (writers, events, enrolled, progress, active) = (
+                let (writers, events, enrolled, active) = (
                     writers.clone(),
                     events.clone(),
                     enrolled.clone(),
-                    progress.clone(),
                     active.clone(),
                 );
                 let (full, slow, failed, foreign) =
@@ -396,7 +395,6 @@ pub async fn run_coordinator<S: RingScalar>(
                                 conn,
                                 writers,
                                 events,
-                                progress,
                                 (cap, gate, sending),
                             )
                             .await
@@ -496,7 +494,6 @@ async fn serve_connection<S: RingScalar>(
     conn: quinn::Connection,
     writers: Writers,
     events: mpsc::Sender<Event<S>>,
-    progress: Arc<dyn Fn(String) + Send + Sync>,
     (cap, gate, sending): (
         usize,
         Arc<tokio::sync::Semaphore>,
@@ -574,18 +571,27 @@ async fn serve_connection<S: RingScalar>(
                 }
                 Err(e) => {
                     let detail = std::error::Error::source(&e)
-                        .map(|s| s.to_string())
+                        .map(|s| format!(": {s}"))
                         .unwrap_or_default();
-                    tracing::warn!(node = %node, error = %e, detail, "malformed message refused");
-                    progress(format!(
-                        "refused a malformed message from {node}: {e}: {detail}"
-                    ));
+                    // The machine tells the node (and the shell prints it as a refusal).
+                    let input = Input::Unreadable {
+                        from: node.clone(),
+                        reason: format!("a malformed message: {e}{detail}"),
+                    };
+                    if events.send((input, None)).is_err() {
+                        break;
+                    }
                 }
             },
             Err(frame::FrameError::Connection(_)) => break,
             Err(e) => {
-                tracing::warn!(node = %node, error = %e, "frame refused");
-                progress(format!("refused a frame from {node}: {e}"));
+                let input = Input::Unreadable {
+                    from: node.clone(),
+                    reason: format!("a frame refused: {e}"),
+                };
+                if events.send((input, None)).is_err() {
+                    break;
+                }
             }
         }
     }
@@ -678,13 +684,7 @@ impl<S: RingScalar> crate::driver::Effects<Input<S>, CoordinatorMachine<S>> for 
     }
 
     fn refused(&mut self, violation: &fedbank_coordinator::Violation) {
-        // The whole chain: "contribution … rejected: expected … got …".
-        let mut text = violation.to_string();
-        let mut source = std::error::Error::source(violation);
-        while let Some(cause) = source {
-            text.push_str(&format!(": {cause}"));
-            source = cause.source();
-        }
+        let text = violation.with_causes();
         tracing::warn!(violation = %text, "message refused");
         (self.progress)(format!("refused a message: {text}"));
     }
