@@ -88,12 +88,23 @@ fn table(i: usize) -> LocalTable {
 }
 
 /// Waits for the next message from `conn`.
+/// What the honest nodes told the coordinator they refused, in the order read.
+static TOLD: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+/// The next message from a node other than its telling of a refusal (kept in [`TOLD`]).
 async fn next(conn: &quinn::Connection) -> Inbound<S> {
-    let f = timeout(WAIT, frame::recv(conn, Inbound::<S>::limit))
-        .await
-        .expect("in time")
-        .expect("frame");
-    Inbound::<S>::decode(&f.bytes).expect("decode")
+    loop {
+        let f = timeout(WAIT, frame::recv(conn, Inbound::<S>::limit))
+            .await
+            .expect("in time")
+            .expect("frame");
+        match Inbound::<S>::decode(&f.bytes).expect("decode") {
+            Inbound::Notice(n) if n.kind == NoticeKind::MessageRefused => {
+                TOLD.lock().unwrap_or_else(|e| e.into_inner()).push(n.text)
+            }
+            message => return message,
+        }
+    }
 }
 
 async fn send<M: WireMessage>(conn: &quinn::Connection, m: &M) {
@@ -310,6 +321,16 @@ async fn three_attacks_over_quic_are_refused_recorded_and_reported() {
             .collect()
     };
     let insurer_refused = refused("insurer");
+    // The coordinator was told of the first two before the insurer's commitment, in order.
+    let told = TOLD.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    assert!(
+        told.len() >= 2
+            && told[0].starts_with("insurer refused KeyBundle")
+            && told[0].contains("share reveal")
+            && told[1].starts_with("insurer refused RoundRequest")
+            && told[1].contains("never computes"),
+        "{told:#?}"
+    );
     assert!(
         insurer_refused.iter().any(|r| r.contains("share reveal")),
         "{insurer_refused:?}"

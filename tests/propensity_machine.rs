@@ -16,10 +16,12 @@ use fedbank_common::job::{Optimizer, ValidJob};
 use fedbank_common::logistic::{self, exact_auc, sigmoid};
 use fedbank_common::model::design_row;
 use fedbank_common::model::PropensityModel;
-use fedbank_common::protocol::{Inbound, JobReleased};
+use fedbank_common::protocol::{Inbound, JobReleased, NoticeKind};
 use fedbank_coordinator::{CoordinatorMachine, Status};
 use fedbank_participant::customers::CustomerRecords;
-use fedbank_participant::{LocalData, NodeViolation, ParticipantMachine, ParticipantOutput};
+use fedbank_participant::{
+    LocalData, NodeViolation, ParticipantMachine, ParticipantOutbound, ParticipantOutput,
+};
 use fixture::customers::{job, records, NUMERIC};
 use fixture::drive::run_to_end_with;
 
@@ -260,11 +262,13 @@ fn one_class_participants_and_constant_columns_are_handled_and_reported() {
         ),
         "{refused:?}"
     );
-    // Only the refusal itself is written, to the node's own trail.
+    // Only the refusal itself is written, to the node's own trail, and told to the coordinator.
     while let Some(out) = node.poll_output() {
         assert!(
-            matches!(&out, ParticipantOutput::Audit { kind, .. } if kind.name() == "message.refused"),
-            "nothing kept, nothing sent: {out:?}"
+            matches!(&out, ParticipantOutput::Audit { kind, .. } if kind.name() == "message.refused")
+                || matches!(&out, ParticipantOutput::Send(ParticipantOutbound::Notice(n))
+                    if n.kind == NoticeKind::MessageRefused && n.text.contains("the released model")),
+            "nothing kept, nothing else sent: {out:?}"
         );
     }
 }
