@@ -518,13 +518,9 @@ fn a_silent_committee_member_stops_the_round_naming_it() {
     assert!(!c.trail.iter().any(|(k, _)| k == "aggregate.decrypted"));
 }
 
-#[test]
-fn a_member_that_goes_away_during_decryption_and_returns_costs_a_retry_not_the_job() {
-    let job = job(4, 2, 2);
-    let tables: Vec<LocalTable> = (0..4).map(table).collect();
-    let uninterrupted = Consortium::new(&job, tables.clone()).run();
-    let mut c = Consortium::new(&job, tables.clone());
-    // Run until the first decryption request reaches p01, then it crashes before answering.
+/// Runs until the first decryption request reaches p01, which then crashes before answering;
+/// it comes back (with its key share) after `away` ms and says Hello. The job's status.
+fn member_away_during_decryption(c: &mut Consortium, away: u64) -> Status {
     c.drain_coordinator();
     loop {
         if let Some((from, bytes)) = c.to_coordinator.pop_front() {
@@ -547,9 +543,36 @@ fn a_member_that_goes_away_during_decryption_and_returns_costs_a_retry_not_the_j
     }
     c.disconnect(&id("p01"));
     c.drain_coordinator();
-    // It comes back (with its key share) and says Hello; the round runs again as round 2.
+    c.now += away;
+    c.coordinator.handle(Input::Tick, c.now).expect("tick");
+    c.drain_coordinator();
     c.connect(&id("p01"));
-    let status = c.run();
+    c.run()
+}
+
+/// Back before the decryption's deadline (1000 ms here): it is sent the same request on its
+/// Hello, and the round is decrypted under its own number, with no retry.
+#[test]
+fn a_member_that_goes_away_during_decryption_and_is_back_in_time_answers_the_same_request() {
+    let job = job(4, 2, 2);
+    let tables: Vec<LocalTable> = (0..4).map(table).collect();
+    let uninterrupted = Consortium::new(&job, tables.clone()).run();
+    let mut c = Consortium::new(&job, tables.clone());
+    let status = member_away_during_decryption(&mut c, 500);
+    assert_same_statistics(&job, &status, &uninterrupted);
+    assert!(!c.trail.iter().any(|(k, _)| k == "decryption.retried"));
+    assert_eq!(c.decrypted_rounds(), vec![1, 2]);
+}
+
+/// Back after the deadline: nothing of the round was released, and it runs again under a new
+/// number once the committee is back; it costs a retry, not the job.
+#[test]
+fn a_member_that_goes_away_during_decryption_and_returns_late_costs_a_retry_not_the_job() {
+    let job = job(4, 2, 2);
+    let tables: Vec<LocalTable> = (0..4).map(table).collect();
+    let uninterrupted = Consortium::new(&job, tables.clone()).run();
+    let mut c = Consortium::new(&job, tables.clone());
+    let status = member_away_during_decryption(&mut c, 1500);
     assert_same_statistics(&job, &status, &uninterrupted);
     let kinds: Vec<&str> = c.trail.iter().map(|(k, _)| k.as_str()).collect();
     let retried = kinds

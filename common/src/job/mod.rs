@@ -186,8 +186,9 @@ pub struct JobSpec {
     /// enough; later joiners take part from the next round).
     #[serde(default)]
     pub start_quorum: Option<usize>,
-    /// How often a round whose decryption failed because a committee member went away is run
-    /// again (under a fresh round number, once the whole committee is back) before the job stops.
+    /// How often a round whose decryption failed because a committee member was away at its
+    /// deadline is run again (under a fresh round number, once the whole committee is back)
+    /// before the job stops.
     #[serde(default = "default_retries")]
     pub max_decryption_retries: u32,
     /// How to segment (segment jobs only).

@@ -469,8 +469,8 @@ impl<S: RingScalar> CoordinatorMachine<S> {
     }
 
     /// Tells `from` why its Hello was not admitted and what to do, so that it stops instead of
-    /// waiting; a committee member not admitted fails the job at once, naming it. Returns the
-    /// violation, for the shell to print.
+    /// waiting; a committee member on another job file or protocol version fails the job at
+    /// once, naming it. Returns the violation, for the shell to print.
     fn not_admitted(&mut self, from: &NodeId, violation: Violation, advice: &str) -> Violation {
         let job = self.job.spec().job.clone();
         self.send(
@@ -483,7 +483,11 @@ impl<S: RingScalar> CoordinatorMachine<S> {
             }),
         );
         let running = !matches!(self.stage, Stage::Done);
-        if running && self.job.spec().committee.contains(from) {
+        // A member on another job file or version can never take part; one back with other
+        // data can be started again with the data it joined with, and is waited for as any
+        // absent member.
+        let never = !matches!(violation, Violation::OtherData { .. });
+        if running && never && self.job.spec().committee.contains(from) {
             self.fail(JobFailure::MemberNotAdmitted {
                 member: from.clone(),
                 reason: violation.to_string(),

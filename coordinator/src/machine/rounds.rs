@@ -623,11 +623,10 @@ impl<S: RingScalar> CoordinatorMachine<S> {
         if self.alert_dropped(&node, "disconnected before sending its rates", now) {
             return;
         }
-        if let Stage::Decrypting { partials, .. } = &self.stage {
-            if self.job.spec().committee.contains(&node) && !partials.contains_key(&node) {
-                return self.retry_decryption(vec![node], now);
-            }
-        }
+        // A member that goes away during a decryption is waited for until the decryption's
+        // deadline: back before it (a restart, a reconnect), it is sent the same request on its
+        // Hello and the round is decrypted under its own number; not back by then, the round is
+        // run again once the committee is back (`on_tick`, `retry_decryption`).
         if let Stage::Collecting(round) = &mut self.stage {
             if round.asked.remove(&node) && !round.aggregate.contributions().contains_key(&node) {
                 let (number, attempt) = (round.number, round.attempt);
