@@ -290,11 +290,11 @@ impl Consortium {
         tokio::spawn(run_participant::<S>(settings, self.progress()))
     }
 
-    /// Runs every participant but `outsider` (if any) as an honest node while `outsider_run`
+    /// Runs every participant but the `outsiders` as an honest node while `outsider_run`
     /// plays the outsider, and checks that the job finishes with the pooled result of the others.
     async fn finish_without<S: RingScalar>(
         &self,
-        outsider: Option<&str>,
+        outsiders: &[&str],
         addr: SocketAddr,
         coordinator: tokio::task::JoinHandle<Result<Status, fedbank_transport::nodes::NodeError>>,
         outsider_run: impl std::future::Future<Output = ()>,
@@ -302,7 +302,7 @@ impl Consortium {
         let honest: Vec<_> = self
             .tables
             .iter()
-            .filter(|(n, _)| Some(n.as_str()) != outsider)
+            .filter(|(n, _)| !outsiders.contains(&n.as_str()))
             .map(|(n, _)| self.start_participant::<S>(n, addr))
             .collect();
         timeout(WAIT, outsider_run).await.expect("outsider in time");
@@ -330,7 +330,7 @@ impl Consortium {
         let others: Vec<&LocalTable> = self
             .tables
             .iter()
-            .filter(|(n, _)| Some(n.as_str()) != outsider)
+            .filter(|(n, _)| !outsiders.contains(&n.as_str()))
             .map(|(_, t)| t)
             .collect();
         assert_pooled(&result, &others);
@@ -391,7 +391,7 @@ async fn stats_over_quic_equal_the_pooled_computation_and_trails_agree() {
         3,
     );
     let (addr, coordinator) = c.start_coordinator::<u128>().await;
-    c.finish_without::<u128>(None, addr, coordinator, async {})
+    c.finish_without::<u128>(&[], addr, coordinator, async {})
         .await;
     let main = verify(&c.dir.path().join("coordinator.trail"), None).expect("coordinator trail");
     let others: Vec<_> = c
@@ -447,7 +447,7 @@ async fn a_participant_killed_mid_round_is_left_out_and_the_job_finishes() {
     );
     let (addr, coordinator) = c.start_coordinator::<u64>().await;
     let victim = killed_on_first_round::<u64>(&c, "pay-d", addr);
-    c.finish_without::<u64>(Some("pay-d"), addr, coordinator, victim)
+    c.finish_without::<u64>(&["pay-d"], addr, coordinator, victim)
         .await;
     let trail = verify(&c.dir.path().join("coordinator.trail"), None).expect("trail");
     assert!(
@@ -643,7 +643,7 @@ async fn hostile_messages_are_refused_and_the_job_is_unchanged() {
     );
     let (addr, coordinator) = c.start_coordinator::<u64>().await;
     let attack = hostile::<u64>(&c, "mallory", addr);
-    c.finish_without::<u64>(Some("mallory"), addr, coordinator, attack)
+    c.finish_without::<u64>(&["mallory"], addr, coordinator, attack)
         .await;
     for refusal in [
         "mallory sent an unreadable message: a malformed message",
@@ -789,7 +789,7 @@ async fn a_stalled_upload_does_not_hold_the_round_past_its_deadline_nor_touch_th
     let started = std::time::Instant::now();
     let stall = stalled_upload::<u64>(&c, "stalling", addr);
     // The job finishes with exactly the others' pooled statistics.
-    c.finish_without::<u64>(Some("stalling"), addr, coordinator, stall)
+    c.finish_without::<u64>(&["stalling"], addr, coordinator, stall)
         .await;
     assert!(started.elapsed() < WAIT);
     assert!(
@@ -867,7 +867,7 @@ async fn a_flood_of_half_open_handshakes_leaves_the_participants_unaffected() {
     };
     // Let the first wave reach the coordinator before anyone real connects.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    c.finish_without::<u64>(None, addr, coordinator, async {})
+    c.finish_without::<u64>(&[], addr, coordinator, async {})
         .await;
     flood.abort();
     let elapsed = started.elapsed();
@@ -1015,4 +1015,63 @@ async fn an_unreachable_coordinator_is_reported_with_its_schedule_and_given_up_o
         c.log()
     );
     drop(silent);
+}
+
+/// A node that comes back after the job's end — here while the coordinator still waits for a
+/// connection that never hangs up — is told how the job ended and stops, instead of connecting
+/// again and again to a job that is over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_back_after_the_jobs_end_is_told_the_outcome_and_stops() {
+    let c = Consortium::new(
+        Profile::Fast,
+        &["bank-a", "insurer-b", "broker-c", "pay-d"],
+        &["bank-a", "insurer-b"],
+        3,
+    );
+    let (addr, coordinator) = c.start_coordinator::<u64>().await;
+    let late = async {
+        // pay-d connects and never says Hello (so it is asked nothing) nor hangs up: the
+        // coordinator waits for it after the job's end.
+        let mut endpoint =
+            quinn::Endpoint::client("127.0.0.1:0".parse().expect("addr")).expect("endpoint");
+        endpoint.set_default_client_config(tls::client_config(&c.creds("pay-d")).expect("tls"));
+        let holder = timeout(WAIT, connect(&endpoint, addr, &id("coordinator")))
+            .await
+            .expect("in time")
+            .expect("connect");
+        let started = std::time::Instant::now();
+        while !c.log_contains("job finished") {
+            assert!(started.elapsed() < WAIT, "{}", c.log());
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // bank-a, started again after the end (as after a lost connection), is told the outcome
+        // and gives up at once.
+        let ended = || {
+            std::fs::read_to_string(c.dir.path().join("bank-a.trail"))
+                .is_ok_and(|t| t.contains("\"job.ended\""))
+        };
+        while !ended() {
+            assert!(started.elapsed() < WAIT, "{}", c.log());
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let settings = c.settings_with("bank-a", &c.job, addr, 50);
+        let err = timeout(
+            Duration::from_secs(15),
+            run_participant::<u64>(settings, c.progress()),
+        )
+        .await
+        .expect("stops, does not retry")
+        .expect_err("the job is over");
+        assert!(
+            matches!(&err, fedbank_transport::nodes::NodeError::JobOver { outcome, .. }
+                if outcome == "job over: finished"),
+            "{err}"
+        );
+        // On its first connection: it was never taken in and dropped to connect again.
+        assert!(!c.log_contains("connecting again"), "{}", c.log());
+        drop(holder);
+        endpoint.close(quinn::VarInt::from_u32(0), b"done");
+    };
+    c.finish_without::<u64>(&["pay-d"], addr, coordinator, late)
+        .await;
 }

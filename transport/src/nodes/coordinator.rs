@@ -29,14 +29,26 @@ struct Writer {
     conn: quinn::Connection,
 }
 
-/// Every node's current connection, and a wake-up for whoever waits for them to hang up.
+/// Every node's current connection, a wake-up for whoever waits for them to hang up, and how
+/// the job ended once it has.
 #[derive(Default)]
 struct Connections {
     current: Mutex<HashMap<NodeId, Writer>>,
     hung_up: tokio::sync::Notify,
+    /// The job's end as a node is told it (`job over: …`), set by the machine's thread before
+    /// it stops reading: a connection that arrives or speaks after that is closed with it
+    /// ([`CLOSE_DONE`]), so that a node back after the end learns the outcome instead of
+    /// connecting again and again.
+    ended: std::sync::OnceLock<String>,
 }
 
 impl Connections {
+    /// Closes `conn` with the job's end (the job is over when the machine no longer reads).
+    fn close_as_over(&self, conn: &quinn::Connection) {
+        let outcome = self.ended.get().map_or("job over", String::as_str);
+        conn.close(quinn::VarInt::from_u32(CLOSE_DONE), outcome.as_bytes());
+    }
+
     fn lock(&self) -> std::sync::LockResult<std::sync::MutexGuard<'_, HashMap<NodeId, Writer>>> {
         self.current.lock()
     }
@@ -441,8 +453,12 @@ pub async fn run_coordinator<S: RingScalar>(
             Ok(m) => m,
             Err(e) => return Ok(Err(e)),
         };
-        let ended = crate::driver::drive(&mut machine, &inbox, &mut effects, start)?;
-        Ok(Ok(ended.unwrap_or_else(|| machine.status().clone())))
+        let ended = crate::driver::drive(&mut machine, &inbox, &mut effects, start);
+        let status = ended.as_ref().ok().and_then(Clone::clone);
+        let status = status.unwrap_or_else(|| machine.status().clone());
+        let _ = effects.writers.ended.set(job_over(&status));
+        ended?;
+        Ok(Ok(status))
     });
     drop(events);
     let status = tokio::task::spawn_blocking(move || machine.join())
@@ -472,13 +488,10 @@ pub async fn run_coordinator<S: RingScalar>(
     };
     // The close says how the job ended, so that a node that did not get the last notice still
     // learns it.
-    let outcome = match &status {
-        Status::Finished(_) => "job over: finished".to_owned(),
-        Status::Failed(f) => format!("job over: failed: {f}"),
-        Status::Running => "job over".to_owned(),
-    };
-    let outcome: String = outcome.chars().take(900).collect();
-    endpoint.close(quinn::VarInt::from_u32(CLOSE_DONE), outcome.as_bytes());
+    endpoint.close(
+        quinn::VarInt::from_u32(CLOSE_DONE),
+        job_over(&status).as_bytes(),
+    );
     accept.abort();
     // A node still connected is sent the close; when every node has hung up there is nothing
     // left to send, and the draining of their closed connections need not be waited for.
@@ -486,6 +499,16 @@ pub async fn run_coordinator<S: RingScalar>(
         let _ = tokio::time::timeout(Duration::from_secs(2), endpoint.wait_idle()).await;
     }
     Ok(status)
+}
+
+/// How the job ended, as a closing connection tells a node (a close reason is short).
+fn job_over(status: &Status) -> String {
+    let outcome = match status {
+        Status::Finished(_) => "job over: finished".to_owned(),
+        Status::Failed(f) => format!("job over: failed: {f}"),
+        Status::Running => "job over".to_owned(),
+    };
+    outcome.chars().take(900).collect()
 }
 
 async fn serve_connection<S: RingScalar>(
@@ -502,6 +525,11 @@ async fn serve_connection<S: RingScalar>(
 ) {
     let span = tracing::info_span!("participant", node = %node);
     let _guard = span.enter();
+    if writers.ended.get().is_some() {
+        // Back after the job's end: told the outcome, not admitted to a job that is over.
+        writers.close_as_over(&conn);
+        return;
+    }
     let (tx, mut rx) = tokio_mpsc::unbounded_channel::<Encoded>();
     let current = Writer {
         serial,
@@ -566,6 +594,7 @@ async fn serve_connection<S: RingScalar>(
                         message,
                     };
                     if events.send((input, Some(permit))).is_err() {
+                        writers.close_as_over(&conn);
                         break;
                     }
                 }
@@ -579,6 +608,7 @@ async fn serve_connection<S: RingScalar>(
                         reason: format!("a malformed message: {e}{detail}"),
                     };
                     if events.send((input, None)).is_err() {
+                        writers.close_as_over(&conn);
                         break;
                     }
                 }
@@ -590,6 +620,7 @@ async fn serve_connection<S: RingScalar>(
                     reason: format!("a frame refused: {e}"),
                 };
                 if events.send((input, None)).is_err() {
+                    writers.close_as_over(&conn);
                     break;
                 }
             }
