@@ -1075,3 +1075,77 @@ async fn a_node_back_after_the_jobs_end_is_told_the_outcome_and_stops() {
     c.finish_without::<u64>(&["pay-d"], addr, coordinator, late)
         .await;
 }
+
+/// The coordinator's trail removed under it mid-job: at its next append it stops rather than
+/// sign events into a file that is not its trail, and every node still connected is told why
+/// and stops, instead of waiting for rounds that will never come.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_coordinator_that_cannot_keep_its_trail_stops_and_every_node_is_told_why() {
+    let c = Consortium::new(
+        Profile::Fast,
+        &["bank-a", "insurer-b", "broker-c", "pay-d"],
+        &["bank-a", "insurer-b"],
+        3,
+    );
+    let (addr, coordinator) = c.start_coordinator::<u64>().await;
+    // pay-d says Hello and never contributes: round 1 stays open for its deadline (20 s).
+    let mut endpoint =
+        quinn::Endpoint::client("127.0.0.1:0".parse().expect("addr")).expect("endpoint");
+    endpoint.set_default_client_config(tls::client_config(&c.creds("pay-d")).expect("tls"));
+    let hello = Hello {
+        protocol: PROTOCOL_VERSION,
+        job: c.job.spec().job.clone(),
+        job_digest: c.job.digest(),
+        data: None,
+    };
+    let first = timeout(WAIT, connect(&endpoint, addr, &id("coordinator")))
+        .await
+        .expect("in time")
+        .expect("connect");
+    frame::send(&first, &hello).await.expect("hello");
+    let honest: Vec<_> = ["bank-a", "insurer-b", "broker-c"]
+        .iter()
+        .map(|n| c.start_participant::<u64>(&id(n), addr))
+        .collect();
+    let started = std::time::Instant::now();
+    while !["bank-a", "insurer-b", "broker-c"]
+        .iter()
+        .all(|n| c.log_contains(&format!("round 1: commitment from {n}")))
+    {
+        assert!(started.elapsed() < WAIT, "{}", c.log());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    std::fs::remove_file(c.dir.path().join("coordinator.trail")).expect("remove the trail");
+    // pay-d comes back: its node.joined is the coordinator's next append.
+    let second = timeout(WAIT, connect(&endpoint, addr, &id("coordinator")))
+        .await
+        .expect("in time")
+        .expect("connect");
+    frame::send(&second, &hello).await.expect("hello");
+    let err = timeout(WAIT, coordinator)
+        .await
+        .expect("in time")
+        .expect("task")
+        .expect_err("the coordinator stops");
+    let cause = std::error::Error::source(&err).map(ToString::to_string);
+    assert!(
+        cause
+            .as_deref()
+            .is_some_and(|c| c.contains("the trail file was removed")),
+        "{err}: {cause:?}"
+    );
+    for node in honest {
+        let err = timeout(WAIT, node)
+            .await
+            .expect("told at once, not left to wait out the round")
+            .expect("task")
+            .expect_err("the job is over");
+        assert!(
+            matches!(&err, fedbank_transport::nodes::NodeError::JobOver { outcome, .. }
+                if outcome.starts_with("job over: the coordinator stopped")
+                    && outcome.contains("the trail file was removed")),
+            "{err}"
+        );
+    }
+    endpoint.close(quinn::VarInt::from_u32(0), b"done");
+}

@@ -456,21 +456,37 @@ pub async fn run_coordinator<S: RingScalar>(
         let ended = crate::driver::drive(&mut machine, &inbox, &mut effects, start);
         let status = ended.as_ref().ok().and_then(Clone::clone);
         let status = status.unwrap_or_else(|| machine.status().clone());
-        let _ = effects.writers.ended.set(job_over(&status));
+        let told = match &ended {
+            Ok(_) => job_over(&status),
+            Err(e) => stopped_on(e),
+        };
+        let _ = effects.writers.ended.set(told);
         ended?;
         Ok(Ok(status))
     });
     drop(events);
-    let status = tokio::task::spawn_blocking(move || machine.join())
+    let outcome = tokio::task::spawn_blocking(move || machine.join())
         .await
         .map_err(|_| NodeError::MachineStopped)?
-        .map_err(|_| NodeError::MachineStopped)??;
-    let status = match status {
-        Ok(status) => status,
-        Err(e) => {
+        .map_err(|_| NodeError::MachineStopped)?;
+    let status = match outcome {
+        Ok(Ok(status)) => status,
+        Ok(Err(e)) => {
             endpoint.close(quinn::VarInt::from_u32(CLOSE_DONE), b"cannot resume");
             accept.abort();
             return Err(e);
+        }
+        Err(e) => {
+            // The coordinator cannot keep its evidence (a full disk, a trail removed or
+            // replaced): it stops, and every node still connected is told why, so that none
+            // waits for a job that is over.
+            endpoint.close(
+                quinn::VarInt::from_u32(CLOSE_DONE),
+                stopped_on(&e).as_bytes(),
+            );
+            accept.abort();
+            let _ = tokio::time::timeout(Duration::from_secs(2), endpoint.wait_idle()).await;
+            return Err(e.into());
         }
     };
     // Let the final notices (and released segments or models) reach the nodes, then close.
@@ -499,6 +515,14 @@ pub async fn run_coordinator<S: RingScalar>(
         let _ = tokio::time::timeout(Duration::from_secs(2), endpoint.wait_idle()).await;
     }
     Ok(status)
+}
+
+/// Why the coordinator stopped when it could not write its trail, as a node is told it.
+fn stopped_on(e: &TrailError) -> String {
+    format!("job over: the coordinator stopped: {e}")
+        .chars()
+        .take(900)
+        .collect()
 }
 
 /// How the job ended, as a closing connection tells a node (a close reason is short).
