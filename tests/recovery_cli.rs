@@ -713,8 +713,7 @@ fn a_participant_back_at_once_after_a_crash_is_admitted_again_and_counted_once()
     }
     assert_eq!(times_joined(&c, "broker"), 1, "admitted on other data");
 
-    let mut restarted = c.participant("broker");
-    let mut coordinator = coordinator;
+    let restarted = c.participant("broker");
     while times_joined(&c, "broker") < 2 {
         if killed.elapsed() > Duration::from_secs(20) {
             let output = |mut child: Child| {
