@@ -267,6 +267,21 @@ impl Consortium {
     }
 }
 
+/// `node`'s process, and the others.
+fn take_out(participants: Vec<(String, Child)>, node: &str) -> (Child, Vec<(String, Child)>) {
+    let (one, others): (Vec<_>, Vec<_>) = participants.into_iter().partition(|(p, _)| p == node);
+    let (_, child) = one.into_iter().next().expect("a running participant");
+    (child, others)
+}
+
+/// Kills `node`'s process (SIGKILL, a crash) and returns the others.
+fn kill_one(participants: Vec<(String, Child)>, node: &str) -> Vec<(String, Child)> {
+    let (mut killed, others) = take_out(participants, node);
+    killed.kill().expect("kill");
+    let _ = killed.wait();
+    others
+}
+
 fn wait(child: Child, what: &str) -> String {
     ok(child
         .wait_with_output()
@@ -498,15 +513,7 @@ fn a_killed_committee_member_restores_its_share_and_the_job_ends_as_if_uninterru
         participants,
         silent,
     } = run_until_one_round_is_done(base.path(), "member-killed", 1500, 30000);
-    let mut others = Vec::new();
-    for (p, mut child) in participants {
-        if p == "insurer" {
-            child.kill().expect("kill");
-            let _ = child.wait();
-        } else {
-            others.push((p, child));
-        }
-    }
+    let others = kill_one(participants, "insurer");
     let state = c.dir.join("out/insurer-committee");
     assert!(
         state.join("stats-demo.key-share").exists(),
@@ -665,16 +672,8 @@ fn a_participant_back_at_once_after_a_crash_is_admitted_again_and_counted_once()
         participants,
         silent,
     } = run_until_one_round_is_done(base.path(), "participant-back", 10000, 30000);
-    let mut others = Vec::new();
-    for (p, mut child) in participants {
-        if p == "broker" {
-            child.kill().expect("kill");
-            let _ = child.wait();
-        } else {
-            others.push((p, child));
-        }
-    }
-    let killed = Instant::now();
+    let others = kill_one(participants, "broker");
+    let crashed_at = Instant::now();
 
     // Another data file: refused with both commitments named, and it stops.
     let data = c.dir.join("sim/data/broker/customers.csv");
@@ -715,7 +714,7 @@ fn a_participant_back_at_once_after_a_crash_is_admitted_again_and_counted_once()
 
     let restarted = c.participant("broker");
     while times_joined(&c, "broker") < 2 {
-        if killed.elapsed() > Duration::from_secs(20) {
+        if crashed_at.elapsed() > Duration::from_secs(20) {
             let output = |mut child: Child| {
                 let _ = child.kill();
                 let out = child.wait_with_output().expect("output");
@@ -769,16 +768,7 @@ fn member_killed_during_decryption(
     } = run_until_one_round_is_done(base, name, 1500, decryption_timeout_ms);
     let member_trail = c.dir.join("out/insurer.trail");
     let coordinator_trail = c.dir.join("out/coordinator.trail");
-    let mut others = Vec::new();
-    let mut insurer = None;
-    for (p, child) in participants {
-        if p == "insurer" {
-            insurer = Some(child);
-        } else {
-            others.push((p, child));
-        }
-    }
-    let mut insurer = insurer.expect("insurer");
+    let (mut insurer, others) = take_out(participants, "insurer");
     // Stopped once the coordinator has its round-2 contribution (its own trail says it sent it
     // a moment before it does).
     let revealed = wait_for_event(
