@@ -61,8 +61,9 @@ pub enum CoordinatorOutbound<S: RingScalar> {
     Round(RoundRequest),
     /// [`RevealRequest`]: the round's roster, to each participant listed.
     Reveal(RevealRequest),
-    /// [`DecryptionRequest`].
-    Decrypt(DecryptionRequest<S>),
+    /// [`DecryptionRequest`], shared: the same request goes to every member and is kept until
+    /// the round is decrypted (it holds every contribution's mask, the round's largest message).
+    Decrypt(std::sync::Arc<DecryptionRequest<S>>),
     /// [`Notice`].
     Notice(Notice),
     /// [`JobReleased`].
@@ -84,7 +85,7 @@ impl<S: RingScalar> CoordinatorOutbound<S> {
             CoordinatorOutbound::KeyBundle(m) => encode(m.as_ref()),
             CoordinatorOutbound::Round(m) => encode(m),
             CoordinatorOutbound::Reveal(m) => encode(m),
-            CoordinatorOutbound::Decrypt(m) => encode(m),
+            CoordinatorOutbound::Decrypt(m) => encode(m.as_ref()),
             CoordinatorOutbound::Notice(m) => encode(m),
             CoordinatorOutbound::Released(m) => encode(m),
             CoordinatorOutbound::AlertRequest(m) => encode(m),

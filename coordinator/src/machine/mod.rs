@@ -56,7 +56,7 @@ enum Stage<S: RingScalar> {
     Collecting(Box<Round<S>>),
     Decrypting {
         round: Box<Round<S>>,
-        request: DecryptionRequest<S>,
+        request: std::sync::Arc<DecryptionRequest<S>>,
         partials: BTreeMap<NodeId, PartialDecryption<S>>,
         deadline: Millis,
     },

@@ -285,6 +285,7 @@ impl<S: RingScalar> CoordinatorMachine<S> {
         }
         match round.aggregate.decryption_request(min) {
             Ok(request) => {
+                let request = std::sync::Arc::new(request);
                 let members = spec.committee.clone();
                 for member in &members {
                     self.send(member, CoordinatorOutbound::Decrypt(request.clone()));

@@ -9,11 +9,13 @@ use fedbank_common::ids::NodeId;
 use fedbank_common::job::ValidJob;
 use fedbank_common::protocol::Inbound;
 use fedbank_common::secagg::RingScalar;
-use fedbank_coordinator::{Checkpoint, CoordinatorMachine, CoordinatorOutput, Input, Status};
+use fedbank_coordinator::{
+    Checkpoint, CoordinatorMachine, CoordinatorOutbound, CoordinatorOutput, Input, Status,
+};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{mpsc, Arc, Mutex, Weak};
 use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::mpsc as tokio_mpsc;
 
@@ -439,6 +441,7 @@ pub async fn run_coordinator<S: RingScalar>(
         state: state.clone(),
         progress: progress.clone(),
         last: None,
+        last_request: None,
     };
     let job_span = tracing::info_span!("job", job = %job.spec().job);
     let machine = std::thread::spawn(move || -> Result<Result<Status, NodeError>, TrailError> {
@@ -668,6 +671,45 @@ struct CoordinatorEffects {
     /// The last message encoded: a broadcast (the same round request to every participant) is
     /// encoded once and shared.
     last: Option<Encoded>,
+    /// The last decryption request encoded, known by identity (the same shared request goes to
+    /// every member; at 100 contributors it is 160 MB, so it is neither encoded nor compared
+    /// again). A `Weak` frees the request with the round yet keeps its address from being
+    /// reused by another.
+    last_request: Option<(Weak<dyn std::any::Any + Send + Sync>, Encoded)>,
+}
+
+impl CoordinatorEffects {
+    /// `bytes` as shared with the last message when they are the same.
+    fn shared(&mut self, bytes: Vec<u8>) -> Encoded {
+        match &self.last {
+            Some(previous) if **previous == bytes => previous.clone(),
+            _ => {
+                let shared = Arc::new(bytes);
+                self.last = Some(shared.clone());
+                shared
+            }
+        }
+    }
+
+    /// The encoding of `message`, the last decryption request's bytes when it is that request.
+    fn encoded<S: RingScalar>(
+        &mut self,
+        message: &CoordinatorOutbound<S>,
+    ) -> Result<Encoded, fedbank_common::wire::WireError> {
+        let CoordinatorOutbound::Decrypt(request) = message else {
+            return message.encode().map(|bytes| self.shared(bytes));
+        };
+        if let Some((held, bytes)) = &self.last_request {
+            if std::ptr::addr_eq(held.as_ptr(), Arc::as_ptr(request)) {
+                return Ok(bytes.clone());
+            }
+        }
+        let bytes = self.shared(message.encode()?);
+        let weak = Arc::downgrade(request);
+        let held: Weak<dyn std::any::Any + Send + Sync> = weak;
+        self.last_request = Some((held, bytes.clone()));
+        Ok(bytes)
+    }
 }
 
 impl<S: RingScalar> crate::driver::Effects<Input<S>, CoordinatorMachine<S>> for CoordinatorEffects {
@@ -675,16 +717,9 @@ impl<S: RingScalar> crate::driver::Effects<Input<S>, CoordinatorMachine<S>> for 
 
     fn carry_out(&mut self, output: CoordinatorOutput<S>) -> Result<(), TrailError> {
         match output {
-            CoordinatorOutput::Send { to, message } => match message.encode() {
+            CoordinatorOutput::Send { to, message } => match self.encoded(&message) {
                 Ok(bytes) => {
-                    let bytes = match &self.last {
-                        Some(previous) if **previous == bytes => previous.clone(),
-                        _ => {
-                            let shared = Arc::new(bytes);
-                            self.last = Some(shared.clone());
-                            shared
-                        }
-                    };
+                    drop(message);
                     if let Some(w) = self.writers.lock().ok().and_then(|m| m.get(&to).cloned()) {
                         let _ = w.messages.send(bytes);
                     }
