@@ -45,6 +45,12 @@ enum Command {
         /// Coordinator configuration file (see configs/coordinator.toml).
         #[arg(long)]
         config: std::path::PathBuf,
+        /// Open a new key epoch of a job whose checkpoint is lost after its key was set up,
+        /// giving the reason (recorded in the trail as `key.epoch_opened`). The job runs again
+        /// from its beginning under a fresh key ceremony; the committee still refuses to
+        /// decrypt a computation again over another set of institutions (docs/faults.md).
+        #[arg(long, value_name = "REASON")]
+        new_key_epoch: Option<String>,
     },
     /// Run the auditor's node of a compliance job with private alerts.
     Auditor {
@@ -164,8 +170,11 @@ fn run() -> Result<ExitCode> {
             simulate::run(&simulate::SimulateOptions::new(args.job, args.out))?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Coordinator { config } => {
-            launch::run_coordinator_command(&config)?;
+        Command::Coordinator {
+            config,
+            new_key_epoch,
+        } => {
+            launch::run_coordinator_command(&config, new_key_epoch.as_deref())?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Auditor { config } => {

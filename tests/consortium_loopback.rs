@@ -252,6 +252,7 @@ impl Consortium {
             listen: "127.0.0.1:0".parse().expect("addr"),
             trail: self.trail("coordinator"),
             mask_seed: 42,
+            new_key_epoch: None,
         };
         let handle = tokio::spawn(run_coordinator::<S>(settings, Some(ready), self.progress()));
         (

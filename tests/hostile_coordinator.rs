@@ -176,9 +176,13 @@ impl Honest {
     }
 
     fn setup(&self) -> KeySetup {
+        self.setup_of_epoch(1)
+    }
+
+    fn setup_of_epoch(&self, key_epoch: u32) -> KeySetup {
         KeySetup {
             job: self.job.spec().job.clone(),
-            key_epoch: 1,
+            key_epoch,
             profile: self.job.spec().profile,
             mask_seed: 0xbad_c0de,
             committee: self.job.spec().committee.clone(),
@@ -187,7 +191,11 @@ impl Honest {
 
     /// Runs the honest key ceremony with the members; the bundle the participants would get.
     fn ceremony(&mut self) -> KeyBundle<S> {
-        let setup = self.setup();
+        self.ceremony_of(self.setup())
+    }
+
+    /// Runs the key ceremony of `setup` with the members.
+    fn ceremony_of(&mut self, setup: KeySetup) -> KeyBundle<S> {
         let mut commitments = Vec::new();
         for m in ["h0", "h1"] {
             self.deliver(m, &setup).expect("key setup");
@@ -299,7 +307,8 @@ fn roster_of(
     entries.sort_by(|a, b| a.participant.cmp(&b.participant));
     Roster {
         job: job.spec().job.clone(),
-        key_epoch: 1,
+        // The epoch the participants encrypted under.
+        key_epoch: statements.first().map_or(1, |(_, s)| s.statement.key_epoch),
         round: request.round,
         attempt: request.attempt,
         quantity: request.kind.label().to_owned(),
@@ -318,7 +327,7 @@ fn honest_request(
 ) -> DecryptionRequest<S> {
     let setup = KeySetup {
         job: job.spec().job.clone(),
-        key_epoch: 1,
+        key_epoch: collected.roster.key_epoch,
         profile: job.spec().profile,
         mask_seed: 0,
         committee: job.spec().committee.clone(),
@@ -941,4 +950,59 @@ fn a_member_refuses_a_second_key_setup_of_an_epoch_it_holds() {
         },
     )
     .expect("a new epoch");
+}
+
+/// A later key epoch (what an operator opens after the coordinator lost its checkpoint, or what a
+/// deviating coordinator sets up on its own) decrypts nothing the earlier epoch would have
+/// refused: the members take fresh shares but keep their record, so a slot decrypted in epoch 1
+/// is not decrypted again, and a computation decrypted over all four participants is not
+/// decrypted over three; the same computation over the same four may be (it reveals nothing
+/// new). Participants take the later epoch's key, and never go back to an earlier one.
+#[test]
+fn a_later_key_epoch_decrypts_nothing_the_earlier_one_refused() {
+    let mut h = Honest::new();
+    let first = h.ceremony();
+    h.distribute(&first);
+    let label = stats::moments_round().label();
+    let all = ["h0", "h1", "h2", "h3"];
+    let round_1 = h.collect(&all, &h.request(1, stats::moments_round()));
+    let request = honest_request(&h.job, 1, label, &round_1, 4);
+    let answers = ask_members(&mut h, &request);
+    assert!(answers.iter().all(Result::is_ok), "{answers:?}");
+
+    // Epoch 2: fresh shares, a new joint key every participant takes.
+    let second = h.ceremony_of(h.setup_of_epoch(2));
+    assert_ne!(
+        second.shares[0].share.digest(),
+        first.shares[0].share.digest(),
+        "epoch 2 has shares of its own"
+    );
+    h.distribute(&second);
+    // The key of epoch 1 is not taken back.
+    let err = h.deliver("h2", &first).expect_err("an earlier epoch's key");
+    assert!(err.contains("a key is never replaced"), "{err}");
+
+    // The same computation over three of the four, under epoch 2: refused by the record of
+    // epoch 1.
+    let without = h.collect(&["h0", "h1", "h2"], &h.request(2, stats::moments_round()));
+    assert!(without
+        .statements
+        .iter()
+        .all(|(_, s)| s.statement.key_epoch == 2));
+    let request = honest_request(&h.job, 2, label, &without, 3);
+    let answers = ask_members(&mut h, &request);
+    assert!(
+        refused(&answers, "already decrypted over another contributor set"),
+        "{answers:?}"
+    );
+    // The slot of round 1 under another manifest: refused.
+    let again = h.collect(&all, &h.request(3, stats::moments_round()));
+    let mut slot_1 = honest_request(&h.job, 3, label, &again, 4);
+    slot_1.manifest.round = 1;
+    let answers = ask_members(&mut h, &slot_1);
+    assert!(answers.iter().all(Result::is_err), "{answers:?}");
+    // The same computation over the same four, under epoch 2: decrypted.
+    let request = honest_request(&h.job, 3, label, &again, 4);
+    let answers = ask_members(&mut h, &request);
+    assert!(answers.iter().all(Result::is_ok), "{answers:?}");
 }

@@ -564,10 +564,16 @@ fn a_killed_committee_member_restores_its_share_and_the_job_ends_as_if_uninterru
 /// The coordinator is killed after its first decrypted round and its checkpoint is lost: started
 /// again, it refuses to run the job from the beginning — that would be a second key setup of
 /// the epoch, and the rounds decrypted again over another set of institutions — and says what
-/// to do. Its trail is left as it was.
+/// to do, leaving its trail as it was. The operator then opens a new key epoch: it is recorded
+/// with the reason, the job runs again from its beginning under a fresh key ceremony with its
+/// rounds numbered after every round on record, the members (restored from disk) take fresh
+/// shares and keep their records, and the job ends with the uninterrupted result. The audit
+/// report verifies and shows the epoch the operator opened.
 #[test]
-fn a_coordinator_that_lost_its_checkpoint_refuses_to_run_the_job_again() {
+fn a_coordinator_that_lost_its_checkpoint_runs_the_job_again_only_in_a_key_epoch_the_operator_opens(
+) {
     let base = tempfile::tempdir().expect("dir");
+    let expected = reference(base.path());
     let Interrupted {
         c,
         mut coordinator,
@@ -588,9 +594,10 @@ fn a_coordinator_that_lost_its_checkpoint_refuses_to_run_the_job_again() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     for part in [
         "there is no checkpoint",
-        "records the key setup of job stats-demo",
+        "records the key setup of job stats-demo (key epoch 1)",
         "decryptions (rounds [1",
-        "Restore the checkpoint, or run the job again under a new job id",
+        "--new-key-epoch",
+        "or run the job again under a new job id",
     ] {
         assert!(stderr.contains(part), "'{part}' missing from:\n{stderr}");
     }
@@ -599,11 +606,107 @@ fn a_coordinator_that_lost_its_checkpoint_refuses_to_run_the_job_again() {
         before,
         "the trail changed"
     );
+    // The participants were told the coordinator stopped; the operator starts them again.
     for (_, mut child) in participants {
         let _ = child.kill();
         let _ = child.wait();
     }
-    drop(silent);
+    let last_round = events_so_far(&trail)
+        .iter()
+        .filter(|e| e["event"] == "round.started")
+        .filter_map(|e| e["fields"]["round"].as_u64())
+        .max()
+        .expect("rounds on record");
+
+    let reason = "checkpoint disk replaced after a controller failure; change CHG-4711";
+    let coordinator = fedbank()
+        .args(["coordinator", "--config"])
+        .arg(c.dir.join("coordinator.toml"))
+        .args(["--new-key-epoch", reason])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("coordinator in a new key epoch");
+    // The silent `payments` is back first (its old connection idles out within a second), so
+    // that it is told the outcome: the job would not wait for an institution not connected.
+    let joined_before = times_joined(&c, "payments");
+    let started = Instant::now();
+    while times_joined(&c, "payments") == joined_before {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "payments did not join the coordinator of key epoch 2"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let participants = c.participants();
+    let out = wait(coordinator, "coordinator in key epoch 2");
+    assert!(
+        out.contains("opening a new key epoch of job stats-demo"),
+        "{out}"
+    );
+    for child in participants {
+        let out = wait(child, "participant");
+        assert!(!out.contains("refused a message"), "{out}");
+    }
+    silent.join().expect("silent peer");
+    // The same institutions contributed, so the result is the uninterrupted run's.
+    assert_eq!(c.result()["features"], expected["features"]);
+
+    let events = events_so_far(&trail);
+    let opened: Vec<&serde_json::Value> = events
+        .iter()
+        .filter(|e| e["event"] == "key.epoch_opened")
+        .collect();
+    assert_eq!(opened.len(), 1, "{opened:?}");
+    let fields = &opened[0]["fields"];
+    assert_eq!(fields["key_epoch"], 2);
+    assert_eq!(fields["previous_epoch"], 1);
+    assert_eq!(fields["reason"], reason);
+    assert_eq!(fields["first_round"], last_round + 1);
+    let setups: Vec<u64> = events
+        .iter()
+        .filter(|e| e["event"] == "key.setup" && e["fields"]["stage"] == "requested")
+        .filter_map(|e| e["fields"]["key_epoch"].as_u64())
+        .collect();
+    assert_eq!(setups, [1, 2]);
+    // Every round of epoch 2 is numbered after every round of epoch 1: no slot reused.
+    let after: Vec<u64> = events
+        .iter()
+        .skip_while(|e| e["event"] != "key.epoch_opened")
+        .filter(|e| e["event"] == "round.started")
+        .filter_map(|e| e["fields"]["round"].as_u64())
+        .collect();
+    assert!(
+        !after.is_empty() && after.iter().all(|r| *r > last_round),
+        "{after:?} after round {last_round}"
+    );
+    // Each member committed to one setup per epoch, restored its epoch-1 share from disk first.
+    for member in RUNNING {
+        let epochs: Vec<u64> = events_so_far(&c.dir.join(format!("out/{member}.trail")))
+            .iter()
+            .filter(|e| e["event"] == "key.setup")
+            .filter(|e| e["fields"]["stage"] == "commitment to the public-key share sent")
+            .filter_map(|e| e["fields"]["key_epoch"].as_u64())
+            .collect();
+        assert_eq!(epochs, [1, 2], "{member}");
+    }
+
+    let run = c.dir.join("out");
+    let report = audit_report(&c.dir, &run);
+    assert_eq!(report["verdict"], "verified", "{report:#}");
+    let epochs = report["key_epochs"].as_array().expect("key epochs");
+    assert_eq!(epochs.len(), 1, "{report:#}");
+    assert_eq!(epochs[0]["reason"], reason);
+    let setup = report["guarantees"]
+        .as_array()
+        .expect("guarantees")
+        .iter()
+        .find(|g| g["name"] == "One key setup per key epoch")
+        .expect("key epoch guarantee");
+    assert_eq!(setup["state"], "held", "{setup}");
+    let md = std::fs::read_to_string(run.join("audit-report.md")).expect("report");
+    assert!(md.contains("## Key epochs opened by the operator"), "{md}");
+    assert!(md.contains(reason), "{md}");
 }
 
 /// Every complete event of a trail so far, in order (a line still being written is skipped:

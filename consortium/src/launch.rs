@@ -79,6 +79,7 @@ pub fn coordinator_settings(
         },
         mask_seed: rand::random(),
         state: Some(state),
+        new_key_epoch: None,
     }
 }
 
@@ -251,7 +252,7 @@ fn stdout_progress() -> Progress {
 }
 
 /// `fedbank coordinator --config <file>`.
-pub fn run_coordinator_command(config: &Path) -> Result<()> {
+pub fn run_coordinator_command(config: &Path, new_key_epoch: Option<&str>) -> Result<()> {
     let c = load_coordinator(config)?;
     let (job, _) = load_job(&c.job_file)?;
     let (creds, identity) = credentials(&c.certs_dir, &c.id)?;
@@ -272,7 +273,7 @@ pub fn run_coordinator_command(config: &Path) -> Result<()> {
         job.spec().job
     );
     let state = c.out_dir.join(format!("{}.checkpoint.json", c.id));
-    let settings = coordinator_settings(
+    let mut settings = coordinator_settings(
         job.clone(),
         c.id.clone(),
         creds,
@@ -280,6 +281,13 @@ pub fn run_coordinator_command(config: &Path) -> Result<()> {
         c.listen,
         (trail, state),
     );
+    if let Some(reason) = new_key_epoch {
+        println!(
+            "opening a new key epoch of job {}: {reason}",
+            job.spec().job
+        );
+        settings.new_key_epoch = Some(reason.to_owned());
+    }
     let status = runtime.block_on(coordinator(settings, None, stdout_progress()))?;
     let (_, identity) = credentials(&c.certs_dir, &c.id)?;
     let trail = TrailSettings {

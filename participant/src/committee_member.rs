@@ -176,16 +176,37 @@ impl<S: RingScalar> CommitteeMember<S> {
         let mut restored = Self::from_share(share, params, terms)?;
         if files.record.exists() {
             let record: MemberRecord = storage::load(&files.record, false)?;
-            if record.mandates.get(job) != restored.record.mandates.get(job) {
+            // The record is the share's, or one of an earlier key epoch of the same job under
+            // the same terms (the node stopped between saving a new epoch's share and its
+            // record): either way its slots are taken over.
+            let same_terms = match (record.mandates.get(job), restored.record.mandates.get(job)) {
+                (Some(kept), Some(now)) => {
+                    kept.key_epoch <= now.key_epoch
+                        && JobMandate {
+                            key_epoch: now.key_epoch,
+                            ..kept.clone()
+                        } == *now
+                }
+                _ => false,
+            };
+            if !same_terms {
                 return Err(MemberError::RecordMismatch {
                     path: files.record.clone(),
                 });
             }
-            restored.record.decrypted = record.decrypted;
-            restored.record.contributions = record.contributions;
-            restored.record.computations = record.computations;
+            restored.carry_over(record);
         }
         Ok(Some(restored))
+    }
+
+    /// Takes over what `earlier` decrypted — its slots, contributions and computations, of this
+    /// key epoch or an earlier one of the same job — so that no slot is decrypted under another
+    /// manifest, no contribution used twice and no computation decrypted over another contributor
+    /// set in a later epoch either (docs/threat-model.md §5, rules 5–7).
+    pub fn carry_over(&mut self, earlier: MemberRecord) {
+        self.record.decrypted.extend(earlier.decrypted);
+        self.record.contributions.extend(earlier.contributions);
+        self.record.computations.extend(earlier.computations);
     }
 
     /// Wraps an existing share (for example one kept in a test's key cache).

@@ -41,6 +41,8 @@ event_kinds! {
     KeySetup => "key.setup",
     /// A participant checked the key ceremony and accepted the joint key (its digest).
     KeyAccepted => "key.accepted",
+    /// The operator opened a new key epoch of a job whose checkpoint was lost.
+    KeyEpochOpened => "key.epoch_opened",
     /// A node refused a message from the coordinator (the reason).
     MessageRefused => "message.refused",
     /// A node joined.

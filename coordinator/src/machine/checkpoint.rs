@@ -116,6 +116,7 @@ impl<S: RingScalar> CoordinatorMachine<S> {
             (None, _) => Pending::Finish,
         };
         machine.setup = checkpoint.setup.clone();
+        machine.key_epoch = checkpoint.setup.as_ref().map_or(1, |s| s.key_epoch);
         machine.key_bundle = key_bundle;
         machine.completed = checkpoint.completed.clone();
         machine.rounds_done = checkpoint.completed.len() as u32;

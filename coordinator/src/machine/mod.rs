@@ -92,6 +92,9 @@ pub struct CoordinatorMachine<S: RingScalar> {
     trust: ConsortiumTrust,
     logic: JobLogic,
     setup: Option<KeySetup>,
+    /// The key epoch this coordinator sets up: 1, or one the operator opened after a lost
+    /// checkpoint ([`CoordinatorMachine::in_key_epoch`]).
+    key_epoch: u32,
     outputs: VecDeque<CoordinatorOutput<S>>,
     status: Status,
     rounds_done: u32,
@@ -148,6 +151,7 @@ impl<S: RingScalar> CoordinatorMachine<S> {
             trust,
             logic,
             setup: None,
+            key_epoch: 1,
             outputs: VecDeque::new(),
             status: Status::Running,
             rounds_done: 0,
@@ -161,6 +165,16 @@ impl<S: RingScalar> CoordinatorMachine<S> {
             data_commitments: BTreeMap::new(),
             stopwatch: || std::time::Duration::ZERO,
         }
+    }
+
+    /// Runs the job under `key_epoch`, an epoch the operator opened (and the shell recorded as
+    /// `key.epoch_opened`) after the checkpoint of an earlier epoch was lost; its rounds are
+    /// numbered from `first_round`, after every round on record, so that no member is asked for
+    /// a slot it decrypted in an earlier epoch.
+    pub fn in_key_epoch(mut self, key_epoch: u32, first_round: u32) -> Self {
+        self.key_epoch = key_epoch.max(1);
+        self.next_round = first_round.max(1);
+        self
     }
 
     /// Measures the alert step's homomorphic work with `stopwatch` (a monotonic clock the shell
@@ -517,7 +531,7 @@ impl<S: RingScalar> CoordinatorMachine<S> {
         }
         let setup = KeySetup {
             job: spec.job.clone(),
-            key_epoch: 1,
+            key_epoch: self.key_epoch,
             profile: spec.profile,
             mask_seed: self.mask_seed,
             committee: spec.committee.clone(),
@@ -707,7 +721,7 @@ impl<S: RingScalar> CoordinatorMachine<S> {
                     );
                 }
                 match self.logic.first_round() {
-                    Ok(first) => self.start_round(1, 0, first, now),
+                    Ok(first) => self.start_round(self.next_round, 0, first, now),
                     Err(reason) => self.fail(JobFailure::Decode { round: 1, reason }),
                 }
             }

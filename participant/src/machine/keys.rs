@@ -1,7 +1,7 @@
 //! The key ceremony as a participant and committee member sees it (docs/threat-model.md §4):
 //! a member commits to its public-key share, reveals it signed only against a commitment set
 //! holding every member's signed commitment, and every participant forms the joint key itself
-//! from a transcript it checked, and never replaces it.
+//! from a transcript it checked, and never replaces it but by the key of a later key epoch.
 
 use super::{NodeViolation, ParticipantMachine, ParticipantOutbound, ParticipantOutput};
 use crate::committee_member::CommitteeMember;
@@ -46,13 +46,18 @@ impl<S: RingScalar> ParticipantMachine<S> {
                     held: m.public_share().setup().digest().to_hex(),
                 });
             }
+            // A later epoch (opened by the operator after the coordinator lost its checkpoint),
+            // or the first: a fresh share, which takes over what earlier epochs decrypted.
             _ => {
-                let m = CommitteeMember::generate(
+                let mut m = CommitteeMember::generate(
                     &setup,
                     &self.id,
                     self.job.params().clone(),
                     &crate::MemberTerms::of(&self.job, self.trust.clone()),
                 )?;
+                if let Some(earlier) = &self.member {
+                    m.carry_over(earlier.record().clone());
+                }
                 self.outputs.push_back(ParticipantOutput::SaveMember {
                     share: Some(m.secret_share()),
                     record: m.record().clone(),
@@ -122,7 +127,8 @@ impl<S: RingScalar> ParticipantMachine<S> {
     }
 
     /// The joint key is formed here, from shares this node checked itself; the coordinator's
-    /// word counts for nothing. Once accepted, the key is never replaced.
+    /// word counts for nothing. Once accepted, the key is never replaced, except by the key of a
+    /// later epoch (the operator opened it after the coordinator lost its checkpoint).
     pub(super) fn on_key_bundle(&mut self, bundle: KeyBundle<S>) -> Result<(), NodeViolation> {
         self.expected_setup(bundle.setup())?;
         let key: JointPublicKey<S> = bundle.verify(&self.trust)?;
@@ -131,11 +137,17 @@ impl<S: RingScalar> ParticipantMachine<S> {
             if held.digest() == digest {
                 return Ok(());
             }
-            return Err(NodeViolation::KeyReplaced {
-                job: self.job.spec().job.to_string(),
-                accepted: held.digest(),
-                got: digest,
-            });
+            // Only the key of a later epoch follows: the committee set it up once, for an epoch
+            // the operator opened, and its members still refuse anything decrypted before over
+            // another contributor set. Another key of the same epoch, or of an earlier one, is
+            // a coordinator trying to swap keys.
+            if held.setup().key_epoch >= bundle.setup().key_epoch {
+                return Err(NodeViolation::KeyReplaced {
+                    job: self.job.spec().job.to_string(),
+                    accepted: held.digest(),
+                    got: digest,
+                });
+            }
         }
         self.audit(trail::KeyAccepted {
             job: bundle.setup().job.clone(),

@@ -190,7 +190,7 @@ pub enum NodeViolation {
     #[error("key ceremony refused")]
     Ceremony(#[from] CeremonyError),
     /// A joint key other than the one this node accepted for the job.
-    #[error("the coordinator sent a joint key {got} for job {job}, but this node already encrypts under {accepted}; a key is never replaced")]
+    #[error("the coordinator sent a joint key {got} for job {job}, but this node already encrypts under {accepted} of the same or a later key epoch; a key is never replaced but by one of a later epoch")]
     KeyReplaced {
         /// Job.
         job: String,

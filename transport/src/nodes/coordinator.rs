@@ -1,5 +1,6 @@
 //! The coordinator's shell: QUIC connections in, the machine on its own thread, frames out.
 
+use super::key_epoch::key_epoch_to_run;
 use super::{open_trail, NodeError, TrailSettings};
 use crate::frame::{self, RawFrame};
 use crate::pki::NodeCredentials;
@@ -100,6 +101,9 @@ pub struct CoordinatorSettings {
     /// The job's checkpoint file: written atomically after every round; if it exists at start,
     /// the job resumes from it.
     pub state: Option<PathBuf>,
+    /// The operator's reason for opening a new key epoch of a job whose checkpoint is lost
+    /// (`--new-key-epoch`); `None` to run or resume the job as its trail and checkpoint say.
+    pub new_key_epoch: Option<String>,
 }
 
 /// An input for the coordinator's machine, with the permit its message holds (released once
@@ -192,57 +196,6 @@ impl Drop for ConnectionSlot {
     }
 }
 
-/// A coordinator without a checkpoint starts its job from the beginning, with a new key setup.
-/// That is refused when its trail shows the job's key was set up already: a second key setup of
-/// the epoch, and the rounds decrypted again over another set of institutions, would let the
-/// two releases be subtracted. The operator restores the checkpoint or runs the job under a new
-/// job id.
-fn refuse_second_key_setup(
-    job: &ValidJob,
-    trail: &TrailWriter,
-    state: Option<&Path>,
-) -> Result<(), NodeError> {
-    use fedbank_common::audit::events::{events_of, DecryptionRequested, KeySetup};
-    let report =
-        fedbank_common::audit::verify(trail.path(), None).map_err(|e| NodeError::Checkpoint {
-            path: trail.path().to_path_buf(),
-            reason: format!("the trail cannot be read back: {e}"),
-        })?;
-    let id = &job.spec().job;
-    // The coordinator's own steps of the ceremony (a member's never appear in its trail).
-    let set_up = events_of::<KeySetup>(&report.events).any(|e| match e {
-        KeySetup::Requested { job, .. }
-        | KeySetup::EveryMemberCommitted { job, .. }
-        | KeySetup::JointKeyFormed { job, .. } => job == *id,
-        KeySetup::CommitmentSent { .. } | KeySetup::ShareRevealed { .. } => false,
-    });
-    if !set_up {
-        return Ok(());
-    }
-    let decrypted: Vec<u32> = events_of::<DecryptionRequested>(&report.events)
-        .filter(|d| d.job == *id)
-        .map(|d| d.round)
-        .collect();
-    Err(NodeError::Checkpoint {
-        path: state.map_or_else(|| trail.path().to_path_buf(), Path::to_path_buf),
-        reason: format!(
-            "there is no checkpoint, but the trail {} records the key setup of job {id}{}; \
-             running the job from the beginning would set up a second key for the same epoch \
-             (the committee refuses it) and decrypt its rounds again over another set of \
-             institutions. Restore the checkpoint, or run the job again under a new job id",
-            trail.path().display(),
-            if decrypted.is_empty() {
-                String::new()
-            } else {
-                format!(
-                    " and {} decryptions (rounds {decrypted:?})",
-                    decrypted.len()
-                )
-            }
-        ),
-    })
-}
-
 /// Largest checkpoint read back.
 const MAX_CHECKPOINT_BYTES: usize = 1 << 30;
 
@@ -252,11 +205,17 @@ fn coordinator_machine<S: RingScalar>(
     job: ValidJob,
     mask_seed: u128,
     state: Option<&Path>,
-    (trail, trust): (&TrailWriter, fedbank_common::endorsement::ConsortiumTrust),
+    (trail, trust): (
+        &mut TrailWriter,
+        fedbank_common::endorsement::ConsortiumTrust,
+    ),
+    new_key_epoch: Option<&str>,
 ) -> Result<CoordinatorMachine<S>, NodeError> {
-    let Some(path) = state.filter(|p| p.exists()) else {
-        refuse_second_key_setup(&job, trail, state)?;
-        return Ok(CoordinatorMachine::new(job, mask_seed, trust).with_stopwatch(monotonic));
+    let Some(path) = state.filter(|p| p.exists() && new_key_epoch.is_none()) else {
+        let epoch = key_epoch_to_run(&job, trail, state, new_key_epoch)?;
+        return Ok(CoordinatorMachine::new(job, mask_seed, trust)
+            .in_key_epoch(epoch.key_epoch, epoch.first_round)
+            .with_stopwatch(monotonic));
     };
     let bad = |reason: String| NodeError::Checkpoint {
         path: path.to_path_buf(),
@@ -299,6 +258,7 @@ pub async fn run_coordinator<S: RingScalar>(
         trail,
         mask_seed,
         state,
+        new_key_epoch,
     } = settings;
     // The coordinator is a node like any other: its id must be its certificate's.
     creds.signer(&id)?;
@@ -451,7 +411,8 @@ pub async fn run_coordinator<S: RingScalar>(
             job,
             mask_seed,
             state.as_deref(),
-            (&effects.trail, trust),
+            (&mut effects.trail, trust),
+            new_key_epoch.as_deref(),
         ) {
             Ok(m) => m,
             Err(e) => return Ok(Err(e)),

@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use std::time::SystemTime;
 
 mod coordinator;
+mod key_epoch;
 mod participant;
 
 pub use coordinator::{

@@ -96,7 +96,30 @@ pub struct KeyAccepted {
     pub joint_key_digest: String,
 }
 
+/// `key.epoch_opened` (coordinator): the operator opened a new key epoch of the job
+/// (`fedbank coordinator --new-key-epoch REASON`), because the coordinator lost its checkpoint
+/// after the job's key was set up. The job runs again from its beginning under a fresh key
+/// ceremony; its rounds are numbered after every round on record, and the committee's records of
+/// earlier epochs still hold (docs/threat-model.md §4).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyEpochOpened {
+    /// Job.
+    pub job: JobId,
+    /// The epoch opened.
+    pub key_epoch: u32,
+    /// The latest epoch set up before it.
+    pub previous_epoch: u32,
+    /// The first round number of the new epoch.
+    pub first_round: u32,
+    /// Rounds whose decryption was requested in earlier epochs.
+    pub decrypted_rounds: Vec<u32>,
+    /// Why, in the operator's words.
+    pub reason: String,
+}
+
 trail_events! {
     KeySetup => KeySetup,
     KeyAccepted => KeyAccepted,
+    KeyEpochOpened => KeyEpochOpened,
 }

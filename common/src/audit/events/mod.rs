@@ -137,6 +137,7 @@ pub fn check_fields(event: &AuditEvent) -> Result<(), UnreadableEvent> {
         K::JobResumed => check::<JobResumed>(event),
         K::KeySetup => check::<KeySetup>(event),
         K::KeyAccepted => check::<KeyAccepted>(event),
+        K::KeyEpochOpened => check::<KeyEpochOpened>(event),
         K::MessageRefused => check::<MessageRefused>(event),
         K::Joined => check::<Joined>(event),
         K::RoundStarted => check::<RoundStarted>(event),

@@ -5,7 +5,7 @@ use super::{Guarantee, GuaranteeState};
 use fedbank_common::audit::events::{events_of, TrailEvent};
 use fedbank_common::audit::events::{
     AggregateDecrypted, AlertTallyRequested, DecryptionApproved, DecryptionReleased,
-    DecryptionRequested, JobResumed, JobStarted, PrivacySpent,
+    DecryptionRequested, JobResumed, JobStarted, KeyEpochOpened, KeySetup, PrivacySpent,
 };
 use fedbank_common::audit::{AuditEvent, TrailReport};
 use serde_json::Value;
@@ -81,6 +81,102 @@ fn redecrypted_after_restart(
         }
     }
     out
+}
+
+/// One key epoch is one key setup, and every epoch after the first was opened by the operator
+/// before its setup: the coordinator asked for one setup per epoch (a resumed coordinator may
+/// ask again for the same one), every member committed to one setup per epoch, and only to
+/// setups the coordinator's trail records.
+fn key_epochs(coordinator: &[AuditEvent], nodes: &[(PathBuf, TrailReport)]) -> Guarantee {
+    let name = "One key setup per key epoch";
+    let mut opened: BTreeSet<u32> = BTreeSet::new();
+    let mut setups: BTreeMap<u32, BTreeSet<String>> = BTreeMap::new();
+    let mut wrong = Vec::new();
+    for e in coordinator {
+        if let Some(Ok(o)) = e.read::<KeyEpochOpened>() {
+            opened.insert(o.key_epoch);
+        } else if let Some(Ok(KeySetup::Requested {
+            key_epoch,
+            mask_seed,
+            committee,
+            ..
+        })) = e.read::<KeySetup>()
+        {
+            if key_epoch != 1 && !opened.contains(&key_epoch) {
+                wrong.push(format!(
+                    "the coordinator set up key epoch {key_epoch} (seq {}) without the operator opening it",
+                    e.seq
+                ));
+            }
+            setups
+                .entry(key_epoch)
+                .or_default()
+                .insert(format!("{mask_seed} {committee:?}"));
+        }
+    }
+    for (epoch, distinct) in &setups {
+        if distinct.len() > 1 {
+            wrong.push(format!(
+                "the coordinator asked for {} different setups of key epoch {epoch}",
+                distinct.len()
+            ));
+        }
+    }
+    for (_, node) in nodes {
+        let mut committed: BTreeMap<u32, BTreeSet<String>> = BTreeMap::new();
+        for e in events_of::<KeySetup>(&node.events) {
+            if let KeySetup::CommitmentSent {
+                key_epoch,
+                setup_digest,
+                ..
+            } = e
+            {
+                committed.entry(key_epoch).or_default().insert(setup_digest);
+            }
+        }
+        for (epoch, distinct) in committed {
+            if distinct.len() > 1 {
+                wrong.push(format!(
+                    "{} committed to {} setups of key epoch {epoch}",
+                    node.writer,
+                    distinct.len()
+                ));
+            }
+            if !setups.contains_key(&epoch) {
+                wrong.push(format!(
+                    "{} committed to a setup of key epoch {epoch} the coordinator's trail does not record",
+                    node.writer
+                ));
+            }
+        }
+    }
+    if setups.is_empty() {
+        return guarantee(
+            name,
+            GuaranteeState::NotApplicable,
+            "no key was set up".to_owned(),
+        );
+    }
+    guarantee(
+        name,
+        held_if(wrong.is_empty()),
+        if wrong.is_empty() {
+            format!(
+                "key epoch(s) {:?}, each set up once{}",
+                setups.keys().collect::<Vec<_>>(),
+                if opened.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        "; epoch(s) {:?} opened by the operator first",
+                        opened.iter().collect::<Vec<_>>()
+                    )
+                }
+            )
+        } else {
+            wrong.join("; ")
+        },
+    )
 }
 
 /// Checks every guarantee against the coordinator's trail, the nodes' own trails and the
@@ -181,6 +277,8 @@ pub(super) fn check(
             twice.join("; ")
         },
     ));
+
+    out.push(key_epochs(c, nodes));
 
     // Every decrypted aggregate was approved by every committee member.
     let approvals = of::<DecryptionApproved>(c);

@@ -235,6 +235,23 @@ pub struct Resume {
     pub seen_by: Vec<String>,
 }
 
+/// A key epoch the operator opened (`key.epoch_opened`), as the coordinator's trail shows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct EpochOpening {
+    /// The `key.epoch_opened` event (seq, time).
+    pub opened: String,
+    /// The epoch opened, and the latest set up before it.
+    pub key_epoch: u32,
+    /// The latest epoch set up before it.
+    pub previous_epoch: u32,
+    /// The first round number of the new epoch.
+    pub first_round: u32,
+    /// Rounds whose decryption was requested in earlier epochs.
+    pub decrypted_rounds: Vec<u32>,
+    /// The operator's reason.
+    pub reason: String,
+}
+
 /// What happened to the data on its way into the aggregates, from the trails.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct DataHandling {
@@ -304,6 +321,8 @@ pub struct AuditReport {
     pub guarantees: Vec<Guarantee>,
     /// Restarts of the coordinator.
     pub resumes: Vec<Resume>,
+    /// Key epochs the operator opened after the coordinator lost its checkpoint.
+    pub key_epochs: Vec<EpochOpening>,
     /// What happened to the data.
     pub data: DataHandling,
     /// How time-based rules read time.
@@ -383,6 +402,11 @@ pub fn audit_report(run: &Path) -> Result<AuditReport, AuditReportError> {
         .as_ref()
         .map(|(_, c)| resumes(c, &ev.nodes))
         .unwrap_or_default();
+    let key_epochs = ev
+        .coordinator
+        .as_ref()
+        .map(|(_, c)| epoch_openings(c))
+        .unwrap_or_default();
     let data = data_handling(&ev, result.as_ref());
     let violated: Vec<&Guarantee> = guarantees
         .iter()
@@ -461,6 +485,7 @@ pub fn audit_report(run: &Path) -> Result<AuditReport, AuditReportError> {
         refusals,
         guarantees,
         resumes,
+        key_epochs,
         data,
         time_zone: time_zone(result.as_ref()),
         markdown: String::new(),
@@ -515,6 +540,20 @@ fn resumes(c: &TrailReport, nodes: &[(PathBuf, TrailReport)]) -> Vec<Resume> {
                     .map(|(_, n)| n.writer.clone())
                     .collect(),
             }
+        })
+        .collect()
+}
+
+fn epoch_openings(c: &TrailReport) -> Vec<EpochOpening> {
+    typed::<fedbank_common::audit::events::KeyEpochOpened>(&c.events)
+        .into_iter()
+        .map(|(e, o)| EpochOpening {
+            opened: format!("seq {} ({})", e.seq, e.time),
+            key_epoch: o.key_epoch,
+            previous_epoch: o.previous_epoch,
+            first_round: o.first_round,
+            decrypted_rounds: o.decrypted_rounds,
+            reason: o.reason,
         })
         .collect()
 }

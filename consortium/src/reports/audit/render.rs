@@ -193,7 +193,28 @@ fn refusals(md: &mut String, report: &AuditReport, coordinator: &str) {
     }
 }
 
+/// Key epochs the operator opened: when, why, and what the committee still refuses.
+fn key_epochs(md: &mut String, report: &AuditReport) {
+    if report.key_epochs.is_empty() {
+        return;
+    }
+    let _ = writeln!(md, "\n## Key epochs opened by the operator\n");
+    for e in &report.key_epochs {
+        let _ = writeln!(
+            md,
+            "- At {} the operator opened key epoch {} after epoch {} (the coordinator's checkpoint was lost): \"{}\". The job ran again from its beginning under a fresh key ceremony, with rounds numbered from {}; rounds {:?} had been decrypted before. The members carry their records of decrypted slots and computations into the new epoch; the guarantees below are checked across every epoch.",
+            e.opened,
+            e.key_epoch,
+            e.previous_epoch,
+            e.reason.replace(['\n', '\r'], " "),
+            e.first_round,
+            e.decrypted_rounds
+        );
+    }
+}
+
 fn restarts(md: &mut String, report: &AuditReport) {
+    key_epochs(md, report);
     if report.resumes.is_empty() {
         return;
     }
