@@ -390,3 +390,124 @@ pub(super) fn check(
     });
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fedbank_common::audit::events::TrailEvent;
+    use fedbank_common::ids::{JobId, NodeId};
+
+    /// Events as a trail holds them (the chain and signatures are the verifier's, not checked
+    /// here).
+    fn trail(writer: &str, events: Vec<Recorded>) -> TrailReport {
+        TrailReport {
+            writer: writer.to_owned(),
+            role: String::new(),
+            public_key: String::new(),
+            events: events
+                .into_iter()
+                .enumerate()
+                .map(|(seq, (kind, fields))| AuditEvent {
+                    seq: seq as u64,
+                    time: String::new(),
+                    writer: writer.to_owned(),
+                    event: kind.to_owned(),
+                    fields,
+                    prev: String::new(),
+                    hash: String::new(),
+                    signature: String::new(),
+                })
+                .collect(),
+        }
+    }
+
+    /// An event's kind and fields.
+    type Recorded = (&'static str, serde_json::Map<String, Value>);
+
+    fn event<E: TrailEvent>(e: E) -> Recorded {
+        (E::KIND.name(), e.fields())
+    }
+
+    fn requested(key_epoch: u32, seed: &str) -> Recorded {
+        event(KeySetup::Requested {
+            job: JobId::new("j").expect("id"),
+            key_epoch,
+            mask_seed: seed.to_owned(),
+            committee: vec![NodeId::new("m").expect("id")],
+        })
+    }
+
+    fn opened(key_epoch: u32) -> Recorded {
+        event(KeyEpochOpened {
+            job: JobId::new("j").expect("id"),
+            key_epoch,
+            previous_epoch: key_epoch - 1,
+            first_round: 5,
+            decrypted_rounds: vec![1, 2],
+            reason: "checkpoint lost".into(),
+        })
+    }
+
+    fn committed(key_epoch: u32, setup: &str) -> Recorded {
+        event(KeySetup::CommitmentSent {
+            job: JobId::new("j").expect("id"),
+            key_epoch,
+            setup_digest: setup.to_owned(),
+            share_digest: "s".into(),
+        })
+    }
+
+    fn state(coordinator: Vec<Recorded>, member: Vec<Recorded>) -> (GuaranteeState, String) {
+        let c = trail("coordinator", coordinator);
+        let m = (PathBuf::from("m.trail"), trail("m", member));
+        let g = key_epochs(&c.events, &[m]);
+        (g.state, g.detail)
+    }
+
+    #[test]
+    fn a_key_epoch_is_set_up_once_and_a_later_one_only_after_the_operator_opened_it() {
+        // Epoch 1, then epoch 2 opened by the operator: held.
+        let (s, detail) = state(
+            vec![
+                requested(1, "a"),
+                requested(1, "a"),
+                opened(2),
+                requested(2, "b"),
+            ],
+            vec![committed(1, "x"), committed(2, "y")],
+        );
+        assert_eq!(s, GuaranteeState::Held, "{detail}");
+        // Epoch 2 set up without the operator: violated.
+        let (s, detail) = state(vec![requested(1, "a"), requested(2, "b")], vec![]);
+        assert_eq!(s, GuaranteeState::Violated);
+        assert!(
+            detail.contains("without the operator opening it"),
+            "{detail}"
+        );
+        // Opened only after its setup: violated too.
+        let (s, _) = state(
+            vec![requested(1, "a"), requested(2, "b"), opened(2)],
+            vec![],
+        );
+        assert_eq!(s, GuaranteeState::Violated);
+        // A second setup of epoch 1 (another mask seed), as the coordinator records it and as a
+        // member recorded committing to it.
+        let (s, detail) = state(
+            vec![requested(1, "a"), requested(1, "b")],
+            vec![committed(1, "x"), committed(1, "z")],
+        );
+        assert_eq!(s, GuaranteeState::Violated);
+        assert!(
+            detail.contains("2 different setups of key epoch 1")
+                && detail.contains("m committed to 2 setups of key epoch 1"),
+            "{detail}"
+        );
+        // A member committed to a setup the coordinator's trail does not record.
+        let (s, detail) = state(
+            vec![requested(1, "a")],
+            vec![committed(1, "x"), committed(2, "y")],
+        );
+        assert_eq!(s, GuaranteeState::Violated);
+        assert!(detail.contains("does not record"), "{detail}");
+    }
+}
