@@ -436,7 +436,10 @@ pub async fn run_coordinator<S: RingScalar>(
     let status = match outcome {
         Ok(Ok(status)) => status,
         Ok(Err(e)) => {
-            endpoint.close(quinn::VarInt::from_u32(CLOSE_DONE), b"cannot resume");
+            // It cannot start the job (a bad checkpoint, a job set up before without one):
+            // every node that reached it is told why, and stops instead of waiting.
+            let told = cannot_start(&e);
+            endpoint.close(quinn::VarInt::from_u32(CLOSE_DONE), told.as_bytes());
             accept.abort();
             return Err(e);
         }
@@ -484,6 +487,14 @@ pub async fn run_coordinator<S: RingScalar>(
 /// Why the coordinator stopped when it could not write its trail, as a node is told it.
 fn stopped_on(e: &TrailError) -> String {
     format!("job over: the coordinator stopped: {e}")
+        .chars()
+        .take(900)
+        .collect()
+}
+
+/// Why the coordinator cannot start the job, as a closing connection tells a node.
+fn cannot_start(e: &NodeError) -> String {
+    format!("job over: the coordinator cannot start the job: {e}")
         .chars()
         .take(900)
         .collect()
