@@ -584,45 +584,44 @@ async fn serve_connection<S: RingScalar>(
     });
     loop {
         let limit = |kind| Inbound::<S>::limit(kind).min(cap);
-        match frame::recv_gated(&conn, limit, &gate, UPLOAD_PATIENCE).await {
+        // What cannot be read goes to the machine too, which tells the node (and the shell
+        // prints it as a refusal).
+        let event: Event<S> = match frame::recv_gated(&conn, limit, &gate, UPLOAD_PATIENCE).await {
             Ok((RawFrame { bytes, .. }, permit)) => match Inbound::<S>::decode(&bytes) {
-                Ok(message) => {
-                    drop(bytes);
-                    let input = Input::Message {
+                Ok(message) => (
+                    Input::Message {
                         from: node.clone(),
                         message,
-                    };
-                    if events.send((input, Some(permit))).is_err() {
-                        writers.close_as_over(&conn);
-                        break;
-                    }
-                }
+                    },
+                    Some(permit),
+                ),
                 Err(e) => {
                     let detail = std::error::Error::source(&e)
                         .map(|s| format!(": {s}"))
                         .unwrap_or_default();
-                    // The machine tells the node (and the shell prints it as a refusal).
-                    let input = Input::Unreadable {
-                        from: node.clone(),
-                        reason: format!("a malformed message: {e}{detail}"),
-                    };
-                    if events.send((input, None)).is_err() {
-                        writers.close_as_over(&conn);
-                        break;
-                    }
+                    let reason = format!("a malformed message: {e}{detail}");
+                    (
+                        Input::Unreadable {
+                            from: node.clone(),
+                            reason,
+                        },
+                        None,
+                    )
                 }
             },
             Err(frame::FrameError::Connection(_)) => break,
-            Err(e) => {
-                let input = Input::Unreadable {
+            Err(e) => (
+                Input::Unreadable {
                     from: node.clone(),
                     reason: format!("a frame refused: {e}"),
-                };
-                if events.send((input, None)).is_err() {
-                    writers.close_as_over(&conn);
-                    break;
-                }
-            }
+                },
+                None,
+            ),
+        };
+        // The machine no longer reads once the job is over: the node is told the outcome.
+        if events.send(event).is_err() {
+            writers.close_as_over(&conn);
+            break;
         }
     }
     writer.abort();
