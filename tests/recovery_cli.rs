@@ -638,6 +638,11 @@ fn a_coordinator_that_lost_its_checkpoint_runs_the_job_again_only_in_a_key_epoch
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+    // The new epoch holds each institution to the data it joined with in epoch 1 (read back
+    // from the trail): `broker` on other data is refused.
+    let joined = times_joined(&c, "broker");
+    broker_on_other_data_is_refused(&c);
+    assert_eq!(times_joined(&c, "broker"), joined, "admitted on other data");
     let participants = c.participants();
     let out = wait(coordinator, "coordinator in key epoch 2");
     assert!(
@@ -707,6 +712,45 @@ fn a_coordinator_that_lost_its_checkpoint_runs_the_job_again_only_in_a_key_epoch
     let md = std::fs::read_to_string(run.join("audit-report.md")).expect("report");
     assert!(md.contains("## Key epochs opened by the operator"), "{md}");
     assert!(md.contains(reason), "{md}");
+}
+
+/// `broker` started on the first 299 customers of its data: it is refused with both data
+/// commitments named and what to do, and it stops.
+fn broker_on_other_data_is_refused(c: &Consortium) {
+    let data = c.dir.join("sim/data/broker/customers.csv");
+    let fewer: Vec<String> = std::fs::read_to_string(&data)
+        .expect("data")
+        .lines()
+        .take(300)
+        .map(str::to_owned)
+        .collect();
+    std::fs::write(c.dir.join("broker-299.csv"), fewer.join("\n") + "\n").expect("other data");
+    std::fs::write(
+        c.dir.join("broker-other.toml"),
+        std::fs::read_to_string(c.dir.join("broker.toml"))
+            .expect("config")
+            .replace("sim/data/broker/customers.csv", "broker-299.csv"),
+    )
+    .expect("config");
+    let other = fedbank()
+        .args(["participant", "--config"])
+        .arg(c.dir.join("broker-other.toml"))
+        .output()
+        .expect("broker on other data");
+    let text = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&other.stdout),
+        String::from_utf8_lossy(&other.stderr)
+    );
+    assert!(!other.status.success(), "{text}");
+    for part in [
+        "not admitted",
+        "joined this job with",
+        "299 rows",
+        "start it again with the data it joined with",
+    ] {
+        assert!(text.contains(part), "'{part}' missing from:\n{text}");
+    }
 }
 
 /// Every complete event of a trail so far, in order (a line still being written is skipped:
@@ -779,40 +823,7 @@ fn a_participant_back_at_once_after_a_crash_is_admitted_again_and_counted_once()
     let crashed_at = Instant::now();
 
     // Another data file: refused with both commitments named, and it stops.
-    let data = c.dir.join("sim/data/broker/customers.csv");
-    let fewer: Vec<String> = std::fs::read_to_string(&data)
-        .expect("data")
-        .lines()
-        .take(300)
-        .map(str::to_owned)
-        .collect();
-    std::fs::write(c.dir.join("broker-299.csv"), fewer.join("\n") + "\n").expect("other data");
-    std::fs::write(
-        c.dir.join("broker-other.toml"),
-        std::fs::read_to_string(c.dir.join("broker.toml"))
-            .expect("config")
-            .replace("sim/data/broker/customers.csv", "broker-299.csv"),
-    )
-    .expect("config");
-    let other = fedbank()
-        .args(["participant", "--config"])
-        .arg(c.dir.join("broker-other.toml"))
-        .output()
-        .expect("broker on other data");
-    let text = format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&other.stdout),
-        String::from_utf8_lossy(&other.stderr)
-    );
-    assert!(!other.status.success(), "{text}");
-    for part in [
-        "not admitted",
-        "joined this job with",
-        "299 rows",
-        "start it again with the data it joined with",
-    ] {
-        assert!(text.contains(part), "'{part}' missing from:\n{text}");
-    }
+    broker_on_other_data_is_refused(&c);
     assert_eq!(times_joined(&c, "broker"), 1, "admitted on other data");
 
     let restarted = c.participant("broker");

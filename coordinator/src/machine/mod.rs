@@ -177,6 +177,17 @@ impl<S: RingScalar> CoordinatorMachine<S> {
         self
     }
 
+    /// Holds every participant to the data it joined with before this coordinator started
+    /// (its `node.joined` records, read back from the trail when there is no checkpoint), so
+    /// that a participant back with other data is refused in a new key epoch too.
+    pub fn with_data_commitments(
+        mut self,
+        commitments: BTreeMap<NodeId, fedbank_common::protocol::DataCommitment>,
+    ) -> Self {
+        self.data_commitments = commitments;
+        self
+    }
+
     /// Measures the alert step's homomorphic work with `stopwatch` (a monotonic clock the shell
     /// owns), for the result's timings and the progress lines. Timings never enter the trail.
     pub fn with_stopwatch(mut self, stopwatch: fn() -> std::time::Duration) -> Self {
@@ -415,6 +426,7 @@ impl<S: RingScalar> CoordinatorMachine<S> {
             committee: is_member,
             data_rows: data.map(|d| d.rows),
             data_sha256: data.map(|d| d.sha256.clone()),
+            consent_sha256: data.and_then(|d| d.consent_sha256.clone()),
         });
         self.progress(CoordinatorProgress::Joined {
             node: from.clone(),

@@ -215,6 +215,7 @@ fn coordinator_machine<S: RingScalar>(
         let epoch = key_epoch_to_run(&job, trail, state, new_key_epoch)?;
         return Ok(CoordinatorMachine::new(job, mask_seed, trust)
             .in_key_epoch(epoch.key_epoch, epoch.first_round)
+            .with_data_commitments(epoch.data)
             .with_stopwatch(monotonic));
     };
     let bad = |reason: String| NodeError::Checkpoint {

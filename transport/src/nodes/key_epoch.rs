@@ -5,7 +5,10 @@
 
 use super::NodeError;
 use fedbank_common::audit::TrailWriter;
+use fedbank_common::ids::NodeId;
 use fedbank_common::job::ValidJob;
+use fedbank_common::protocol::DataCommitment;
+use std::collections::BTreeMap;
 use std::path::Path;
 
 /// The key epoch a coordinator without a checkpoint runs its job under, and its first round.
@@ -25,7 +28,7 @@ pub(super) fn key_epoch_to_run(
     open: Option<&str>,
 ) -> Result<EpochStart, NodeError> {
     use fedbank_common::audit::events::{
-        events_of, DecryptionRequested, KeyEpochOpened, KeySetup, RoundStarted,
+        events_of, DecryptionRequested, Joined, KeyEpochOpened, KeySetup, RoundStarted,
     };
     let at = state.map_or_else(|| trail.path().to_path_buf(), Path::to_path_buf);
     let refused = |reason: String| NodeError::Checkpoint {
@@ -56,16 +59,30 @@ pub(super) fn key_epoch_to_run(
         .map(|d| d.round)
         .collect();
     let first_round = rounds.iter().chain(&decrypted).max().map_or(1, |r| r + 1);
+    // The data each participant joined with, as first recorded: it is held to it whatever the
+    // epoch (`node.joined` records the first commitment at every join).
+    let mut data = BTreeMap::new();
+    for j in events_of::<Joined>(&report.events).filter(|j| j.job == *id) {
+        if let (Some(rows), Some(sha256)) = (j.data_rows, j.data_sha256) {
+            data.entry(j.node).or_insert(DataCommitment {
+                rows,
+                sha256,
+                consent_sha256: j.consent_sha256,
+            });
+        }
+    }
     let held = set_up.unwrap_or(0).max(opened.unwrap_or(0));
     let Some(reason) = open else {
         return match (set_up, opened) {
             (None, None) => Ok(EpochStart {
                 key_epoch: 1,
                 first_round,
+                data,
             }),
             (_, Some(epoch)) if set_up.is_none_or(|s| s < epoch) => Ok(EpochStart {
                 key_epoch: epoch,
                 first_round,
+                data,
             }),
             (Some(epoch), _) | (None, Some(epoch)) => Err(refused(format!(
                 "there is no checkpoint, but the trail {} records the key setup of job {id} \
@@ -111,6 +128,7 @@ pub(super) fn key_epoch_to_run(
     let start = EpochStart {
         key_epoch: held + 1,
         first_round,
+        data,
     };
     let mut decrypted_rounds = decrypted;
     decrypted_rounds.sort_unstable();
@@ -134,21 +152,23 @@ pub(super) fn key_epoch_to_run(
 /// Longest reason the operator may give for a new key epoch.
 const MAX_EPOCH_REASON: usize = 2000;
 
-/// The key epoch a job runs under and the number of its first round.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// The key epoch a job runs under, the number of its first round, and the data each
+/// participant joined with before.
+#[derive(Clone, Debug, PartialEq)]
 pub(super) struct EpochStart {
     /// The key epoch.
     pub key_epoch: u32,
     /// The number of its first round.
     pub first_round: u32,
+    /// The data each participant committed to when it first joined the job.
+    pub data: BTreeMap<NodeId, DataCommitment>,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use fedbank_common::audit::events::{KeySetup, RoundStarted};
+    use fedbank_common::audit::events::{Joined, KeySetup, RoundStarted};
     use fedbank_common::audit::SigningIdentity;
-    use fedbank_common::ids::NodeId;
     use std::time::SystemTime;
 
     fn job() -> ValidJob {
@@ -181,6 +201,19 @@ mod tests {
         rounds: std::ops::RangeInclusive<u32>,
     ) {
         let spec = job.spec();
+        trail
+            .record(
+                &Joined {
+                    job: spec.job.clone(),
+                    node: spec.participants[0].clone(),
+                    committee: false,
+                    data_rows: Some(100 + u64::from(epoch)),
+                    data_sha256: Some(format!("{epoch:064}")),
+                    consent_sha256: None,
+                },
+                SystemTime::now(),
+            )
+            .expect("joined");
         trail
             .record(
                 &KeySetup::Requested {
@@ -221,13 +254,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("dir");
         let mut t = trail(dir.path());
         let start = key_epoch_to_run(&job(), &mut t, None, None).expect("start");
-        assert_eq!(
-            start,
-            EpochStart {
-                key_epoch: 1,
-                first_round: 1
-            }
-        );
+        assert_eq!((start.key_epoch, start.first_round), (1, 1));
         // Nothing to open: the operator is told to start without the flag, and nothing is
         // recorded.
         let events = t.events();
@@ -271,14 +298,14 @@ mod tests {
         // Opened: epoch 2 from round 5, recorded once.
         let start =
             key_epoch_to_run(&job, &mut t, Some(&checkpoint), Some("disk lost")).expect("epoch 2");
-        assert_eq!(
-            start,
-            EpochStart {
-                key_epoch: 2,
-                first_round: 5
-            }
-        );
+        assert_eq!((start.key_epoch, start.first_round), (2, 5));
         assert_eq!(t.events(), events + 1);
+        // The participant is held to the data it first joined with.
+        let first = &start.data[&job.spec().participants[0]];
+        assert_eq!(
+            (first.rows, first.sha256.clone()),
+            (101, format!("{:064}", 1))
+        );
         // Started again before its key setup: the opened epoch, without a second opening.
         let again = key_epoch_to_run(&job, &mut t, Some(&checkpoint), None).expect("epoch 2");
         assert_eq!(again, start);
@@ -289,12 +316,8 @@ mod tests {
         let text = refusal(key_epoch_to_run(&job, &mut t, Some(&checkpoint), None));
         assert!(text.contains("(key epoch 2)"), "{text}");
         let third = key_epoch_to_run(&job, &mut t, Some(&checkpoint), Some("again")).expect("3");
-        assert_eq!(
-            third,
-            EpochStart {
-                key_epoch: 3,
-                first_round: 7
-            }
-        );
+        assert_eq!((third.key_epoch, third.first_round), (3, 7));
+        // Its join in epoch 2 recorded other data (as a test trail may); the first counts.
+        assert_eq!(third.data[&job.spec().participants[0]].rows, 101);
     }
 }

@@ -120,6 +120,9 @@ pub struct Joined {
     /// SHA-256 of that data file, hex.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data_sha256: Option<String>,
+    /// SHA-256 of its consent table, hex (compliance jobs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consent_sha256: Option<String>,
 }
 
 /// `message.refused` (participant): a coordinator message it refused, and why.
