@@ -732,11 +732,23 @@ fn broker_on_other_data_is_refused(c: &Consortium) {
             .replace("sim/data/broker/customers.csv", "broker-299.csv"),
     )
     .expect("config");
-    let other = fedbank()
+    let mut other = fedbank()
         .args(["participant", "--config"])
         .arg(c.dir.join("broker-other.toml"))
-        .output()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .expect("broker on other data");
+    // Refused at its Hello, it stops at once; one admitted would wait for rounds.
+    let started = Instant::now();
+    while other.try_wait().expect("broker").is_none() {
+        if started.elapsed() > Duration::from_secs(30) {
+            let _ = other.kill();
+            panic!("broker on other data was not refused within 30 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let other = other.wait_with_output().expect("broker on other data");
     let text = format!(
         "{}\n{}",
         String::from_utf8_lossy(&other.stdout),
