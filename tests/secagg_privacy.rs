@@ -312,6 +312,30 @@ fn a_restored_member_keeps_its_share_and_refuses_the_slots_it_decrypted() {
         restore(member.id()),
         Err(MemberError::RecordMismatch { .. })
     ));
+
+    // A record of an earlier key epoch under the same terms (the node stopped between saving
+    // a new epoch's share and its record) is taken over, slots and all; one of a later epoch
+    // than the share is not.
+    let epoch = member.public_share().setup().key_epoch;
+    for (kept, taken) in [(epoch - 1, true), (epoch + 1, false)] {
+        let mut record = member.record().clone();
+        if let Some(m) = record.mandates.values_mut().next() {
+            m.key_epoch = kept;
+        }
+        fedbank_common::storage::save(&files.record, &record, false).expect("record");
+        match restore(member.id()) {
+            Ok(Some(restored)) if taken => {
+                assert_eq!(restored.record().decrypted, member.record().decrypted);
+                assert_eq!(restored.record().computations, member.record().computations);
+                assert_eq!(restored.record().mandates, member.record().mandates);
+            }
+            Err(MemberError::RecordMismatch { .. }) if !taken => {}
+            other => panic!(
+                "a record of key epoch {kept}: {:?}",
+                other.map(|m| m.map(|m| m.record().clone()))
+            ),
+        }
+    }
 }
 
 #[test]
