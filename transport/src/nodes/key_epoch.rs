@@ -1,7 +1,8 @@
-//! Which key epoch a coordinator without a checkpoint runs its job under (docs/faults.md, "A
-//! lost checkpoint"): epoch 1 for a job never set up, an epoch the operator opened with
-//! `--new-key-epoch` (recorded in the trail as `key.epoch_opened`), or a refusal that says what
-//! to do. It reads and appends to the trail; it does not talk to any node.
+//! Which key epoch a coordinator without a checkpoint runs its job under (docs/faults.md,
+//! "Disks and files"; docs/threat-model.md §4): epoch 1 for a job never set up, an epoch the
+//! operator opened with `--new-key-epoch` (recorded in the trail as `key.epoch_opened`), or a
+//! refusal that says what to do. It reads and appends to the trail; it does not talk to any
+//! node.
 
 use super::NodeError;
 use fedbank_common::audit::TrailWriter;
