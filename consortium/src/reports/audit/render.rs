@@ -57,6 +57,7 @@ pub(super) fn markdown(report: &AuditReport, ev: &Evidence, result: Option<&Valu
             let _ = writeln!(md, "- DIFFERS: {f}");
         }
         refusals(&mut md, report, &c.writer);
+        key_epochs(&mut md, report);
         restarts(&mut md, report);
         body(&mut md, report, c, &ev.nodes, result);
         data_handling(&mut md, report);
@@ -214,7 +215,6 @@ fn key_epochs(md: &mut String, report: &AuditReport) {
 }
 
 fn restarts(md: &mut String, report: &AuditReport) {
-    key_epochs(md, report);
     if report.resumes.is_empty() {
         return;
     }
