@@ -4,12 +4,22 @@
 //!   wire header (8 bytes: magic, kind, torus bits, version) | body length: u64 LE | body
 //! ```
 //!
-//! The receiver reads the header and the declared length first and refuses a length above the
-//! limit for that kind before reading the body; it then reads exactly that many bytes, refuses
-//! trailing bytes, and decodes with [`fedbank_common::wire`], which checks everything again.
+//! The receiver refuses a declared length above the limit for that kind as soon as the head is
+//! in, holds only the bytes that arrived, refuses bytes beyond the declared end, and decodes with
+//! [`fedbank_common::wire`], which checks everything again.
+//!
+//! Beside each stream the sender sends Reed–Solomon parity of it as datagrams ([`crate::fec`]);
+//! the receiver reads the stream out of order and completes the message from whichever comes
+//! first — the whole stream, or its whole shards and enough parity ([`crate::assembly`]) — so
+//! that a lost packet does not hold the message for a round trip of retransmission. A
+//! [`Receiver`] collects a connection's parity datagrams for the streams it reads.
 
+use crate::assembly::Assembly;
+use crate::fec::{self, ParityShard};
 use fedbank_common::wire::{self, WireError, WireMessage, HEADER_LEN};
 use quinn::{Connection, RecvStream};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 
 /// Bytes read from a stream at a time.
 const READ_CHUNK: usize = 1 << 20;
@@ -26,12 +36,17 @@ pub enum FrameError {
     /// Finishing the stream failed.
     #[error("closing stream")]
     Closed(#[from] quinn::ClosedStream),
-    /// Reading the stream failed.
+    /// Reading a piece of the stream failed.
     #[error("receiving")]
-    Read(#[from] quinn::ReadExactError),
-    /// Reading the stream's end failed.
-    #[error("receiving")]
-    ReadToEnd(#[from] quinn::ReadToEndError),
+    ReadPiece(#[source] quinn::ReadError),
+    /// The stream carries bytes beyond the largest message any kind allows.
+    #[error("the stream carries bytes up to offset {end}, beyond the largest message of any kind ({limit} bytes)")]
+    BeyondLimit {
+        /// One past the last byte offered.
+        end: u64,
+        /// Most stream bytes any message may take.
+        limit: u64,
+    },
     /// The declared body is larger than the kind allows.
     #[error("message of kind {kind} declares {len} bytes, the limit is {limit}")]
     TooLarge {
@@ -157,67 +172,413 @@ async fn write_frame(conn: &Connection, bytes: &[u8]) -> Result<quinn::SendStrea
     }
     let (header, body) = bytes.split_at(HEADER_LEN);
     let mut stream = conn.open_uni().await?;
+    let length = (body.len() as u64).to_le_bytes();
     stream.write_all(header).await?;
-    stream.write_all(&(body.len() as u64).to_le_bytes()).await?;
+    stream.write_all(&length).await?;
     stream.write_all(body).await?;
     stream.finish()?;
+    send_parity(conn, stream_number(stream.id()), &[header, &length, body]).await;
     Ok(stream)
 }
 
-/// Reads one frame from a stream; `limit` gives the largest body for a kind byte.
-pub async fn read_frame(
-    stream: &mut RecvStream,
-    limit: impl Fn(u8) -> usize,
-) -> Result<RawFrame, FrameError> {
-    let mut head = [0u8; FRAME_HEAD_LEN];
-    stream.read_exact(&mut head).await?;
-    let (kind, len) = parse_head(&head, limit)?;
-    // Grow the buffer as bytes arrive: a peer that declares a large body but sends little makes
-    // us hold only what it sent.
-    let mut bytes = Vec::with_capacity(HEADER_LEN + len.min(READ_CHUNK));
-    bytes.extend_from_slice(&head[..HEADER_LEN]);
-    let mut chunk = vec![0u8; READ_CHUNK.min(len.max(1))];
-    let mut remaining = len;
-    while remaining > 0 {
-        let n = remaining.min(chunk.len());
-        stream.read_exact(&mut chunk[..n]).await?;
-        bytes.extend_from_slice(&chunk[..n]);
-        remaining -= n;
+/// Messages up to this size have their parity computed on the executor; larger ones (up to
+/// [`fec::MAX_PROTECTED`]) on a blocking thread.
+const PARITY_INLINE: usize = 64 << 10;
+
+/// Sends the parity datagrams of a stream whose bytes are `parts`, as many as the connection's
+/// measured loss calls for; nothing when the peer takes no datagrams or the message is too
+/// large to be worth it. Parity is an accelerator: any failure here leaves the stream to
+/// complete the message alone.
+async fn send_parity(conn: &Connection, stream: u64, parts: &[&[u8]]) {
+    let length: usize = parts.iter().map(|p| p.len()).sum();
+    let Some(max_datagram) = conn.max_datagram_size() else {
+        return;
+    };
+    let loss = fec::loss_estimate(&conn.stats());
+    let Some((shard, _, recovery)) = fec::plan(length, max_datagram, loss) else {
+        return;
+    };
+    let bytes = parts.concat();
+    let encode = move || fec::parity_datagrams(stream, &bytes, shard, recovery);
+    let datagrams = if length <= PARITY_INLINE {
+        encode()
+    } else {
+        match tokio::task::spawn_blocking(encode).await {
+            Ok(d) => d,
+            Err(_) => return,
+        }
+    };
+    match datagrams {
+        Ok(datagrams) => {
+            for datagram in datagrams {
+                if conn.send_datagram(datagram).is_err() {
+                    break;
+                }
+            }
+        }
+        Err(e) => tracing::debug!(error = %e, "no parity for this message"),
     }
-    if !stream.read_to_end(0).await?.is_empty() {
-        return Err(FrameError::TrailingBytes);
-    }
-    Ok(RawFrame { kind, bytes })
 }
 
-/// Accepts the next stream on `conn` and reads one frame from it while holding a permit of
-/// `gate`, which is handed back with the frame: the receiver holds at most as many messages
-/// (each at most its limit) as the gate has permits, however many peers send at once; the rest
-/// wait in QUIC flow control. A message not completed within `patience` is abandoned, so that a
-/// stalled upload cannot hold a permit.
-pub async fn recv_gated(
-    conn: &Connection,
-    limit: impl Fn(u8) -> usize,
-    gate: &std::sync::Arc<tokio::sync::Semaphore>,
-    patience: std::time::Duration,
-) -> Result<(RawFrame, tokio::sync::OwnedSemaphorePermit), FrameError> {
-    let mut stream = conn.accept_uni().await?;
-    let permit = gate
-        .clone()
-        .acquire_owned()
-        .await
-        .map_err(|_| FrameError::Stalled(patience))?;
-    match tokio::time::timeout(patience, read_frame(&mut stream, limit)).await {
-        Ok(frame) => Ok((frame?, permit)),
-        Err(_) => {
-            let _ = stream.stop(quinn::VarInt::from_u32(0));
-            Err(FrameError::Stalled(patience))
+/// A stream's number as parity datagrams name it.
+fn stream_number(id: quinn::StreamId) -> u64 {
+    quinn::VarInt::from(id).into_inner()
+}
+
+/// Parity datagrams a connection holds for streams not yet read, at most.
+pub const PARITY_HELD_BYTES: usize = 4 << 20;
+
+/// A connection's parity datagrams, by stream, until the stream's reader takes them.
+#[derive(Debug, Default)]
+pub struct ParityInbox {
+    held: Mutex<HeldParity>,
+    arrived: tokio::sync::watch::Sender<u64>,
+    /// Messages that parity completed before their stream did.
+    rebuilt: std::sync::atomic::AtomicU64,
+}
+
+#[derive(Debug, Default)]
+struct HeldParity {
+    by_stream: BTreeMap<u64, Vec<ParityShard>>,
+    bytes: usize,
+    /// Streams up to this one have been read: their parity is dropped on arrival.
+    read_through: Option<u64>,
+    /// Streams whose parity alone rebuilt no message of theirs: their parity is dropped too.
+    refused: std::collections::BTreeSet<u64>,
+    /// Datagrams dropped (malformed, late, or over the cap).
+    dropped: u64,
+}
+
+impl ParityInbox {
+    /// Takes one datagram from the peer; a malformed one, one for a stream already read, or one
+    /// beyond [`PARITY_HELD_BYTES`] is dropped.
+    pub fn offer(&self, datagram: bytes::Bytes) {
+        let Ok(mut held) = self.held.lock() else {
+            return;
+        };
+        let size = datagram.len();
+        let shard = match ParityShard::parse(datagram) {
+            Ok(s) => s,
+            Err(e) => {
+                held.dropped += 1;
+                tracing::debug!(error = %e, "parity datagram dropped");
+                return;
+            }
+        };
+        if held.read_through.is_some_and(|r| shard.stream <= r)
+            || held.refused.contains(&shard.stream)
+            || held.bytes + size > PARITY_HELD_BYTES
+        {
+            held.dropped += 1;
+            return;
+        }
+        held.bytes += size;
+        held.by_stream.entry(shard.stream).or_default().push(shard);
+        drop(held);
+        self.arrived.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// The parity held for `stream`, handed over.
+    fn take(&self, stream: u64) -> Vec<ParityShard> {
+        let Ok(mut held) = self.held.lock() else {
+            return Vec::new();
+        };
+        let taken = held.by_stream.remove(&stream).unwrap_or_default();
+        held.bytes -= taken
+            .iter()
+            .map(|s| fec::PARITY_HEAD_LEN + s.bytes.len())
+            .sum::<usize>()
+            .min(held.bytes);
+        taken
+    }
+
+    /// The parity held for `stream`, left in place.
+    fn peek(&self, stream: u64) -> Vec<ParityShard> {
+        self.held
+            .lock()
+            .ok()
+            .and_then(|held| held.by_stream.get(&stream).cloned())
+            .unwrap_or_default()
+    }
+
+    /// Marks streams up to `stream` as read: their parity held now and arriving later is dropped.
+    fn read_through(&self, stream: u64) {
+        let Ok(mut held) = self.held.lock() else {
+            return;
+        };
+        let later = held.by_stream.split_off(&(stream + 1));
+        let freed: usize = held
+            .by_stream
+            .values()
+            .flatten()
+            .map(|s| fec::PARITY_HEAD_LEN + s.bytes.len())
+            .sum();
+        held.by_stream = later;
+        held.bytes -= freed.min(held.bytes);
+        held.refused = held.refused.split_off(&(stream + 1));
+        held.read_through = Some(held.read_through.map_or(stream, |r| r.max(stream)));
+    }
+
+    /// Drops the parity of `stream`, held and to come: on its own it rebuilt no message of that
+    /// stream (a peer's garbage costs one attempt, not one per datagram); the stream itself
+    /// completes the message.
+    fn refuse(&self, stream: u64) {
+        let _ = self.take(stream);
+        if let Ok(mut held) = self.held.lock() {
+            held.refused.insert(stream);
+        }
+    }
+
+    /// Datagrams dropped so far.
+    pub fn dropped(&self) -> u64 {
+        self.held.lock().map_or(0, |h| h.dropped)
+    }
+}
+
+/// The receiving side of a connection: reads its messages, each from its stream and the
+/// stream's parity datagrams, which a task collects for as long as the receiver lives.
+///
+/// A message whose stream has not reached this side at all — a one-packet message whose packet
+/// was lost — is rebuilt from its parity alone when that suffices; its stream, when QUIC brings
+/// it later, is stopped and skipped.
+pub struct Receiver {
+    conn: Connection,
+    parity: Arc<ParityInbox>,
+    collector: tokio::task::JoinHandle<()>,
+    /// Index of the next unidirectional stream of the peer to read.
+    next: std::sync::atomic::AtomicU64,
+}
+
+/// The next message's source: its stream, or its parity alone.
+enum Next {
+    Stream(RecvStream),
+    Rebuilt(RawFrame),
+}
+
+impl Receiver {
+    /// Starts collecting `conn`'s parity datagrams.
+    pub fn new(conn: &Connection) -> Self {
+        let parity = Arc::new(ParityInbox::default());
+        let collector = {
+            let (conn, parity) = (conn.clone(), parity.clone());
+            tokio::spawn(async move {
+                while let Ok(datagram) = conn.read_datagram().await {
+                    parity.offer(datagram);
+                }
+            })
+        };
+        Self {
+            conn: conn.clone(),
+            parity,
+            collector,
+            next: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// Accepts the next stream and reads one frame from it; `limit` gives the largest body for a
+    /// kind byte.
+    pub async fn recv(&self, limit: impl Fn(u8) -> usize) -> Result<RawFrame, FrameError> {
+        match self.next_message(&limit).await? {
+            Next::Stream(mut stream) => read_frame(&mut stream, limit, Some(&self.parity)).await,
+            Next::Rebuilt(frame) => Ok(frame),
+        }
+    }
+
+    /// Accepts the next stream and reads one frame from it while holding a permit of `gate`,
+    /// which is handed back with the frame: the receiver holds at most as many messages (each
+    /// at most its limit) as the gate has permits, however many peers send at once; the rest
+    /// wait in QUIC flow control. A message not completed within `patience` is abandoned, so
+    /// that a stalled upload cannot hold a permit.
+    pub async fn recv_gated(
+        &self,
+        limit: impl Fn(u8) -> usize,
+        gate: &std::sync::Arc<tokio::sync::Semaphore>,
+        patience: std::time::Duration,
+    ) -> Result<(RawFrame, tokio::sync::OwnedSemaphorePermit), FrameError> {
+        let next = self.next_message(&limit).await?;
+        let permit = gate
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| FrameError::Stalled(patience))?;
+        let mut stream = match next {
+            Next::Stream(stream) => stream,
+            Next::Rebuilt(frame) => return Ok((frame, permit)),
+        };
+        match tokio::time::timeout(patience, read_frame(&mut stream, limit, Some(&self.parity)))
+            .await
+        {
+            Ok(frame) => Ok((frame?, permit)),
+            Err(_) => {
+                self.parity.read_through(stream_number(stream.id()));
+                let _ = stream.stop(quinn::VarInt::from_u32(0));
+                Err(FrameError::Stalled(patience))
+            }
+        }
+    }
+
+    /// Parity datagrams dropped so far (malformed, late, refused, or over the cap).
+    pub fn parity_dropped(&self) -> u64 {
+        self.parity.dropped()
+    }
+
+    /// Bytes of parity datagrams held for streams not yet read.
+    pub fn parity_held_bytes(&self) -> usize {
+        self.parity.held.lock().map_or(0, |h| h.bytes)
+    }
+
+    /// Messages that parity completed before their stream did.
+    pub fn rebuilt(&self) -> u64 {
+        self.parity
+            .rebuilt
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The next stream the peer opened, or the next message rebuilt from parity alone while
+    /// its stream has not arrived; a stream whose message was rebuilt so is stopped and skipped.
+    async fn next_message(&self, limit: &impl Fn(u8) -> usize) -> Result<Next, FrameError> {
+        use std::sync::atomic::Ordering;
+        loop {
+            let index = self.next.load(Ordering::Relaxed);
+            let number = stream_number(quinn::StreamId::new(
+                !self.conn.side(),
+                quinn::Dir::Uni,
+                index,
+            ));
+            tokio::select! {
+                biased;
+                stream = self.conn.accept_uni() => {
+                    let stream = stream?;
+                    let got = stream.id().index();
+                    if got < index {
+                        let mut stream = stream;
+                        let _ = stream.stop(quinn::VarInt::from_u32(0));
+                        continue;
+                    }
+                    self.next.store(got + 1, Ordering::Relaxed);
+                    return Ok(Next::Stream(stream));
+                }
+                frame = self.rebuilt_from_parity(number, limit) => {
+                    self.next.store(index + 1, Ordering::Relaxed);
+                    return Ok(Next::Rebuilt(frame));
+                }
+            }
+        }
+    }
+
+    /// Completes once the parity held for stream `number` rebuilds its message on its own.
+    async fn rebuilt_from_parity(&self, number: u64, limit: &impl Fn(u8) -> usize) -> RawFrame {
+        let mut arrived = self.parity.arrived.subscribe();
+        loop {
+            arrived.borrow_and_update();
+            let shards = self.parity.peek(number);
+            if !shards.is_empty() {
+                let mut assembly = Assembly::new(limit);
+                for shard in shards {
+                    let _ = assembly.add_parity(shard);
+                }
+                match assembly.complete() {
+                    Ok(Some(frame)) => {
+                        self.parity.read_through(number);
+                        self.parity
+                            .rebuilt
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        return frame;
+                    }
+                    Ok(None) if !assembly.parity_refused() => {}
+                    _ => self.parity.refuse(number),
+                }
+            }
+            if arrived.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
         }
     }
 }
 
-/// Accepts the next stream on `conn` and reads one frame from it.
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        self.collector.abort();
+    }
+}
+
+/// Reads one frame from a stream, out of order, completing it from `parity` when that comes
+/// first; `limit` gives the largest body for a kind byte.
+pub async fn read_frame(
+    stream: &mut RecvStream,
+    limit: impl Fn(u8) -> usize,
+    parity: Option<&ParityInbox>,
+) -> Result<RawFrame, FrameError> {
+    let mut assembly = Assembly::new(limit);
+    let number = stream_number(stream.id());
+    let mut arrived = parity.map(|p| p.arrived.subscribe());
+    let outcome = loop {
+        // Seen before taking, so that parity arriving in between wakes the wait below.
+        if let Some(arrived) = arrived.as_mut() {
+            arrived.borrow_and_update();
+        }
+        if let Some(parity) = parity {
+            for shard in parity.take(number) {
+                if let Err(e) = assembly.add_parity(shard) {
+                    tracing::debug!(error = %e, "parity ignored");
+                }
+            }
+        }
+        match assembly.complete() {
+            Ok(Some(frame)) => break Ok(frame),
+            Ok(None) => {}
+            Err(e) => break Err(e),
+        }
+        let more_parity = async {
+            match arrived.as_mut() {
+                Some(arrived) => {
+                    if arrived.changed().await.is_err() {
+                        std::future::pending::<()>().await;
+                    }
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            piece = stream.read_chunk(READ_CHUNK, false) => match piece {
+                Ok(Some(piece)) => {
+                    if let Err(e) = assembly.add_piece(piece.offset, piece.bytes) {
+                        break Err(e);
+                    }
+                }
+                Ok(None) => break Err(assembly.truncated()),
+                Err(quinn::ReadError::ConnectionLost(e)) => break Err(FrameError::Connection(e)),
+                Err(e) => break Err(FrameError::ReadPiece(e)),
+            },
+            () = more_parity => {}
+        }
+    };
+    if let Some(parity) = parity {
+        parity.read_through(number);
+        if assembly.rebuilt() {
+            parity
+                .rebuilt
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+    let frame = outcome?;
+    // Bytes after the declared end are refused when they are already in; the stream is not
+    // waited for beyond the message (a stream completed from parity is stopped on drop, and
+    // its pieces still in are the message's own).
+    while let Ok(Ok(Some(piece))) = tokio::time::timeout(
+        std::time::Duration::ZERO,
+        stream.read_chunk(READ_CHUNK, false),
+    )
+    .await
+    {
+        assembly.add_piece(piece.offset, piece.bytes)?;
+    }
+    Ok(frame)
+}
+
+/// Accepts the next stream on `conn` and reads one frame from it, without parity (a
+/// [`Receiver`] uses the connection's parity datagrams too).
 pub async fn recv(conn: &Connection, limit: impl Fn(u8) -> usize) -> Result<RawFrame, FrameError> {
     let mut stream = conn.accept_uni().await?;
-    read_frame(&mut stream, limit).await
+    read_frame(&mut stream, limit, None).await
 }

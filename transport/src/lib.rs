@@ -7,14 +7,17 @@
 //! - [`pki`]: the consortium CA and per-node certificates (`fedbank certs init`).
 //! - [`tls`]: QUIC (quinn) over rustls, TLS 1.3 only, mutual authentication, ALPN `fedbank/1`.
 //! - [`identity`]: the node id comes from the verified certificate, never from message content.
-//! - [`frame`]: one message per stream, header and length checked against per-kind limits before
-//!   the body is read.
+//! - [`frame`]: one message per stream, header and length checked against per-kind limits as
+//!   soon as they are in; the stream is read out of order ([`assembly`]) and completed from
+//!   Reed–Solomon parity datagrams sent beside it ([`fec`]) when packets were lost.
 //! - [`nodes`]: the coordinator and participant shells around the protocol state machines;
 //!   [`auditor_shell`]: the auditor's.
 
+pub mod assembly;
 pub mod auditor_shell;
 pub mod dev_pki;
 mod driver;
+pub mod fec;
 pub mod frame;
 pub mod identity;
 pub mod nodes;

@@ -583,11 +583,12 @@ async fn serve_connection<S: RingScalar>(
             }
         }
     });
+    let receiver = frame::Receiver::new(&conn);
     loop {
         let limit = |kind| Inbound::<S>::limit(kind).min(cap);
         // What cannot be read goes to the machine too, which tells the node (and the shell
         // prints it as a refusal).
-        let event: Event<S> = match frame::recv_gated(&conn, limit, &gate, UPLOAD_PATIENCE).await {
+        let event: Event<S> = match receiver.recv_gated(limit, &gate, UPLOAD_PATIENCE).await {
             Ok((RawFrame { bytes, .. }, permit)) => match Inbound::<S>::decode(&bytes) {
                 Ok(message) => (
                     Input::Message {

@@ -380,9 +380,11 @@ pub(crate) async fn talk_to_coordinator<S: RingScalar>(
         let (frames_tx, mut frames) = tokio_mpsc::channel::<Result<RawFrame, frame::FrameError>>(4);
         let reader_conn = conn.clone();
         let reader = tokio::spawn(async move {
+            let receiver = frame::Receiver::new(&reader_conn);
             loop {
-                let frame =
-                    frame::recv(&reader_conn, |kind| Inbound::<S>::limit(kind).min(cap)).await;
+                let frame = receiver
+                    .recv(|kind| Inbound::<S>::limit(kind).min(cap))
+                    .await;
                 let end = matches!(frame, Err(frame::FrameError::Connection(_)));
                 if frames_tx.send(frame).await.is_err() || end {
                     break;
