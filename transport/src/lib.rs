@@ -10,11 +10,13 @@
 //! - [`frame`]: one message per stream, header and length checked against per-kind limits as
 //!   soon as they are in; the stream is read out of order ([`assembly`]) and completed from
 //!   Reed–Solomon parity datagrams sent beside it ([`fec`]) when packets were lost.
+//! - [`congestion`]: quinn's BBR with its window never below the initial window.
 //! - [`nodes`]: the coordinator and participant shells around the protocol state machines;
 //!   [`auditor_shell`]: the auditor's.
 
 pub mod assembly;
 pub mod auditor_shell;
+pub mod congestion;
 pub mod dev_pki;
 mod driver;
 pub mod fec;

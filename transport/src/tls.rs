@@ -95,17 +95,18 @@ pub const INITIAL_RTT: std::time::Duration = std::time::Duration::from_millis(10
 ///
 /// - BBR rather than CUBIC: BBR paces to the measured bandwidth and does not shrink its window
 ///   on every lost packet, so a link with 2% random loss is not throttled to a few packets per
-///   round trip.
+///   round trip; its window never falls below the initial window ([`crate::congestion`]).
 /// - A larger initial window ([`INITIAL_WINDOW`]), paced over the first round trip: a 200 KB
 ///   key bundle arrives in about one round trip instead of four.
 /// - [`INITIAL_RTT`] of 100 ms.
 /// - Keep-alive every 5 s and an idle timeout of 30 s.
+/// - Datagrams on (quinn's default), which carry each message's parity ([`crate::fec`]).
 ///
 /// Measured with `fedbank bench wan` (50 ± 10 ms one way, the telco propensity job): QUIC's
 /// defaults (CUBIC, 14.7 KB) took 8.6 s and 5.3 round trips per round, 36 s and 29 with 2%
-/// loss; these settings take 5.4 s and 3.6, 9.9 s and 7–8 with 2% loss (docs/scaling.md).
-/// At 10 Mbit/s the larger window costs nothing measurable: a 1 MB message takes the
-/// link's 0.8 s plus a round trip either way.
+/// loss; these settings with parity take 5.5 s and 3.6–3.7 round trips per round, with or
+/// without 2% loss (docs/scaling.md). At 10 Mbit/s the larger window costs nothing
+/// measurable: a 1 MB message takes the link's 0.8 s plus a round trip either way.
 fn transport_config() -> quinn::TransportConfig {
     let mut transport = quinn::TransportConfig::default();
     transport.max_idle_timeout(Some(
@@ -115,8 +116,8 @@ fn transport_config() -> quinn::TransportConfig {
     ));
     transport.keep_alive_interval(Some(std::time::Duration::from_secs(5)));
     transport.initial_rtt(INITIAL_RTT);
-    let mut bbr = quinn::congestion::BbrConfig::default();
-    bbr.initial_window(INITIAL_WINDOW);
-    transport.congestion_controller_factory(Arc::new(bbr));
+    transport.congestion_controller_factory(Arc::new(crate::congestion::FlooredBbr::new(
+        INITIAL_WINDOW,
+    )));
     transport
 }
