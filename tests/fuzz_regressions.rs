@@ -69,6 +69,11 @@ fn seeds_are_valid_inputs() {
                 .expect("frame seed is a frame");
                 Inbound::<u64>::decode(&frame.bytes).expect("frame seed decodes");
             }
+            "parity" => {
+                let frame = fedbank_fuzzing::reassemble(&bytes)
+                    .expect("parity seed rebuilds its message without the lost piece");
+                Inbound::<u64>::decode(&frame.bytes).expect("and it decodes");
+            }
             "ciphertext" => {
                 fedbank_common::wire::decode::<fedbank_common::secagg::Ciphertext<u64>>(&bytes)
                     .expect("ciphertext seed decodes")

@@ -299,6 +299,31 @@ fn on_stream(wire_bytes: &[u8]) -> Vec<u8> {
     out
 }
 
+/// Operations of the `parity` target: the stream in 300-byte pieces but the second, then the
+/// parity datagrams (256-byte shards), first through the inbox and then to the assembly.
+fn parity_seed(stream: &[u8]) -> Vec<u8> {
+    let datagrams = fedbank_transport::fec::parity_datagrams(3, stream, 256, 4)
+        .unwrap_or_else(|e| panic!("parity of a seed: {e}"));
+    let mut out = Vec::new();
+    for (i, piece) in stream.chunks(300).enumerate() {
+        if i == 1 {
+            continue;
+        }
+        out.push(0);
+        out.extend_from_slice(&((i * 300) as u32).to_le_bytes());
+        out.extend_from_slice(&(piece.len() as u16).to_le_bytes());
+        out.extend_from_slice(piece);
+    }
+    for op in [2u8, 1] {
+        for d in &datagrams {
+            out.push(op);
+            out.extend_from_slice(&(d.len() as u16).to_le_bytes());
+            out.extend_from_slice(d);
+        }
+    }
+    out
+}
+
 fn with_selector(selector: u8, bytes: &[u8]) -> Vec<u8> {
     let mut out = vec![selector];
     out.extend_from_slice(bytes);
@@ -376,6 +401,10 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     for m in &messages {
         seeds.push(("frame", on_stream(m)));
         seeds.push(("message", m.clone()));
+    }
+    // The largest message's stream with one piece lost and its parity, which rebuilds it.
+    if let Some(largest) = messages.iter().max_by_key(|m| m.len()) {
+        seeds.push(("parity", parity_seed(&on_stream(largest))));
     }
     seeds.push(("ciphertext", encoded(&f.ciphertext)));
     let mut member = f.member(0);

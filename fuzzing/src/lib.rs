@@ -9,6 +9,7 @@
 //! | target        | reads                                                                |
 //! |---------------|----------------------------------------------------------------------|
 //! | `frame`       | a QUIC stream's bytes: frame head, declared length, body, message    |
+//! | `parity`      | a stream's pieces in any order and its parity datagrams, reassembled  |
 //! | `message`     | every protocol message, then validation and the receiving role's use |
 //! | `ciphertext`  | a contribution's ciphertext, added to an aggregate and decrypted      |
 //! | `keys`        | key setup, public-key shares, joint key, a stored secret share, record |
@@ -34,6 +35,7 @@ pub type Body = fn(&[u8]);
 /// Every target: its name (as in `fuzz/fuzz_targets/<name>.rs`) and its body.
 pub const TARGETS: &[(&str, Body)] = &[
     ("frame", frame),
+    ("parity", parity),
     ("message", message),
     ("ciphertext", ciphertext),
     ("keys", keys),

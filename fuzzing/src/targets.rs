@@ -32,6 +32,69 @@ pub fn frame(data: &[u8]) {
     }
 }
 
+/// A message's stream as QUIC's unordered reads hand it over, with the connection's parity
+/// datagrams: a sequence of operations, each an opcode byte and its operands —
+/// `0` a piece of the stream (offset: u32, length: u16, bytes), `1` a parity datagram for the
+/// message (length: u16, bytes), `2` a datagram offered to the connection's parity inbox
+/// (length: u16, bytes) — after each of which the assembly is asked for the message, which is
+/// decoded and used when complete.
+pub fn parity(data: &[u8]) {
+    if let Some(frame) = reassemble(data) {
+        if let Ok(message) = Inbound::<u64>::decode(&frame.bytes) {
+            receive(message);
+        }
+    }
+}
+
+/// The message the operations of [`parity`] complete, if they do.
+pub fn reassemble(data: &[u8]) -> Option<fedbank_transport::frame::RawFrame> {
+    use fedbank_transport::assembly::Assembly;
+    use fedbank_transport::fec::ParityShard;
+    use fedbank_transport::frame::ParityInbox;
+    let mut assembly = Assembly::new(Inbound::<u64>::limit);
+    let inbox = ParityInbox::default();
+    let mut rest = data;
+    // A length beyond the input takes what is left.
+    let take = |rest: &mut &[u8], n: usize| -> Vec<u8> {
+        let (head, tail) = rest.split_at(n.min(rest.len()));
+        *rest = tail;
+        head.to_vec()
+    };
+    while let Some((&op, tail)) = rest.split_first() {
+        rest = tail;
+        let outcome = match op % 3 {
+            0 => {
+                let head = rest.get(..6)?;
+                let offset = u32::from_le_bytes([head[0], head[1], head[2], head[3]]);
+                let len = usize::from(u16::from_le_bytes([head[4], head[5]]));
+                rest = &rest[6..];
+                let bytes = take(&mut rest, len);
+                assembly.add_piece(u64::from(offset), bytes.into())
+            }
+            1 | 2 => {
+                let head = rest.get(..2)?;
+                let len = usize::from(u16::from_le_bytes([head[0], head[1]]));
+                rest = &rest[2..];
+                let bytes = take(&mut rest, len);
+                if op % 3 == 1 {
+                    if let Ok(shard) = ParityShard::parse(bytes.into()) {
+                        let _ = assembly.add_parity(shard);
+                    }
+                } else {
+                    inbox.offer(bytes.into());
+                }
+                Ok(())
+            }
+            _ => Ok(()),
+        };
+        outcome.ok()?;
+        if let Some(frame) = assembly.complete().ok()? {
+            return Some(frame);
+        }
+    }
+    None
+}
+
 /// Any protocol message, in either torus, then what the receiving role does with it.
 pub fn message(data: &[u8]) {
     if let Ok(message) = Inbound::<u64>::decode(data) {
