@@ -198,8 +198,9 @@ impl ParityShard {
 
 /// Parity shards for a message of `original` shards on a connection that has lost
 /// `loss` of its packets: twice (λ + 3√λ + 2) for λ = `original` × `loss` packets expected lost,
-/// at most `original` (or 2 for one or two shards: a copy of a one-packet message), at most
-/// [`MAX_RECOVERY`].
+/// at most `original` (or 2 for one or two shards: a copy of a one-packet message), at most a
+/// quarter of `original` plus 4 — loss that high is congestion, which more bytes would only
+/// feed — and at most [`MAX_RECOVERY`].
 pub fn recovery_count(original: usize, loss: f64) -> usize {
     let loss = if loss.is_finite() {
         loss.clamp(0.0, 0.25)
@@ -208,7 +209,10 @@ pub fn recovery_count(original: usize, loss: f64) -> usize {
     };
     let expected = original as f64 * loss;
     let wanted = (2.0 * (expected + 3.0 * expected.sqrt() + 2.0)).ceil() as usize;
-    wanted.clamp(1, original.max(2)).min(MAX_RECOVERY)
+    wanted
+        .clamp(1, original.max(2))
+        .min(original / 4 + 4)
+        .min(MAX_RECOVERY)
 }
 
 /// The loss rate a connection has measured, drawn towards [`PRIOR_LOSS`] while it has sent
@@ -367,6 +371,8 @@ mod tests {
             "256 KB at 2%: {at_two_percent}"
         );
         assert!(recovery_count(220, 0.05) > at_two_percent);
+        assert_eq!(recovery_count(200, 0.25), 54, "at most a quarter more, plus 4");
+        assert_eq!(recovery_count(10, 0.0), 4);
         assert_eq!(recovery_count(4096, 0.25), MAX_RECOVERY);
         assert_eq!(recovery_count(10, f64::NAN), recovery_count(10, PRIOR_LOSS));
     }
