@@ -371,7 +371,11 @@ mod tests {
             "256 KB at 2%: {at_two_percent}"
         );
         assert!(recovery_count(220, 0.05) > at_two_percent);
-        assert_eq!(recovery_count(200, 0.25), 54, "at most a quarter more, plus 4");
+        assert_eq!(
+            recovery_count(200, 0.25),
+            54,
+            "at most a quarter more, plus 4"
+        );
         assert_eq!(recovery_count(10, 0.0), 4);
         assert_eq!(recovery_count(4096, 0.25), MAX_RECOVERY);
         assert_eq!(recovery_count(10, f64::NAN), recovery_count(10, PRIOR_LOSS));
