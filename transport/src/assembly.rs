@@ -89,14 +89,14 @@ impl<L: Fn(u8) -> usize> Assembly<L> {
                 end: u64::MAX,
                 limit: self.ceiling,
             })?;
+        if self.total.is_some_and(|total| end > total) {
+            return Err(FrameError::TrailingBytes);
+        }
         if end > self.ceiling {
             return Err(FrameError::BeyondLimit {
                 end,
                 limit: self.ceiling,
             });
-        }
-        if self.total.is_some_and(|total| end > total) {
-            return Err(FrameError::TrailingBytes);
         }
         if self.layout.is_some_and(|l| end > l.length) {
             self.refuse_parity();

@@ -180,9 +180,14 @@ impl ParityShard {
         })
     }
 
+    /// Bytes of the datagram it came in (head and shard).
+    pub fn datagram_len(&self) -> usize {
+        PARITY_HEAD_LEN + self.bytes.len()
+    }
+
     /// The datagram's bytes.
     pub fn encode(&self) -> Bytes {
-        let mut out = Vec::with_capacity(PARITY_HEAD_LEN + self.bytes.len());
+        let mut out = Vec::with_capacity(self.datagram_len());
         out.extend_from_slice(&PARITY_MAGIC);
         out.extend_from_slice(&self.stream.to_le_bytes());
         out.extend_from_slice(&self.layout.length.to_le_bytes());

@@ -100,35 +100,16 @@ pub fn parse_head(
     Ok((kind, len as usize))
 }
 
-/// A frame from the whole content of a stream already in memory, with the checks of
-/// [`read_frame`] (head, limit, exact body, nothing after it). Used by tests and fuzzing to
+/// A frame from the whole content of a stream already in memory, through the assembly that
+/// [`read_frame`] uses (head, limit, exact body, nothing after it). Used by tests and fuzzing to
 /// exercise the receive path without a connection.
 pub fn frame_from_stream_bytes(
     stream: &[u8],
     limit: impl Fn(u8) -> usize,
 ) -> Result<RawFrame, FrameError> {
-    let head: &[u8; FRAME_HEAD_LEN] = stream
-        .get(..FRAME_HEAD_LEN)
-        .and_then(|h| h.try_into().ok())
-        .ok_or(FrameError::Truncated {
-            expected: FRAME_HEAD_LEN,
-            got: stream.len(),
-        })?;
-    let (kind, len) = parse_head(head, limit)?;
-    let body = &stream[FRAME_HEAD_LEN..];
-    if body.len() < len {
-        return Err(FrameError::Truncated {
-            expected: FRAME_HEAD_LEN + len,
-            got: stream.len(),
-        });
-    }
-    if body.len() > len {
-        return Err(FrameError::TrailingBytes);
-    }
-    let mut bytes = Vec::with_capacity(HEADER_LEN + len);
-    bytes.extend_from_slice(&head[..HEADER_LEN]);
-    bytes.extend_from_slice(body);
-    Ok(RawFrame { kind, bytes })
+    let mut assembly = Assembly::new(limit);
+    assembly.add_piece(0, bytes::Bytes::copy_from_slice(stream))?;
+    assembly.complete()?.ok_or_else(|| assembly.truncated())
 }
 
 /// A received frame, not yet decoded: its kind byte and its wire bytes.
@@ -249,6 +230,14 @@ struct HeldParity {
     dropped: u64,
 }
 
+impl HeldParity {
+    /// Frees the bytes of parity that is no longer held.
+    fn release<'a>(&mut self, shards: impl Iterator<Item = &'a ParityShard>) {
+        let freed: usize = shards.map(ParityShard::datagram_len).sum();
+        self.bytes -= freed.min(self.bytes);
+    }
+}
+
 impl ParityInbox {
     /// Takes one datagram from the peer; a malformed one, one for a stream already read, or one
     /// beyond [`PARITY_HELD_BYTES`] is dropped.
@@ -256,7 +245,6 @@ impl ParityInbox {
         let Ok(mut held) = self.held.lock() else {
             return;
         };
-        let size = datagram.len();
         let shard = match ParityShard::parse(datagram) {
             Ok(s) => s,
             Err(e) => {
@@ -267,12 +255,12 @@ impl ParityInbox {
         };
         if held.read_through.is_some_and(|r| shard.stream <= r)
             || held.refused.contains(&shard.stream)
-            || held.bytes + size > PARITY_HELD_BYTES
+            || held.bytes + shard.datagram_len() > PARITY_HELD_BYTES
         {
             held.dropped += 1;
             return;
         }
-        held.bytes += size;
+        held.bytes += shard.datagram_len();
         held.by_stream.entry(shard.stream).or_default().push(shard);
         drop(held);
         self.arrived.send_modify(|n| *n = n.wrapping_add(1));
@@ -284,11 +272,7 @@ impl ParityInbox {
             return Vec::new();
         };
         let taken = held.by_stream.remove(&stream).unwrap_or_default();
-        held.bytes -= taken
-            .iter()
-            .map(|s| fec::PARITY_HEAD_LEN + s.bytes.len())
-            .sum::<usize>()
-            .min(held.bytes);
+        held.release(taken.iter());
         taken
     }
 
@@ -301,20 +285,19 @@ impl ParityInbox {
             .unwrap_or_default()
     }
 
-    /// Marks streams up to `stream` as read: their parity held now and arriving later is dropped.
-    fn read_through(&self, stream: u64) {
+    /// Marks streams up to `stream` as read, counting a message parity completed: their parity
+    /// held now and arriving later is dropped.
+    fn read_through(&self, stream: u64, rebuilt: bool) {
+        if rebuilt {
+            self.rebuilt
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
         let Ok(mut held) = self.held.lock() else {
             return;
         };
         let later = held.by_stream.split_off(&(stream + 1));
-        let freed: usize = held
-            .by_stream
-            .values()
-            .flatten()
-            .map(|s| fec::PARITY_HEAD_LEN + s.bytes.len())
-            .sum();
-        held.by_stream = later;
-        held.bytes -= freed.min(held.bytes);
+        let read = std::mem::replace(&mut held.by_stream, later);
+        held.release(read.values().flatten());
         held.refused = held.refused.split_off(&(stream + 1));
         held.read_through = Some(held.read_through.map_or(stream, |r| r.max(stream)));
     }
@@ -323,8 +306,10 @@ impl ParityInbox {
     /// stream (a peer's garbage costs one attempt, not one per datagram); the stream itself
     /// completes the message.
     fn refuse(&self, stream: u64) {
-        let _ = self.take(stream);
         if let Ok(mut held) = self.held.lock() {
+            if let Some(dropped) = held.by_stream.remove(&stream) {
+                held.release(dropped.iter());
+            }
             held.refused.insert(stream);
         }
     }
@@ -410,7 +395,7 @@ impl Receiver {
         {
             Ok(frame) => Ok((frame?, permit)),
             Err(_) => {
-                self.parity.read_through(stream_number(stream.id()));
+                self.parity.read_through(stream_number(stream.id()), false);
                 let _ = stream.stop(quinn::VarInt::from_u32(0));
                 Err(FrameError::Stalled(patience))
             }
@@ -479,10 +464,7 @@ impl Receiver {
                 }
                 match assembly.complete() {
                     Ok(Some(frame)) => {
-                        self.parity.read_through(number);
-                        self.parity
-                            .rebuilt
-                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        self.parity.read_through(number, true);
                         return frame;
                     }
                     Ok(None) if !assembly.parity_refused() => {}
@@ -554,12 +536,7 @@ pub async fn read_frame(
         }
     };
     if let Some(parity) = parity {
-        parity.read_through(number);
-        if assembly.rebuilt() {
-            parity
-                .rebuilt
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        }
+        parity.read_through(number, assembly.rebuilt());
     }
     let frame = outcome?;
     // Bytes after the declared end are refused when they are already in; the stream is not
